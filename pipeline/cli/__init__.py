@@ -1,0 +1,86 @@
+"""The ``knowngood`` command line: a lazy click group and the one error boundary.
+
+Commands live one per module in this package and are imported only when run, so
+``knowngood --help`` stays fast and never imports litellm.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USAGE, KnowngoodError
+
+# name -> (module, one-line help). The help text lives here so listing commands imports nothing.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("pipeline.cli.init", "Scaffold a knowngood repository with an example agent, suite, schemas and workflows."),
+    "validate": ("pipeline.cli.validate", "Check every file, schema, cross-reference, tool schema and secret."),
+    "diff": ("pipeline.cli.diff", "What changed per agent between two commits, and the semver bump each needs."),
+    "eval": ("pipeline.cli.eval", "Run eval suites on every provider in each agent's chain (cached, concurrent)."),
+    "results": ("pipeline.cli.results", "Work with results files: merge the shards of a CI matrix."),
+    "cache": ("pipeline.cli.cache", "Inspect or prune the eval response cache."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="knowngood")
+def cli() -> None:
+    """knowngood keeps AI agents at their last known good configuration.
+
+    Agents' prompts, tool schemas and configs live in git; knowngood validates them, runs their
+    eval suites across providers, gates pull requests, releases, deploys, checks, and reverts to
+    the last known good release when a deploy goes wrong.
+
+    Exit codes: 0 all good, 1 the check found a problem, 2 usage error, 3 could not complete,
+    130 interrupted.
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (the one place exceptions become exit codes)."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="knowngood",
+                          standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as e:
+        e.show()
+        return EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+    except KnowngoodError as e:
+        click.echo(f"knowngood: error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("knowngood: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        sys.stderr.close()  # reader went away (e.g. `| head`); nothing more to say
+        return EXIT_INCOMPLETE
+    return int(result or 0)

@@ -1,0 +1,49 @@
+"""Options every command shares (DESIGN.md: every command takes --repo and --format)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def repo_option(func: F) -> F:
+    return click.option(
+        "--repo",
+        "repo",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="The knowngood repository (default: the one enclosing the current directory).",
+    )(func)
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(choices or ("text", "json")),
+            default="text",
+            show_default=True,
+            help="Output format (github: workflow annotations on the files and lines).",
+        )(func)
+
+    return decorate
+
+
+def resolve_repo(repo: Path | None) -> Path:
+    from pipeline.errors import UsageError
+    from pipeline.repo import CONFIG_FILE, find_root
+
+    if repo is None:
+        return find_root()
+    if not (repo / CONFIG_FILE).is_file():
+        raise UsageError(
+            f"not a knowngood repository: {repo} has no {CONFIG_FILE}",
+            hint="run `knowngood init` to create one",
+        )
+    return repo.resolve()

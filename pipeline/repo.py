@@ -1,0 +1,422 @@
+"""The agent repository: find its files, and build typed objects from validated data.
+
+Discovery (``Layout``) only lists paths. ``validate`` parses and checks them. ``load_repo``
+runs validation and, when it is clean, returns typed ``Repo``/``Agent``/``Suite`` objects for
+the commands that act on agents (eval, gate, release, deploy).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UsageError
+
+CONFIG_FILE = "knowngood.yaml"
+DATA_SUFFIXES = (".yaml", ".yml", ".json")
+JUDGE_DIR = "_judge"
+DEFAULT_ENVIRONMENTS = ("staging", "production")
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The knowngood repository enclosing ``start``: the nearest folder with knowngood.yaml."""
+    here = (start or Path.cwd()).resolve()
+    if here.is_file():
+        here = here.parent
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise UsageError(
+        f"not a knowngood repository: no {CONFIG_FILE} in {here} or any parent",
+        hint="run `knowngood init` to create one, or pass --repo PATH",
+    )
+
+
+def rel(root: Path, path: Path) -> str:
+    """``path`` relative to ``root`` as a POSIX string (string work: this runs per file)."""
+    base, full = str(root), str(path)
+    if full.startswith(base) and full[len(base):len(base) + 1] == os.sep:
+        return full[len(base) + 1:].replace(os.sep, "/")
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+@dataclass(slots=True)
+class AgentFiles:
+    name: str  # the folder name
+    dir: Path
+    config: Path
+    environments: list[Path] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Layout:
+    """Which files the repository holds, by role. No file is read here."""
+
+    root: Path
+    config: Path
+    agents: dict[str, AgentFiles] = field(default_factory=dict)
+    stray_agent_dirs: list[Path] = field(default_factory=list)  # agents/<x>/ without agent.yaml
+    suites: dict[str, list[Path]] = field(default_factory=dict)  # evals/<agent>/<suite>.yaml
+    judge_prompts: list[Path] = field(default_factory=list)
+    # A part of the repository (parallel validation): only these folders are scanned for secrets.
+    scan_only: list[Path] | None = None
+
+    def text_files(self) -> list[Path]:
+        """Every file a secret could hide in: agents/, evals/ and knowngood.yaml (no symlinks)."""
+        if self.scan_only is None:
+            files, tops = [self.config], [self.root / "agents", self.root / "evals"]
+        else:
+            files, tops = [], self.scan_only
+        for top in tops:
+            if top.is_file():
+                files.append(top)
+            for dirpath, dirnames, filenames in os.walk(top):
+                dirnames.sort()
+                files.extend(Path(dirpath, name) for name in sorted(filenames))
+        return [f for f in files if not f.is_symlink()]
+
+    def split(self, n: int) -> list[Layout]:
+        """``n`` parts that can be validated independently (each agent with its own suites)."""
+        names = sorted(self.agents)
+        parts = []
+        for i in range(n):
+            mine = names[i::n]
+            part = Layout(self.root, self.config, {a: self.agents[a] for a in mine},
+                          suites={a: self.suites[a] for a in mine if a in self.suites})
+            part.scan_only = [self.agents[a].dir for a in mine] + [self.root / "evals" / a for a in mine if a in self.suites]
+            if i == 0:  # everything that belongs to no agent
+                part.stray_agent_dirs = list(self.stray_agent_dirs)
+                part.judge_prompts = list(self.judge_prompts)
+                orphans = {a: p for a, p in self.suites.items() if a not in self.agents}
+                part.suites.update(orphans)
+                owned = {p for layout_dir in part.scan_only for p in [layout_dir]}
+                extra = [self.config, *self.stray_agent_dirs, *(self.root / "evals" / a for a in orphans)]
+                extra += [p for p in _loose_files(self.root) if p not in owned]
+                if self.judge_prompts:
+                    extra.append(self.root / "evals" / JUDGE_DIR)
+                part.scan_only += extra
+            parts.append(part)
+        return parts
+
+
+def _loose_files(root: Path) -> list[Path]:
+    """Files directly in agents/ or evals/ (a README, say): scanned for secrets too."""
+    return [Path(e.path) for top in ("agents", "evals") for e in _entries(root / top) if e.is_file()]
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """Directory entries sorted by name (scandir: one syscall, cached file types)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def discover(root: Path) -> Layout:
+    layout = Layout(root=root, config=root / CONFIG_FILE)
+    for entry in _entries(root / "agents"):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        folder = Path(entry.path)
+        names = {e.name: e for e in _entries(folder)}
+        config = next((folder / f"agent{s}" for s in DATA_SUFFIXES if f"agent{s}" in names), None)
+        if config is None:
+            layout.stray_agent_dirs.append(folder)
+            continue
+        files = AgentFiles(name=entry.name, dir=folder, config=config)
+        if "environments" in names and names["environments"].is_dir():
+            files.environments = [
+                Path(e.path) for e in _entries(folder / "environments") if e.name.endswith(DATA_SUFFIXES)
+            ]
+        layout.agents[entry.name] = files
+    for entry in _entries(root / "evals"):
+        if not entry.is_dir():
+            continue
+        if entry.name == JUDGE_DIR:
+            layout.judge_prompts = [Path(e.path) for e in _entries(Path(entry.path)) if e.name.endswith(".md")]
+            continue
+        suites = [
+            Path(e.path) for e in _entries(Path(entry.path))
+            if e.name.endswith(DATA_SUFFIXES) and e.is_file()
+        ]
+        if suites:
+            layout.suites[entry.name] = suites
+    return layout
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed objects, built from data that already passed validation.
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None
+    concurrency: int | None = None
+    serve: str | None = None  # knowngood starts a local server for this model (e.g. "smollm2")
+
+
+@dataclass(frozen=True, slots=True)
+class EvalDefaults:
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    retries: int = 4
+    repeat: int = 1
+    pass_rate: float = 1.0
+    cache_dir: str = ".knowngood/cache"
+    budget_usd: float | None = None
+    judge_provider: str | None = None
+    embedding_provider: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    providers: Mapping[str, Provider]
+    eval: EvalDefaults
+    main_branch: str
+    records_branch: str
+    environments: tuple[str, ...]
+    raw: Mapping[str, Any]
+
+    @property
+    def deploy(self) -> Mapping[str, Any]:
+        return self.raw.get("deploy") or {}
+
+    @property
+    def revert(self) -> Mapping[str, Any]:
+        return self.raw.get("revert") or {}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Settings:
+        providers = {
+            name: Provider(
+                name=name,
+                model=p["model"],
+                api_base=p.get("api_base"),
+                api_key_env=p.get("api_key_env"),
+                params=dict(p.get("params") or {}),
+                timeout_s=p.get("timeout_s"),
+                concurrency=p.get("concurrency"),
+                serve=p.get("serve"),
+            )
+            for name, p in (data.get("providers") or {}).items()
+        }
+        ev = data.get("eval") or {}
+        known = EvalDefaults.__dataclass_fields__
+        defaults = EvalDefaults(**{k: v for k, v in ev.items() if k in known})
+        deploy = data.get("deploy") or {}
+        return cls(
+            providers=providers,
+            eval=defaults,
+            main_branch=data.get("main_branch", "main"),
+            records_branch=(data.get("records") or {}).get("branch", "knowngood/records"),
+            environments=tuple(deploy.get("environments") or DEFAULT_ENVIRONMENTS),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    path: str  # repo-relative
+    strict: bool = False
+
+    def openai_format(self) -> dict[str, Any]:
+        function: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": copy.deepcopy(dict(self.parameters)),
+        }
+        if self.strict:
+            function["strict"] = True
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    name: str
+    dir: Path
+    raw: Mapping[str, Any]  # agent.yaml with the environment overlay (if any) merged in
+    prompt_path: str  # relative to the agent folder
+    prompt_source: str
+    tools: tuple[Tool, ...]
+    environment: str | None = None
+
+    @property
+    def description(self) -> str:
+        return str(self.raw.get("description", ""))
+
+    @property
+    def chain(self) -> list[str]:
+        model = self.raw["model"]
+        return [model["provider"], *(model.get("fallbacks") or [])]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.raw["model"].get("params") or {})
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        return dict((self.raw.get("prompt") or {}).get("vars") or {})
+
+    @property
+    def evals(self) -> Mapping[str, Any]:
+        return self.raw.get("evals") or {}
+
+    @property
+    def pass_rate(self) -> float:
+        return float(self.evals.get("pass_rate", 1.0))
+
+    def render_prompt(self, extra_vars: Mapping[str, Any] | None = None) -> str:
+        from pipeline.templates import render
+
+        return render(self.prompt_source, {**self.vars, **(extra_vars or {})})
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    id: str
+    input: str | list[dict[str, Any]]
+    expect: tuple[Mapping[str, Any], ...]
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    providers: tuple[str, ...] | None = None
+    repeat: int | None = None
+    pass_rate: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Suite:
+    name: str
+    agent: str
+    path: str  # repo-relative
+    cases: tuple[Case, ...]
+    providers: tuple[str, ...] | None = None
+    repeat: int | None = None
+    pass_rate: float | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @classmethod
+    def from_data(cls, name: str, path: str, data: Mapping[str, Any]) -> Suite:
+        cases = tuple(
+            Case(
+                id=str(c["id"]),
+                input=c["input"],
+                expect=tuple(c.get("expect") or ()),
+                vars=dict(c.get("vars") or {}),
+                providers=tuple(c["providers"]) if c.get("providers") else None,
+                repeat=c.get("repeat"),
+                pass_rate=c.get("pass_rate"),
+                description=c.get("description", ""),
+            )
+            for c in data.get("cases") or ()
+        )
+        return cls(
+            name=name,
+            agent=data["agent"],
+            path=path,
+            cases=cases,
+            providers=tuple(data["providers"]) if data.get("providers") else None,
+            repeat=data.get("repeat"),
+            pass_rate=data.get("pass_rate"),
+            vars=dict(data.get("vars") or {}),
+            description=data.get("description", ""),
+        )
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge recursively; lists and scalars in ``overlay`` replace."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(slots=True)
+class Repo:
+    """A validated repository."""
+
+    root: Path
+    settings: Settings
+    agents: dict[str, Agent]
+    overlays: dict[str, dict[str, Mapping[str, Any]]]  # agent -> env -> overlay data
+    suites: dict[str, dict[str, Suite]]  # agent -> suite name -> suite
+    judge_prompts: dict[str, str]  # version -> text
+
+    def agent(self, name: str, env: str | None = None) -> Agent:
+        try:
+            base = self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents)) or "none"
+            raise UsageError(f"no agent named {name!r} (agents: {known})") from None
+        if env is None:
+            return base
+        overlay = self.overlays.get(name, {}).get(env)
+        if overlay is None:
+            return Agent(base.name, base.dir, base.raw, base.prompt_path, base.prompt_source, base.tools, env)
+        merged = deep_merge(base.raw, overlay)
+        return build_agent(self.root, base.dir, merged, env)
+
+    def suites_for(self, agent: str, kind: str | None = None) -> list[Suite]:
+        """Suites of ``agent``; ``kind`` is "pull_request" or "post_deploy" (None: all)."""
+        suites = self.suites.get(agent, {})
+        if kind is None:
+            return list(suites.values())
+        evals = self.agents[agent].evals
+        post = list(evals.get("post_deploy") or [])
+        if kind == "post_deploy":
+            return [suites[s] for s in post if s in suites]
+        named = evals.get("pull_request")
+        if named is None:
+            return [s for n, s in suites.items() if n not in post]
+        return [suites[s] for s in named if s in suites]
+
+
+def build_agent(root: Path, agent_dir: Path, data: Mapping[str, Any], env: str | None = None) -> Agent:
+    from pipeline.loading import load
+
+    prompt_rel = data["prompt"]["system"]
+    source = (agent_dir / prompt_rel).read_text(encoding="utf-8")
+    tool_paths = data.get("tools")
+    if tool_paths is None:
+        tools_dir = agent_dir / "tools"
+        tool_paths = (
+            [rel(agent_dir, p) for p in sorted(tools_dir.iterdir()) if p.suffix in DATA_SUFFIXES]
+            if tools_dir.is_dir()
+            else []
+        )
+    tools: list[Tool] = []
+    for tool_rel in tool_paths:
+        path = agent_dir / tool_rel
+        doc, _ = load(path, rel(root, path))
+        if doc is None:  # validation reports it; a repo that loads has none of these
+            continue
+        t = doc.data
+        tools.append(
+            Tool(
+                name=t["name"],
+                description=t.get("description", ""),
+                parameters=t.get("parameters") or {"type": "object", "properties": {}},
+                path=rel(root, path),
+                strict=bool(t.get("strict", False)),
+            )
+        )
+    return Agent(data["name"], agent_dir, data, prompt_rel, source, tuple(tools), env)

@@ -1,0 +1,1 @@
+"""Reporters: render core results as text, JSON, GitHub annotations, markdown and JUnit."""

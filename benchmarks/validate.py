@@ -38,8 +38,13 @@ def corpus_tools(limit: int) -> list[dict[str, Any]]:
                 if not name or name in seen or not isinstance(fn.get("parameters"), dict):
                     continue
                 seen.add(name)
-                tools.append({"name": name[:64], "description": (fn.get("description") or name)[:1000],
-                              "parameters": _fix(fn["parameters"])})
+                tools.append(
+                    {
+                        "name": name[:64],
+                        "description": (fn.get("description") or name)[:1000],
+                        "parameters": _fix(fn["parameters"]),
+                    }
+                )
                 if len(tools) >= limit:
                     return tools
     return tools
@@ -78,8 +83,11 @@ def generated_tool(i: int) -> dict[str, Any]:
             "properties": {
                 "query": {"type": "string", "description": "What to look for"},
                 "limit": {"type": "integer", "description": "How many results"},
-                "options": {"type": "object", "properties": {"exact": {"type": "boolean"}},
-                            "additionalProperties": False},
+                "options": {
+                    "type": "object",
+                    "properties": {"exact": {"type": "boolean"}},
+                    "additionalProperties": False,
+                },
             },
             "required": ["query"],
             "additionalProperties": False,
@@ -107,12 +115,14 @@ def generate(root: Path, agents: int, tools: int, suites: int) -> int:
             names.append(tool["name"])
             (d / "tools" / f"t{t}.json").write_text(json.dumps(tool, indent=2))
         (d / "prompts" / "system.md").write_text(
-            "You are agent {{ name }} for {{ company }}.\nHelp {{ customer }} with their question.\n")
+            "You are agent {{ name }} for {{ company }}.\nHelp {{ customer }} with their question.\n"
+        )
         (d / "agent.yaml").write_text(
             f"name: agent-{a}\ndescription: Generated agent {a}.\nmodel:\n  provider: local\n"
             "  fallbacks: [openai, anthropic, gemini]\n  params: {temperature: 0}\n"
             f"prompt:\n  system: prompts/system.md\n  vars: {{name: agent-{a}, company: Acme}}\n"
-            "evals:\n  pull_request: [s0]\n  post_deploy: [s1]\n")
+            "evals:\n  pull_request: [s0]\n  post_deploy: [s1]\n"
+        )
         (d / "environments" / "production.yaml").write_text("model:\n  params: {temperature: 0}\n")
         e = root / "evals" / f"agent-{a}"
         e.mkdir(parents=True)
@@ -122,7 +132,9 @@ def generate(root: Path, agents: int, tools: int, suites: int) -> int:
                 f"      - tool_call: {{name: {names[c % len(names)]}, match: subset}}\n"
                 for c in range(5)
             )
-            (e / f"s{s}.yaml").write_text(f"agent: agent-{a}\nvars: {{customer: Ann}}\ncases:\n{cases}")
+            (e / f"s{s}.yaml").write_text(
+                f"agent: agent-{a}\nvars: {{customer: Ann}}\ncases:\n{cases}"
+            )
         files += tools + 3 + suites
     return files
 
@@ -143,7 +155,9 @@ def measure(cmd: list[str], cwd: Path, runs: int) -> tuple[list[float], float, i
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--agents", type=int, default=500)
     ap.add_argument("--tools", type=int, default=10)
     ap.add_argument("--suites", type=int, default=2)
@@ -154,20 +168,29 @@ def main() -> int:
         root = Path(tmp)
         t0 = time.perf_counter()
         files = generate(root, args.agents, args.tools, args.suites)
-        print(f"generated {args.agents} agents x {args.tools} tools x {args.suites} suites: "
-              f"{files} files in {time.perf_counter() - t0:.1f}s "
-              f"({'BFCL corpus tools' if CORPUS.is_file() else 'generated tools'})")
+        print(
+            f"generated {args.agents} agents x {args.tools} tools x {args.suites} suites: "
+            f"{files} files in {time.perf_counter() - t0:.1f}s "
+            f"({'BFCL corpus tools' if CORPUS.is_file() else 'generated tools'})"
+        )
         env_note = f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
         times, peak, code = measure([exe, "validate", "--format", "json"], root, args.runs)
-        report = json.loads(subprocess.run([exe, "validate", "--format", "json"], cwd=root,
-                                           capture_output=True, text=True).stdout)
-        print(f"knowngood validate: median {statistics.median(times):.2f}s (min {min(times):.2f}s, "
-              f"runs {', '.join(f'{t:.2f}' for t in times)}), peak RSS {peak:.0f} MiB, exit {code}, "
-              f"{report['files_checked']} files, {report['errors']} errors, {report['warnings']} warnings "
-              f"[target < 3 s] ({env_note})")
+        report = json.loads(
+            subprocess.run(
+                [exe, "validate", "--format", "json"], cwd=root, capture_output=True, text=True
+            ).stdout
+        )
+        print(
+            f"knowngood validate: median {statistics.median(times):.2f}s (min {min(times):.2f}s, "
+            f"runs {', '.join(f'{t:.2f}' for t in times)}), peak RSS {peak:.0f} MiB, exit {code}, "
+            f"{report['files_checked']} files, {report['errors']} errors, {report['warnings']} warnings "
+            f"[target < 3 s] ({env_note})"
+        )
         times, peak, _ = measure([exe, "--help"], root, max(args.runs, 5))
-        print(f"knowngood --help:   median {statistics.median(times) * 1000:.0f} ms "
-              f"(min {min(times) * 1000:.0f} ms) [target < 300 ms]")
+        print(
+            f"knowngood --help:   median {statistics.median(times) * 1000:.0f} ms "
+            f"(min {min(times) * 1000:.0f} ms) [target < 300 ms]"
+        )
     return 0
 
 

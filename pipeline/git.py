@@ -30,7 +30,9 @@ class Git:
         self.cwd = Path(cwd)
         self.env = {**os.environ, **_BASE_ENV, **(env or {})}
 
-    def try_run(self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None) -> Result:
+    def try_run(
+        self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
+    ) -> Result:
         cmd = ["git", *args]
         try:
             proc = subprocess.run(
@@ -48,7 +50,9 @@ class Git:
             raise GitError("git is not installed (or not on PATH)", cmd=cmd) from e
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def run(self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    def run(
+        self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
+    ) -> str:
         result = self.try_run(*args, input=input, env=env)
         if result.code != 0:
             first = (result.stderr.strip() or result.stdout.strip()).splitlines()
@@ -72,8 +76,12 @@ class Git:
         """Full SHA of ``rev`` (a commit); GitError naming the revision when it does not exist."""
         result = self.try_run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         if result.code != 0:
-            raise GitError(f"unknown revision {rev!r}", cmd=["git", "rev-parse", rev], code=result.code,
-                           hint="fetch it first (actions/checkout needs fetch-depth: 0) or check the name")
+            raise GitError(
+                f"unknown revision {rev!r}",
+                cmd=["git", "rev-parse", rev],
+                code=result.code,
+                hint="fetch it first (actions/checkout needs fetch-depth: 0) or check the name",
+            )
         return result.stdout.strip()
 
     def ref_exists(self, ref: str) -> bool:
@@ -89,7 +97,11 @@ class Git:
     def show(self, rev: str, path: str) -> bytes | None:
         """Contents of ``path`` at ``rev``, or None when it does not exist there."""
         proc = subprocess.run(
-            ["git", "show", f"{rev}:{path}"], cwd=self.cwd, env=self.env, capture_output=True, check=False
+            ["git", "show", f"{rev}:{path}"],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            check=False,
         )
         return proc.stdout if proc.returncode == 0 else None
 
@@ -144,4 +156,6 @@ def commit_env(name: str = "knowngood", email: str = "knowngood@localhost") -> d
 
 
 def quote_args(args: Sequence[str]) -> str:
-    return " ".join(a if a and all(c.isalnum() or c in "-_./:=@^~" for c in a) else repr(a) for a in args)
+    return " ".join(
+        a if a and all(c.isalnum() or c in "-_./:=@^~" for c in a) else repr(a) for a in args
+    )

@@ -180,7 +180,9 @@ def _build_index(text: str) -> dict[tuple[str | int, ...], tuple[int, int]]:
     return index
 
 
-def _finding(rel: str, line: int | None, column: int | None, message: str, rule: str, hint: str | None = None) -> Finding:
+def _finding(
+    rel: str, line: int | None, column: int | None, message: str, rule: str, hint: str | None = None
+) -> Finding:
     return Finding(rel, line, column, "", message, "error", rule, None, hint)
 
 
@@ -193,24 +195,40 @@ def read_text(path: Path, rel: str) -> tuple[str | None, Finding | None]:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             return None, _finding(
-                rel, None, None,
+                rel,
+                None,
+                None,
                 f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
                 "file.too-large",
                 "split it up or remove what does not belong in an agent repository",
             )
         raw = path.read_bytes()
     except OSError as e:
-        return None, _finding(rel, None, None, f"cannot read file: {e.strerror or e}", "file.unreadable")
+        return None, _finding(
+            rel, None, None, f"cannot read file: {e.strerror or e}", "file.unreadable"
+        )
     if b"\0" in raw[:8192]:
-        return None, _finding(rel, 1, 1, "file is binary (contains NUL bytes)", "file.binary",
-                              "agent repositories hold text: YAML, JSON and Markdown")
+        return None, _finding(
+            rel,
+            1,
+            1,
+            "file is binary (contains NUL bytes)",
+            "file.binary",
+            "agent repositories hold text: YAML, JSON and Markdown",
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        return None, _finding(rel, line, column, f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})",
-                              "file.encoding", "save the file as UTF-8")
+        return None, _finding(
+            rel,
+            line,
+            column,
+            f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})",
+            "file.encoding",
+            "save the file as UTF-8",
+        )
     if not text.strip():
         return None, _finding(rel, 1, 1, "file is empty", "file.empty")
     return text, None
@@ -259,8 +277,16 @@ def _load_json(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
         pos = second if second >= 0 else max(first, 0)
         line = text.count("\n", 0, pos) + 1
         column = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        return None, [_finding(rel, line, column, f"duplicate key {e.key!r}", "json.duplicate-key",
-                               "remove one of them: only the last would be used")]
+        return None, [
+            _finding(
+                rel,
+                line,
+                column,
+                f"duplicate key {e.key!r}",
+                "json.duplicate-key",
+                "remove one of them: only the last would be used",
+            )
+        ]
     except RecursionError:
         return None, [_finding(rel, 1, 1, "JSON nests too deeply", "json.syntax")]
     return Document(path, rel, text, data), []
@@ -274,10 +300,27 @@ def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
     except _DuplicateKey as e:
         mark = e.problem_mark
         assert mark is not None
-        return None, [_finding(rel, mark.line + 1, mark.column + 1, str(e.problem), "yaml.duplicate-key",
-                               "remove one of them: only the last would be used")]
+        return None, [
+            _finding(
+                rel,
+                mark.line + 1,
+                mark.column + 1,
+                str(e.problem),
+                "yaml.duplicate-key",
+                "remove one of them: only the last would be used",
+            )
+        ]
     except _AliasBomb as e:
-        return None, [_finding(rel, 1, 1, str(e), "yaml.alias-bomb", "write the values out instead of aliasing them")]
+        return None, [
+            _finding(
+                rel,
+                1,
+                1,
+                str(e),
+                "yaml.alias-bomb",
+                "write the values out instead of aliasing them",
+            )
+        ]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

@@ -39,8 +39,8 @@ def find_root(start: Path | None = None) -> Path:
 def rel(root: Path, path: Path) -> str:
     """``path`` relative to ``root`` as a POSIX string (string work: this runs per file)."""
     base, full = str(root), str(path)
-    if full.startswith(base) and full[len(base):len(base) + 1] == os.sep:
-        return full[len(base) + 1:].replace(os.sep, "/")
+    if full.startswith(base) and full[len(base) : len(base) + 1] == os.sep:
+        return full[len(base) + 1 :].replace(os.sep, "/")
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -88,16 +88,26 @@ class Layout:
         parts = []
         for i in range(n):
             mine = names[i::n]
-            part = Layout(self.root, self.config, {a: self.agents[a] for a in mine},
-                          suites={a: self.suites[a] for a in mine if a in self.suites})
-            part.scan_only = [self.agents[a].dir for a in mine] + [self.root / "evals" / a for a in mine if a in self.suites]
+            part = Layout(
+                self.root,
+                self.config,
+                {a: self.agents[a] for a in mine},
+                suites={a: self.suites[a] for a in mine if a in self.suites},
+            )
+            part.scan_only = [self.agents[a].dir for a in mine] + [
+                self.root / "evals" / a for a in mine if a in self.suites
+            ]
             if i == 0:  # everything that belongs to no agent
                 part.stray_agent_dirs = list(self.stray_agent_dirs)
                 part.judge_prompts = list(self.judge_prompts)
                 orphans = {a: p for a, p in self.suites.items() if a not in self.agents}
                 part.suites.update(orphans)
                 owned = {p for layout_dir in part.scan_only for p in [layout_dir]}
-                extra = [self.config, *self.stray_agent_dirs, *(self.root / "evals" / a for a in orphans)]
+                extra = [
+                    self.config,
+                    *self.stray_agent_dirs,
+                    *(self.root / "evals" / a for a in orphans),
+                ]
                 extra += [p for p in _loose_files(self.root) if p not in owned]
                 if self.judge_prompts:
                     extra.append(self.root / "evals" / JUDGE_DIR)
@@ -108,7 +118,9 @@ class Layout:
 
 def _loose_files(root: Path) -> list[Path]:
     """Files directly in agents/ or evals/ (a README, say): scanned for secrets too."""
-    return [Path(e.path) for top in ("agents", "evals") for e in _entries(root / top) if e.is_file()]
+    return [
+        Path(e.path) for top in ("agents", "evals") for e in _entries(root / top) if e.is_file()
+    ]
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -134,17 +146,22 @@ def discover(root: Path) -> Layout:
         files = AgentFiles(name=entry.name, dir=folder, config=config)
         if "environments" in names and names["environments"].is_dir():
             files.environments = [
-                Path(e.path) for e in _entries(folder / "environments") if e.name.endswith(DATA_SUFFIXES)
+                Path(e.path)
+                for e in _entries(folder / "environments")
+                if e.name.endswith(DATA_SUFFIXES)
             ]
         layout.agents[entry.name] = files
     for entry in _entries(root / "evals"):
         if not entry.is_dir():
             continue
         if entry.name == JUDGE_DIR:
-            layout.judge_prompts = [Path(e.path) for e in _entries(Path(entry.path)) if e.name.endswith(".md")]
+            layout.judge_prompts = [
+                Path(e.path) for e in _entries(Path(entry.path)) if e.name.endswith(".md")
+            ]
             continue
         suites = [
-            Path(e.path) for e in _entries(Path(entry.path))
+            Path(e.path)
+            for e in _entries(Path(entry.path))
             if e.name.endswith(DATA_SUFFIXES) and e.is_file()
         ]
         if suites:
@@ -371,7 +388,9 @@ class Repo:
             return base
         overlay = self.overlays.get(name, {}).get(env)
         if overlay is None:
-            return Agent(base.name, base.dir, base.raw, base.prompt_path, base.prompt_source, base.tools, env)
+            return Agent(
+                base.name, base.dir, base.raw, base.prompt_path, base.prompt_source, base.tools, env
+            )
         merged = deep_merge(base.raw, overlay)
         return build_agent(self.root, base.dir, merged, env)
 
@@ -390,7 +409,9 @@ class Repo:
         return [suites[s] for s in named if s in suites]
 
 
-def build_agent(root: Path, agent_dir: Path, data: Mapping[str, Any], env: str | None = None) -> Agent:
+def build_agent(
+    root: Path, agent_dir: Path, data: Mapping[str, Any], env: str | None = None
+) -> Agent:
     from pipeline.loading import load
 
     prompt_rel = data["prompt"]["system"]

@@ -29,14 +29,55 @@ SCHEMA_BASE = "https://knowngood.dev/schemas/"
 FAST_SCHEMAS = ("knowngood", "agent", "environment", "tool", "suite")
 # fastjsonschema implements draft-07: a schema on the fast path may only use keywords that mean
 # the same there (tests/test_schemas_fast.py holds every schema to this list).
-DRAFT7_KEYWORDS = frozenset({
-    "$schema", "$id", "$ref", "$defs", "$comment", "title", "description", "examples", "default",
-    "deprecated", "readOnly", "writeOnly", "type", "enum", "const", "multipleOf", "maximum",
-    "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern", "items",
-    "additionalItems", "maxItems", "minItems", "uniqueItems", "contains", "maxProperties",
-    "minProperties", "required", "properties", "patternProperties", "additionalProperties",
-    "dependencies", "propertyNames", "if", "then", "else", "allOf", "anyOf", "oneOf", "not", "format",
-})
+DRAFT7_KEYWORDS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$ref",
+        "$defs",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "type",
+        "enum",
+        "const",
+        "multipleOf",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "items",
+        "additionalItems",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "contains",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "dependencies",
+        "propertyNames",
+        "if",
+        "then",
+        "else",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "format",
+    }
+)
 
 
 def schemas_dir() -> Path:
@@ -79,7 +120,9 @@ def schema_set_hash() -> str:
 
     digest = hashlib.sha256()
     for name in FAST_SCHEMAS:
-        digest.update(name.encode() + b"\0" + (schemas_dir() / f"{name}.schema.json").read_bytes() + b"\0")
+        digest.update(
+            name.encode() + b"\0" + (schemas_dir() / f"{name}.schema.json").read_bytes() + b"\0"
+        )
     return digest.hexdigest()
 
 
@@ -136,8 +179,9 @@ def fast_validator(name: str) -> Any:
 
     store = _schema_store()
     schema = json.loads((schemas_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
-    return fastjsonschema.compile(schema, handlers={"https": lambda uri: store[uri.split("#")[0]]},
-                                  use_formats=False)
+    return fastjsonschema.compile(
+        schema, handlers={"https": lambda uri: store[uri.split("#")[0]]}, use_formats=False
+    )
 
 
 @lru_cache(maxsize=1)
@@ -195,8 +239,10 @@ def _describe(error: ValidationError) -> tuple[tuple[str | int, ...], str, str |
             key = str(extras[0])
             what = "assertion type" if "expect" in parts else "key"
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else (
-                f"allowed: {', '.join(known)}" if len(known) <= 16 else None
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else (f"allowed: {', '.join(known)}" if len(known) <= 16 else None)
             )
             return (*parts, key), f"unknown {what} {key!r}", hint
     if error.validator == "required":

@@ -17,11 +17,26 @@ from pipeline.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USAGE, Known
 
 # name -> (module, one-line help). The help text lives here so listing commands imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "init": ("pipeline.cli.init", "Scaffold a knowngood repository with an example agent, suite, schemas and workflows."),
-    "validate": ("pipeline.cli.validate", "Check every file, schema, cross-reference, tool schema and secret."),
-    "diff": ("pipeline.cli.diff", "What changed per agent between two commits, and the semver bump each needs."),
-    "eval": ("pipeline.cli.eval", "Run eval suites on every provider in each agent's chain (cached, concurrent)."),
-    "results": ("pipeline.cli.results", "Work with results files: merge the shards of a CI matrix."),
+    "init": (
+        "pipeline.cli.init",
+        "Scaffold a knowngood repository with an example agent, suite, schemas and workflows.",
+    ),
+    "validate": (
+        "pipeline.cli.validate",
+        "Check every file, schema, cross-reference, tool schema and secret.",
+    ),
+    "diff": (
+        "pipeline.cli.diff",
+        "What changed per agent between two commits, and the semver bump each needs.",
+    ),
+    "eval": (
+        "pipeline.cli.eval",
+        "Run eval suites on every provider in each agent's chain (cached, concurrent).",
+    ),
+    "results": (
+        "pipeline.cli.results",
+        "Work with results files: merge the shards of a CI matrix.",
+    ),
     "cache": ("pipeline.cli.cache", "Inspect or prune the eval response cache."),
 }
 
@@ -64,8 +79,11 @@ def cli() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (the one place exceptions become exit codes)."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="knowngood",
-                          standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="knowngood",
+            standalone_mode=False,
+        )
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:

@@ -8,7 +8,9 @@ import click
 
 
 @click.command("init")
-@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
+)
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def command(directory: Path, force: bool) -> int:
     """Scaffold a knowngood repository: knowngood.yaml, one example agent with a prompt, tools and
@@ -24,5 +26,8 @@ def command(directory: Path, force: bool) -> int:
     result = init(directory, force=force)
     for rel in result.written:
         click.echo(f"  wrote {rel}", err=True)
-    click.echo(f"knowngood repository ready in {directory} -- next: cd {directory} && knowngood validate", err=True)
+    click.echo(
+        f"knowngood repository ready in {directory} -- next: cd {directory} && knowngood validate",
+        err=True,
+    )
     return 0

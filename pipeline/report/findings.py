@@ -86,6 +86,10 @@ def _github(findings: list[Finding], prefix: str) -> None:
             props["line"] = f.line
             if f.column is not None:
                 props["col"] = f.column
-        message = (f"{f.json_path}: " if f.json_path else "") + f.message + (f" -- {f.hint}" if f.hint else "")
+        message = (
+            (f"{f.json_path}: " if f.json_path else "")
+            + f.message
+            + (f" -- {f.hint}" if f.hint else "")
+        )
         issue_command("error" if f.severity == "error" else "warning", props, message)
     sys.stdout.flush()

@@ -37,8 +37,13 @@ def init(dest: Path, *, force: bool = False) -> InitResult:
     if not force:
         clashes = sorted(rel for rel in files if (dest / rel).exists())
         if clashes:
-            shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
-            raise UsageError(f"{dest} already has {shown}", hint="pick an empty folder, or pass --force to overwrite")
+            shown = ", ".join(clashes[:5]) + (
+                f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+            )
+            raise UsageError(
+                f"{dest} already has {shown}",
+                hint="pick an empty folder, or pass --force to overwrite",
+            )
     dest.mkdir(parents=True, exist_ok=True)
     result = InitResult(dest)
     # Stage everything first, then move it into place: a failure leaves no half-written file.

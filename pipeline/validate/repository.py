@@ -27,8 +27,19 @@ from pipeline.repo import (
 from pipeline.validate import secrets, toolcompat
 
 ASSERTION_TYPES = (
-    "equals", "contains", "icontains", "regex", "not", "json", "json_schema",
-    "tool_call", "no_tool_call", "judge", "similar", "max_latency_ms", "max_cost_usd",
+    "equals",
+    "contains",
+    "icontains",
+    "regex",
+    "not",
+    "json",
+    "json_schema",
+    "tool_call",
+    "no_tool_call",
+    "judge",
+    "similar",
+    "max_latency_ms",
+    "max_cost_usd",
 )
 
 
@@ -95,22 +106,40 @@ class _Validator:
             return None
         self.texts[path] = doc.text
         if not isinstance(doc.data, dict):
-            self.add(doc.finding((), f"expected a mapping at the top of the file, got {type(doc.data).__name__}"))
+            self.add(
+                doc.finding(
+                    (), f"expected a mapping at the top of the file, got {type(doc.data).__name__}"
+                )
+            )
             return None
         self.findings.extend(schemas.check(doc, schema))
         return doc
 
-    def inside(self, base: Path, candidate: str, doc: Document, parts: tuple[str | int, ...], what: str) -> Path | None:
+    def inside(
+        self, base: Path, candidate: str, doc: Document, parts: tuple[str | int, ...], what: str
+    ) -> Path | None:
         """``base/candidate`` if it exists and resolves inside ``base`` (no ``..``, no symlink escape)."""
         path = base / candidate
         state = _resolve_inside(base, candidate)
         if state == "outside":
-            self.add(doc.finding(parts, f"{what} {candidate!r} resolves outside the agent folder",
-                                 rule="ref.outside", hint="keep every file of an agent inside agents/<agent>/"))
+            self.add(
+                doc.finding(
+                    parts,
+                    f"{what} {candidate!r} resolves outside the agent folder",
+                    rule="ref.outside",
+                    hint="keep every file of an agent inside agents/<agent>/",
+                )
+            )
             return None
         if state == "missing":
-            self.add(doc.finding(parts, f"{what} {candidate!r} does not exist", rule=f"ref.missing-{what.split()[0]}",
-                                 hint=f"create {self.rel(path)} or fix the path"))
+            self.add(
+                doc.finding(
+                    parts,
+                    f"{what} {candidate!r} does not exist",
+                    rule=f"ref.missing-{what.split()[0]}",
+                    hint=f"create {self.rel(path)} or fix the path",
+                )
+            )
             return None
         return path
 
@@ -119,20 +148,34 @@ class _Validator:
         self.check_config()
         for stray in self.layout.stray_agent_dirs:
             if self.selected(stray):
-                self.add(Finding(self.rel(stray), None, None, "", "agent folder has no agent.yaml",
-                                 "error", "ref.no-agent-config", hint="add agent.yaml or remove the folder"))
+                self.add(
+                    Finding(
+                        self.rel(stray),
+                        None,
+                        None,
+                        "",
+                        "agent folder has no agent.yaml",
+                        "error",
+                        "ref.no-agent-config",
+                        hint="add agent.yaml or remove the folder",
+                    )
+                )
         for name, files in self.layout.agents.items():
             self.check_agent(name, files)
         for agent, paths in self.layout.suites.items():
             for path in paths:
-                if self.selected(path) or (agent in self.layout.agents and self.selected(self.layout.agents[agent].dir)):
+                if self.selected(path) or (
+                    agent in self.layout.agents and self.selected(self.layout.agents[agent].dir)
+                ):
                     self.check_suite(agent, path)
         for info in self.agents.values():
             self.check_agent_suites(info)
             self.check_template_vars(info)
         self.check_secrets()
         if self.paths is not None:
-            self.findings = [f for f in self.findings if not f.path or self.selected(self.root / f.path)]
+            self.findings = [
+                f for f in self.findings if not f.path or self.selected(self.root / f.path)
+            ]
 
     def check_config(self) -> None:
         doc = self.load(self.layout.config, "knowngood")
@@ -141,7 +184,9 @@ class _Validator:
         self.settings_data = doc.data
         providers = doc.data.get("providers")
         if isinstance(providers, dict):
-            self.providers = {n: p.get("model", "") for n, p in providers.items() if isinstance(p, dict)}
+            self.providers = {
+                n: p.get("model", "") for n, p in providers.items() if isinstance(p, dict)
+            }
         ev = doc.data.get("eval")
         if isinstance(ev, dict):
             for key in ("judge_provider", "embedding_provider"):
@@ -151,14 +196,20 @@ class _Validator:
 
     def unknown_provider(self, doc: Document, parts: tuple[str | int, ...], name: str) -> Finding:
         known = ", ".join(sorted(self.providers)) or "none"
-        return doc.finding(parts, f"provider {name!r} is not defined in knowngood.yaml (providers: {known})",
-                           rule="ref.unknown-provider", hint=f"add it under `providers:` in knowngood.yaml or use one of: {known}")
+        return doc.finding(
+            parts,
+            f"provider {name!r} is not defined in knowngood.yaml (providers: {known})",
+            rule="ref.unknown-provider",
+            hint=f"add it under `providers:` in knowngood.yaml or use one of: {known}",
+        )
 
     def check_chain(self, doc: Document, model: Any) -> list[tuple[str, str]]:
         chain: list[tuple[str, str]] = []
         if not isinstance(model, dict):
             return chain
-        names: list[tuple[tuple[str | int, ...], Any]] = [(("model", "provider"), model.get("provider"))]
+        names: list[tuple[tuple[str | int, ...], Any]] = [
+            (("model", "provider"), model.get("provider"))
+        ]
         fallbacks = model.get("fallbacks")
         if isinstance(fallbacks, list):
             names += [(("model", "fallbacks", i), n) for i, n in enumerate(fallbacks)]
@@ -169,8 +220,14 @@ class _Validator:
             if name not in self.providers:
                 self.add(self.unknown_provider(doc, parts, name))
             elif name in seen:
-                self.add(doc.finding(parts, f"provider {name!r} appears twice in the model chain",
-                                     severity="warning", rule="ref.duplicate-provider"))
+                self.add(
+                    doc.finding(
+                        parts,
+                        f"provider {name!r} appears twice in the model chain",
+                        severity="warning",
+                        rule="ref.duplicate-provider",
+                    )
+                )
             else:
                 chain.append((name, self.providers[name]))
             seen.add(name)
@@ -191,8 +248,14 @@ class _Validator:
         self.agents[name] = info
         before = len(self.findings)
         if data.get("name") != name:
-            self.add(doc.finding(("name",), f"agent name {data.get('name')!r} does not match its folder {name!r}",
-                                 rule="ref.agent-name", hint=f"set `name: {name}` or rename the folder"))
+            self.add(
+                doc.finding(
+                    ("name",),
+                    f"agent name {data.get('name')!r} does not match its folder {name!r}",
+                    rule="ref.agent-name",
+                    hint=f"set `name: {name}` or rename the folder",
+                )
+            )
         info.chain = self.check_chain(doc, data.get("model"))
         prompt = data.get("prompt")
         if isinstance(prompt, dict):
@@ -226,8 +289,18 @@ class _Validator:
         try:
             info.template_vars = variables_used(text)
         except TemplateSyntaxError as e:
-            self.add(Finding(relpath, e.lineno, None, "", f"template syntax error: {e.message}", "error",
-                             "template.syntax", hint="prompts are Jinja2 templates: check {{ }} and {% %} pairs"))
+            self.add(
+                Finding(
+                    relpath,
+                    e.lineno,
+                    None,
+                    "",
+                    f"template syntax error: {e.message}",
+                    "error",
+                    "template.syntax",
+                    hint="prompts are Jinja2 templates: check {{ }} and {% %} pairs",
+                )
+            )
 
     def check_tools(self, info: _AgentInfo, doc: Document, listed: Any) -> None:
         files = info.files
@@ -235,8 +308,11 @@ class _Validator:
         if isinstance(listed, list):
             entries = [(p, ("tools", i)) for i, p in enumerate(listed) if isinstance(p, str)]
         elif listed is None and (files.dir / "tools").is_dir():
-            entries = [(f"tools/{name}", ("tools",)) for name in sorted(os.listdir(files.dir / "tools"))
-                       if name.endswith(DATA_SUFFIXES)]
+            entries = [
+                (f"tools/{name}", ("tools",))
+                for name in sorted(os.listdir(files.dir / "tools"))
+                if name.endswith(DATA_SUFFIXES)
+            ]
         tools: list[dict[str, Any]] = []
         first_seen: dict[str, str] = {}
         for tool_rel, parts in entries:
@@ -252,8 +328,14 @@ class _Validator:
             tool_name = tool.get("name")
             if isinstance(tool_name, str):
                 if tool_name in first_seen:
-                    self.add(tool_doc.finding(("name",), f"tool name {tool_name!r} is already used by {first_seen[tool_name]}",
-                                              rule="ref.duplicate-tool", hint="tool names must be unique per agent"))
+                    self.add(
+                        tool_doc.finding(
+                            ("name",),
+                            f"tool name {tool_name!r} is already used by {first_seen[tool_name]}",
+                            rule="ref.duplicate-tool",
+                            hint="tool names must be unique per agent",
+                        )
+                    )
                 first_seen.setdefault(tool_name, tool_doc.rel)
                 info.tool_names.add(tool_name)
             self.findings.extend(toolcompat.check_tool(tool_doc, tool, info.chain))
@@ -264,13 +346,23 @@ class _Validator:
         doc = self.load(path, "environment")
         if doc is None:
             return
-        envs = (self.settings_data or {}).get("deploy", {}) if isinstance(self.settings_data, dict) else {}
+        envs = (
+            (self.settings_data or {}).get("deploy", {})
+            if isinstance(self.settings_data, dict)
+            else {}
+        )
         known_envs = envs.get("environments") if isinstance(envs, dict) else None
         known = list(known_envs) if isinstance(known_envs, list) else ["staging", "production"]
         if path.stem not in known:
-            self.add(doc.finding((), f"environment {path.stem!r} is not one of the deploy environments ({', '.join(known)})",
-                                 severity="warning", rule="ref.unknown-environment",
-                                 hint="list it under deploy.environments in knowngood.yaml or rename the file"))
+            self.add(
+                doc.finding(
+                    (),
+                    f"environment {path.stem!r} is not one of the deploy environments ({', '.join(known)})",
+                    severity="warning",
+                    rule="ref.unknown-environment",
+                    hint="list it under deploy.environments in knowngood.yaml or rename the file",
+                )
+            )
         self.check_chain(doc, doc.data.get("model"))
         prompt = doc.data.get("prompt")
         if isinstance(prompt, dict) and isinstance(prompt.get("system"), str):
@@ -296,10 +388,14 @@ class _Validator:
             for i, suite in enumerate(names):
                 if isinstance(suite, str) and suite not in suites:
                     have = ", ".join(sorted(suites)) or "none"
-                    self.add(doc.finding(("evals", kind, i),
-                                         f"suite {suite!r} does not exist (evals/{info.files.name}/ has: {have})",
-                                         rule="ref.missing-suite",
-                                         hint=f"create evals/{info.files.name}/{suite}.yaml or fix the name"))
+                    self.add(
+                        doc.finding(
+                            ("evals", kind, i),
+                            f"suite {suite!r} does not exist (evals/{info.files.name}/ has: {have})",
+                            rule="ref.missing-suite",
+                            hint=f"create evals/{info.files.name}/{suite}.yaml or fix the name",
+                        )
+                    )
 
     # -- suites -------------------------------------------------------------------------------
     def check_suite(self, folder: str, path: Path) -> None:
@@ -311,11 +407,22 @@ class _Validator:
         agent_name = data.get("agent")
         info = self.agents.get(folder)
         if agent_name != folder:
-            self.add(doc.finding(("agent",), f"suite names agent {agent_name!r} but lives in evals/{folder}/",
-                                 rule="ref.suite-agent", hint=f"set `agent: {folder}` or move the file"))
+            self.add(
+                doc.finding(
+                    ("agent",),
+                    f"suite names agent {agent_name!r} but lives in evals/{folder}/",
+                    rule="ref.suite-agent",
+                    hint=f"set `agent: {folder}` or move the file",
+                )
+            )
         if info is None:
-            self.add(doc.finding(("agent",), f"no agent {folder!r}: evals/{folder}/ has no agents/{folder}/agent.yaml",
-                                 rule="ref.unknown-agent"))
+            self.add(
+                doc.finding(
+                    ("agent",),
+                    f"no agent {folder!r}: evals/{folder}/ has no agents/{folder}/agent.yaml",
+                    rule="ref.unknown-agent",
+                )
+            )
         chain = [n for n, _ in info.chain] if info else []
         self.check_provider_list(doc, ("providers",), data.get("providers"), chain)
         cases = data.get("cases")
@@ -327,11 +434,18 @@ class _Validator:
                 cid = case.get("id")
                 if isinstance(cid, str):
                     if cid in ids:
-                        self.add(doc.finding(("cases", i, "id"),
-                                             f"case id {cid!r} is already used by case #{ids[cid] + 1}",
-                                             rule="ref.duplicate-case", hint="case ids must be unique in a suite"))
+                        self.add(
+                            doc.finding(
+                                ("cases", i, "id"),
+                                f"case id {cid!r} is already used by case #{ids[cid] + 1}",
+                                rule="ref.duplicate-case",
+                                hint="case ids must be unique in a suite",
+                            )
+                        )
                     ids.setdefault(cid, i)
-                self.check_provider_list(doc, ("cases", i, "providers"), case.get("providers"), chain)
+                self.check_provider_list(
+                    doc, ("cases", i, "providers"), case.get("providers"), chain
+                )
                 expect = case.get("expect")
                 if isinstance(expect, list):
                     for j, assertion in enumerate(expect):
@@ -341,7 +455,9 @@ class _Validator:
             suite = Suite.from_data(path.stem, doc.rel, data)
         self.suites.setdefault(folder, {})[path.stem] = (doc, suite)
 
-    def check_provider_list(self, doc: Document, parts: tuple[str | int, ...], names: Any, chain: list[str]) -> None:
+    def check_provider_list(
+        self, doc: Document, parts: tuple[str | int, ...], names: Any, chain: list[str]
+    ) -> None:
         if not isinstance(names, list):
             return
         for i, name in enumerate(names):
@@ -350,14 +466,21 @@ class _Validator:
             if name not in self.providers:
                 self.add(self.unknown_provider(doc, (*parts, i), name))
             elif chain and name not in chain:
-                self.add(doc.finding((*parts, i), f"provider {name!r} is not in the agent's model chain ({', '.join(chain)})",
-                                     rule="ref.provider-not-in-chain",
-                                     hint="add it to model.fallbacks in agent.yaml or remove it here"))
+                self.add(
+                    doc.finding(
+                        (*parts, i),
+                        f"provider {name!r} is not in the agent's model chain ({', '.join(chain)})",
+                        rule="ref.provider-not-in-chain",
+                        hint="add it to model.fallbacks in agent.yaml or remove it here",
+                    )
+                )
 
-    def check_assertion(self, doc: Document, parts: tuple[str | int, ...], assertion: Any, info: _AgentInfo | None) -> None:
+    def check_assertion(
+        self, doc: Document, parts: tuple[str | int, ...], assertion: Any, info: _AgentInfo | None
+    ) -> None:
         if not isinstance(assertion, dict) or len(assertion) != 1:
             return  # the schema reports it
-        (kind, arg), = assertion.items()
+        ((kind, arg),) = assertion.items()
         at = (*parts, kind)
         if kind == "not":
             self.check_assertion(doc, at, arg, info)
@@ -365,7 +488,9 @@ class _Validator:
             try:
                 re.compile(arg)
             except re.error as e:
-                self.add(doc.finding(at, f"invalid regular expression: {e}", rule="assertion.regex"))
+                self.add(
+                    doc.finding(at, f"invalid regular expression: {e}", rule="assertion.regex")
+                )
         elif kind == "json_schema" and isinstance(arg, dict):
             self.findings.extend(toolcompat.check_parameters_schema(doc, at))
         elif kind == "tool_call" and info is not None and info.doc is not None:
@@ -375,20 +500,41 @@ class _Validator:
                 if isinstance(name, str) and name not in info.tool_names:
                     where = (*at, i, "name") if isinstance(arg, list) else (*at, "name")
                     have = ", ".join(sorted(info.tool_names)) or "none"
-                    self.add(doc.finding(where, f"agent {info.files.name!r} has no tool {name!r} (tools: {have})",
-                                         rule="ref.unknown-tool"))
+                    self.add(
+                        doc.finding(
+                            where,
+                            f"agent {info.files.name!r} has no tool {name!r} (tools: {have})",
+                            rule="ref.unknown-tool",
+                        )
+                    )
         elif kind == "judge" and isinstance(arg, dict):
-            provider = arg.get("provider") or (self.settings_data or {}).get("eval", {}).get("judge_provider")
+            provider = arg.get("provider") or (self.settings_data or {}).get("eval", {}).get(
+                "judge_provider"
+            )
             if isinstance(provider, str) and provider not in self.providers:
                 self.add(self.unknown_provider(doc, (*at, "provider"), provider))
             elif provider is None:
-                self.add(doc.finding(at, "judge needs a provider", rule="assertion.judge-provider",
-                                     hint="set `provider:` here or eval.judge_provider in knowngood.yaml"))
+                self.add(
+                    doc.finding(
+                        at,
+                        "judge needs a provider",
+                        rule="assertion.judge-provider",
+                        hint="set `provider:` here or eval.judge_provider in knowngood.yaml",
+                    )
+                )
             version = arg.get("prompt", "v1")
-            if isinstance(version, str) and not (self.root / "evals" / "_judge" / f"{version}.md").is_file():
-                self.add(doc.finding((*at, "prompt") if "prompt" in arg else at,
-                                     f"grading prompt evals/_judge/{version}.md does not exist",
-                                     rule="assertion.judge-prompt", hint="knowngood init writes evals/_judge/v1.md"))
+            if (
+                isinstance(version, str)
+                and not (self.root / "evals" / "_judge" / f"{version}.md").is_file()
+            ):
+                self.add(
+                    doc.finding(
+                        (*at, "prompt") if "prompt" in arg else at,
+                        f"grading prompt evals/_judge/{version}.md does not exist",
+                        rule="assertion.judge-prompt",
+                        hint="knowngood init writes evals/_judge/v1.md",
+                    )
+                )
 
     def check_template_vars(self, info: _AgentInfo) -> None:
         missing = {v: line for v, line in info.template_vars.items() if v not in info.vars}
@@ -402,17 +548,31 @@ class _Validator:
                     cases.append((doc, i, set(suite_vars) | set(_mapping(case.get("vars")))))
         if not cases:
             for var, line in missing.items():
-                self.add(Finding(info.prompt_rel, line, None, "", f"template variable {var!r} is never provided",
-                                 "error", "template.undefined-var",
-                                 hint="set it in agent.yaml prompt.vars, or in the vars of every eval case"))
+                self.add(
+                    Finding(
+                        info.prompt_rel,
+                        line,
+                        None,
+                        "",
+                        f"template variable {var!r} is never provided",
+                        "error",
+                        "template.undefined-var",
+                        hint="set it in agent.yaml prompt.vars, or in the vars of every eval case",
+                    )
+                )
             return
         for doc, i, provided in cases:
             absent = [v for v in missing if v not in provided]
             if absent:
                 names = ", ".join(repr(v) for v in absent)
-                self.add(doc.finding(("cases", i), f"case does not provide template variable(s) {names} used by {info.prompt_rel}",
-                                     rule="template.undefined-var",
-                                     hint="add them to the case's (or suite's) vars, or to agent.yaml prompt.vars"))
+                self.add(
+                    doc.finding(
+                        ("cases", i),
+                        f"case does not provide template variable(s) {names} used by {info.prompt_rel}",
+                        rule="template.undefined-var",
+                        hint="add them to the case's (or suite's) vars, or to agent.yaml prompt.vars",
+                    )
+                )
 
     # -- secrets ----------------------------------------------------------------------------
     def check_secrets(self) -> None:
@@ -453,7 +613,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 
 def _resolve_inside(base: Path, candidate: str) -> str:
-    """"ok", "missing" or "outside" for ``base/candidate``.
+    """ "ok", "missing" or "outside" for ``base/candidate``.
 
     Fast path (one lstat per path component) for plain relative paths without symlinks; any
     ``..``, absolute path or symlink on the way takes the full ``realpath`` check.
@@ -513,10 +673,15 @@ def _validate_part(args: tuple[Path, Layout, bool]) -> tuple[list[Finding], int]
 def _workers(layout: Layout, paths: Sequence[Path] | None, build: bool) -> int:
     if paths or build or len(layout.agents) < PARALLEL_MIN_AGENTS:
         return 1
-    return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 8)
+    return min(
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        8,
+    )
 
 
-def validate_repo(root: Path, paths: Sequence[Path] | None = None, *, build: bool = False) -> ValidationReport:
+def validate_repo(
+    root: Path, paths: Sequence[Path] | None = None, *, build: bool = False
+) -> ValidationReport:
     """Check the repository at ``root`` (or only ``paths`` in it); optionally build the typed repo.
 
     Large repositories are checked in parallel, one process per core, each taking whole agents

@@ -1,0 +1,1 @@
+"""Eval engine: suites, assertions, runner, providers (the only litellm import), cache."""

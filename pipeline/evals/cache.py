@@ -1,0 +1,267 @@
+"""Content-addressed response cache: the same request never costs twice.
+
+A key is the SHA-256 of the canonical JSON (sorted keys, no whitespace) of everything that
+changes the answer: the kind of call, the litellm model string, the endpoint, the messages, the
+tools, the sampling parameters and the repeat index. Never API keys or headers: a key is the
+same whoever runs it, and no secret is ever written here.
+
+Layout: ``<dir>/v1/<first 2 hex of key>/<key>.json``, each file ``{"key": ..., "value": {...}}``.
+Writes are atomic (a temp file in the same folder, then ``os.replace``), so concurrent writers
+in several processes, or a writer killed at any instant, leave only complete entries; a file
+that still does not parse (a full disk, a power loss, a hand edit) reads as a miss and is
+removed. Reads are one ``open`` and one ``json.loads``: a warm run of 1,000 lookups takes a few
+tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["CACHE_VERSION", "Cache", "CacheStats", "cache_key"]
+
+CACHE_VERSION = "v1"
+TEMP_GRACE_S = 3600.0  # prune removes temp files of writers that died this long ago
+
+# Parameters that change how a request travels, never what it answers; and secrets. They are
+# left out of the key even when a caller passes them in ``params``.
+IGNORED_PARAMS = frozenset(
+    {
+        "api_key",
+        "api_base",
+        "base_url",
+        "headers",
+        "extra_headers",
+        "timeout",
+        "request_timeout",
+        "num_retries",
+        "max_retries",
+        "metadata",
+    }
+)
+
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cache_key: {type(value).__name__} is not JSON: {value!r}")
+
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+)
+
+
+def _endpoint(api_base: str | None) -> str | None:
+    """``api_base`` without credentials a user may have put in it (https://user:pass@host)."""
+    if not api_base or "@" not in api_base:
+        return api_base
+    parts = urlsplit(api_base)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def cache_key(
+    *,
+    model: str,
+    api_base: str | None,
+    messages: Sequence[Any],
+    tools: Sequence[Any] | None,
+    params: Mapping[str, Any],
+    repeat_index: int,
+    kind: str = "chat",
+) -> str:
+    """The cache key of one request: 64 hex characters."""
+    document = {
+        "cache": CACHE_VERSION,
+        "kind": kind,
+        "model": model,
+        "api_base": _endpoint(api_base),
+        "messages": messages,
+        "tools": tools or None,
+        "params": {k: v for k, v in params.items() if k not in IGNORED_PARAMS},
+        "repeat": repeat_index,
+    }
+    return hashlib.sha256(_CANONICAL.encode(document).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    entries: int
+    bytes: int
+    oldest: float | None  # modification time (epoch seconds) of the oldest entry
+    newest: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    path: str
+    size: int
+    mtime: float
+
+
+class Cache:
+    """Responses by key under ``dir``. Safe to share between threads and processes."""
+
+    def __init__(self, dir: Path | str) -> None:
+        self.dir = Path(dir)
+        self.root = self.dir / CACHE_VERSION
+        self._root = str(self.root)
+        self._shards: set[str] = set()  # shard folders known to exist
+
+    def path(self, key: str) -> Path:
+        return Path(self._path(key))
+
+    def _path(self, key: str) -> str:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"not a cache key (64 lowercase hex characters): {key!r}")
+        return f"{self._root}/{key[:2]}/{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The value stored under ``key``, or None. An unreadable entry is removed."""
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+                seen = os.fstat(f.fileno())
+        except OSError:  # FileNotFoundError mostly: a miss
+            return None
+        try:
+            document = json.loads(data)
+        except ValueError:  # also UnicodeDecodeError
+            document = None
+        if isinstance(document, dict) and document.get("key") == key:
+            value = document.get("value")
+            if isinstance(value, dict):
+                return value
+        self._discard(path, seen)
+        return None
+
+    def _discard(self, path: str, seen: os.stat_result) -> None:
+        """Remove a bad entry, unless a writer replaced it since we read it."""
+        try:
+            now = os.stat(path)
+            if (now.st_ino, now.st_dev, now.st_mtime_ns) == (
+                seen.st_ino,
+                seen.st_dev,
+                seen.st_mtime_ns,
+            ):
+                os.unlink(path)
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+    def put(self, key: str, value: Mapping[str, Any]) -> None:
+        """Store ``value`` (JSON-serialisable) under ``key``, atomically."""
+        path = self._path(key)
+        payload = json.dumps(
+            {"key": key, "value": dict(value)}, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8")
+        shard = path.rpartition("/")[0]
+        if shard not in self._shards:
+            os.makedirs(shard, exist_ok=True)
+            self._shards.add(shard)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=shard)
+        except FileNotFoundError:  # the folder was removed under us (rm -rf of the cache)
+            os.makedirs(shard, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=shard)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _scan(self) -> Iterator[tuple[os.DirEntry[str], bool]]:
+        """(entry, is_temp) for every file in the shard folders."""
+        try:
+            shards = [e for e in os.scandir(self._root) if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            try:
+                files = list(os.scandir(shard.path))
+            except FileNotFoundError:
+                continue
+            for entry in files:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    yield entry, False
+                elif entry.name.endswith(".tmp"):
+                    yield entry, True
+
+    def _entries(self) -> list[_Entry]:
+        out = []
+        for entry, is_temp in self._scan():
+            if is_temp:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            out.append(_Entry(entry.path, st.st_size, st.st_mtime))
+        return out
+
+    def stats(self) -> CacheStats:
+        entries = self._entries()
+        if not entries:
+            return CacheStats(0, 0, None, None)
+        times = [e.mtime for e in entries]
+        return CacheStats(len(entries), sum(e.size for e in entries), min(times), max(times))
+
+    def prune(
+        self,
+        older_than_s: float | None = None,
+        max_bytes: int | None = None,
+        *,
+        now: float | None = None,
+    ) -> int:
+        """Remove entries written more than ``older_than_s`` ago, then the oldest ones until the
+        cache holds at most ``max_bytes``. Returns how many entries were removed.
+
+        Temp files left by writers that died more than an hour ago go too (not counted).
+        """
+        now = time.time() if now is None else now
+        removed = 0
+        for found, is_temp in self._scan():
+            if is_temp:
+                with contextlib.suppress(OSError):
+                    if now - found.stat(follow_symlinks=False).st_mtime > TEMP_GRACE_S:
+                        os.unlink(found.path)
+        kept: list[_Entry] = []
+        for entry in sorted(self._entries(), key=lambda e: e.mtime):
+            if older_than_s is not None and now - entry.mtime > older_than_s:
+                removed += _unlink(entry.path)
+            else:
+                kept.append(entry)
+        if max_bytes is not None:
+            total = sum(e.size for e in kept)
+            for entry in kept:  # oldest first
+                if total <= max_bytes:
+                    break
+                removed += _unlink(entry.path)
+                total -= entry.size
+        return removed
+
+
+def _unlink(path: str) -> int:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:  # another process pruned it first
+        return 0
+    return 1

@@ -1,0 +1,701 @@
+"""Model calls through litellm: the only module in knowngood that imports it (lazily).
+
+``import pipeline`` and ``knowngood --help`` never import litellm (it takes seconds); the first
+call to :func:`complete`, :func:`embed` or :func:`estimate_cost` does, after pinning the
+environment so that the import never touches the network and after switching off litellm's
+debug output and per-call extras.
+
+Keys are read only from the environment (:func:`key_env_var`) and handed to litellm as
+``api_key=``: litellm never resolves a key on its own, so a provider on a local ``api_base``
+never receives a cloud key, and no key appears in logs or in :class:`ProviderCallError` text.
+
+After the last call on an event loop, ``await aclose()``: litellm caches one HTTP client per
+event loop and leaves closing it to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import urlparse
+
+from pipeline.errors import ProviderError
+
+__all__ = [
+    "Completion",
+    "ProviderCallError",
+    "ProviderSpec",
+    "ToolCall",
+    "aclose",
+    "complete",
+    "embed",
+    "estimate_cost",
+    "key_env_var",
+    "missing_key",
+    "to_openai_tools",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Data types
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One named provider from ``knowngood.yaml``: a litellm model string and how to reach it."""
+
+    name: str
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the model made, its arguments parsed from JSON.
+
+    ``invalid_arguments`` holds the raw text when the model sent arguments that are not a JSON
+    object (``arguments`` is then ``{}``): a wrong answer for the eval to judge, not an error.
+    """
+
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+    invalid_arguments: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model answer, normalised across providers."""
+
+    text: str
+    tool_calls: list[ToolCall]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: float
+    model: str
+
+
+class ProviderCallError(ProviderError):
+    """One provider call failed. ``retryable`` says whether trying again can help.
+
+    ``kind`` is one of: ``timeout``, ``connection``, ``rate_limit``, ``server``, ``malformed``,
+    ``bad_request``, ``auth``, ``not_found``, ``missing_key``, ``error``. ``retry_limit`` caps the
+    attempts for failures that are retryable but unlikely to heal (a malformed body).
+    The message never contains an API key, and the litellm exception is deliberately not
+    chained (it may quote the key or the request); ``cause`` names its type.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        kind: str,
+        retryable: bool,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        retry_limit: int | None = None,
+        cause: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.provider = provider
+        self.model = model
+        self.kind = kind
+        self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.retry_limit = retry_limit
+        self.cause = cause  # type name of the underlying exception, for debugging
+
+
+# ------------------------------------------------------------------------------------------
+# Keys (no litellm import: validate and --help use these)
+# ------------------------------------------------------------------------------------------
+
+# litellm's usual variable per model prefix. Prefixes that authenticate some other way (cloud
+# credential chains) or need no key (local servers) are absent or map to None.
+_KEY_VARS: Final[Mapping[str, str | None]] = {
+    "openai": "OPENAI_API_KEY",
+    "text-completion-openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "azure": "AZURE_API_KEY",
+    "azure_text": "AZURE_API_KEY",
+    "azure_ai": "AZURE_AI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "codestral": "CODESTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "cohere": "COHERE_API_KEY",
+    "cohere_chat": "COHERE_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "xai": "XAI_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "fireworks_ai": "FIREWORKS_AI_API_KEY",
+    "perplexity": "PERPLEXITYAI_API_KEY",
+    "huggingface": "HUGGINGFACE_API_KEY",
+    "replicate": "REPLICATE_API_KEY",
+    "cerebras": "CEREBRAS_API_KEY",
+    "deepinfra": "DEEPINFRA_API_KEY",
+    "nvidia_nim": "NVIDIA_NIM_API_KEY",
+    "voyage": "VOYAGE_API_KEY",
+    "ai21": "AI21_API_KEY",
+    "ai21_chat": "AI21_API_KEY",
+    "sambanova": "SAMBANOVA_API_KEY",
+    "nebius": "NEBIUS_API_KEY",
+    "dashscope": "DASHSCOPE_API_KEY",
+    "watsonx": "WATSONX_API_KEY",
+    "databricks": "DATABRICKS_API_KEY",
+    "litellm_proxy": "LITELLM_PROXY_API_KEY",
+    # No key: local servers, or a cloud credential chain rather than one variable.
+    "ollama": None,
+    "ollama_chat": None,
+    "hosted_vllm": None,
+    "lm_studio": None,
+    "llamafile": None,
+    "vertex_ai": None,
+    "vertex_ai_beta": None,
+    "bedrock": None,
+    "sagemaker": None,
+}
+
+# Unprefixed model names litellm routes by name.
+_BARE_MODEL_PREFIXES: Final = (
+    (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
+    (("claude-",), "anthropic"),
+)
+
+_LOOPBACK_HOSTS: Final = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+# Sent when no key is needed, so litellm does not fall back to e.g. OPENAI_API_KEY and hand a
+# cloud key to a local server.
+_NO_KEY: Final = "knowngood-no-key"
+
+
+def _prefix(model: str) -> str | None:
+    if "/" in model:
+        return model.split("/", 1)[0]
+    for names, prefix in _BARE_MODEL_PREFIXES:
+        if model.startswith(names):
+            return prefix
+    return None
+
+
+def _is_loopback(api_base: str | None) -> bool:
+    if not api_base:
+        return False
+    host = urlparse(api_base).hostname
+    return host is not None and (host in _LOOPBACK_HOSTS or host.startswith("127."))
+
+
+def key_env_var(spec: ProviderSpec) -> str | None:
+    """The environment variable that must hold this provider's key, or None if it needs none.
+
+    ``spec.api_key_env`` wins; otherwise litellm's usual variable for the model prefix. A server
+    on a loopback ``api_base`` (knowngood-served or ollama-style local models) needs no key.
+    """
+    if spec.api_key_env:
+        return spec.api_key_env
+    if _is_loopback(spec.api_base):
+        return None
+    prefix = _prefix(spec.model)
+    return _KEY_VARS.get(prefix) if prefix is not None else None
+
+
+def missing_key(spec: ProviderSpec) -> str | None:
+    """The name of the variable that must be set and is not (empty counts as unset)."""
+    var = key_env_var(spec)
+    if var is not None and not os.environ.get(var):
+        return var
+    return None
+
+
+def _api_key(spec: ProviderSpec) -> str:
+    var = key_env_var(spec)
+    if var is None:
+        return _NO_KEY
+    value = os.environ.get(var)
+    if not value:
+        raise ProviderCallError(
+            f"{spec.name}: {var} is not set",
+            provider=spec.name,
+            model=spec.model,
+            kind="missing_key",
+            retryable=False,
+            hint=f"export {var}=... (keys are read from the environment only)",
+        )
+    return value
+
+
+# ------------------------------------------------------------------------------------------
+# litellm, imported once and trimmed
+# ------------------------------------------------------------------------------------------
+
+_LITELLM: Any = None  # the litellm module, once imported
+
+
+# Module attributes set on litellm after import: quiet, no callbacks, no network, no retries.
+_LITELLM_SETTINGS: Final[Mapping[str, object]] = {
+    "suppress_debug_info": True,  # else it prints "Give Feedback / Get Help" to stdout on errors
+    "set_verbose": False,
+    "disable_hf_tokenizer_download": True,  # token counting must never hit the network
+    "disable_end_user_cost_tracking": True,
+    "disable_streaming_logging": True,
+    "success_callback": [],
+    "failure_callback": [],
+    "callbacks": [],
+    "_async_success_callback": [],
+    "_async_failure_callback": [],
+    "num_retries": None,
+    "cache": None,
+}
+
+
+def _configure_litellm(litellm: Any) -> None:
+    """Quiet litellm and switch off what knowngood does not use. Idempotent."""
+    for name, value in _LITELLM_SETTINGS.items():
+        setattr(litellm, name, list(value) if isinstance(value, list) else value)
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _litellm() -> Any:
+    """Import litellm on first use, offline."""
+    global _LITELLM
+    if _LITELLM is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
+        try:
+            import litellm
+        except ImportError as e:  # pragma: no cover - litellm is a dependency
+            raise ProviderError(
+                f"litellm is not importable: {e}", hint="Install with: pip install knowngood"
+            ) from e
+        _configure_litellm(litellm)
+        _LITELLM = litellm
+    return _LITELLM
+
+
+async def aclose() -> None:
+    """Close the HTTP clients litellm cached for the running event loop.
+
+    Call it before the loop ends (after the last :func:`complete`/:func:`embed` of a run);
+    otherwise the sockets are left for the garbage collector and raise ``ResourceWarning``.
+    """
+    if _LITELLM is None:
+        return
+    cache = getattr(_LITELLM, "in_memory_llm_clients_cache", None)
+    cache_dict: dict[str, Any] | None = getattr(cache, "cache_dict", None)
+    if cache is None or cache_dict is None:
+        return
+    suffix = f"-{id(asyncio.get_running_loop())}"
+    for key in [k for k in list(cache_dict) if isinstance(k, str) and k.endswith(suffix)]:
+        client = cache_dict.pop(key, None)
+        getattr(cache, "ttl_dict", {}).pop(key, None)
+        await _close_client(client)
+
+
+async def _close_client(client: object) -> None:
+    for method in ("aclose", "close"):
+        close = getattr(client, method, None)
+        if callable(close):
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # closing is best effort
+                pass
+            return
+
+
+# ------------------------------------------------------------------------------------------
+# Calls
+# ------------------------------------------------------------------------------------------
+
+
+def to_openai_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Our tool files ``{name, description, parameters, strict?}`` in OpenAI's request shape."""
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        if tool.get("type") == "function" and "function" in tool:
+            out.append(dict(tool))
+        else:
+            out.append({"type": "function", "function": dict(tool)})
+    return out
+
+
+def _call_kwargs(spec: ProviderSpec, timeout_s: float) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model": spec.model,
+        "api_key": _api_key(spec),
+        "timeout": timeout_s,
+        "num_retries": 0,  # retries are the runner's job, with its own backoff and budget
+        "max_retries": 0,
+    }
+    if spec.api_base:
+        kwargs["api_base"] = spec.api_base
+    return kwargs
+
+
+async def complete(
+    spec: ProviderSpec,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    params: Mapping[str, Any],
+    timeout_s: float,
+) -> Completion:
+    """One chat completion through ``litellm.acompletion``; raises :class:`ProviderCallError`."""
+    kwargs = _call_kwargs(spec, timeout_s)
+    litellm = _litellm()
+    request: dict[str, Any] = {**spec.params, **params, **kwargs, "messages": messages}
+    request["drop_params"] = True  # one params block for a whole fallback chain
+    # litellm 1.106.2 imports its MCP gateway (and the optional `mcp` package) for any call
+    # with tools; knowngood's tools are plain functions.
+    request["_skip_mcp_handler"] = True
+    if tools:
+        request["tools"] = to_openai_tools(tools)
+    started = time.perf_counter()
+    failed: ProviderCallError | None = None
+    try:
+        response = await asyncio.wait_for(
+            litellm.acompletion(**request), timeout=timeout_s + _WAIT_GRACE_S
+        )
+    except Exception as e:
+        failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
+    if failed is not None:
+        # Raised outside the handler on purpose: litellm's exception (which may quote the
+        # key or the request) is not chained; ProviderCallError.cause names its type.
+        raise failed
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    try:
+        return _to_completion(litellm, spec, response, latency_ms)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+        raise ProviderCallError(
+            f"{spec.name} ({spec.model}): unexpected response shape ({type(e).__name__})",
+            provider=spec.name,
+            model=spec.model,
+            kind="malformed",
+            retryable=True,
+            retry_limit=_MALFORMED_RETRY_LIMIT,
+        ) from None
+
+
+async def embed(
+    spec: ProviderSpec, texts: Sequence[str], timeout_s: float = 60.0
+) -> list[list[float]]:
+    """Embeddings through ``litellm.aembedding``, in the order of ``texts``."""
+    kwargs = _call_kwargs(spec, spec.timeout_s or timeout_s)
+    litellm = _litellm()
+    failed: ProviderCallError | None = None
+    try:
+        response = await asyncio.wait_for(
+            litellm.aembedding(**spec.params, **kwargs, input=list(texts)),
+            timeout=kwargs["timeout"] + _WAIT_GRACE_S,
+        )
+    except Exception as e:
+        failed = _map_error(e, spec, kwargs["api_key"], kwargs["timeout"])
+    if failed is not None:
+        raise failed
+    items = sorted(response.data, key=lambda item: _get(item, "index", 0))
+    return [[float(x) for x in _get(item, "embedding", [])] for item in items]
+
+
+def estimate_cost(
+    spec: ProviderSpec,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    max_tokens: int,
+) -> float:
+    """Upper-bound cost of one call (prompt tokens + ``max_tokens``); 0.0 for unknown models."""
+    litellm = _litellm()
+    try:
+        prompt_tokens = int(
+            litellm.token_counter(
+                model=spec.model,
+                messages=messages,
+                tools=to_openai_tools(tools) if tools else None,
+            )
+        )
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=spec.model, prompt_tokens=prompt_tokens, completion_tokens=max_tokens
+        )
+        return float(prompt_cost) + float(completion_cost)
+    except Exception:  # unknown model or tokenizer: no price, no estimate
+        return 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# Responses
+# ------------------------------------------------------------------------------------------
+
+_WAIT_GRACE_S: Final = 2.0  # our own deadline, in case the HTTP client's timeout never fires
+_MALFORMED_RETRY_LIMIT: Final = 2
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _to_completion(
+    litellm: Any, spec: ProviderSpec, response: Any, latency_ms: float
+) -> Completion:
+    message = response.choices[0].message
+    content = _get(message, "content")
+    if isinstance(content, list):  # content blocks from some providers
+        content = "".join(str(_get(block, "text", "")) for block in content)
+    tool_calls = [_to_tool_call(call) for call in (_get(message, "tool_calls") or [])]
+    usage = _get(response, "usage")
+    return Completion(
+        text=content or "",
+        tool_calls=tool_calls,
+        prompt_tokens=int(_get(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(_get(usage, "completion_tokens", 0) or 0),
+        cost_usd=_cost(litellm, spec, response),
+        latency_ms=latency_ms,
+        model=str(_get(response, "model") or spec.model),
+    )
+
+
+def _to_tool_call(call: Any) -> ToolCall:
+    function = _get(call, "function")
+    name = str(_get(function, "name", "") or "")
+    raw = _get(function, "arguments", "")
+    call_id = _get(call, "id")
+    if isinstance(raw, Mapping):
+        return ToolCall(name=name, arguments=dict(raw), id=call_id)
+    text = raw if isinstance(raw, str) else ""
+    try:
+        parsed = json.loads(text) if text.strip() else {}
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return ToolCall(name=name, arguments=parsed, id=call_id)
+    return ToolCall(name=name, arguments={}, id=call_id, invalid_arguments=text)
+
+
+def _cost(litellm: Any, spec: ProviderSpec, response: Any) -> float:
+    """litellm's price-table cost: it computes it for every response; 0.0 when unknown."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response, model=spec.model)
+        except Exception:  # model not in the price table
+            cost = 0.0
+    try:
+        return max(0.0, float(cost or 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# ------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------
+
+_KEYLIKE: Final = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
+    r"|(?i:(?:api[_-]?key|x-api-key|x-goog-api-key|key)[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._\-]{8,})"
+)
+
+
+def _redact(text: str, key: str) -> str:
+    if key and key != _NO_KEY:
+        text = text.replace(key, "[REDACTED]")
+    return _KEYLIKE.sub("[REDACTED]", text)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_NOISE: Final = (
+    re.compile(r"^(?:litellm\.\w+:\s*)+"),
+    re.compile(r"^(?:\w+(?:Exception|Error)(?:\s+\w+Error)?(?::|\s+-)\s+)+"),
+    re.compile(r"\.?\s*Handle with `litellm\.\w+`\.?"),
+    re.compile(r"\.?\s*File an issue if litellm error.*$"),
+    re.compile(r",?\s*Original Response:.*$"),
+)
+
+
+def _provider_message(e: BaseException) -> str:
+    """What the provider said, without litellm's prefixes and advice."""
+    text = str(getattr(e, "message", None) or e)
+    for pattern in _NOISE:
+        text = pattern.sub("", text).strip()
+    start = text.find("{")
+    if start != -1:
+        try:
+            body = json.loads(text[start:])
+        except ValueError:
+            body = None
+        error = body.get("error", body) if isinstance(body, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return (text[:start] + str(error["message"])).strip()
+    return text
+
+
+def _retry_after(e: BaseException) -> float | None:
+    """``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date) from the error response.
+
+    litellm keeps the provider's response headers on ``e.response.headers`` (RateLimitError
+    copies them there) and on ``e.litellm_response_headers``.
+    """
+    candidates: list[Any] = [
+        getattr(getattr(e, "response", None), "headers", None),
+        getattr(e, "litellm_response_headers", None),
+        *(getattr(getattr(x, "response", None), "headers", None) for x in _chain(e)[1:]),
+    ]
+    for headers in candidates:
+        if not headers:
+            continue
+        try:
+            value_ms = headers.get("retry-after-ms")
+            value = headers.get("retry-after")
+        except (AttributeError, TypeError):
+            continue
+        try:
+            if value_ms is not None:
+                return max(0.0, float(value_ms) / 1000.0)
+        except ValueError:
+            pass
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = e
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _http_status(e: BaseException) -> int | None:
+    """The provider's real HTTP status: litellm sometimes re-labels it (Anthropic 503 -> 500)."""
+    import httpx
+
+    for item in _chain(e):
+        if isinstance(item, httpx.HTTPStatusError):
+            return item.response.status_code
+    status = getattr(e, "status_code", None)
+    return status if isinstance(status, int) and 100 <= status <= 599 else None
+
+
+def _kind_of_transport_failure(e: BaseException) -> str | None:
+    """``timeout``, ``malformed`` or ``connection`` when that is what lies under litellm's label."""
+    import httpx
+
+    chain = _chain(e)
+    if any(isinstance(x, httpx.HTTPStatusError) for x in chain):
+        return None  # the server answered with an error status
+    for item in chain:
+        if isinstance(item, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
+            return "timeout"
+        if isinstance(item, json.JSONDecodeError):
+            return "malformed"
+    for item in chain:
+        if isinstance(item, httpx.TransportError | ConnectionError):
+            return "connection"
+        if type(item).__module__.startswith(("aiohttp", "httpcore")):
+            return "connection"
+    return None
+
+
+def _map_error(
+    e: BaseException, spec: ProviderSpec, key: str, timeout_s: float
+) -> ProviderCallError:
+    """A litellm/httpx failure as a ProviderCallError: retryable or not, status, Retry-After."""
+    import openai
+
+    where = f"{spec.name} ({spec.model})"
+
+    def error(
+        kind: str,
+        retryable: bool,
+        summary: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retry_limit: int | None = None,
+        hint: str | None = None,
+        detail: bool = True,
+    ) -> ProviderCallError:
+        said = _short(_redact(_provider_message(e), key)) if detail else ""
+        message = f"{where}: {summary}" + (f": {said}" if said else "")
+        return ProviderCallError(
+            _redact(message, key),
+            provider=spec.name,
+            model=spec.model,
+            kind=kind,
+            retryable=retryable,
+            status=status,
+            retry_after_s=retry_after,
+            retry_limit=retry_limit,
+            cause=f"{type(e).__module__}.{type(e).__qualname__}",
+            hint=hint,
+        )
+
+    if isinstance(e, asyncio.TimeoutError | TimeoutError | openai.APITimeoutError):
+        return error("timeout", True, f"timed out after {timeout_s:g}s", detail=False)
+    transport = _kind_of_transport_failure(e)
+    if transport == "timeout":
+        return error("timeout", True, f"timed out after {timeout_s:g}s", detail=False)
+    if transport == "malformed":
+        return error(
+            "malformed", True, "response is not valid JSON", retry_limit=_MALFORMED_RETRY_LIMIT
+        )
+    if transport == "connection":
+        return error("connection", True, "connection failed")
+    status = _http_status(e)
+    if status == 429 or isinstance(e, openai.RateLimitError):
+        return error("rate_limit", True, "HTTP 429 rate limited", 429, _retry_after(e))
+    if status in (401, 403) or isinstance(
+        e, openai.AuthenticationError | openai.PermissionDeniedError
+    ):
+        var = key_env_var(spec)
+        return error(
+            "auth",
+            False,
+            f"HTTP {status or 401} authentication failed",
+            status or 401,
+            hint=f"check {var}" if var else None,
+        )
+    if status == 404 or isinstance(e, openai.NotFoundError):
+        return error(
+            "not_found", False, "HTTP 404 not found", 404, hint="check the model name and api_base"
+        )
+    if status is not None and (status >= 500 or status in (408, 409, 425)):
+        return error("server", True, f"HTTP {status}", status, _retry_after(e))
+    if status is not None and 400 <= status < 500:
+        return error("bad_request", False, f"HTTP {status} request rejected", status)
+    # Not an HTTP answer and not a transport failure: a bug or a missing optional dependency
+    # inside litellm. Retrying will not help.
+    return error("error", False, type(e).__name__)

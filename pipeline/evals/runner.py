@@ -1,0 +1,567 @@
+"""Run eval suites: plan the calls, run them concurrently per provider, judge, collect results.
+
+A call is one repeat of one case on one provider. Calls go through the response cache first; a
+fully cached run never imports litellm. Misses run with ``-j`` concurrent calls per provider,
+retries with exponential backoff and jitter that honour ``Retry-After`` (a 429 pauses the whole
+provider, so a storm slows the run instead of failing it), and a hard ``--budget``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import EvalError
+from pipeline.evals.cache import Cache, cache_key
+from pipeline.evals.results import AssertionOutcome, CaseResult, EvalRun, ProviderStatus, RunResult
+from pipeline.repo import Agent, Case, Provider, Settings, Suite
+
+if TYPE_CHECKING:
+    from pipeline.evals.assertions import Output
+    from pipeline.evals.localserver import LocalServers
+
+BACKOFF_CAP_S = 30.0
+RATE_LIMIT_EXTRA_RETRIES = 8  # a 429 storm gets more patience than a failing server
+
+
+@dataclass(slots=True)
+class EvalOptions:
+    providers: tuple[str, ...] = ()  # only these providers
+    require: tuple[str, ...] = ()  # a missing key for these is a failure, not a skip
+    repeat: int | None = None  # overrides suites and cases
+    concurrency: int | None = None  # -j: concurrent calls per provider
+    budget_usd: float | None = None
+    use_cache: bool = True
+    offline: bool = False
+    shard: tuple[int, int] | None = None  # (K, N), K 1-based
+    timeout_s: float | None = None
+    retries: int | None = None
+    backoff_base_s: float = 0.5
+    cache_dir: Path | None = None
+
+
+@dataclass(slots=True)
+class Target:
+    """An agent (as configured, as deployed, or at some revision) and the suites to run on it."""
+
+    agent: Agent
+    suites: list[Suite]
+
+
+@dataclass(slots=True)
+class _Job:
+    agent: Agent
+    suite: Suite
+    case: Case
+    provider: Provider
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    params: dict[str, Any]
+    repeat: int
+    result: CaseResult
+
+
+def shard_index(agent: str, suite: str, case: str, n: int) -> int:
+    """Deterministic 0-based shard of a case: every provider and repeat of a case stay together."""
+    digest = hashlib.sha256(f"{agent}\0{suite}\0{case}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
+def build_messages(agent: Agent, suite: Suite, case: Case) -> list[dict[str, Any]]:
+    system = agent.render_prompt({**suite.vars, **case.vars})
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    if isinstance(case.input, str):
+        messages.append({"role": "user", "content": case.input})
+    else:
+        messages.extend(dict(m) for m in case.input)
+    return messages
+
+
+class _ProviderGate:
+    """Per-provider concurrency, plus a shared pause when the provider says 429 Retry-After."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.semaphore = asyncio.Semaphore(max(1, concurrency))
+        self.paused_until = 0.0
+        self.rate_limited = 0
+
+    async def wait(self) -> None:
+        delay = self.paused_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+@dataclass(slots=True)
+class _Budget:
+    limit: float | None
+    spent: float = 0.0
+    reserved: float = 0.0
+    exhausted: bool = False
+
+    def reserve(self, estimate: float) -> bool:
+        if self.limit is None:
+            return True
+        if self.exhausted or self.spent + self.reserved + estimate > self.limit + 1e-12:
+            self.exhausted = True
+            return False
+        self.reserved += estimate
+        return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        if self.limit is not None:
+            self.reserved -= estimate
+        self.spent += actual
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Runner:
+    settings: Settings
+    options: EvalOptions
+    judge_prompts: Mapping[str, str] = field(default_factory=dict)
+    on_result: Callable[[CaseResult], None] | None = None
+    run: EvalRun = field(default_factory=EvalRun)
+    _cache: Cache | None = None
+    _gates: dict[str, _ProviderGate] = field(default_factory=dict)
+    _budget: _Budget = field(default_factory=lambda: _Budget(None))
+    _servers: LocalServers | None = None
+    _api_bases: dict[str, str] = field(default_factory=dict)
+    _server_lock: asyncio.Lock | None = None
+    _providers_mod: Any = None
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan(self, targets: Sequence[Target]) -> list[_Job]:
+        opts = self.options
+        defaults = self.settings.eval
+        jobs: list[_Job] = []
+        wanted = set(opts.providers)
+        for target in targets:
+            agent = target.agent
+            tools = [t.openai_format() for t in agent.tools] or None
+            for suite in target.suites:
+                for case in suite.cases:
+                    if (
+                        opts.shard
+                        and shard_index(agent.name, suite.name, case.id, opts.shard[1])
+                        != opts.shard[0] - 1
+                    ):
+                        continue
+                    names = list(case.providers or suite.providers or agent.chain)
+                    if wanted:
+                        names = [n for n in names if n in wanted]
+                    repeat = opts.repeat or case.repeat or suite.repeat or defaults.repeat
+                    pass_rate = (
+                        case.pass_rate
+                        if case.pass_rate is not None
+                        else (
+                            suite.pass_rate if suite.pass_rate is not None else defaults.pass_rate
+                        )
+                    )
+                    messages = build_messages(agent, suite, case)
+                    for name in names:
+                        provider = self.settings.providers[name]
+                        result = CaseResult(
+                            agent.name, suite.name, case.id, name, pass_rate, repeat
+                        )
+                        self.run.cases.append(result)
+                        params = {**provider.params, **agent.params}
+                        for r in range(repeat):
+                            jobs.append(
+                                _Job(
+                                    agent, suite, case, provider, messages, tools, params, r, result
+                                )
+                            )
+        return jobs
+
+    # -- providers ----------------------------------------------------------------------------
+    def _providers(self) -> Any:
+        """pipeline.evals.providers, imported on the first cache miss (it imports litellm)."""
+        if self._providers_mod is None:
+            from pipeline.evals import providers
+
+            self._providers_mod = providers
+        return self._providers_mod
+
+    def _spec(self, provider: Provider, api_base: str | None) -> Any:
+        mod = self._providers()
+        return mod.ProviderSpec(
+            name=provider.name,
+            model=provider.model,
+            api_base=api_base,
+            api_key_env=provider.api_key_env,
+            params=dict(provider.params),
+            timeout_s=provider.timeout_s,
+        )
+
+    def _cache_identity(self, provider: Provider) -> str | None:
+        # A knowngood-served model runs on a random port: key on what is served, not where.
+        return f"serve:{provider.serve}" if provider.serve else provider.api_base
+
+    def check_providers(self, jobs: Sequence[_Job]) -> None:
+        """Skip (visibly) providers whose key is missing; --require turns that into a failure."""
+        used = {j.provider.name: j.provider for j in jobs}
+        for name, provider in sorted(used.items()):
+            status = ProviderStatus(name, provider.model)
+            self.run.providers[name] = status
+            if provider.serve:
+                continue
+            env_var = _key_env_var(provider)
+            if env_var is None:
+                continue
+            import os
+
+            if not os.environ.get(env_var):
+                status.status = "skipped"
+                status.reason = f"{env_var} is not set"
+                if name in self.options.require:
+                    status.status = "error"
+                    self.run.incomplete.append(
+                        f"provider {name!r} is required but {env_var} is not set"
+                    )
+                else:
+                    self.run.notices.append(
+                        f"provider {name!r} skipped: {env_var} is not set "
+                        f"(set it, or pass --require {name} to make this a failure)"
+                    )
+
+    async def _api_base(self, provider: Provider) -> str | None:
+        if not provider.serve:
+            return provider.api_base
+        if provider.name in self._api_bases:
+            return self._api_bases[provider.name]
+        assert self._server_lock is not None
+        async with self._server_lock:
+            if provider.name not in self._api_bases:
+                if self._servers is None:
+                    from pipeline.evals.localserver import LocalServers
+
+                    self._servers = LocalServers()
+                alias = provider.model.split("/", 1)[-1]
+                servers = self._servers
+                server = await asyncio.to_thread(servers.get, provider.serve, alias=alias)
+                self._api_bases[provider.name] = server.api_base
+        return self._api_bases[provider.name]
+
+    # -- one call -----------------------------------------------------------------------------
+    async def complete(
+        self,
+        provider: Provider,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: dict[str, Any],
+        repeat: int,
+    ) -> tuple[dict[str, Any], bool]:
+        """(response, cached). Raises _Skip when the call must not start, EvalError on failure."""
+        key = cache_key(
+            model=provider.model,
+            api_base=self._cache_identity(provider),
+            messages=messages,
+            tools=tools,
+            params=params,
+            repeat_index=repeat,
+        )
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.run.cache_hits += 1
+                return hit, True
+        if self.options.offline:
+            raise _Skip("--offline: no cached answer")
+        status = self.run.providers.get(provider.name)
+        if status is not None and status.status != "ok":
+            raise _Skip(f"provider skipped: {status.reason}")
+        mod = self._providers()
+        gate = self._gates.setdefault(
+            provider.name,
+            _ProviderGate(
+                self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
+            ),
+        )
+        api_base = await self._api_base(provider)
+        spec = self._spec(provider, api_base)
+        estimate = 0.0
+        if self._budget.limit is not None:
+            estimate = mod.estimate_cost(
+                spec, messages, tools, int(params.get("max_tokens") or 256)
+            )
+        if not self._budget.reserve(estimate):
+            raise _Skip(f"budget of ${self._budget.limit:.4f} reached")
+        timeout = self.options.timeout_s or provider.timeout_s or self.settings.eval.timeout_s
+        retries = (
+            self.options.retries if self.options.retries is not None else self.settings.eval.retries
+        )
+        attempt = 0
+        actual = 0.0
+        try:
+            while True:
+                await gate.wait()
+                async with gate.semaphore:
+                    await gate.wait()
+                    try:
+                        completion = await mod.complete(spec, messages, tools, params, timeout)
+                        self.run.calls_made += 1
+                        break
+                    except mod.ProviderCallError as e:
+                        self.run.calls_made += 1
+                        attempt += 1
+                        limit = retries + (RATE_LIMIT_EXTRA_RETRIES if e.status == 429 else 0)
+                        if not e.retryable or attempt > limit:
+                            raise EvalError(
+                                f"{provider.name}: {e} (after {attempt} attempt{'s' if attempt != 1 else ''})"
+                            ) from e
+                        backoff = min(
+                            BACKOFF_CAP_S, self.options.backoff_base_s * 2 ** (attempt - 1)
+                        )
+                        delay = (
+                            e.retry_after_s
+                            if e.retry_after_s is not None
+                            else backoff * random.uniform(0.5, 1.5)
+                        )
+                        if e.status == 429:
+                            gate.rate_limited += 1
+                            gate.pause(delay)
+                await asyncio.sleep(delay)
+            actual = float(completion.cost_usd or 0.0)
+        finally:
+            self._budget.settle(estimate, actual)
+        response = {
+            "text": completion.text or "",
+            "tool_calls": [
+                {
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    **(
+                        {"invalid_arguments": c.invalid_arguments}
+                        if c.invalid_arguments is not None
+                        else {}
+                    ),
+                }
+                for c in completion.tool_calls
+            ],
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "cost_usd": actual,
+            "latency_ms": completion.latency_ms,
+            "model": completion.model,
+        }
+        if self._cache is not None:
+            self._cache.put(key, response)
+        return response, False
+
+    async def _run_job(self, job: _Job) -> None:
+        from pipeline.evals.assertions import Output, check
+
+        try:
+            response, cached = await self.complete(
+                job.provider, job.messages, job.tools, job.params, job.repeat
+            )
+        except _Skip as e:
+            if job.result.skipped_reason is None:
+                job.result.skipped_reason = e.reason
+            if e.reason.startswith("--offline"):
+                msg = f"--offline: no cached answer for {job.agent.name}/{job.suite.name}/{job.case.id} on {job.provider.name}"
+                if msg not in self.run.incomplete:
+                    self.run.incomplete.append(msg)
+            elif e.reason.startswith("budget"):
+                msg = f"budget of ${self.options.budget_usd} reached after spending ${self._budget.spent:.4f}"
+                if msg not in self.run.incomplete:
+                    self.run.incomplete.append(msg)
+            return
+        except EvalError as e:
+            job.result.runs.append(RunResult(job.repeat, False, error=str(e)))
+            return
+        output = _output(response, Output)
+        ctx = _Context(self, job)
+        outcomes: list[AssertionOutcome] = []
+        for assertion in job.case.expect:
+            try:
+                r = await check(assertion, output, ctx, input_text=job.case.input)
+                outcomes.append(AssertionOutcome(r.kind, r.passed, r.expected, r.actual, r.message))
+            except EvalError as e:  # a judge or embedding provider failed
+                kind = next(iter(assertion), "?")
+                outcomes.append(AssertionOutcome(kind, False, "", "", str(e)))
+        job.result.runs.append(
+            RunResult(
+                repeat=job.repeat,
+                passed=all(o.passed for o in outcomes),
+                text=output.text,
+                tool_calls=response["tool_calls"],
+                latency_ms=output.latency_ms,
+                cost_usd=output.cost_usd,
+                prompt_tokens=output.prompt_tokens,
+                completion_tokens=output.completion_tokens,
+                cached=cached,
+                assertions=outcomes,
+            )
+        )
+
+    # -- the run ------------------------------------------------------------------------------
+    async def execute(self, jobs: Sequence[_Job]) -> EvalRun:
+        self._server_lock = asyncio.Lock()
+        remaining: dict[int, int] = {}
+        for job in jobs:
+            remaining[id(job.result)] = remaining.get(id(job.result), 0) + 1
+
+        async def one(job: _Job) -> None:
+            await self._run_job(job)
+            remaining[id(job.result)] -= 1
+            if remaining[id(job.result)] == 0 and self.on_result is not None:
+                self.on_result(job.result)
+
+        try:
+            await asyncio.gather(*(one(j) for j in jobs))
+        finally:
+            if self._providers_mod is not None:
+                await self._providers_mod.aclose()
+        return self.run
+
+    def close(self) -> None:
+        if self._servers is not None:
+            self._servers.close()
+            self._servers = None
+
+
+class _Context:
+    """What model-graded assertions (judge, similar) get: calls through the same cache and budget."""
+
+    def __init__(self, runner: Runner, job: _Job) -> None:
+        self.runner = runner
+        self.job = job
+        self.input_text = (
+            job.case.input
+            if isinstance(job.case.input, str)
+            else "\n".join(str(m.get("content", "")) for m in job.case.input)
+        )
+
+    def judge_prompt(self, version: str) -> str:
+        try:
+            return self.runner.judge_prompts[version]
+        except KeyError:
+            raise EvalError(f"grading prompt evals/_judge/{version}.md not found") from None
+
+    async def judge(self, provider: str | None, messages: list[dict[str, Any]]) -> str:
+        settings = self.runner.settings
+        name = provider or settings.eval.judge_provider
+        if name is None or name not in settings.providers:
+            raise EvalError("judge: no grading provider (set `provider:` or eval.judge_provider)")
+        p = settings.providers[name]
+        status = self.runner.run.providers.get(name)
+        if status is None:
+            status = ProviderStatus(name, p.model)
+            self.runner.run.providers[name] = status
+            env_var = None if p.serve else _key_env_var(p)
+            import os
+
+            if env_var and not os.environ.get(env_var):
+                status.status, status.reason = "skipped", f"{env_var} is not set"
+        if status.status != "ok":
+            raise EvalError(f"judge provider {name!r} unavailable: {status.reason}")
+        try:
+            response, _ = await self.runner.complete(
+                p, messages, None, {"temperature": 0}, self.job.repeat
+            )
+        except _Skip as e:
+            raise EvalError(f"judge not run: {e.reason}") from e
+        return str(response["text"])
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        settings = self.runner.settings
+        name = settings.eval.embedding_provider
+        if name is None:
+            from pipeline.evals.embeddings import local_embedder
+
+            return await asyncio.to_thread(local_embedder(), texts)
+        p = settings.providers[name]
+        key = cache_key(
+            model=p.model,
+            api_base=p.api_base,
+            messages=[{"role": "user", "content": t} for t in texts],
+            tools=None,
+            params={},
+            repeat_index=0,
+            kind="embed",
+        )
+        cache = self.runner._cache
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return list(hit["vectors"])
+        mod = self.runner._providers()
+        vectors: list[list[float]] = await mod.embed(self.runner._spec(p, p.api_base), texts)
+        if cache is not None:
+            cache.put(key, {"vectors": vectors})
+        return vectors
+
+
+def _key_env_var(provider: Provider) -> str | None:
+    """The env var a provider's key comes from, without importing litellm."""
+    from pipeline.evals.providers import ProviderSpec, key_env_var
+
+    return key_env_var(
+        ProviderSpec(
+            name=provider.name,
+            model=provider.model,
+            api_base=provider.api_base,
+            api_key_env=provider.api_key_env,
+        )
+    )
+
+
+def _output(response: Mapping[str, Any], output_type: type[Output]) -> Output:
+    from pipeline.evals.assertions import ToolCallView
+
+    return output_type(
+        text=str(response.get("text") or ""),
+        tool_calls=[
+            ToolCallView(c["name"], dict(c.get("arguments") or {}), c.get("invalid_arguments"))
+            for c in response.get("tool_calls") or []
+        ],
+        latency_ms=float(response.get("latency_ms") or 0.0),
+        cost_usd=float(response.get("cost_usd") or 0.0),
+        prompt_tokens=int(response.get("prompt_tokens") or 0),
+        completion_tokens=int(response.get("completion_tokens") or 0),
+    )
+
+
+def run_eval(
+    settings: Settings,
+    targets: Sequence[Target],
+    options: EvalOptions,
+    *,
+    root: Path,
+    judge_prompts: Mapping[str, str] | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+    commit: str | None = None,
+) -> EvalRun:
+    """Plan and run every case of ``targets``; never raises for case failures (see EvalRun.exit_code)."""
+    runner = Runner(settings, options, dict(judge_prompts or {}), on_result)
+    runner.run.commit = commit
+    runner.run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    runner.run.budget_usd = options.budget_usd
+    runner._budget = _Budget(options.budget_usd)
+    runner.run.shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
+    if options.use_cache or options.offline:
+        runner._cache = Cache(options.cache_dir or (root / settings.eval.cache_dir))
+    started = time.perf_counter()
+    jobs = runner.plan(targets)
+    runner.check_providers(jobs)
+    try:
+        asyncio.run(runner.execute(jobs))
+    finally:
+        runner.close()
+    runner.run.spent_usd = runner._budget.spent
+    runner.run.duration_s = time.perf_counter() - started
+    return runner.run

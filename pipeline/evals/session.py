@@ -188,11 +188,11 @@ class Progress:
         self.done += 1
         if not self.enabled:
             return
+        from pipeline.report.evals import line, quiet_skip
+
         if self._bar is not None:
             self._bar.update(
                 self._task, advance=1, description=f"{case.agent}/{case.case} [{case.provider}]"
             )
-        else:
-            from pipeline.report.evals import line
-
+        elif not quiet_skip(case):
             print(line(case), file=sys.stderr, flush=True)

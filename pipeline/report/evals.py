@@ -35,6 +35,11 @@ def why(c: CaseResult) -> str:
     return ""
 
 
+def quiet_skip(c: CaseResult) -> bool:
+    """Skipped because its provider has no key: one notice per provider says it, not a line per case."""
+    return c.status == "skipped" and (c.skipped_reason or "").startswith("provider skipped")
+
+
 def line(c: CaseResult) -> str:
     status = c.status.upper()
     extra = ""
@@ -67,7 +72,7 @@ def render_text(run: EvalRun, *, verbose: bool = False, listed: bool = False) ->
     """Failures (every case with ``verbose``), notices and the totals, to stderr. ``listed``:
     the progress output already printed a line per case (CI logs), so only the totals follow."""
     for c in run.cases:
-        if not listed and (verbose or c.status != "pass" or c.flaky):
+        if not listed and (verbose or (c.status != "pass" and not quiet_skip(c)) or c.flaky):
             click.echo(click.style(line(c), fg=COLOUR[c.status]), err=True)
     for notice in run.notices:
         click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)

@@ -1,0 +1,247 @@
+"""The safeguards, checked before anything is changed. Each returns why it stops a revert.
+
+1. ``main-branch``: the commit is on the main branch's first-parent history (a merge, or a
+   squash merge, made on main -- not a commit inside a merged branch);
+2. ``revert-of-revert``: it is not itself a revert;
+3. ``already-reverted``: no commit on main says ``This reverts commit <sha>``, and no open pull
+   request reverts it (knowngood's marker, git's phrase, or knowngood's branch name);
+4. ``opt-out`` (auto mode only): ``knowngood: no-auto-revert`` is not in the merge message, the
+   commits it brought in, or the merged pull request's description;
+5. ``daily-limit``: fewer than ``revert.max_per_day`` reverts in the last 24 hours (revert
+   records that reverted or opened a pull request, and ``Knowngood-Revert`` commits on main).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pipeline.git import Git
+from pipeline.revert.model import (
+    ALREADY_REVERTED,
+    DAILY_LIMIT,
+    DEFAULT_MAX_PER_DAY,
+    MAIN_BRANCH,
+    OPT_OUT,
+    OPT_OUT_MARKER,
+    OPT_OUT_PATTERN,
+    REVERT_OF_REVERT,
+    TRAILER,
+    MergeInfo,
+    RevertRequest,
+    branch_name,
+    pr_marker,
+    reverts_phrase,
+)
+
+if TYPE_CHECKING:
+    from pipeline.github import GitHubClient
+    from pipeline.records import RecordStore
+    from pipeline.repo import Settings
+
+log = logging.getLogger("knowngood.revert")
+
+Stop = tuple[str, str]  # (safeguard, why)
+
+# GitHub's "Revert" button names its branch revert-<pr number>-<branch>.
+_GITHUB_REVERT_MERGE = re.compile(r"^Merge pull request #\d+ from \S+/revert-\d+-")
+_COUNTED = ("reverted", "pull_request")
+
+
+def describe(git: Git, sha: str) -> MergeInfo:
+    """Subject, message, parents, the commits a merge brought in and the files it changed."""
+    parents = tuple(git.parents(sha))
+    message = git.commit_message(sha)
+    subject = message.strip().splitlines()[0] if message.strip() else sha[:12]
+    brought: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    if parents:
+        if len(parents) > 1:
+            out = git.run("log", "--no-merges", "-z", "--format=%B", f"{parents[0]}..{sha}")
+            brought = tuple(m for m in out.split("\0") if m.strip())
+        diff = git.run("diff-tree", "--no-commit-id", "--name-only", "-r", "-z", parents[0], sha)
+        paths = tuple(p for p in diff.split("\0") if p)
+    return MergeInfo(sha, subject, message, parents, brought, paths)
+
+
+def check(
+    git: Git,
+    info: MergeInfo,
+    request: RevertRequest,
+    settings: Settings,
+    *,
+    tracking: str,
+    where: str,
+    github: GitHubClient | None,
+    records: RecordStore | None,
+    now: datetime | None = None,
+) -> Stop | None:
+    """The first safeguard that stops reverting ``info``, or None. Reads only.
+
+    ``tracking`` is the freshly fetched remote main (``refs/remotes/origin/main``), ``where``
+    its name for people (``origin/main``). GitHub errors propagate: when open pull requests
+    cannot be listed, "never twice" cannot be promised, so nothing is reverted.
+    """
+    stop = on_main(git, info, tracking, where)
+    if stop is None:
+        stop = is_revert(info)
+    if stop is None:
+        stop = already_reverted(git, info, tracking, where, settings.main_branch, github)
+    if stop is None and request.auto:
+        stop = opted_out(info, github)
+    if stop is None:
+        stop = over_daily_limit(git, settings, tracking, records, now or datetime.now(UTC))
+    return stop
+
+
+def on_main(git: Git, info: MergeInfo, tracking: str, where: str) -> Stop | None:
+    if not git.is_ancestor(info.sha, tracking):
+        return MAIN_BRANCH, (
+            f"{info.short} is not on {where}: only merges on the main branch are reverted"
+        )
+    # First-parent commits of main that descend from the commit: the oldest one is either its
+    # child on main (the commit is on main's first-parent line) or the merge that brought it in.
+    out = git.run("rev-list", "--first-parent", "--ancestry-path", f"{info.sha}..{tracking}")
+    line = out.split()
+    if not line:
+        return None  # the tip itself
+    oldest = line[-1]
+    if git.parents(oldest)[:1] == [info.sha]:
+        return None
+    return MAIN_BRANCH, (
+        f"{info.short} is a commit inside a merged branch, not a merge on {where}: "
+        f"revert the merge that brought it in ({oldest[:12]}) instead"
+    )
+
+
+def is_revert(info: MergeInfo) -> Stop | None:
+    why: str | None = None
+    if _reverting(info.message):
+        why = "its message says it reverts a commit"
+    elif _GITHUB_REVERT_MERGE.match(info.subject):
+        why = "it merges a branch made by GitHub's Revert button"
+    elif info.brought and all(_reverting(m) for m in info.brought):
+        why = "every commit it brought in is a revert"
+    if why is None:
+        return None
+    return REVERT_OF_REVERT, (
+        f"{info.short} ({info.subject}) is itself a revert ({why}): knowngood never reverts a "
+        "revert -- if the original change is good again, merge it again through a pull request"
+    )
+
+
+def _reverting(message: str) -> bool:
+    return (
+        message.lstrip().startswith('Revert "')
+        or "This reverts commit" in message
+        or re.search(rf"^{TRAILER}:", message, re.MULTILINE) is not None
+    )
+
+
+def already_reverted(
+    git: Git,
+    info: MergeInfo,
+    tracking: str,
+    where: str,
+    main: str,
+    github: GitHubClient | None,
+) -> Stop | None:
+    phrase = reverts_phrase(info.sha)
+    found = git.run(
+        "log", "-F", f"--grep={phrase}", "--format=%H", "-n", "1", f"{info.sha}..{tracking}"
+    ).strip()
+    if found:
+        return ALREADY_REVERTED, (
+            f"{info.short} is already reverted on {where} by {found[:12]}: never the same merge twice"
+        )
+    if github is not None:
+        marker, branch = pr_marker(info.sha), branch_name(info.sha)
+        for pr in github.list_pull_requests(state="open", base=main):
+            if marker in pr.body or phrase in pr.body or pr.head_ref == branch:
+                return ALREADY_REVERTED, (
+                    f"{info.short} already has an open revert pull request: {pr.html_url} "
+                    "(merge or close it first)"
+                )
+    return None
+
+
+def opted_out(info: MergeInfo, github: GitHubClient | None) -> Stop | None:
+    where: str | None = None
+    if OPT_OUT_PATTERN.search(info.message):
+        where = "its merge message"
+    elif any(OPT_OUT_PATTERN.search(m) for m in info.brought):
+        where = "a commit it brought in"
+    elif github is not None:
+        from pipeline.github import GitHubError
+
+        try:
+            pr = github.merged_pull_request_for_commit(info.sha)
+        except GitHubError as e:  # the git messages were checked; the PR body is a bonus
+            log.warning("could not read the pull request of %s: %s", info.short, e)
+            pr = None
+        if pr is not None and OPT_OUT_PATTERN.search(pr.body):
+            where = f"the description of pull request #{pr.number}"
+    if where is None:
+        return None
+    return OPT_OUT, (
+        f"{info.short} opted out of automatic reverts ({OPT_OUT_MARKER!r} in {where}): "
+        "not reverted; revert it by hand with `knowngood revert` if needed"
+    )
+
+
+def max_per_day(settings: Settings) -> int:
+    value = settings.revert.get("max_per_day", DEFAULT_MAX_PER_DAY)
+    return int(value) if isinstance(value, int) and value >= 0 else DEFAULT_MAX_PER_DAY
+
+
+def over_daily_limit(
+    git: Git,
+    settings: Settings,
+    tracking: str,
+    records: RecordStore | None,
+    now: datetime,
+) -> Stop | None:
+    limit = max_per_day(settings)
+    reverted = reverts_since(git, tracking, records, now - timedelta(days=1))
+    if len(reverted) < limit:
+        return None
+    listed = ", ".join(sorted(s[:12] for s in reverted)) or "none"
+    return DAILY_LIMIT, (
+        f"the daily limit of reverts is reached ({len(reverted)} in the last 24 hours, "
+        f"revert.max_per_day: {limit}; reverted: {listed}): not reverted -- revert by hand with "
+        "git if it must go, or raise the limit in knowngood.yaml"
+    )
+
+
+def reverts_since(
+    git: Git, tracking: str, records: RecordStore | None, since: datetime
+) -> set[str]:
+    """Merges knowngood reverted (or opened a revert PR for) since ``since``."""
+    shas: set[str] = set()
+    if records is not None:
+        from pipeline.records import parse_time
+
+        for record in records.list("revert"):
+            if record.get("outcome") not in _COUNTED or not record.get("reverted"):
+                continue
+            try:
+                at = parse_time(str(record["at"]))
+            except (KeyError, ValueError):
+                continue
+            if at >= since:
+                shas.add(str(record["reverted"]))
+    out = git.run(
+        "log",
+        f"--since={int(since.timestamp())}",
+        f"--format=%(trailers:key={TRAILER},valueonly,separator=%x20)",
+        tracking,
+    )
+    shas.update(_shas(out.split()))
+    return shas
+
+
+def _shas(words: Sequence[str]) -> list[str]:
+    return [w for w in words if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", w)]

@@ -1,0 +1,112 @@
+"""`/revert [reason]` as a PR comment: only trusted commenters act, and the bot replies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakegithub import FakeGitHub
+from test_revert import World, git
+
+from pipeline.cli import main
+from pipeline.revert.comment import parse
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("/revert", ""),
+        ("/revert support answers in French", "support answers in French"),
+        ("  /revert   broke refunds  \nmore text", "broke refunds"),
+        ("please /revert", None),
+        ("/reverted", None),
+        ("LGTM", None),
+    ],
+)
+def test_parse(body: str, reason: str | None) -> None:
+    assert parse(body) == reason
+
+
+def comment_event(tmp: Path, number: int, body: str, association: str) -> Path:
+    event = {
+        "action": "created",
+        "issue": {
+            "number": number,
+            "pull_request": {"url": f"https://api.github.com/pulls/{number}"},
+        },
+        "comment": {
+            "id": 99,
+            "body": body,
+            "user": {"login": "alice", "type": "User"},
+            "author_association": association,
+        },
+    }
+    path = tmp / "event.json"
+    path.write_text(json.dumps(event))
+    return path
+
+
+def run_comment(
+    w: World, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch, body: str, association: str
+) -> int:
+    for k, v in gh.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "issue_comment")
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(comment_event(w.tmp, 1, body, association)))
+    monkeypatch.chdir(w.user)
+    return main(["revert", "--from-comment", "--push"])
+
+
+@pytest.fixture
+def gh() -> FakeGitHub:
+    with FakeGitHub() as server:
+        yield server
+
+
+def test_trusted_revert_comment_reverts_the_merge_and_replies(
+    tmp_path: Path, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = World(tmp_path)
+    merge = w.merge({"agents/bot/prompts/system.md": "You are a bot.\nBe rude.\n"})
+    gh.add_pull(1, head="feature-1", title="Tweak the bot")
+    gh.merge(1, merge)
+    assert run_comment(w, gh, monkeypatch, "/revert the bot is rude now", "MEMBER") == 0
+    message = git(w.bare, "log", "-1", "--format=%B", "main")
+    assert f"This reverts commit {merge}." in message
+    assert "Requested by @alice with /revert on #1: the bot is rude now" in message
+    [reply] = [c["body"] for c in gh.comments[1] if "reverted the merge of #1" in c["body"]]
+    assert reply.startswith("@alice: reverted the merge of #1")
+
+
+def test_untrusted_commenter_is_refused_and_nothing_changes(
+    tmp_path: Path, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = World(tmp_path)
+    merge = w.merge({"agents/bot/prompts/system.md": "You are a bot.\nBe rude.\n"})
+    gh.add_pull(1, head="feature-1")
+    gh.merge(1, merge)
+    before = git(w.bare, "rev-parse", "main")
+    assert run_comment(w, gh, monkeypatch, "/revert", "CONTRIBUTOR") == 1
+    assert git(w.bare, "rev-parse", "main") == before
+    assert (
+        "only for the repository's owners, members and collaborators" in gh.comments[1][-1]["body"]
+    )
+
+
+def test_unmerged_pull_request_has_nothing_to_revert(
+    tmp_path: Path, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = World(tmp_path)
+    gh.add_pull(1, head="feature-1")
+    assert run_comment(w, gh, monkeypatch, "/revert", "OWNER") == 1
+    assert "is not merged" in gh.comments[1][-1]["body"]
+
+
+def test_other_comments_are_ignored(
+    tmp_path: Path, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = World(tmp_path)
+    gh.add_pull(1, head="feature-1")
+    assert run_comment(w, gh, monkeypatch, "Looks good to me", "OWNER") == 0
+    assert gh.comments.get(1, []) == []

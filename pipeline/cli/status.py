@@ -1,0 +1,39 @@
+"""``knowngood status [AGENT]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.cli.options import format_option, repo_option, resolve_repo
+
+
+@click.command("status")
+@click.argument("agent", required=False)
+@click.option(
+    "--no-fetch", "no_fetch", is_flag=True, help="Use this clone's records; do not fetch them."
+)
+@repo_option
+@format_option("text", "json")
+def command(agent: str | None, no_fetch: bool, repo: Path | None, fmt: str) -> int:
+    """Per agent: its last releases, what each environment runs (release, commit, when, by
+    whom), the last post-deploy check, the last known good release (the newest deployment whose
+    check passed), the last drill, and incidents with their recovery times.
+
+    Releases are read from the tags, the rest from the records branch, fetched first (offline,
+    the clone's own copy is used and a notice says so). Exit 0 whatever it shows.
+
+    \b
+    Examples:
+      knowngood status
+      knowngood status support --format json
+    """
+    from pipeline.git import Git
+    from pipeline.report.status import render_status
+    from pipeline.status import load_settings, status
+
+    root = resolve_repo(repo)
+    report = status(Git(root), root, load_settings(root), agent, fetch=not no_fetch)
+    render_status(report, fmt)
+    return 0

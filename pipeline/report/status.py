@@ -1,0 +1,230 @@
+"""Render ``knowngood status`` and ``knowngood history``: rich tables on a terminal, plain text
+otherwise (CI logs, pipes), or JSON. Data goes to stdout, notices to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from pipeline.records import Incident, Record
+    from pipeline.status import AgentStatus, EnvStatus, StatusReport
+
+HEALTH_COLOUR = {
+    "good": "green",
+    "failing": "red",
+    "check error": "magenta",
+    "unchecked": "yellow",
+    "not deployed": "bright_black",
+}
+
+
+def fancy() -> bool:
+    """Rich tables only on an interactive terminal outside CI."""
+    return sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def render_status(report: StatusReport, fmt: str) -> None:
+    for notice in report.notices:
+        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    elif fancy():
+        _rich_status(report)
+    else:
+        click.echo(status_text(report), nl=False)
+
+
+def render_history(agent: str, rows: Sequence[Record], notices: Sequence[str], fmt: str) -> None:
+    for notice in notices:
+        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {"version": 1, "agent": agent, "records": list(rows)}, indent=2, ensure_ascii=False
+            )
+        )
+    elif fancy():
+        _rich_history(agent, rows)
+    else:
+        click.echo(history_text(agent, rows), nl=False)
+
+
+# -- plain text -------------------------------------------------------------------------------
+
+
+def status_text(report: StatusReport) -> str:
+    if not report.agents:
+        return "no agents, releases or records\n"
+    out: list[str] = []
+    for agent in report.agents:
+        out.append(f"{agent.agent}  {_releases(agent)}")
+        for env in agent.environments:
+            out.append(
+                f"  {env.env:<11} {env.health:<12} runs {_runs(env)}; check {_check(env)}; "
+                f"known good {_known_good(env)}; drill {_drill(env)}"
+            )
+        out += [f"  {line}" for line in _incident_lines(agent)]
+    return "\n".join(out) + "\n"
+
+
+def history_text(agent: str, rows: Sequence[Record]) -> str:
+    if not rows:
+        return f"no history for {agent}\n"
+    return "".join(
+        f"{_when(r.get('at'))}  {r.get('kind', '?'):<10} {r.get('env', '-'):<11} "
+        f"{r.get('outcome', ''):<9} {r.get('what', '')}{_extra(r)}\n"
+        for r in rows
+    )
+
+
+def _releases(agent: AgentStatus) -> str:
+    if not agent.releases:
+        return "no release yet"
+    shown = ", ".join(f"{t.name} ({_when(t.date)[:10]})" for t in agent.releases)
+    more = agent.release_count - len(agent.releases)
+    return f"releases: {shown}" + (f" and {more} older" if more > 0 else "")
+
+
+def _runs(env: EnvStatus) -> str:
+    d = env.current
+    if d is None:
+        return "nothing"
+    what = d.get("release") or f"commit {str(d.get('commit', ''))[:12]}"
+    roll = " (rollback)" if d.get("rollback") else ""
+    return f"{what}{roll} since {_when(d.get('at'))} by {d.get('actor', '?')}"
+
+
+def _check(env: EnvStatus) -> str:
+    c = env.current_check or env.last_check
+    if c is None:
+        return "none"
+    of = "" if c is env.current_check else " (of an earlier deployment)"
+    return f"{c.get('outcome')} {_when(c.get('at'))}{of}"
+
+
+def _known_good(env: EnvStatus) -> str:
+    d = env.last_known_good
+    if d is None:
+        return "none"
+    return str(d.get("release") or f"commit {str(d.get('commit', ''))[:12]}")
+
+
+def _drill(env: EnvStatus) -> str:
+    d = env.last_drill
+    if d is None:
+        return "never"
+    took = f" in {_seconds(d.get('recovery_s'))}" if d.get("recovery_s") is not None else ""
+    return f"{d.get('outcome')}{took} {_when(d.get('at'))}"
+
+
+def _incident_lines(agent: AgentStatus) -> list[str]:
+    if not agent.incident_count:
+        return ["incidents: none"]
+    mean = (
+        f", mean recovery {_seconds(agent.mean_recovery_s)}"
+        if agent.mean_recovery_s is not None
+        else ""
+    )
+    lines = [f"incidents: {len(agent.open_incidents)} open, {agent.incident_count} in all{mean}"]
+    lines += [f"  {_incident(i)}" for i in agent.incidents]
+    return lines
+
+
+def _incident(i: Incident) -> str:
+    head = f"{i.status:<8} {i.id} {i.env}: detected {_when(i.detected_at)}"
+    failed = f", {i.release} failed" if i.release else ""
+    if i.status == "open":
+        return head + failed
+    restored = f", {i.restored_release} restored" if i.restored_release else ""
+    return f"{head}{failed}, recovered in {_seconds(i.recovery_s)}{restored}"
+
+
+def _extra(r: Record) -> str:
+    bits = []
+    if r.get("recovery_s") is not None:
+        bits.append(f"recovery {_seconds(r['recovery_s'])}")
+    if r.get("why"):
+        bits.append(f"why: {r['why']}")
+    return f" ({'; '.join(bits)})" if bits else ""
+
+
+def _when(value: Any) -> str:
+    """Any ISO 8601 time as ``2026-01-01 12:00:00Z`` (UTC)."""
+    from datetime import UTC, datetime
+
+    text = str(value or "?")
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "?"
+    s = float(value)
+    if s < 120:
+        return f"{s:.1f}s"
+    if s < 7200:
+        return f"{s / 60:.1f}min"
+    return f"{s / 3600:.1f}h"
+
+
+# -- rich -------------------------------------------------------------------------------------
+
+
+def _rich_status(report: StatusReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not report.agents:
+        console.print("no agents, releases or records")
+    for agent in report.agents:
+        table = Table(title=f"[bold]{agent.agent}[/]  {_releases(agent)}", title_justify="left")
+        for column in ("env", "health", "runs", "check", "known good", "drill"):
+            table.add_column(column, overflow="fold")
+        for env in agent.environments:
+            colour = HEALTH_COLOUR.get(env.health, "white")
+            table.add_row(
+                env.env,
+                f"[{colour}]{env.health}[/]",
+                _runs(env),
+                _check(env),
+                _known_good(env),
+                _drill(env),
+            )
+        console.print(table)
+        for line in _incident_lines(agent):
+            console.print(f"  {line}", highlight=False, markup=False)
+
+
+def _rich_history(agent: str, rows: Sequence[Record]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print(f"no history for {agent}")
+        return
+    table = Table(title=f"[bold]{agent}[/] history (newest first)", title_justify="left")
+    for column in ("when", "kind", "env", "outcome", "what"):
+        table.add_column(column, overflow="fold", no_wrap=column == "when")
+    for r in rows:
+        table.add_row(
+            _when(r.get("at")),
+            str(r.get("kind", "")),
+            str(r.get("env", "-")),
+            str(r.get("outcome", "")),
+            f"{r.get('what', '')}{_extra(r)}",
+        )
+    console.print(table)

@@ -1,0 +1,291 @@
+"""``knowngood status`` and ``knowngood history``: what git records say, readable from any clone.
+
+Releases come from the tags; deployments, checks, reverts, incidents and drills from the
+records branch (``pipeline.records``), fetched first (when that fails, e.g. offline, the local
+copy is used and a notice says so). Every query on the records goes through RecordStore, whose
+methods define "current", "last known good" and incidents; ``_Snapshot`` only makes it read
+each kind of record once, so a status of many agents costs a fixed number of git processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.changes.revision import at_root
+from pipeline.errors import ConfigError, GitError, UsageError
+from pipeline.git import Git
+from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
+from pipeline.release.tags import TagRef, release_tags
+from pipeline.repo import CONFIG_FILE, Settings, discover
+
+RECENT_RELEASES = 3
+RECENT_INCIDENTS = 3
+Records = list[Record]
+
+
+@dataclass(slots=True)
+class EnvStatus:
+    env: str
+    current: Record | None  # the newest successful deployment: what runs there
+    current_check: Record | None  # the newest check of that deployment
+    last_check: Record | None  # the newest check in the environment (of any deployment)
+    last_known_good: Record | None  # the newest deployment whose check passed
+    last_drill: Record | None
+
+    @property
+    def health(self) -> str:
+        """not deployed | unchecked | good | failing | check error."""
+        if self.current is None:
+            return "not deployed"
+        if self.current_check is None:
+            return "unchecked"
+        return {"passed": "good", "failed": "failing"}.get(
+            self.current_check["outcome"], "check error"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "health": self.health,
+            "current": _deployment(self.current),
+            "current_check": _check(self.current_check),
+            "last_check": _check(self.last_check),
+            "last_known_good": _deployment(self.last_known_good),
+            "last_drill": _drill(self.last_drill),
+        }
+
+
+@dataclass(slots=True)
+class AgentStatus:
+    agent: str
+    releases: list[TagRef]  # newest first, at most RECENT_RELEASES
+    release_count: int
+    environments: list[EnvStatus]
+    incidents: list[Incident]  # every open one, then the most recent resolved ones
+    incident_count: int
+    mean_recovery_s: float | None  # over every resolved incident
+
+    @property
+    def open_incidents(self) -> list[Incident]:
+        return [i for i in self.incidents if i.status == "open"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "releases": [t.to_json() for t in self.releases],
+            "release_count": self.release_count,
+            "environments": [e.to_json() for e in self.environments],
+            "incidents": [
+                {k: v for k, v in i.to_dict().items() if k != "records"} for i in self.incidents
+            ],
+            "incident_count": self.incident_count,
+            "mean_recovery_s": self.mean_recovery_s,
+        }
+
+
+@dataclass(slots=True)
+class StatusReport:
+    agents: list[AgentStatus]
+    records_branch: str
+    fetched: bool
+    notices: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "records_branch": self.records_branch,
+            "fetched": self.fetched,
+            "agents": [a.to_json() for a in self.agents],
+            "notices": self.notices,
+        }
+
+
+def load_settings(root: Path) -> Settings:
+    """knowngood.yaml's settings (ConfigError when it cannot be read)."""
+    from pipeline.loading import load
+
+    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
+    if doc is None or not isinstance(doc.data, dict):
+        why = findings[0].render() if findings else f"{CONFIG_FILE}: not a mapping"
+        raise ConfigError(f"cannot read the settings: {why}", hint="run `knowngood validate`")
+    return Settings.from_data(doc.data)
+
+
+def status(
+    git: Git, root: Path, settings: Settings, agent: str | None = None, *, fetch: bool = True
+) -> StatusReport:
+    """Per agent (or only ``agent``): releases, each environment's deployment and checks,
+    last known good, last drill, incidents with their recovery times."""
+    git = at_root(git, root)
+    store = _Snapshot(git, settings.records_branch)
+    report = StatusReport([], settings.records_branch, False)
+    report.fetched = _fetch(store, fetch, report.notices)
+    tags: dict[str, list[TagRef]] = {}
+    for tag in release_tags(git):
+        tags.setdefault(tag.agent, []).append(tag)
+    names = set(discover(root).agents) | set(tags) | store.agents()
+    if agent is not None:
+        if agent not in names:
+            raise UsageError(
+                f"no agent named {agent!r}: no folder, release tag or record has it",
+                hint=f"agents: {', '.join(sorted(names)) or 'none'}",
+            )
+        names = {agent}
+    for name in sorted(names):
+        report.agents.append(_agent_status(store, name, tags.get(name, []), settings))
+    if not report.fetched and not store.data.tip():
+        report.notices.append(
+            f"no records yet (branch {settings.records_branch}): nothing was deployed from any clone"
+        )
+    return report
+
+
+def history(
+    git: Git,
+    root: Path,
+    settings: Settings,
+    agent: str,
+    limit: int = 50,
+    *,
+    fetch: bool = True,
+    notices: list[str] | None = None,
+) -> Records:
+    """``agent``'s records (deployment, check, revert, incident, drill) and releases (kind
+    "release"), newest first, at most ``limit``. Notices (e.g. a failed fetch) go to ``notices``."""
+    git = at_root(git, root)
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    store = RecordStore(git, settings.records_branch)
+    _fetch(store, fetch, notices if notices is not None else [])
+    rows: Records = []
+    for kind in KIND_DIRS:
+        rows += store.list(kind, agent, limit=limit)
+    for tag in release_tags(git, agent):
+        rows.append(
+            {
+                "kind": "release",
+                "agent": agent,
+                "at": _utc(tag.date),
+                "actor": tag.tagger,
+                "what": f"release {tag.name}",
+                "outcome": "tagged",
+                "release": tag.name,
+                "commit": tag.commit,
+            }
+        )
+    rows.sort(key=lambda r: (str(r.get("at", "")), str(r.get("id", ""))), reverse=True)
+    return rows[:limit]
+
+
+# -- internals -------------------------------------------------------------------------------
+
+
+class _Snapshot(RecordStore):
+    """A RecordStore that reads each kind of record once and answers every query from that."""
+
+    def __init__(self, git: Git, branch: str) -> None:
+        super().__init__(git, branch)
+        self._all: dict[str, Records] = {}
+
+    def list(
+        self,
+        kind: str,
+        agent: str | None = None,
+        env: str | None = None,
+        *,
+        limit: int | None = None,
+    ) -> Records:
+        if kind not in self._all:
+            self._all[kind] = super().list(kind)
+        rows = [
+            r
+            for r in self._all[kind]
+            if (agent is None or r.get("agent") == agent) and (env is None or r.get("env") == env)
+        ]
+        return rows[:limit] if limit is not None else rows
+
+    def agents(self) -> set[str]:
+        return {str(r["agent"]) for kind in KIND_DIRS for r in self.list(kind) if r.get("agent")}
+
+    def envs(self, agent: str) -> set[str]:
+        return {str(r["env"]) for kind in KIND_DIRS for r in self.list(kind, agent) if r.get("env")}
+
+
+def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
+    if not fetch:
+        return False
+    try:
+        return store.fetch()
+    except GitError as e:
+        notices.append(f"{e.message}: showing the records this clone has")
+        return False
+
+
+def _agent_status(
+    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings
+) -> AgentStatus:
+    envs = list(settings.environments) + sorted(store.envs(agent) - set(settings.environments))
+    environments = []
+    for env in envs:
+        current = store.current(agent, env)
+        checks = store.list("check", agent, env)
+        current_check = (
+            next((c for c in checks if c.get("deployment") == current["id"]), None)
+            if current
+            else None
+        )
+        drills = store.list("drill", agent, env, limit=1)
+        environments.append(
+            EnvStatus(
+                env,
+                current,
+                current_check,
+                checks[0] if checks else None,
+                store.last_known_good(agent, env),
+                drills[0] if drills else None,
+            )
+        )
+    incidents = store.incidents(agent)
+    resolved = [i for i in incidents if i.status == "resolved"]
+    recoveries = [i.recovery_s for i in resolved if i.recovery_s is not None]
+    shown = [i for i in incidents if i.status == "open"] + resolved[:RECENT_INCIDENTS]
+    return AgentStatus(
+        agent,
+        list(reversed(tags))[:RECENT_RELEASES],
+        len(tags),
+        environments,
+        shown,
+        len(incidents),
+        round(sum(recoveries) / len(recoveries), 3) if recoveries else None,
+    )
+
+
+def _pick(record: Record | None, keys: Iterable[str]) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {k: record.get(k) for k in keys}
+
+
+def _deployment(record: Record | None) -> dict[str, Any] | None:
+    return _pick(record, ("id", "release", "commit", "at", "actor", "content_hash", "rollback"))
+
+
+def _check(record: Record | None) -> dict[str, Any] | None:
+    return _pick(record, ("id", "deployment", "release", "outcome", "at", "summary"))
+
+
+def _drill(record: Record | None) -> dict[str, Any] | None:
+    return _pick(record, ("id", "drill", "outcome", "at", "recovery_s", "to_release"))
+
+
+def _utc(date: str) -> str:
+    """A git ISO date as the records' ``at`` format (UTC, Z), so both sort together."""
+    try:
+        when = datetime.fromisoformat(date)
+    except ValueError:
+        return date
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

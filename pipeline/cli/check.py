@@ -1,0 +1,52 @@
+"""``knowngood check AGENT``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.cli.options import format_option, repo_option, resolve_repo
+
+
+@click.command("check")
+@click.argument("agent")
+@click.option("--env", "env", default="production", show_default=True, help="The environment.")
+@click.option(
+    "--remote", default="origin", show_default=True, help="The git remote of the records."
+)
+@repo_option
+@format_option("text", "json")
+def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> int:
+    """Run AGENT's post-deploy suites against what is deployed in ENV now.
+
+    What runs is the deployed bundle (its prompt, tools and model chain), not the working tree;
+    the suites come from the bundle's commit. The verdict uses the agent's evals.pass_rate
+    (default 1.0) and is recorded on the records branch: a passed check makes the deployment
+    known good.
+
+    Exit 0 passed; 1 failed; 2 nothing is deployed there; 3 the check could not run (providers
+    unreachable, no case could run).
+
+    \b
+    Examples:
+      knowngood check support
+      knowngood check support --env staging --format json
+    """
+    from pipeline.cli.deploy import github_from_env, progress_wanted
+    from pipeline.deploy import check
+    from pipeline.git import Git
+    from pipeline.report.deploy import render
+
+    root = resolve_repo(repo)
+    outcome = check(
+        Git(root),
+        root,
+        agent,
+        env=env,
+        github=github_from_env(),
+        remote=remote,
+        progress=progress_wanted(fmt),
+    )
+    render(outcome, fmt)
+    return outcome.exit_code

@@ -1,0 +1,114 @@
+"""``knowngood deploy AGENT``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from pipeline.cli.options import format_option, repo_option, resolve_repo
+
+if TYPE_CHECKING:
+    from pipeline.github import GitHubClient
+
+
+def github_from_env() -> GitHubClient | None:
+    """A GitHub client when GITHUB_TOKEN (or GH_TOKEN) is set: PR comments and revert PRs."""
+    if not (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or "").strip():
+        return None
+    from pipeline.github import GitHubClient
+
+    return GitHubClient.from_env()
+
+
+def progress_wanted(fmt: str) -> bool:
+    return fmt == "text"
+
+
+@click.command("deploy")
+@click.argument("agent", required=False)
+@click.option(
+    "--released",
+    is_flag=True,
+    help="Deploy every agent released at HEAD (what `knowngood release` just tagged) instead of AGENT.",
+)
+@click.option(
+    "--version", "version", metavar="vX.Y.Z", help="The release to deploy (default: the newest)."
+)
+@click.option("--env", "env", default="production", show_default=True, help="The environment.")
+@click.option(
+    "--check",
+    "run_check",
+    is_flag=True,
+    help="Run the post-deploy suites against what was deployed.",
+)
+@click.option(
+    "--auto-revert",
+    "auto_revert",
+    is_flag=True,
+    help="When the check fails: restore the last known good release, revert the merge on main, "
+    "record an incident and notify (implies --check).",
+)
+@click.option(
+    "--remote", default="origin", show_default=True, help="The git remote (records, tags, main)."
+)
+@repo_option
+@format_option("text", "json")
+def command(
+    agent: str | None,
+    released: bool,
+    version: str | None,
+    env: str,
+    run_check: bool,
+    auto_revert: bool,
+    remote: str,
+    repo: Path | None,
+    fmt: str,
+) -> int:
+    """Publish a release of AGENT to an environment.
+
+    The bundle (resolved config with the environment overlay, rendered system prompt, tools,
+    model chain, version, commit, content hash) is built from the release tag, never from the
+    working tree, and published to deploy.target in knowngood.yaml. Every deployment is a
+    record on the records branch.
+
+    With --released (instead of AGENT), every agent released at HEAD is deployed, each on its
+    own: the step that follows `knowngood release --push` on the main branch.
+
+    Exit 0 deployed (and the check passed); 1 the post-deploy check failed (even when recovery
+    succeeded); 2 bad usage (unknown agent, release or environment); 3 the deploy, the check or
+    the recovery could not complete.
+
+    \b
+    Examples:
+      knowngood deploy support                        # newest release to production
+      knowngood deploy support --version v1.2.0 --env staging
+      knowngood deploy support --check --auto-revert
+      knowngood deploy --released --check --auto-revert   # the main-branch workflow
+    """
+    from pipeline.deploy import deploy, deploy_released
+    from pipeline.git import Git
+    from pipeline.report.deploy import render
+
+    if released == (agent is not None):
+        raise click.UsageError("give an AGENT or --released (not both)")
+    if released and version:
+        raise click.UsageError("--version names one agent's release: use it with AGENT")
+    root = resolve_repo(repo)
+    git, github, check = Git(root), github_from_env(), run_check or auto_revert
+    progress = progress_wanted(fmt)
+    if agent is None:
+        batch = deploy_released(
+            git, root, env=env, check=check, auto_revert=auto_revert, github=github,
+            remote=remote, progress=progress,
+        )  # fmt: skip
+        render(batch, fmt)
+        return batch.exit_code
+    outcome = deploy(
+        git, root, agent, version=version, env=env, check=check, auto_revert=auto_revert,
+        github=github, remote=remote, progress=progress,
+    )  # fmt: skip
+    render(outcome, fmt)
+    return outcome.exit_code

@@ -1,0 +1,351 @@
+"""Recovery after a failed post-deploy check: restore, revert, record, notify.
+
+In this order, because the environment matters most: (1) the last known good release goes back
+into the environment (its exact bundle: the copy the directory target kept, or a rebuild whose
+content hash must match); (2) the merge that introduced the failing release is reverted on the
+main branch by :func:`pipeline.revert.revert_merge`, which applies every safeguard (main branch
+only, never a revert of a revert, never the same merge twice, the daily limit, the
+``knowngood: no-auto-revert`` opt-out) and pushes, or opens a pull request when the push is
+refused or the revert conflicts; (3) an incident is recorded when detected and resolved when the
+known good release runs again, with the detection, restore and revert times; (4) one
+notification (webhook and a comment on the merged pull request) says what happened.
+
+Nothing is restored or reverted when the failing bundle is byte for byte a bundle that passed
+its check before: the release did not change, so the cause is elsewhere (a provider, the
+environment) and reverting code would only hide it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.deploy.check import CheckOutcome
+from pipeline.deploy.context import Context, version_of_tag
+from pipeline.errors import KnowngoodError
+from pipeline.git import Git
+from pipeline.records import Record, resolve_incident, utc_now
+from pipeline.repo import CONFIG_FILE
+
+__all__ = ["RecoveryOutcome", "introducing_commit", "recover", "restore_target"]
+
+
+@dataclass(slots=True)
+class RecoveryOutcome:
+    incident: str
+    detected_at: str
+    failed_release: str | None
+    restored: str | None = None  # the deployment record that restored service
+    restored_release: str | None = None
+    restore_s: float | None = None  # detection -> the known good bundle is published
+    restore_error: str | None = None
+    merge: str | None = None  # the commit asked to be reverted
+    revert: Any = None  # pipeline.revert.RevertOutcome
+    revert_s: float | None = None  # detection -> the revert is pushed (or its PR opened)
+    recovery_s: float | None = None  # detection -> everything done
+    resolved: bool = False
+    notification: dict[str, Any] | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Recovery itself failed: the restore could not publish, or the revert failed."""
+        return self.restore_error is not None or (
+            self.revert is not None and self.revert.status == "failed"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "incident": self.incident,
+            "detected_at": self.detected_at,
+            "failed_release": self.failed_release,
+            "restored": self.restored,
+            "restored_release": self.restored_release,
+            "restore_s": self.restore_s,
+            "restore_error": self.restore_error,
+            "merge": self.merge,
+            "revert": self.revert.to_json() if self.revert is not None else None,
+            "revert_s": self.revert_s,
+            "recovery_s": self.recovery_s,
+            "resolved": self.resolved,
+            "failed": self.failed,
+            "notification": self.notification,
+            "messages": self.messages,
+        }
+
+
+def recover(
+    ctx: Context,
+    deployment: Mapping[str, Any],
+    bundle: Mapping[str, Any],
+    check: CheckOutcome,
+    *,
+    revert: bool = True,
+) -> RecoveryOutcome:
+    """Everything that follows a failed check of ``deployment`` (which published ``bundle``)."""
+    agent, env = str(bundle["agent"]), str(bundle["env"])
+    release: str | None = bundle.get("release")
+    shown = release or str(bundle["commit"])[:12]
+    started = check.detected_clock or time.perf_counter()
+    opening = ctx.record(
+        "incident",
+        agent=agent,
+        env=env,
+        at=check.detected_at,
+        what=f"post-deploy check of {shown} failed in {env}",
+        why=check.message,
+        outcome="open",
+        detected_at=check.detected_at,
+        deployment=deployment["id"],
+        release=release,
+        details={
+            "check": check.record["id"] if check.record else None,
+            "failing": check.failing[:50],
+        },
+    )
+    out = RecoveryOutcome(opening["incident"], check.detected_at, release)
+    good, passed_before = restore_target(ctx, deployment)
+    resolved_at: str | None = None
+    if passed_before is not None:
+        revert, good = False, None
+        out.messages.append(
+            f"{shown} passed its check in {env} before with this exact bundle: the release did not "
+            "change, so nothing is restored or reverted (look at the providers and the environment)"
+        )
+    elif good is None:
+        out.messages.append(
+            f"no known good release of {agent} in {env} to restore: {shown} stays deployed"
+        )
+    else:
+        resolved_at = _restore(ctx, out, good, deployment, started)
+    if revert and release is not None:
+        _revert(ctx, out, agent, env, release, good, check, started)
+    if resolved_at is not None:
+        closing = resolve_incident(
+            opening,
+            at=resolved_at,
+            by=ctx.by,
+            restored=out.restored,
+            restored_release=out.restored_release,
+            why=f"restored {out.restored_release or 'the last known good release'}",
+        )
+        closing["details"] = _times(out)
+        ctx.store.append(closing)
+        out.resolved = True
+    ctx.push_records()
+    out.recovery_s = round(time.perf_counter() - started, 6)
+    out.notification = _notify(ctx, out, agent, env, release, check)
+    return out
+
+
+def restore_target(ctx: Context, failing: Mapping[str, Any]) -> tuple[Record | None, Record | None]:
+    """(what to restore, a known good deployment of the failing bundle itself).
+
+    What ran before the failing deployment, when that content passed a check in this
+    environment (so a deliberate rollback is respected); else the last known good deployment.
+    """
+    good = ctx.store.known_good(failing["agent"], failing["env"])  # newest first
+    same = next((d for d in good if d["content_hash"] == failing["content_hash"]), None)
+    if same is not None:
+        return None, same
+    passed = {d["content_hash"] for d in good}
+    previous = failing.get("previous")
+    if previous:
+        for d in ctx.store.list("deployment", failing["agent"], failing["env"]):
+            if d["id"] == previous:
+                if d["outcome"] == "success" and d["content_hash"] in passed:
+                    return d, None
+                break
+    return (good[0] if good else None), None
+
+
+def _restore(
+    ctx: Context,
+    out: RecoveryOutcome,
+    good: Record,
+    failing: Mapping[str, Any],
+    started: float,
+) -> str | None:
+    """Publish the last known good bundle; returns when service was restored (None: it was not)."""
+    label = good.get("release") or good["commit"][:12]
+    try:
+        bundle = ctx.bundle_for_record(good)
+        record, result = ctx.publish(
+            bundle,
+            why=f"auto-revert: restore the last known good release {label} "
+            f"after the failed check of {failing.get('release') or failing['commit'][:12]}",
+            previous=failing,
+            rollback=True,
+            details={"incident": out.incident, "restores": good["id"]},
+        )
+    except KnowngoodError as e:
+        out.restore_error = f"could not restore {label}: {e.message}"
+        out.messages.append(out.restore_error)
+        return None
+    if not result.ok:
+        out.restore_error = f"could not restore {label}: {result.message}"
+        out.messages.append(out.restore_error)
+        return None
+    out.restored, out.restored_release = record["id"], good.get("release")
+    out.restore_s = round(time.perf_counter() - started, 6)
+    out.messages.append(f"restored {label} in {record['env']} ({result.target} target)")
+    return str(record["at"])
+
+
+def _revert(
+    ctx: Context,
+    out: RecoveryOutcome,
+    agent: str,
+    env: str,
+    release: str,
+    good: Record | None,
+    check: CheckOutcome,
+    started: float,
+) -> None:
+    from pipeline.revert import RevertOutcome, RevertRequest, revert_merge
+
+    if ctx.settings.revert.get("auto", True) is False:
+        out.messages.append(
+            f"revert.auto is false in {CONFIG_FILE}: the main branch was not reverted"
+        )
+        return
+    base = (
+        (good.get("release") or good["commit"]) if good else _previous_release(ctx, agent, release)
+    )
+    try:
+        merge, candidates = introducing_commit(ctx.git, ctx.root, agent, release, base)
+    except KnowngoodError as e:
+        out.revert = RevertOutcome(
+            "failed", release, message=f"cannot find the merge of {release}: {e.message}"
+        )
+        out.messages.append(out.revert.message)
+        return
+    out.merge = merge
+    reason = (
+        f"The post-deploy check of {release} failed in {env}: {check.message}."
+        + (f" Restored {out.restored_release} there." if out.restored_release else "")
+        + (
+            f" {candidates} merges changed {agent} since {base}; this is the newest."
+            if candidates > 1
+            else ""
+        )
+    )
+    request = RevertRequest(
+        commit=merge,
+        reason=reason,
+        failing_cases=list(check.failing),
+        auto=True,
+        agent=agent,
+        env=env,
+        incident=out.incident,
+        notify=False,
+    )
+    try:
+        out.revert = revert_merge(
+            ctx.git,
+            ctx.root,
+            ctx.settings,
+            request,
+            remote=ctx.remote,
+            github=ctx.github,
+            records=ctx.store,
+        )
+    except KnowngoodError as e:  # revert_merge reports failures as outcomes; this is a backstop
+        out.revert = RevertOutcome("failed", merge, message=e.message)
+    out.revert_s = round(time.perf_counter() - started, 6)
+    out.messages.append(_revert_line(out.revert))
+
+
+def introducing_commit(
+    git: Git, root: Path, agent: str, release: str, base: str | None
+) -> tuple[str, int]:
+    """(the main-branch commit that introduced ``release``, how many candidates there were).
+
+    The newest first-parent commit up to the release that changed the agent's files (its
+    folder, its suites, knowngood.yaml) since ``base`` (the last known good release, else the
+    previous one); the release's own commit when none did.
+    """
+    tip = git.rev_parse(release)
+    args = ["rev-list", "--first-parent", tip]
+    if base is not None:
+        args.append(f"^{git.rev_parse(base)}")
+    at_root = Git(root, env=git.env)
+    out = at_root.run(*args, "--", f"agents/{agent}", f"evals/{agent}", CONFIG_FILE)
+    found = out.split()
+    return (found[0] if found else tip), len(found)
+
+
+def _previous_release(ctx: Context, agent: str, release: str) -> str | None:
+    from pipeline.release import agent_tags
+
+    tags = [tag for _, tag in agent_tags(ctx.git, agent)]
+    if release in tags and tags.index(release) > 0:
+        return tags[tags.index(release) - 1]
+    return None
+
+
+def _revert_line(outcome: Any) -> str:
+    short = str(outcome.commit)[:12]
+    if outcome.status == "reverted":
+        return f"reverted {short} on the main branch: {str(outcome.revert_commit)[:12]}"
+    if outcome.status == "pull_request":
+        return f"opened a pull request reverting {short}: {outcome.pr_url}"
+    if outcome.status == "skipped":
+        return f"did not revert {short} ({outcome.safeguard}): {outcome.message}"
+    return f"could not revert {short}: {outcome.message}"
+
+
+def _times(out: RecoveryOutcome) -> dict[str, Any]:
+    return {
+        "restore_s": out.restore_s,
+        "revert_s": out.revert_s,
+        "revert": None if out.revert is None else out.revert.status,
+        "revert_commit": None if out.revert is None else out.revert.revert_commit,
+        "pull_request": None if out.revert is None else out.revert.pr_url,
+    }
+
+
+def _notify(
+    ctx: Context,
+    out: RecoveryOutcome,
+    agent: str,
+    env: str,
+    release: str | None,
+    check: CheckOutcome,
+) -> dict[str, Any]:
+    from pipeline.notify import notify
+
+    version = version_of_tag(release) if release else check.commit[:12]
+    if out.restored_release:
+        title = f"{agent} {version} failed its post-deploy check in {env}: restored {version_of_tag(out.restored_release)}"
+    else:
+        title = f"{agent} {version} failed its post-deploy check in {env}: nothing was restored"
+    revert = out.revert
+    event = {
+        "event": "auto-revert",
+        "title": title,
+        "status": "recovery failed"
+        if out.failed
+        else ("recovered" if out.resolved else "not recovered"),
+        "agent": agent,
+        "environment": env,
+        "version": version,
+        "release": release,
+        "reason": check.message,
+        "failing_cases": list(check.failing),
+        "restored_release": out.restored_release,
+        "revert_commit": revert.revert_commit if revert is not None else None,
+        "pull_request": revert.pr_url if revert is not None else None,
+        "safeguard": revert.safeguard if revert is not None else None,
+        "incident": out.incident,
+        "detected_at": out.detected_at,
+        "restore_s": out.restore_s,
+        "revert_s": out.revert_s,
+        "at": utc_now(),
+        "message": "\n".join(f"- {m}" for m in out.messages),
+    }
+    report = notify(ctx.settings, event, github=ctx.github, commit=out.merge)
+    return report.to_json()

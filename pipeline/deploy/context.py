@@ -1,0 +1,261 @@
+"""What every deploy-side operation shares: settings, the records store, the target, releases.
+
+``Context.open`` reads knowngood.yaml (the deploy target, environments, records branch and
+revert policy are operational settings of the checkout), fetches the records branch, and
+builds the target. Bundles themselves always come from a release tag (``bundle_for_release``)
+or from a bundle the target already holds (``bundle_for_record``), never from the working tree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.bundle import build_bundle, bundle_hash, verify_bundle
+from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, UsageError
+from pipeline.git import Git
+from pipeline.records import Record, RecordStore, actor, new_record
+from pipeline.repo import CONFIG_FILE, Settings
+from pipeline.targets import DirectoryTarget, PublishResult, Target, make_target
+
+if TYPE_CHECKING:
+    from pipeline.github import GitHubClient
+
+Bundle = dict[str, Any]
+
+__all__ = ["Bundle", "Context", "load_settings", "release_order", "version_of_tag"]
+
+
+def load_settings(root: Path) -> Settings:
+    """knowngood.yaml of the checkout, checked against its schema (ConfigError otherwise)."""
+    from pipeline.loading import load
+    from pipeline.schemas import check
+
+    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
+    if doc is not None:
+        findings = [*findings, *check(doc, "knowngood")]
+    errors = [f for f in findings if f.severity == "error"]
+    if doc is None or errors:
+        shown = "\n".join(f"  {f.render()}" for f in errors[:10])
+        raise ConfigError(f"{CONFIG_FILE} is invalid:\n{shown}", hint="run `knowngood validate`")
+    return Settings.from_data(doc.data)
+
+
+def version_of_tag(tag: str) -> str:
+    """``v1.2.0`` for ``support/v1.2.0``."""
+    return tag.rsplit("/", 1)[-1]
+
+
+def release_order(git: Git, agent: str) -> dict[str, int]:
+    """Each release tag of ``agent`` with its position in version order (oldest 0)."""
+    from pipeline.release import agent_tags
+
+    return {tag: i for i, (_, tag) in enumerate(agent_tags(git, agent))}
+
+
+@dataclass(slots=True)
+class Context:
+    git: Git
+    root: Path
+    settings: Settings
+    store: RecordStore
+    target: Target
+    remote: str = "origin"
+    github: GitHubClient | None = None
+    by: str = "unknown"
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        git: Git,
+        root: Path,
+        *,
+        remote: str = "origin",
+        github: GitHubClient | None = None,
+        fetch: bool = True,
+    ) -> Context:
+        settings = load_settings(root)
+        ctx = cls(
+            git=git,
+            root=root,
+            settings=settings,
+            store=RecordStore.for_settings(git, settings, remote),
+            target=make_target(settings.deploy.get("target"), root),
+            remote=remote,
+            github=github,
+            by=actor(git),
+        )
+        if fetch:
+            ctx.fetch_records()
+        return ctx
+
+    # -- records ---------------------------------------------------------------------------------
+    def fetch_records(self) -> None:
+        try:
+            self.store.fetch()
+        except GitError as e:
+            self.warnings.append(f"records not fetched ({e.message}): reading the local copy")
+
+    def push_records(self) -> None:
+        """Publish the records; a refusal is a warning (they stay local and go with the next push)."""
+        try:
+            self.store.push()
+        except GitError as e:
+            self.warnings.append(
+                f"records not pushed: {e.message}; they are kept on the local branch "
+                f"{self.store.branch} and go out with the next push"
+            )
+
+    def record(self, kind: str, **fields: Any) -> Record:
+        record = new_record(kind, by=self.by, **fields)
+        self.store.append(record)
+        return record
+
+    # -- environments and releases ------------------------------------------------------------
+    def require_env(self, env: str) -> None:
+        if env not in self.settings.environments:
+            raise UsageError(
+                f"unknown environment {env!r} (environments: {', '.join(self.settings.environments)})",
+                hint="list it under deploy.environments in knowngood.yaml",
+            )
+
+    def source_env(self, env: str) -> str:
+        """The environment whose overlay a bundle for ``env`` is built with: ``env`` itself when
+        knowngood.yaml lists it; for a scratch environment (drills), production or the last one."""
+        if env in self.settings.environments:
+            return env
+        envs = self.settings.environments
+        return "production" if "production" in envs else envs[-1]
+
+    def resolve_release(self, agent: str, version: str | None) -> str:
+        """The tag to deploy: ``<agent>/vX.Y.Z`` for ``version`` (``1.2.0``, ``v1.2.0`` or the
+        full tag), or the newest release. Tags missing locally are fetched once."""
+        from pipeline.release import latest_tag
+
+        if version is None:
+            tag = latest_tag(self.git, agent)
+            if tag is None and self._fetch_tags(agent):
+                tag = latest_tag(self.git, agent)
+            if tag is None:
+                raise UsageError(
+                    f"{agent} has no release yet (no tag {agent}/vX.Y.Z)",
+                    hint="run `knowngood release` after merging, or pass --version",
+                )
+            return tag
+        from pipeline.release import Version, tag_name
+
+        name = version.removeprefix("refs/tags/")
+        if "/" in name:
+            if not name.startswith(f"{agent}/"):
+                raise UsageError(f"{version!r} is not a release of {agent}")
+            name = version_of_tag(name)
+        tag = tag_name(agent, Version.parse(name))
+        if not self.git.ref_exists(f"refs/tags/{tag}"):
+            self._fetch_tags(agent)
+        if not self.git.ref_exists(f"refs/tags/{tag}"):
+            known = list(release_order(self.git, agent))[-5:]
+            raise UsageError(
+                f"no release {tag}" + (f" (newest: {', '.join(reversed(known))})" if known else ""),
+                hint="list releases with `git tag --list '" + agent + "/v*'`",
+            )
+        return tag
+
+    def _fetch_tags(self, agent: str) -> bool:
+        if self.git.try_run("remote", "get-url", self.remote).code != 0:
+            return False
+        spec = f"+refs/tags/{agent}/*:refs/tags/{agent}/*"
+        return self.git.try_run("fetch", "--quiet", "--no-tags", self.remote, spec).code == 0
+
+    # -- bundles ---------------------------------------------------------------------------------
+    def bundle_for_release(self, agent: str, ref: str, env: str) -> Bundle:
+        """The bundle of ``ref`` (a tag or commit) for ``env``, built from git objects."""
+        source = self.source_env(env)
+        bundle = build_bundle(self.git, self.root, agent, ref, source)
+        return retarget(bundle, env) if source != env else bundle
+
+    def bundle_for_record(self, deployment: Mapping[str, Any]) -> Bundle:
+        """The exact bundle a deployment record published: the copy the directory target keeps,
+        else rebuilt from its release (or commit); its content hash must match the record's."""
+        agent, env, wanted = deployment["agent"], deployment["env"], deployment["content_hash"]
+        if isinstance(self.target, DirectoryTarget):
+            stored = self.target.folder(agent, env) / f"{wanted}.json"
+            bundle = _read_bundle(stored)
+            if bundle is not None and bundle.get("content_hash") == wanted:
+                return bundle
+        ref = deployment.get("release") or deployment["commit"]
+        source = (deployment.get("details") or {}).get("built_for") or self.source_env(env)
+        try:
+            bundle = build_bundle(self.git, self.root, agent, ref, source)
+        except KnowngoodError as e:
+            raise DeployError(f"cannot rebuild the bundle of {ref} for {env}: {e.message}") from e
+        if source != env:
+            bundle = retarget(bundle, env)
+        if bundle["content_hash"] != wanted:
+            raise DeployError(
+                f"the bundle rebuilt from {ref} for {env} has content hash "
+                f"{bundle['content_hash'][:12]}, but the deployment recorded {wanted[:12]}",
+                hint="the release tag or the environment overlay changed since; redeploy it",
+            )
+        return bundle
+
+    # -- publishing -------------------------------------------------------------------------------
+    def publish(
+        self,
+        bundle: Mapping[str, Any],
+        *,
+        why: str,
+        previous: Mapping[str, Any] | None,
+        rollback: bool = False,
+        details: Mapping[str, Any] | None = None,
+    ) -> tuple[Record, PublishResult]:
+        """Publish ``bundle`` and record the deployment, whatever the outcome."""
+        start = time.perf_counter()
+        result = self.target.publish(bundle)
+        what = bundle.get("release") or str(bundle["commit"])[:12]
+        extra: dict[str, Any] = dict(details or {})
+        if bundle["env"] not in self.settings.environments:  # a scratch environment (drills)
+            extra["built_for"] = self.source_env(bundle["env"])
+        if not result.ok:
+            extra["error"] = result.message
+        record = self.record(
+            "deployment",
+            agent=bundle["agent"],
+            env=bundle["env"],
+            what=f"deploy {what} to {bundle['env']}",
+            why=why,
+            outcome="success" if result.ok else "failure",
+            release=bundle.get("release"),
+            commit=bundle["commit"],
+            content_hash=bundle["content_hash"],
+            target=result.target,
+            location=result.location,
+            duration_s=round(time.perf_counter() - start, 6),
+            rollback=rollback,
+            previous=previous["id"] if previous else None,
+            **({"details": extra} if extra else {}),
+        )
+        return record, result
+
+
+def retarget(bundle: Mapping[str, Any], env: str) -> Bundle:
+    """The same bundle addressed to the scratch environment ``env`` (a drill), re-hashed."""
+    out = dict(bundle)
+    out["env"] = env
+    out["content_hash"] = bundle_hash(out)
+    verify_bundle(out)
+    return out
+
+
+def _read_bundle(path: Path) -> Bundle | None:
+    import json
+
+    try:
+        data = json.loads(path.read_bytes())
+        verify_bundle(data)
+    except (OSError, ValueError, ConfigError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,212 @@
+"""``deploy``: build a release's bundle from its tag, publish it, record it, optionally check it
+and recover when the check fails."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.deploy.autorevert import RecoveryOutcome, recover
+from pipeline.deploy.check import CheckOutcome, deployed_bundle, run_check
+from pipeline.deploy.context import Context
+from pipeline.errors import EXIT_INCOMPLETE, EXIT_OK, KnowngoodError
+from pipeline.git import Git
+from pipeline.records import Record
+
+if TYPE_CHECKING:
+    from pipeline.github import GitHubClient
+
+__all__ = ["DeployBatch", "DeployOutcome", "check", "deploy", "deploy_released", "released_agents"]
+
+
+@dataclass(slots=True)
+class DeployOutcome:
+    agent: str
+    env: str
+    release: str
+    status: str  # deployed | failed
+    message: str
+    commit: str
+    content_hash: str
+    previous: str | None  # what ran before (a release, or a short commit), None for the first
+    deployment: Record
+    build_s: float
+    publish_s: float
+    check: CheckOutcome | None = None
+    recovery: RecoveryOutcome | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.status != "deployed" or (self.recovery is not None and self.recovery.failed):
+            return EXIT_INCOMPLETE
+        return self.check.exit_code if self.check is not None else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "deploy",
+            "agent": self.agent,
+            "env": self.env,
+            "release": self.release,
+            "status": self.status,
+            "message": self.message,
+            "commit": self.commit,
+            "content_hash": self.content_hash,
+            "previous": self.previous,
+            "deployment": self.deployment["id"],
+            "target": self.deployment["target"],
+            "location": self.deployment.get("location"),
+            "build_s": self.build_s,
+            "publish_s": self.publish_s,
+            "check": self.check.to_json() if self.check is not None else None,
+            "recovery": self.recovery.to_json() if self.recovery is not None else None,
+            "warnings": self.warnings,
+            "exit_code": self.exit_code,
+        }
+
+
+def deploy(
+    git: Git,
+    root: Path,
+    agent: str,
+    *,
+    version: str | None = None,
+    env: str = "production",
+    check: bool = False,
+    auto_revert: bool = False,
+    github: GitHubClient | None = None,
+    remote: str = "origin",
+    why: str | None = None,
+    progress: bool = False,
+) -> DeployOutcome:
+    """Publish release ``version`` of ``agent`` (default: its newest) to ``env``.
+
+    The bundle is built from the release tag (never the working tree) before anything changes,
+    so an invalid release or an unknown environment changes nothing. The deployment is recorded
+    whatever the target answered. ``check`` runs the post-deploy suites against what was
+    published; ``auto_revert`` (implies ``check``) restores the last known good release and
+    reverts the merge when the check fails. A records push that is refused is a warning.
+    """
+    ctx = Context.open(git, root, remote=remote, github=github)
+    ctx.require_env(env)
+    tag = ctx.resolve_release(agent, version)
+    start = time.perf_counter()
+    bundle = ctx.bundle_for_release(agent, tag, env)
+    build_s = round(time.perf_counter() - start, 6)
+    previous = ctx.store.current(agent, env)
+    record, result = ctx.publish(bundle, why=why or f"release {tag}", previous=previous)
+    out = DeployOutcome(
+        agent=agent,
+        env=env,
+        release=tag,
+        status="deployed" if result.ok else "failed",
+        message=result.message,
+        commit=bundle["commit"],
+        content_hash=bundle["content_hash"],
+        previous=(previous.get("release") or previous["commit"][:12]) if previous else None,
+        deployment=record,
+        build_s=build_s,
+        publish_s=result.duration_s,
+    )
+    ctx.push_records()  # what runs now is visible from every clone before the check starts
+    if result.ok and (check or auto_revert):
+        out.check = run_check(
+            ctx, bundle, record, why=f"post-deploy check of {tag}", progress=progress
+        )
+        if out.check.outcome == "failed" and auto_revert:
+            out.recovery = recover(ctx, record, bundle, out.check)
+        else:
+            ctx.push_records()
+    out.warnings = _unique(ctx.warnings)
+    return out
+
+
+@dataclass(slots=True)
+class DeployBatch:
+    """``deploy --released``: every agent released at one commit."""
+
+    commit: str
+    outcomes: list[DeployOutcome] = field(default_factory=list)
+    errors: list[tuple[str, str, int]] = field(default_factory=list)  # (agent, message, exit code)
+
+    @property
+    def exit_code(self) -> int:
+        codes = [o.exit_code for o in self.outcomes] + [code for _, _, code in self.errors]
+        for worst in (EXIT_INCOMPLETE, 2, 1):  # could not complete, usage, problem found
+            if worst in codes:
+                return worst
+        return max(codes, default=EXIT_OK)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "deploy-released",
+            "commit": self.commit,
+            "deployments": [o.to_json() for o in self.outcomes],
+            "errors": [{"agent": a, "message": m, "exit_code": c} for a, m, c in self.errors],
+            "exit_code": self.exit_code,
+        }
+
+
+def released_agents(git: Git, ref: str = "HEAD") -> tuple[str, dict[str, str]]:
+    """(the commit, agent -> its release tag on that commit): what ``release`` just tagged."""
+    from pipeline.release import release_tags
+
+    commit = git.rev_parse(ref)
+    tags: dict[str, str] = {}
+    for tag in release_tags(git):  # ascending: the highest version of an agent wins
+        if tag.commit == commit:
+            tags[tag.agent] = tag.name
+    return commit, tags
+
+
+def deploy_released(
+    git: Git,
+    root: Path,
+    *,
+    ref: str = "HEAD",
+    env: str = "production",
+    check: bool = False,
+    auto_revert: bool = False,
+    github: GitHubClient | None = None,
+    remote: str = "origin",
+    progress: bool = False,
+) -> DeployBatch:
+    """Deploy every agent released at ``ref`` (the release job's commit), each on its own: one
+    agent that cannot be deployed does not stop the others."""
+    commit, tags = released_agents(git, ref)
+    batch = DeployBatch(commit)
+    for agent, tag in sorted(tags.items()):
+        try:
+            outcome = deploy(
+                git, root, agent, version=tag, env=env, check=check, auto_revert=auto_revert,
+                github=github, remote=remote, progress=progress,
+            )  # fmt: skip
+            batch.outcomes.append(outcome)
+        except KnowngoodError as e:
+            batch.errors.append((agent, str(e), e.exit_code))
+    return batch
+
+
+def check(
+    git: Git,
+    root: Path,
+    agent: str,
+    *,
+    env: str = "production",
+    github: GitHubClient | None = None,
+    remote: str = "origin",
+    progress: bool = False,
+) -> CheckOutcome:
+    """Run ``agent``'s post-deploy suites against the bundle deployed in ``env``; record it."""
+    ctx = Context.open(git, root, remote=remote, github=github)
+    deployment, bundle, warnings = deployed_bundle(ctx, agent, env)
+    outcome = run_check(ctx, bundle, deployment, why="knowngood check", progress=progress)
+    ctx.push_records()
+    outcome.notices.extend(_unique([*warnings, *ctx.warnings]))
+    return outcome
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

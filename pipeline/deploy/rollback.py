@@ -1,0 +1,186 @@
+"""``rollback``: put an earlier known good release back into an environment. Main is untouched.
+
+Without ``--to``, the target is the newest release that passed its post-deploy check in that
+environment and is older than what runs now. Safeguards, like reverts: never to a release whose
+last check in that environment failed, at most ``revert.max_per_day`` rollbacks of an agent in
+an environment per 24 hours (``force`` overrides both, and is recorded), and rolling back to
+what already runs changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.deploy.check import CheckOutcome, run_check
+from pipeline.deploy.context import Bundle, Context, release_order
+from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError, UsageError
+from pipeline.git import Git
+from pipeline.records import Record, parse_time
+
+if TYPE_CHECKING:
+    from pipeline.github import GitHubClient
+
+__all__ = ["RollbackOutcome", "bundle_of", "rollback"]
+
+DEFAULT_MAX_PER_DAY = 3
+
+
+@dataclass(slots=True)
+class RollbackOutcome:
+    agent: str
+    env: str
+    from_release: str
+    to_release: str | None
+    status: str  # rolled-back | skipped | refused | failed
+    message: str
+    safeguard: str | None = None
+    deployment: Record | None = None
+    check: CheckOutcome | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "failed":
+            return EXIT_INCOMPLETE
+        if self.status == "refused":
+            return EXIT_FINDINGS
+        return self.check.exit_code if self.check is not None else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "rollback",
+            "agent": self.agent,
+            "env": self.env,
+            "from_release": self.from_release,
+            "to_release": self.to_release,
+            "status": self.status,
+            "message": self.message,
+            "safeguard": self.safeguard,
+            "deployment": self.deployment["id"] if self.deployment else None,
+            "check": self.check.to_json() if self.check is not None else None,
+            "warnings": self.warnings,
+            "exit_code": self.exit_code,
+        }
+
+
+def rollback(
+    git: Git,
+    root: Path,
+    agent: str,
+    *,
+    env: str = "production",
+    to: str | None = None,
+    check: bool = False,
+    force: bool = False,
+    reason: str | None = None,
+    github: GitHubClient | None = None,
+    remote: str = "origin",
+    progress: bool = False,
+) -> RollbackOutcome:
+    ctx = Context.open(git, root, remote=remote, github=github)
+    ctx.require_env(env)
+    current = ctx.store.current(agent, env)
+    if current is None:
+        raise UsageError(
+            f"nothing to roll back: no deployment of {agent} to {env} is recorded",
+            hint=f"deploy a release: knowngood deploy {agent} --env {env}",
+        )
+    label = current.get("release") or current["commit"][:12]
+    good = ctx.store.known_good(agent, env)
+    if to is not None:
+        tag = ctx.resolve_release(agent, to)
+        chosen = next((d for d in good if d.get("release") == tag), None)
+    else:
+        chosen = _older_known_good(ctx, agent, current, good)
+        if chosen is None:
+            raise KnowngoodError(
+                f"no known good release of {agent} in {env} older than {label} to roll back to",
+                hint="name one with --to vX.Y.Z (a release whose post-deploy check passed)",
+            )
+        tag = str(chosen["release"])
+    out = RollbackOutcome(agent, env, label, tag, "skipped", "")
+    if tag == current.get("release"):
+        out.message = f"{tag} already runs in {env}: nothing to roll back"
+        return out
+    stop = None if force else _safeguard(ctx, agent, env, tag)
+    if stop is not None:
+        out.status, out.safeguard, out.message = "refused", stop[0], stop[1]
+        return out
+    bundle = bundle_of(ctx, agent, tag, env, chosen)
+    why = (
+        f"rollback from {label}"
+        + (f": {reason}" if reason else "")
+        + (" (forced)" if force else "")
+    )
+    record, result = ctx.publish(
+        bundle,
+        why=why,
+        previous=current,
+        rollback=True,
+        details={"kind": "rollback", "from": label, **({"forced": True} if force else {})},
+    )
+    out.deployment = record
+    out.status = "rolled-back" if result.ok else "failed"
+    out.message = result.message
+    ctx.push_records()
+    if result.ok and check:
+        out.check = run_check(
+            ctx, bundle, record, why=f"check after rollback to {tag}", progress=progress
+        )
+        ctx.push_records()
+    out.warnings = list(dict.fromkeys(ctx.warnings))
+    return out
+
+
+def bundle_of(
+    ctx: Context, agent: str, tag: str, env: str, known: Mapping[str, Any] | None = None
+) -> Bundle:
+    """The bundle of ``tag`` for ``env``: the exact one a known good deployment published when
+    there is one (no rebuild), else built from the tag."""
+    if known is not None:
+        return ctx.bundle_for_record(known)
+    return ctx.bundle_for_release(agent, tag, env)
+
+
+def _older_known_good(
+    ctx: Context, agent: str, current: Mapping[str, Any], good: list[Record]
+) -> Record | None:
+    order = release_order(ctx.git, agent)
+    now = order.get(str(current.get("release")))
+    for deployment in good:  # newest first
+        release = deployment.get("release")
+        if release is None or release == current.get("release"):
+            continue
+        if deployment["content_hash"] == current["content_hash"]:
+            continue
+        if now is None or order.get(release, now) < now:
+            return deployment
+    return None
+
+
+def _safeguard(ctx: Context, agent: str, env: str, tag: str) -> tuple[str, str] | None:
+    last = next((c for c in ctx.store.list("check", agent, env) if c.get("release") == tag), None)
+    if last is not None and last["outcome"] == "failed":
+        return (
+            "failed-check",
+            f"{tag} failed its last post-deploy check in {env} ({last['at']}): "
+            "roll back to it anyway with --force",
+        )
+    limit = int(ctx.settings.revert.get("max_per_day", DEFAULT_MAX_PER_DAY))
+    since = datetime.now(UTC) - timedelta(days=1)
+    recent = [
+        d
+        for d in ctx.store.list("deployment", agent, env)
+        if (d.get("details") or {}).get("kind") == "rollback" and parse_time(d["at"]) >= since
+    ]
+    if len(recent) >= limit:
+        return (
+            "daily-limit",
+            f"{len(recent)} rollbacks of {agent} in {env} in the last 24 hours "
+            f"(revert.max_per_day: {limit}): roll back anyway with --force",
+        )
+    return None

@@ -1,0 +1,561 @@
+"""deploy, check, rollback, drill and auto-revert on real git: a bare remote, several clones,
+a directory (or command) deploy target outside the clones, providers on a loopback server whose
+answer depends on the deployed system prompt."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeproviders import FakeProvider, Fault, Reply
+from gitutil import clone, git, make_remote
+from test_validate import BASE, write_repo
+
+from pipeline.cli import main
+from pipeline.git import Git
+from pipeline.records import RecordStore
+from pipeline.release import create_releases
+
+AGENT = "shop"
+KEYS = {"FAKE_KEY": "fake-key-0123456789", "OPENAI_API_KEY": "sk-test-openai-0123456789"}
+PROMPT = "agents/shop/prompts/system.md"
+FRENCH = (
+    "You work for {{ company }}.\nYou are talking to {{ customer }}.\nAlways answer in French.\n"
+)
+
+
+def responder(wire: str, body: dict[str, Any]) -> Reply:
+    """Answers as the deployed system prompt says: in French when told to, else as the company."""
+    messages = body.get("messages") or []
+    system = (
+        str(messages[0].get("content")) if messages and messages[0].get("role") == "system" else ""
+    )
+    if "French" in system:
+        return Reply(text="Bonjour ! Comment puis-je vous aider ?")
+    company = re.search(r"work for ([\w ]+?)\.", system)
+    return Reply(text=f"Hello from {company.group(1) if company else 'nowhere'}! How can I help?")
+
+
+def settings_yaml(server: FakeProvider, target: dict[str, Any], extra: str = "") -> str:
+    base = server.openai_base
+    return (
+        "version: 1\nproviders:\n"
+        f"  local: {{model: openai/smol, api_base: '{base}', api_key_env: FAKE_KEY}}\n"
+        f"  openai: {{model: openai/gpt-4o-mini, api_base: '{base}', api_key_env: OPENAI_API_KEY}}\n"
+        "eval:\n  judge_provider: openai\n  retries: 0\n"
+        f"deploy:\n  target: {json.dumps(target)}\n  environments: [staging, production]\n"
+        "revert:\n  auto: true\n  max_per_day: 3\n  notify_webhook_env: KNOWNGOOD_WEBHOOK_URL\n"
+        + extra
+    )
+
+
+@dataclass
+class World:
+    tmp: Path
+    server: FakeProvider
+    remote: Path
+    repo: Path  # the maintainers' clone: merges, releases and deploys run here
+    target: Path  # the directory deploy target, shared by every clone
+
+    @property
+    def git(self) -> Git:
+        return Git(self.repo)
+
+    def merge(self, branch: str, files: dict[str, str], message: str, *, number: int = 7) -> str:
+        """A pull request from another clone, merged into main with a merge commit; pushed."""
+        dev = self.tmp / f"dev-{branch}"
+        if not dev.exists():
+            clone(self.remote, dev)
+        git(dev, "fetch", "-q", "origin")
+        git(dev, "checkout", "-q", "-B", branch, "origin/main")
+        write_repo(dev, {**files})
+        git(dev, "add", "-A")
+        git(dev, "commit", "-qm", f"{branch}: change")
+        git(dev, "push", "-q", "origin", branch)
+        git(self.repo, "fetch", "-q", "origin")
+        git(
+            self.repo,
+            "merge",
+            "-q",
+            "--no-ff",
+            f"origin/{branch}",
+            "-m",
+            f"Merge pull request #{number} from dev/{branch}\n\n{message}",
+        )
+        git(self.repo, "push", "-q", "origin", "main")
+        return git(self.repo, "rev-parse", "HEAD").strip()
+
+    def release(self) -> list[str]:
+        return create_releases(self.git, self.repo, push=True).created
+
+    def current(self, env: str = "production") -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.target / env / AGENT / "current.json").read_text())
+        return data
+
+    def records(self) -> RecordStore:
+        """The records as any other clone sees them: a fresh clone of the remote."""
+        fresh = self.tmp / f"reader-{len(list(self.tmp.glob('reader-*')))}"
+        clone(self.remote, fresh)
+        return RecordStore(Git(fresh))
+
+    def remote_main(self) -> str:
+        return git(self.remote, "rev-parse", "main").strip()
+
+
+def kg(capsys: pytest.CaptureFixture[str], world: World, *args: str) -> tuple[int, dict[str, Any]]:
+    code = main([*args, "--repo", str(world.repo), "--format", "json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def make_world(
+    tmp: Path, server: FakeProvider, *, target: dict[str, Any] | None = None, extra: str = ""
+) -> World:
+    remote = make_remote(tmp)
+    repo = clone(remote, tmp / "maintainer")
+    deployments = tmp / "deployments"
+    files: dict[str, str | None] = dict(BASE)
+    files["knowngood.yaml"] = settings_yaml(
+        server, target or {"type": "directory", "path": str(deployments)}, extra
+    )
+    files[".gitignore"] = ".knowngood/\n"
+    write_repo(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "shop agent")
+    git(repo, "push", "-q", "origin", "main")
+    world = World(tmp, server, remote, repo, deployments)
+    assert world.release() == ["shop/v0.1.0"]
+    return world
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("KNOWNGOOD_WEBHOOK_URL", raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider(responder=responder) as srv:
+        yield srv
+
+
+@pytest.fixture
+def world(tmp_path: Path, server: FakeProvider, keys: None) -> World:
+    return make_world(tmp_path, server)
+
+
+def good_change(world: World, company: str = "Acme Corp", number: int = 8) -> str:
+    """A harmless release: the production overlay names the company differently."""
+    return world.merge(
+        f"rename-{number}",
+        {
+            "agents/shop/environments/production.yaml": f"model:\n  params: {{temperature: 0}}\nprompt:\n  vars: {{company: {company}}}\n"
+        },
+        "Rename the company",
+        number=number,
+    )
+
+
+# -- deploy ----------------------------------------------------------------------------------------
+
+
+def test_deploy_builds_from_the_tag_never_the_working_tree(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (world.repo / PROMPT).write_text(FRENCH)  # an uncommitted edit must not ship
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 0, out
+    assert (
+        out["status"] == "deployed" and out["release"] == "shop/v0.1.0" and out["previous"] is None
+    )
+    bundle = world.current()
+    assert bundle["release"] == "shop/v0.1.0"
+    assert bundle["commit"] == git(world.repo, "rev-parse", "shop/v0.1.0^{commit}").strip()
+    assert "French" not in bundle["system_prompt"]
+    assert bundle["runtime_vars"] == ["customer"]  # the prompt needs a per-conversation variable
+    assert bundle["config"]["model"]["params"] == {"temperature": 0}  # production overlay merged
+    assert {t["function"]["name"] for t in bundle["tools"]} == {"lookup_order", "issue_refund"}
+    assert [m["provider"] for m in bundle["model_chain"]] == ["local", "openai"]
+    assert out["content_hash"] == bundle["content_hash"]
+    # the record is in git, pushed: who, when, what, why, outcome
+    [record] = world.records().list("deployment", AGENT, "production")
+    assert record["id"] == out["deployment"]
+    assert record["actor"] == "Test Committer" or record["actor"]
+    assert record["what"] == "deploy shop/v0.1.0 to production"
+    assert record["why"] == "release shop/v0.1.0"
+    assert record["outcome"] == "success" and record["content_hash"] == bundle["content_hash"]
+    assert record["target"] == "directory" and record["previous"] is None
+
+
+def test_any_older_release_deploys_the_same_way(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good_change(world, "Acme Two", 8)
+    assert world.release() == ["shop/v0.2.0"]  # a prompt variable changed: minor
+    good_change(world, "Acme Three", 9)
+    assert world.release() == ["shop/v0.3.0"]
+    hashes = {}
+    for version in ("v0.3.0", "0.1.0", "shop/v0.2.0"):
+        code, out = kg(capsys, world, "deploy", AGENT, "--version", version, "--env", "staging")
+        assert code == 0, out
+        hashes[out["release"]] = out["content_hash"]
+        assert world.current("staging")["release"] == out["release"]
+    assert len(set(hashes.values())) == 3
+    code, out = kg(capsys, world, "deploy", AGENT, "--version", "0.1.0", "--env", "staging")
+    assert out["content_hash"] == hashes["shop/v0.1.0"]  # same tag, same bundle
+    assert out["previous"] == "shop/v0.2.0"
+
+
+def test_deploy_released_deploys_what_release_tagged_at_head(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = kg(capsys, world, "deploy", "--released", "--check")
+    assert code == 0, out
+    assert [d["release"] for d in out["deployments"]] == ["shop/v0.1.0"]
+    assert out["deployments"][0]["check"]["outcome"] == "passed"
+    git(world.repo, "commit", "-q", "--allow-empty", "-m", "docs")
+    code, out = kg(capsys, world, "deploy", "--released")
+    assert code == 0 and out["deployments"] == [] and out["errors"] == []
+    assert main(["deploy", "--released", AGENT, "--repo", str(world.repo)]) == 2
+    assert main(["deploy", "--released", "--version", "1.0.0", "--repo", str(world.repo)]) == 2
+    assert main(["deploy", "--repo", str(world.repo)]) == 2
+
+
+def test_bad_release_or_environment_changes_nothing(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["deploy", AGENT, "--version", "v9.9.9", "--repo", str(world.repo)]) == 2
+    assert "no release shop/v9.9.9" in capsys.readouterr().err
+    assert main(["deploy", AGENT, "--version", "banana", "--repo", str(world.repo)]) == 2
+    assert main(["deploy", AGENT, "--env", "moon", "--repo", str(world.repo)]) == 2
+    assert "unknown environment 'moon'" in capsys.readouterr().err
+    assert main(["deploy", "nobody", "--repo", str(world.repo)]) == 2
+    assert "nobody has no release yet" in capsys.readouterr().err
+    assert not world.target.exists()
+    assert world.records().list("deployment") == []
+
+
+def test_a_refused_records_push_is_a_warning_not_a_failed_deploy(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n  case $ref in refs/heads/knowngood/*) echo 'records are read-only' >&2; exit 1;; esac\ndone\n"
+    )
+    hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 0
+    assert any("records not pushed" in w for w in out["warnings"])
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert RecordStore(world.git).unpushed()  # kept locally, sent with the next push
+    hook.unlink()
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 0 and out["warnings"] == []
+    assert len(world.records().list("deployment", AGENT)) == 2
+
+
+def test_a_failing_command_target_is_recorded_and_exit_3(
+    tmp_path: Path, server: FakeProvider, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/sh\necho 'cluster unreachable' >&2\nexit 4\n")
+    script.chmod(0o755)
+    world = make_world(tmp_path, server, target={"type": "command", "command": [str(script)]})
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 3
+    assert out["status"] == "failed" and "cluster unreachable" in out["message"]
+    [record] = world.records().list("deployment", AGENT)
+    assert record["outcome"] == "failure" and "exited 4" in record["details"]["error"]
+
+
+# -- check ------------------------------------------------------------------------------------------
+
+
+def test_check_runs_the_deployed_bundle_not_the_working_tree(
+    world: World, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = kg(capsys, world, "deploy", AGENT)
+    assert code == 0
+    (world.repo / PROMPT).write_text(FRENCH)  # would fail if the working tree were checked
+    git(world.repo, "commit", "-qam", "unreleased French prompt")
+    server.reset()
+    code, out = kg(capsys, world, "check", AGENT)
+    assert code == 0, out
+    assert out["outcome"] == "passed" and out["suites"] == ["smoke"]
+    assert (
+        out["summary"]["total"] == 2 and out["summary"]["threshold"] == 1.0
+    )  # smoke on local + openai
+    body = next(r.body for r in server.requests)
+    assert (
+        body["messages"][0]["content"] == "You work for Acme.\nYou are talking to Bob."
+    )  # case vars rendered
+    assert {t["function"]["name"] for t in body["tools"]} == {"lookup_order", "issue_refund"}
+    [check] = world.records().list("check", AGENT, "production")
+    assert check["outcome"] == "passed" and check["deployment"] == out["deployment"]
+    assert world.records().last_known_good(AGENT, "production")["id"] == out["deployment"]  # type: ignore[index]
+
+
+def test_check_with_a_command_target_rebuilds_and_verifies_the_recorded_bundle(
+    tmp_path: Path, server: FakeProvider, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "deploy.sh"
+    script.write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/received-$KNOWNGOOD_ENV.json\n')
+    script.chmod(0o755)
+    world = make_world(tmp_path, server, target={"type": "command", "command": [str(script)]})
+    assert kg(capsys, world, "deploy", AGENT)[0] == 0
+    received = json.loads((tmp_path / "received-production.json").read_text())
+    code, out = kg(capsys, world, "check", AGENT)
+    assert code == 0, out
+    assert out["content_hash"] == received["content_hash"]
+
+
+def test_check_threshold_and_provider_errors(
+    world: World, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT)[0] == 0
+    server.push_faults(*[Fault.server_error(500) for _ in range(10)])
+    code, out = kg(capsys, world, "check", AGENT)
+    assert code == 3  # could not tell: an outage is not a broken release
+    assert out["outcome"] == "error" and "provider errors" in out["message"]
+    assert world.records().list("check", AGENT)[0]["outcome"] == "error"
+    assert main(["check", AGENT, "--env", "staging", "--repo", str(world.repo)]) == 2
+    assert "no successful deployment of shop to staging" in capsys.readouterr().err
+
+
+def test_pass_rate_threshold_of_the_deployed_config(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent_yaml = BASE["agents/shop/agent.yaml"].replace(
+        "post_deploy: [smoke]", "post_deploy: [smoke]\n  pass_rate: 0.5"
+    )
+    world.merge(
+        "threshold",
+        {
+            "agents/shop/agent.yaml": agent_yaml,
+            "evals/shop/smoke.yaml": (
+                "agent: shop\ncases:\n  - id: smoke\n    input: Hi\n    vars: {customer: Bob}\n    expect:\n      - contains: Acme\n"
+                "  - id: impossible\n    input: Hi\n    vars: {customer: Bob}\n    expect:\n      - contains: zebra\n"
+            ),
+            "agents/shop/environments/production.yaml": "model:\n  params: {temperature: 0}\nprompt:\n  vars: {company: Acme Corp}\n",
+        },
+        "Looser threshold (an evals-only change needs no release: rename too)",
+        number=11,
+    )
+    assert len(world.release()) == 1
+    code, out = kg(capsys, world, "deploy", AGENT, "--check")
+    assert code == 0, out
+    assert out["check"]["summary"]["pass_rate"] == 0.5, out["check"]
+    assert out["check"]["summary"]["threshold"] == 0.5
+    assert out["check"]["failing"] == ["smoke/impossible@local", "smoke/impossible@openai"]
+
+
+# -- auto-revert ------------------------------------------------------------------------------------
+
+
+def break_it(world: World, message: str = "Answer in French", number: int = 7) -> str:
+    return world.merge(f"french-{number}", {PROMPT: FRENCH}, message, number=number)
+
+
+def test_opt_out_restores_and_notifies_but_does_not_revert(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    break_it(world, "Answer in French\n\nknowngood: no-auto-revert")
+    assert len(world.release()) == 1
+    main_before = world.remote_main()
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 1, out
+    recovery = out["recovery"]
+    assert (
+        recovery["revert"]["status"] == "skipped" and recovery["revert"]["safeguard"] == "opt-out"
+    )
+    assert recovery["restored_release"] == "shop/v0.1.0" and recovery["resolved"] is True
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert world.remote_main() == main_before
+
+
+def test_no_known_good_release_still_reverts(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    merge = break_it(world)
+    world.release()
+    code, out = kg(capsys, world, "deploy", AGENT, "--check", "--auto-revert")
+    assert code == 1, out
+    recovery = out["recovery"]
+    assert recovery["restored"] is None and recovery["resolved"] is False
+    assert any("no known good release" in m for m in recovery["messages"])
+    assert recovery["revert"]["status"] == "reverted" and recovery["merge"] == merge
+    [incident] = world.records().incidents(AGENT, "production")
+    assert incident.status == "open"
+
+
+def test_refused_push_without_github_is_exit_3(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    break_it(world)
+    world.release()
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n  [ \"$ref\" = refs/heads/main ] && { echo 'main is protected' >&2; exit 1; }\ndone\nexit 0\n"
+    )
+    hook.chmod(0o755)
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 3  # recovery could not complete: the revert failed (the restore worked)
+    assert out["recovery"]["revert"]["status"] == "failed"
+    assert "main is protected" in out["recovery"]["revert"]["message"]
+    assert world.current()["release"] == "shop/v0.1.0"
+
+
+def test_same_bundle_that_passed_before_is_not_reverted(
+    world: World, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    main_before = world.remote_main()
+    server.responder = lambda wire, body: Reply(text="The model changed under us.")
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 1
+    assert out["recovery"]["revert"] is None and out["recovery"]["restored"] is None
+    assert any("did not change" in m for m in out["recovery"]["messages"])
+    assert world.remote_main() == main_before
+
+
+def test_recovery_restores_what_ran_before_a_deliberate_rollback(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    good_change(world)
+    assert len(world.release()) == 1
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    assert kg(capsys, world, "rollback", AGENT)[0] == 0  # someone went back to v0.1.0 on purpose
+    merge = break_it(world)
+    world.release()
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 1
+    assert out["recovery"]["restored_release"] == "shop/v0.1.0"  # not the newer v2 it left
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert out["recovery"]["merge"] == merge
+
+
+# -- rollback ---------------------------------------------------------------------------------------
+
+
+def test_rollback_to_the_previous_known_good_release(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    good_change(world)
+    [v2] = world.release()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    main_before = world.remote_main()
+    code, out = kg(capsys, world, "rollback", AGENT, "--reason", "customers prefer the old name")
+    assert code == 0, out
+    assert out["status"] == "rolled-back"
+    assert (out["from_release"], out["to_release"]) == (v2, "shop/v0.1.0")
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert world.remote_main() == main_before  # main untouched
+    record = world.records().current(AGENT, "production")
+    assert record is not None and record["rollback"] is True
+    assert record["why"] == f"rollback from {v2}: customers prefer the old name"
+    # already there: nothing to do
+    code, out = kg(capsys, world, "rollback", AGENT, "--to", "v0.1.0")
+    assert code == 0 and out["status"] == "skipped"
+    # nothing older than v0.1.0 is known good
+    assert main(["rollback", AGENT, "--repo", str(world.repo)]) == 3
+    assert (
+        "no known good release of shop in production older than shop/v0.1.0"
+        in capsys.readouterr().err
+    )
+
+
+def test_rollback_safeguards(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    break_it(world)
+    [bad] = world.release()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 1  # the new release failed its check
+    code, out = kg(capsys, world, "rollback", AGENT)
+    assert code == 0 and out["to_release"] == "shop/v0.1.0"
+    code, out = kg(capsys, world, "rollback", AGENT, "--to", bad)
+    assert code == 1 and out["status"] == "refused" and out["safeguard"] == "failed-check"
+    code, out = kg(capsys, world, "rollback", AGENT, "--to", bad, "--force")
+    assert code == 0 and world.current()["release"] == bad
+    code, out = kg(capsys, world, "rollback", AGENT, "--to", "0.1.0")
+    assert code == 0
+    code, out = kg(capsys, world, "rollback", AGENT, "--to", bad, "--force")
+    assert code == 0
+    code, out = kg(
+        capsys, world, "rollback", AGENT, "--to", "0.1.0"
+    )  # the 4th in a day: max_per_day is 3
+    assert code == 1 and out["safeguard"] == "daily-limit"
+    assert world.current()["release"] == bad
+
+
+# -- drill ------------------------------------------------------------------------------------------
+
+
+def test_drill_rollback_in_a_scratch_environment(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = kg(capsys, world, "drill", "rollback")
+    assert (
+        code == 0
+        and out["drills"] == []
+        and out["skipped"] == ["shop has 1 release(s): a rollback drill needs two"]
+    )
+    assert main(["drill", "rollback", AGENT, "--repo", str(world.repo)]) == 2
+    assert main(["drill", "rollback", "--env", "prod", "--repo", str(world.repo)]) == 2
+    capsys.readouterr()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    good_change(world)
+    [v2] = world.release()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    production = world.current()
+    code, out = kg(capsys, world, "drill", "rollback", AGENT)
+    assert code == 0, out
+    [drill] = out["drills"]
+    assert drill["outcome"] == "passed" and drill["env"] == "drill"
+    assert (drill["from_release"], drill["to_release"]) == (v2, "shop/v0.1.0")
+    assert drill["recovery_s"] > 0
+    assert [s["name"] for s in drill["steps"]] == [
+        f"deploy {v2}",
+        "roll back to shop/v0.1.0",
+        "check shop/v0.1.0",
+        "restore",
+    ]
+    assert world.current() == production  # production untouched
+    assert world.current("drill")["release"] == v2  # restored after the drill
+    assert (
+        world.current("drill")["config"]["prompt"]["vars"]["company"] == "Acme Corp"
+    )  # production overlay
+    [record] = world.records().list("drill", AGENT, "drill")
+    assert record["outcome"] == "passed" and record["recovery_s"] == drill["recovery_s"]
+    assert record["from_release"] == v2 and record["to_release"] == "shop/v0.1.0"
+    assert len(world.records().list("deployment", AGENT, "drill")) == 3
+    # a real environment: drills from what runs there and puts it back
+    code, out = kg(capsys, world, "drill", "rollback", "--env", "production")
+    assert code == 0, out
+    assert (out["drills"][0]["from_release"], out["drills"][0]["to_release"]) == (v2, "shop/v0.1.0")
+    assert world.current()["content_hash"] == production["content_hash"]
+
+
+def test_cli_help_lists_the_commands() -> None:
+    proc = subprocess.run(
+        [os.fspath(Path(__file__).parent.parent / ".venv" / "bin" / "knowngood"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.skip("console script not installed")
+    for name in ("deploy", "check", "rollback", "drill"):
+        assert name in proc.stdout

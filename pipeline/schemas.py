@@ -27,6 +27,9 @@ SCHEMA_BASE = "https://knowngood.dev/schemas/"
 # The formats users write, checked on every `validate`: these get a compiled fast path
 # (fastjsonschema, ~15x faster than jsonschema); jsonschema still explains any error.
 FAST_SCHEMAS = ("knowngood", "agent", "environment", "tool", "suite")
+# use_default=False: fastjsonschema would otherwise write `default` values INTO the validated
+# data. Formats are jsonschema's job (it explains every error).
+FAST_OPTIONS: dict[str, bool] = {"use_default": False, "use_formats": False}
 # fastjsonschema implements draft-07: a schema on the fast path may only use keywords that mean
 # the same there (tests/test_schemas_fast.py holds every schema to this list).
 DRAFT7_KEYWORDS = frozenset(
@@ -153,7 +156,7 @@ def compile_fast_validators() -> str:
     ]
     for name in FAST_SCHEMAS:
         schema = json.loads((schemas_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
-        code = fastjsonschema.compile_to_code(schema, handlers=handlers, use_formats=False)
+        code = fastjsonschema.compile_to_code(schema, handlers=handlers, **FAST_OPTIONS)
         parts.append(f"def _scope_{name}():")
         parts.extend("    " + line if line else "" for line in code.splitlines())
         entry = code.split("def ", 2)[1].split("(", 1)[0] if "def " in code else "validate"
@@ -180,7 +183,7 @@ def fast_validator(name: str) -> Any:
     store = _schema_store()
     schema = json.loads((schemas_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
     return fastjsonschema.compile(
-        schema, handlers={"https": lambda uri: store[uri.split("#")[0]]}, use_formats=False
+        schema, handlers={"https": lambda uri: store[uri.split("#")[0]]}, **FAST_OPTIONS
     )
 
 

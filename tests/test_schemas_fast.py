@@ -99,3 +99,13 @@ def test_fast_path_agrees_with_jsonschema() -> None:
     assert len(docs) >= 25
     for kind, data in docs:
         assert schemas.is_valid(kind, data) == schemas.validator(kind).is_valid(data), (kind, data)
+
+
+def test_fast_path_never_changes_the_data() -> None:
+    """fastjsonschema fills in `default`s unless told not to: validation must not mutate."""
+    import copy
+
+    for kind, data in documents():
+        before = copy.deepcopy(data)
+        schemas.is_valid(kind, data)
+        assert data == before, kind

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.options import format_option, repo_option, resolve_repo
+
+if TYPE_CHECKING:
+    from pipeline.evals.session import EvalRequest
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -80,6 +84,11 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a markdown summary here.",
 )
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Store the results for HEAD's commit on the records branch and push it (main-branch CI).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
 @repo_option
 @format_option("text", "json")
@@ -100,6 +109,7 @@ def command(
     output: Path | None,
     junit: Path | None,
     markdown: Path | None,
+    record: bool,
     verbose: bool,
     repo: Path | None,
     fmt: str,
@@ -116,8 +126,9 @@ def command(
       knowngood eval support --suite smoke -j 8
       knowngood eval --changed-since origin/main --output results.json --junit junit.xml
       knowngood eval --offline               # cache only: CI without keys
+      knowngood eval --kind pull_request --record   # main branch: PRs compare with this
     """
-    from pipeline.evals.session import EvalRequest, run_request
+    from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets, select_targets
     from pipeline.report.evals import junit_xml, render_markdown, render_text, write_atomic
 
     root = resolve_repo(repo)
@@ -136,7 +147,11 @@ def command(
         offline=offline,
         shard=_shard(shard),
     )
-    run = run_request(root, request, progress=fmt == "text")
+    commit = _check_record(root, request) if record else None
+    valid = load_valid_repo(root)
+    run = run_targets(
+        valid, select_targets(valid, request), request, progress=fmt == "text", commit=commit
+    )
     data = run.to_json()
     if output:
         write_atomic(output, json.dumps(data, indent=2).encode())
@@ -151,4 +166,70 @@ def command(
 
         render_text(run, verbose=verbose, listed=plain_progress())
     sys.stdout.flush()
+    if record and commit is not None:
+        return _record(root, valid.settings.records_branch, commit, data) or run.exit_code
     return run.exit_code
+
+
+# What an eval reads (the cache folder and other untracked files do not count as changes).
+_EVALUATED = ("knowngood.yaml", "agents", "evals", "schemas")
+
+
+def _check_record(root: Path, request: EvalRequest) -> str:
+    """HEAD's commit, after checking the run can stand for it: every pull-request suite of every
+    agent on every provider (the gate treats what a record lacks as new), and a clean tree."""
+    from pipeline.errors import UsageError
+    from pipeline.git import Git
+
+    narrowed = [
+        name
+        for name, value in (
+            ("AGENT arguments", request.agents),
+            ("--suite", request.suites),
+            ("--changed-since", request.changed_since),
+            ("--provider", request.providers),
+            ("--env", request.env),
+            ("--shard", request.shard),
+            ("--kind post_deploy", request.kind == "post_deploy"),
+        )
+        if value
+    ]
+    if narrowed:
+        raise UsageError(
+            f"--record stores the results of a whole commit: drop {', '.join(narrowed)}",
+            hint="record with `knowngood eval --record` (optionally --kind pull_request)",
+        )
+    git = Git(root)
+    commit = git.head()
+    dirty = git.run("status", "--porcelain", "--", *_EVALUATED).strip()
+    if dirty:
+        first = dirty.splitlines()[0]
+        raise UsageError(
+            f"--record: the working tree differs from {commit[:10]} ({first.strip()} ...)",
+            hint="commit or stash the changes: a record must describe the commit",
+        )
+    return commit
+
+
+def _record(root: Path, branch: str, commit: str, data: dict[str, object]) -> int:
+    """Store ``data`` for ``commit`` and push when there is an ``origin``; 3 when that fails."""
+    from pipeline.errors import GitError
+    from pipeline.git import Git
+    from pipeline.records import RecordStore
+
+    store = RecordStore(Git(root), branch)
+    try:
+        store.fetch()  # build on the remote's records: the push is then a fast-forward
+    except GitError as e:
+        click.echo(f"knowngood: warning: could not fetch {branch}: {e.message}", err=True)
+    store.put_results(commit, data)
+    click.echo(f"knowngood: recorded the results of {commit[:10]} on {branch}", err=True)
+    if not store.data.has_remote():
+        return 0
+    try:
+        pushed = store.push()
+    except GitError as e:
+        click.echo(f"knowngood: error: {e}", err=True)
+        return 3
+    click.echo(f"knowngood: {pushed.message}", err=True)
+    return 0

@@ -22,14 +22,19 @@ def repo_option(func: F) -> F:
 
 
 def format_option(*choices: str) -> Callable[[F], F]:
+    names = choices or ("text", "json")
+    text = "Output format"
+    if "github" in names:
+        text += " (github: workflow annotations on the files and lines)"
+
     def decorate(func: F) -> F:
         return click.option(
             "--format",
             "fmt",
-            type=click.Choice(choices or ("text", "json")),
+            type=click.Choice(names),
             default="text",
             show_default=True,
-            help="Output format (github: workflow annotations on the files and lines).",
+            help=text + ".",
         )(func)
 
     return decorate

@@ -1,0 +1,195 @@
+"""Base against head, case by case: regression, fixed, still failing, new, removed, ...
+
+Rules (one row per agent, suite, case and provider):
+
+* head skipped (provider key missing, budget, ``--offline`` miss): ``skipped``; when the
+  provider itself was skipped on head, base shows ``skipped`` too (the same provider, the same
+  missing key), never a stale pass or fail.
+* head error (the provider kept failing): ``error``; the gate is incomplete (exit 3).
+* no such case on base: ``new``; a failing new case blocks.
+* base result unknown (base unavailable, or skipped or errored there): ``no_baseline``; a head
+  failure blocks, because nothing shows it failed before.
+* pass/fail on both: ``unchanged``, ``regression`` (blocks), ``fixed``, ``still_failing``
+  (shown, does not block).
+* on base only: ``removed``.
+
+``flaky`` marks rows whose repeats disagreed on either side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from pipeline.evals.results import CaseResult, EvalRun
+from pipeline.gate.model import CaseDiff, Comparison, SideStatus
+
+DETAIL_ACTUAL = 160  # characters of the actual answer shown in "what differs"
+
+
+def compare_runs(
+    head: EvalRun,
+    base: EvalRun | None,
+) -> list[CaseDiff]:
+    """Rows for every case of ``head`` and every case of ``base`` that head no longer has
+    (sorted by agent, suite, case, provider). ``base`` None: the base side is unavailable."""
+    base_cases = {c.key: c for c in base.cases} if base is not None else {}
+    skipped_providers = {n for n, p in head.providers.items() if p.status != "ok"}
+    rows = [
+        _row(
+            h,
+            base_cases.pop(h.key, None),
+            base is not None,
+            h.provider in skipped_providers,
+        )
+        for h in head.cases
+    ]
+    for b in sorted(base_cases.values(), key=lambda c: c.key):
+        rows.append(
+            CaseDiff(
+                b.agent,
+                b.suite,
+                b.case,
+                b.provider,
+                base=b.status,
+                head="missing",
+                comparison="removed",
+                blocking=False,
+                flaky=b.flaky,
+                detail="no longer on head",
+                base_passes=_passes(b),
+                base_tokens=_tokens(b),
+            )
+        )
+    rows.sort(key=lambda r: r.key)
+    return rows
+
+
+def _row(
+    h: CaseResult,
+    b: CaseResult | None,
+    base_available: bool,
+    provider_skipped: bool,
+) -> CaseDiff:
+    head: SideStatus = h.status
+    base: SideStatus = (
+        b.status if b is not None else ("missing" if base_available else "unavailable")
+    )
+    comparison: Comparison
+    blocking = False
+    if head == "skipped":
+        comparison = "skipped"
+        if provider_skipped:
+            base = "skipped"
+        detail = h.skipped_reason or "not run"
+    elif head == "error":
+        comparison, detail = "error", h.error or "provider error"
+    elif base == "missing":
+        comparison, blocking = "new", head == "fail"
+        detail = _why(h) if head == "fail" else ""
+    elif base in ("unavailable", "skipped", "error"):
+        comparison, blocking = "no_baseline", head == "fail"
+        # An unavailable base is explained once, above the table; a per-case gap here.
+        known = (
+            "base unavailable" if b is None else f"on base: {b.skipped_reason or b.error or base}"
+        )
+        detail = _join(_why(h) if head == "fail" else "", f"no base result ({known})")
+    elif base == "pass":
+        comparison = "unchanged" if head == "pass" else "regression"
+        blocking = head == "fail"
+        detail = _why(h) if head == "fail" else ""
+    else:  # base failed
+        if head == "pass":
+            comparison, detail = "fixed", _join("", f"was: {_why(b)}" if b else "")
+        else:
+            comparison = "still_failing"
+            now, was = _why(h), _why(b) if b else ""
+            detail = now if was in ("", now) else f"{now} (was: {was})"
+    flaky = h.flaky or (b.flaky if b is not None else False)
+    if flaky and not detail:
+        detail = "flaky: " + ", ".join(
+            f"{side} {p}"
+            for side, p, c in (("base", _passes(b), b), ("head", _passes(h), h))
+            if c is not None and c.flaky
+        )
+    return CaseDiff(
+        h.agent,
+        h.suite,
+        h.case,
+        h.provider,
+        base=base,
+        head=head,
+        comparison=comparison,
+        blocking=blocking,
+        flaky=flaky,
+        detail=detail,
+        base_passes=_passes(b) if b else None,
+        head_passes=_passes(h),
+        head_cost_usd=sum(r.cost_usd for r in h.runs if not r.cached),
+        head_tokens=_tokens(h),
+        base_tokens=_tokens(b) if b is not None else None,
+    )
+
+
+def _why(c: CaseResult | None) -> str:
+    """What went wrong, in one line: the first failing assertion, expected against actual."""
+    if c is None:
+        return ""
+    if c.skipped_reason and not c.runs:
+        return c.skipped_reason
+    if c.error:
+        return c.error
+    for run in c.runs:
+        for a in run.assertions if not run.passed else ():
+            if not a.passed:
+                what = a.message or f"expected {a.expected}"
+                actual = " ".join(a.actual.split())
+                if len(actual) > DETAIL_ACTUAL:
+                    actual = actual[: DETAIL_ACTUAL - 1] + "…"
+                return f"{a.kind}: {what}" + (f"; got {actual!r}" if actual else "")
+    return ""
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _passes(c: CaseResult | None) -> str | None:
+    if c is None or not c.runs:
+        return None
+    return f"{c.passes}/{len(c.runs)}"
+
+
+def _tokens(c: CaseResult | None) -> int:
+    if c is None:
+        return 0
+    return sum(r.prompt_tokens + r.completion_tokens for r in c.runs)
+
+
+def filter_run(
+    run: EvalRun,
+    agents: Iterable[str],
+    suites: dict[str, set[str]] | None,
+    providers: Collection[str] = (),
+) -> EvalRun:
+    """``run`` restricted to ``agents`` (and per agent ``suites``, and ``providers`` when given)."""
+    wanted = set(agents)
+    cases = [
+        c
+        for c in run.cases
+        if c.agent in wanted
+        and (suites is None or c.suite in suites.get(c.agent, set()))
+        and (not providers or c.provider in providers)
+    ]
+    used = {c.provider for c in cases}
+    out = EvalRun(
+        cases=cases,
+        providers={n: p for n, p in run.providers.items() if n in used},
+        commit=run.commit,
+        started_at=run.started_at,
+        duration_s=run.duration_s,
+        budget_usd=run.budget_usd,
+        incomplete=list(run.incomplete),
+        notices=list(run.notices),
+        shard=run.shard,
+    )
+    return out

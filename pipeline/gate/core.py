@@ -1,0 +1,261 @@
+"""``run_gate``: validate HEAD, evaluate the affected agents on HEAD, get BASE's results, compare.
+
+BASE's results come from the records branch when the pipeline recorded them for that commit
+(``knowngood eval --record`` on every main-branch commit), else from evaluating BASE in a
+temporary worktree with the same request and the same cache directory as HEAD, so every case
+whose messages, tools and params did not change is answered from the cache for free.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.errors import GitError, KnowngoodError
+from pipeline.evals.results import EvalRun
+from pipeline.gate.compare import compare_runs, filter_run
+from pipeline.gate.locate import gate_annotations, validation_annotations
+from pipeline.gate.model import AgentGate, GateResult, Side
+from pipeline.git import Git
+from pipeline.repo import CONFIG_FILE, Repo
+
+if TYPE_CHECKING:
+    from pipeline.evals.session import EvalRequest
+
+KIND = "pull_request"
+
+
+@dataclass(slots=True)
+class GateOptions:
+    base: str
+    head: str = "HEAD"
+    providers: Sequence[str] = ()
+    require: Sequence[str] = ()
+    concurrency: int | None = None
+    budget_usd: float | None = None  # for the whole gate: HEAD first, BASE gets what is left
+    offline: bool = False
+    use_records: bool = True
+    progress: bool = False
+
+
+def run_gate(root: Path, options: GateOptions) -> GateResult:
+    """The pull-request check. Never prints (except eval progress when ``options.progress``).
+
+    Raises UsageError for an unknown revision or provider; everything else the gate finds
+    (invalid HEAD, a BASE that cannot be evaluated, failing cases) is in the result.
+    """
+    from pipeline.changes.revision import at_root, resolve
+
+    started = time.perf_counter()
+    root = root.resolve()
+    git = at_root(Git(root), root)
+    base_rev, head_rev = resolve(git, options.base, options.head)
+    base_commit, requested = base_rev.commit, None
+    if not git.is_ancestor(base_commit, head_rev.commit):
+        merge_base = git.merge_base(base_commit, head_rev.commit)
+        if merge_base is not None and merge_base != base_commit:
+            base_commit, requested = merge_base, base_rev.commit
+    result = GateResult(
+        base=Side(options.base, base_commit),
+        head=Side(options.head, head_rev.commit),
+        requested_base=requested,
+    )
+    if requested is not None:
+        result.notices.append(
+            f"{options.base} ({requested[:10]}) is not an ancestor of {options.head}: compared with "
+            f"their merge base {base_commit[:10]}, so only this branch's changes count"
+        )
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="knowngood-gate-")))
+        head_root = root
+        if _current_head(git) != head_rev.commit:
+            head_root = stack.enter_context(_checkout(git, root, head_rev.commit, tmp / "head"))
+        _Gate(result, options, git, root, tmp).run(head_root)
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+@dataclass(slots=True)
+class _Gate:
+    result: GateResult
+    options: GateOptions
+    git: Git
+    root: Path  # the knowngood root of the checkout (its cache is the one both sides use)
+    tmp: Path
+    names: list[str] = field(default_factory=list)  # affected agents that exist on HEAD
+    suites: dict[str, set[str]] = field(default_factory=dict)  # their pull-request suites
+    cache_dir: Path | None = None
+
+    def run(self, head_root: Path) -> None:
+        from pipeline.validate import validate_repo
+
+        result = self.result
+        report = validate_repo(head_root, build=True)
+        result.findings, result.files_checked = report.findings, report.files_checked
+        result.annotations += validation_annotations(report.findings)
+        if report.errors or report.repo is None:
+            result.head.available = False
+            result.head.reason = f"HEAD does not validate ({len(report.errors)} errors)"
+            return
+        repo = report.repo
+        self._affected()
+        budget = self.options.budget_usd
+        if budget is None:
+            budget = repo.settings.eval.budget_usd
+        self.cache_dir = self.root / repo.settings.eval.cache_dir
+        head_run = self._evaluate_head(repo, budget)
+        if head_run.cases:
+            left = None if budget is None else max(0.0, budget - head_run.spent_usd)
+            if not (self.options.use_records and self._from_record(repo.settings.records_branch)):
+                self._from_worktree(left)
+        base_run = result.base.run if result.base.available else None
+        for row in compare_runs(head_run, base_run):
+            result.agents[row.agent].rows.append(row)
+        for name, status in sorted(head_run.providers.items()):
+            if status.status == "skipped":
+                result.notices.append(f"provider {name!r} skipped on both sides: {status.reason}")
+        result.annotations += gate_annotations(repo, result.agents.values())
+
+    def _affected(self) -> None:
+        """The agents the change affects (with their diff and bump), and the removed ones."""
+        from pipeline.changes import affected_agents, diff_revisions
+
+        result = self.result
+        base, head = result.base.commit, result.head.commit
+        result.diff = diff_revisions(self.git, self.root, base, head)
+        affected = affected_agents(self.git, self.root, base, head)
+        self.names = sorted(affected)
+        for name in self.names:
+            diff = result.diff.agents.get(name)
+            status = diff.status if diff else "affected"
+            result.agents[name] = AgentGate(name, status, affected[name], diff)
+        for name, diff in result.diff.agents.items():
+            if diff.status == "removed":
+                paths = [f.path for f in diff.files]
+                result.agents[name] = AgentGate(name, "removed", paths, diff)
+
+    def _request(self, repo: Repo, budget: float | None) -> EvalRequest:
+        """The affected agents' pull-request suites, with the options (limited to the providers
+        ``repo`` knows: a provider added by the change does not exist on BASE)."""
+        from pipeline.evals.session import EvalRequest
+
+        known = repo.settings.providers
+        opts = self.options
+        return EvalRequest(
+            agents=[n for n in self.names if n in repo.agents],
+            kind=KIND,
+            providers=tuple(p for p in opts.providers if p in known),
+            require=tuple(p for p in opts.require if p in known),
+            concurrency=opts.concurrency,
+            budget_usd=budget,
+            offline=opts.offline,
+            cache_dir=self.cache_dir,
+        )
+
+    def _evaluate_head(self, repo: Repo, budget: float | None) -> EvalRun:
+        from pipeline.evals.session import EvalRequest, run_targets, select_targets
+
+        head = self.result.head
+        opts = self.options
+        request = EvalRequest(  # unknown --provider/--require names are usage errors here
+            agents=self.names, kind=KIND, providers=tuple(opts.providers),
+            require=tuple(opts.require), concurrency=opts.concurrency, budget_usd=budget,
+            offline=opts.offline, cache_dir=self.cache_dir,
+        )  # fmt: skip
+        targets = select_targets(repo, request) if self.names else []  # no agents means all
+        self.suites = {t.agent.name: {s.name for s in t.suites} for t in targets}
+        head.run = EvalRun(commit=head.commit)
+        if targets:
+            head.run = run_targets(
+                repo, targets, request, progress=opts.progress, commit=head.commit
+            )
+        head.source = "evaluated"
+        return head.run
+
+    def _from_record(self, branch: str) -> bool:
+        """Use the results recorded for BASE's commit, when they cover the affected agents."""
+        from pipeline.records import RecordStore
+
+        result, short = self.result, self.result.base.commit[:10]
+        store = RecordStore(self.git, branch)
+        fetch_error = None
+        try:
+            store.fetch()
+        except GitError as e:  # e.g. no credentials for the remote: local records may do
+            fetch_error = e.message
+        try:
+            data = store.get_results(result.base.commit)
+            run = EvalRun.from_json(data) if data is not None else None
+        except (KnowngoodError, ValueError, KeyError, TypeError) as e:
+            result.notices.append(f"the record of {short} is unreadable ({e}); evaluating base")
+            return False
+        if run is None:
+            if fetch_error is not None:
+                result.notices.append(
+                    f"no record of {short} (could not fetch {branch}: {fetch_error})"
+                )
+            return False
+        if run.shard is not None:
+            result.notices.append(
+                f"the record of {short} is one shard ({run.shard}); evaluating base"
+            )
+            return False
+        present = {c.agent for c in run.cases}
+        missing = [n for n in self.names if result.agents[n].status != "added" and n not in present]
+        if missing:
+            result.notices.append(
+                f"the record of {short} has no results for {', '.join(missing)}; evaluating base"
+            )
+            return False
+        result.base.run = filter_run(run, self.names, self.suites, self.options.providers)
+        result.base.source = "record"
+        return True
+
+    def _from_worktree(self, budget: float | None) -> None:
+        """Evaluate BASE in a temporary worktree; unavailable (with the reason) when it fails."""
+        base = self.result.base
+        base.source = "evaluated"
+        try:
+            with _checkout(self.git, self.root, base.commit, self.tmp / "base") as base_root:
+                base.run = self._evaluate_base(base_root, budget)
+        except KnowngoodError as e:
+            base.available, base.run = False, None
+            base.reason = f"base {base.commit[:10]} could not be evaluated: {e.message}"
+
+    def _evaluate_base(self, base_root: Path, budget: float | None) -> EvalRun:
+        from pipeline.evals.session import load_valid_repo, run_targets, select_targets
+
+        commit = self.result.base.commit
+        if not (base_root / CONFIG_FILE).is_file():  # knowngood arrives with this change: all new
+            return EvalRun(commit=commit)
+        repo = load_valid_repo(base_root)  # CheckFailed when BASE does not validate
+        request = self._request(repo, budget)
+        if self.options.providers and not request.providers:  # none existed on BASE
+            return EvalRun(commit=commit)
+        targets = select_targets(repo, request) if request.agents else []
+        if not targets:
+            return EvalRun(commit=commit)
+        return run_targets(repo, targets, request, progress=self.options.progress, commit=commit)
+
+
+@contextmanager
+def _checkout(git: Git, root: Path, commit: str, path: Path) -> Iterator[Path]:
+    """A temporary worktree of ``commit``; yields the knowngood root inside it (a subfolder of
+    the git repository stays a subfolder)."""
+    top = Path(git.run("rev-parse", "--show-toplevel").strip()).resolve()
+    try:
+        prefix = root.resolve().relative_to(top)
+    except ValueError as e:
+        raise GitError(f"{root} is not inside the git repository {top}") from e
+    with git.worktree(commit, path) as tree:
+        yield tree / prefix
+
+
+def _current_head(git: Git) -> str | None:
+    result = git.try_run("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    return result.stdout.strip() if result.code == 0 else None

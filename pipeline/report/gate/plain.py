@@ -1,0 +1,106 @@
+"""The gate report as text (stderr) and JUnit XML."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from xml.etree import ElementTree as ET
+
+import click
+
+from pipeline.report.gate.common import SHOWN, TEXT_COLOUR, cost, headline, money, plural, source
+
+if TYPE_CHECKING:
+    from pipeline.gate import CaseDiff, GateResult
+
+
+def text(result: GateResult, *, verbose: bool = False) -> str:
+    b, h = result.base, result.head
+    lines = [
+        click.style("knowngood gate", bold=True)
+        + f": base {b.rev} ({b.commit[:10]}, {source(b)}) -> head {h.rev} ({h.commit[:10]})"
+    ]
+    for f in result.findings:
+        lines.append(("  " if f.severity == "error" else "  warning: ") + f.render())
+    if not b.available and b.reason:
+        lines.append(click.style(f"base unavailable: {b.reason}", fg="yellow"))
+    for name, agent in result.agents.items():
+        lines.append(
+            click.style(name, bold=True) + f": {agent.status}, bump {agent.bump or 'none'}"
+        )
+        lines += [f"  - {reason}" for reason in agent.reasons]
+        quiet: dict[str, int] = {}
+        for r in agent.rows:
+            if r.comparison in SHOWN or r.flaky or verbose:
+                label = r.comparison.upper().replace("_", " ") + (" (flaky)" if r.flaky else "")
+                body = f"  {label:16} {r.suite}/{r.case} [{r.provider}]  {r.base} -> {r.head}"
+                body += f" -- {r.detail}" if r.detail else ""
+                lines.append(click.style(body, fg=TEXT_COLOUR.get(r.comparison)))
+            else:
+                quiet[r.comparison] = quiet.get(r.comparison, 0) + 1
+        if quiet:
+            lines.append("  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in quiet.items()))
+    for notice in result.notices:
+        lines.append(click.style(f"notice: {notice}", fg="yellow"))
+    for reason in result.incomplete:
+        lines.append(click.style(f"incomplete: {reason}", fg="red"))
+    spent = cost(result)
+    tail = (
+        f" ({plural(len(result.rows), 'case')}, {spent['calls']} calls, {spent['cache_hits']} cached, "
+        f"{money(spent['spent_usd'])}, {result.duration_s:.1f}s)"
+    )
+    colour = {"pass": "green", "fail": "red", "incomplete": "red"}[result.verdict]
+    if result.head.run is None:  # nothing was evaluated
+        tail = ""
+    lines.append(click.style(headline(result).split(" ", 1)[1] + tail, fg=colour, bold=True))
+    return "\n".join(lines) + "\n"
+
+
+# -- JUnit ------------------------------------------------------------------------------------
+
+
+def junit_xml(result: GateResult) -> bytes:
+    root = ET.Element("testsuites", name="knowngood gate", time=f"{result.duration_s:.3f}")
+    if result.findings:
+        errors = result.validation_errors
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name="validate",
+            tests=str(max(1, len(errors))),
+            failures=str(len(errors)),
+            errors="0",
+            skipped="0",
+        )
+        for f in errors:
+            tc = ET.SubElement(suite, "testcase", classname="validate", name=f.location())
+            ET.SubElement(tc, "failure", message=f.message[:500]).text = f.render()
+        if not errors:
+            ET.SubElement(suite, "testcase", classname="validate", name="repository")
+    groups: dict[tuple[str, str], list[CaseDiff]] = {}
+    for r in result.rows:
+        if r.comparison != "removed":
+            groups.setdefault((r.agent, r.suite), []).append(r)
+    outcome: dict[str, Callable[[CaseDiff], bool]] = {
+        "failures": lambda r: r.blocking,
+        "errors": lambda r: r.comparison == "error",
+        "skipped": lambda r: r.comparison in ("skipped", "still_failing"),
+    }
+    for (agent, name), rows in groups.items():
+        attrs = {"name": f"{agent}/{name}", "tests": str(len(rows))}
+        attrs.update({k: str(sum(map(f, rows))) for k, f in outcome.items()})
+        el = ET.SubElement(root, "testsuite", attrs)
+        for r in rows:
+            tc = ET.SubElement(
+                el, "testcase", classname=f"{agent}.{name}", name=f"{r.case} [{r.provider}]"
+            )
+            message = f"{r.comparison.replace('_', ' ')}: base {r.base}, head {r.head}"
+            if r.blocking:
+                ET.SubElement(tc, "failure", message=message[:500]).text = r.detail
+            elif r.comparison == "error":
+                ET.SubElement(tc, "error", message=r.detail[:500]).text = r.detail
+            elif r.comparison in ("skipped", "still_failing"):
+                ET.SubElement(
+                    tc, "skipped", message=(f"{message} (does not block): {r.detail}")[:500]
+                )
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))

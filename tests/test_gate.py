@@ -1,0 +1,695 @@
+"""`knowngood gate --base REV` end to end: real git repositories with a bare remote, real HTTP to
+a loopback model server (FakeProvider) and a loopback GitHub (FakeGitHub)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+from fakegithub import FakeGitHub
+from fakegithub import Fault as FakeGitHubFault
+from fakeproviders import FakeProvider, Reply, ToolCallReply, last_user_text
+from gitutil import clone, commit_all, git, make_remote
+from test_validate import BASE, write_repo
+
+from pipeline.cli import main
+from pipeline.evals.results import CaseResult, EvalRun, ProviderStatus, RunResult
+from pipeline.gate import compare_runs, parse_json_path
+from pipeline.gate.model import Side
+from pipeline.github import COMMENT_LIMIT, GATE_MARKER
+from pipeline.schemas import validator
+
+ROOT = Path(__file__).resolve().parent.parent
+PR = 7
+
+PR_SUITE = """\
+agent: shop
+vars: {customer: Ann}
+cases:
+  - id: hello
+    input: Hi
+    expect:
+      - icontains: acme
+  - id: tool
+    input: Where is A1?
+    expect:
+      - tool_call: {name: lookup_order, arguments: {order_id: A1}}
+"""
+BYE_CASE = """\
+  - id: bye
+    input: Bye
+    expect:
+      - contains: Goodbye
+"""
+DESK = {
+    "agents/desk/agent.yaml": (
+        "name: desk\ndescription: The help desk.\nmodel:\n  provider: openai\n"
+        "prompt:\n  system: prompts/system.md\n  vars: {company: Acme}\ntools: []\n"
+    ),
+    "agents/desk/prompts/system.md": "You work for {{ company }}. You run the help desk.\n",
+    "evals/desk/pr.yaml": (
+        "agent: desk\ncases:\n  - id: hello\n    input: Hi\n    expect:\n      - icontains: acme\n"
+    ),
+}
+
+
+def responder(wire: str, body: dict[str, Any]) -> Reply:
+    """A deterministic model: answers from the system prompt, calls lookup_order when offered."""
+    system = str(body["messages"][0]["content"])
+    user = last_user_text(wire, body)
+    tools = [t["function"]["name"] for t in body.get("tools") or []]
+    if "Where is" in user:
+        if "lookup_order" in tools:
+            return Reply(tool_calls=[ToolCallReply("lookup_order", {"order_id": "A1"})])
+        return Reply(text="I cannot look orders up.")
+    found = re.search(r"You work for ([^.]+)\.", system)
+    text = f"Hello from {found.group(1) if found else 'nowhere'}!"
+    if "say goodbye" in system.lower():
+        text += " Goodbye!"
+    return Reply(text=text)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider(responder=responder) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-0123456789")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def files(
+    server: FakeProvider, *, fallbacks: str = "[]", suite: str = PR_SUITE
+) -> dict[str, str | None]:
+    out: dict[str, str | None] = dict(BASE)
+    out["knowngood.yaml"] = (
+        "version: 1\nproviders:\n"
+        f"  openai: {{model: openai/gpt-4o-mini, api_base: '{server.openai_base}', api_key_env: OPENAI_API_KEY}}\n"
+        f"  anthropic: {{model: anthropic/claude-3-5-haiku-20241022, api_base: '{server.anthropic_base}',"
+        " api_key_env: ANTHROPIC_API_KEY}\n"
+        "eval:\n  retries: 0\n"
+    )
+    out["agents/shop/agent.yaml"] = str(out["agents/shop/agent.yaml"]).replace(
+        "provider: local\n  fallbacks: [openai]", f"provider: openai\n  fallbacks: {fallbacks}"
+    )
+    out["agents/shop/prompts/system.md"] = (
+        "You work for {{ company }}.\nYou are talking to {{ customer }}.\n"
+    )
+    out["evals/shop/pr.yaml"] = suite
+    out["evals/shop/smoke.yaml"] = str(out["evals/shop/smoke.yaml"])
+    out.update(DESK)
+    out[".gitignore"] = ".knowngood/\n"
+    return out
+
+
+class Project:
+    """A clone of a bare remote: ``main`` pushed, work happens on a feature branch."""
+
+    def __init__(self, tmp: Path, server: FakeProvider, *, sub: str = "", **kw: Any) -> None:
+        self.remote = make_remote(tmp)
+        self.top = clone(self.remote, tmp / "work")
+        self.root = self.top / sub if sub else self.top
+        write_repo(self.root, files(server, **kw))
+        self.base = commit_all(self.top, "agents")
+        git(self.top, "push", "-q", "origin", "main")
+        git(self.top, "checkout", "-q", "-b", "feature")
+
+    def edit(self, rel: str, old: str, new: str) -> None:
+        path = self.root / rel
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        path.write_text(text.replace(old, new, 1))
+
+    def commit(self, message: str = "change") -> str:
+        return commit_all(self.top, message)
+
+
+def gate(
+    p: Project, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, dict[str, Any], str, str]:
+    report = p.top.parent / "gate.json"
+    report.unlink(missing_ok=True)
+    code = main(["gate", "--repo", str(p.root), "--base", "main", "--output", str(report), *args])
+    captured = capsys.readouterr()
+    data = json.loads(report.read_text()) if report.exists() else {}
+    if data:
+        errors = list(validator("gate-report").iter_errors(data))
+        assert not errors, errors[0]
+    return code, data, captured.out, captured.err
+
+
+def rows(data: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    return {
+        f"{c['agent']}/{c['suite']}/{c['case']}@{c['provider']}": (
+            c["base"],
+            c["head"],
+            c["comparison"],
+        )
+        for c in data["cases"]
+    }
+
+
+# -- the scenarios of the issue -----------------------------------------------------------------
+
+
+def test_a_pr_that_breaks_one_case_shows_exactly_that_regression(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit("rename the company")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, data, out, err = gate(
+        p,
+        capsys,
+        "--junit",
+        str(tmp_path / "junit.xml"),
+        "--markdown",
+        str(tmp_path / "gate.md"),
+        "--format",
+        "github",
+    )
+    assert code == 1, err
+    assert rows(data) == {
+        "shop/pr/hello@openai": ("pass", "fail", "regression"),
+        "shop/pr/tool@openai": ("pass", "pass", "unchanged"),
+    }
+    assert list(data["agents"]) == ["shop"]  # desk is not affected
+    assert data["verdict"] == "fail"
+    assert data["headline"] == "❌ knowngood: 1 regression in shop"
+    assert data["base"]["source"] == "evaluated"
+    regression = data["cases"][0]
+    assert regression["blocking"] is True
+    assert "icontains" in regression["detail"] and "Bobco" in regression["detail"]
+    assert data["agents"]["shop"]["bump"] == "minor"
+    # the comment's table names the case, both sides and what differs
+    md = (tmp_path / "gate.md").read_text()
+    assert md.startswith(GATE_MARKER + "\n### ❌ knowngood: 1 regression in shop")
+    assert re.search(
+        r"\| ❌ regression \| `pr/hello` \| openai \| ✅ pass \| ❌ fail \| icontains", md
+    )
+    # the step summary is on by default in Actions
+    assert summary.read_text().startswith("### ❌ knowngood: 1 regression in shop")
+    # an annotation on the case's line of the suite file
+    line = PR_SUITE.splitlines().index("  - id: hello") + 1
+    assert (
+        f"::error title=knowngood%3A regression,file=evals/shop/pr.yaml,line={line}::shop/pr/hello [openai]"
+        in out
+    )
+    # JUnit: one failure, the regression
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    failures = junit.findall(".//testcase/failure")
+    assert [f.get("message") for f in failures] == ["regression: base pass, head fail"]
+    assert junit.find("testsuite").get("failures") == "1"  # type: ignore[union-attr]
+
+
+def test_a_pr_that_fixes_a_case_exits_0_showing_it_fixed(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server, sub="ai", suite=PR_SUITE + BYE_CASE)  # knowngood in a subfolder
+    p.edit(
+        "agents/shop/prompts/system.md", "You are talking", "Always say goodbye.\nYou are talking"
+    )
+    p.commit("say goodbye")
+    code, data, _, err = gate(p, capsys)
+    assert code == 0, err
+    assert rows(data)["shop/pr/bye@openai"] == ("fail", "pass", "fixed")
+    assert data["counts"]["fixed"] == 1
+    assert data["headline"].startswith("✅ knowngood: no regressions, 1 fixed — 1 agent, 3 cases")
+    assert "fixed" in err
+
+
+def test_still_failing_cases_are_shown_but_do_not_block(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server, suite=PR_SUITE + BYE_CASE)
+    p.edit("agents/shop/agent.yaml", "description: A test agent.", "description: A shop agent.")
+    p.commit("cosmetic")
+    code, data, _, err = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 0, err
+    assert rows(data)["shop/pr/bye@openai"] == ("fail", "fail", "still_failing")
+    assert "⚠️ still failing" in (tmp_path / "gate.md").read_text()
+
+
+def test_a_failing_new_case_blocks(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    tool = PR_SUITE.index("  - id: tool")
+    (p.root / "evals/shop/pr.yaml").write_text(PR_SUITE[:tool] + BYE_CASE)  # tool out, bye in
+    p.commit("a new case the agent cannot pass")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 1
+    assert rows(data) == {
+        "shop/pr/bye@openai": ("missing", "fail", "new"),
+        "shop/pr/hello@openai": ("pass", "pass", "unchanged"),
+        "shop/pr/tool@openai": ("pass", "missing", "removed"),
+    }
+    assert data["headline"] == "❌ knowngood: 1 failing new case in shop"
+    assert data["counts"]["new_failing"] == data["counts"]["blocking"] == 1
+
+
+def test_cosmetic_change_is_a_patch_and_costs_no_calls_beyond_the_cache(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    git(p.top, "checkout", "-q", "main")
+    assert (
+        main(["eval", "--repo", str(p.root), "--kind", "pull_request", "--record"]) == 0
+    )  # main's CI
+    git(p.top, "checkout", "-q", "feature")
+    p.edit("agents/shop/agent.yaml", "description: A test agent.", "description: Our shop agent.")
+    p.commit("reword the description")
+    calls = len(server.requests)
+    code, data, _, err = gate(p, capsys)
+    assert code == 0, err
+    assert data["agents"]["shop"]["bump"] == "patch"
+    assert len(server.requests) == calls
+    assert data["cost"]["calls"] == 0 and data["cost"]["spent_usd"] == 0
+    assert data["base"]["source"] == "record"
+    assert set(rows(data).values()) == {("pass", "pass", "unchanged")}
+
+
+def test_removing_a_required_property_is_flagged_major_on_its_line(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/tools/refund.yaml", "    amount: {type: number}\n", "")
+    p.edit("agents/shop/tools/refund.yaml", "[order_id, amount]", "[order_id]")
+    p.commit("drop amount")
+    code, data, out, err = gate(p, capsys, "--format", "github")
+    assert code == 0, err  # a major bump is information, not a failure
+    shop = data["agents"]["shop"]
+    assert shop["bump"] == "major"
+    assert [(c["tool"], c["kind"], c["change"]) for c in shop["tool_changes"]] == [
+        ("issue_refund", "breaking", "property.removed")
+    ]
+    text = (p.root / "agents/shop/tools/refund.yaml").read_text().splitlines()
+    line = text.index("  properties:") + 1
+    assert re.search(
+        rf"::warning title=knowngood%3A breaking tool change \(needs a major release\),"
+        rf"file=agents/shop/tools/refund.yaml,line={line}::issue_refund: property 'amount' removed",
+        out,
+    ), out
+
+
+def test_a_change_to_knowngood_yaml_evaluates_every_agent(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("knowngood.yaml", "retries: 0", "retries: 0\n  timeout_s: 30")
+    p.commit("settings")
+    code, data, _, err = gate(p, capsys)
+    assert code == 0, err
+    assert sorted(data["agents"]) == ["desk", "shop"]
+    assert {k.split("/")[0] for k in rows(data)} == {"desk", "shop"}
+    assert data["agents"]["desk"]["paths"] == ["knowngood.yaml"]
+
+
+def test_a_base_with_a_malformed_file_still_gives_a_head_verdict(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    git(p.top, "checkout", "-q", "main")
+    (p.root / "agents/desk/agent.yaml").write_text("name: desk\nmodel: [unclosed\n")
+    p.base = p.commit("break desk on main")
+    git(p.top, "push", "-q", "origin", "main")
+    git(p.top, "checkout", "-q", "-B", "feature")
+    (p.root / "agents/desk/agent.yaml").write_text(DESK["agents/desk/agent.yaml"] or "")
+    p.commit("fix desk")
+    code, data, _, err = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 0, err
+    assert data["base"]["available"] is False
+    assert "agents/desk/agent.yaml" in data["base"]["reason"]
+    assert rows(data) == {"desk/pr/hello@openai": ("unavailable", "pass", "no_baseline")}
+    assert "Base results unavailable" in (tmp_path / "gate.md").read_text()
+    # ... and with base unavailable, a failing head case blocks
+    p.edit("agents/desk/agent.yaml", "company: Acme", "company: Bobco")
+    p.commit("break desk")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 1
+    assert data["cases"][0]["blocking"] is True
+    assert data["headline"] == "❌ knowngood: 1 failing case without a base result in desk"
+
+
+def test_second_run_is_fully_cached_and_updates_the_same_comment(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit()
+    with FakeGitHub() as gh:
+        gh.add_pull(PR)
+        for name, value in gh.env().items():
+            monkeypatch.setenv(name, value)
+        code, first, _, err = gate(p, capsys, "--comment", "--pr", str(PR))
+        assert code == 1
+        assert f"PR #{PR} comment created" in err
+        calls = len(server.requests)
+        assert calls == first["cost"]["calls"] > 0
+        # the second run finds the PR in the pull_request event
+        event = tmp_path / "event.json"
+        event.write_text(
+            json.dumps(
+                {
+                    "action": "synchronize",
+                    "number": PR,
+                    "pull_request": {
+                        "number": PR,
+                        "base": {"sha": p.base, "ref": "main"},
+                        "head": {"sha": "f" * 40, "ref": "feature"},
+                    },
+                }
+            )
+        )
+        monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+        code, second, _, err = gate(p, capsys, "--comment")
+        assert code == 1
+        assert len(server.requests) == calls  # zero provider calls: all cached
+        assert second["cost"]["calls"] == 0
+        assert re.search(rf"PR #{PR} comment (updated|unchanged)", err)
+        comments = gh.comments[PR]
+        assert len(comments) == 1
+        body = comments[0]["body"]
+        assert body.startswith(GATE_MARKER + "\n### ❌ knowngood: 1 regression in shop")
+        assert "0 calls" in body  # the update, not the first run's body
+
+
+def test_a_fork_without_comment_rights_keeps_its_verdict(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "description: A test agent.", "description: Our shop.")
+    p.commit()
+    event = tmp_path / "event.json"
+    pull = {"number": PR, "base": {"sha": p.base, "ref": "main", "repo": {"full_name": "octo-org/agents"}},
+            "head": {"sha": "f" * 40, "ref": "patch-1", "repo": {"full_name": "someone/agents"}}}  # fmt: skip
+    event.write_text(json.dumps({"action": "opened", "number": PR, "pull_request": pull}))
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+    with FakeGitHub() as gh:
+        gh.add_pull(PR)
+        for name, value in gh.env().items():
+            monkeypatch.setenv(name, value)
+        forbidden = FakeGitHubFault(
+            status=403, message="Resource not accessible by integration", method="POST"
+        )
+        gh.push_faults(forbidden)
+        code, _, _, err = gate(p, capsys, "--comment")
+        assert code == 0  # the gate passed; a read-only token is no failure of the change
+        assert "no PR comment from a fork's pull request" in err
+        pull["head"]["repo"] = {"full_name": "octo-org/agents"}  # type: ignore[index]
+        event.write_text(json.dumps({"action": "opened", "number": PR, "pull_request": pull}))
+        gh.push_faults(forbidden)
+        code, _, _, err = gate(p, capsys, "--comment")
+        assert code == 3  # the same refusal on a branch of the repository is a real problem
+        assert "Resource not accessible by integration" in err
+
+
+def test_a_recorded_base_is_not_evaluated_again(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    git(p.top, "checkout", "-q", "main")
+    assert main(["eval", "--repo", str(p.root), "--record"]) == 0
+    assert "knowngood/records" in git(p.remote, "branch", "--list")  # pushed
+    # a fresh clone (a CI runner): no cache, the record comes from the remote
+    fresh = clone(p.remote, tmp_path / "ci")
+    git(fresh, "checkout", "-q", "-b", "feature")
+    other = Project.__new__(Project)
+    other.remote, other.top, other.root, other.base = p.remote, fresh, fresh, p.base
+    other.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    other.commit()
+    before = len(server.requests)
+    code, data, _, _ = gate(other, capsys)
+    assert code == 1
+    assert data["base"]["source"] == "record"
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    # only HEAD's two shop cases were called; without the record BASE would have cost two more
+    assert len(server.requests) - before == data["cost"]["calls"] == 2
+    assert data["counts"]["removed"] == 0  # the record's smoke suite is not a pull-request suite
+
+
+def test_a_provider_skipped_for_lack_of_a_key_is_skipped_on_both_sides(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server, fallbacks="[anthropic]")
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Acme Inc}")
+    p.commit()
+    code, data, _, err = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 0, err
+    assert rows(data)["shop/pr/hello@anthropic"] == ("skipped", "skipped", "skipped")
+    assert data["providers"]["anthropic"]["status"] == "skipped"
+    assert server.count("anthropic") == 0
+    assert (
+        "provider 'anthropic' skipped on both sides: ANTHROPIC_API_KEY is not set"
+        in (tmp_path / "gate.md").read_text()
+    )
+    assert main(["gate", "--repo", str(p.root), "--base", "main", "--require", "anthropic"]) == 3
+
+
+def test_a_head_that_does_not_validate_fails_without_any_eval(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("evals/shop/pr.yaml", "- icontains: acme", "- containz: acme")
+    p.commit("typo")
+    code, data, out, _ = gate(
+        p, capsys, "--format", "github", "--markdown", str(tmp_path / "gate.md")
+    )
+    assert code == 1
+    assert server.requests == []
+    assert data["validation"]["ok"] is False and data["cases"] == []
+    assert data["headline"].startswith("❌ knowngood: HEAD does not validate")
+    assert "::error title=knowngood " in out and "file=evals/shop/pr.yaml,line=" in out
+    assert "containz" in (tmp_path / "gate.md").read_text()
+
+
+def test_no_affected_agent_passes(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    (p.root / "README.md").write_text("docs\n")
+    p.commit("docs")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 0
+    assert data["headline"] == "✅ knowngood: no agent affected — nothing to evaluate"
+    assert server.requests == []
+
+
+def test_the_step_summary_respects_the_1_mib_cap(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit()
+    summary = tmp_path / "summary.md"
+    summary.write_bytes(b"x" * (1024 * 1024 - 300))  # earlier steps filled it
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, _, _, err = gate(p, capsys, "--summary")
+    assert code == 1
+    assert summary.stat().st_size <= 1024 * 1024
+    assert "Truncated" in summary.read_text() and "1 MiB limit" in err
+
+
+def test_head_other_than_the_checkout_is_evaluated_in_a_worktree(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit()
+    git(p.top, "checkout", "-q", "main")
+    code, data, _, _ = gate(p, capsys, "--head", "feature")
+    assert code == 1
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    assert data["head"]["rev"] == "feature"
+    assert (p.root / ".knowngood" / "cache").is_dir()  # the checkout's cache, not the worktree's
+    assert git(p.top, "worktree", "list").count("\n") == 1  # temporary worktrees are gone
+
+
+def test_a_branch_behind_main_is_compared_with_the_merge_base(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "description: A test agent.", "description: Our shop.")
+    p.commit("feature work")
+    git(p.top, "checkout", "-q", "main")
+    p.edit("agents/desk/prompts/system.md", "help desk", "front desk")
+    commit_all(p.top, "main moved on")
+    git(p.top, "checkout", "-q", "feature")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 0
+    assert list(data["agents"]) == ["shop"]  # main's own change to desk is not this branch's
+    assert data["requested_base"] is not None and data["base"]["commit"] == p.base
+    assert any("merge base" in n for n in data["notices"])
+
+
+def test_offline_with_a_cold_cache_is_incomplete(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Acme Inc}")
+    p.commit()
+    code, data, _, _ = gate(p, capsys, "--offline")
+    assert code == 3
+    assert data["verdict"] == "incomplete"
+    assert data["headline"].startswith(
+        "💥 knowngood: could not complete — --offline: no cached answer"
+    )
+    assert server.requests == []
+
+
+# -- eval --record --------------------------------------------------------------------------------
+
+
+def test_record_refuses_a_partial_selection_and_a_dirty_tree(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    assert main(["eval", "--repo", str(p.root), "shop", "--record"]) == 2
+    assert "drop AGENT arguments" in capsys.readouterr().err
+    (p.root / "evals/shop/pr.yaml").write_text(PR_SUITE + BYE_CASE)
+    assert main(["eval", "--repo", str(p.root), "--record"]) == 2
+    assert "differs from" in capsys.readouterr().err
+    assert server.requests == []
+
+
+def test_record_push_failure_is_exit_3_and_keeps_the_results(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    hook = p.remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'records are read-only here' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    assert main(["eval", "--repo", str(p.root), "--record"]) == 3
+    err = capsys.readouterr().err
+    assert "records are read-only here" in err
+    head = git(p.top, "rev-parse", "HEAD").strip()
+    stored = git(p.top, "show", f"knowngood/records:results/{head}.json")
+    assert json.loads(stored)["results"]["summary"]["cases"] == 4  # every suite, smoke too
+
+
+# -- units ----------------------------------------------------------------------------------------
+
+
+def _case(
+    case: str, passes: list[bool] | None, *, skipped: str | None = None, repeats: int = 1
+) -> CaseResult:
+    runs = [RunResult(i, ok) for i, ok in enumerate(passes or [])]
+    return CaseResult("a", "s", case, "p", 0.5 if repeats > 1 else 1.0, repeats, runs, skipped)
+
+
+def test_compare_rules() -> None:
+    head = EvalRun(
+        cases=[
+            _case("reg", [False]),
+            _case("fix", [True]),
+            _case("still", [False]),
+            _case("same", [True]),
+            _case("new", [False]),
+            _case("skip", None, skipped="budget reached"),
+            _case("flaky", [True, False], repeats=2),
+            _case("nobase", [False]),
+        ],
+        providers={"p": ProviderStatus("p", "m")},
+    )
+    base = EvalRun(
+        cases=[
+            _case("reg", [True]),
+            _case("fix", [False]),
+            _case("still", [False]),
+            _case("same", [True]),
+            _case("skip", [True]),
+            _case("flaky", [True, True], repeats=2),
+            _case("gone", [True]),
+            _case("nobase", None, skipped="OPENAI_API_KEY is not set"),
+        ]
+    )
+    got = {r.case: (r.comparison, r.blocking, r.flaky) for r in compare_runs(head, base)}
+    assert got == {
+        "reg": ("regression", True, False),
+        "fix": ("fixed", False, False),
+        "still": ("still_failing", False, False),
+        "same": ("unchanged", False, False),
+        "new": ("new", True, False),
+        "skip": ("skipped", False, False),
+        "flaky": ("unchanged", False, True),
+        "gone": ("removed", False, False),
+        "nobase": ("no_baseline", True, False),
+    }
+    unavailable = compare_runs(head, None)
+    assert {r.comparison for r in unavailable if r.head in ("pass", "fail")} == {"no_baseline"}
+    assert all(r.blocking == (r.head == "fail") for r in unavailable)
+
+
+def test_parse_json_path() -> None:
+    assert parse_json_path("$.parameters.properties['order-id'].items[0]") == [
+        "parameters",
+        "properties",
+        "order-id",
+        "items",
+        0,
+    ]
+    assert parse_json_path("$") == []
+
+
+def test_the_comment_fits_githubs_limit() -> None:
+    from pipeline.gate import AgentGate, CaseDiff, GateResult
+    from pipeline.report.gate import comment
+
+    rows = [
+        CaseDiff(
+            "a",
+            "s",
+            f"case-{i}",
+            "openai",
+            "pass",
+            "fail",
+            "regression",
+            True,
+            detail="contains: expected " + "x" * 250,
+        )
+        for i in range(600)
+    ]
+    result = GateResult(
+        Side("main", "0" * 40),
+        Side("HEAD", "1" * 40, EvalRun()),
+        agents={"a": AgentGate("a", "modified", rows=rows)},
+    )
+    body = comment(result)
+    assert len(body) <= COMMENT_LIMIT
+    assert body.startswith(GATE_MARKER + "\n### ❌ knowngood: 600 regressions in a")
+    assert "… and 580 more" in body
+
+
+def test_gate_help_does_not_import_litellm() -> None:
+    script = "import sys\nfrom pipeline.cli import main\nmain(['gate', '--help'])\nassert 'litellm' not in sys.modules\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr

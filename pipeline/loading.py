@@ -50,6 +50,12 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return size
 
 
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """SafeLoader (libyaml when available) that rejects duplicate keys and alias bombs and
     keeps dates and times as the strings the user wrote."""
@@ -57,11 +63,41 @@ class StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     has_aliases = False
 
     def construct_document(self, node: yaml.Node) -> Any:
-        if self.has_aliases and _expanded_size(node, {}) > MAX_ALIAS_EXPANSION:
-            raise _AliasBomb(
-                f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes (an alias bomb?)"
-            )
-        return super().construct_document(node)
+        if self.has_aliases:
+            if _expanded_size(node, {}) > MAX_ALIAS_EXPANSION:
+                raise _AliasBomb(
+                    f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes (an alias bomb?)"
+                )
+            return super().construct_document(node)
+        # No aliases (so no shared or cyclic nodes): build the data directly, which is ~3x
+        # faster than the generic constructor; anything unusual goes back to it.
+        return self._build(node)
+
+    def _build(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR:
+                return node.value
+            return self.construct_object(node, deep=True)
+        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            return [self._build(child) for child in node.value]
+        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            out: dict[Any, Any] = {}
+            first: dict[Any, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    return self.construct_object(node, deep=True)  # merge keys, complex keys
+                key = key_node.value if key_node.tag == _STR else self.construct_object(key_node)
+                if key in first:
+                    raise _DuplicateKey(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r} (first defined on line {first[key].start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+                first[key] = key_node
+                out[key] = self._build(value_node)
+            return out
+        return self.construct_object(node, deep=True)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}

@@ -670,6 +670,14 @@ def _validate_part(args: tuple[Path, Layout, bool]) -> tuple[list[Finding], int]
     return v.findings, v.files_checked
 
 
+def _warm_up() -> None:
+    from pipeline.templates import environment
+
+    environment()
+    for name in schemas.FAST_SCHEMAS:
+        schemas.fast_validator(name)
+
+
 def _workers(layout: Layout, paths: Sequence[Path] | None, build: bool) -> int:
     if paths or build or len(layout.agents) < PARALLEL_MIN_AGENTS:
         return 1
@@ -692,6 +700,8 @@ def validate_repo(
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+
+        _warm_up()  # import and compile once here; forked workers share it
 
         parts = [(root, part, i == 0) for i, part in enumerate(layout.split(workers))]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:

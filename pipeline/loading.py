@@ -188,7 +188,7 @@ class Document:
 def _build_index(text: str) -> dict[tuple[str | int, ...], tuple[int, int]]:
     index: dict[tuple[str | int, ...], tuple[int, int]] = {}
     try:
-        root = yaml.compose(text, Loader=_LocatingLoader)  # noqa: S506 - SafeLoader subclass
+        root = yaml.compose(text, Loader=_LocatingLoader)
     except yaml.YAMLError:
         return index
     if root is None:
@@ -225,9 +225,8 @@ def _finding(
 def read_text(path: Path, rel: str) -> tuple[str | None, Finding | None]:
     """Read a file as UTF-8 text with the hostile-input checks every format shares."""
     try:
-        if path.is_symlink() or not path.is_file():
-            if not path.exists():
-                return None, _finding(rel, None, None, "file not found", "file.missing")
+        if not path.exists():
+            return None, _finding(rel, None, None, "file not found", "file.missing")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             return None, _finding(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +27,8 @@ SCHEMA_BASE = "https://knowngood.dev/schemas/"
 # The formats users write, checked on every `validate`: these get a compiled fast path
 # (fastjsonschema, ~15x faster than jsonschema); jsonschema still explains any error.
 FAST_SCHEMAS = ("knowngood", "agent", "environment", "tool", "suite")
-# use_default=False: fastjsonschema would otherwise write `default` values INTO the validated
-# data. Formats are jsonschema's job (it explains every error).
-FAST_OPTIONS: dict[str, bool] = {"use_default": False, "use_formats": False}
+# Compiled with use_default=False: fastjsonschema would otherwise write `default` values INTO
+# the validated data; and use_formats=False: formats are jsonschema's job (it explains errors).
 # fastjsonschema implements draft-07: a schema on the fast path may only use keywords that mean
 # the same there (tests/test_schemas_fast.py holds every schema to this list).
 DRAFT7_KEYWORDS = frozenset(
@@ -107,7 +106,7 @@ def _registry() -> Any:
     return Registry().with_resources(resources)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Validator:
     """A compiled Draft 2020-12 validator for ``schemas/<name>.schema.json``."""
     from jsonschema import Draft202012Validator
@@ -156,7 +155,9 @@ def compile_fast_validators() -> str:
     ]
     for name in FAST_SCHEMAS:
         schema = json.loads((schemas_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
-        code = fastjsonschema.compile_to_code(schema, handlers=handlers, **FAST_OPTIONS)
+        code = fastjsonschema.compile_to_code(
+            schema, handlers=handlers, use_default=False, use_formats=False
+        )
         parts.append(f"def _scope_{name}():")
         parts.extend("    " + line if line else "" for line in code.splitlines())
         entry = code.split("def ", 2)[1].split("(", 1)[0] if "def " in code else "validate"
@@ -165,7 +166,7 @@ def compile_fast_validators() -> str:
     return "\n".join(parts) + "\n"
 
 
-@lru_cache(maxsize=None)
+@cache
 def fast_validator(name: str) -> Any:
     """A callable that raises on invalid data, or None when ``name`` has no fast path."""
     if name not in FAST_SCHEMAS:
@@ -176,14 +177,17 @@ def fast_validator(name: str) -> Any:
         compiled: Any = importlib.import_module("pipeline._compiled_schemas")
     except ImportError:
         compiled = None
-    if compiled is not None and compiled.SCHEMA_HASH == _current_hash():
+    if compiled is not None and _current_hash() == compiled.SCHEMA_HASH:
         return compiled.VALIDATORS[name]
     import fastjsonschema  # schemas edited since the module was generated: compile in memory
 
     store = _schema_store()
     schema = json.loads((schemas_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
     return fastjsonschema.compile(
-        schema, handlers={"https": lambda uri: store[uri.split("#")[0]]}, **FAST_OPTIONS
+        schema,
+        handlers={"https": lambda uri: store[uri.split("#")[0]]},
+        use_default=False,
+        use_formats=False,
     )
 
 

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
+from pipeline.evals.assertions import ASSERTIONS
 from pipeline.loading import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,21 +34,7 @@ EXPECTED_SCHEMAS = {
     "tool.schema.json",
     "validate-report.schema.json",
 }
-ASSERTION_TYPES = {
-    "equals",
-    "contains",
-    "icontains",
-    "regex",
-    "not",
-    "json",
-    "json_schema",
-    "tool_call",
-    "no_tool_call",
-    "judge",
-    "similar",
-    "max_latency_ms",
-    "max_cost_usd",
-}
+ASSERTION_TYPES = set(ASSERTIONS)  # the engine's registry is the source of truth
 
 
 def _schema(name: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_fast_schemas_use_only_draft7_keywords(name: str) -> None:
 def test_compiled_validators_are_up_to_date() -> None:
     from pipeline import _compiled_schemas
 
-    assert _compiled_schemas.SCHEMA_HASH == schemas.schema_set_hash(), (
+    assert schemas.schema_set_hash() == _compiled_schemas.SCHEMA_HASH, (
         "schemas/ changed: run `python -m pipeline.schemas` to regenerate pipeline/_compiled_schemas.py"
     )
 

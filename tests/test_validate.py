@@ -186,11 +186,11 @@ def test_python_dash_m_and_no_litellm_import(tmp_path: Path) -> None:
     """`python -m pipeline validate` works and never imports litellm (it takes seconds)."""
     root = write_repo(tmp_path, dict(BASE))
     code = (
-        "import sys, runpy; sys.argv = ['knowngood', 'validate', '--repo', %r];\n"
+        f"import sys, runpy; sys.argv = ['knowngood', 'validate', '--repo', {str(root)!r}];\n"
         "try:\n    runpy.run_module('pipeline', run_name='__main__')\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
         "assert 'litellm' not in sys.modules, 'validate imported litellm'\n"
-    ) % str(root)
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}
     )

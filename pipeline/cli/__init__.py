@@ -38,15 +38,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Work with results files: merge the shards of a CI matrix.",
     ),
     "cache": ("pipeline.cli.cache", "Inspect or prune the eval response cache."),
-    "gate": ("pipeline.cli.gate", "The pull-request check: validate, eval affected agents, compare every case with BASE."),
-    "revert": ("pipeline.cli.revert", "Revert a merge on the main branch, with the auto-revert safeguards."),
-    "release": ("pipeline.cli.release", "Tag each agent changed since its last release: <agent>/vX.Y.Z with a manifest."),
-    "status": ("pipeline.cli.status", "Per agent: releases, what each environment runs, last check, known good, incidents."),
-    "history": ("pipeline.cli.history", "An agent's deployments, checks, reverts, incidents, drills and releases, newest first."),
-    "deploy": ("pipeline.cli.deploy", "Publish a release to an environment; --check runs post-deploy suites, --auto-revert recovers."),
-    "check": ("pipeline.cli.check", "Run an agent's post-deploy suites against what is deployed now."),
-    "rollback": ("pipeline.cli.rollback", "Redeploy the previous known good release, without touching main."),
-    "drill": ("pipeline.cli.drill", "Disaster recovery drills (rollback): records the measured recovery time."),
+    "gate": (
+        "pipeline.cli.gate",
+        "The pull-request check: validate, eval affected agents, compare every case with BASE.",
+    ),
+    "revert": (
+        "pipeline.cli.revert",
+        "Revert a merge on the main branch, with the auto-revert safeguards.",
+    ),
+    "release": (
+        "pipeline.cli.release",
+        "Tag each agent changed since its last release: <agent>/vX.Y.Z with a manifest.",
+    ),
+    "status": (
+        "pipeline.cli.status",
+        "Per agent: releases, what each environment runs, last check, known good, incidents.",
+    ),
+    "history": (
+        "pipeline.cli.history",
+        "An agent's deployments, checks, reverts, incidents, drills and releases, newest first.",
+    ),
+    "deploy": (
+        "pipeline.cli.deploy",
+        "Publish a release to an environment; --check runs post-deploy suites, --auto-revert recovers.",
+    ),
+    "check": (
+        "pipeline.cli.check",
+        "Run an agent's post-deploy suites against what is deployed now.",
+    ),
+    "rollback": (
+        "pipeline.cli.rollback",
+        "Redeploy the previous known good release, without touching main.",
+    ),
+    "drill": (
+        "pipeline.cli.drill",
+        "Disaster recovery drills (rollback): records the measured recovery time.",
+    ),
 }
 
 

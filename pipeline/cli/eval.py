@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import (
+    concurrency_option,
+    format_option,
+    out_file,
+    provider_options,
+    repo_option,
+    resolve_repo,
+)
 
 if TYPE_CHECKING:
     from pipeline.evals.session import EvalRequest
@@ -41,23 +48,14 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     metavar="REV",
     help="Only agents whose files changed since REV.",
 )
-@click.option("--provider", "providers", multiple=True, help="Only these providers (repeatable).")
-@click.option(
-    "--require",
-    "require",
-    multiple=True,
-    metavar="PROVIDER",
-    help="Fail instead of skipping when this provider's key is missing (repeatable).",
-)
+@provider_options
 @click.option(
     "--env", "env", metavar="ENV", help="Evaluate the agents with this environment overlay."
 )
 @click.option(
     "--repeat", type=click.IntRange(1, 100), help="Repeat every case N times (overrides suites)."
 )
-@click.option(
-    "-j", "--concurrency", type=click.IntRange(1, 256), help="Concurrent calls per provider."
-)
+@concurrency_option
 @click.option(
     "--budget", "budget", type=click.FloatRange(0), metavar="USD", help="Hard cap on spend."
 )
@@ -66,24 +64,9 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 )
 @click.option("--offline", is_flag=True, help="Use only cached answers; a miss is exit 3.")
 @click.option("--shard", "shard", metavar="K/N", help="Run only shard K of N (CI matrix jobs).")
-@click.option(
-    "--output",
-    "output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write results JSON here.",
-)
-@click.option(
-    "--junit",
-    "junit",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write JUnit XML here.",
-)
-@click.option(
-    "--markdown",
-    "markdown",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a markdown summary here.",
-)
+@out_file("--output", "Write results JSON here.")
+@out_file("--junit", "Write JUnit XML here.")
+@out_file("--markdown", "Write a markdown summary here.")
 @click.option(
     "--record",
     is_flag=True,
@@ -129,7 +112,7 @@ def command(
       knowngood eval --kind pull_request --record   # main branch: PRs compare with this
     """
     from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets, select_targets
-    from pipeline.report.evals import junit_xml, render_markdown, render_text, write_atomic
+    from pipeline.report.evals import render_text, write_reports
 
     root = resolve_repo(repo)
     request = EvalRequest(
@@ -152,13 +135,7 @@ def command(
     run = run_targets(
         valid, select_targets(valid, request), request, progress=fmt == "text", commit=commit
     )
-    data = run.to_json()
-    if output:
-        write_atomic(output, json.dumps(data, indent=2).encode())
-    if junit:
-        write_atomic(junit, junit_xml(run))
-    if markdown:
-        write_atomic(markdown, render_markdown(run).encode())
+    data = write_reports(run, output=output, junit=junit, markdown=markdown)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
     else:

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import (
+    concurrency_option,
+    format_option,
+    provider_options,
+    repo_option,
+    resolve_repo,
+)
 
 if TYPE_CHECKING:
     from pipeline.gate import GateResult
@@ -51,17 +57,8 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     type=_FILE,
     help="Write the PR comment's markdown here (with its marker).",
 )
-@click.option("--provider", "providers", multiple=True, help="Only these providers (repeatable).")
-@click.option(
-    "--require",
-    "require",
-    multiple=True,
-    metavar="PROVIDER",
-    help="Fail instead of skipping when this provider's key is missing (repeatable).",
-)
-@click.option(
-    "-j", "--concurrency", type=click.IntRange(1, 256), help="Concurrent calls per provider."
-)
+@provider_options
+@concurrency_option
 @click.option(
     "--budget",
     "budget",

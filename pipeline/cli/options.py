@@ -52,3 +52,29 @@ def resolve_repo(repo: Path | None) -> Path:
             hint="run `knowngood init` to create one",
         )
     return repo.resolve()
+
+
+def out_file(flag: str, help_text: str) -> Callable[[F], F]:
+    """An option naming a file to write (``--output``, ``--junit``, ``--markdown``)."""
+    dest = flag.lstrip("-").replace("-", "_")
+    return click.option(flag, dest, type=click.Path(dir_okay=False, path_type=Path), help=help_text)
+
+
+def provider_options(func: F) -> F:
+    """``--provider`` (only these) and ``--require`` (a missing key fails instead of skipping)."""
+    func = click.option(
+        "--require",
+        "require",
+        multiple=True,
+        metavar="PROVIDER",
+        help="Fail instead of skipping when this provider's key is missing (repeatable).",
+    )(func)
+    return click.option(
+        "--provider", "providers", multiple=True, help="Only these providers (repeatable)."
+    )(func)
+
+
+def concurrency_option(func: F) -> F:
+    return click.option(
+        "-j", "--concurrency", type=click.IntRange(1, 256), help="Concurrent calls per provider."
+    )(func)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option
+from pipeline.cli.options import format_option, out_file
 
 
 @click.group("results")
@@ -19,24 +19,9 @@ def command() -> None:
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--output",
-    "output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the merged JSON here.",
-)
-@click.option(
-    "--junit",
-    "junit",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write JUnit XML.",
-)
-@click.option(
-    "--markdown",
-    "markdown",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a markdown summary.",
-)
+@out_file("--output", "Write the merged JSON here.")
+@out_file("--junit", "Also write JUnit XML.")
+@out_file("--markdown", "Also write a markdown summary.")
 @format_option("text", "json")
 def merge_command(
     files: tuple[Path, ...],
@@ -55,7 +40,7 @@ def merge_command(
     """
     from pipeline.errors import UsageError
     from pipeline.evals.results import EvalRun, merge
-    from pipeline.report.evals import junit_xml, render_markdown, render_text, write_atomic
+    from pipeline.report.evals import render_text, write_reports
 
     runs = []
     for path in files:
@@ -67,13 +52,7 @@ def merge_command(
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise UsageError(f"{path}: cannot read results: {e}") from e
     merged = merge(runs)
-    data = merged.to_json()
-    if output:
-        write_atomic(output, json.dumps(data, indent=2).encode())
-    if junit:
-        write_atomic(junit, junit_xml(merged))
-    if markdown:
-        write_atomic(markdown, render_markdown(merged).encode())
+    data = write_reports(merged, output=output, junit=junit, markdown=markdown)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
     else:

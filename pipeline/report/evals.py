@@ -160,6 +160,22 @@ def _details(c: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def write_reports(
+    run: EvalRun, *, output: Path | None, junit: Path | None, markdown: Path | None
+) -> dict[str, object]:
+    """Write whichever of results JSON, JUnit XML and markdown were asked for; return the JSON."""
+    import json
+
+    data = run.to_json()
+    if output:
+        write_atomic(output, json.dumps(data, indent=2).encode())
+    if junit:
+        write_atomic(junit, junit_xml(run))
+    if markdown:
+        write_atomic(markdown, render_markdown(run).encode())
+    return data
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file so a reader never sees half of it (temp file in the same folder + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,22 +26,6 @@ from pipeline.repo import (
 )
 from pipeline.validate import secrets, toolcompat
 
-ASSERTION_TYPES = (
-    "equals",
-    "contains",
-    "icontains",
-    "regex",
-    "not",
-    "json",
-    "json_schema",
-    "tool_call",
-    "no_tool_call",
-    "judge",
-    "similar",
-    "max_latency_ms",
-    "max_cost_usd",
-)
-
 
 @dataclass(slots=True)
 class ValidationReport:
@@ -623,7 +607,7 @@ def _resolve_inside(base: Path, candidate: str) -> str:
         return _slow_inside(base, candidate)
     current = str(base)
     for part in (p for p in parts if p and p != "."):
-        current = os.path.join(current, part)
+        current = os.path.join(current, part)  # noqa: PTH118 - string paths: this runs per file
         try:
             st = os.lstat(current)
         except OSError:

@@ -1,0 +1,130 @@
+"""Command-line behaviour not covered elsewhere: init, cache stats/prune, eval --changed-since,
+and the start-up cost of --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakeproviders import FakeProvider
+from gitutil import commit_all, init_repo
+from test_eval import KEYS, make_repo, responder
+
+from pipeline.cli import main
+
+
+def test_help_lists_every_command_without_importing_heavy_modules() -> None:
+    code = (
+        "import sys\nfrom pipeline.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('litellm', 'jsonschema', 'jinja2', 'deepdiff', 'rich') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for command in (
+        "init",
+        "validate",
+        "eval",
+        "diff",
+        "gate",
+        "release",
+        "deploy",
+        "check",
+        "revert",
+        "rollback",
+        "status",
+        "history",
+        "drill",
+        "results",
+        "cache",
+    ):
+        assert f"\n  {command} " in proc.stdout
+
+
+def test_init_scaffolds_a_valid_repository_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "agents-repo"
+    assert main(["init", str(target)]) == 0
+    assert (target / "knowngood.yaml").is_file()
+    assert (target / "schemas" / "agent.schema.json").is_file()
+    assert main(["validate", "--repo", str(target)]) == 0
+    before = sorted(p.relative_to(target).as_posix() for p in target.rglob("*"))
+    capsys.readouterr()
+    assert main(["init", str(target)]) == 2
+    assert "already has" in capsys.readouterr().err
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == before
+
+
+def test_cache_stats_and_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    with FakeProvider(responder=responder) as server:
+        root = make_repo(tmp_path, server)
+        assert main(["eval", "--repo", str(root), "--provider", "openai"]) == 0
+    capsys.readouterr()
+    assert main(["cache", "stats", "--repo", str(root), "--format", "json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == 3 and stats["bytes"] > 0
+    assert main(["cache", "prune", "--repo", str(root), "--older-than", "1"]) == 0  # all are fresh
+    capsys.readouterr()
+    assert main(["cache", "stats", "--repo", str(root), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 3
+    assert main(["cache", "prune", "--repo", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["cache", "stats", "--repo", str(root), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 0
+
+
+def test_eval_changed_since_runs_only_the_agents_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    with FakeProvider(responder=responder) as server:
+        root = make_repo(tmp_path / "repo", server)
+        # a second agent, a copy of the first
+        for src in sorted((root / "agents" / "shop").rglob("*")):
+            if src.is_file():
+                dest = root / "agents" / "other" / src.relative_to(root / "agents" / "shop")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_text(src.read_text().replace("name: shop", "name: other"))
+        for suite in ("pr", "smoke"):
+            text = (
+                (root / "evals" / "shop" / f"{suite}.yaml")
+                .read_text()
+                .replace("agent: shop", "agent: other")
+            )
+            (root / "evals" / "other").mkdir(exist_ok=True)
+            (root / "evals" / "other" / f"{suite}.yaml").write_text(text)
+        init_repo(root)
+        base = commit_all(root, "two agents")
+        prompt = root / "agents" / "other" / "prompts" / "system.md"
+        prompt.write_text(prompt.read_text() + "Be brief.\n")
+        commit_all(root, "tweak other")
+        out = tmp_path / "r.json"
+        assert (
+            main(
+                [
+                    "eval",
+                    "--repo",
+                    str(root),
+                    "--changed-since",
+                    base,
+                    "--provider",
+                    "openai",
+                    "--output",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+    agents = {c["agent"] for c in json.loads(out.read_text())["cases"]}
+    assert agents == {"other"}
+    assert main(["eval", "--repo", str(root), "--changed-since", "no-such-rev"]) == 2

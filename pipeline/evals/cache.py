@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["CACHE_VERSION", "Cache", "CacheStats", "cache_key"]
+__all__ = ["CACHE_VERSION", "Cache", "CacheStats", "RequestKeys", "cache_key"]
 
 CACHE_VERSION = "v1"
 TEMP_GRACE_S = 3600.0  # prune removes temp files of writers that died this long ago
@@ -99,6 +100,43 @@ def cache_key(
     return hashlib.sha256(_CANONICAL.encode(document).encode("utf-8")).hexdigest()
 
 
+class RequestKeys:
+    """:func:`cache_key` for many requests that share everything but messages and repeat.
+
+    The canonical document's keys sort as api_base, cache, kind, messages, model, params,
+    repeat, tools; the parts before and after the messages are encoded once and the hash of the
+    prefix is copied for each key. ``key(m, r)`` equals ``cache_key(..., messages=m,
+    repeat_index=r)`` byte for byte: a run saves encoding the tool schemas on every call.
+    """
+
+    __slots__ = ("_head", "_middle", "_tail")
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_base: str | None,
+        tools: Sequence[Any] | None,
+        params: Mapping[str, Any],
+        kind: str = "chat",
+    ) -> None:
+        enc = _CANONICAL.encode
+        head = f'{{"api_base":{enc(_endpoint(api_base))},"cache":{enc(CACHE_VERSION)},'
+        head += f'"kind":{enc(kind)},"messages":'
+        kept = {k: v for k, v in params.items() if k not in IGNORED_PARAMS}
+        self._head = hashlib.sha256(head.encode("utf-8"))
+        self._middle = f',"model":{enc(model)},"params":{enc(kept)},"repeat":'.encode()
+        self._tail = f',"tools":{enc(tools or None)}}}'.encode()
+
+    def key(self, messages: Sequence[Any], repeat_index: int) -> str:
+        digest = self._head.copy()
+        digest.update(_CANONICAL.encode(messages).encode("utf-8"))
+        digest.update(self._middle)
+        digest.update(_CANONICAL.encode(repeat_index).encode())
+        digest.update(self._tail)
+        return digest.hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStats:
     entries: int
@@ -137,17 +175,17 @@ class Cache:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-                seen = os.fstat(f.fileno())
+                try:
+                    document = json.loads(data)
+                except ValueError:  # also UnicodeDecodeError
+                    document = None
+                if isinstance(document, dict) and document.get("key") == key:
+                    value = document.get("value")
+                    if isinstance(value, dict):
+                        return value
+                seen = os.fstat(f.fileno())  # only for a bad entry: a hit costs no stat
         except OSError:  # FileNotFoundError mostly: a miss
             return None
-        try:
-            document = json.loads(data)
-        except ValueError:  # also UnicodeDecodeError
-            document = None
-        if isinstance(document, dict) and document.get("key") == key:
-            value = document.get("value")
-            if isinstance(value, dict):
-                return value
         self._discard(path, seen)
         return None
 
@@ -166,19 +204,28 @@ class Cache:
 
     def put(self, key: str, value: Mapping[str, Any]) -> None:
         """Store ``value`` (JSON-serialisable) under ``key``, atomically."""
-        path = self._path(key)
-        payload = json.dumps(
+        self.write(key, self.encode(key, value))
+
+    def encode(self, key: str, value: Mapping[str, Any]) -> bytes:
+        """The entry :meth:`write` stores: the first half of :meth:`put`, which raises TypeError
+        for a value that is not JSON. Lets a caller serialise now and write on another thread."""
+        self._path(key)
+        return json.dumps(
             {"key": key, "value": dict(value)}, ensure_ascii=False, separators=(",", ":")
         ).encode("utf-8")
+
+    def write(self, key: str, payload: bytes) -> None:
+        """Store an entry made by :meth:`encode`, atomically (temp file, then rename)."""
+        path = self._path(key)
         shard = path.rpartition("/")[0]
         if shard not in self._shards:
             os.makedirs(shard, exist_ok=True)
             self._shards.add(shard)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=shard)
+            fd, tmp = _temp_file(shard, key)
         except FileNotFoundError:  # the folder was removed under us (rm -rf of the cache)
             os.makedirs(shard, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=shard)
+            fd, tmp = _temp_file(shard, key)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
@@ -257,6 +304,20 @@ class Cache:
                 removed += _unlink(entry.path)
                 total -= entry.size
         return removed
+
+
+_TEMP_COUNTER = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _temp_file(folder: str, key: str) -> tuple[int, str]:
+    """A new private temp file beside the entry: named by process and counter (no random names
+    to draw, unlike mkstemp), falling back to mkstemp if a dead process left that name."""
+    tmp = f"{folder}/.{key}.{os.getpid()}-{next(_TEMP_COUNTER)}.tmp"
+    try:
+        return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+    except FileExistsError:
+        return tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
 
 
 def _unlink(path: str) -> int:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,6 +248,12 @@ def _api_key(spec: ProviderSpec) -> str:
 # ------------------------------------------------------------------------------------------
 
 _LITELLM: Any = None  # the litellm module, once imported
+# litellm's "internal sub-call" flag (a ContextVar): set around our calls, it skips the async
+# success logging and spend tracking litellm does for callbacks. knowngood registers none and
+# prices calls from the response itself (litellm still sets _hidden_params.response_cost), so
+# nothing observable changes: ~1 ms less CPU per call. None if this litellm has no such flag.
+_INTERNAL_CALL: Any = None
+_OPENAI_HTTP_HANDLER_ENV: Final = "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"
 
 
 # Module attributes set on litellm after import: quiet, no callbacks, no network, no retries.
@@ -280,6 +287,11 @@ def _litellm() -> Any:
     if _LITELLM is None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
+        # OpenAI-compatible chat through litellm's own HTTP handler instead of the openai SDK,
+        # whose request transform walks every message and tool schema against its TypedDicts:
+        # ~1.5 ms less CPU per call (a quarter of litellm's cost) with the same answers and
+        # errors. Set it to False in the environment to go back to the SDK.
+        os.environ.setdefault(_OPENAI_HTTP_HANDLER_ENV, "True")
         try:
             import litellm
         except ImportError as e:  # pragma: no cover - litellm is a dependency
@@ -287,8 +299,21 @@ def _litellm() -> Any:
                 f"litellm is not importable: {e}", hint="Install with: pip install knowngood"
             ) from e
         _configure_litellm(litellm)
+        global _INTERNAL_CALL
+        context = sys.modules.get("litellm._internal_context")  # imported by litellm itself
+        _INTERNAL_CALL = getattr(context, "is_internal_call", None)  # else: calls are logged
         _LITELLM = litellm
     return _LITELLM
+
+
+def _unlogged() -> Any:
+    """A token for :func:`_logged_again` after marking this task's calls as unlogged."""
+    return _INTERNAL_CALL.set(True) if _INTERNAL_CALL is not None else None
+
+
+def _logged_again(token: Any) -> None:
+    if token is not None:
+        _INTERNAL_CALL.reset(token)
 
 
 async def aclose() -> None:
@@ -371,12 +396,14 @@ async def complete(
         request["tools"] = to_openai_tools(tools)
     started = time.perf_counter()
     failed: ProviderCallError | None = None
+    token = _unlogged()
     try:
-        response = await asyncio.wait_for(
-            litellm.acompletion(**request), timeout=timeout_s + _WAIT_GRACE_S
-        )
+        async with asyncio.timeout(timeout_s + _WAIT_GRACE_S):  # no extra task, unlike wait_for
+            response = await litellm.acompletion(**request)
     except Exception as e:
         failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
+    finally:
+        _logged_again(token)
     if failed is not None:
         # Raised outside the handler on purpose: litellm's exception (which may quote the
         # key or the request) is not chained; ProviderCallError.cause names its type.
@@ -402,13 +429,14 @@ async def embed(
     kwargs = _call_kwargs(spec, spec.timeout_s or timeout_s)
     litellm = _litellm()
     failed: ProviderCallError | None = None
+    token = _unlogged()
     try:
-        response = await asyncio.wait_for(
-            litellm.aembedding(**spec.params, **kwargs, input=list(texts)),
-            timeout=kwargs["timeout"] + _WAIT_GRACE_S,
-        )
+        async with asyncio.timeout(kwargs["timeout"] + _WAIT_GRACE_S):
+            response = await litellm.aembedding(**spec.params, **kwargs, input=list(texts))
     except Exception as e:
         failed = _map_error(e, spec, kwargs["api_key"], kwargs["timeout"])
+    finally:
+        _logged_again(token)
     if failed is not None:
         raise failed
     items = sorted(response.data, key=lambda item: _get(item, "index", 0))

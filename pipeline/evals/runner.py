@@ -13,13 +13,14 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import EvalError
-from pipeline.evals.cache import Cache, cache_key
+from pipeline.evals.cache import Cache, RequestKeys, cache_key
 from pipeline.evals.results import AssertionOutcome, CaseResult, EvalRun, ProviderStatus, RunResult
 from pipeline.repo import Agent, Case, Provider, Settings, Suite
 
@@ -66,6 +67,7 @@ class _Job:
     params: dict[str, Any]
     repeat: int
     result: CaseResult
+    key: str  # the cache key, computed once at planning
 
 
 def shard_index(agent: str, suite: str, case: str, n: int) -> int:
@@ -74,8 +76,21 @@ def shard_index(agent: str, suite: str, case: str, n: int) -> int:
     return int.from_bytes(digest[:8], "big") % n
 
 
-def build_messages(agent: Agent, suite: Suite, case: Case) -> list[dict[str, Any]]:
-    system = agent.render_prompt({**suite.vars, **case.vars})
+def build_messages(
+    agent: Agent, suite: Suite, case: Case, prompts: dict[tuple[int, str], str] | None = None
+) -> list[dict[str, Any]]:
+    """The request's messages: the agent's rendered system prompt, then the case's input.
+
+    ``prompts`` memoises rendered prompts by agent and variables: a suite's cases mostly share
+    them, and compiling the template once per case would dominate a warm run's planning.
+    """
+    variables = {**suite.vars, **case.vars}
+    memo = (id(agent), repr(variables))  # repr: 1, 1.0, True and "1" render differently
+    system = prompts.get(memo) if prompts is not None else None
+    if system is None:
+        system = agent.render_prompt(variables)
+        if prompts is not None:
+            prompts[memo] = system
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     if isinstance(case.input, str):
         messages.append({"role": "user", "content": case.input})
@@ -143,6 +158,12 @@ class Runner:
     _api_bases: dict[str, str] = field(default_factory=dict)
     _server_lock: asyncio.Lock | None = None
     _providers_mod: Any = None
+    _specs: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+    # Cache writes go to one thread (creating a file is a few hundred microseconds of syscalls
+    # that would stall the event loop); the answers written in this run stay readable here.
+    _fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _writer: ThreadPoolExecutor | None = None
+    _writes: list[Future[None]] = field(default_factory=list)
 
     # -- planning -------------------------------------------------------------------------------
     def plan(self, targets: Sequence[Target]) -> list[_Job]:
@@ -150,9 +171,11 @@ class Runner:
         defaults = self.settings.eval
         jobs: list[_Job] = []
         wanted = set(opts.providers)
+        prompts: dict[tuple[int, str], str] = {}
         for target in targets:
             agent = target.agent
             tools = [t.openai_format() for t in agent.tools] or None
+            keys: dict[str, RequestKeys] = {}  # per provider: the key parts this agent shares
             for suite in target.suites:
                 for case in suite.cases:
                     if (
@@ -172,7 +195,7 @@ class Runner:
                             suite.pass_rate if suite.pass_rate is not None else defaults.pass_rate
                         )
                     )
-                    messages = build_messages(agent, suite, case)
+                    messages = build_messages(agent, suite, case, prompts)
                     for name in names:
                         provider = self.settings.providers[name]
                         result = CaseResult(
@@ -180,10 +203,27 @@ class Runner:
                         )
                         self.run.cases.append(result)
                         params = {**provider.params, **agent.params}
+                        builder = keys.get(name)
+                        if builder is None:
+                            builder = keys[name] = RequestKeys(
+                                model=provider.model,
+                                api_base=self._cache_identity(provider),
+                                tools=tools,
+                                params=params,
+                            )
                         for r in range(repeat):
                             jobs.append(
                                 _Job(
-                                    agent, suite, case, provider, messages, tools, params, r, result
+                                    agent,
+                                    suite,
+                                    case,
+                                    provider,
+                                    messages,
+                                    tools,
+                                    params,
+                                    r,
+                                    result,
+                                    builder.key(messages, r),
                                 )
                             )
         return jobs
@@ -198,15 +238,18 @@ class Runner:
         return self._providers_mod
 
     def _spec(self, provider: Provider, api_base: str | None) -> Any:
-        mod = self._providers()
-        return mod.ProviderSpec(
-            name=provider.name,
-            model=provider.model,
-            api_base=api_base,
-            api_key_env=provider.api_key_env,
-            params=dict(provider.params),
-            timeout_s=provider.timeout_s,
-        )
+        spec = self._specs.get((provider.name, api_base))
+        if spec is None:
+            mod = self._providers()
+            spec = self._specs[(provider.name, api_base)] = mod.ProviderSpec(
+                name=provider.name,
+                model=provider.model,
+                api_base=api_base,
+                api_key_env=provider.api_key_env,
+                params=dict(provider.params),
+                timeout_s=provider.timeout_s,
+            )
+        return spec
 
     def _cache_identity(self, provider: Provider) -> str | None:
         # A knowngood-served model runs on a random port: key on what is served, not where.
@@ -257,6 +300,35 @@ class Runner:
                 self._api_bases[provider.name] = server.api_base
         return self._api_bases[provider.name]
 
+    # -- the cache ----------------------------------------------------------------------------
+    def _lookup(self, key: str) -> dict[str, Any] | None:
+        if self._cache is None:
+            return None
+        fresh = self._fresh.get(key)
+        return fresh if fresh is not None else self._cache.get(key)
+
+    def _store(self, key: str, value: dict[str, Any]) -> None:
+        """Cache ``value``: serialised here (a bad value raises now), written on the writer."""
+        if self._cache is None:
+            return
+        payload = self._cache.encode(key, value)
+        self._fresh[key] = value
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="knowngood-cache")
+        self._writes.append(self._writer.submit(self._cache.write, key, payload))
+
+    def _flush(self, *, raise_errors: bool) -> None:
+        """Wait for every cache write; raise the first that failed unless already failing."""
+        writer, writes = self._writer, self._writes
+        self._writer, self._writes = None, []
+        if writer is None:
+            return
+        writer.shutdown(wait=True)
+        for write in writes:
+            error = write.exception()
+            if error is not None and raise_errors:
+                raise error
+
     # -- one call -----------------------------------------------------------------------------
     async def complete(
         self,
@@ -265,21 +337,25 @@ class Runner:
         tools: list[dict[str, Any]] | None,
         params: dict[str, Any],
         repeat: int,
+        key: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """(response, cached). Raises _Skip when the call must not start, EvalError on failure."""
-        key = cache_key(
-            model=provider.model,
-            api_base=self._cache_identity(provider),
-            messages=messages,
-            tools=tools,
-            params=params,
-            repeat_index=repeat,
-        )
-        if self._cache is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self.run.cache_hits += 1
-                return hit, True
+        """(response, cached). Raises _Skip when the call must not start, EvalError on failure.
+
+        ``key`` is the request's cache key when the caller has it already (planned jobs do).
+        """
+        if key is None:
+            key = cache_key(
+                model=provider.model,
+                api_base=self._cache_identity(provider),
+                messages=messages,
+                tools=tools,
+                params=params,
+                repeat_index=repeat,
+            )
+        hit = self._lookup(key)
+        if hit is not None:
+            self.run.cache_hits += 1
+            return hit, True
         if self.options.offline:
             raise _Skip("--offline: no cached answer")
         status = self.run.providers.get(provider.name)
@@ -359,8 +435,7 @@ class Runner:
             "latency_ms": completion.latency_ms,
             "model": completion.model,
         }
-        if self._cache is not None:
-            self._cache.put(key, response)
+        self._store(key, response)
         return response, False
 
     async def _run_job(self, job: _Job) -> None:
@@ -368,7 +443,7 @@ class Runner:
 
         try:
             response, cached = await self.complete(
-                job.provider, job.messages, job.tools, job.params, job.repeat
+                job.provider, job.messages, job.tools, job.params, job.repeat, job.key
             )
         except _Skip as e:
             if job.result.skipped_reason is None:
@@ -423,11 +498,16 @@ class Runner:
             if remaining[id(job.result)] == 0 and self.on_result is not None:
                 self.on_result(job.result)
 
+        failed = True
         try:
             await asyncio.gather(*(one(j) for j in jobs))
+            failed = False
         finally:
-            if self._providers_mod is not None:
-                await self._providers_mod.aclose()
+            try:
+                if self._providers_mod is not None:
+                    await self._providers_mod.aclose()
+            finally:
+                self._flush(raise_errors=not failed)
         return self.run
 
     def close(self) -> None:
@@ -496,13 +576,11 @@ class _Context:
             repeat_index=0,
             kind="embed",
         )
-        cache = self.runner._cache
-        if cache is not None and (hit := cache.get(key)) is not None:
+        if (hit := self.runner._lookup(key)) is not None:
             return list(hit["vectors"])
         mod = self.runner._providers()
         vectors: list[list[float]] = await mod.embed(self.runner._spec(p, p.api_base), texts)
-        if cache is not None:
-            cache.put(key, {"vectors": vectors})
+        self.runner._store(key, {"vectors": vectors})
         return vectors
 
 

@@ -36,7 +36,6 @@ go out as one ``sendall`` (headers + body) on a ``TCP_NODELAY`` socket.
 
 from __future__ import annotations
 
-import contextlib
 import http
 import http.server
 import itertools
@@ -49,6 +48,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from loopback import LoopbackServer
 
 __all__ = ["FakeGitHub", "Fault", "RecordedRequest"]
 
@@ -225,34 +226,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(fault.status, _error_body(fault.status, fault.message), fault.headers)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
-
+class _Server(LoopbackServer):
     def __init__(self, owner: FakeGitHub) -> None:
-        self.owner = owner
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def track(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._connections.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._connections.discard(conn)
-
-    def shutdown_connections(self) -> None:
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients hanging up mid-request are expected
+        super().__init__(owner, _Handler)
 
 
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [

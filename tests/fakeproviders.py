@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from loopback import LoopbackServer
+
 Wire = Literal["openai", "anthropic", "gemini"]
 
 __all__ = [
@@ -640,36 +642,9 @@ def _validate(wire: str, endpoint: str, body: Any) -> None:
         _check_gemini(body)
 
 
-class _HTTPServer(http.server.ThreadingHTTPServer):
-    daemon_threads = False  # joined by server_close(): no thread outlives the server
-    block_on_close = True
-    allow_reuse_address = True
-
+class _HTTPServer(LoopbackServer):
     def __init__(self, owner: FakeProvider) -> None:
-        self.owner = owner
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def track(self, conn: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(conn)
-
-    def untrack(self, conn: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(conn)
-
-    def shutdown_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that hang up mid-request (timeouts, resets) are expected here; real handler
-        # bugs still surface as a wrong status or a missing record in the test that hit them.
-        pass
+        super().__init__(owner, _Handler)
 
 
 class FakeProvider:

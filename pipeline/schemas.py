@@ -215,12 +215,13 @@ def _leaf_errors(errors: list[ValidationError]) -> Iterator[ValidationError]:
 
 
 def check(doc: Document, name: str, base: tuple[str | int, ...] = ()) -> list[Finding]:
-    """Validate ``doc.data`` against schema ``name``. Fast path: one ``is_valid`` call."""
-    from jsonschema.exceptions import relevance
-
+    """Validate ``doc.data`` against schema ``name``. Fast path: one ``is_valid`` call
+    (jsonschema is imported only when there is an error to explain)."""
     data = doc.data
     if is_valid(name, data):
         return []
+    from jsonschema.exceptions import relevance
+
     v = validator(name)
     errors = sorted(_leaf_errors(list(v.iter_errors(data))), key=relevance)
     findings: list[Finding] = []

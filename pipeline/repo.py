@@ -356,6 +356,22 @@ class Suite:
         )
 
 
+def load_settings(root: Path) -> Settings:
+    """knowngood.yaml of ``root``, checked against its schema (ConfigError otherwise)."""
+    from pipeline.errors import ConfigError
+    from pipeline.loading import load
+    from pipeline.schemas import check
+
+    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
+    if doc is not None:
+        findings = [*findings, *check(doc, "knowngood")]
+    errors = [f for f in findings if f.severity == "error"]
+    if doc is None or errors:
+        shown = "\n".join(f"  {f.render()}" for f in errors[:10])
+        raise ConfigError(f"{CONFIG_FILE} is invalid:\n{shown}", hint="run `knowngood validate`")
+    return Settings.from_data(doc.data)
+
+
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """Mappings merge recursively; lists and scalars in ``overlay`` replace."""
     out = copy.deepcopy(dict(base))

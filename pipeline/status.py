@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.changes.revision import at_root
-from pipeline.errors import ConfigError, GitError, UsageError
+from pipeline.errors import GitError, UsageError
 from pipeline.git import Git
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
 from pipeline.release.tags import TagRef, release_tags
-from pipeline.repo import CONFIG_FILE, Settings, discover
+from pipeline.repo import Settings, discover
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
@@ -102,17 +102,6 @@ class StatusReport:
             "agents": [a.to_json() for a in self.agents],
             "notices": self.notices,
         }
-
-
-def load_settings(root: Path) -> Settings:
-    """knowngood.yaml's settings (ConfigError when it cannot be read)."""
-    from pipeline.loading import load
-
-    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
-    if doc is None or not isinstance(doc.data, dict):
-        why = findings[0].render() if findings else f"{CONFIG_FILE}: not a mapping"
-        raise ConfigError(f"cannot read the settings: {why}", hint="run `knowngood validate`")
-    return Settings.from_data(doc.data)
 
 
 def status(

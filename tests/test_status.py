@@ -18,8 +18,9 @@ from test_release import do, edit, make_repo
 from pipeline.cli import main
 from pipeline.git import Git
 from pipeline.records import RecordStore, new_record, resolve_incident
+from pipeline.repo import load_settings
 from pipeline.report.status import history_text, status_text
-from pipeline.status import history, load_settings, status
+from pipeline.status import history, status
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HASH = "ab" * 32

@@ -35,8 +35,9 @@ def command(agent: str, limit: int, no_fetch: bool, repo: Path | None, fmt: str)
       knowngood history support --limit 10 --format json
     """
     from pipeline.git import Git
+    from pipeline.repo import load_settings
     from pipeline.report.status import render_history
-    from pipeline.status import history, load_settings
+    from pipeline.status import history
 
     root = resolve_repo(repo)
     notices: list[str] = []

@@ -83,7 +83,9 @@ def command(
     from pipeline.revert import RevertRequest, revert_merge
 
     root = resolve_repo(repo)
-    settings = _settings(root)
+    from pipeline.repo import load_settings
+
+    settings = load_settings(root)
     git = Git(root)
     github = None
     if (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or "").strip():
@@ -157,15 +159,3 @@ def _from_comment(
     else:
         click.echo("knowngood: not a /revert command on a pull request; nothing to do", err=True)
     return result.exit_code
-
-
-def _settings(root: Path) -> Settings:
-    from pipeline.errors import ConfigError
-    from pipeline.loading import load
-    from pipeline.repo import CONFIG_FILE, Settings
-
-    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
-    if doc is None or not isinstance(doc.data, dict):
-        detail = findings[0].render() if findings else f"{CONFIG_FILE}: not a mapping"
-        raise ConfigError(detail, hint="run `knowngood validate`")
-    return Settings.from_data(doc.data)

@@ -30,8 +30,9 @@ def command(agent: str | None, no_fetch: bool, repo: Path | None, fmt: str) -> i
       knowngood status support --format json
     """
     from pipeline.git import Git
+    from pipeline.repo import load_settings
     from pipeline.report.status import render_status
-    from pipeline.status import load_settings, status
+    from pipeline.status import status
 
     root = resolve_repo(repo)
     report = status(Git(root), root, load_settings(root), agent, fetch=not no_fetch)

@@ -18,7 +18,7 @@ from pipeline.bundle import build_bundle, bundle_hash, verify_bundle
 from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import Record, RecordStore, actor, new_record
-from pipeline.repo import CONFIG_FILE, Settings
+from pipeline.repo import Settings, load_settings
 from pipeline.targets import DirectoryTarget, PublishResult, Target, make_target
 
 if TYPE_CHECKING:
@@ -27,21 +27,6 @@ if TYPE_CHECKING:
 Bundle = dict[str, Any]
 
 __all__ = ["Bundle", "Context", "load_settings", "release_order", "version_of_tag"]
-
-
-def load_settings(root: Path) -> Settings:
-    """knowngood.yaml of the checkout, checked against its schema (ConfigError otherwise)."""
-    from pipeline.loading import load
-    from pipeline.schemas import check
-
-    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
-    if doc is not None:
-        findings = [*findings, *check(doc, "knowngood")]
-    errors = [f for f in findings if f.severity == "error"]
-    if doc is None or errors:
-        shown = "\n".join(f"  {f.render()}" for f in errors[:10])
-        raise ConfigError(f"{CONFIG_FILE} is invalid:\n{shown}", hint="run `knowngood validate`")
-    return Settings.from_data(doc.data)
 
 
 def version_of_tag(tag: str) -> str:

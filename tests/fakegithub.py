@@ -41,7 +41,6 @@ import http.server
 import itertools
 import json
 import re
-import socket
 import threading
 import urllib.parse
 from collections import deque
@@ -49,7 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopback import LoopbackServer
+from loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["FakeGitHub", "Fault", "RecordedRequest"]
 
@@ -141,39 +140,8 @@ def _error_body(status: int, message: str, errors: list[Any] | None = None) -> d
     return body
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _Server
-    timeout = 30
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         """Status line, headers and body in ONE sendall."""

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from loopback import LoopbackServer
+from loopback import LoopbackHandler, LoopbackServer
 
 Wire = Literal["openai", "anthropic", "gemini"]
 
@@ -424,36 +424,8 @@ def _error_body(wire: str | None, status: int, message: str) -> dict[str, Any]:
 _GEMINI_ROUTE = re.compile(r"^/(v1beta|v1alpha|v1)/models/([^/:]+):(generateContent)$")
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server: _HTTPServer
-    timeout = 30  # idle keep-alive connections give up after this (close() wakes them earlier)
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
 
     # -- plumbing ------------------------------------------------------------------------
 

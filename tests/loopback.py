@@ -40,3 +40,44 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
         # Clients that hang up mid-request (timeouts, resets) are expected here; real handler
         # bugs still surface as a wrong status or a missing record in the test that hit them.
         pass
+
+
+class LoopbackHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive with TCP_NODELAY (no Nagle stalls), tracked by the server, quiet;
+    every method goes to ``_dispatch``."""
+
+    protocol_version = "HTTP/1.1"
+    server: LoopbackServer
+    timeout = 30  # idle keep-alive connections give up after this (close() wakes them earlier)
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _dispatch(self) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()

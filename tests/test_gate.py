@@ -452,6 +452,43 @@ def test_a_recorded_base_is_not_evaluated_again(
     assert data["counts"]["removed"] == 0  # the record's smoke suite is not a pull-request suite
 
 
+def test_cache_files_a_pr_commits_never_decide_its_verdict(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PR forges the answers its change needs and commits them with `git add -f`: on a fresh
+    clone the gate ignores them, calls the provider and reports the regression."""
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit("rename the company")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 1  # hello fails
+    cache = p.root / ".knowngood" / "cache"
+    forged = sorted(cache.rglob("*.json"))
+    assert forged
+    for entry in forged:  # the answers the change needs to pass
+        entry.write_text(entry.read_text().replace("Bobco", "Acme"))
+    git(p.top, "add", "-f", "--", ".knowngood/cache")
+    p.commit("add answers")
+    git(p.top, "push", "-q", "origin", "feature")
+    ci = clone(p.remote, tmp_path / "ci")  # a CI runner: a fresh clone of the PR branch
+    git(ci, "checkout", "-q", "feature")
+    assert (ci / ".knowngood" / "cache").is_dir()
+    other = Project.__new__(Project)
+    other.remote, other.top, other.root, other.base = p.remote, ci, ci, p.base
+    before = len(server.requests)
+    code, data, _, err = gate(other, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    assert data["cost"]["cache_hits"] == 0
+    # HEAD's two cases and BASE's two (evaluated in a worktree: no record) were really called
+    assert len(server.requests) - before == data["cost"]["calls"] == 4
+    tracked = [f for f in data["validation"]["findings"] if f["rule"] == "cache.tracked"]
+    assert sorted(f["path"] for f in tracked) == sorted(
+        e.relative_to(p.root).as_posix() for e in forged
+    )
+    assert "git rm -r --cached -- .knowngood/cache" in (tmp_path / "gate.md").read_text()
+    assert data["headline"].startswith("❌ knowngood: HEAD does not validate")
+
+
 def test_a_provider_skipped_for_lack_of_a_key_is_skipped_on_both_sides(
     tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:

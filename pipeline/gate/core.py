@@ -98,7 +98,7 @@ class _Gate:
         report = validate_repo(head_root, build=True)
         result.findings, result.files_checked = report.findings, report.files_checked
         result.annotations += validation_annotations(report.findings)
-        if report.errors or report.repo is None:
+        if report.repo is None:  # built unless HEAD's agents or settings have errors
             result.head.available = False
             result.head.reason = f"HEAD does not validate ({len(report.errors)} errors)"
             return

@@ -20,6 +20,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "base": _side(result.base),
         "head": _side(result.head),
         "requested_base": result.requested_base,
+        "allow_unverified": result.allow_unverified,
         "validation": {
             "ok": not result.validation_errors,
             "errors": len(result.validation_errors),

@@ -90,6 +90,7 @@ def _header(result: GateResult) -> list[str]:
         ]
         out += [f"> {_code(x, 200)}" for x in b.reason.splitlines()[1:6] if x.strip()]
         out.append("")
+    out += _unverified(result)
     for reason in result.incomplete:
         out.append(f"> 💥 {_cell(reason, 500)}")
     for notice in result.notices:
@@ -97,6 +98,30 @@ def _header(result: GateResult) -> list[str]:
     if result.incomplete or result.notices:
         out.append("")
     return out
+
+
+def _unverified(result: GateResult) -> list[str]:
+    n = len(result.unverified)
+    if not n:
+        return []
+    what = (
+        "the base evaluated them and this head did not (a provider skipped for a missing key, "
+        "or renamed or dropped from the agent's chain), so nothing shows this change keeps them"
+    )
+    if result.allow_unverified:
+        return [
+            "> [!CAUTION]",
+            f"> **{plural(n, 'unverified case')} allowed** by `gate.allow_unverified` in the "
+            f"base branch's knowngood.yaml: {what}.",
+            "",
+        ]
+    return [
+        "> [!WARNING]",
+        f"> **{plural(n, 'unverified case')} {'blocks' if n == 1 else 'block'} this change**: "
+        f"{what}. Run the gate where the provider's key is set, or allow unverified cases "
+        "with `gate: {allow_unverified: true}` in knowngood.yaml (read from the base branch).",
+        "",
+    ]
 
 
 def _findings(result: GateResult) -> list[str]:

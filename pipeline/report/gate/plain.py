@@ -8,7 +8,15 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from pipeline.report.gate.common import SHOWN, TEXT_COLOUR, cost, headline, money, plural, source
+from pipeline.report.gate.common import (
+    SHOWN,
+    TEXT_COLOUR,
+    cost,
+    headline,
+    money,
+    plural,
+    source,
+)
 
 if TYPE_CHECKING:
     from pipeline.gate import CaseDiff, GateResult
@@ -40,6 +48,16 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
                 quiet[r.comparison] = quiet.get(r.comparison, 0) + 1
         if quiet:
             lines.append("  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in quiet.items()))
+    unverified = result.unverified
+    if unverified and not result.allow_unverified:
+        lines.append(
+            click.style(
+                f"unverified: {plural(len(unverified), 'case')} evaluated on base "
+                "were not evaluated on head; set the provider's key and run again, or allow "
+                "unverified cases with gate.allow_unverified in knowngood.yaml",
+                fg="red",
+            )
+        )
     for notice in result.notices:
         lines.append(click.style(f"notice: {notice}", fg="yellow"))
     for reason in result.incomplete:
@@ -84,7 +102,9 @@ def junit_xml(result: GateResult) -> bytes:
     outcome: dict[str, Callable[[CaseDiff], bool]] = {
         "failures": lambda r: r.blocking,
         "errors": lambda r: r.comparison == "error",
-        "skipped": lambda r: r.comparison in ("skipped", "still_failing"),
+        "skipped": lambda r: (
+            not r.blocking and r.comparison in ("skipped", "still_failing", "unverified")
+        ),
     }
     for (agent, name), rows in groups.items():
         attrs = {"name": f"{agent}/{name}", "tests": str(len(rows))}
@@ -99,6 +119,12 @@ def junit_xml(result: GateResult) -> bytes:
                 ET.SubElement(tc, "failure", message=message[:500]).text = r.detail
             elif r.comparison == "error":
                 ET.SubElement(tc, "error", message=r.detail[:500]).text = r.detail
+            elif r.comparison == "unverified":
+                ET.SubElement(
+                    tc,
+                    "skipped",
+                    message=(f"{message} (allowed by gate.allow_unverified): {r.detail}")[:500],
+                )
             elif r.comparison in ("skipped", "still_failing"):
                 ET.SubElement(
                     tc, "skipped", message=(f"{message} (does not block): {r.detail}")[:500]

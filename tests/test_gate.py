@@ -428,6 +428,53 @@ def test_a_fork_without_comment_rights_keeps_its_verdict(
         assert "Resource not accessible by integration" in err
 
 
+def test_the_comment_names_head_by_its_sha_and_shows_a_revert_opt_out(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "description: A test agent.", "description: Our shop.")
+    head = p.commit("reword")
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert code == 0, err
+    first = md.read_text().splitlines()[3]
+    assert first.startswith(
+        f"**base** `main` {p.base[:10]} (evaluated now) → **head** {head[:10]} ·"
+    )
+    assert "HEAD" not in first
+    assert data["opt_out"] is None
+    assert "opts out of automatic revert" not in md.read_text()
+    assert f"-> head {head[:10]}" in err and "HEAD" not in err.splitlines()[0]
+    # the marker in the pull request's description (the event the workflow runs on)
+    event = tmp_path / "event.json"
+    pull = {"number": PR, "body": "Reword.\n\nknowngood: no-auto-revert\n",
+            "base": {"sha": p.base, "ref": "main", "repo": {"full_name": "octo-org/agents"}},
+            "head": {"sha": head, "ref": "feature", "repo": {"full_name": "octo-org/agents"}}}  # fmt: skip
+    event.write_text(json.dumps({"action": "opened", "number": PR, "pull_request": pull}))
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+    with FakeGitHub() as gh:
+        gh.add_pull(PR)
+        for name, value in gh.env().items():
+            monkeypatch.setenv(name, value)
+        code, data, _, err = gate(p, capsys, "--comment")
+        assert code == 0, err
+        body = gh.comments[PR][0]["body"]
+    assert data["opt_out"] == "the pull request's description"
+    assert "**This change opts out of automatic revert** (`knowngood: no-auto-revert` in the " \
+        "pull request's description)" in body  # fmt: skip
+    assert "`/revert` still works" in body
+    # or in the message of a commit the pull request brings in
+    monkeypatch.delenv("GITHUB_EVENT_PATH")
+    p.edit("agents/shop/agent.yaml", "description: Our shop.", "description: The shop.")
+    marked = p.commit("reword again\n\nknowngood: no-auto-revert")
+    code, data, _, _ = gate(p, capsys, "--markdown", str(md))
+    assert data["opt_out"] == f"the message of commit {marked[:10]}"
+    assert "opts out of automatic revert" in md.read_text()
+
+
 def test_a_recorded_base_is_not_evaluated_again(
     tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -144,6 +144,7 @@ def command(
             offline=offline,
             use_records=not no_records,
             progress=fmt != "json",
+            pr_body=_pr_body(),
         ),
     )
     data = report.to_json(result)
@@ -185,6 +186,17 @@ def command(
             code = code or e.exit_code
     sys.stdout.flush()
     return code
+
+
+def _pr_body() -> str | None:
+    """The description of the pull request this run is for (the event's), if any."""
+    from pipeline.github import GitHubError, pull_request_event
+
+    try:
+        event = pull_request_event()
+    except GitHubError:
+        return None
+    return event.body if event is not None else None
 
 
 def _from_fork() -> bool:

@@ -22,7 +22,7 @@ from pipeline.evals.results import EvalRun
 from pipeline.gate.compare import compare_runs, filter_run
 from pipeline.gate.locate import gate_annotations, validation_annotations
 from pipeline.gate.model import AgentGate, GateResult, Side
-from pipeline.gate.policy import BasePolicy, base_policy
+from pipeline.gate.policy import BasePolicy, base_policy, revert_opt_out
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
 
@@ -43,6 +43,7 @@ class GateOptions:
     offline: bool = False
     use_records: bool = True
     progress: bool = False
+    pr_body: str | None = None  # the pull request's description (for the revert opt-out marker)
 
 
 def run_gate(root: Path, options: GateOptions) -> GateResult:
@@ -68,6 +69,7 @@ def run_gate(root: Path, options: GateOptions) -> GateResult:
         head=Side(options.head, head_rev.commit),
         requested_base=requested,
         allow_unverified=policy.allow_unverified,
+        opt_out=revert_opt_out(git, base_commit, head_rev.commit, options.pr_body),
     )
     if requested is not None:
         result.notices.append(

@@ -125,6 +125,7 @@ class GateResult:
     duration_s: float = 0.0
     requested_base: str | None = None  # set when --base was not an ancestor (merge base used)
     allow_unverified: bool = False  # gate.allow_unverified in BASE's knowngood.yaml
+    opt_out: str | None = None  # where the change opts out of automatic revert, if it does
 
     # -- derived -------------------------------------------------------------------------------
     @property

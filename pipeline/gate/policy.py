@@ -1,8 +1,10 @@
-"""What the gate takes from BASE, never from the pull request: its policy.
+"""What the gate takes from BASE, never from the pull request: its policy, and what it is told.
 
 The pull request controls every file of HEAD, so no setting of HEAD may loosen its own check:
 ``gate.allow_unverified`` and the records branch (whose results stand in for BASE) are read from
-BASE's knowngood.yaml; a change to them takes effect once it is merged.
+BASE's knowngood.yaml; a change to them takes effect once it is merged. The opt-out from
+automatic revert, on the other hand, is the change's own statement: it is shown, so reviewers see
+it before they merge.
 """
 
 from __future__ import annotations
@@ -53,3 +55,18 @@ def base_policy(git: Git, commit: str) -> BasePolicy:
     if any(f.severity == "error" for f in [*findings, *check(doc, "knowngood")]):
         return BasePolicy()
     return BasePolicy.from_data(doc.data)
+
+
+def revert_opt_out(git: Git, base: str, head: str, pr_body: str | None) -> str | None:
+    """Where the change says ``knowngood: no-auto-revert`` (the pull request's description or a
+    commit it brings in), or None."""
+    from pipeline.revert.model import OPT_OUT_PATTERN
+
+    if pr_body and OPT_OUT_PATTERN.search(pr_body):
+        return "the pull request's description"
+    log = git.try_run("log", "-z", "--format=%H%n%B", f"{base}..{head}")
+    for entry in log.stdout.split("\0") if log.code == 0 else ():
+        sha, _, message = entry.strip("\n").partition("\n")
+        if OPT_OUT_PATTERN.search(message):
+            return f"the message of commit {sha[:10]}"
+    return None

@@ -122,6 +122,16 @@ def headline(result: GateResult) -> str:
     )
 
 
+def revision(side: Side) -> tuple[str | None, str]:
+    """How to name a side: the name it was given when that says more than its commit (a branch,
+    a tag), never ``HEAD`` or the SHA itself; and the short SHA."""
+    short, rev = side.commit[:10], side.rev
+    relative = rev.upper().startswith("HEAD") or rev.startswith("@")
+    if relative or (len(rev) >= 4 and side.commit.startswith(rev.lower())):
+        return None, short
+    return rev, short
+
+
 def money(usd: float) -> str:
     """``$0.0012``; ``<$0.0001`` for a cost too small for four decimals (never a misleading $0)."""
     if usd <= 0:

@@ -15,6 +15,7 @@ from pipeline.report.gate.common import (
     headline,
     money,
     plural,
+    revision,
     source,
 )
 
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
 
 def text(result: GateResult, *, verbose: bool = False) -> str:
     b, h = result.base, result.head
+    (base_name, base_sha), (head_name, head_sha) = revision(b), revision(h)
     lines = [
         click.style("knowngood gate", bold=True)
-        + f": base {b.rev} ({b.commit[:10]}, {source(b)}) -> head {h.rev} ({h.commit[:10]})"
+        + f": base {base_name + ' ' if base_name else ''}({base_sha}, {source(b)}) -> head "
+        + (f"{head_name} ({head_sha})" if head_name else head_sha)
     ]
     for f in result.findings:
         lines.append(("  " if f.severity == "error" else "  warning: ") + f.render())
@@ -58,6 +61,8 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
                 fg="red",
             )
         )
+    if result.opt_out:
+        lines.append(f"revert: this change opts out of automatic revert ({result.opt_out})")
     for notice in result.notices:
         lines.append(click.style(f"notice: {notice}", fg="yellow"))
     for reason in result.incomplete:

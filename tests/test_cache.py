@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gitutil import git, init_repo
 
 from pipeline.evals.cache import Cache, CacheStats, cache_key
 
@@ -385,3 +386,63 @@ def test_sigkill_mid_run_leaves_only_complete_entries(tmp_path: Path) -> None:
     assert cache.prune(now=time.time() + 7200) == 0
     assert not list(root.glob("v1/*/.*.tmp"))
     assert len(list(root.glob("v1/*/*.json"))) == len(files)
+
+
+# --- entries committed to git are claims, not answers -------------------------------------------
+
+
+def _repo(path: Path) -> Path:
+    init_repo(path)
+    (path / ".gitignore").write_text(".knowngood/\n")
+    return path
+
+
+def _track(repo: Path, *paths: str) -> None:
+    git(repo, "add", "-f", "--", *paths)
+    git(repo, "commit", "-q", "-m", "forged answers")
+
+
+def test_an_entry_tracked_by_git_is_never_read_whatever_it_holds(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    cache = Cache(repo / ".knowngood" / "cache")
+    forged, honest = key(), key(repeat_index=1)
+    cache.put(forged, {**VALUE, "text": "forged"})
+    _track(repo, str(cache.path(forged).relative_to(repo)))
+    cache.put(honest, VALUE)  # written after the commit: untracked, a real answer
+    fresh = Cache(repo / ".knowngood" / "cache")  # a new run (a fresh clone, a CI job)
+    assert fresh.get(forged) is None  # perfectly formed, right key: still not an answer
+    assert cache.path(forged).exists()  # and never deleted: it is the commit's file, not ours
+    assert fresh.get(honest) == VALUE
+    assert fresh.stats().entries == 1  # stats and prune leave tracked files alone
+    assert fresh.prune(older_than_s=0.0) == 1
+    assert cache.path(forged).exists()
+    fresh.put(forged, VALUE)  # never written through either: the tracked file stays as committed
+    assert json.loads(cache.path(forged).read_text())["value"]["text"] == "forged"
+    assert Cache(repo / ".knowngood" / "cache").get(forged) is None
+
+
+def test_a_tracked_symlink_cannot_lead_the_cache_to_tracked_answers(tmp_path: Path) -> None:
+    """A committed symlink (the cache folder, or one shard) pointing at committed entries."""
+    repo = _repo(tmp_path / "repo")
+    k = key()
+    stash = Cache(repo / "evals" / "fixtures")
+    stash.put(k, VALUE)
+    # the whole cache folder is a committed symlink to a committed folder
+    (repo / ".knowngood").mkdir()
+    (repo / ".knowngood" / "cache").symlink_to("../evals/fixtures")
+    _track(repo, "evals", ".knowngood/cache")
+    assert Cache(repo / ".knowngood" / "cache").get(k) is None
+    # one shard folder is a committed symlink to a folder of committed entries
+    other = _repo(tmp_path / "other")
+    shard = Cache(other / "stash").path(k).parent
+    Cache(other / "stash").put(k, VALUE)
+    (other / "cache" / "v1").mkdir(parents=True)
+    (other / "cache" / "v1" / k[:2]).symlink_to(os.path.relpath(shard, other / "cache" / "v1"))
+    _track(other, "stash", f"cache/v1/{k[:2]}")
+    assert Cache(other / "cache").get(k) is None
+
+
+def test_outside_a_git_repository_every_entry_is_read(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "nogit" / "cache")
+    cache.put(key(), VALUE)
+    assert Cache(tmp_path / "nogit" / "cache").get(key()) == VALUE

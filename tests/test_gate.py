@@ -91,7 +91,7 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def files(
-    server: FakeProvider, *, fallbacks: str = "[]", suite: str = PR_SUITE
+    server: FakeProvider, *, fallbacks: str = "[]", suite: str = PR_SUITE, config: str = ""
 ) -> dict[str, str | None]:
     out: dict[str, str | None] = dict(BASE)
     out["knowngood.yaml"] = (
@@ -99,7 +99,7 @@ def files(
         f"  openai: {{model: openai/gpt-4o-mini, api_base: '{server.openai_base}', api_key_env: OPENAI_API_KEY}}\n"
         f"  anthropic: {{model: anthropic/claude-3-5-haiku-20241022, api_base: '{server.anthropic_base}',"
         " api_key_env: ANTHROPIC_API_KEY}\n"
-        "eval:\n  retries: 0\n"
+        "eval:\n  retries: 0\n" + config
     )
     out["agents/shop/agent.yaml"] = str(out["agents/shop/agent.yaml"]).replace(
         "provider: local\n  fallbacks: [openai]", f"provider: openai\n  fallbacks: {fallbacks}"
@@ -428,6 +428,53 @@ def test_a_fork_without_comment_rights_keeps_its_verdict(
         assert "Resource not accessible by integration" in err
 
 
+def test_the_comment_names_head_by_its_sha_and_shows_a_revert_opt_out(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "description: A test agent.", "description: Our shop.")
+    head = p.commit("reword")
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert code == 0, err
+    first = md.read_text().splitlines()[3]
+    assert first.startswith(
+        f"**base** `main` {p.base[:10]} (evaluated now) → **head** {head[:10]} ·"
+    )
+    assert "HEAD" not in first
+    assert data["opt_out"] is None
+    assert "opts out of automatic revert" not in md.read_text()
+    assert f"-> head {head[:10]}" in err and "HEAD" not in err.splitlines()[0]
+    # the marker in the pull request's description (the event the workflow runs on)
+    event = tmp_path / "event.json"
+    pull = {"number": PR, "body": "Reword.\n\nknowngood: no-auto-revert\n",
+            "base": {"sha": p.base, "ref": "main", "repo": {"full_name": "octo-org/agents"}},
+            "head": {"sha": head, "ref": "feature", "repo": {"full_name": "octo-org/agents"}}}  # fmt: skip
+    event.write_text(json.dumps({"action": "opened", "number": PR, "pull_request": pull}))
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+    with FakeGitHub() as gh:
+        gh.add_pull(PR)
+        for name, value in gh.env().items():
+            monkeypatch.setenv(name, value)
+        code, data, _, err = gate(p, capsys, "--comment")
+        assert code == 0, err
+        body = gh.comments[PR][0]["body"]
+    assert data["opt_out"] == "the pull request's description"
+    assert "**This change opts out of automatic revert** (`knowngood: no-auto-revert` in the " \
+        "pull request's description)" in body  # fmt: skip
+    assert "`/revert` still works" in body
+    # or in the message of a commit the pull request brings in
+    monkeypatch.delenv("GITHUB_EVENT_PATH")
+    p.edit("agents/shop/agent.yaml", "description: Our shop.", "description: The shop.")
+    marked = p.commit("reword again\n\nknowngood: no-auto-revert")
+    code, data, _, _ = gate(p, capsys, "--markdown", str(md))
+    assert data["opt_out"] == f"the message of commit {marked[:10]}"
+    assert "opts out of automatic revert" in md.read_text()
+
+
 def test_a_recorded_base_is_not_evaluated_again(
     tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -452,6 +499,74 @@ def test_a_recorded_base_is_not_evaluated_again(
     assert data["counts"]["removed"] == 0  # the record's smoke suite is not a pull-request suite
 
 
+def test_cache_files_a_pr_commits_never_decide_its_verdict(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PR forges the answers its change needs and commits them with `git add -f`: on a fresh
+    clone the gate ignores them, calls the provider and reports the regression."""
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit("rename the company")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 1  # hello fails
+    cache = p.root / ".knowngood" / "cache"
+    forged = sorted(cache.rglob("*.json"))
+    assert forged
+    for entry in forged:  # the answers the change needs to pass
+        entry.write_text(entry.read_text().replace("Bobco", "Acme"))
+    git(p.top, "add", "-f", "--", ".knowngood/cache")
+    p.commit("add answers")
+    git(p.top, "push", "-q", "origin", "feature")
+    ci = clone(p.remote, tmp_path / "ci")  # a CI runner: a fresh clone of the PR branch
+    git(ci, "checkout", "-q", "feature")
+    assert (ci / ".knowngood" / "cache").is_dir()
+    other = Project.__new__(Project)
+    other.remote, other.top, other.root, other.base = p.remote, ci, ci, p.base
+    before = len(server.requests)
+    code, data, _, err = gate(other, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    assert data["cost"]["cache_hits"] == 0
+    # HEAD's two cases and BASE's two (evaluated in a worktree: no record) were really called
+    assert len(server.requests) - before == data["cost"]["calls"] == 4
+    tracked = [f for f in data["validation"]["findings"] if f["rule"] == "cache.tracked"]
+    assert sorted(f["path"] for f in tracked) == sorted(
+        e.relative_to(p.root).as_posix() for e in forged
+    )
+    assert "git rm -r --cached -- .knowngood/cache" in (tmp_path / "gate.md").read_text()
+    assert data["headline"].startswith("❌ knowngood: HEAD does not validate")
+
+
+def test_the_pr_cannot_choose_the_records_that_stand_in_for_its_base(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A branch of forged results (every base case failing, so head failures look old) and a
+    knowngood.yaml in the PR pointing records.branch at it: BASE's setting is the one used."""
+    from pipeline.git import Git
+    from pipeline.records import RecordStore
+
+    p = Project(tmp_path, server)
+    git(p.top, "checkout", "-q", "main")
+    out = tmp_path / "base.json"
+    assert (
+        main(["eval", "--repo", str(p.root), "--kind", "pull_request", "--output", str(out)]) == 0
+    )
+    forged = json.loads(out.read_text())
+    for case in forged["cases"]:
+        for run in case["runs"]:
+            run["passed"] = False
+    store = RecordStore(Git(p.top), "forged")
+    store.put_results(p.base, forged)
+    store.push()
+    git(p.top, "checkout", "-q", "feature")
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.edit("knowngood.yaml", "eval:\n", "records: {branch: forged}\neval:\n")
+    p.commit("rename the company, and bring my own base results")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 1
+    assert data["base"]["source"] == "evaluated"  # main names no such record
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+
+
 def test_a_provider_skipped_for_lack_of_a_key_is_skipped_on_both_sides(
     tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -468,6 +583,116 @@ def test_a_provider_skipped_for_lack_of_a_key_is_skipped_on_both_sides(
         in (tmp_path / "gate.md").read_text()
     )
     assert main(["gate", "--repo", str(p.root), "--base", "main", "--require", "anthropic"]) == 3
+
+
+SWITCH = ("provider: openai\n  fallbacks: []", "provider: anthropic\n  fallbacks: []")
+
+
+def test_switching_to_a_provider_without_a_key_leaves_the_cases_unverified(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The PR moves the agent to a provider whose key this run lacks (a fork's PR gets no
+    secrets): nothing is evaluated on head, so nothing may pass."""
+    p = Project(tmp_path, server)
+    p.edit("agents/shop/agent.yaml", *SWITCH)
+    p.commit("switch provider")
+    md, junit = tmp_path / "gate.md", tmp_path / "junit.xml"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md), "--junit", str(junit))
+    assert code == 1, err
+    got = rows(data)
+    assert got["shop/pr/hello@openai"] == ("pass", "missing", "unverified")
+    assert got["shop/pr/tool@openai"] == ("pass", "missing", "unverified")
+    assert got["shop/pr/hello@anthropic"] == ("missing", "skipped", "skipped")
+    assert data["counts"]["unverified"] == data["counts"]["blocking"] == 2
+    assert data["counts"]["removed"] == 0
+    assert data["allow_unverified"] is False
+    assert data["headline"] == "❌ knowngood: 2 unverified cases in shop"
+    body = md.read_text()
+    assert body.splitlines()[1] == "### ❌ knowngood: 2 unverified cases in shop"
+    assert "| ⛔ unverified | `pr/hello` | openai |" in body
+    assert "allow_unverified" in body
+    assert "UNVERIFIED" in err and "shop/pr/hello [openai]" in err
+    failures = ET.parse(junit).getroot().findall(".//testcase/failure")
+    assert (
+        sorted(f.get("message") or "" for f in failures)
+        == ["unverified: base pass, head missing"] * 2
+    )
+    # the PR cannot allow its own unverified cases: HEAD's knowngood.yaml is not asked
+    p.edit("knowngood.yaml", "eval:\n", "gate: {allow_unverified: true}\neval:\n")
+    p.commit("allow unverified")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 1 and data["allow_unverified"] is False
+    assert data["counts"]["unverified"] == 2
+
+
+def test_unverified_cases_pass_only_where_the_base_allows_them_and_say_so_first(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server, config="gate:\n  allow_unverified: true\n")
+    p.edit("agents/shop/agent.yaml", *SWITCH)
+    p.commit("switch provider")
+    md, junit = tmp_path / "gate.md", tmp_path / "junit.xml"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md), "--junit", str(junit))
+    assert code == 0, err
+    assert data["allow_unverified"] is True
+    assert data["counts"]["unverified"] == 2 and data["counts"]["blocking"] == 0
+    first = "### ⚠️ knowngood: 2 unverified cases allowed by gate.allow_unverified, no regressions"
+    assert md.read_text().splitlines()[1].startswith(first)
+    assert data["headline"].startswith(first[4:])
+    assert "2 unverified cases allowed by gate.allow_unverified" in err.splitlines()[-1]
+    root = ET.parse(junit).getroot()
+    assert root.findall(".//testcase/failure") == []
+    skipped = [s.get("message") or "" for s in root.findall(".//testcase/skipped")]
+    assert sum("allowed by gate.allow_unverified" in m for m in skipped) == 2
+
+
+def test_a_provider_skipped_on_head_but_recorded_on_main_is_unverified(
+    tmp_path: Path,
+    server: FakeProvider,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Main's CI recorded the results with its key; the fork's run has none."""
+    p = Project(tmp_path, server)
+    git(p.top, "checkout", "-q", "main")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request", "--record"]) == 0
+    git(p.top, "checkout", "-q", "feature")
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit("a regression nobody can see without the key")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, data, _, _ = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 1
+    assert data["base"]["source"] == "record"
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "skipped", "unverified")
+    assert "provider 'openai' skipped on head: OPENAI_API_KEY is not set" in data["notices"]
+
+
+def test_a_renamed_provider_leaves_the_old_rows_unverified(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    p.edit("knowngood.yaml", "  openai: {", "  openai2: {")
+    p.edit("agents/shop/agent.yaml", "provider: openai\n", "provider: openai2\n")
+    p.edit("agents/desk/agent.yaml", "provider: openai\n", "provider: openai2\n")
+    p.commit("rename the provider")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 1
+    got = rows(data)
+    assert got["shop/pr/hello@openai"] == ("pass", "missing", "unverified")
+    assert got["shop/pr/hello@openai2"] == ("missing", "pass", "new")
+
+
+def test_a_case_deleted_from_its_suite_is_removed_not_unverified(
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, server)
+    tool = PR_SUITE.index("  - id: tool")
+    (p.root / "evals/shop/pr.yaml").write_text(PR_SUITE[:tool])
+    p.commit("drop a case")
+    code, data, _, _ = gate(p, capsys)
+    assert code == 0
+    assert rows(data)["shop/pr/tool@openai"] == ("pass", "missing", "removed")
+    assert data["counts"]["unverified"] == 0
 
 
 def test_a_head_that_does_not_validate_fails_without_any_eval(
@@ -562,6 +787,15 @@ def test_offline_with_a_cold_cache_is_incomplete(
         "💥 knowngood: could not complete — --offline: no cached answer"
     )
     assert server.requests == []
+    # against recorded base results the cases are unverified too, and the run still incomplete
+    git(p.top, "checkout", "-q", "main")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request", "--record"]) == 0
+    git(p.top, "checkout", "-q", "feature")
+    calls = len(server.requests)
+    code, data, _, _ = gate(p, capsys, "--offline")
+    assert code == 3 and data["verdict"] == "incomplete"
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "skipped", "unverified")
+    assert len(server.requests) == calls
 
 
 # -- eval --record --------------------------------------------------------------------------------
@@ -598,10 +832,15 @@ def test_record_push_failure_is_exit_3_and_keeps_the_results(
 
 
 def _case(
-    case: str, passes: list[bool] | None, *, skipped: str | None = None, repeats: int = 1
+    case: str,
+    passes: list[bool] | None,
+    *,
+    skipped: str | None = None,
+    repeats: int = 1,
+    provider: str = "p",
 ) -> CaseResult:
     runs = [RunResult(i, ok) for i, ok in enumerate(passes or [])]
-    return CaseResult("a", "s", case, "p", 0.5 if repeats > 1 else 1.0, repeats, runs, skipped)
+    return CaseResult("a", "s", case, provider, 0.5 if repeats > 1 else 1.0, repeats, runs, skipped)
 
 
 def test_compare_rules() -> None:
@@ -613,10 +852,12 @@ def test_compare_rules() -> None:
             _case("same", [True]),
             _case("new", [False]),
             _case("skip", None, skipped="budget reached"),
+            _case("nokey", None, skipped="OPENAI_API_KEY is not set"),
             _case("flaky", [True, False], repeats=2),
             _case("nobase", [False]),
+            _case("moved", [True], provider="q"),  # its provider p left the chain for q
         ],
-        providers={"p": ProviderStatus("p", "m")},
+        providers={"p": ProviderStatus("p", "m"), "q": ProviderStatus("q", "m")},
     )
     base = EvalRun(
         cases=[
@@ -625,23 +866,36 @@ def test_compare_rules() -> None:
             _case("still", [False]),
             _case("same", [True]),
             _case("skip", [True]),
+            _case("nokey", None, skipped="OPENAI_API_KEY is not set"),
             _case("flaky", [True, True], repeats=2),
             _case("gone", [True]),
             _case("nobase", None, skipped="OPENAI_API_KEY is not set"),
+            _case("moved", [True]),
         ]
     )
-    got = {r.case: (r.comparison, r.blocking, r.flaky) for r in compare_runs(head, base)}
-    assert got == {
-        "reg": ("regression", True, False),
-        "fix": ("fixed", False, False),
-        "still": ("still_failing", False, False),
-        "same": ("unchanged", False, False),
-        "new": ("new", True, False),
-        "skip": ("skipped", False, False),
-        "flaky": ("unchanged", False, True),
-        "gone": ("removed", False, False),
-        "nobase": ("no_baseline", True, False),
+    got = {
+        (r.case, r.provider): (r.comparison, r.blocking, r.flaky) for r in compare_runs(head, base)
     }
+    assert got == {
+        ("reg", "p"): ("regression", True, False),
+        ("fix", "p"): ("fixed", False, False),
+        ("still", "p"): ("still_failing", False, False),
+        ("same", "p"): ("unchanged", False, False),
+        ("new", "p"): ("new", True, False),
+        ("skip", "p"): ("unverified", True, False),  # base evaluated it, head did not
+        ("nokey", "p"): ("skipped", False, False),  # neither side evaluated it
+        ("flaky", "p"): ("unchanged", False, True),
+        ("gone", "p"): ("removed", False, False),  # the case left the suite
+        ("nobase", "p"): ("no_baseline", True, False),
+        ("moved", "p"): ("unverified", True, False),  # the case stayed, its provider left
+        ("moved", "q"): ("new", False, False),
+    }
+    allowed = {
+        (r.case, r.provider): (r.comparison, r.blocking)
+        for r in compare_runs(head, base, allow_unverified=True)
+    }
+    assert allowed[("skip", "p")] == allowed[("moved", "p")] == ("unverified", False)
+    assert allowed[("reg", "p")] == ("regression", True)
     unavailable = compare_runs(head, None)
     assert {r.comparison for r in unavailable if r.head in ("pass", "fail")} == {"no_baseline"}
     assert all(r.blocking == (r.head == "fail") for r in unavailable)

@@ -195,3 +195,30 @@ def test_python_dash_m_and_no_litellm_import(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cache_files_tracked_by_git_are_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`git add -f .knowngood/cache`: each committed file is named, with how to untrack it."""
+    from gitutil import commit_all, git, init_repo
+
+    root = write_repo(init_repo(tmp_path / "repo"), {**BASE, ".gitignore": ".knowngood/\n"})
+    forged = [f".knowngood/cache/v1/{k[:2]}/{k}.json" for k in ("ab" * 32, "cd" * 32)]
+    for rel in forged:
+        write_repo(root, {rel: '{"key": "x", "value": {"text": "forged"}}'})
+    write_repo(root, {".knowngood/cache/v1/ef/untracked.json": "{}"})  # a real cache: fine
+    commit_all(root, "agents")
+    code, report = run_validate(root, capsys)
+    assert code == 0 and report["findings"] == []  # ignored files are not tracked
+    git(root, "add", "-f", "--", *forged)
+    git(root, "commit", "-q", "-m", "forged answers")
+    code, report = run_validate(root, capsys)
+    assert code == 1
+    found = [f for f in report["findings"] if f["rule"] == "cache.tracked"]
+    assert sorted(f["path"] for f in found) == sorted(forged)
+    assert all(f["severity"] == "error" for f in found)
+    assert "git rm -r --cached -- .knowngood/cache" in found[0]["hint"]
+    git(root, "rm", "-r", "-q", "--cached", "--", ".knowngood/cache")  # what the hint says
+    code, report = run_validate(root, capsys)
+    assert code == 0 and report["findings"] == []

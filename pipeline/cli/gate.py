@@ -103,8 +103,10 @@ def command(
     in a temporary worktree (cached answers make unchanged cases free).
 
     Exit 1 on a regression (passed on base, fails on head), a failing new case, a failing case
-    whose base result is unknown, or when HEAD does not validate; still-failing cases are shown
-    but do not block. Exit 3 when HEAD's evaluation could not complete. Exit 0 otherwise.
+    whose base result is unknown, an unverified case (evaluated on base, not on head: a provider
+    skipped for a missing key, renamed or dropped; allowed by gate.allow_unverified in the base
+    branch's knowngood.yaml), or when HEAD does not validate; still-failing cases are shown but
+    do not block. Exit 3 when HEAD's evaluation could not complete. Exit 0 otherwise.
 
     \b
     Examples:
@@ -142,6 +144,7 @@ def command(
             offline=offline,
             use_records=not no_records,
             progress=fmt != "json",
+            pr_body=_pr_body(),
         ),
     )
     data = report.to_json(result)
@@ -183,6 +186,17 @@ def command(
             code = code or e.exit_code
     sys.stdout.flush()
     return code
+
+
+def _pr_body() -> str | None:
+    """The description of the pull request this run is for (the event's), if any."""
+    from pipeline.github import GitHubError, pull_request_event
+
+    try:
+        event = pull_request_event()
+    except GitHubError:
+        return None
+    return event.body if event is not None else None
 
 
 def _from_fork() -> bool:

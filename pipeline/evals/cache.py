@@ -11,6 +11,10 @@ in several processes, or a writer killed at any instant, leave only complete ent
 that still does not parse (a full disk, a power loss, a hand edit) reads as a miss and is
 removed. Reads are one ``open`` and one ``json.loads``: a warm run of 1,000 lookups takes a few
 tens of milliseconds.
+
+A file that git tracks is never an entry (:mod:`pipeline.evals.tracked`): a pull request can
+commit files under the cache folder, and nothing a pull request wrote may answer its evals. Such
+files are not read, overwritten, counted or pruned; ``knowngood validate`` reports them.
 """
 
 from __future__ import annotations
@@ -156,10 +160,21 @@ class Cache:
     """Responses by key under ``dir``. Safe to share between threads and processes."""
 
     def __init__(self, dir: Path | str) -> None:
+        from pipeline.evals.tracked import tracked_files
+
         self.dir = Path(dir)
         self.root = self.dir / CACHE_VERSION
         self._root = str(self.root)
         self._shards: set[str] = set()  # shard folders known to exist
+        # Paths under root that git tracks ("" for root itself): never entries. Empty normally,
+        # then a hit costs no check at all.
+        self._tracked = _under_root(tracked_files(self.dir).under)
+
+    def _is_tracked(self, key: str) -> bool:
+        """The entry, its shard folder or the version folder is a file (or symlink) git tracks."""
+        shard = key[:2]
+        tracked = self._tracked
+        return "" in tracked or shard in tracked or f"{shard}/{key}.json" in tracked
 
     def path(self, key: str) -> Path:
         return Path(self._path(key))
@@ -172,6 +187,8 @@ class Cache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The value stored under ``key``, or None. An unreadable entry is removed."""
         path = self._path(key)
+        if self._tracked and self._is_tracked(key):
+            return None
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -217,6 +234,8 @@ class Cache:
     def write(self, key: str, payload: bytes) -> None:
         """Store an entry made by :meth:`encode`, atomically (temp file, then rename)."""
         path = self._path(key)
+        if self._tracked and self._is_tracked(key):
+            return  # the commit's file (or folder) stays as it is
         shard = path.rpartition("/")[0]
         if shard not in self._shards:
             os.makedirs(shard, exist_ok=True)
@@ -241,12 +260,19 @@ class Cache:
             shards = [e for e in os.scandir(self._root) if e.is_dir(follow_symlinks=False)]
         except FileNotFoundError:
             return
+        tracked = self._tracked
+        if "" in tracked:
+            return
         for shard in shards:
+            if shard.name in tracked:
+                continue
             try:
                 files = list(os.scandir(shard.path))
             except FileNotFoundError:
                 continue
             for entry in files:
+                if tracked and f"{shard.name}/{entry.name}" in tracked:
+                    continue
                 if entry.name.endswith(".json") and not entry.name.startswith("."):
                     yield entry, False
                 elif entry.name.endswith(".tmp"):
@@ -304,6 +330,19 @@ class Cache:
                 removed += _unlink(entry.path)
                 total -= entry.size
         return removed
+
+
+def _under_root(under: tuple[str, ...]) -> frozenset[str]:
+    """Tracked paths relative to the cache directory -> relative to its version folder ("" for
+    the folder itself, or for the whole directory when that is a tracked file)."""
+    prefix = CACHE_VERSION + "/"
+    out = set()
+    for path in under:
+        if path in (".", CACHE_VERSION):
+            out.add("")
+        elif path.startswith(prefix):
+            out.add(path[len(prefix) :])
+    return frozenset(out)
 
 
 _TEMP_COUNTER = itertools.count()

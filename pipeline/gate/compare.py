@@ -2,16 +2,19 @@
 
 Rules (one row per agent, suite, case and provider):
 
-* head skipped (provider key missing, budget, ``--offline`` miss): ``skipped``; when the
-  provider itself was skipped on head, base shows ``skipped`` too (the same provider, the same
-  missing key), never a stale pass or fail.
+* base evaluated it (pass or fail) and head did not: ``unverified``. Head skipped it (provider
+  key missing, budget, ``--offline`` miss), or the case is still on head but no longer on this
+  provider (renamed, or dropped from the agent's chain). It blocks unless the repository allows
+  unverified cases (``gate.allow_unverified``): a change must not pass by making its cases
+  unrunnable.
+* head skipped and base has no result either: ``skipped``.
 * head error (the provider kept failing): ``error``; the gate is incomplete (exit 3).
 * no such case on base: ``new``; a failing new case blocks.
 * base result unknown (base unavailable, or skipped or errored there): ``no_baseline``; a head
   failure blocks, because nothing shows it failed before.
 * pass/fail on both: ``unchanged``, ``regression`` (blocks), ``fixed``, ``still_failing``
   (shown, does not block).
-* on base only: ``removed``.
+* on base only, and the case is gone from head's suites: ``removed``.
 
 ``flaky`` marks rows whose repeats disagreed on either side.
 """
@@ -29,21 +32,24 @@ DETAIL_ACTUAL = 160  # characters of the actual answer shown in "what differs"
 def compare_runs(
     head: EvalRun,
     base: EvalRun | None,
+    *,
+    allow_unverified: bool = False,
 ) -> list[CaseDiff]:
     """Rows for every case of ``head`` and every case of ``base`` that head no longer has
-    (sorted by agent, suite, case, provider). ``base`` None: the base side is unavailable."""
+    (sorted by agent, suite, case, provider). ``base`` None: the base side is unavailable.
+    ``allow_unverified``: unverified rows are shown but do not block."""
     base_cases = {c.key: c for c in base.cases} if base is not None else {}
-    skipped_providers = {n for n, p in head.providers.items() if p.status != "ok"}
     rows = [
-        _row(
-            h,
-            base_cases.pop(h.key, None),
-            base is not None,
-            h.provider in skipped_providers,
-        )
-        for h in head.cases
+        _row(h, base_cases.pop(h.key, None), base is not None, allow_unverified) for h in head.cases
     ]
+    on_head = {(c.agent, c.suite, c.case) for c in head.cases}
     for b in sorted(base_cases.values(), key=lambda c: c.key):
+        comparison: Comparison = "removed"
+        detail = "no longer on head"
+        if (b.agent, b.suite, b.case) in on_head:  # the case is there, this provider is not
+            detail = f"not evaluated on head: provider {b.provider!r} is no longer in the chain"
+            if b.status in ("pass", "fail"):
+                comparison = "unverified"
         rows.append(
             CaseDiff(
                 b.agent,
@@ -52,10 +58,10 @@ def compare_runs(
                 b.provider,
                 base=b.status,
                 head="missing",
-                comparison="removed",
-                blocking=False,
+                comparison=comparison,
+                blocking=comparison == "unverified" and not allow_unverified,
                 flaky=b.flaky,
-                detail="no longer on head",
+                detail=detail,
                 base_passes=_passes(b),
                 base_tokens=_tokens(b),
             )
@@ -68,7 +74,7 @@ def _row(
     h: CaseResult,
     b: CaseResult | None,
     base_available: bool,
-    provider_skipped: bool,
+    allow_unverified: bool,
 ) -> CaseDiff:
     head: SideStatus = h.status
     base: SideStatus = (
@@ -77,10 +83,11 @@ def _row(
     comparison: Comparison
     blocking = False
     if head == "skipped":
-        comparison = "skipped"
-        if provider_skipped:
-            base = "skipped"
         detail = h.skipped_reason or "not run"
+        comparison = "skipped"
+        if base in ("pass", "fail"):  # evaluated on base: nothing shows the change keeps it
+            comparison, blocking = "unverified", not allow_unverified
+            detail = f"not evaluated on head: {detail}"
     elif head == "error":
         comparison, detail = "error", h.error or "provider error"
     elif base == "missing":

@@ -1,7 +1,8 @@
 """``run_gate``: validate HEAD, evaluate the affected agents on HEAD, get BASE's results, compare.
 
-BASE's results come from the records branch when the pipeline recorded them for that commit
-(``knowngood eval --record`` on every main-branch commit), else from evaluating BASE in a
+BASE's results come from the records branch (named by BASE's knowngood.yaml, see
+``pipeline.gate.policy``) when the pipeline recorded them for that commit (``knowngood eval
+--record`` on every main-branch commit), else from evaluating BASE in a
 temporary worktree with the same request and the same cache directory as HEAD, so every case
 whose messages, tools and params did not change is answered from the cache for free.
 """
@@ -21,6 +22,7 @@ from pipeline.evals.results import EvalRun
 from pipeline.gate.compare import compare_runs, filter_run
 from pipeline.gate.locate import gate_annotations, validation_annotations
 from pipeline.gate.model import AgentGate, GateResult, Side
+from pipeline.gate.policy import BasePolicy, base_policy, revert_opt_out
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
 
@@ -41,6 +43,7 @@ class GateOptions:
     offline: bool = False
     use_records: bool = True
     progress: bool = False
+    pr_body: str | None = None  # the pull request's description (for the revert opt-out marker)
 
 
 def run_gate(root: Path, options: GateOptions) -> GateResult:
@@ -60,10 +63,13 @@ def run_gate(root: Path, options: GateOptions) -> GateResult:
         merge_base = git.merge_base(base_commit, head_rev.commit)
         if merge_base is not None and merge_base != base_commit:
             base_commit, requested = merge_base, base_rev.commit
+    policy = base_policy(git, base_commit)  # never HEAD's: a change must not loosen its own check
     result = GateResult(
         base=Side(options.base, base_commit),
         head=Side(options.head, head_rev.commit),
         requested_base=requested,
+        allow_unverified=policy.allow_unverified,
+        opt_out=revert_opt_out(git, base_commit, head_rev.commit, options.pr_body),
     )
     if requested is not None:
         result.notices.append(
@@ -75,7 +81,7 @@ def run_gate(root: Path, options: GateOptions) -> GateResult:
         head_root = root
         if _current_head(git) != head_rev.commit:
             head_root = stack.enter_context(_checkout(git, root, head_rev.commit, tmp / "head"))
-        _Gate(result, options, git, root, tmp).run(head_root)
+        _Gate(result, options, git, root, tmp, policy).run(head_root)
     result.duration_s = time.perf_counter() - started
     return result
 
@@ -87,6 +93,7 @@ class _Gate:
     git: Git
     root: Path  # the knowngood root of the checkout (its cache is the one both sides use)
     tmp: Path
+    policy: BasePolicy
     names: list[str] = field(default_factory=list)  # affected agents that exist on HEAD
     suites: dict[str, set[str]] = field(default_factory=dict)  # their pull-request suites
     cache_dir: Path | None = None
@@ -98,7 +105,7 @@ class _Gate:
         report = validate_repo(head_root, build=True)
         result.findings, result.files_checked = report.findings, report.files_checked
         result.annotations += validation_annotations(report.findings)
-        if report.errors or report.repo is None:
+        if report.repo is None:  # built unless HEAD's agents or settings have errors
             result.head.available = False
             result.head.reason = f"HEAD does not validate ({len(report.errors)} errors)"
             return
@@ -111,14 +118,16 @@ class _Gate:
         head_run = self._evaluate_head(repo, budget)
         if head_run.cases:
             left = None if budget is None else max(0.0, budget - head_run.spent_usd)
-            if not (self.options.use_records and self._from_record(repo.settings.records_branch)):
+            if not (self.options.use_records and self._from_record(self.policy.records_branch)):
                 self._from_worktree(left)
         base_run = result.base.run if result.base.available else None
-        for row in compare_runs(head_run, base_run):
+        for row in compare_runs(head_run, base_run, allow_unverified=result.allow_unverified):
             result.agents[row.agent].rows.append(row)
+        # BASE evaluated here ran in the same environment (the same keys); a record did not
+        sides = "both sides" if result.base.source == "evaluated" else "head"
         for name, status in sorted(head_run.providers.items()):
             if status.status == "skipped":
-                result.notices.append(f"provider {name!r} skipped on both sides: {status.reason}")
+                result.notices.append(f"provider {name!r} skipped on {sides}: {status.reason}")
         result.annotations += gate_annotations(repo, result.agents.values())
 
     def _affected(self) -> None:

@@ -129,6 +129,7 @@ def _row_annotation(repo: Repo, docs: _Docs, row: CaseDiff) -> Annotation:
         "regression": "regression: passed on base, fails on head",
         "new": "new case fails",
         "no_baseline": "fails on head (no base result to compare with)",
+        "unverified": "unverified: evaluated on base, not on head",
     }.get(row.comparison, row.comparison)
     title = f"knowngood: {what.split(':')[0]}"
     message = f"{row.agent}/{row.suite}/{row.case} [{row.provider}]: {what}" + (

@@ -18,7 +18,9 @@ Comparison = Literal[
     "new",  # not on base; blocks when it fails on head
     "removed",  # on base, gone from head
     "unchanged",  # passes on both
-    "skipped",  # not run on head (provider key missing, budget, --offline miss)
+    "skipped",  # not run on head, and no base result either
+    "unverified",  # evaluated on base, not on head (skipped, provider renamed or dropped): blocks
+    # unless gate.allow_unverified
     "no_baseline",  # base result unknown (base unavailable, skipped or errored there); a failure blocks
     "error",  # the provider kept failing on head: the gate is incomplete
 ]
@@ -29,8 +31,8 @@ Verdict = Literal["pass", "fail", "incomplete"]
 Level = Literal["error", "warning", "notice"]
 
 COMPARISONS: tuple[Comparison, ...] = (
-    "regression", "new", "no_baseline", "error", "fixed", "still_failing", "skipped", "removed",
-    "unchanged",
+    "regression", "new", "no_baseline", "unverified", "error", "fixed", "still_failing", "skipped",
+    "removed", "unchanged",
 )  # fmt: skip
 
 
@@ -122,6 +124,8 @@ class GateResult:
     notices: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     requested_base: str | None = None  # set when --base was not an ancestor (merge base used)
+    allow_unverified: bool = False  # gate.allow_unverified in BASE's knowngood.yaml
+    opt_out: str | None = None  # where the change opts out of automatic revert, if it does
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -135,6 +139,11 @@ class GateResult:
     @property
     def blocking(self) -> list[CaseDiff]:
         return [r for r in self.rows if r.blocking]
+
+    @property
+    def unverified(self) -> list[CaseDiff]:
+        """Rows evaluated on base and not on head (blocking unless ``allow_unverified``)."""
+        return [r for r in self.rows if r.comparison == "unverified"]
 
     @property
     def incomplete(self) -> list[str]:
@@ -154,11 +163,14 @@ class GateResult:
 
     @property
     def verdict(self) -> Verdict:
-        if self.validation_errors or self.blocking:
+        """fail on what the change did; incomplete when HEAD's eval could not finish (which also
+        leaves cases unverified: the budget, an --offline miss); fail on unverified cases."""
+        blocking = self.blocking
+        if self.validation_errors or any(r.comparison != "unverified" for r in blocking):
             return "fail"
         if self.incomplete:
             return "incomplete"
-        return "pass"
+        return "fail" if blocking else "pass"
 
     @property
     def exit_code(self) -> int:

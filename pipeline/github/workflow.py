@@ -69,6 +69,7 @@ class PullRequestEvent:
     head_ref: str
     head_repository: str | None  # owner/name of the head branch's repository
     base_repository: str | None
+    body: str = ""  # the description, as the event carried it
 
     @property
     def from_fork(self) -> bool:
@@ -92,6 +93,7 @@ def pull_request_event(payload: Mapping[str, Any] | None = None) -> PullRequestE
         head_ref=str(head.get("ref") or ""),
         head_repository=_dict(head.get("repo")).get("full_name"),
         base_repository=_dict(base.get("repo")).get("full_name"),
+        body=str(pr.get("body") or ""),
     )
 
 

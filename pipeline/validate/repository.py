@@ -692,6 +692,7 @@ def validate_repo(
             results = list(pool.map(_validate_part, parts))
         found = [f for findings, _ in results for f in findings]
         findings = list(_dedupe(found))
+        findings += _tracked_cache(root, layout, None)
         findings.sort(key=lambda f: (f.path, f.line or 0))
         return ValidationReport(root, findings, sum(n for _, n in results))
     v = _Validator(root, layout, paths)
@@ -701,4 +702,18 @@ def validate_repo(
     report = ValidationReport(root, findings, v.files_checked)
     if build and not report.errors:
         report.repo = v.build()
+    if paths is None:
+        # After the build: committed cache files are an error of the checkout, not of the
+        # agents. The cache never reads them, so the repository can still be evaluated truly.
+        report.findings += _tracked_cache(root, layout, v.settings_data)
+        report.findings.sort(key=lambda f: (f.path, f.line or 0))
     return report
+
+
+def _tracked_cache(root: Path, layout: Layout, data: Mapping[str, Any] | None) -> list[Finding]:
+    from pipeline.validate.cachefiles import cache_dir_setting, tracked_cache_findings
+
+    if data is None:
+        doc, _ = load(layout.config, rel(root, layout.config))
+        data = doc.data if doc is not None and isinstance(doc.data, dict) else None
+    return tracked_cache_findings(root, cache_dir_setting(data))

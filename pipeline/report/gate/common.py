@@ -22,6 +22,7 @@ LABEL = {
     "regression": "❌ regression",
     "new": "🆕 new",
     "no_baseline": "❔ no baseline",
+    "unverified": "⛔ unverified",
     "error": "💥 error",
     "fixed": "✅ fixed",
     "still_failing": "⚠️ still failing",
@@ -29,11 +30,14 @@ LABEL = {
     "removed": "🗑️ removed",
     "unchanged": "✅ unchanged",
 }
-SHOWN = ("regression", "new", "no_baseline", "error", "fixed", "still_failing", "removed")
+SHOWN = (
+    "regression", "new", "no_baseline", "unverified", "error", "fixed", "still_failing", "removed",
+)  # fmt: skip
 TEXT_COLOUR = {
     "regression": "red",
     "new": "cyan",
     "no_baseline": "yellow",
+    "unverified": "red",
     "error": "magenta",
     "fixed": "green",
     "still_failing": "yellow",
@@ -75,10 +79,18 @@ def _usage(run: EvalRun | None) -> dict[str, Any] | None:
 
 
 def headline(result: GateResult) -> str:
-    """The verdict line: first in every format."""
+    """The verdict line: first in every format. Unverified cases that the repository allows are
+    named in it whatever the verdict: nobody should miss that they were let through."""
+    unverified = len(result.unverified)
+    allowed = (
+        f"{plural(unverified, 'unverified case')} allowed by gate.allow_unverified"
+        if unverified and result.allow_unverified
+        else ""
+    )
+    tail = f"; {allowed}" if allowed else ""
     errors = result.validation_errors
     if errors:
-        return f"❌ knowngood: HEAD does not validate ({plural(len(errors), 'error')})"
+        return f"❌ knowngood: HEAD does not validate ({plural(len(errors), 'error')}){tail}"
     blocking: list[str] = []
     for name, agent in result.agents.items():
         rows = agent.rows
@@ -89,21 +101,35 @@ def headline(result: GateResult) -> str:
                 "failing case without a base result",
                 sum(r.comparison == "no_baseline" and r.blocking for r in rows),
             ),
+            ("unverified case", sum(r.comparison == "unverified" and r.blocking for r in rows)),
         ):
             if n:
                 blocking.append(f"{plural(n, what)} in {name}")
+    if result.verdict == "incomplete":
+        return f"💥 knowngood: could not complete — {result.incomplete[0]}{tail}"
     if blocking:
-        return "❌ knowngood: " + "; ".join(blocking)
-    if result.incomplete:
-        return f"💥 knowngood: could not complete — {result.incomplete[0]}"
+        return "❌ knowngood: " + "; ".join(blocking) + tail
     if not result.agents:
         return "✅ knowngood: no agent affected — nothing to evaluate"
     c = result.counts()
     extra = f", {c['fixed']} fixed" if c["fixed"] else ""
+    verdict = (
+        f"⚠️ knowngood: {allowed}, no regressions" if allowed else "✅ knowngood: no regressions"
+    )
     return (
-        f"✅ knowngood: no regressions{extra} — {plural(len(result.agents), 'agent')}, "
+        f"{verdict}{extra} — {plural(len(result.agents), 'agent')}, "
         f"{plural(len(result.rows), 'case')}, {money(cost(result)['spent_usd'])}"
     )
+
+
+def revision(side: Side) -> tuple[str | None, str]:
+    """How to name a side: the name it was given when that says more than its commit (a branch,
+    a tag), never ``HEAD`` or the SHA itself; and the short SHA."""
+    short, rev = side.commit[:10], side.rev
+    relative = rev.upper().startswith("HEAD") or rev.startswith("@")
+    if relative or (len(rev) >= 4 and side.commit.startswith(rev.lower())):
+        return None, short
+    return rev, short
 
 
 def money(usd: float) -> str:

@@ -20,6 +20,8 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "base": _side(result.base),
         "head": _side(result.head),
         "requested_base": result.requested_base,
+        "allow_unverified": result.allow_unverified,
+        "opt_out": result.opt_out,
         "validation": {
             "ok": not result.validation_errors,
             "errors": len(result.validation_errors),

@@ -15,11 +15,12 @@ from pipeline.report.gate.common import (
     headline,
     money,
     plural,
+    revision,
     source,
 )
 
 if TYPE_CHECKING:
-    from pipeline.gate import AgentGate, CaseDiff, GateResult
+    from pipeline.gate import AgentGate, CaseDiff, GateResult, Side
 
 
 def _cell(value: str, limit: int = 300) -> str:
@@ -72,9 +73,14 @@ def _tokens(usage: dict[str, Any] | None) -> str:
     )
 
 
+def _revision(side: Side) -> str:
+    name, short = revision(side)
+    return f"{_code(name)} {short}" if name else short
+
+
 def _header(result: GateResult) -> list[str]:
     b, h, spent = result.base, result.head, cost(result)
-    line = f"**base** {_code(b.rev)} {b.commit[:10]} ({source(b)}) → **head** {_code(h.rev)} {h.commit[:10]}"
+    line = f"**base** {_revision(b)} ({source(b)}) → **head** {_revision(h)}"
     if result.head.run is not None:
         line += (
             f" · {plural(len(result.agents), 'agent')} · {plural(len(result.rows), 'case')}"
@@ -90,6 +96,16 @@ def _header(result: GateResult) -> list[str]:
         ]
         out += [f"> {_code(x, 200)}" for x in b.reason.splitlines()[1:6] if x.strip()]
         out.append("")
+    out += _unverified(result)
+    if result.opt_out:
+        out += [
+            "> [!NOTE]",
+            "> **This change opts out of automatic revert** (`knowngood: no-auto-revert` in "
+            f"{_cell(result.opt_out, 200)}): if its release fails the post-deploy check, knowngood "
+            "restores the last known good release and does not revert the merge. A maintainer's "
+            "`knowngood revert` or `/revert` still works.",
+            "",
+        ]
     for reason in result.incomplete:
         out.append(f"> 💥 {_cell(reason, 500)}")
     for notice in result.notices:
@@ -97,6 +113,30 @@ def _header(result: GateResult) -> list[str]:
     if result.incomplete or result.notices:
         out.append("")
     return out
+
+
+def _unverified(result: GateResult) -> list[str]:
+    n = len(result.unverified)
+    if not n:
+        return []
+    what = (
+        "the base evaluated them and this head did not (a provider skipped for a missing key, "
+        "or renamed or dropped from the agent's chain), so nothing shows this change keeps them"
+    )
+    if result.allow_unverified:
+        return [
+            "> [!CAUTION]",
+            f"> **{plural(n, 'unverified case')} allowed** by `gate.allow_unverified` in the "
+            f"base branch's knowngood.yaml: {what}.",
+            "",
+        ]
+    return [
+        "> [!WARNING]",
+        f"> **{plural(n, 'unverified case')} {'blocks' if n == 1 else 'block'} this change**: "
+        f"{what}. Run the gate where the provider's key is set, or allow unverified cases "
+        "with `gate: {allow_unverified: true}` in knowngood.yaml (read from the base branch).",
+        "",
+    ]
 
 
 def _findings(result: GateResult) -> list[str]:

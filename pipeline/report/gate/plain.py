@@ -8,7 +8,16 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from pipeline.report.gate.common import SHOWN, TEXT_COLOUR, cost, headline, money, plural, source
+from pipeline.report.gate.common import (
+    SHOWN,
+    TEXT_COLOUR,
+    cost,
+    headline,
+    money,
+    plural,
+    revision,
+    source,
+)
 
 if TYPE_CHECKING:
     from pipeline.gate import CaseDiff, GateResult
@@ -16,9 +25,11 @@ if TYPE_CHECKING:
 
 def text(result: GateResult, *, verbose: bool = False) -> str:
     b, h = result.base, result.head
+    (base_name, base_sha), (head_name, head_sha) = revision(b), revision(h)
     lines = [
         click.style("knowngood gate", bold=True)
-        + f": base {b.rev} ({b.commit[:10]}, {source(b)}) -> head {h.rev} ({h.commit[:10]})"
+        + f": base {base_name + ' ' if base_name else ''}({base_sha}, {source(b)}) -> head "
+        + (f"{head_name} ({head_sha})" if head_name else head_sha)
     ]
     for f in result.findings:
         lines.append(("  " if f.severity == "error" else "  warning: ") + f.render())
@@ -40,6 +51,18 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
                 quiet[r.comparison] = quiet.get(r.comparison, 0) + 1
         if quiet:
             lines.append("  " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in quiet.items()))
+    unverified = result.unverified
+    if unverified and not result.allow_unverified:
+        lines.append(
+            click.style(
+                f"unverified: {plural(len(unverified), 'case')} evaluated on base "
+                "were not evaluated on head; set the provider's key and run again, or allow "
+                "unverified cases with gate.allow_unverified in knowngood.yaml",
+                fg="red",
+            )
+        )
+    if result.opt_out:
+        lines.append(f"revert: this change opts out of automatic revert ({result.opt_out})")
     for notice in result.notices:
         lines.append(click.style(f"notice: {notice}", fg="yellow"))
     for reason in result.incomplete:
@@ -84,7 +107,9 @@ def junit_xml(result: GateResult) -> bytes:
     outcome: dict[str, Callable[[CaseDiff], bool]] = {
         "failures": lambda r: r.blocking,
         "errors": lambda r: r.comparison == "error",
-        "skipped": lambda r: r.comparison in ("skipped", "still_failing"),
+        "skipped": lambda r: (
+            not r.blocking and r.comparison in ("skipped", "still_failing", "unverified")
+        ),
     }
     for (agent, name), rows in groups.items():
         attrs = {"name": f"{agent}/{name}", "tests": str(len(rows))}
@@ -99,6 +124,12 @@ def junit_xml(result: GateResult) -> bytes:
                 ET.SubElement(tc, "failure", message=message[:500]).text = r.detail
             elif r.comparison == "error":
                 ET.SubElement(tc, "error", message=r.detail[:500]).text = r.detail
+            elif r.comparison == "unverified":
+                ET.SubElement(
+                    tc,
+                    "skipped",
+                    message=(f"{message} (allowed by gate.allow_unverified): {r.detail}")[:500],
+                )
             elif r.comparison in ("skipped", "still_failing"):
                 ET.SubElement(
                     tc, "skipped", message=(f"{message} (does not block): {r.detail}")[:500]

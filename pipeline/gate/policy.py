@@ -1,0 +1,72 @@
+"""What the gate takes from BASE, never from the pull request: its policy, and what it is told.
+
+The pull request controls every file of HEAD, so no setting of HEAD may loosen its own check:
+``gate.allow_unverified`` and the records branch (whose results stand in for BASE) are read from
+BASE's knowngood.yaml; a change to them takes effect once it is merged. The opt-out from
+automatic revert, on the other hand, is the change's own statement: it is shown, so reviewers see
+it before they merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.git import Git
+from pipeline.repo import CONFIG_FILE
+
+DEFAULT_RECORDS_BRANCH = "knowngood/records"
+
+
+@dataclass(frozen=True, slots=True)
+class BasePolicy:
+    records_branch: str = DEFAULT_RECORDS_BRANCH
+    allow_unverified: bool = False
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> BasePolicy:
+        records, gate = data.get("records"), data.get("gate")
+        branch = records.get("branch") if isinstance(records, Mapping) else None
+        allow = gate.get("allow_unverified") if isinstance(gate, Mapping) else None
+        return cls(
+            records_branch=branch if isinstance(branch, str) and branch else DEFAULT_RECORDS_BRANCH,
+            allow_unverified=allow is True,
+        )
+
+
+def base_policy(git: Git, commit: str) -> BasePolicy:
+    """The policy in ``commit``'s knowngood.yaml (``git`` runs in the knowngood root). The
+    defaults, the strictest, when it has none or it does not validate."""
+    from pipeline.loading import parse
+    from pipeline.schemas import check
+
+    blob = git.show(commit, f"./{CONFIG_FILE}")
+    if blob is None:
+        return BasePolicy()
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        return BasePolicy()
+    doc, findings = parse(text, Path(CONFIG_FILE), CONFIG_FILE)
+    if doc is None or not isinstance(doc.data, dict):
+        return BasePolicy()
+    if any(f.severity == "error" for f in [*findings, *check(doc, "knowngood")]):
+        return BasePolicy()
+    return BasePolicy.from_data(doc.data)
+
+
+def revert_opt_out(git: Git, base: str, head: str, pr_body: str | None) -> str | None:
+    """Where the change says ``knowngood: no-auto-revert`` (the pull request's description or a
+    commit it brings in), or None."""
+    from pipeline.revert.model import OPT_OUT_PATTERN
+
+    if pr_body and OPT_OUT_PATTERN.search(pr_body):
+        return "the pull request's description"
+    log = git.try_run("log", "-z", "--format=%H%n%B", f"{base}..{head}")
+    for entry in log.stdout.split("\0") if log.code == 0 else ():
+        sha, _, message = entry.strip("\n").partition("\n")
+        if OPT_OUT_PATTERN.search(message):
+            return f"the message of commit {sha[:10]}"
+    return None

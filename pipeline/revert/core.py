@@ -282,6 +282,7 @@ class _Run:
             event = report.event(
                 self.info, self.request, outcome, agent=agent, env=env, where=self.where
             )
-            told = notify(self.settings, event, github=self.github, commit=self.sha)
+            github = self.github if self.request.pr_comment else None
+            told = notify(self.settings, event, github=github, commit=self.sha)
             outcome.notes.extend(f"notification: {e}" for e in told.errors)
         return outcome

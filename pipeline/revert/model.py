@@ -44,11 +44,13 @@ def branch_name(sha: str) -> str:
 class RevertRequest:
     """Revert the merge ``commit`` on the main branch.
 
-    ``auto``: asked by a failed post-deploy check (the opt-out marker applies). ``push`` (default)
-    pushes the revert to the main branch; ``pull_request=True`` (or ``push=False``) always opens a
-    pull request instead. ``agent``/``env``/``incident`` go into the revert record (default: the
-    agents the merge touched, the last configured environment, none). ``notify=False`` leaves the
-    webhook and the PR comment to the caller.
+    ``auto``: asked by a failed post-deploy check (the opt-out marker applies to it and to
+    nothing else). ``push`` (default) pushes the revert to the main branch; ``pull_request=True``
+    (or ``push=False``) always opens a pull request instead. ``agent``/``env``/``incident`` go
+    into the revert record (default: the agents the merge touched, the last configured
+    environment, none). ``notify=False`` leaves the webhook and the PR comment to the caller;
+    ``pr_comment=False`` notifies the webhook only (``/revert`` replies on the pull request itself,
+    so that a command gets one comment back).
     """
 
     commit: str
@@ -61,6 +63,7 @@ class RevertRequest:
     env: str | None = None
     incident: str | None = None
     notify: bool = True
+    pr_comment: bool = True
 
     @property
     def via_pull_request(self) -> bool:

@@ -447,7 +447,10 @@ def test_pull_request_when_asked(w: World, gh: FakeGitHub, client: GitHubClient)
     branch = branch_name(merge)
     assert outcome.branch == branch and branch in w.remote_branches()
     assert w.message(f"refs/heads/{branch}").startswith('Revert "Merge pull request #1')
-    assert outcome.revert_commit == git(w.bare, "rev-parse", branch).strip()
+    # The revert is on the branch, not on main: revert_commit only ever names a commit on main.
+    assert outcome.branch_commit == git(w.bare, "rev-parse", branch).strip()
+    assert outcome.revert_commit is None and w.records()[0]["revert_commit"] is None
+    assert w.records()[0]["details"]["branch_commit"] == outcome.branch_commit
     [pr] = [p for p in gh.pulls.values() if p["head"]["ref"] == branch]
     assert pr_marker(merge) in pr["body"] and not pr["draft"]
     assert outcome.pr_url == pr["html_url"]
@@ -559,6 +562,7 @@ def test_conflict_with_github_opens_a_draft_pull_request(
     assert outcome.revert_commit is None and outcome.conflicts == ["agents/bot/prompts/system.md"]
     assert w.main() == tip and snapshot(w.user) == before
     branch = branch_name(merge)
+    assert outcome.branch_commit == git(w.bare, "rev-parse", branch).strip()
     # The branch holds one empty commit on main: nothing conflicted is ever committed.
     assert git(w.bare, "rev-parse", f"{branch}^").strip() == tip
     assert git(w.bare, "diff", "--name-only", tip, branch) == ""

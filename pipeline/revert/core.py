@@ -255,8 +255,8 @@ class _Run:
         return self.outcome(
             "pull_request",
             f"opened {pr.html_url} to revert {self.info.short} ({self.info.subject}): {why}",
-            revert_commit=None if conflicts else commit,
             branch=branch,
+            branch_commit=commit,
             pr_url=pr.html_url,
             conflicts=list(conflicts),
         )

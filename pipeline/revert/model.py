@@ -75,16 +75,18 @@ class RevertOutcome:
     """How a revert ended.
 
     ``reverted``: ``revert_commit`` is on the remote's main branch. ``pull_request``: ``pr_url``
-    is open from ``branch`` (asked for, the push was refused, or the revert conflicts:
-    ``conflicts`` then lists the files and ``revert_commit`` is None). ``skipped``: the safeguard
+    is open from ``branch``, whose tip ``branch_commit`` is the revert (asked for, or the push was
+    refused) or, when the revert conflicts, an empty placeholder (``conflicts`` lists the files);
+    ``revert_commit`` stays None until someone merges it. ``skipped``: the safeguard
     named by ``safeguard`` stopped it; nothing changed. ``failed``: it could not be done and
     nothing was left behind; ``message`` says why and what to do.
     """
 
     status: Status
     commit: str
-    revert_commit: str | None = None
+    revert_commit: str | None = None  # only ever a commit on the main branch
     branch: str | None = None
+    branch_commit: str | None = None
     pr_url: str | None = None
     message: str = ""
     safeguard: str | None = None
@@ -107,6 +109,7 @@ class RevertOutcome:
             "commit": self.commit,
             "revert_commit": self.revert_commit,
             "branch": self.branch,
+            "branch_commit": self.branch_commit,
             "pr_url": self.pr_url,
             "message": self.message,
             "safeguard": self.safeguard,

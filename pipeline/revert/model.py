@@ -15,7 +15,7 @@ MAIN_BRANCH = "main-branch"  # only merges on the main branch (first-parent hist
 REVERT_OF_REVERT = "revert-of-revert"  # never a revert of a revert
 ALREADY_REVERTED = "already-reverted"  # never the same merge twice (main, open PRs)
 DAILY_LIMIT = "daily-limit"  # revert.max_per_day in 24 hours
-OPT_OUT = "opt-out"  # `knowngood: no-auto-revert` in the merge (auto mode only)
+OPT_OUT = "opt-out"  # `knowngood: no-auto-revert` in the merge (automatic reverts only)
 SAFEGUARDS = (MAIN_BRANCH, REVERT_OF_REVERT, ALREADY_REVERTED, DAILY_LIMIT, OPT_OUT)
 
 TRAILER = "Knowngood-Revert"
@@ -129,6 +129,7 @@ class MergeInfo:
     parents: tuple[str, ...]
     brought: tuple[str, ...]  # messages of the non-merge commits a merge brought in
     paths: tuple[str, ...]  # files changed against the first parent
+    brought_commits: tuple[str, ...] = ()  # those commits (same order as ``brought``)
 
     @property
     def short(self) -> str:
@@ -141,7 +142,7 @@ class MergeInfo:
 
 def revert_message(info: MergeInfo, reason: str, failing_cases: list[str]) -> str:
     """``Revert "<subject>"``, git's ``This reverts commit <sha>.``, why, the failing cases and
-    the ``Knowngood-Revert`` trailer (the daily limit counts it)."""
+    the ``Knowngood-Revert`` trailer (the daily limit counts the commit, as it undoes <sha>)."""
     parts = [f'Revert "{info.subject}"', f"{reverts_phrase(info.sha)}."]
     if reason.strip():
         parts.append(reason.strip())

@@ -317,9 +317,11 @@ class FakeGitHub:
         head_sha: str = "a" * 40,
         base_sha: str = "b" * 40,
         user: str = "octocat",
+        head_owner: str | None = None,
     ) -> dict[str, Any]:
+        """An open pull request; ``head_owner`` makes it come from that owner's fork."""
         with self._lock:
-            pr = self._pull(number, title, head, base, body, head_sha, base_sha, user)
+            pr = self._pull(number, title, head, base, body, head_sha, base_sha, user, head_owner)
             self.pulls[number] = pr
             self.issues.add(number)
             return pr
@@ -408,12 +410,18 @@ class FakeGitHub:
         head_sha: str,
         base_sha: str,
         user: str,
+        head_owner: str | None = None,
     ) -> dict[str, Any]:
-        owner = self.repository.split("/")[0]
+        owner, repo_name = self.repository.split("/")
         repo = {"full_name": self.repository, "id": self.repo_id}
 
         def ref(name: str, sha: str) -> dict[str, Any]:
             return {"label": f"{owner}:{name}", "ref": name, "sha": sha, "repo": repo}
+
+        head_ref = ref(head, head_sha)
+        if head_owner is not None and head_owner != owner:
+            fork = {"full_name": f"{head_owner}/{repo_name}", "id": self.repo_id + 1}
+            head_ref.update(label=f"{head_owner}:{head}", repo=fork)
 
         return {
             "url": f"{self.url}/repos/{self.repository}/pulls/{number}",
@@ -434,7 +442,7 @@ class FakeGitHub:
             "merge_commit_sha": None,
             "draft": False,
             "merged": False,
-            "head": ref(head, head_sha),
+            "head": head_ref,
             "base": ref(base, base_sha),
             "author_association": "MEMBER",
         }

@@ -143,6 +143,39 @@ def test_with_a_personal_token_only_its_own_comments_count():
         assert gh.count("GET", "/user") == 1  # identity looked up once per client
 
 
+def test_without_get_user_another_bots_comment_with_the_marker_is_not_ours(
+    gh: FakeGitHub, client: GitHubClient
+):
+    """The workflow token cannot read GET /user: only github-actions[bot]'s comment is ours, not
+    any Bot's that carries the marker (another app quoting it, say)."""
+    other = gh.add_comment(
+        PR, f"{GATE_MARKER}\nquoted by another app", login="quote-bot[bot]", user_type="Bot"
+    )
+    result = client.upsert_comment(PR, "verdict")
+    assert result.action == "created" and result.comment.user_login == "github-actions[bot]"
+    assert other["body"] == f"{GATE_MARKER}\nquoted by another app"
+    assert client.upsert_comment(PR, "verdict 2").comment.id == result.comment.id
+    assert [r.path for r in gh.requests if r.method == "PATCH"] == [
+        f"/repos/{gh.repository}/issues/comments/{result.comment.id}"
+    ]
+
+
+def test_a_github_app_token_names_the_login_it_posts_as():
+    """A GitHub App's installation token cannot read GET /user either; KNOWNGOOD_GITHUB_LOGIN
+    says which bot it posts as, and only that bot's comment is updated."""
+    with FakeGitHub(login="knowngood-app[bot]") as gh:
+        gh.add_pull(PR)
+        workflow = gh.add_comment(
+            PR, f"{GATE_MARKER}\nold", login="github-actions[bot]", user_type="Bot"
+        )
+        env = {**gh.env(), "KNOWNGOOD_GITHUB_LOGIN": "knowngood-app[bot]"}
+        first = GitHubClient.from_env(env).upsert_comment(PR, "mine")
+        assert first.action == "created" and workflow["body"] == f"{GATE_MARKER}\nold"
+        again = GitHubClient.from_env(env).upsert_comment(PR, "mine, updated")
+        assert again.action == "updated" and again.comment.id == first.comment.id
+        assert gh.count("GET", "/user") == 0  # the login was given: no need to ask
+
+
 def test_other_markers_are_kept_apart(gh: FakeGitHub, client: GitHubClient):
     client.upsert_comment(PR, "gate")
     client.upsert_comment(PR, "revert notice", marker("revert"))
@@ -457,6 +490,10 @@ def test_the_merged_pull_request_of_a_commit(gh: FakeGitHub, client: GitHubClien
     sha = "f" * 40
     assert client.merged_pull_request_for_commit(sha) is None
     gh.merge(PR, sha)
+    # A client asks once per commit (a command run is one client): a new run sees the merge.
+    assert client.merged_pull_request_for_commit(sha) is None
+    assert gh.count("GET", f"/commits/{sha}/pulls") == 1
+    client = GitHubClient(gh.token, gh.repository, api_url=gh.url)
     merged = client.merged_pull_request_for_commit(sha)
     assert merged is not None and merged.number == PR and merged.merged
     assert merged.merge_commit_sha == sha

@@ -88,6 +88,42 @@ class World:
         git(self.dev, "push", "-q", "origin", "main", branch)
         return git(self.dev, "rev-parse", "HEAD").strip()
 
+    def merge_branch(
+        self, branch: str, commits: list[tuple[dict[str, str], str]], message: str
+    ) -> str:
+        """A branch of several commits (files, message) merged with ``message``; pushed."""
+        self._sync()
+        git(self.dev, "switch", "-q", "-c", branch, "main")
+        for files, text in commits:
+            self._write(files)
+            commit_all(self.dev, text)
+        git(self.dev, "switch", "-q", "main")
+        git(self.dev, "merge", "--no-ff", "-q", "-m", message, branch)
+        git(self.dev, "push", "-q", "origin", "main", branch)
+        return git(self.dev, "rev-parse", "HEAD").strip()
+
+    def git_revert(self, sha: str, *, message: str | None = None) -> str:
+        """A revert made by hand with ``git revert`` on main (``message`` replaces git's)."""
+        self._sync()
+        mainline = ["-m", "1"] if len(git(self.dev, "rev-parse", f"{sha}^@").split()) > 1 else []
+        git(self.dev, "revert", "--no-edit", *mainline, sha)
+        if message is not None:
+            git(self.dev, "commit", "-q", "--amend", "-m", message)
+        git(self.dev, "push", "-q", "origin", "main")
+        return git(self.dev, "rev-parse", "HEAD").strip()
+
+    def revert_branch(self, branch: str, shas: list[str], message: str) -> str:
+        """GitHub's Revert button: a branch of ``git revert [-m 1]`` commits, merged; pushed."""
+        self._sync()
+        git(self.dev, "switch", "-q", "-c", branch, "main")
+        for sha in shas:
+            parents = git(self.dev, "rev-parse", f"{sha}^@").split()
+            git(self.dev, "revert", "--no-edit", *(["-m", "1"] if len(parents) > 1 else []), sha)
+        git(self.dev, "switch", "-q", "main")
+        git(self.dev, "merge", "--no-ff", "-q", "-m", message, branch)
+        git(self.dev, "push", "-q", "origin", "main", branch)
+        return git(self.dev, "rev-parse", "HEAD").strip()
+
     def commit(self, files: dict[str, str], message: str) -> str:
         """A squash merge (or a direct commit): one parent."""
         self._sync()
@@ -307,28 +343,150 @@ def test_revert_of_a_revert_is_refused(w: World, capsys: pytest.CaptureFixture[s
     revert = w.main()
     outcome = run(w, revert)
     assert (outcome.status, outcome.safeguard) == ("skipped", REVERT_OF_REVERT)
-    # A revert made by hand with git (and merged through a pull request) is one too.
-    w._sync()
-    hand = w.commit({}, f'Revert "something"\n\nThis reverts commit {"1" * 40}.')
+    assert f"undoes {merge[:12]}" in outcome.message
+    # A revert made by hand with git on main is one too.
+    other = w.merge({"agents/other/prompts/system.md": "Changed.\n"})
+    hand = w.git_revert(other)
     assert run(w, hand).safeguard == REVERT_OF_REVERT
     capsys.readouterr()
     assert cli(hand, "--repo", str(w.user)) == 1
     assert "is itself a revert" in capsys.readouterr().err
-    w2 = w.merge({"a.txt": "a\n"}, title='Revert "Tweak the bot"')
-    assert run(w, w2).safeguard == REVERT_OF_REVERT  # every commit it brought in is a revert
+    # GitHub's Revert button: a branch with `git revert -m 1`, merged with a merge commit.
+    third = w.merge({"agents/bot/agent.yaml": "name: bot\n# 3\n"})
+    button = w.revert_branch(
+        "revert-3-feature-3", [third], "Merge pull request #4 from octo-org/revert-3-feature-3"
+    )
+    assert run(w, button).safeguard == REVERT_OF_REVERT
+    # A branch that reverts two merges: every commit it brought in undoes one.
+    fourth = w.merge({"agents/bot/agent.yaml": "name: bot\n# 4\n"})
+    fifth = w.merge({"agents/other/agent.yaml": "name: other\n"})
+    both = w.revert_branch(
+        "undo-two", [fifth, fourth], "Merge pull request #7 from octo-org/undo-two"
+    )
+    outcome = run(w, both)
+    assert outcome.safeguard == REVERT_OF_REVERT and "every commit it brought in" in outcome.message
+
+
+@pytest.mark.parametrize("plumbing", [True, False], ids=["merge-tree", "worktree"])
+def test_a_revert_is_recognised_by_its_trees_after_main_moved_on(
+    w: World, monkeypatch: pytest.MonkeyPatch, plumbing: bool
+) -> None:
+    """git revert on a main where the same file changed elsewhere since: a three-way revert,
+    whose file is neither the merge's old nor its new version, is still recognised (with
+    ``git merge-tree``, and with the worktree that stands in for it before git 2.38)."""
+    monkeypatch.setattr(gitops, "merge_tree_available", lambda git: plumbing)
+    lines = [f"line {i}\n" for i in range(12)]
+    w.commit({"agents/bot/prompts/system.md": "".join(lines)}, "A longer prompt")
+    merge = w.merge({"agents/bot/prompts/system.md": "".join(["rude\n", *lines[1:]])})
+    w.commit({"agents/bot/prompts/system.md": "".join(["rude\n", *lines[1:11], "end\n"])}, "End")
+    hand = w.git_revert(merge)
+    assert w.file("agents/bot/prompts/system.md") == "".join([*lines[:11], "end\n"])
+    outcome = run(w, hand)
+    assert outcome.safeguard == REVERT_OF_REVERT and merge[:12] in outcome.message
+    # Re-applied later: the merge itself still counts as reverted once, by that revert.
+    w.commit({"agents/bot/prompts/system.md": "".join(["rude\n", *lines[1:11], "end\n"])}, "Again")
+    again = run(w, merge)
+    assert (again.status, again.safeguard) == ("skipped", ALREADY_REVERTED)
+    assert hand[:12] in again.message
+
+
+def test_a_revert_that_does_not_say_so_still_counts(w: World) -> None:
+    """Never the same merge twice, whatever the revert's message: its trees show it."""
+    merge = w.merge({"agents/bot/prompts/system.md": "Be rude.\n"}, title="Make the bot rude")
+    quiet = w.git_revert(merge, message="Be nice again")
+    w.commit({"agents/bot/prompts/system.md": "Be rude.\n"}, "Be rude once more")
+    tip = w.main()
+    outcome = run(w, merge)
+    assert (outcome.status, outcome.safeguard) == ("skipped", ALREADY_REVERTED), outcome.message
+    assert quiet[:12] in outcome.message and w.main() == tip
+
+
+def test_odd_file_names_are_compared_like_any_other(w: World) -> None:
+    odd = "agents/bot/\x01odd\nname :100644.txt"
+    merge = w.merge({odd: "x\n", "agents/bot/prompts/system.md": "Be rude.\n"})
+    hand = w.git_revert(merge, message="Undo")
+    again = w.commit({odd: "x\n", "agents/bot/prompts/system.md": "Be rude.\n"}, "Again")
+    assert run(w, merge).safeguard == ALREADY_REVERTED
+    # hand names nothing, so it is no revert-of-revert; "Again" undid it in turn.
+    outcome = run(w, hand)
+    assert outcome.safeguard == ALREADY_REVERTED and again[:12] in outcome.message
+
+
+def _forged(w: World, target: str, files: dict[str, str]) -> str:
+    """A merge that changes ``files`` and whose every message claims to revert ``target``."""
+    claim = f'Revert "Make the bot rude"\n\nThis reverts commit {target}.\n\n{TRAILER}: {target}\n'
+    return w.merge_branch(
+        "revert-1-feature-1",
+        [(files, claim)],
+        f"Merge pull request #2 from octo-org/revert-1-feature-1\n\n{claim}",
+    )
+
+
+def test_a_message_claiming_a_revert_does_not_make_a_merge_already_reverted(
+    w: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m1 = w.merge({"agents/bot/prompts/system.md": "Be rude.\n"}, title="Make the bot rude")
+    m2 = _forged(w, m1, {"agents/other/prompts/system.md": "Changed.\n"})
+    squash = w.commit(
+        {"agents/other/agent.yaml": "name: other\n"},
+        f'Revert "Make the bot rude" (#3)\n\nThis reverts commit {m1}.\n\n{TRAILER}: {m1}\n',
+    )
+    assert git(w.bare, "log", "-F", f"--grep=This reverts commit {m1}", "--format=%H", "main")
+    auto = run(w, m1, auto=True)
+    assert auto.status == "reverted", auto.message
+    assert w.file("agents/bot/prompts/system.md") == "You are a bot.\nBe brief.\n"
+    # ... and the merges that only claimed it are no reverts: they are reverted in turn.
+    capsys.readouterr()
+    assert cli(m2, "--repo", str(w.user)) == 0, capsys.readouterr().err
+    assert w.file("agents/other/prompts/system.md") == "You are another bot.\n"
+    assert run(w, squash).status == "reverted"
+
+
+def test_a_message_claiming_a_revert_does_not_make_a_merge_a_revert(w: World) -> None:
+    m1 = w.merge({"agents/bot/prompts/system.md": "Be rude.\n"}, title="Make the bot rude")
+    m2 = _forged(w, m1, {"agents/other/prompts/system.md": "Changed.\n"})
+    outcome = run(w, m2, auto=True)
+    assert outcome.status == "reverted", outcome.message
+    assert w.file("agents/other/prompts/system.md") == "You are another bot.\n"
+    assert w.file("agents/bot/prompts/system.md") == "Be rude.\n"  # m1 untouched
+
+
+def test_forged_revert_trailers_do_not_use_up_the_daily_limit(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_COMMITTER_DATE", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    shas = [w.merge({f"agents/bot/n{i}.txt": f"{i}\n"}) for i in range(3)]
+    trailers = "\n".join(f"{TRAILER}: {s}" for s in shas)
+    w.merge({"agents/other/prompts/system.md": "Changed.\n"}, body=trailers)  # claims 3 reverts
+    bad = w.merge({"agents/bot/prompts/system.md": "Be rude.\n"})
+    outcome = run(w, bad, auto=True, config=settings(max_per_day=3))
+    assert outcome.status == "reverted", outcome.message
+    # Real knowngood reverts still count: three made, the fourth is stopped.
+    assert run(w, shas[0], records=False).status == "reverted"
+    assert run(w, shas[1], records=False).status == "reverted"
+    over = run(w, shas[2], records=False, config=settings(max_per_day=3))
+    assert over.safeguard == DAILY_LIMIT, over.message
 
 
 def test_open_revert_pull_request_counts_as_reverted(
     w: World, gh: FakeGitHub, client: GitHubClient
 ) -> None:
     merge = w.merge({"agents/bot/prompts/system.md": "x\n"})
-    gh.add_pull(9, head="someone/revert", title="Undo it", body=f"{pr_marker(merge)}\nplease")
+    branch = branch_name(merge)
+    claim = f"{pr_marker(merge)}\nThis reverts commit {merge}."
+    # A pull request's words prove nothing: from a fork, or from another branch, it does not count.
+    gh.add_pull(8, head=branch, head_owner="mallory", title="Revert", body=claim)
+    gh.add_pull(9, head="someone/revert", title="Undo it", body=claim)
+    gh.add_pull(10, head=branch, title="Revert it by hand")
     outcome = run(w, merge, github=client)
     assert (outcome.status, outcome.safeguard) == ("skipped", ALREADY_REVERTED)
-    assert "/pull/9" in outcome.message
+    assert "/pull/10" in outcome.message
     assert w.revert_commits() == []
+    # GitHub is asked for that one branch, not for every open pull request.
+    [listed] = [r for r in gh.requests if r.method == "GET" and r.path.endswith("/pulls")]
+    assert listed.query["head"] == f"octo-org:{branch}" and listed.query["base"] == "main"
     # Closed, it no longer counts.
-    gh.pulls[9]["state"] = "closed"
+    gh.pulls[10]["state"] = "closed"
     assert run(w, merge, github=client).status == "reverted"
 
 
@@ -382,8 +540,8 @@ def test_opt_out_marker_stops_auto_but_not_a_person(w: World) -> None:
     assert "no-auto-revert" in auto.message
     assert auto.exit_code(auto=True) == 0
     assert w.revert_commits() == []
-    manual = run(w, merge)
-    assert manual.status == "reverted"
+    assert cli(merge, "--repo", str(w.user)) == 0  # `knowngood revert`: a person asks for it
+    assert len(w.revert_commits()) == 1
 
 
 def test_opt_out_in_the_pull_request_description(
@@ -447,7 +605,10 @@ def test_pull_request_when_asked(w: World, gh: FakeGitHub, client: GitHubClient)
     branch = branch_name(merge)
     assert outcome.branch == branch and branch in w.remote_branches()
     assert w.message(f"refs/heads/{branch}").startswith('Revert "Merge pull request #1')
-    assert outcome.revert_commit == git(w.bare, "rev-parse", branch).strip()
+    # The revert is on the branch, not on main: revert_commit only ever names a commit on main.
+    assert outcome.branch_commit == git(w.bare, "rev-parse", branch).strip()
+    assert outcome.revert_commit is None and w.records()[0]["revert_commit"] is None
+    assert w.records()[0]["details"]["branch_commit"] == outcome.branch_commit
     [pr] = [p for p in gh.pulls.values() if p["head"]["ref"] == branch]
     assert pr_marker(merge) in pr["body"] and not pr["draft"]
     assert outcome.pr_url == pr["html_url"]
@@ -559,6 +720,7 @@ def test_conflict_with_github_opens_a_draft_pull_request(
     assert outcome.revert_commit is None and outcome.conflicts == ["agents/bot/prompts/system.md"]
     assert w.main() == tip and snapshot(w.user) == before
     branch = branch_name(merge)
+    assert outcome.branch_commit == git(w.bare, "rev-parse", branch).strip()
     # The branch holds one empty commit on main: nothing conflicted is ever committed.
     assert git(w.bare, "rev-parse", f"{branch}^").strip() == tip
     assert git(w.bare, "diff", "--name-only", tip, branch) == ""

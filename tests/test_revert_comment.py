@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fakegithub import FakeGitHub
-from test_revert import World, git
+from test_revert import CONFIG, World, git
 
 from pipeline.cli import main
 from pipeline.revert.comment import parse
@@ -110,3 +110,46 @@ def test_other_comments_are_ignored(
     gh.add_pull(1, head="feature-1")
     assert run_comment(w, gh, monkeypatch, "Looks good to me", "OWNER") == 0
     assert gh.comments.get(1, []) == []
+
+
+def test_a_revert_comment_gets_one_reply_and_no_other_comment(
+    tmp_path: Path, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply is the one comment a /revert makes, whether it reverted or a safeguard stopped
+    it (the webhook still hears about both)."""
+    monkeypatch.setenv("KNOWNGOOD_WEBHOOK_URL", f"{gh.url}/hooks/chat")
+    w = World(tmp_path)
+    merge = w.merge({"agents/bot/prompts/system.md": "You are a bot.\nBe rude.\n"})
+    gh.add_pull(1, head="feature-1", title="Tweak the bot")
+    gh.merge(1, merge)
+    assert run_comment(w, gh, monkeypatch, "/revert rude", "MEMBER") == 0
+    [reply] = [c["body"] for c in gh.comments[1]]
+    assert reply.startswith("@alice: reverted the merge of #1")
+    # The daily limit stops the next one: still one reply, and nothing else.
+    other = w.merge({"agents/other/prompts/system.md": "Changed.\n"})
+    gh.add_pull(2, head="feature-2", title="Tweak the other bot")
+    gh.merge(2, other)
+    w.commit({"knowngood.yaml": CONFIG.replace("max_per_day: 3", "max_per_day: 1")}, "One a day")
+    git(w.user, "pull", "-q", "--ff-only")
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(comment_event(w.tmp, 2, "/revert", "OWNER")))
+    assert main(["revert", "--from-comment", "--push"]) == 1
+    [stopped] = [c["body"] for c in gh.comments[2]]
+    assert stopped.startswith("@alice: did not revert") and "daily limit" in stopped
+    assert [h["status"] for h in gh.webhooks] == ["reverted", "skipped"]
+
+
+def test_the_opt_out_marker_does_not_stop_a_revert_comment(
+    tmp_path: Path, gh: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`knowngood: no-auto-revert` stops only the automatic revert, never a maintainer."""
+    w = World(tmp_path)
+    merge = w.merge(
+        {"agents/bot/prompts/system.md": "You are a bot.\nBe rude.\n"},
+        body="knowngood: no-auto-revert",
+    )
+    gh.add_pull(1, head="feature-1", title="Tweak the bot", body="knowngood: no-auto-revert")
+    gh.merge(1, merge)
+    assert run_comment(w, gh, monkeypatch, "/revert", "COLLABORATOR") == 0
+    assert git(w.bare, "show", "main:agents/bot/prompts/system.md") == "You are a bot.\nBe brief.\n"
+    [reply] = [c["body"] for c in gh.comments[1]]
+    assert reply.startswith("@alice: reverted the merge of #1")

@@ -124,3 +124,35 @@ def test_a_bad_merge_is_reverted_and_the_known_good_release_restored(
         == 1
     )
     assert len(github.comments[7]) == 1  # the comment is updated, not posted twice
+
+
+def test_a_revert_opened_as_a_pull_request_is_named_by_its_pull_request(
+    world: World, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main refuses the push: the notice names the pull request, never a commit that is only on
+    its branch as the "Revert commit"; and one deploy asks GitHub once for the merge's PRs."""
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    github.add_pull(7, head="french", title="Answer in French")
+    merge = world.merge("french", {PROMPT: FRENCH}, "Answer in French", number=7)
+    github.merge(7, merge)
+    world.release()
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  [ "$ref" = refs/heads/main ] && { echo "main is protected" >&2; exit 1; }\n'
+        "done\nexit 0\n"
+    )
+    hook.chmod(0o755)
+    main = world.remote_main()
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 1, out
+    revert = out["recovery"]["revert"]
+    assert revert["status"] == "pull_request" and world.remote_main() == main
+    branch = git(world.remote, "rev-parse", f"refs/heads/{revert['branch']}").strip()
+    assert revert["revert_commit"] is None and revert["branch_commit"] == branch
+    [comment] = github.comments[7]
+    assert "Revert commit" not in comment["body"] and branch[:12] not in comment["body"]
+    assert f"Pull request: {revert['pr_url']}" in comment["body"]
+    [event] = [w for w in github.webhooks if w.get("event") == "auto-revert"]
+    assert event["revert_commit"] is None and event["pull_request"] == revert["pr_url"]
+    assert github.count("GET", f"/commits/{merge}/pulls") == 1

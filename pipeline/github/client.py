@@ -15,7 +15,8 @@ Request and response shapes follow GitHub's REST reference (API version 2022-11-
   ``GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls``: the merged pull request that brought
   the commit to the default branch (or open ones, when it is not there yet)
 * the token's own account -- ``GET /user`` (403 "Resource not accessible by integration" for
-  installation tokens such as the workflow's ``GITHUB_TOKEN``)
+  installation tokens such as the workflow's ``GITHUB_TOKEN``, whose comments are authored by
+  ``github-actions[bot]``)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pipeline.github._http import DEFAULT_API_URL, GitHubError, Transport
 from pipeline.github.text import truncate_comment
 
 GATE_MARKER = "<!-- knowngood:gate -->"
+WORKFLOW_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN posts as
+LOGIN_ENV = "KNOWNGOOD_GITHUB_LOGIN"  # who another installation token (a GitHub App's) posts as
 _MARKER_NAME = re.compile(r"^[a-z0-9][a-z0-9:._/=-]*$")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -152,7 +155,10 @@ class GitHubClient:
         timeout: float = 15.0,
         max_retry_wait: float = 60.0,
         sleep: Callable[[float], None] | None = None,
+        login: str | None = None,
     ) -> None:
+        """``login``: the account this token posts as, when known (else ``GET /user`` tells,
+        or, for installation tokens that may not read it, :data:`WORKFLOW_BOT`)."""
         if not _REPOSITORY.match(repository):
             raise GitHubError(
                 f"GITHUB_REPOSITORY must be owner/name, got {repository!r}",
@@ -169,8 +175,9 @@ class GitHubClient:
             max_retry_wait=max_retry_wait,
             **kwargs,
         )
-        self._login: str | None = None
-        self._login_known = False
+        self._login: str | None = login or None
+        self._login_known = bool(login)
+        self._commit_pulls: dict[str, list[PullRequest]] = {}
 
     @classmethod
     def from_env(
@@ -180,7 +187,8 @@ class GitHubClient:
         repository: str | None = None,
         **kwargs: Any,
     ) -> GitHubClient:
-        """From ``GITHUB_TOKEN`` (or ``GH_TOKEN``), ``GITHUB_REPOSITORY`` and ``GITHUB_API_URL``."""
+        """From ``GITHUB_TOKEN`` (or ``GH_TOKEN``), ``GITHUB_REPOSITORY``, ``GITHUB_API_URL`` and
+        ``KNOWNGOOD_GITHUB_LOGIN`` (the bot a GitHub App's token posts as: ``my-app[bot]``)."""
         env = os.environ if environ is None else environ
         token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""
         if not token.strip():
@@ -190,6 +198,7 @@ class GitHubClient:
             )
         repo = repository or env.get("GITHUB_REPOSITORY") or ""
         api_url = env.get("GITHUB_API_URL") or DEFAULT_API_URL
+        kwargs.setdefault("login", (env.get(LOGIN_ENV) or "").strip() or None)
         return cls(token, repo, api_url=api_url, **kwargs)
 
     @property
@@ -209,7 +218,7 @@ class GitHubClient:
     # -- identity ------------------------------------------------------------------------------
 
     def authenticated_login(self) -> str | None:
-        """The token's own login (``GET /user``), or None when GitHub will not say.
+        """The token's own login (given, or ``GET /user``), or None when GitHub will not say.
 
         Installation tokens -- the workflow's ``GITHUB_TOKEN``, GitHub App tokens -- get 403 here;
         their comments are authored by a ``Bot`` account (``github-actions[bot]``).
@@ -251,24 +260,24 @@ class GitHubClient:
         )
         return Comment.from_api(response.data)
 
+    def comment_author(self) -> str:
+        """The login this token's comments carry: :meth:`authenticated_login`, else (an
+        installation token) :data:`WORKFLOW_BOT`."""
+        return self.authenticated_login() or WORKFLOW_BOT
+
     def find_comment(
         self, issue_number: int, marker: str = GATE_MARKER, *, author: str | None = None
     ) -> Comment | None:
         """The oldest comment carrying ``marker`` that this token wrote.
 
-        "This token" is ``author`` when given, else the login from ``GET /user``; when GitHub
-        will not tell (installation tokens), only comments by ``Bot`` accounts count, so a person
-        pasting the marker into their own comment never gets it overwritten.
+        Both must hold: the marker, and the author -- ``author`` when given, else
+        :meth:`comment_author`. A marker proves nothing by itself: a person, or another app,
+        may paste it; their comment is never taken (nor overwritten) as knowngood's.
         """
         _check_marker(marker)
-        login = author or self.authenticated_login()
+        login = author or self.comment_author()
         for comment in self.list_issue_comments(issue_number):
-            if marker not in comment.body:
-                continue
-            if login is not None:
-                if comment.user_login == login:
-                    return comment
-            elif comment.user_type == "Bot":
+            if marker in comment.body and comment.user_login == login:
                 return comment
         return None
 
@@ -372,10 +381,14 @@ class GitHubClient:
         return PullRequest.from_api(response.data)
 
     def pull_requests_for_commit(self, sha: str) -> list[PullRequest]:
-        return [
-            PullRequest.from_api(item)
-            for item in self._http.paginate(self._repo("commits", sha, "pulls"))
-        ]
+        """The pull requests GitHub associates with ``sha``, asked once per client: a command
+        that needs them twice (the opt-out safeguard, then the notification) reuses the answer."""
+        if sha not in self._commit_pulls:
+            self._commit_pulls[sha] = [
+                PullRequest.from_api(item)
+                for item in self._http.paginate(self._repo("commits", sha, "pulls"))
+            ]
+        return list(self._commit_pulls[sha])
 
     def merged_pull_request_for_commit(self, sha: str) -> PullRequest | None:
         """The merged PR whose merge (or squash/rebase) commit is ``sha``, else any merged one."""

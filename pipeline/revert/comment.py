@@ -1,7 +1,9 @@
 """`/revert [reason]` as a comment on a merged pull request (the issue_comment workflow).
 
 Only OWNER, MEMBER and COLLABORATOR comments act; anyone else gets a reply saying so. The merge
-to revert is the pull request's merge commit; the reply says what happened.
+to revert is the pull request's merge commit; the reply says what happened, and it is the only
+comment a ``/revert`` gets (the webhook is still notified). It is a maintainer's request: the
+``knowngood: no-auto-revert`` marker, which stops only automatic reverts, does not apply.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def revert_from_comment(
         reason=f"Requested by {who} with /revert on #{pr.number}: {why}",
         push=push,
         pull_request=not push,
+        pr_comment=False,  # the reply below is the one comment: no notification comment too
     )
     outcome = revert_merge(git, root, settings, request, github=github, records=records)
     reply = _reply(who, pr.number, outcome)

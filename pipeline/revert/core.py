@@ -255,8 +255,8 @@ class _Run:
         return self.outcome(
             "pull_request",
             f"opened {pr.html_url} to revert {self.info.short} ({self.info.subject}): {why}",
-            revert_commit=None if conflicts else commit,
             branch=branch,
+            branch_commit=commit,
             pr_url=pr.html_url,
             conflicts=list(conflicts),
         )
@@ -282,6 +282,7 @@ class _Run:
             event = report.event(
                 self.info, self.request, outcome, agent=agent, env=env, where=self.where
             )
-            told = notify(self.settings, event, github=self.github, commit=self.sha)
+            github = self.github if self.request.pr_comment else None
+            told = notify(self.settings, event, github=github, commit=self.sha)
             outcome.notes.extend(f"notification: {e}" for e in told.errors)
         return outcome

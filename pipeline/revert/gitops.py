@@ -126,11 +126,19 @@ def revert_tree(
 ) -> tuple[str, tuple[str, ...]]:
     """``git revert [-m 1]`` as plumbing (git >= 2.38): a three-way merge of ``base`` and the
     first parent's tree, with the reverted commit as the merge base -- what ``git revert`` does.
-    The helper commit makes ``merge-tree`` pick that base: its only parent is the reverted
-    commit, itself an ancestor of ``base``. Returns (tree, conflicting paths)."""
-    helper = commit_tree(
-        git, f"{info.parents[0]}^{{tree}}", info.sha, "knowngood: revert helper\n", ident
-    )
+    Returns (tree, conflicting paths)."""
+    return merge_onto(git, base, revert_helper(git, info.sha, info.parents[0], ident))
+
+
+def revert_helper(git: Git, sha: str, parent: str, ident: Mapping[str, str]) -> str:
+    """A commit with ``parent``'s tree whose only parent is ``sha``: merged into a commit that
+    descends from ``sha``, it makes ``merge-tree`` take ``sha`` as the merge base, so the merge
+    undoes ``sha``'s changes against ``parent``. No ref points at it."""
+    return commit_tree(git, f"{parent}^{{tree}}", sha, "knowngood: revert helper\n", ident)
+
+
+def merge_onto(git: Git, base: str, helper: str) -> tuple[str, tuple[str, ...]]:
+    """``git merge-tree --write-tree base helper``: (tree, conflicting paths)."""
     args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", base, helper]
     result = git.try_run(*args)
     if result.code not in (0, 1):

@@ -15,7 +15,7 @@ MAIN_BRANCH = "main-branch"  # only merges on the main branch (first-parent hist
 REVERT_OF_REVERT = "revert-of-revert"  # never a revert of a revert
 ALREADY_REVERTED = "already-reverted"  # never the same merge twice (main, open PRs)
 DAILY_LIMIT = "daily-limit"  # revert.max_per_day in 24 hours
-OPT_OUT = "opt-out"  # `knowngood: no-auto-revert` in the merge (auto mode only)
+OPT_OUT = "opt-out"  # `knowngood: no-auto-revert` in the merge (automatic reverts only)
 SAFEGUARDS = (MAIN_BRANCH, REVERT_OF_REVERT, ALREADY_REVERTED, DAILY_LIMIT, OPT_OUT)
 
 TRAILER = "Knowngood-Revert"
@@ -44,11 +44,13 @@ def branch_name(sha: str) -> str:
 class RevertRequest:
     """Revert the merge ``commit`` on the main branch.
 
-    ``auto``: asked by a failed post-deploy check (the opt-out marker applies). ``push`` (default)
-    pushes the revert to the main branch; ``pull_request=True`` (or ``push=False``) always opens a
-    pull request instead. ``agent``/``env``/``incident`` go into the revert record (default: the
-    agents the merge touched, the last configured environment, none). ``notify=False`` leaves the
-    webhook and the PR comment to the caller.
+    ``auto``: asked by a failed post-deploy check (the opt-out marker applies to it and to
+    nothing else). ``push`` (default) pushes the revert to the main branch; ``pull_request=True``
+    (or ``push=False``) always opens a pull request instead. ``agent``/``env``/``incident`` go
+    into the revert record (default: the agents the merge touched, the last configured
+    environment, none). ``notify=False`` leaves the webhook and the PR comment to the caller;
+    ``pr_comment=False`` notifies the webhook only (``/revert`` replies on the pull request itself,
+    so that a command gets one comment back).
     """
 
     commit: str
@@ -61,6 +63,7 @@ class RevertRequest:
     env: str | None = None
     incident: str | None = None
     notify: bool = True
+    pr_comment: bool = True
 
     @property
     def via_pull_request(self) -> bool:
@@ -72,16 +75,18 @@ class RevertOutcome:
     """How a revert ended.
 
     ``reverted``: ``revert_commit`` is on the remote's main branch. ``pull_request``: ``pr_url``
-    is open from ``branch`` (asked for, the push was refused, or the revert conflicts:
-    ``conflicts`` then lists the files and ``revert_commit`` is None). ``skipped``: the safeguard
+    is open from ``branch``, whose tip ``branch_commit`` is the revert (asked for, or the push was
+    refused) or, when the revert conflicts, an empty placeholder (``conflicts`` lists the files);
+    ``revert_commit`` stays None until someone merges it. ``skipped``: the safeguard
     named by ``safeguard`` stopped it; nothing changed. ``failed``: it could not be done and
     nothing was left behind; ``message`` says why and what to do.
     """
 
     status: Status
     commit: str
-    revert_commit: str | None = None
+    revert_commit: str | None = None  # only ever a commit on the main branch
     branch: str | None = None
+    branch_commit: str | None = None
     pr_url: str | None = None
     message: str = ""
     safeguard: str | None = None
@@ -104,6 +109,7 @@ class RevertOutcome:
             "commit": self.commit,
             "revert_commit": self.revert_commit,
             "branch": self.branch,
+            "branch_commit": self.branch_commit,
             "pr_url": self.pr_url,
             "message": self.message,
             "safeguard": self.safeguard,
@@ -123,6 +129,7 @@ class MergeInfo:
     parents: tuple[str, ...]
     brought: tuple[str, ...]  # messages of the non-merge commits a merge brought in
     paths: tuple[str, ...]  # files changed against the first parent
+    brought_commits: tuple[str, ...] = ()  # those commits (same order as ``brought``)
 
     @property
     def short(self) -> str:
@@ -135,7 +142,7 @@ class MergeInfo:
 
 def revert_message(info: MergeInfo, reason: str, failing_cases: list[str]) -> str:
     """``Revert "<subject>"``, git's ``This reverts commit <sha>.``, why, the failing cases and
-    the ``Knowngood-Revert`` trailer (the daily limit counts it)."""
+    the ``Knowngood-Revert`` trailer (the daily limit counts the commit, as it undoes <sha>)."""
     parts = [f'Revert "{info.subject}"', f"{reverts_phrase(info.sha)}."]
     if reason.strip():
         parts.append(reason.strip())

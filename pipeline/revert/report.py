@@ -53,6 +53,7 @@ def write_record(
     for key, value in (
         ("safeguard", outcome.safeguard),
         ("branch", outcome.branch),
+        ("branch_commit", outcome.branch_commit),
         ("failing_cases", list(request.failing_cases)),
         ("conflicts", list(outcome.conflicts)),
     ):
@@ -103,6 +104,7 @@ def event(
         "subject": info.subject,
         "revert_commit": outcome.revert_commit,
         "branch": outcome.branch,
+        "branch_commit": outcome.branch_commit,
         "pull_request": outcome.pr_url,
         "url": outcome.pr_url,
         "reason": request.reason,

@@ -3,12 +3,18 @@
 1. ``main-branch``: the commit is on the main branch's first-parent history (a merge, or a
    squash merge, made on main -- not a commit inside a merged branch);
 2. ``revert-of-revert``: it is not itself a revert;
-3. ``already-reverted``: no commit on main says ``This reverts commit <sha>``, and no open pull
-   request reverts it (knowngood's marker, git's phrase, or knowngood's branch name);
-4. ``opt-out`` (auto mode only): ``knowngood: no-auto-revert`` is not in the merge message, the
-   commits it brought in, or the merged pull request's description;
+3. ``already-reverted``: no later commit on main undoes it, and no open pull request from
+   knowngood's branch ``knowngood/revert-<sha12>`` in this repository reverts it;
+4. ``opt-out`` (automatic reverts only, never ``knowngood revert`` or ``/revert``):
+   ``knowngood: no-auto-revert`` is not in the merge message, the commits it brought in, or the
+   merged pull request's description;
 5. ``daily-limit``: fewer than ``revert.max_per_day`` reverts in the last 24 hours (revert
-   records that reverted or opened a pull request, and ``Knowngood-Revert`` commits on main).
+   records that reverted or opened a pull request, and ``Knowngood-Revert: <sha>`` commits on
+   main that undo ``<sha>``).
+
+What a message says is never evidence of a revert: :mod:`pipeline.revert.undo` compares trees.
+A pull request's title or body is not either: only the branch it comes from counts (only people
+who may push to the repository can create ``knowngood/revert-<sha12>`` there).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pipeline.git import Git
+from pipeline.revert import undo
 from pipeline.revert.model import (
     ALREADY_REVERTED,
     DAILY_LIMIT,
@@ -33,8 +40,6 @@ from pipeline.revert.model import (
     MergeInfo,
     RevertRequest,
     branch_name,
-    pr_marker,
-    reverts_phrase,
 )
 
 if TYPE_CHECKING:
@@ -46,8 +51,6 @@ log = logging.getLogger("knowngood.revert")
 
 Stop = tuple[str, str]  # (safeguard, why)
 
-# GitHub's "Revert" button names its branch revert-<pr number>-<branch>.
-_GITHUB_REVERT_MERGE = re.compile(r"^Merge pull request #\d+ from \S+/revert-\d+-")
 _COUNTED = ("reverted", "pull_request")
 
 
@@ -56,15 +59,26 @@ def describe(git: Git, sha: str) -> MergeInfo:
     parents = tuple(git.parents(sha))
     message = git.commit_message(sha)
     subject = message.strip().splitlines()[0] if message.strip() else sha[:12]
-    brought: tuple[str, ...] = ()
+    brought: list[tuple[str, str]] = []
     paths: tuple[str, ...] = ()
     if parents:
         if len(parents) > 1:
-            out = git.run("log", "--no-merges", "-z", "--format=%B", f"{parents[0]}..{sha}")
-            brought = tuple(m for m in out.split("\0") if m.strip())
+            out = git.run("log", "--no-merges", "-z", "--format=%H%n%B", f"{parents[0]}..{sha}")
+            for entry in out.split("\0"):
+                commit, _, text = entry.lstrip("\n").partition("\n")
+                if commit:
+                    brought.append((commit, text))
         diff = git.run("diff-tree", "--no-commit-id", "--name-only", "-r", "-z", parents[0], sha)
         paths = tuple(p for p in diff.split("\0") if p)
-    return MergeInfo(sha, subject, message, parents, brought, paths)
+    return MergeInfo(
+        sha,
+        subject,
+        message,
+        parents,
+        tuple(text for _, text in brought),
+        paths,
+        tuple(commit for commit, _ in brought),
+    )
 
 
 def check(
@@ -85,15 +99,16 @@ def check(
     its name for people (``origin/main``). GitHub errors propagate: when open pull requests
     cannot be listed, "never twice" cannot be promised, so nothing is reverted.
     """
+    trees = undo.Trees(git)
     stop = on_main(git, info, tracking, where)
     if stop is None:
-        stop = is_revert(info)
+        stop = is_revert(git, info, trees)
     if stop is None:
-        stop = already_reverted(git, info, tracking, where, settings.main_branch, github)
+        stop = already_reverted(git, info, tracking, where, settings.main_branch, github, trees)
     if stop is None and request.auto:
         stop = opted_out(info, github)
     if stop is None:
-        stop = over_daily_limit(git, settings, tracking, records, now or datetime.now(UTC))
+        stop = over_daily_limit(git, settings, tracking, records, now or datetime.now(UTC), trees)
     return stop
 
 
@@ -117,27 +132,18 @@ def on_main(git: Git, info: MergeInfo, tracking: str, where: str) -> Stop | None
     )
 
 
-def is_revert(info: MergeInfo) -> Stop | None:
-    why: str | None = None
-    if _reverting(info.message):
-        why = "its message says it reverts a commit"
-    elif _GITHUB_REVERT_MERGE.match(info.subject):
-        why = "it merges a branch made by GitHub's Revert button"
-    elif info.brought and all(_reverting(m) for m in info.brought):
-        why = "every commit it brought in is a revert"
-    if why is None:
+def is_revert(git: Git, info: MergeInfo, trees: undo.Trees | None = None) -> Stop | None:
+    reverted = undo.what_it_reverts(git, info, trees)
+    if reverted is None:
         return None
+    target = reverted.target[:12]
+    if reverted.each_brought:
+        why = f"every commit it brought in undoes the commit it names, e.g. {target}"
+    else:
+        why = f"it undoes {target}: its changes are that commit's, inverted"
     return REVERT_OF_REVERT, (
         f"{info.short} ({info.subject}) is itself a revert ({why}): knowngood never reverts a "
         "revert -- if the original change is good again, merge it again through a pull request"
-    )
-
-
-def _reverting(message: str) -> bool:
-    return (
-        message.lstrip().startswith('Revert "')
-        or "This reverts commit" in message
-        or re.search(rf"^{TRAILER}:", message, re.MULTILINE) is not None
     )
 
 
@@ -148,23 +154,20 @@ def already_reverted(
     where: str,
     main: str,
     github: GitHubClient | None,
+    trees: undo.Trees | None = None,
 ) -> Stop | None:
-    phrase = reverts_phrase(info.sha)
-    found = git.run(
-        "log", "-F", f"--grep={phrase}", "--format=%H", "-n", "1", f"{info.sha}..{tracking}"
-    ).strip()
+    found = undo.reverted_on(git, info.sha, tracking, trees)
     if found:
         return ALREADY_REVERTED, (
-            f"{info.short} is already reverted on {where} by {found[:12]}: never the same merge twice"
+            f"{info.short} is already reverted on {where} by {found[:12]} (its changes undo "
+            f"{info.short}'s): never the same merge twice"
         )
     if github is not None:
-        marker, branch = pr_marker(info.sha), branch_name(info.sha)
-        for pr in github.list_pull_requests(state="open", base=main):
-            if marker in pr.body or phrase in pr.body or pr.head_ref == branch:
-                return ALREADY_REVERTED, (
-                    f"{info.short} already has an open revert pull request: {pr.html_url} "
-                    "(merge or close it first)"
-                )
+        for pr in github.list_pull_requests(state="open", head=branch_name(info.sha), base=main):
+            return ALREADY_REVERTED, (
+                f"{info.short} already has an open revert pull request: {pr.html_url} "
+                "(merge or close it first)"
+            )
     return None
 
 
@@ -203,9 +206,10 @@ def over_daily_limit(
     tracking: str,
     records: RecordStore | None,
     now: datetime,
+    trees: undo.Trees | None = None,
 ) -> Stop | None:
     limit = max_per_day(settings)
-    reverted = reverts_since(git, tracking, records, now - timedelta(days=1))
+    reverted = reverts_since(git, tracking, records, now - timedelta(days=1), trees)
     if len(reverted) < limit:
         return None
     listed = ", ".join(sorted(s[:12] for s in reverted)) or "none"
@@ -217,9 +221,14 @@ def over_daily_limit(
 
 
 def reverts_since(
-    git: Git, tracking: str, records: RecordStore | None, since: datetime
+    git: Git,
+    tracking: str,
+    records: RecordStore | None,
+    since: datetime,
+    trees: undo.Trees | None = None,
 ) -> set[str]:
-    """Merges knowngood reverted (or opened a revert PR for) since ``since``."""
+    """Merges knowngood reverted (or opened a revert PR for) since ``since``: from the records,
+    and from the ``Knowngood-Revert: <sha>`` commits on main that undo ``<sha>``."""
     shas: set[str] = set()
     if records is not None:
         from pipeline.records import parse_time
@@ -235,11 +244,18 @@ def reverts_since(
                 shas.add(str(record["reverted"]))
     out = git.run(
         "log",
+        "-z",
         f"--since={int(since.timestamp())}",
-        f"--format=%(trailers:key={TRAILER},valueonly,separator=%x20)",
+        f"--format=%H %(trailers:key={TRAILER},valueonly,separator=%x20)",
         tracking,
     )
-    shas.update(_shas(out.split()))
+    claims: list[tuple[str, str]] = []
+    for entry in out.split("\0"):
+        if not entry.strip():
+            continue
+        commit, *words = entry.split()
+        claims.extend((commit, target) for target in _shas(words) if target not in shas)
+    shas.update(target for _, target in undo.verified(git, claims, trees))
     return shas
 
 

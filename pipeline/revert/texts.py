@@ -36,9 +36,9 @@ def manual_commands(
 
 
 def placeholder_message(info: MergeInfo, conflicts: tuple[str, ...]) -> str:
-    """The empty commit a conflicted revert's pull request carries. Its trailer makes a merge of
-    that branch count as a revert (never reverted in turn); it does not say "This reverts
-    commit", so it never counts as the revert itself."""
+    """The empty commit a conflicted revert's pull request carries. It changes nothing, so it
+    undoes nothing: neither it nor its trailer ever counts as a revert (see
+    :mod:`pipeline.revert.undo`); the revert made on the branch by hand is what counts."""
     return (
         f'Prepare the revert of "{info.subject}"\n\n'
         f"Reverting {info.sha} conflicts with later changes in: {', '.join(conflicts)}.\n"

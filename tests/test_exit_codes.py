@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import tempfile
 from pathlib import Path
 
 import pytest
+from gitutil import copy_example, git, make_remote
+from test_release import make_repo
 
 from pipeline.cli import COMMANDS, main
+from pipeline.git import git_reason
 
 SECRET = "sk-live-Zq8v3Lr0Xw2Yb7Nc5Md1"
 
@@ -88,3 +92,63 @@ def test_old_crash_logs_are_pruned(
     kept = sorted(p.name for p in logs.iterdir())
     assert len(kept) == 20
     assert "knowngood-20200101T000000Z-1.log" not in kept
+
+
+# -- usage errors that were crashes or passes -------------------------------------------------
+
+
+def test_status_and_history_outside_a_git_repository_exit_2_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = copy_example(tmp_path / "no-git", agents=("support",))
+    for args in (["status"], ["history", "support"], ["release", "--dry-run"]):
+        assert main([*args, "--repo", str(root)]) == 2, args
+        err = capsys.readouterr().err
+        assert "is not inside a git repository" in err, err
+        assert "hint:" in err and "git init" in err
+        assert "for-each-ref" not in err and "fatal:" not in err
+
+
+def test_history_of_an_unknown_agent_exits_2_naming_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_repo(tmp_path / "repo")
+    assert main(["history", "nosuch", "--repo", str(root), "--no-fetch"]) == 2
+    err = capsys.readouterr().err
+    assert "no agent named 'nosuch'" in err and "desk, shop" in err
+    # an agent that exists but has no history yet is not an error
+    assert main(["history", "shop", "--repo", str(root), "--no-fetch"]) == 0
+
+
+def test_a_dead_remote_says_what_failed_and_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bare = make_remote(tmp_path)
+    root = make_repo(tmp_path / "repo")
+    git(root, "remote", "add", "origin", str(bare))
+    git(root, "push", "-q", "origin", "main")
+    shutil.rmtree(bare)
+    assert main(["release", "--push", "--repo", str(root)]) == 3
+    err = capsys.readouterr().err
+    assert "could not list the tags of origin" in err
+    assert "does not appear to be a git repository" in err, err
+    assert "and the repository exists" not in err
+    assert "git ls-remote origin" in err  # what to do: see git's full answer
+    assert main(["status", "--repo", str(root)]) == 0  # offline: the clone's own records
+    err = capsys.readouterr().err
+    assert "could not fetch knowngood/records from origin" in err
+    assert "does not appear to be a git repository" in err and "repository exists" not in err
+
+
+def test_git_reason_picks_the_line_that_says_what_failed() -> None:
+    dead = (
+        "fatal: '/x/origin.git' does not appear to be a git repository\n"
+        "fatal: Could not read from remote repository.\n\n"
+        "Please make sure you have the correct access rights\nand the repository exists.\n"
+    )
+    assert git_reason(dead) == "'/x/origin.git' does not appear to be a git repository"
+    assert git_reason("hint: use --force\nerror: failed to push some refs to 'x'\n") == (
+        "failed to push some refs to 'x'"
+    )
+    assert git_reason("something odd\n") == "something odd"
+    assert git_reason("") == ""

@@ -27,7 +27,8 @@ def command(agent: str, limit: int, no_fetch: bool, repo: Path | None, fmt: str)
     """An agent's deployments, checks, reverts, incidents, drills and releases, newest first.
 
     Read from the records branch (fetched first) and the release tags, so any clone can
-    answer. Exit 0 whatever it shows.
+    answer. Exit 0 whatever it shows; 2 when no agent folder, release tag or record names
+    AGENT, or outside a git repository.
 
     \b
     Examples:

@@ -22,7 +22,8 @@ def command(agent: str | None, no_fetch: bool, repo: Path | None, fmt: str) -> i
     check passed), the last drill, and incidents with their recovery times.
 
     Releases are read from the tags, the rest from the records branch, fetched first (offline,
-    the clone's own copy is used and a notice says so). Exit 0 whatever it shows.
+    the clone's own copy is used and a notice says so). Exit 0 whatever it shows; 2 for an
+    unknown AGENT or outside a git repository.
 
     \b
     Examples:

@@ -3,6 +3,7 @@ were reported as crashes or passes, and messages that say what failed and what t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,11 +12,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from gitutil import copy_example, git, make_remote
-from test_release import make_repo
+from gitutil import commit_all, copy_example, git, make_remote
+from test_release import edit, make_repo
 
 from pipeline.cli import COMMANDS, main
-from pipeline.git import git_reason
+from pipeline.git import Git, git_reason
+from pipeline.release import read_manifest
 
 SECRET = "sk-live-Zq8v3Lr0Xw2Yb7Nc5Md1"
 
@@ -152,3 +154,21 @@ def test_git_reason_picks_the_line_that_says_what_failed() -> None:
     )
     assert git_reason("something odd\n") == "something odd"
     assert git_reason("") == ""
+
+
+def test_a_release_as_tag_is_labelled_release_as_not_with_the_bump_it_overrode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_repo(tmp_path / "repo")
+    assert main(["release", "--repo", str(root)]) == 0
+    edit(root, "agents/shop/prompts/system.md", "You work for", "You work well for")  # minor
+    commit_all(root, "Better prompts\n\nRelease-As: shop@2.0.0")
+    capsys.readouterr()
+    assert main(["release", "--repo", str(root), "--dry-run", "--format", "json"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)["planned"]
+    assert planned["release_as"] == "2.0.0" and planned["bump"] == "minor"
+    assert main(["release", "--repo", str(root)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "shop/v2.0.0" in x)
+    assert "(Release-As 2.0.0, the change needs minor, after shop/v0.1.0)" in line, line
+    manifest = read_manifest(Git(root), "shop/v2.0.0")
+    assert manifest["release_as"] == "2.0.0" and manifest["bump"] == "minor"

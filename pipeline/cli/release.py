@@ -100,9 +100,8 @@ def _render_text(report: ReleaseReport) -> None:
     for release in report.planned:
         if not report.dry_run and release.tag not in made:
             continue
-        how = "first release" if release.previous_tag is None else release.bump or "Release-As"
         since = f", after {release.previous_tag}" if release.previous_tag else ""
-        click.echo(f"{verb:9} {release.tag} ({how}{since}) on {release.commit[:12]}")
+        click.echo(f"{verb:9} {release.tag} ({release.label}{since}) on {release.commit[:12]}")
         for reason in release.reasons[:5]:
             click.echo(f"            {reason}")
         if len(release.reasons) > 5:

@@ -172,3 +172,32 @@ def test_a_release_as_tag_is_labelled_release_as_not_with_the_bump_it_overrode(
     assert "(Release-As 2.0.0, the change needs minor, after shop/v0.1.0)" in line, line
     manifest = read_manifest(Git(root), "shop/v2.0.0")
     assert manifest["release_as"] == "2.0.0" and manifest["bump"] == "minor"
+
+
+def _published_repo(tmp_path: Path) -> tuple[Path, Path]:
+    bare = make_remote(tmp_path)
+    root = make_repo(tmp_path / "repo")
+    git(root, "remote", "add", "origin", str(bare))
+    git(root, "push", "-q", "origin", "main")
+    return root, bare
+
+
+def test_release_checks_the_step_output_file_before_tagging_or_pushing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, bare = _published_repo(tmp_path)
+    missing = tmp_path / "runner" / "set_output_123"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(missing))
+    assert main(["release", "--push", "--repo", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "GITHUB_OUTPUT" in err and str(missing) in err and "does not exist" in err, err
+    assert "nothing was tagged or pushed" in err
+    assert git(root, "tag", "--list").strip() == ""
+    assert git(bare, "tag", "--list").strip() == ""
+
+    missing.parent.mkdir()
+    missing.write_text("")
+    assert main(["release", "--push", "--repo", str(root)]) == 0
+    outputs = missing.read_text()
+    assert re.search(r"^tags<<ghadelimiter_.*\n(desk/v0.1.0 shop/v0.1.0)\n", outputs, re.M)
+    assert git(bare, "tag", "--list").split() == ["desk/v0.1.0", "shop/v0.1.0"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 if TYPE_CHECKING:
     from pipeline.release import ReleaseReport
@@ -55,6 +55,7 @@ def command(
     from pipeline.git import Git
     from pipeline.github.workflow import check_output_file
     from pipeline.release import create_releases
+    from pipeline.source import revisions
 
     root = resolve_repo(repo)
     summary = _read_results(eval_results) if eval_results else None
@@ -69,6 +70,7 @@ def command(
         eval_summary=summary,
         eval_source=str(eval_results) if eval_results else None,
     )
+    say_read(revisions(root, ("HEAD", report.commit)))
     if not dry_run:  # in GitHub Actions: what the next steps (deploy) need
         _set_outputs(report)
     if fmt == "json":

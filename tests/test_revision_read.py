@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from fakeproviders import FakeProvider
-from gitutil import copy_example, git
-from test_deploy import KEYS
+from gitutil import commit_all, copy_example, git
+from test_deploy import AGENT, KEYS, make_world
+from test_deploy import responder as deploy_responder
 from test_gate import Project, gate
 from test_gate import responder as gate_responder
 from test_release import edit, make_repo
@@ -103,3 +104,77 @@ def test_gate_evaluates_the_commit_it_names_not_uncommitted_changes(
         "knowngood: warning: 1 uncommitted change was not read (only committed files count; "
         "commit them to include them): agents/shop/agent.yaml"
     ]
+
+
+@pytest.fixture
+def deploy_server() -> Iterator[FakeProvider]:
+    with FakeProvider(responder=deploy_responder) as srv:
+        yield srv
+
+
+def test_deploy_reads_its_settings_from_the_release_it_deploys(
+    tmp_path: Path,
+    deploy_server: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    world = make_world(tmp_path, deploy_server)  # released shop/v0.1.0
+    release_commit = head(world.repo)
+    elsewhere = tmp_path / "uncommitted-target"
+    config = world.repo / "knowngood.yaml"
+    committed = config.read_text()
+    config.write_text(committed.replace(str(world.target), str(elsewhere)))  # not committed
+    assert main(["deploy", AGENT, "--repo", str(world.repo)]) == 0
+    err = capsys.readouterr().err
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert not elsewhere.exists()
+    assert f"knowngood: read revision {release_commit[:10]} (shop/v0.1.0)" in err
+    assert warnings(err) == [
+        "knowngood: warning: 1 uncommitted change was not read (only committed files count; "
+        "commit them to include them): knowngood.yaml"
+    ]
+
+    # committed after the release: a later deploy of that release still goes where it says
+    moved = tmp_path / "moved-target"
+    config.write_text(committed.replace(str(world.target), str(moved)))
+    commit_all(world.repo, "move the deploy target")
+    assert main(["deploy", AGENT, "--repo", str(world.repo), "--env", "staging"]) == 0
+    capsys.readouterr()
+    assert (world.target / "staging" / AGENT / "current.json").is_file()
+    assert not moved.exists()
+
+
+def test_status_check_and_rollback_read_committed_settings(
+    tmp_path: Path,
+    deploy_server: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    world = make_world(tmp_path, deploy_server)
+    assert main(["deploy", AGENT, "--repo", str(world.repo)]) == 0
+    capsys.readouterr()
+    config = world.repo / "knowngood.yaml"
+    committed = config.read_text()
+    config.write_text(
+        committed.replace(
+            "environments: [staging, production]", "environments: [staging, production, moon]"
+        )
+    )
+    sha = head(world.repo)[:10]
+    assert main(["status", AGENT, "--repo", str(world.repo), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    envs = [e["env"] for e in json.loads(out)["agents"][0]["environments"]]
+    assert envs == ["staging", "production"]  # the uncommitted "moon" is not read
+    assert f"knowngood: read revision {sha} (main)" in err and len(warnings(err)) == 1
+
+    config.write_text("version: [1\n")  # an uncommitted, broken edit changes nothing either
+    for args in (["check", AGENT], ["history", AGENT], ["rollback", AGENT, "--to", "v0.1.0"]):
+        code = main([*args, "--repo", str(world.repo)])
+        err = capsys.readouterr().err
+        assert code == 0, (args, err)
+        assert f"knowngood: read revision {sha} (main)" in err
+        assert "uncommitted change was not read" in err

@@ -21,6 +21,12 @@ class NotAGitRepository(GitError):
     exit_code = EXIT_USAGE
 
 
+class UnknownRevision(GitError):
+    """A revision that names no commit here: a usage error (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
 _NOT_A_REPO = "not a git repository"
 # What git adds to every remote failure; it says nothing about this one.
 _BOILERPLATE = (
@@ -131,7 +137,16 @@ class Git:
         """Full SHA of ``rev`` (a commit); GitError naming the revision when it does not exist."""
         result = self.try_run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         if result.code != 0:
-            raise GitError(
+            if _NOT_A_REPO in result.stderr.lower():
+                raise self.not_a_repository(["rev-parse", rev], result)
+            if rev == "HEAD" and self.try_run("rev-parse", "--verify", "--quiet", "HEAD").code:
+                raise UnknownRevision(
+                    "this git repository has no commit yet",
+                    cmd=["git", "rev-parse", rev],
+                    code=result.code,
+                    hint="commit first: `git add -A && git commit -m 'knowngood init'`",
+                )
+            raise UnknownRevision(
                 f"unknown revision {rev!r}",
                 cmd=["git", "rev-parse", rev],
                 code=result.code,

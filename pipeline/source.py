@@ -88,10 +88,13 @@ def revisions(root: Path, *revs: tuple[str, str]) -> Source:
 
 def committed_settings(root: Path, rev: str = "HEAD") -> tuple[Settings, Source]:
     """knowngood.yaml as committed at ``rev`` (never the working tree's edits), and what was
-    read. A repository with no commit yet (or no git) has only its working tree."""
+    read. A repository with no commit yet has only its working tree; outside a git repository
+    this is a usage error (the commands that call this read git)."""
     git = Git(root)
+    if not git.is_repo():
+        raise git.not_a_repository(["rev-parse", rev])
     try:
-        commit = git.rev_parse(rev) if git.is_repo() else None
+        commit = git.rev_parse(rev)
     except GitError:
         if rev != "HEAD":
             raise

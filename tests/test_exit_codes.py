@@ -103,12 +103,36 @@ def test_status_and_history_outside_a_git_repository_exit_2_with_a_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = copy_example(tmp_path / "no-git", agents=("support",))
-    for args in (["status"], ["history", "support"], ["release", "--dry-run"]):
+    commands = (
+        ["status"],
+        ["history", "support"],
+        ["release", "--dry-run"],
+        ["diff", "main"],
+        ["deploy", "support"],
+        ["check", "support"],
+        ["rollback", "support"],
+        ["revert", "abc1234"],
+    )
+    for args in commands:
         assert main([*args, "--repo", str(root)]) == 2, args
         err = capsys.readouterr().err
         assert "is not inside a git repository" in err, err
         assert "hint:" in err and "git init" in err
         assert "for-each-ref" not in err and "fatal:" not in err
+
+
+def test_a_repository_with_no_commit_yet_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "fresh"
+    assert main(["init", str(root)]) == 0  # runs git init; nothing is committed
+    capsys.readouterr()
+    assert main(["status", "--repo", str(root)]) == 0  # nothing released or deployed yet
+    assert "read the working tree (no git commit)" in capsys.readouterr().err
+    for args in (["release"], ["deploy", "assistant"], ["check", "assistant"]):
+        assert main([*args, "--repo", str(root)]) == 2, args
+        err = capsys.readouterr().err
+        assert "this git repository has no commit yet" in err and "git commit" in err, err
 
 
 def test_history_of_an_unknown_agent_exits_2_naming_the_known_ones(

@@ -53,6 +53,8 @@ def resolve(git: Git, base: str, head: str) -> tuple[Revision, Revision]:
         try:
             git.rev_parse(rev)
         except GitError as e:
+            if rev == "HEAD":  # a repository with no commit yet: rev_parse says so
+                raise
             raise UsageError(f"unknown revision {rev!r}", hint=FETCH_HINT) from e
     raise UsageError(f"cannot resolve {base!r} and {head!r}: {result.stderr.strip()}")
 

@@ -9,10 +9,56 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import GitError
+from pipeline.errors import EXIT_USAGE, GitError
 
 # Stable, parseable, never interactive.
 _BASE_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+
+
+class NotAGitRepository(GitError):
+    """A git command ran outside any git repository: a usage error (exit 2), with a hint."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnknownRevision(GitError):
+    """A revision that names no commit here: a usage error (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+_NOT_A_REPO = "not a git repository"
+# What git adds to every remote failure; it says nothing about this one.
+_BOILERPLATE = (
+    "could not read from remote repository",
+    "please make sure you have the correct access rights",
+    "and the repository exists",
+)
+
+
+def git_reason(stderr: str) -> str:
+    """The line of git's stderr that says what went wrong: the first ``fatal:`` or ``error:``
+    line (without the prefix), else the last line that is neither a hint nor boilerplate."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        head, sep, rest = line.partition(":")
+        if sep and head.lower() in ("fatal", "error") and rest.strip():
+            return rest.strip()
+    useful = [
+        line
+        for line in lines
+        if not line.lower().startswith("hint:") and not any(b in line.lower() for b in _BOILERPLATE)
+    ]
+    return useful[-1] if useful else (lines[-1] if lines else "")
+
+
+def remote_hint(remote: str) -> str:
+    """What to do when a remote cannot be read or written."""
+    return (
+        f"`git ls-remote {remote}` shows git's full answer and `git remote -v` the URL; check "
+        "that the repository exists at that URL, the network, and that your credentials "
+        "(in CI: the job token's permissions) can read it"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +101,9 @@ class Git:
     ) -> str:
         result = self.try_run(*args, input=input, env=env)
         if result.code != 0:
-            first = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            detail = first[-1] if first else f"exit {result.code}"
+            if _NOT_A_REPO in result.stderr.lower():
+                raise self.not_a_repository(args, result)
+            detail = git_reason(result.stderr) or result.stdout.strip() or f"exit {result.code}"
             raise GitError(
                 f"git {' '.join(args[:3])} failed: {detail}",
                 cmd=["git", *args],
@@ -64,6 +111,20 @@ class Git:
                 stderr=result.stderr,
             )
         return result.stdout
+
+    def not_a_repository(
+        self, args: Sequence[str] = (), result: Result | None = None
+    ) -> NotAGitRepository:
+        """The error for a command that needs a git repository where there is none."""
+        return NotAGitRepository(
+            f"{self.cwd} is not inside a git repository (knowngood reads revisions, release "
+            "tags and records from git)",
+            cmd=["git", *args],
+            code=result.code if result else None,
+            stderr=result.stderr if result else "",
+            hint="run it in a clone of your repository, or make this folder one: "
+            "`git init && git add -A && git commit -m 'knowngood init'`",
+        )
 
     # -- queries ------------------------------------------------------------------------------
     def toplevel(self) -> Path:
@@ -76,7 +137,16 @@ class Git:
         """Full SHA of ``rev`` (a commit); GitError naming the revision when it does not exist."""
         result = self.try_run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
         if result.code != 0:
-            raise GitError(
+            if _NOT_A_REPO in result.stderr.lower():
+                raise self.not_a_repository(["rev-parse", rev], result)
+            if rev == "HEAD" and self.try_run("rev-parse", "--verify", "--quiet", "HEAD").code:
+                raise UnknownRevision(
+                    "this git repository has no commit yet",
+                    cmd=["git", "rev-parse", rev],
+                    code=result.code,
+                    hint="commit first: `git add -A && git commit -m 'knowngood init'`",
+                )
+            raise UnknownRevision(
                 f"unknown revision {rev!r}",
                 cmd=["git", "rev-parse", rev],
                 code=result.code,

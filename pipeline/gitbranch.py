@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import GitError
-from pipeline.git import Git, commit_env
+from pipeline.git import Git, commit_env, git_reason, remote_hint
 
 Entry = tuple[str, str, str]  # (mode, blob, path); mode "0" deletes the path
 
@@ -161,10 +161,11 @@ class DataBranch:
             if "couldn't find remote ref" in result.stderr:
                 return False
             raise GitError(
-                f"could not fetch {self.branch} from {self.remote}: {_last_line(result.stderr)}",
+                f"could not fetch {self.branch} from {self.remote}: {git_reason(result.stderr)}",
                 cmd=["git", "fetch", self.remote, self.branch],
                 code=result.code,
                 stderr=result.stderr,
+                hint=remote_hint(self.remote),
             )
         self._integrate()
         return True
@@ -215,7 +216,7 @@ class DataBranch:
                 for line in result.stderr.splitlines()
                 if line.startswith("remote:") and line[len("remote:") :].strip()
             ]
-            reason = status or _last_line(result.stderr) or f"git push exited {result.code}"
+            reason = status or git_reason(result.stderr) or f"git push exited {result.code}"
             if remote_says:
                 reason += ": " + " / ".join(remote_says)
             raise GitError(
@@ -386,11 +387,6 @@ def _others_pushed_first(status: str | None, stderr: str) -> bool:
         and "hook declined" not in text
         and any(marker in text for marker in _RACE_MARKERS)
     )
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _backoff(attempt: int) -> None:

@@ -12,9 +12,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UsageError
+
+if TYPE_CHECKING:
+    from pipeline.findings import Finding
+    from pipeline.loading import Document
 
 CONFIG_FILE = "knowngood.yaml"
 DATA_SUFFIXES = (".yaml", ".yml", ".json")
@@ -358,17 +362,24 @@ class Suite:
 
 def load_settings(root: Path) -> Settings:
     """knowngood.yaml of ``root``, checked against its schema (ConfigError otherwise)."""
-    from pipeline.errors import ConfigError
     from pipeline.loading import load
+
+    return settings_from(*load(root / CONFIG_FILE, CONFIG_FILE))
+
+
+def settings_from(
+    doc: Document | None, findings: list[Finding], label: str = CONFIG_FILE
+) -> Settings:
+    """Settings from a parsed knowngood.yaml (``label`` names it in the error)."""
+    from pipeline.errors import ConfigError
     from pipeline.schemas import check
 
-    doc, findings = load(root / CONFIG_FILE, CONFIG_FILE)
     if doc is not None:
         findings = [*findings, *check(doc, "knowngood")]
     errors = [f for f in findings if f.severity == "error"]
     if doc is None or errors:
         shown = "\n".join(f"  {f.render()}" for f in errors[:10])
-        raise ConfigError(f"{CONFIG_FILE} is invalid:\n{shown}", hint="run `knowngood validate`")
+        raise ConfigError(f"{label} is invalid:\n{shown}", hint="run `knowngood validate`")
     return Settings.from_data(doc.data)
 
 

@@ -166,6 +166,12 @@ def history(
                 "commit": tag.commit,
             }
         )
+    if not rows and agent not in discover(root).agents:
+        known = set(discover(root).agents) | {t.agent for t in release_tags(git)}
+        raise UsageError(
+            f"no agent named {agent!r}: no folder, release tag or record has it",
+            hint=f"agents: {', '.join(sorted(known)) or 'none'}",
+        )
     rows.sort(key=lambda r: (str(r.get("at", "")), str(r.get("id", ""))), reverse=True)
     return rows[:limit]
 

@@ -48,14 +48,13 @@ def resolve(git: Git, base: str, head: str) -> tuple[Revision, Revision]:
     if result.code == 0 and len(lines) == 3:
         return Revision(base, lines[1].strip()), Revision(head, lines[2].strip())
     if not git.is_repo():
-        raise UsageError(
-            f"not inside a git repository: {git.cwd}",
-            hint="knowngood diff compares commits; run it in a git clone",
-        )
+        raise git.not_a_repository(["rev-parse"])
     for rev in (base, head):
         try:
             git.rev_parse(rev)
         except GitError as e:
+            if rev == "HEAD":  # a repository with no commit yet: rev_parse says so
+                raise
             raise UsageError(f"unknown revision {rev!r}", hint=FETCH_HINT) from e
     raise UsageError(f"cannot resolve {base!r} and {head!r}: {result.stderr.strip()}")
 

@@ -107,8 +107,8 @@ def cli() -> None:
     eval suites across providers, gates pull requests, releases, deploys, checks, and reverts to
     the last known good release when a deploy goes wrong.
 
-    Exit codes: 0 all good, 1 the check found a problem, 2 usage error, 3 could not complete,
-    130 interrupted.
+    Exit codes: 0 all good, 1 the check found a problem, 2 usage error, 3 could not complete
+    (or a bug: one line names the log file with the traceback), 130 interrupted.
     """
 
 
@@ -136,5 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         sys.stderr.close()  # reader went away (e.g. `| head`); nothing more to say
+        return EXIT_INCOMPLETE
+    except Exception as e:  # a bug: one line naming the log that holds the traceback
+        from pipeline.cli.crash import report_crash
+
+        click.echo(report_crash(e, list(argv) if argv is not None else sys.argv[1:]), err=True)
         return EXIT_INCOMPLETE
     return int(result or 0)

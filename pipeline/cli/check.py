@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read_head
 
 
 @click.command("check")
@@ -39,6 +39,7 @@ def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> i
     from pipeline.report.deploy import render
 
     root = resolve_repo(repo)
+    say_read_head(root)
     outcome = check(
         Git(root),
         root,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 if TYPE_CHECKING:
     from pipeline.github import GitHubClient
@@ -91,6 +91,7 @@ def command(
     from pipeline.deploy import deploy, deploy_released
     from pipeline.git import Git
     from pipeline.report.deploy import render
+    from pipeline.source import revisions
 
     if released == (agent is not None):
         raise click.UsageError("give an AGENT or --released (not both)")
@@ -104,11 +105,13 @@ def command(
             git, root, env=env, check=check, auto_revert=auto_revert, github=github,
             remote=remote, progress=progress,
         )  # fmt: skip
+        say_read(revisions(root, ("HEAD", batch.commit)))
         render(batch, fmt)
         return batch.exit_code
     outcome = deploy(
         git, root, agent, version=version, env=env, check=check, auto_revert=auto_revert,
         github=github, remote=remote, progress=progress,
     )  # fmt: skip
+    say_read(revisions(root, (outcome.release, outcome.commit)))
     render(outcome, fmt)
     return outcome.exit_code

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 
 @click.command("diff")
@@ -18,7 +18,7 @@ def command(base: str, head: str, repo: Path | None, fmt: str) -> int:
     """What changed per agent between two commits, and the semver bump each needs.
 
     Reads both revisions from git objects (no checkout). HEAD defaults to the current commit;
-    uncommitted changes are not included. For each agent: the files that changed, the resolved
+    uncommitted changes are not included (a warning names them). For each agent: the files that changed, the resolved
     config per environment, a diff of the rendered system prompt, tool-schema compatibility
     (a breaking change needs a major bump), and the bump: major, minor, patch or none.
 
@@ -34,8 +34,10 @@ def command(base: str, head: str, repo: Path | None, fmt: str) -> int:
     from pipeline.changes import diff_revisions
     from pipeline.git import Git
     from pipeline.report.diff import render
+    from pipeline.source import revisions
 
     root = resolve_repo(repo)
     report = diff_revisions(Git(root), root, base, head)
+    say_read(revisions(root, *((r.rev, r.commit) for r in (report.base, report.head))))
     render(report, fmt)
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read_head
 
 
 @click.command("drill")
@@ -48,6 +48,7 @@ def command(
     from pipeline.report.deploy import render
 
     root = resolve_repo(repo)
+    say_read_head(root)
     report = drill_rollback(
         Git(root),
         root,

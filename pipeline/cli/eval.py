@@ -16,6 +16,7 @@ from pipeline.cli.options import (
     provider_options,
     repo_option,
     resolve_repo,
+    say_read,
 )
 
 if TYPE_CHECKING:
@@ -113,8 +114,10 @@ def command(
     """
     from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets, select_targets
     from pipeline.report.evals import render_text, write_reports
+    from pipeline.source import working_tree
 
     root = resolve_repo(repo)
+    say_read(working_tree(root))
     request = EvalRequest(
         agents=agents,
         suites=suites,

@@ -15,6 +15,7 @@ from pipeline.cli.options import (
     provider_options,
     repo_option,
     resolve_repo,
+    say_read,
 )
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ def command(
     from pipeline.gate import GateOptions, run_gate
     from pipeline.report import gate as report
     from pipeline.report.evals import write_atomic
+    from pipeline.source import revisions
 
     root = resolve_repo(repo)
     client: GitHubClient | None = None
@@ -147,6 +149,8 @@ def command(
             pr_body=_pr_body(),
         ),
     )
+    base_name = base if result.requested_base is None else f"merge base with {base}"
+    say_read(revisions(root, (base_name, result.base.commit), (head, result.head.commit)))
     data = report.to_json(result)
     if output:
         write_atomic(output, json.dumps(data, indent=2, ensure_ascii=False).encode())

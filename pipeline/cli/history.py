@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 
 @click.command("history")
@@ -27,7 +27,8 @@ def command(agent: str, limit: int, no_fetch: bool, repo: Path | None, fmt: str)
     """An agent's deployments, checks, reverts, incidents, drills and releases, newest first.
 
     Read from the records branch (fetched first) and the release tags, so any clone can
-    answer. Exit 0 whatever it shows.
+    answer. Exit 0 whatever it shows; 2 when no agent folder, release tag or record names
+    AGENT, or outside a git repository.
 
     \b
     Examples:
@@ -35,14 +36,14 @@ def command(agent: str, limit: int, no_fetch: bool, repo: Path | None, fmt: str)
       knowngood history support --limit 10 --format json
     """
     from pipeline.git import Git
-    from pipeline.repo import load_settings
     from pipeline.report.status import render_history
+    from pipeline.source import committed_settings
     from pipeline.status import history
 
     root = resolve_repo(repo)
+    settings, source = committed_settings(root)
+    say_read(source)
     notices: list[str] = []
-    rows = history(
-        Git(root), root, load_settings(root), agent, limit, fetch=not no_fetch, notices=notices
-    )
+    rows = history(Git(root), root, settings, agent, limit, fetch=not no_fetch, notices=notices)
     render_history(agent, rows, notices, fmt)
     return 0

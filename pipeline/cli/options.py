@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from pipeline.source import Source
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,3 +81,17 @@ def concurrency_option(func: F) -> F:
     return click.option(
         "-j", "--concurrency", type=click.IntRange(1, 256), help="Concurrent calls per provider."
     )(func)
+
+
+def say_read(source: Source) -> None:
+    """Which revision the command read, and one warning line for uncommitted changes (stderr)."""
+    for line in source.lines():
+        click.echo(line, err=True)
+
+
+def say_read_head(root: Path) -> None:
+    """For the commands that read knowngood.yaml as committed at HEAD (status, check, ...)."""
+    from pipeline.git import Git
+    from pipeline.source import revisions
+
+    say_read(revisions(root, ("HEAD", Git(root).head())))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 if TYPE_CHECKING:
     from pipeline.release import ReleaseReport
@@ -43,7 +43,8 @@ def command(
     chain, the commit and the eval summary. Tags are never moved or reused; a second run creates
     nothing. Exit 0 (also when there is nothing to release), 1 the commit does not validate,
     2 usage, 3 a git or push failure (a refused push keeps no tag of this run). In GitHub
-    Actions the step outputs `tags` and `agents` list what this run released.
+    Actions the step outputs `tags` and `agents` list what this run released; a $GITHUB_OUTPUT
+    that cannot be written is exit 2 before anything is tagged.
 
     \b
     Examples:
@@ -52,10 +53,14 @@ def command(
       git tag --list 'support/v*' && git cat-file tag support/v0.1.0
     """
     from pipeline.git import Git
+    from pipeline.github.workflow import check_output_file
     from pipeline.release import create_releases
+    from pipeline.source import revisions
 
     root = resolve_repo(repo)
     summary = _read_results(eval_results) if eval_results else None
+    if not dry_run:  # before anything is tagged or pushed, never after
+        check_output_file("tags, agents")
     report = create_releases(
         Git(root),
         root,
@@ -65,16 +70,28 @@ def command(
         eval_summary=summary,
         eval_source=str(eval_results) if eval_results else None,
     )
+    say_read(revisions(root, ("HEAD", report.commit)))
     if not dry_run:  # in GitHub Actions: what the next steps (deploy) need
-        from pipeline.github.workflow import set_output
-
-        set_output("tags", " ".join(report.created))
-        set_output("agents", " ".join(r.agent for r in report.planned if r.tag in report.created))
+        _set_outputs(report)
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
         _render_text(report)
     return 0
+
+
+def _set_outputs(report: ReleaseReport) -> None:
+    """The step outputs. The file was checked before tagging; should it fail now, the tags are
+    made (and pushed) all the same, so that is a warning, not a failed release."""
+    from pipeline.github import GitHubError
+    from pipeline.github.workflow import set_output
+
+    agents = " ".join(r.agent for r in report.planned if r.tag in report.created)
+    try:
+        set_output("tags", " ".join(report.created))
+        set_output("agents", agents)
+    except GitHubError as e:
+        click.echo(f"knowngood: warning: {e.message} (the release itself is done)", err=True)
 
 
 def _read_results(path: Path) -> dict[str, Any]:
@@ -100,9 +117,8 @@ def _render_text(report: ReleaseReport) -> None:
     for release in report.planned:
         if not report.dry_run and release.tag not in made:
             continue
-        how = "first release" if release.previous_tag is None else release.bump or "Release-As"
         since = f", after {release.previous_tag}" if release.previous_tag else ""
-        click.echo(f"{verb:9} {release.tag} ({how}{since}) on {release.commit[:12]}")
+        click.echo(f"{verb:9} {release.tag} ({release.label}{since}) on {release.commit[:12]}")
         for reason in release.reasons[:5]:
             click.echo(f"            {reason}")
         if len(release.reasons) > 5:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 if TYPE_CHECKING:
     from pipeline.git import Git
@@ -83,9 +83,10 @@ def command(
     from pipeline.revert import RevertRequest, revert_merge
 
     root = resolve_repo(repo)
-    from pipeline.repo import load_settings
+    from pipeline.source import committed_settings
 
-    settings = load_settings(root)
+    settings, source = committed_settings(root)  # never an uncommitted revert policy
+    say_read(source)
     git = Git(root)
     github = None
     if (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or "").strip():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 
 @click.command("status")
@@ -22,7 +22,8 @@ def command(agent: str | None, no_fetch: bool, repo: Path | None, fmt: str) -> i
     check passed), the last drill, and incidents with their recovery times.
 
     Releases are read from the tags, the rest from the records branch, fetched first (offline,
-    the clone's own copy is used and a notice says so). Exit 0 whatever it shows.
+    the clone's own copy is used and a notice says so). Exit 0 whatever it shows; 2 for an
+    unknown AGENT or outside a git repository.
 
     \b
     Examples:
@@ -30,11 +31,13 @@ def command(agent: str | None, no_fetch: bool, repo: Path | None, fmt: str) -> i
       knowngood status support --format json
     """
     from pipeline.git import Git
-    from pipeline.repo import load_settings
     from pipeline.report.status import render_status
+    from pipeline.source import committed_settings
     from pipeline.status import status
 
     root = resolve_repo(repo)
-    report = status(Git(root), root, load_settings(root), agent, fetch=not no_fetch)
+    settings, source = committed_settings(root)
+    say_read(source)
+    report = status(Git(root), root, settings, agent, fetch=not no_fetch)
     render_status(report, fmt)
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
 
 
 @click.command("validate")
@@ -27,9 +27,11 @@ def command(paths: tuple[Path, ...], strict: bool, repo: Path | None, fmt: str) 
       knowngood validate --strict --format github
     """
     from pipeline.report.findings import render
+    from pipeline.source import working_tree
     from pipeline.validate import validate_repo
 
     root = resolve_repo(repo)
+    say_read(working_tree(root))
     report = validate_repo(root, [p if p.is_absolute() else Path.cwd() / p for p in paths] or None)
     render(report, fmt, strict=strict)
     failed = bool(report.errors) or (strict and bool(report.warnings))

@@ -1,9 +1,11 @@
 """What every deploy-side operation shares: settings, the records store, the target, releases.
 
-``Context.open`` reads knowngood.yaml (the deploy target, environments, records branch and
-revert policy are operational settings of the checkout), fetches the records branch, and
-builds the target. Bundles themselves always come from a release tag (``bundle_for_release``)
-or from a bundle the target already holds (``bundle_for_record``), never from the working tree.
+``Context.open`` reads knowngood.yaml as committed at HEAD (the deploy target, environments,
+records branch and revert policy; never an uncommitted edit), fetches the records branch, and
+builds the target; ``deploy`` then reads them from the release it deploys
+(``use_settings_of``). Bundles themselves always come from a release tag
+(``bundle_for_release``) or from a bundle the target already holds (``bundle_for_record``),
+never from the working tree.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, 
 from pipeline.git import Git
 from pipeline.records import Record, RecordStore, actor, new_record
 from pipeline.repo import Settings, load_settings
+from pipeline.source import settings_at
 from pipeline.targets import DirectoryTarget, PublishResult, Target, make_target
 
 if TYPE_CHECKING:
@@ -63,7 +66,7 @@ class Context:
         github: GitHubClient | None = None,
         fetch: bool = True,
     ) -> Context:
-        settings = load_settings(root)
+        settings = settings_at(git, root, git.rev_parse("HEAD"), "HEAD")
         ctx = cls(
             git=git,
             root=root,
@@ -77,6 +80,14 @@ class Context:
         if fetch:
             ctx.fetch_records()
         return ctx
+
+    def use_settings_of(self, rev: str) -> None:
+        """Take knowngood.yaml as committed in ``rev`` (deploy: the release it deploys)."""
+        self.settings = settings_at(self.git, self.root, self.git.rev_parse(rev), rev)
+        self.target = make_target(self.settings.deploy.get("target"), self.root)
+        if self.settings.records_branch != self.store.branch:
+            self.store = RecordStore.for_settings(self.git, self.settings, self.remote)
+            self.fetch_records()
 
     # -- records ---------------------------------------------------------------------------------
     def fetch_records(self) -> None:

@@ -25,6 +25,7 @@ from pipeline.gate.model import AgentGate, GateResult, Side
 from pipeline.gate.policy import BasePolicy, base_policy, revert_opt_out
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
+from pipeline.source import uncommitted
 
 if TYPE_CHECKING:
     from pipeline.evals.session import EvalRequest
@@ -79,7 +80,7 @@ def run_gate(root: Path, options: GateOptions) -> GateResult:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="knowngood-gate-")))
         head_root = root
-        if _current_head(git) != head_rev.commit:
+        if _current_head(git) != head_rev.commit or uncommitted(git):  # the commit, exactly
             head_root = stack.enter_context(_checkout(git, root, head_rev.commit, tmp / "head"))
         _Gate(result, options, git, root, tmp, policy).run(head_root)
     result.duration_s = time.perf_counter() - started

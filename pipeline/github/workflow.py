@@ -186,6 +186,32 @@ def write_step_summary(
 # -- workflow commands (actions-toolkit) -------------------------------------------------------
 
 
+def check_output_file(what: str) -> None:
+    """Before a command changes anything: UsageError when ``$GITHUB_OUTPUT`` is set but names
+    no file that can be appended to (the runner creates it; a step that would set outputs must
+    not tag, push or deploy and only then find it cannot report what it did). ``what``: the
+    outputs, for the message."""
+    from pipeline.errors import UsageError
+
+    where = os.environ.get("GITHUB_OUTPUT")
+    if not where:
+        return
+    path = Path(where)
+    if not path.exists():
+        problem = "does not exist"
+    elif not path.is_file():
+        problem = "is not a file"
+    elif not os.access(path, os.W_OK):
+        problem = "cannot be written"
+    else:
+        return
+    raise UsageError(
+        f"$GITHUB_OUTPUT names {path}, which {problem}: the step outputs ({what}) could not be "
+        "set, so nothing was tagged or pushed",
+        hint="inside GitHub Actions the runner creates that file; outside it, unset GITHUB_OUTPUT",
+    )
+
+
 def set_output(name: str, value: Any) -> bool:
     """Set a step output (``$GITHUB_OUTPUT``); False outside a workflow (nothing is printed --
     the old ``::set-output`` command is disabled by GitHub)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, UsageError
-from pipeline.git import Git
+from pipeline.git import Git, git_reason
 from pipeline.records import utc_now
 from pipeline.release.manifest import build_manifests, tag_message
 from pipeline.release.plan import PlannedRelease, Skipped, make_plan
@@ -245,7 +245,5 @@ def _refusal(stdout: str, stderr: str) -> str:
         for line in stderr.splitlines()
         if line.startswith("remote:") and line[len("remote:") :].strip()
     ]
-    text = "; ".join(statuses) or next(
-        (line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "git push failed"
-    )
+    text = "; ".join(statuses) or git_reason(stderr) or "git push failed"
     return text + (": " + " / ".join(said) if said else "")

@@ -67,6 +67,7 @@ def build_manifests(
             "commit": commit,
             "previous": release.previous_tag,
             "bump": release.bump,
+            "release_as": str(release.release_as) if release.release_as is not None else None,
             "reasons": list(release.reasons),
             "root": prefix.rstrip("/"),
             "files": files[release.agent],

@@ -35,6 +35,22 @@ class PlannedRelease:
     bump: Bump | None  # None: first release, or forced by Release-As with no change
     commit: str  # the commit the tag will point at
     reasons: tuple[str, ...]
+    release_as: Version | None = None  # the version a Release-As line set (it overrides bump)
+
+    @property
+    def label(self) -> str:
+        """How the version was chosen: ``first release``, ``minor``, ``Release-As 2.0.0, the
+        change needs minor`` (never the bump alone when Release-As set the version)."""
+        parts = []
+        if self.previous_tag is None:
+            parts.append("first release")
+        if self.release_as is not None:
+            parts.append(f"Release-As {self.release_as}")
+            if self.bump is not None:
+                parts.append(f"the change needs {self.bump}")
+        elif self.bump is not None:
+            parts.append(self.bump)
+        return ", ".join(parts) or "release"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +59,7 @@ class PlannedRelease:
             "tag": self.tag,
             "previous": self.previous_tag,
             "bump": self.bump,
+            "release_as": str(self.release_as) if self.release_as is not None else None,
             "commit": self.commit,
             "reasons": list(self.reasons),
         }
@@ -111,6 +128,7 @@ def make_plan(git: Git, root: Path, head: str = "HEAD") -> Plan:
                     None,
                     commit,
                     tuple(reasons),
+                    version,
                 )
             )
             continue
@@ -146,7 +164,7 @@ def make_plan(git: Git, root: Path, head: str = "HEAD") -> Plan:
                 continue
             reasons = list(diff.reasons if diff is not None else [])
             version = last.version.bump(bump or "patch")
-            override = overrides.for_agent(agent)
+            override = overrides.for_agent(agent)  # a version, or None
             if override is not None:
                 if override <= last.version:
                     raise UsageError(
@@ -164,6 +182,7 @@ def make_plan(git: Git, root: Path, head: str = "HEAD") -> Plan:
                     bump,
                     commit,
                     tuple(reasons or [f"changed since {last.name}"]),
+                    override,
                 )
             )
     plan.releases.sort(key=lambda r: r.agent)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError, GitError, UsageError
-from pipeline.git import Git, commit_env
+from pipeline.git import Git, commit_env, git_reason, remote_hint
 from pipeline.release.version import Version, parse_tag
 
 _FIELDS = (
@@ -143,7 +143,7 @@ def create_tag(git: Git, name: str, commit: str, message: str) -> bool:
             raise moved_error(name, there, commit, "in this clone")
         if "File exists" not in result.stderr:  # not a concurrent `git tag`'s lock: a real failure
             raise GitError(
-                f"could not create tag {name}: {_last_line(result.stderr)}",
+                f"could not create tag {name}: {_reason(result.stderr)}",
                 cmd=["git", "tag", "-a", name, commit],
                 code=result.code,
                 stderr=result.stderr,
@@ -191,11 +191,11 @@ def remote_tags(git: Git, remote: str, names: Iterable[str] | None = None) -> di
     result = git.try_run("ls-remote", "--tags", remote)
     if result.code != 0:
         raise GitError(
-            f"could not list the tags of {remote}: {_last_line(result.stderr)}",
+            f"could not list the tags of {remote}: {_reason(result.stderr)}",
             cmd=["git", "ls-remote", "--tags", remote],
             code=result.code,
             stderr=result.stderr,
-            hint="check the network and your access to the remote",
+            hint=remote_hint(remote),
         )
     objects: dict[str, str] = {}
     commits: dict[str, str] = {}
@@ -221,13 +221,13 @@ def fetch_tags(git: Git, remote: str, names: Iterable[str], *, force: bool = Fal
     result = git.try_run("fetch", "--quiet", "--no-tags", remote, *refspecs)
     if result.code != 0:
         raise GitError(
-            f"could not fetch release tags from {remote}: {_last_line(result.stderr)}",
+            f"could not fetch release tags from {remote}: {_reason(result.stderr)}",
             cmd=["git", "fetch", remote, *refspecs[:3]],
             code=result.code,
             stderr=result.stderr,
+            hint=remote_hint(remote),
         )
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+def _reason(text: str) -> str:
+    return git_reason(text) or "git gave no reason"

@@ -1,38 +1,105 @@
-"""``knowngood init``: write a new repository from the template in ``files/``, all or nothing."""
+"""``knowngood init``: write a new repository, all or nothing, and make it a git repository.
+
+What a new repository gets:
+
+- the template in ``files/``: knowngood.yaml, one example agent with its suites, a
+  ``.gitignore``, and ``.ci/install`` (what the workflows run to install knowngood);
+- the JSON Schemas (``schemas/``);
+- knowngood's own GitHub workflows (``.github/workflows/*.yml``: the pull-request gate, release
+  and deploy with auto-revert, ``/revert``, rollback, drills), copied byte for byte from the
+  project, so the two cannot drift apart, with their actions pinned to commit SHAs;
+- ``.ci/model.lock`` (the local model's package, pinned by hash, as the project installs it)
+  and ``.ci/requirements.lock`` (the knowngood release that wrote the repository).
+
+The workflows, the schemas and the model lock ship inside the wheel under ``pipeline/_data``;
+in a source checkout they are read from the project itself.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.git import Git
 from pipeline.schemas import schema_files
 
 FILES = Path(__file__).parent / "files"
+_PACKAGED = Path(__file__).resolve().parent.parent / "_data"
+_PROJECT = Path(__file__).resolve().parent.parent.parent
+MAIN_BRANCH = "main"  # the scaffold's knowngood.yaml says main_branch: main
+SCRIPTS = frozenset({".ci/install"})  # written executable (a wheel need not keep the mode)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One file init writes: its bytes, and whether it is a script."""
+
+    content: bytes
+    executable: bool = False
 
 
 @dataclass(slots=True)
 class InitResult:
     root: Path
     written: list[str] = field(default_factory=list)
+    git_init: bool = False  # True: init made ``root`` a new git repository
+    git_top: Path | None = None  # the enclosing repository's top level, when root is not it
 
 
-def plan() -> dict[str, Path]:
-    """Destination-relative path -> source file, for everything init writes."""
-    out: dict[str, Path] = {}
+def workflow_files() -> list[Path]:
+    """The project's GitHub workflows (packaged in the wheel, else the source checkout's)."""
+    packaged = _PACKAGED / "workflows"
+    folder = packaged if packaged.is_dir() else _PROJECT / ".github" / "workflows"
+    return sorted(folder.glob("*.yml"))
+
+
+def model_lock() -> Path:
+    packaged = _PACKAGED / "model.lock"
+    return packaged if packaged.is_file() else _PROJECT / ".ci" / "model.lock"
+
+
+def requirements_lock() -> str:
+    """What the scaffold's ``.ci/install`` installs: the knowngood release that wrote it."""
+    from pipeline import __version__
+
+    return (
+        "# What .ci/install installs: knowngood, the release that wrote this repository, with\n"
+        "# the local model's server. For a hashed install (recommended), replace this file with\n"
+        "# a complete lock in which every line carries --hash=sha256:..., e.g. the output of\n"
+        f"#   echo 'knowngood[local]=={__version__}' | uv pip compile --generate-hashes -\n"
+        "# pip then refuses any file whose hash differs.\n"
+        f"knowngood[local]=={__version__}\n"
+    )
+
+
+def plan() -> dict[str, Planned]:
+    """Destination-relative path -> content, for everything init writes."""
+    out: dict[str, Planned] = {}
     for src in sorted(FILES.rglob("*")):
         if src.is_file() and "__pycache__" not in src.parts:
-            out[src.relative_to(FILES).as_posix()] = src
+            rel = src.relative_to(FILES).as_posix()
+            out[rel] = Planned(src.read_bytes(), rel in SCRIPTS)
     for src in schema_files():
-        out[f"schemas/{src.name}"] = src
-    return out
+        out[f"schemas/{src.name}"] = Planned(src.read_bytes())
+    workflows = workflow_files()
+    if not workflows:
+        raise UsageError(
+            "this knowngood installation ships no GitHub workflows to scaffold",
+            hint="reinstall knowngood (its wheel carries them under pipeline/_data/workflows)",
+        )
+    for src in workflows:
+        out[f".github/workflows/{src.name}"] = Planned(src.read_bytes())
+    out[".ci/model.lock"] = Planned(model_lock().read_bytes())
+    out[".ci/requirements.lock"] = Planned(requirements_lock().encode())
+    return dict(sorted(out.items()))
 
 
 def init(dest: Path, *, force: bool = False) -> InitResult:
-    """Scaffold ``dest``. Refuses (before writing anything) when a file would be overwritten."""
+    """Scaffold ``dest``. Refuses (before writing anything) when a file would be overwritten.
+    Runs ``git init`` (branch main) when ``dest`` is not inside a git repository."""
     files = plan()
     if not force:
         clashes = sorted(rel for rel in files if (dest / rel).exists())
@@ -49,13 +116,27 @@ def init(dest: Path, *, force: bool = False) -> InitResult:
     # Stage everything first, then move it into place: a failure leaves no half-written file.
     with tempfile.TemporaryDirectory(prefix=".knowngood-init-", dir=dest) as staging:
         staged = Path(staging)
-        for rel, src in files.items():
+        for rel, planned in files.items():
             target = staged / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, target)
+            target.write_bytes(planned.content)
+            target.chmod(0o755 if planned.executable else 0o644)
         for rel in files:
             final = dest / rel
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged / rel, final)
             result.written.append(rel)
+    _git_init(dest, result)
     return result
+
+
+def _git_init(dest: Path, result: InitResult) -> None:
+    git = Git(dest)
+    found = git.try_run("rev-parse", "--show-toplevel")
+    if found.code == 0:
+        top = Path(found.stdout.strip()).resolve()
+        if top != dest.resolve():
+            result.git_top = top
+        return
+    git.run("init", "--quiet", f"--initial-branch={MAIN_BRANCH}")
+    result.git_init = True

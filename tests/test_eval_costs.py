@@ -1,5 +1,6 @@
 """Costs and counts that must be exact: the budget is a hard cap, attempts follow the settings,
-the reported calls are the HTTP requests the server saw.
+the reported calls are the HTTP requests the server saw, a selection that runs nothing is a
+usage error.
 
 Real litellm over real HTTP to the loopback fake provider (tests/fakeproviders.py)."""
 
@@ -12,7 +13,10 @@ from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Fault, Reply
+from gitutil import commit_all, init_repo
 from test_eval import KEYS, make_repo, responder, run
+
+from pipeline.cli import main
 
 # gpt-4o-mini in litellm 1.106.2's price table: $0.15 / $0.60 per million tokens, 16,384 output
 # tokens at most.
@@ -171,3 +175,69 @@ def test_calls_after_connection_resets_are_the_requests_the_server_saw(
     assert results["summary"]["calls"] == seen
     assert seen == 6 + sum(c["status"] == "pass" for c in results["cases"])
     assert code in (0, 3), err
+
+
+# --- selections that run nothing --------------------------------------------------------------
+
+
+def _with_spare_provider(root: Path, srv: FakeProvider) -> None:
+    config = root / "knowngood.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "providers:\n",
+            f"providers:\n  spare: {{model: openai/gpt-4o-mini, api_base: '{srv.openai_base}',"
+            " api_key_env: OPENAI_API_KEY}\n",
+            1,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["shop", "--provider", "spare", "--require", "spare"], "'spare'"),
+        (["shop", "--provider", "spare"], "'spare'"),
+        (["--require", "spare"], "--require spare"),
+        (["--suite", "smoke", "--provider", "openai", "--require", "spare"], "--require spare"),
+    ],
+)
+def test_a_selection_that_runs_nothing_is_a_usage_error(
+    tmp_path: Path,
+    keys: None,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    why: str,
+) -> None:
+    with FakeProvider(responder=responder) as srv:
+        root = make_repo(tmp_path, srv)
+        _with_spare_provider(root, srv)
+        code = main(["eval", "--repo", str(root), *args])
+        err = capsys.readouterr().err
+        assert srv.requests == []
+    assert code == 2, err
+    assert "nothing to evaluate" in err and why in err
+
+
+def test_no_agent_changed_is_nothing_to_evaluate(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeProvider(responder=responder) as srv:
+        root = make_repo(tmp_path, srv)
+        init_repo(root)
+        head = commit_all(root, "agents")
+        code = main(["eval", "--repo", str(root), "--changed-since", head])
+        assert srv.requests == []
+    assert code == 2
+    assert f"nothing to evaluate: no agent changed since {head}" in capsys.readouterr().err
+
+
+def test_an_empty_shard_of_a_real_selection_is_not_an_error(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeProvider(responder=responder) as srv:
+        root = make_repo(tmp_path, srv, suites={"evals/shop/pr.yaml": suite_of(1)})
+        codes = [
+            main(["eval", "--repo", str(root), "--suite", "pr", "--shard", f"{k}/3"])
+            for k in (1, 2, 3)
+        ]
+    assert codes == [0, 0, 0], capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Costs and counts that must be exact: the budget is a hard cap, attempts follow the settings,
 the reported calls are the HTTP requests the server saw, a selection that runs nothing is a
-usage error.
+usage error, and `results merge` refuses an incomplete or repeated set of shards.
 
 Real litellm over real HTTP to the loopback fake provider (tests/fakeproviders.py)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,64 @@ def test_an_empty_shard_of_a_real_selection_is_not_an_error(
             for k in (1, 2, 3)
         ]
     assert codes == [0, 0, 0], capsys.readouterr().err
+
+
+# --- results merge ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shards(tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]) -> list[Path]:
+    with FakeProvider(responder=responder) as srv:
+        root = make_repo(tmp_path / "repo", srv, suites={"evals/shop/pr.yaml": suite_of(6)})
+        paths = []
+        for k in (1, 2):
+            out = tmp_path / f"shard-{k}.json"
+            args = ["eval", "--repo", str(root), "--suite", "pr", "--provider", "openai"]
+            assert main([*args, "--shard", f"{k}/2", "--output", str(out)]) == 0
+            paths.append(out)
+    capsys.readouterr()
+    return paths
+
+
+def merge(capsys: pytest.CaptureFixture[str], *files: Path) -> tuple[int, str]:
+    code = main(["results", "merge", *map(str, files)])
+    return code, capsys.readouterr().err
+
+
+def test_merge_of_every_shard_once_passes(
+    shards: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert merge(capsys, *shards)[0] == 0
+
+
+def test_merge_refuses_a_missing_shard(
+    shards: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = merge(capsys, shards[0])
+    assert code == 2
+    assert "shard 2/2 is missing" in err
+
+
+def test_merge_refuses_the_same_shard_twice(
+    shards: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy.json"
+    shutil.copy(shards[0], copy)
+    code, err = merge(capsys, shards[0], shards[1], copy)
+    assert code == 2
+    assert "shard 1/2" in err and "shard-1.json" in err and "copy.json" in err
+    code, err = merge(capsys, shards[0], shards[0], shards[1])
+    assert code == 2
+    assert "shard-1.json" in err
+
+
+def test_merge_refuses_shards_of_different_splits(
+    shards: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.json"
+    data = json.loads(shards[1].read_text())
+    data["shard"] = "2/3"
+    other.write_text(json.dumps(data))
+    code, err = merge(capsys, shards[0], other)
+    assert code == 2
+    assert "other.json" in err and "2/3" in err

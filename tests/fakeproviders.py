@@ -110,6 +110,10 @@ class Fault:
     hang: bool = False  # never answer (until hang_s passes or the server closes)
     hang_s: float = 30.0
     reset: bool = False  # close the socket abruptly (RST) without answering
+    # With ``reset``: RST (no FIN first) as soon as the headers are in, before reading the
+    # body: the client sees ECONNRESET while it sends or waits. Only from the queue
+    # (push_faults): the fault hook needs the body.
+    before_body: bool = False
     malformed: bool = False  # 200 with a body that is not JSON
 
     @classmethod
@@ -133,8 +137,8 @@ class Fault:
         return cls(hang=True, hang_s=hang_s)
 
     @classmethod
-    def connection_reset(cls) -> Fault:
-        return cls(reset=True)
+    def connection_reset(cls, *, before_body: bool = False) -> Fault:
+        return cls(reset=True, before_body=before_body)
 
     @classmethod
     def malformed_json(cls) -> Fault:
@@ -489,9 +493,24 @@ class _Handler(LoopbackHandler):
 
     def _dispatch(self) -> None:
         server = self.server.owner
-        raw = self._read_body()
         path, _, query = self.path.partition("?")
         wire, endpoint, path_model = self._route(self.command, path)
+        early = server._next_fault_before_body()
+        if early is not None:  # the request counts as received: its headers are in
+            record = RecordedRequest(
+                method=self.command,
+                path=path,
+                query=query,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                raw=b"",
+                body=None,
+                wire=wire,
+                endpoint=endpoint,
+            )
+            server._record(record)
+            self._apply_fault(early, record)
+            return
+        raw = self._read_body()
         try:
             body: Any = json.loads(raw) if raw else None
             bad_json = False
@@ -536,6 +555,10 @@ class _Handler(LoopbackHandler):
         if fault.reset:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+            if fault.before_body:  # RST now: socketserver would send a FIN first (SHUT_WR)
+                self.wfile.close()
+                self.rfile.close()
+                self.connection.close()
             return True
         if fault.malformed:
             record.status = 200
@@ -714,6 +737,12 @@ class FakeProvider:
         """Queue faults; each incoming request takes the next one (then requests succeed)."""
         with self._lock:
             self.faults.extend(faults)
+
+    def _next_fault_before_body(self) -> Fault | None:
+        with self._lock:
+            if self.faults and self.faults[0].before_body:
+                return self.faults.popleft()
+        return None
 
     def _next_fault(self, record: RecordedRequest) -> Fault | None:
         with self._lock:

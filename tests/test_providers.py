@@ -18,6 +18,7 @@ from fakeproviders import FakeProvider, Fault, RecordedRequest, Reply, ToolCallR
 
 from pipeline.errors import ProviderError
 from pipeline.evals import providers
+from pipeline.evals.budget import chat_bound as bound
 from pipeline.evals.providers import (
     Completion,
     ProviderCallError,
@@ -25,9 +26,9 @@ from pipeline.evals.providers import (
     ToolCall,
     complete,
     embed,
-    estimate_cost,
     key_env_var,
     missing_key,
+    price_info,
 )
 
 T = TypeVar("T")
@@ -206,8 +207,10 @@ def test_embeddings(server: FakeProvider) -> None:
     spec = spec_for(server, "openai", model="openai/text-embedding-3-small")
     texts = ["your refund is on its way", "refund on its way", "weather today"]
 
-    vectors = run(lambda: embed(spec, texts))
+    result = run(lambda: embed(spec, texts))
+    vectors = result.vectors
 
+    assert result.cost_usd > 0 and result.requests == 1
     assert len(vectors) == 3 and all(len(v) == 32 for v in vectors)
     same = sum(a * b for a, b in zip(vectors[0], vectors[1], strict=True))
     other = sum(a * b for a, b in zip(vectors[0], vectors[2], strict=True))
@@ -219,14 +222,46 @@ def test_embeddings(server: FakeProvider) -> None:
 def test_unknown_model_costs_zero(server: FakeProvider) -> None:
     spec = spec_for(server, "openai", model="openai/no-such-model-xyz")
     assert call(spec).cost_usd == 0.0
-    assert estimate_cost(spec, HI, [LOOKUP_ORDER], 100) == 0.0
+    assert price_info(spec) is None
 
 
-def test_estimate_cost_for_known_model() -> None:
-    spec = ProviderSpec("openai", "openai/gpt-4o-mini")
-    small = estimate_cost(spec, HI, None, 10)
-    large = estimate_cost(spec, HI, [LOOKUP_ORDER], 1000)
-    assert 0.0 < small < large
+@pytest.mark.parametrize("wire", WIRES)
+def test_the_bound_covers_the_costliest_answer_the_request_allows(
+    server: FakeProvider, wire: str
+) -> None:
+    """litellm prices an answer of max_tokens output tokens and a prompt as long as its bytes
+    at no more than the bound (which the runner reserves before sending)."""
+    spec = spec_for(server, wire)
+    info = price_info(spec)
+    assert info is not None
+    limit = bound(info, HI, [LOOKUP_ORDER], {"max_tokens": 1000})
+    assert limit.extra_params == {}
+    prompt = len(json.dumps(HI).encode())
+    server.responder = lambda w, b: Reply(text="x", prompt_tokens=prompt, completion_tokens=1000)
+    cost = call(spec, tools=[LOOKUP_ORDER], params={"max_tokens": 1000}).cost_usd
+    assert 0.0 < cost <= limit.worst_usd < 2 * cost + 0.001
+    # no max_tokens: the model's own maximum is sent, and bounds the cost
+    uncapped = bound(info, HI, None, {})
+    assert uncapped.extra_params == {"max_tokens": info["max_output_tokens"]}
+    assert uncapped.worst_usd >= info["max_output_tokens"] * info["output_cost_per_token"]
+
+
+def test_the_bound_uses_the_tier_the_request_asks_for() -> None:
+    info = price_info(ProviderSpec("openai", "openai/gpt-4o-mini"))
+    assert info is not None
+    standard = bound(info, HI, None, {"max_tokens": 100})
+    priority = bound(info, HI, None, {"max_tokens": 100, "service_tier": "priority"})
+    assert 0.0 < standard.worst_usd < priority.worst_usd
+    assert bound(info, HI, None, {"max_tokens": 100, "n": 3}).worst_usd > standard.worst_usd
+
+
+def test_price_info_never_asks_the_provider() -> None:
+    """litellm.get_model_info would ask an ollama server for its models: a request outside
+    the budget and the counts. The bundled table has no entry: no price."""
+    with FakeProvider() as fake:
+        spec = ProviderSpec("local", "ollama/llama3.1-nope", api_base=fake.url)
+        assert price_info(spec) is None
+        assert fake.count() == 0
 
 
 # --- failures ---------------------------------------------------------------------------------
@@ -285,6 +320,41 @@ def test_connection_reset_is_retryable(server: FakeProvider, wire: str) -> None:
     server.push_faults(Fault.connection_reset())
     error = failure(spec_for(server, wire))
     assert (error.kind, error.retryable, error.status) == ("connection", True, None)
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_litellm_never_resends_a_request_and_every_request_is_counted(
+    server: FakeProvider, wire: str
+) -> None:
+    """A reset while the request is still going out: litellm's HTTP handler would send it again
+    on a new connection by itself (2 requests for 1 call); retries are the runner's alone."""
+    server.push_faults(Fault.connection_reset(before_body=True))
+    error = failure(spec_for(server, wire))
+    assert (error.kind, error.retryable) == ("connection", True)
+    assert server.count() == 1
+    assert error.requests == 1
+    assert call(spec_for(server, wire)).requests == 1
+    assert server.count() == 2
+
+
+# litellm's ollama request types warn once (pydantic, ReadOnly TypedDict items) when first built
+@pytest.mark.filterwarnings("ignore:.*using the `ReadOnly` qualifier")
+@pytest.mark.parametrize("prefix", sorted(providers._OWN_CLIENT | providers._OWN_CLIENT_OPENAI))
+def test_every_provider_on_the_own_client_list_goes_through_it(
+    server: FakeProvider, prefix: str
+) -> None:
+    """Guards the list against a litellm upgrade: a handler that stopped taking knowngood's
+    client would send uncounted requests (0 counted here for the 1 the server sees)."""
+    wire = prefix if prefix in ("anthropic", "gemini") else "openai"
+    spec = ProviderSpec(
+        prefix, f"{prefix}/fake-model", api_base=server.base_for(wire), api_key_env=KEY_ENV
+    )
+    try:
+        counted = call(spec).requests
+    except ProviderCallError as e:  # some speak another wire format: the fake says 404
+        counted = e.requests
+    assert server.count() == 1
+    assert counted == 1
 
 
 def test_connection_refused_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,9 +135,8 @@ def command(
     )
     commit = _check_record(root, request) if record else None
     valid = load_valid_repo(root)
-    run = run_targets(
-        valid, select_targets(valid, request), request, progress=fmt == "text", commit=commit
-    )
+    targets = select_targets(valid, request, empty_ok=False)  # running nothing never passes
+    run = run_targets(valid, targets, request, progress=fmt == "text", commit=commit)
     data = write_reports(run, output=output, junit=junit, markdown=markdown)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))

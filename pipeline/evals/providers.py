@@ -1,7 +1,7 @@
 """Model calls through litellm: the only module in knowngood that imports it (lazily).
 
 ``import pipeline`` and ``knowngood --help`` never import litellm (it takes seconds); the first
-call to :func:`complete`, :func:`embed` or :func:`estimate_cost` does, after pinning the
+call to :func:`complete`, :func:`embed` or :func:`price_info` does, after pinning the
 environment so that the import never touches the network and after switching off litellm's
 debug output and per-call extras.
 
@@ -9,8 +9,14 @@ Keys are read only from the environment (:func:`key_env_var`) and handed to lite
 ``api_key=``: litellm never resolves a key on its own, so a provider on a local ``api_base``
 never receives a cloud key, and no key appears in logs or in :class:`ProviderCallError` text.
 
-After the last call on an event loop, ``await aclose()``: litellm caches one HTTP client per
-event loop and leaves closing it to the caller.
+Retries are the runner's alone: litellm gets ``num_retries=0`` and ``max_retries=0`` (its
+``@client`` wrapper and the openai SDK), and, for the providers whose litellm handler accepts
+one (:data:`_OWN_CLIENT`), knowngood's own HTTP client, one per event loop: it counts every
+request that goes out (:attr:`Completion.requests`, :attr:`ProviderCallError.requests`) and never
+sends one again on its own, which litellm's handler does after a connection error.
+
+After the last call on an event loop, ``await aclose()``: it closes knowngood's client and the
+ones litellm cached for that loop.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import os
 import re
 import sys
 import time
+import weakref
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
@@ -32,15 +40,17 @@ from pipeline.errors import ProviderError
 
 __all__ = [
     "Completion",
+    "Embeddings",
     "ProviderCallError",
     "ProviderSpec",
     "ToolCall",
     "aclose",
     "complete",
     "embed",
-    "estimate_cost",
+    "is_loopback",
     "key_env_var",
     "missing_key",
+    "price_info",
     "to_openai_tools",
 ]
 
@@ -87,6 +97,16 @@ class Completion:
     cost_usd: float
     latency_ms: float
     model: str
+    requests: int = 1  # HTTP requests sent for it
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors in the order of the texts, what they cost, and the HTTP requests sent."""
+
+    vectors: list[list[float]]
+    cost_usd: float
+    requests: int = 1
 
 
 class ProviderCallError(ProviderError):
@@ -95,6 +115,7 @@ class ProviderCallError(ProviderError):
     ``kind`` is one of: ``timeout``, ``connection``, ``rate_limit``, ``server``, ``malformed``,
     ``bad_request``, ``auth``, ``not_found``, ``missing_key``, ``error``. ``retry_limit`` caps the
     attempts for failures that are retryable but unlikely to heal (a malformed body).
+    ``requests`` counts the HTTP requests that went out (0: none, e.g. a missing key).
     The message never contains an API key, and the litellm exception is deliberately not
     chained (it may quote the key or the request); ``cause`` names its type.
     """
@@ -122,6 +143,7 @@ class ProviderCallError(ProviderError):
         self.retry_after_s = retry_after_s
         self.retry_limit = retry_limit
         self.cause = cause  # type name of the underlying exception, for debugging
+        self.requests = 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -195,6 +217,11 @@ def _prefix(model: str) -> str | None:
         if model.startswith(names):
             return prefix
     return None
+
+
+def is_loopback(api_base: str | None) -> bool:
+    """True for a server on this machine (127.0.0.0/8, localhost, ::1)."""
+    return _is_loopback(api_base)
 
 
 def _is_loopback(api_base: str | None) -> bool:
@@ -324,6 +351,8 @@ async def aclose() -> None:
     """
     if _LITELLM is None:
         return
+    for own in _CLIENTS.pop(asyncio.get_running_loop(), {}).values():
+        await _close_client(own)
     cache = getattr(_LITELLM, "in_memory_llm_clients_cache", None)
     cache_dict: dict[str, Any] | None = getattr(cache, "cache_dict", None)
     if cache is None or cache_dict is None:
@@ -346,6 +375,110 @@ async def _close_client(client: object) -> None:
             except Exception:  # closing is best effort
                 pass
             return
+
+
+# ------------------------------------------------------------------------------------------
+# knowngood's HTTP client: counts every request, never sends one again by itself
+# ------------------------------------------------------------------------------------------
+
+# litellm providers whose chat handler takes litellm's AsyncHTTPHandler as `client` (litellm
+# 1.106.2; tests/test_providers.py checks each). Others keep litellm's client (or the openai
+# SDK's, with max_retries=0): one attempt is then counted as one request.
+_OWN_CLIENT: Final = frozenset(
+    {
+        "anthropic",
+        "gemini",
+        "deepseek",
+        "fireworks_ai",
+        "together_ai",
+        "xai",
+        "groq",
+        "mistral",
+        "hosted_vllm",
+        "huggingface",
+        "databricks",
+        "openrouter",
+        "ollama",
+        "ollama_chat",
+    }
+)
+# These reach litellm's HTTP handler instead of the openai SDK only while
+# EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER is on (knowngood's default, see _litellm()).
+_OWN_CLIENT_OPENAI: Final = frozenset(
+    {
+        "openai",
+        "custom_openai",
+        "deepinfra",
+        "perplexity",
+        "nvidia_nim",
+        "cerebras",
+        "sambanova",
+        "nebius",
+        "lm_studio",
+        "llamafile",
+        "litellm_proxy",
+        "dashscope",
+    }
+)
+
+_REQUESTS: ContextVar[list[int] | None] = ContextVar("knowngood_requests", default=None)
+# Per event loop, per timeout: some handlers (Gemini) use the client's timeout, not the call's.
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_HANDLER: Any = None  # the AsyncHTTPHandler subclass, made after litellm's import
+_LITELLM_PROVIDER: dict[tuple[str, str | None], str | None] = {}
+
+
+async def _count_request(request: object) -> None:
+    """httpx's request hook: runs for every request that goes out, in the caller's context."""
+    counter = _REQUESTS.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+def _handler_class() -> Any:
+    global _HANDLER
+    if _HANDLER is None:
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        class KnowngoodHTTPHandler(AsyncHTTPHandler):
+            async def single_connection_post_request(self, *args: Any, **kwargs: Any) -> Any:
+                """litellm calls this, inside its ``except``, to send a request again on a new
+                connection after a connection error (the first may have reached the provider
+                and be billed). knowngood's runner retries, with backoff, within the settings
+                and counting each request: the error stands."""
+                error = sys.exc_info()[1]
+                if error is None:  # pragma: no cover - litellm calls it only while handling one
+                    raise RuntimeError("litellm tried to send a request again")
+                raise error
+
+        _HANDLER = KnowngoodHTTPHandler
+    return _HANDLER
+
+
+def _own_client(litellm: Any, spec: ProviderSpec, timeout_s: float) -> Any | None:
+    """knowngood's client for the running loop, when litellm's handler for ``spec`` takes it."""
+    key = (spec.model, spec.api_base)
+    if key not in _LITELLM_PROVIDER:
+        try:
+            found = litellm.get_llm_provider(model=spec.model, api_base=spec.api_base)[1]
+        except Exception:  # litellm cannot route it: the call will say so
+            found = None
+        _LITELLM_PROVIDER[key] = str(found) if found else None
+    provider = _LITELLM_PROVIDER[key]
+    from litellm.secret_managers.main import get_secret_bool
+
+    openai_handler = bool(get_secret_bool(_OPENAI_HTTP_HANDLER_ENV))
+    if provider not in _OWN_CLIENT and not (openai_handler and provider in _OWN_CLIENT_OPENAI):
+        return None
+    clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(timeout_s)
+    if client is None:
+        client = clients[timeout_s] = _handler_class()(
+            timeout=timeout_s, event_hooks={"request": [_count_request]}
+        )
+    return client
 
 
 # ------------------------------------------------------------------------------------------
@@ -394,8 +527,13 @@ async def complete(
     request["_skip_mcp_handler"] = True
     if tools:
         request["tools"] = to_openai_tools(tools)
+    client = _own_client(litellm, spec, timeout_s)
+    if client is not None:
+        request["client"] = client
     started = time.perf_counter()
     failed: ProviderCallError | None = None
+    counter = [0]
+    counting = _REQUESTS.set(counter)
     token = _unlogged()
     try:
         async with asyncio.timeout(timeout_s + _WAIT_GRACE_S):  # no extra task, unlike wait_for
@@ -404,28 +542,31 @@ async def complete(
         failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
     finally:
         _logged_again(token)
+        _REQUESTS.reset(counting)
+    requests = counter[0] if client is not None else 1
     if failed is not None:
         # Raised outside the handler on purpose: litellm's exception (which may quote the
         # key or the request) is not chained; ProviderCallError.cause names its type.
+        failed.requests = requests
         raise failed
     latency_ms = (time.perf_counter() - started) * 1000.0
     try:
-        return _to_completion(litellm, spec, response, latency_ms)
+        return _to_completion(litellm, spec, response, latency_ms, requests)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
-        raise ProviderCallError(
+        failed = ProviderCallError(
             f"{spec.name} ({spec.model}): unexpected response shape ({type(e).__name__})",
             provider=spec.name,
             model=spec.model,
             kind="malformed",
             retryable=True,
             retry_limit=_MALFORMED_RETRY_LIMIT,
-        ) from None
+        )
+    failed.requests = requests
+    raise failed
 
 
-async def embed(
-    spec: ProviderSpec, texts: Sequence[str], timeout_s: float = 60.0
-) -> list[list[float]]:
-    """Embeddings through ``litellm.aembedding``, in the order of ``texts``."""
+async def embed(spec: ProviderSpec, texts: Sequence[str], timeout_s: float = 60.0) -> Embeddings:
+    """Embeddings through ``litellm.aembedding``, in the order of ``texts``: one request."""
     kwargs = _call_kwargs(spec, spec.timeout_s or timeout_s)
     litellm = _litellm()
     failed: ProviderCallError | None = None
@@ -438,33 +579,33 @@ async def embed(
     finally:
         _logged_again(token)
     if failed is not None:
+        failed.requests = 1
         raise failed
     items = sorted(response.data, key=lambda item: _get(item, "index", 0))
-    return [[float(x) for x in _get(item, "embedding", [])] for item in items]
+    vectors = [[float(x) for x in _get(item, "embedding", [])] for item in items]
+    return Embeddings(vectors, _cost(litellm, spec, response))
 
 
-def estimate_cost(
-    spec: ProviderSpec,
-    messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]] | None,
-    max_tokens: int,
-) -> float:
-    """Upper-bound cost of one call (prompt tokens + ``max_tokens``); 0.0 for unknown models."""
-    litellm = _litellm()
-    try:
-        prompt_tokens = int(
-            litellm.token_counter(
-                model=spec.model,
-                messages=messages,
-                tools=to_openai_tools(tools) if tools else None,
-            )
-        )
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=spec.model, prompt_tokens=prompt_tokens, completion_tokens=max_tokens
-        )
-        return float(prompt_cost) + float(completion_cost)
-    except Exception:  # unknown model or tokenizer: no price, no estimate
-        return 0.0
+def price_info(spec: ProviderSpec) -> dict[str, Any] | None:
+    """litellm's price-table entry for ``spec.model`` (per-token prices, max_output_tokens), or
+    None when it has no price: litellm then reports its calls as costing $0.
+
+    Read from the bundled table only: ``litellm.get_model_info`` may ask the provider (ollama,
+    Hugging Face), which would be a request outside the budget and the counts.
+    """
+    table: Mapping[str, Any] = _litellm().model_cost
+    prefix = _prefix(spec.model)
+    bare = spec.model.split("/", 1)[1] if "/" in spec.model else spec.model
+    for name, exact in ((spec.model, True), (f"{prefix}/{bare}", True), (bare, False)):
+        entry = table.get(name)
+        if not isinstance(entry, Mapping):
+            continue
+        if not exact and prefix is not None and entry.get("litellm_provider") != prefix:
+            continue  # the same name at another provider: another price
+        if entry.get("input_cost_per_token") is None and entry.get("output_cost_per_token") is None:
+            return None
+        return {k: v for k, v in entry.items() if v is not None}
+    return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -482,7 +623,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def _to_completion(
-    litellm: Any, spec: ProviderSpec, response: Any, latency_ms: float
+    litellm: Any, spec: ProviderSpec, response: Any, latency_ms: float, requests: int = 1
 ) -> Completion:
     message = response.choices[0].message
     content = _get(message, "content")
@@ -498,6 +639,7 @@ def _to_completion(
         cost_usd=_cost(litellm, spec, response),
         latency_ms=latency_ms,
         model=str(_get(response, "model") or spec.model),
+        requests=requests,
     )
 
 

@@ -265,8 +265,66 @@ class EvalRun:
         return run
 
 
+def check_shards(runs: Mapping[str, EvalRun]) -> None:
+    """Refuse a set of results that is not one whole run: shards of different splits or
+    commits, a shard missing or given twice, a case in two files. Keys name the files.
+
+    Raises UsageError naming the file(s) and the shard.
+    """
+    from pipeline.errors import UsageError
+
+    def split(name: str, shard: str) -> tuple[int, int]:
+        k, _, n = shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            raise UsageError(f"{name}: 'shard' is {shard!r}, not K/N")
+        return int(k), int(n)
+
+    commits = {run.commit for run in runs.values()}
+    if len(commits) > 1:
+        listed = ", ".join(
+            f"{name} ({(run.commit or 'no commit')[:10]})" for name, run in runs.items()
+        )
+        raise UsageError(f"the results are of different commits: {listed}")
+    shards = {name: split(name, run.shard) for name, run in runs.items() if run.shard}
+    if shards:
+        whole = [name for name, run in runs.items() if not run.shard]
+        if whole:
+            raise UsageError(
+                f"{whole[0]} is a whole run, the others are shards: merge one or the other"
+            )
+        splits = {n for _, n in shards.values()}
+        if len(splits) > 1:
+            listed = ", ".join(f"{name} (shard {k}/{n})" for name, (k, n) in shards.items())
+            raise UsageError(f"the shards are of different splits: {listed}")
+        n = splits.pop()
+        given: dict[int, list[str]] = {}
+        for name, (k, _) in shards.items():
+            given.setdefault(k, []).append(name)
+        for k, names in sorted(given.items()):
+            if len(names) > 1:
+                raise UsageError(f"shard {k}/{n} is given twice: {' and '.join(names)}")
+        missing = [f"{k}/{n}" for k in range(1, n + 1) if k not in given]
+        if missing:
+            raise UsageError(
+                f"shard {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
+                f"got {', '.join(f'{k}/{n} ({given[k][0]})' for k in sorted(given))}"
+            )
+    owner: dict[tuple[str, str, str, str], str] = {}
+    for name, run in runs.items():
+        for case in run.cases:
+            first = owner.setdefault(case.key, name)
+            if first != name:
+                agent, suite, case_id, provider = case.key
+                raise UsageError(
+                    f"{agent}/{suite}/{case_id} [{provider}] is in both {first} and {name}"
+                )
+
+
 def merge(runs: Iterable[EvalRun]) -> EvalRun:
-    """Join shard results into one run (the union of cases; a provider error anywhere wins)."""
+    """Join shard results into one run (the union of cases; a provider error anywhere wins).
+
+    Check the set first (:func:`check_shards`): merge itself trusts it.
+    """
     out = EvalRun()
     seen: dict[tuple[str, str, str, str], CaseResult] = {}
     rank = {"ok": 0, "skipped": 1, "error": 2}

@@ -3,14 +3,18 @@
 A call is one repeat of one case on one provider. Calls go through the response cache first; a
 fully cached run never imports litellm. Misses run with ``-j`` concurrent calls per provider,
 retries with exponential backoff and jitter that honour ``Retry-After`` (a 429 pauses the whole
-provider, so a storm slows the run instead of failing it), and a hard ``--budget``.
+provider, so a storm slows the run instead of failing it), and a hard ``--budget``
+(:mod:`pipeline.evals.calls`, :mod:`pipeline.evals.budget`).
+
+A call makes at most ``retries + 1`` attempts (``--retries``, else the agent's
+``resilience.retries``, else ``eval.retries``); the run's ``calls`` count every HTTP request
+that went out, each retry included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,16 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import EvalError
+from pipeline.evals.budget import Budget
 from pipeline.evals.cache import Cache, RequestKeys, cache_key
+from pipeline.evals.calls import Sender, Skip
 from pipeline.evals.results import AssertionOutcome, CaseResult, EvalRun, ProviderStatus, RunResult
 from pipeline.repo import Agent, Case, Provider, Settings, Suite
 
 if TYPE_CHECKING:
     from pipeline.evals.assertions import Output
     from pipeline.evals.localserver import LocalServers
-
-BACKOFF_CAP_S = 30.0
-RATE_LIMIT_EXTRA_RETRIES = 8  # a 429 storm gets more patience than a failing server
 
 
 @dataclass(slots=True)
@@ -76,6 +79,11 @@ def shard_index(agent: str, suite: str, case: str, n: int) -> int:
     return int.from_bytes(digest[:8], "big") % n
 
 
+def case_providers(agent: Agent, suite: Suite, case: Case) -> list[str]:
+    """The providers a case runs on: its own list, else its suite's, else the agent's chain."""
+    return list(case.providers or suite.providers or agent.chain)
+
+
 def build_messages(
     agent: Agent, suite: Suite, case: Case, prompts: dict[tuple[int, str], str] | None = None
 ) -> list[dict[str, Any]]:
@@ -99,51 +107,6 @@ def build_messages(
     return messages
 
 
-class _ProviderGate:
-    """Per-provider concurrency, plus a shared pause when the provider says 429 Retry-After."""
-
-    def __init__(self, concurrency: int) -> None:
-        self.semaphore = asyncio.Semaphore(max(1, concurrency))
-        self.paused_until = 0.0
-        self.rate_limited = 0
-
-    async def wait(self) -> None:
-        delay = self.paused_until - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
-
-
-@dataclass(slots=True)
-class _Budget:
-    limit: float | None
-    spent: float = 0.0
-    reserved: float = 0.0
-    exhausted: bool = False
-
-    def reserve(self, estimate: float) -> bool:
-        if self.limit is None:
-            return True
-        if self.exhausted or self.spent + self.reserved + estimate > self.limit + 1e-12:
-            self.exhausted = True
-            return False
-        self.reserved += estimate
-        return True
-
-    def settle(self, estimate: float, actual: float) -> None:
-        if self.limit is not None:
-            self.reserved -= estimate
-        self.spent += actual
-
-
-class _Skip(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(slots=True)
 class Runner:
     settings: Settings
@@ -152,8 +115,8 @@ class Runner:
     on_result: Callable[[CaseResult], None] | None = None
     run: EvalRun = field(default_factory=EvalRun)
     _cache: Cache | None = None
-    _gates: dict[str, _ProviderGate] = field(default_factory=dict)
-    _budget: _Budget = field(default_factory=lambda: _Budget(None))
+    _budget: Budget = field(default_factory=lambda: Budget(None))
+    _sender: Sender | None = None
     _servers: LocalServers | None = None
     _api_bases: dict[str, str] = field(default_factory=dict)
     _server_lock: asyncio.Lock | None = None
@@ -184,7 +147,7 @@ class Runner:
                         != opts.shard[0] - 1
                     ):
                         continue
-                    names = list(case.providers or suite.providers or agent.chain)
+                    names = case_providers(agent, suite, case)
                     if wanted:
                         names = [n for n in names if n in wanted]
                     repeat = opts.repeat or case.repeat or suite.repeat or defaults.repeat
@@ -338,10 +301,12 @@ class Runner:
         params: dict[str, Any],
         repeat: int,
         key: str | None = None,
+        agent: Agent | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """(response, cached). Raises _Skip when the call must not start, EvalError on failure.
+        """(response, cached). Raises Skip when the call must not start, EvalError on failure.
 
-        ``key`` is the request's cache key when the caller has it already (planned jobs do).
+        ``key`` is the request's cache key when the caller has it already (planned jobs do);
+        ``agent`` the agent whose case it is (its ``resilience.retries`` apply).
         """
         if key is None:
             key = cache_key(
@@ -357,64 +322,12 @@ class Runner:
             self.run.cache_hits += 1
             return hit, True
         if self.options.offline:
-            raise _Skip("--offline: no cached answer")
+            raise Skip("--offline: no cached answer")
         status = self.run.providers.get(provider.name)
         if status is not None and status.status != "ok":
-            raise _Skip(f"provider skipped: {status.reason}")
-        mod = self._providers()
-        gate = self._gates.setdefault(
-            provider.name,
-            _ProviderGate(
-                self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
-            ),
-        )
-        api_base = await self._api_base(provider)
-        spec = self._spec(provider, api_base)
-        estimate = 0.0
-        if self._budget.limit is not None:
-            estimate = mod.estimate_cost(
-                spec, messages, tools, int(params.get("max_tokens") or 256)
-            )
-        if not self._budget.reserve(estimate):
-            raise _Skip(f"budget of ${self._budget.limit:.4f} reached")
-        timeout = self.options.timeout_s or provider.timeout_s or self.settings.eval.timeout_s
-        retries = (
-            self.options.retries if self.options.retries is not None else self.settings.eval.retries
-        )
-        attempt = 0
-        actual = 0.0
-        try:
-            while True:
-                await gate.wait()
-                async with gate.semaphore:
-                    await gate.wait()
-                    try:
-                        completion = await mod.complete(spec, messages, tools, params, timeout)
-                        self.run.calls_made += 1
-                        break
-                    except mod.ProviderCallError as e:
-                        self.run.calls_made += 1
-                        attempt += 1
-                        limit = retries + (RATE_LIMIT_EXTRA_RETRIES if e.status == 429 else 0)
-                        if not e.retryable or attempt > limit:
-                            raise EvalError(
-                                f"{provider.name}: {e} (after {attempt} attempt{'s' if attempt != 1 else ''})"
-                            ) from e
-                        backoff = min(
-                            BACKOFF_CAP_S, self.options.backoff_base_s * 2 ** (attempt - 1)
-                        )
-                        delay = (
-                            e.retry_after_s
-                            if e.retry_after_s is not None
-                            else backoff * random.uniform(0.5, 1.5)
-                        )
-                        if e.status == 429:
-                            gate.rate_limited += 1
-                            gate.pause(delay)
-                await asyncio.sleep(delay)
-            actual = float(completion.cost_usd or 0.0)
-        finally:
-            self._budget.settle(estimate, actual)
+            raise Skip(f"provider skipped: {status.reason}")
+        completion = await self._send(provider, messages, tools, params, agent)
+        actual = float(completion.cost_usd or 0.0)
         response = {
             "text": completion.text or "",
             "tool_calls": [
@@ -438,25 +351,60 @@ class Runner:
         self._store(key, response)
         return response, False
 
+    def _retries(self, agent: Agent | None) -> int:
+        """--retries, else the agent's resilience.retries, else eval.retries."""
+        if self.options.retries is not None:
+            return self.options.retries
+        if agent is not None:
+            retries = (agent.raw.get("resilience") or {}).get("retries")
+            if isinstance(retries, int) and not isinstance(retries, bool):
+                return retries
+        return self.settings.eval.retries
+
+    def _sending(self) -> Sender:
+        if self._sender is None:
+            self._sender = Sender(
+                self.run, self._budget, self._providers(), self.options.backoff_base_s
+            )
+        return self._sender
+
+    async def _send(
+        self,
+        provider: Provider,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: dict[str, Any],
+        agent: Agent | None,
+    ) -> Any:
+        spec = self._spec(provider, await self._api_base(provider))
+        return await self._sending().send(
+            provider,
+            spec,
+            messages,
+            tools,
+            params,
+            concurrency=(
+                self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
+            ),
+            timeout_s=self.options.timeout_s or provider.timeout_s or self.settings.eval.timeout_s,
+            retries=self._retries(agent),
+        )
+
     async def _run_job(self, job: _Job) -> None:
         from pipeline.evals.assertions import Output, check
 
         try:
             response, cached = await self.complete(
-                job.provider, job.messages, job.tools, job.params, job.repeat, job.key
+                job.provider, job.messages, job.tools, job.params, job.repeat, job.key, job.agent
             )
-        except _Skip as e:
+        except Skip as e:
             if job.result.skipped_reason is None:
                 job.result.skipped_reason = e.reason
             if e.reason.startswith("--offline"):
                 msg = f"--offline: no cached answer for {job.agent.name}/{job.suite.name}/{job.case.id} on {job.provider.name}"
                 if msg not in self.run.incomplete:
                     self.run.incomplete.append(msg)
-            elif e.reason.startswith("budget"):
-                msg = f"budget of ${self.options.budget_usd} reached after spending ${self._budget.spent:.4f}"
-                if msg not in self.run.incomplete:
-                    self.run.incomplete.append(msg)
-            return
+            return  # a budget refusal is reported once, at the end (Budget.notices)
         except EvalError as e:
             job.result.runs.append(RunResult(job.repeat, False, error=str(e)))
             return
@@ -555,7 +503,7 @@ class _Context:
             response, _ = await self.runner.complete(
                 p, messages, None, {"temperature": 0}, self.job.repeat
             )
-        except _Skip as e:
+        except Skip as e:
             raise EvalError(f"judge not run: {e.reason}") from e
         return str(response["text"])
 
@@ -578,8 +526,7 @@ class _Context:
         )
         if (hit := self.runner._lookup(key)) is not None:
             return list(hit["vectors"])
-        mod = self.runner._providers()
-        vectors: list[list[float]] = await mod.embed(self.runner._spec(p, p.api_base), texts)
+        vectors = await self.runner._sending().embed(p, self.runner._spec(p, p.api_base), texts)
         self.runner._store(key, {"vectors": vectors})
         return vectors
 
@@ -629,7 +576,7 @@ def run_eval(
     runner.run.commit = commit
     runner.run.started_at = datetime.now(UTC).isoformat(timespec="seconds")
     runner.run.budget_usd = options.budget_usd
-    runner._budget = _Budget(options.budget_usd)
+    runner._budget = Budget(options.budget_usd)
     runner.run.shard = f"{options.shard[0]}/{options.shard[1]}" if options.shard else None
     if options.use_cache or options.offline:
         runner._cache = Cache(options.cache_dir or (root / settings.eval.cache_dir))
@@ -641,5 +588,8 @@ def run_eval(
     finally:
         runner.close()
     runner.run.spent_usd = runner._budget.spent
+    incomplete, notices = runner._budget.notices()
+    runner.run.incomplete.extend(incomplete)
+    runner.run.notices.extend(notices)
     runner.run.duration_s = time.perf_counter() - started
     return runner.run

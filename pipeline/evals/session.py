@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.errors import CheckFailed, UsageError
 from pipeline.evals.results import CaseResult, EvalRun
-from pipeline.evals.runner import EvalOptions, Target, run_eval
+from pipeline.evals.runner import EvalOptions, Target, case_providers, run_eval
 from pipeline.repo import Repo
 
 
@@ -54,8 +54,11 @@ def load_valid_repo(root: Path) -> Repo:
 
 
 def select_targets(
-    repo: Repo, request: EvalRequest, *, git_root: Path | None = None
+    repo: Repo, request: EvalRequest, *, git_root: Path | None = None, empty_ok: bool = True
 ) -> list[Target]:
+    """The agents and suites ``request`` selects. With ``empty_ok=False`` a selection that
+    evaluates nothing (no agent, suite, case or provider left, or a ``--require`` provider that
+    no selected case runs on) is a UsageError saying why: a run of nothing must never pass."""
     names = list(request.agents) or sorted(repo.agents)
     for name in names:
         if name not in repo.agents:
@@ -85,7 +88,59 @@ def select_targets(
     missing = [s for s in request.suites if s not in found_suites]
     if missing and names:
         raise UsageError(f"no suite named {', '.join(map(repr, missing))} for the selected agents")
+    if not empty_ok:
+        nothing = _nothing_selected(repo, request, names, targets)
+        if nothing is not None:
+            raise UsageError(f"nothing to evaluate: {nothing[0]}", hint=nothing[1])
     return targets
+
+
+_WIDEN = "widen the selection (`knowngood eval` alone evaluates every suite of every agent)"
+
+
+def _nothing_selected(
+    repo: Repo, request: EvalRequest, names: Sequence[str], targets: Sequence[Target]
+) -> tuple[str, str] | None:
+    """(why, what to do) when ``targets`` evaluate nothing under ``request``; None if they do."""
+    if not repo.agents:
+        return "the repository has no agents", "add agents/<name>/agent.yaml (see knowngood init)"
+    if not names:
+        return f"no agent changed since {request.changed_since}", "drop --changed-since"
+    if not targets:
+        kind = f"{request.kind} " if request.kind else ""
+        where = ", ".join(f"agents/{n}/agent.yaml" for n in names)
+        return (
+            f"{', '.join(names)} {'has' if len(names) == 1 else 'have'} no {kind}suites",
+            f"list suites under evals: in {where}, or {_WIDEN}",
+        )
+    used: dict[str, set[str]] = {}  # provider -> agents whose selected cases run on it
+    for target in targets:
+        for suite in target.suites:
+            for case in suite.cases:
+                for provider in case_providers(target.agent, suite, case):
+                    used.setdefault(provider, set()).add(target.agent.name)
+    if not used:
+        return "the selected suites have no cases", _WIDEN
+    chains = ", ".join(f"agents/{t.agent.name}/agent.yaml" for t in targets)
+    wanted = [p for p in request.providers if p in used]
+    if request.providers and not wanted:
+        given = ", ".join(map(repr, request.providers))
+        return (
+            f"--provider {given} selects no case: the selected cases run on "
+            f"{', '.join(sorted(used))}",
+            f"pick one of those, or add the provider to the model chain in {chains} "
+            "(or to a suite's or case's providers)",
+        )
+    reach = set(wanted) if request.providers else set(used)
+    for provider in request.require:
+        if provider not in reach:
+            return (
+                f"--require {provider}: no selected case runs on {provider!r} "
+                f"(they run on {', '.join(sorted(reach))})",
+                f"add {provider} to the model chain in {chains} (or to a suite's or case's "
+                f"providers), or drop --require {provider}",
+            )
+    return None
 
 
 def options_for(request: EvalRequest) -> EvalOptions:
@@ -108,7 +163,7 @@ def run_request(
     root: Path, request: EvalRequest, *, progress: bool = False, commit: str | None = None
 ) -> EvalRun:
     repo = load_valid_repo(root)
-    targets = select_targets(repo, request)
+    targets = select_targets(repo, request, empty_ok=False)
     return run_targets(repo, targets, request, progress=progress, commit=commit)
 
 

@@ -559,3 +559,37 @@ def test_cli_help_lists_the_commands() -> None:
         pytest.skip("console script not installed")
     for name in ("deploy", "check", "rollback", "drill"):
         assert name in proc.stdout
+
+
+# -- safeguards shared by deploy and rollback ------------------------------------------------------
+
+
+def test_deploy_refuses_a_release_whose_last_check_failed_unless_forced(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    break_it(world)
+    [bad] = world.release()
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 1 and out["recovery"]["restored_release"] == "shop/v0.1.0"
+    deployments = len(world.records().list("deployment", AGENT, "production"))
+    code, refused = kg(capsys, world, "rollback", AGENT, "--to", bad)
+    assert code == 1 and refused["safeguard"] == "failed-check"
+    # a plain deploy picks the newest release: the one known bad in production
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 1, out
+    assert out["status"] == "refused" and out["safeguard"] == "failed-check"
+    assert out["message"] == refused["message"]  # one safeguard, one message
+    assert "--force" in out["message"] and out["deployment"] is None
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert len(world.records().list("deployment", AGENT, "production")) == deployments
+    assert main(["deploy", AGENT, "--version", bad, "--repo", str(world.repo)]) == 1
+    assert "refused (failed-check)" in capsys.readouterr().out
+    # staging never checked it: the safeguard is per environment, like rollback's
+    assert kg(capsys, world, "deploy", AGENT, "--env", "staging")[0] == 0
+    code, out = kg(capsys, world, "deploy", AGENT, "--force")
+    assert code == 0 and out["status"] == "deployed"
+    assert world.current()["release"] == bad
+    record = world.records().current(AGENT, "production")
+    assert record is not None and record["details"]["forced"] is True
+    assert record["why"].endswith("(forced)")

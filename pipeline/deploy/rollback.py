@@ -11,22 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.check import CheckOutcome, run_check
 from pipeline.deploy.context import Bundle, Context, release_order
+from pipeline.deploy.safeguards import Refusal, daily_limit, failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError, UsageError
 from pipeline.git import Git
-from pipeline.records import Record, parse_time
+from pipeline.records import Record
 
 if TYPE_CHECKING:
     from pipeline.github import GitHubClient
 
 __all__ = ["RollbackOutcome", "bundle_of", "rollback"]
-
-DEFAULT_MAX_PER_DAY = 3
 
 
 @dataclass(slots=True)
@@ -162,25 +160,5 @@ def _older_known_good(
     return None
 
 
-def _safeguard(ctx: Context, agent: str, env: str, tag: str) -> tuple[str, str] | None:
-    last = next((c for c in ctx.store.list("check", agent, env) if c.get("release") == tag), None)
-    if last is not None and last["outcome"] == "failed":
-        return (
-            "failed-check",
-            f"{tag} failed its last post-deploy check in {env} ({last['at']}): "
-            "roll back to it anyway with --force",
-        )
-    limit = int(ctx.settings.revert.get("max_per_day", DEFAULT_MAX_PER_DAY))
-    since = datetime.now(UTC) - timedelta(days=1)
-    recent = [
-        d
-        for d in ctx.store.list("deployment", agent, env)
-        if (d.get("details") or {}).get("kind") == "rollback" and parse_time(d["at"]) >= since
-    ]
-    if len(recent) >= limit:
-        return (
-            "daily-limit",
-            f"{len(recent)} rollbacks of {agent} in {env} in the last 24 hours "
-            f"(revert.max_per_day: {limit}): roll back anyway with --force",
-        )
-    return None
+def _safeguard(ctx: Context, agent: str, env: str, tag: str) -> Refusal | None:
+    return failed_check(ctx, agent, env, tag) or daily_limit(ctx, agent, env)

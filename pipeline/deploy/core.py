@@ -104,7 +104,7 @@ def deploy(
     start = time.perf_counter()
     bundle = ctx.bundle_for_release(agent, tag, env)
     build_s = round(time.perf_counter() - start, 6)
-    previous = ctx.store.current(agent, env)
+    previous = ctx.running(agent, env).deployment  # an interrupted deploy is settled first
     was = (previous.get("release") or previous["commit"][:12]) if previous else None
     stop = None if force else failed_check(ctx, agent, env, tag)
     if stop is not None:

@@ -148,7 +148,7 @@ def _plan(ctx: Context, agent: str, env: str) -> tuple[str, str, Record | None] 
     source = ctx.source_env(env)
     current = tags[-1]
     if source == env:  # a real environment: drill from what runs there, never ship anything new
-        running = ctx.store.current(agent, env)
+        running = ctx.running(agent, env).deployment
         current = running["release"] if running and running.get("release") in tags else tags[-1]
     older = tags[: tags.index(current)]
     if not older:
@@ -171,7 +171,7 @@ def _drill(
 ) -> DrillOutcome:
     drill_id = new_id()
     out = DrillOutcome(agent, env, current, previous)
-    before = ctx.store.current(agent, env)
+    before = ctx.running(agent, env).deployment
     tag = {"drill": drill_id}
 
     def step(name: str, action: Any) -> Any:

@@ -81,7 +81,13 @@ def rollback(
 ) -> RollbackOutcome:
     ctx = Context.open(git, root, remote=remote, github=github)
     ctx.require_env(env)
-    current = ctx.store.current(agent, env)
+    run = ctx.running(agent, env)
+    current = run.deployment
+    # A deploy that was interrupted, and the target cannot say whether it took effect: roll
+    # back from the change that may run (it is newer), and never take "already runs" for granted.
+    unsure = run.state == "unknown" and run.interrupted is not None
+    if unsure and run.interrupted is not None and run.interrupted.get("action") == "publish":
+        current = run.interrupted
     if current is None:
         raise UsageError(
             f"nothing to roll back: no deployment of {agent} to {env} is recorded",
@@ -101,7 +107,7 @@ def rollback(
             )
         tag = str(chosen["release"])
     out = RollbackOutcome(agent, env, label, tag, "skipped", "")
-    if tag == current.get("release"):
+    if tag == current.get("release") and not unsure:
         out.message = f"{tag} already runs in {env}: nothing to roll back"
         return out
     stop = None if force else _safeguard(ctx, agent, env, tag)
@@ -117,7 +123,7 @@ def rollback(
     record, result = ctx.publish(
         bundle,
         why=why,
-        previous=current,
+        previous=run.deployment,
         rollback=True,
         details={"kind": "rollback", "from": label, **({"forced": True} if force else {})},
     )

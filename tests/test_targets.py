@@ -402,6 +402,9 @@ def test_publish_result_to_dict() -> None:
 
 def test_directory_reports_what_runs_and_removes_it(tmp_path: Path) -> None:
     target = DirectoryTarget(tmp_path / "d")
+    elsewhere = target.running("bot", "production")  # no deployments folder on this machine
+    assert not elsewhere.known and "does not exist" in elsewhere.how
+    (tmp_path / "d").mkdir()
     nothing = target.running("bot", "production")
     assert nothing.known and nothing.content_hash is None
     v1 = make_bundle("one")

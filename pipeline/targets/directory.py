@@ -85,8 +85,12 @@ class DirectoryTarget:
         return data
 
     def running(self, agent: str, env: str) -> Observed:
-        """The content hash of the bundle ``current.json`` points at (None: nothing is current)."""
+        """The content hash of the bundle ``current.json`` points at (None: nothing is current).
+        Where the target's folder does not exist at all (another machine's clone), it cannot
+        tell: "nothing here" would wrongly say an interrupted deploy never took effect."""
         path = self.folder(agent, env) / CURRENT
+        if not self.path.is_dir():  # not where the deployments live: it cannot speak for them
+            return Observed.unknown(f"{self.path} does not exist on this machine")
         try:
             bundle = self.read_current(agent, env)
         except (OSError, ValueError) as e:

@@ -1,8 +1,9 @@
-"""Records kept in git: deployments, checks, reverts, incidents, drills and eval results.
+"""Records kept in git: deployment intents, deployments, checks, reverts, incidents, drills and
+eval results.
 
 Every record is one new JSON file on a dedicated branch (``knowngood/records`` by default)::
 
-    deployments/<agent>/<env>/<timestamp>-<id>.json     (also checks/, reverts/, incidents/, drills/)
+    deployments/<agent>/<env>/<timestamp>-<id>.json     (also intents/, checks/, reverts/, ...)
     results/<commit>.json                                eval results of one main-branch commit
 
 The branch is written with plumbing only (``hash-object``, a temporary index, ``commit-tree``,
@@ -38,6 +39,7 @@ from pipeline.repo import Settings
 DEFAULT_BRANCH = "knowngood/records"
 RECORD_VERSION = 1
 KIND_DIRS = {
+    "intent": "intents",  # written before a deployment changes what runs (pipeline.running)
     "deployment": "deployments",
     "check": "checks",
     "revert": "reverts",
@@ -303,7 +305,7 @@ class RecordStore:
         *,
         limit: int | None = None,
     ) -> Records:
-        """Records of ``kind`` (deployment, check, revert, incident, drill), newest first."""
+        """Records of ``kind`` (intent, deployment, check, revert, incident, drill), newest first."""
         prefix = (
             _kind_dir(kind) + (f"/{agent}" if agent else "") + (f"/{env}" if agent and env else "")
         )
@@ -335,10 +337,14 @@ class RecordStore:
 
     # -- queries ---------------------------------------------------------------------------
     def current(self, agent: str, env: str) -> Record | None:
-        """The newest successful deployment of ``agent`` to ``env``: what runs there now."""
-        return next(
-            (d for d in self.list("deployment", agent, env) if d["outcome"] == "success"), None
+        """What the records say runs of ``agent`` in ``env``: the newest successful deployment,
+        None when there is none or a later one removed it. A deploy that was interrupted is not
+        in it: :mod:`pipeline.running` settles those with what the target reports."""
+        settled = (
+            d for d in self.list("deployment", agent, env) if d["outcome"] in ("success", "removed")
         )
+        newest = next(settled, None)
+        return newest if newest is not None and newest["outcome"] == "success" else None
 
     def known_good(self, agent: str, env: str) -> Records:
         """Successful deployments whose newest check passed, newest first."""

@@ -5,6 +5,11 @@ records branch (``pipeline.records``), fetched first (when that fails, e.g. offl
 copy is used and a notice says so). Every query on the records goes through RecordStore, whose
 methods define "current", "last known good" and incidents; ``_Snapshot`` only makes it read
 each kind of record once, so a status of many agents costs a fixed number of git processes.
+
+What an environment runs comes from :mod:`pipeline.running`: when a deploy was interrupted (an
+intent no deployment settles), the deploy target is asked what it runs, and the answer is
+shown. ``status`` itself never writes a record; the next deploy, rollback or check records the
+settlement.
 """
 
 from __future__ import annotations
@@ -12,18 +17,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.changes.revision import at_root
-from pipeline.errors import GitError, UsageError
+from pipeline.errors import GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
+from pipeline.running import Running, resolve
+from pipeline.targets import Observed, Target, make_target
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
+TARGET_TIMEOUT_S = 10.0  # asking the deploy target what runs, for an interrupted deploy
 Records = list[Record]
 
 
@@ -35,10 +44,13 @@ class EnvStatus:
     last_check: Record | None  # the newest check in the environment (of any deployment)
     last_known_good: Record | None  # the newest deployment whose check passed
     last_drill: Record | None
+    running: Running  # how ``current`` was decided (settled, or an interrupted deploy)
 
     @property
     def health(self) -> str:
-        """not deployed | unchecked | good | failing | check error."""
+        """unknown | not deployed | unchecked | good | failing | check error."""
+        if self.running.state == "unknown":
+            return "unknown"
         if self.current is None:
             return "not deployed"
         if self.current_check is None:
@@ -56,6 +68,7 @@ class EnvStatus:
             "last_check": _check(self.last_check),
             "last_known_good": _deployment(self.last_known_good),
             "last_drill": _drill(self.last_drill),
+            "running": self.running.to_json(),
         }
 
 
@@ -124,8 +137,9 @@ def status(
                 hint=f"agents: {', '.join(sorted(names)) or 'none'}",
             )
         names = {agent}
+    observer = _Observer(settings, root)
     for name in sorted(names):
-        report.agents.append(_agent_status(store, name, tags.get(name, []), settings))
+        report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
     if not report.fetched and not store.data.tip():
         report.notices.append(
             f"no records yet (branch {settings.records_branch}): nothing was deployed from any clone"
@@ -220,13 +234,41 @@ def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
         return False
 
 
+class _Observer:
+    """Asks the deploy target what runs, building it only when a deploy was interrupted."""
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self._target: Target | KnowngoodError | None = None
+
+    def __call__(self, agent: str, env: str) -> Observed:
+        if self._target is None:
+            try:
+                self._target = make_target(
+                    self.settings.deploy.get("target"), self.root, timeout_s=TARGET_TIMEOUT_S
+                )
+            except KnowngoodError as e:
+                self._target = e
+        if isinstance(self._target, KnowngoodError):
+            return Observed.unknown(self._target.message)
+        return self._target.running(agent, env)
+
+
 def _agent_status(
-    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings
+    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: _Observer
 ) -> AgentStatus:
     envs = list(settings.environments) + sorted(store.envs(agent) - set(settings.environments))
     environments = []
     for env in envs:
-        current = store.current(agent, env)
+        running = resolve(
+            agent,
+            env,
+            store.list("deployment", agent, env),
+            store.list("intent", agent, env),
+            partial(observer, agent, env),
+        )
+        current = running.deployment
         checks = store.list("check", agent, env)
         current_check = (
             next((c for c in checks if c.get("deployment") == current["id"]), None)
@@ -242,6 +284,7 @@ def _agent_status(
                 checks[0] if checks else None,
                 store.last_known_good(agent, env),
                 drills[0] if drills else None,
+                running,
             )
         )
     incidents = store.incidents(agent)

@@ -533,14 +533,21 @@ def test_drill_rollback_in_a_scratch_environment(
         "restore",
     ]
     assert world.current() == production  # production untouched
-    assert world.current("drill")["release"] == v2  # restored after the drill
-    assert (
-        world.current("drill")["config"]["prompt"]["vars"]["company"] == "Acme Corp"
-    )  # production overlay
+    assert not (world.target / "drill" / AGENT / "current.json").exists()  # empty, as found
     [record] = world.records().list("drill", AGENT, "drill")
     assert record["outcome"] == "passed" and record["recovery_s"] == drill["recovery_s"]
     assert record["from_release"] == v2 and record["to_release"] == "shop/v0.1.0"
-    assert len(world.records().list("deployment", AGENT, "drill")) == 3
+    removed, rolled, deployed = world.records().list("deployment", AGENT, "drill")
+    assert (removed["outcome"], rolled["release"], deployed["release"]) == (
+        "removed",
+        "shop/v0.1.0",
+        v2,
+    )
+    assert deployed["details"]["built_for"] == "production"
+    bundle = json.loads(
+        (world.target / "drill" / AGENT / f"{deployed['content_hash']}.json").read_text()
+    )
+    assert bundle["config"]["prompt"]["vars"]["company"] == "Acme Corp"  # production overlay
     # a real environment: drills from what runs there and puts it back
     code, out = kg(capsys, world, "drill", "rollback", "--env", "production")
     assert code == 0, out
@@ -559,3 +566,108 @@ def test_cli_help_lists_the_commands() -> None:
         pytest.skip("console script not installed")
     for name in ("deploy", "check", "rollback", "drill"):
         assert name in proc.stdout
+
+
+# -- safeguards shared by deploy and rollback ------------------------------------------------------
+
+
+def test_deploy_refuses_a_release_whose_last_check_failed_unless_forced(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    break_it(world)
+    [bad] = world.release()
+    code, out = kg(capsys, world, "deploy", AGENT, "--auto-revert")
+    assert code == 1 and out["recovery"]["restored_release"] == "shop/v0.1.0"
+    deployments = len(world.records().list("deployment", AGENT, "production"))
+    code, refused = kg(capsys, world, "rollback", AGENT, "--to", bad)
+    assert code == 1 and refused["safeguard"] == "failed-check"
+    # a plain deploy picks the newest release: the one known bad in production
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 1, out
+    assert out["status"] == "refused" and out["safeguard"] == "failed-check"
+    assert out["message"] == refused["message"]  # one safeguard, one message
+    assert "--force" in out["message"] and out["deployment"] is None
+    assert world.current()["release"] == "shop/v0.1.0"
+    assert len(world.records().list("deployment", AGENT, "production")) == deployments
+    assert main(["deploy", AGENT, "--version", bad, "--repo", str(world.repo)]) == 1
+    assert "refused (failed-check)" in capsys.readouterr().out
+    # staging never checked it: the safeguard is per environment, like rollback's
+    assert kg(capsys, world, "deploy", AGENT, "--env", "staging")[0] == 0
+    code, out = kg(capsys, world, "deploy", AGENT, "--force")
+    assert code == 0 and out["status"] == "deployed"
+    assert world.current()["release"] == bad
+    record = world.records().current(AGENT, "production")
+    assert record is not None and record["details"]["forced"] is True
+    assert record["why"].endswith("(forced)")
+
+
+def test_drills_start_from_the_last_known_good_release_and_leave_environments_as_found(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["drill", "rollback", AGENT, "--repo", str(world.repo)]) == 2  # one release
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    good_change(world)
+    [v2] = world.release()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    break_it(world)
+    [bad] = world.release()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 1  # the newest tag is known bad
+    assert kg(capsys, world, "deploy", AGENT, "--env", "staging")[0] == 0
+    production, staging = world.current(), world.current("staging")
+    assert production["release"] == bad
+
+    code, out = kg(capsys, world, "drill", "rollback", AGENT)
+    assert code == 0, out
+    [drill] = out["drills"]
+    assert (drill["from_release"], drill["to_release"]) == (v2, "shop/v0.1.0")
+    assert drill["steps"][0]["name"] == f"deploy {v2}" and drill["steps"][-1]["ok"]
+    # every environment as the drill found it: the scratch one empty, the others untouched
+    assert not (world.target / "drill" / AGENT / "current.json").exists()
+    assert world.current() == production and world.current("staging") == staging
+    records = world.records()
+    assert records.current(AGENT, "drill") is None
+    assert all(d.get("release") != bad for d in records.list("deployment", AGENT, "drill"))
+    capsys.readouterr()
+    assert main(["status", AGENT, "--repo", str(world.repo), "--format", "json"]) == 0
+    envs = {e["env"]: e for e in json.loads(capsys.readouterr().out)["agents"][0]["environments"]}
+    assert envs["drill"]["health"] == "not deployed" and envs["drill"]["last_drill"]
+    assert envs["production"]["current"]["release"] == bad
+
+    # a real environment: the drill starts from its last known good release, and puts back
+    # exactly what ran there (even a release known bad: it found it so)
+    code, out = kg(capsys, world, "drill", "rollback", AGENT, "--env", "production")
+    assert code == 0, out
+    [drill] = out["drills"]
+    assert (drill["from_release"], drill["to_release"]) == (v2, "shop/v0.1.0")
+    assert world.current() == production and world.current("staging") == staging
+    current = world.records().current(AGENT, "production")
+    assert current is not None and current["release"] == bad
+
+
+def test_a_drill_on_a_target_that_cannot_remove_leaves_the_last_known_good_release(
+    tmp_path: Path, server: FakeProvider, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "deploy.sh"
+    script.write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/runs-$KNOWNGOOD_ENV.json\n')
+    script.chmod(0o755)
+    world = make_world(tmp_path, server, target={"type": "command", "command": [str(script)]})
+    assert kg(capsys, world, "deploy", AGENT)[0] == 0  # deployed, never checked
+    good_change(world)
+    [v2] = world.release()
+    assert kg(capsys, world, "deploy", AGENT)[0] == 0
+    code, out = kg(capsys, world, "drill", "rollback")
+    assert code == 0 and out["drills"] == []
+    assert out["skipped"] == [
+        "shop has no known good release in production: a rollback drill starts from one"
+    ]
+    assert main(["drill", "rollback", AGENT, "--repo", str(world.repo)]) == 2
+    assert "--check" in capsys.readouterr().err
+    assert kg(capsys, world, "check", AGENT)[0] == 0  # v2 is known good now
+    code, out = kg(capsys, world, "drill", "rollback", AGENT)
+    assert code == 0, out
+    [drill] = out["drills"]
+    assert (drill["from_release"], drill["to_release"]) == (v2, "shop/v0.1.0")
+    assert drill["left"] == v2
+    assert any("cannot remove" in w for w in out["warnings"])
+    assert json.loads((tmp_path / "runs-drill.json").read_text())["release"] == v2

@@ -23,6 +23,8 @@ from pipeline.records import (
     resolve_incident,
     validate,
 )
+from pipeline.running import Running, resolve, settlement
+from pipeline.targets import Observed
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HASH = "ab" * 32
@@ -476,3 +478,85 @@ def test_incidents_and_recovery_time(a: Path) -> None:
     del resolved_without_time["recovery_s"]
     with pytest.raises(InvalidRecord, match="recovery_s"):
         s.append(resolved_without_time)
+
+
+# -- intents: what runs after an interrupted change -------------------------------------------------
+
+
+def intent(
+    content_hash: str, at: str | None, action: str = "publish", **fields: Any
+) -> dict[str, Any]:
+    return new_record(
+        "intent", agent="bot", env="production", what="deploy bot/v2.0.0 to production",
+        why="release", outcome="pending", at=at, action=action, release="bot/v2.0.0",
+        commit=SHA, content_hash=content_hash, target="directory", rollback=False,
+        previous=None, **fields,
+    )  # fmt: skip
+
+
+def test_intent_records_are_validated() -> None:
+    validate(intent("cd" * 32, "2026-01-01T00:00:00.000000Z"))
+    with pytest.raises(InvalidRecord, match="pending"):
+        validate({**intent("cd" * 32, "2026-01-01T00:00:00.000000Z"), "outcome": "success"})
+    with pytest.raises(InvalidRecord, match="action"):
+        validate({**intent("cd" * 32, "2026-01-01T00:00:00.000000Z"), "action": "nuke"})
+    assert record_path(intent("cd" * 32, "2026-01-01T00:00:00.000000Z")).startswith(
+        "intents/bot/production/"
+    )
+
+
+def test_an_interrupted_change_is_settled_by_what_the_target_reports(a: Path) -> None:
+    s = store(a)
+    new = "cd" * 32
+    t = iter(f"2026-01-01T00:00:{n:02d}.000000Z" for n in range(60))
+    d1 = deployment(release="bot/v1.0.0", at=next(t))
+    s.append(d1)
+
+    def now() -> Running:
+        return resolve(
+            "bot", "production", s.list("deployment", "bot", "production"),
+            s.list("intent", "bot", "production"), lambda: asked.pop(0),
+        )  # fmt: skip
+
+    asked: list[Observed] = []  # nothing unsettled: the target is not even asked
+    assert now().state == "settled" and now().deployment == d1
+    i1 = intent(new, next(t))
+    s.append(i1)
+    # the target cannot tell, or runs something no record names: unknown, nothing to write
+    asked = [Observed.unknown("no current_command"), Observed(True, "ef" * 32, "x")]
+    for _ in range(2):
+        run = now()
+        assert run.state == "unknown" and run.deployment == d1 and run.interrupted == i1
+        assert settlement(run, by="me") == [] and "settle it" in str(run.note())
+    # it still runs the old bundle: the change never took effect
+    asked = [Observed(True, HASH, "current.json")]
+    run = now()
+    assert run.state == "not-applied" and run.deployment == d1
+    [failed] = settlement(run, by="me")
+    assert failed["outcome"] == "failure" and failed["intent"] == i1["id"]
+    s.append(failed)
+    assert now().state == "settled" and s.current("bot", "production") == d1
+    # a second attempt took effect before the process died: it runs
+    i2 = intent(new, next(t))
+    s.append(i2)
+    asked = [Observed(True, new, "current.json")]
+    run = now()
+    assert run.state == "confirmed" and run.deployment == i2
+    [took] = settlement(run, by="me")
+    assert took["outcome"] == "success" and took["intent"] == i2["id"]
+    assert took["content_hash"] == new and took["details"]["settled"]["observed"] == new
+    s.append(took)
+    assert s.current("bot", "production") == took and now().state == "settled"
+    # an intent older than what took effect since was superseded: never asked about
+    s.append(intent("ef" * 32, "2026-01-01T00:00:00.500000Z"))
+    assert now().state == "settled"
+    # removing what runs: nothing runs once it took effect
+    i3 = intent(new, None, action="remove")  # now: after the settlement just written
+    s.append(i3)
+    asked = [Observed(True, None, "no current.json")]
+    run = now()
+    assert run.state == "confirmed" and run.deployment is None
+    [removed] = settlement(run, by="me")
+    assert removed["outcome"] == "removed"
+    s.append(removed)
+    assert s.current("bot", "production") is None and now().deployment is None

@@ -106,9 +106,15 @@ def test_a_bad_merge_is_reverted_and_the_known_good_release_restored(
     assert "restored v0.1.0" in comment["body"] and "smoke/smoke@local" in comment["body"]
     assert [w for w in github.webhooks if w.get("event") == "auto-revert"]
 
-    # The same thing again (the job re-run): the broken release fails again and is replaced
-    # again, but the merge is never reverted twice.
+    # The job re-run: the broken release is known bad in production now, so it is refused
+    # and nothing changes.
     code, batch = kg(capsys, world, "deploy", "--released", "--check", "--auto-revert")
+    assert code == 1
+    [out] = batch["deployments"]
+    assert out["status"] == "refused" and out["safeguard"] == "failed-check"
+    assert out["recovery"] is None and world.current() == good
+    # Forced anyway: it fails again and is replaced again, but the merge is never reverted twice.
+    code, batch = kg(capsys, world, "deploy", "--released", "--check", "--auto-revert", "--force")
     assert code == 1
     [out] = batch["deployments"]
     assert out["recovery"]["revert"]["status"] == "skipped"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -243,6 +244,8 @@ class Receiver:
         self.reply = b'{"ok": true}'
         self.redirect: str | None = None
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.runs: dict[tuple[str, str], str | None] = {}  # (agent, env) -> content hash
+        self.get_status = 200
         self.release = threading.Event()
         self.release.set()
         receiver = self
@@ -264,6 +267,27 @@ class Receiver:
                 self.send_response(receiver.status if ok else 403)
                 self.end_headers()
                 self.wfile.write(receiver.reply if ok else b"bad signature")
+
+            def do_GET(self) -> None:
+                query = parse_qs(urlsplit(self.path).query)
+                agent, env = query["agent"][0], query["env"][0]
+                receiver.requests.append((dict(self.headers.items()), self.path.encode()))
+                signed = f"GET\n{agent}\n{env}".encode()
+                expected = (
+                    "sha256="
+                    + hmac.new(receiver.secret.encode(), signed, hashlib.sha256).hexdigest()
+                )
+                if not hmac.compare_digest(expected, self.headers.get("X-Knowngood-Signature", "")):
+                    self.send_response(403)
+                    self.end_headers()
+                    return
+                self.send_response(receiver.get_status)
+                self.end_headers()
+                if (agent, env) in receiver.runs:
+                    content = receiver.runs[(agent, env)]
+                    self.wfile.write(json.dumps({"content_hash": content}).encode())
+                else:
+                    self.wfile.write(b"<html>not json</html>")
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -371,3 +395,97 @@ def test_publish_result_to_dict() -> None:
         "message": "ok",
         "duration_s": 0.1,
     }
+
+
+# -- reporting what runs ------------------------------------------------------------------------
+
+
+def test_directory_reports_what_runs_and_removes_it(tmp_path: Path) -> None:
+    target = DirectoryTarget(tmp_path / "d")
+    elsewhere = target.running("bot", "production")  # no deployments folder on this machine
+    assert not elsewhere.known and "does not exist" in elsewhere.how
+    (tmp_path / "d").mkdir()
+    nothing = target.running("bot", "production")
+    assert nothing.known and nothing.content_hash is None
+    v1 = make_bundle("one")
+    assert target.publish(v1).ok
+    seen = target.running("bot", "production")
+    assert seen.known and seen.content_hash == v1["content_hash"]
+    assert target.remove("bot", "production").ok
+    assert target.running("bot", "production").content_hash is None
+    assert target.bundles("bot", "production")  # kept for rollbacks
+    (target.folder("bot", "production") / "current.json").write_text("{not json")
+    broken = target.running("bot", "production")
+    assert not broken.known and "unreadable" in broken.how
+
+
+CURRENT = """
+import json, os, pathlib, sys
+state = pathlib.Path("runs-" + os.environ["KNOWNGOOD_AGENT"] + "-" + os.environ["KNOWNGOOD_ENV"])
+if not state.exists():
+    sys.exit(0)
+text = state.read_text()
+if text == "fail":
+    print("cluster unreachable", file=sys.stderr)
+    sys.exit(5)
+print(text)
+"""
+
+
+def test_command_reports_what_runs_with_current_command(tmp_path: Path) -> None:
+    (tmp_path / "current.py").write_text(CURRENT)
+    config = {
+        "type": "command",
+        "command": [sys.executable, "deploy.py"],
+        "current_command": [sys.executable, "current.py"],
+    }
+    target = make_target(config, tmp_path)
+    state = tmp_path / "runs-bot-production"
+    nothing = target.running("bot", "production")
+    assert nothing.known and nothing.content_hash is None and "printed nothing" in nothing.how
+    state.write_text("ab" * 32 + "\n")
+    seen = target.running("bot", "production")
+    assert seen.known and seen.content_hash == "ab" * 32
+    state.write_text("v1.2.0 is running")
+    odd = target.running("bot", "production")
+    assert not odd.known and "not one content hash" in odd.how
+    state.write_text("fail")
+    failed = target.running("bot", "production")
+    assert not failed.known and "exited 5" in failed.how and "cluster unreachable" in failed.how
+    plain = make_target({"type": "command", "command": ["./deploy.sh"]}, tmp_path)
+    unknown = plain.running("bot", "production")
+    assert not unknown.known and "current_command" in unknown.how
+
+
+def test_http_reports_what_runs_with_current_url(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    current = receiver.url.replace("/deploy", "/current")
+    config = {
+        "type": "http",
+        "url": receiver.url,
+        "secret_env": "KG_DEPLOY_SECRET",
+        "current_url": current,
+    }
+    target = make_target(config, Path.cwd())
+    receiver.runs[("bot", "production")] = "cd" * 32
+    receiver.runs[("bot", "staging")] = None
+    seen = target.running("bot", "production")
+    assert seen.known and seen.content_hash == "cd" * 32 and seen.how == current
+    headers, path = receiver.requests[-1]
+    assert path == b"/current?agent=bot&env=production"
+    assert headers["X-Knowngood-Agent"] == "bot" and headers["X-Knowngood-Env"] == "production"
+    empty = target.running("bot", "staging")
+    assert empty.known and empty.content_hash is None
+    assert not target.running("bot", "dev").known  # not JSON
+    receiver.get_status = 500
+    assert "answered 500" in target.running("bot", "production").how
+    monkeypatch.setenv("KG_DEPLOY_SECRET", "the-wrong-secret")
+    receiver.get_status = 200
+    refused = target.running("bot", "production")
+    assert not refused.known and "answered 403" in refused.how
+    assert "the-wrong-secret" not in refused.how
+    monkeypatch.delenv("KG_DEPLOY_SECRET")
+    assert "is not set" in target.running("bot", "production").how
+    plain = http_target(receiver)
+    assert not plain.running("bot", "production").known

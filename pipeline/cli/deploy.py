@@ -52,6 +52,11 @@ def progress_wanted(fmt: str) -> bool:
     "record an incident and notify (implies --check).",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Deploy even a release whose last post-deploy check in ENV failed (recorded as forced).",
+)
+@click.option(
     "--remote", default="origin", show_default=True, help="The git remote (records, tags, main)."
 )
 @repo_option
@@ -63,6 +68,7 @@ def command(
     env: str,
     run_check: bool,
     auto_revert: bool,
+    force: bool,
     remote: str,
     repo: Path | None,
     fmt: str,
@@ -77,8 +83,11 @@ def command(
     With --released (instead of AGENT), every agent released at HEAD is deployed, each on its
     own: the step that follows `knowngood release --push` on the main branch.
 
+    A release whose last post-deploy check in ENV failed is refused unless --force, like
+    `knowngood rollback --to` refuses it.
+
     Exit 0 deployed (and the check passed); 1 the post-deploy check failed (even when recovery
-    succeeded); 2 bad usage (unknown agent, release or environment); 3 the deploy, the check or
+    succeeded), or a release known bad in ENV was refused; 2 bad usage (unknown agent, release or environment); 3 the deploy, the check or
     the recovery could not complete.
 
     \b
@@ -102,15 +111,15 @@ def command(
     progress = progress_wanted(fmt)
     if agent is None:
         batch = deploy_released(
-            git, root, env=env, check=check, auto_revert=auto_revert, github=github,
-            remote=remote, progress=progress,
+            git, root, env=env, check=check, auto_revert=auto_revert, force=force,
+            github=github, remote=remote, progress=progress,
         )  # fmt: skip
         say_read(revisions(root, ("HEAD", batch.commit)))
         render(batch, fmt)
         return batch.exit_code
     outcome = deploy(
         git, root, agent, version=version, env=env, check=check, auto_revert=auto_revert,
-        github=github, remote=remote, progress=progress,
+        force=force, github=github, remote=remote, progress=progress,
     )  # fmt: skip
     say_read(revisions(root, (outcome.release, outcome.commit)))
     render(outcome, fmt)

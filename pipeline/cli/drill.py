@@ -30,12 +30,14 @@ def command(
 ) -> int:
     """Rehearse a recovery and record the measured recovery time.
 
-    rollback: for AGENT (default: every agent with two releases), deploy the current release,
-    roll back to the previous one, run its post-deploy check, then restore what ran before.
-    The recovery time runs from the start of the rollback to the passed check. By default the
-    drill uses the scratch environment 'drill', so production is never disturbed.
+    rollback: for AGENT (default: every agent with two releases), deploy its last known good
+    release, roll back to an older one, run its post-deploy check, then put back what ran
+    before (an environment that ran nothing is emptied again). The recovery time runs from the
+    start of the rollback to the passed check. By default the drill uses the scratch
+    environment 'drill', so production is never disturbed.
 
-    Exit 0 every drill passed; 1 a drill failed; 2 AGENT has fewer than two releases.
+    Exit 0 every drill passed; 1 a drill failed; 2 AGENT has fewer than two releases or no
+    known good release; 3 what runs in ENV is unknown (an interrupted deploy).
 
     \b
     Examples:

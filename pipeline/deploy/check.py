@@ -99,7 +99,13 @@ class CheckOutcome:
 
 def deployed_bundle(ctx: Context, agent: str, env: str) -> tuple[Record, Bundle, list[str]]:
     """(the current deployment record, the bundle that runs, warnings)."""
-    deployment = ctx.store.current(agent, env)
+    run = ctx.running(agent, env)
+    if run.state == "unknown":
+        raise DeployError(
+            f"cannot tell what runs of {agent} in {env}: {run.note()}",
+            hint=f"settle it: knowngood deploy {agent} --env {env}, or knowngood rollback",
+        )
+    deployment = run.deployment
     if deployment is None:
         raise UsageError(
             f"nothing to check: no successful deployment of {agent} to {env} is recorded",

@@ -2,10 +2,13 @@
 
 ``Context.open`` reads knowngood.yaml as committed at HEAD (the deploy target, environments,
 records branch and revert policy; never an uncommitted edit), fetches the records branch, and
-builds the target; ``deploy`` then reads them from the release it deploys
-(``use_settings_of``). Bundles themselves always come from a release tag
-(``bundle_for_release``) or from a bundle the target already holds (``bundle_for_record``),
-never from the working tree.
+builds the target. Bundles themselves always come from a release tag (``bundle_for_release``)
+or from a bundle the target already holds (``bundle_for_record``), never from the working tree.
+
+Crash consistency: ``publish`` (and ``remove``) write and push an intent record before the
+target changes, and the deployment record naming it after; ``running`` settles an intent left
+by a process that died in between with what the target reports (:mod:`pipeline.running`), so
+every command starts from what really runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, 
 from pipeline.git import Git
 from pipeline.records import Record, RecordStore, actor, new_record
 from pipeline.repo import Settings, load_settings
+from pipeline.running import Running, label, resolve, settlement
 from pipeline.source import settings_at
 from pipeline.targets import DirectoryTarget, PublishResult, Target, make_target
 
@@ -110,6 +114,30 @@ class Context:
         record = new_record(kind, by=self.by, **fields)
         self.store.append(record)
         return record
+
+    def running(self, agent: str, env: str) -> Running:
+        """What runs of ``agent`` in ``env``. An interrupted change is settled with what the
+        target reports, and the settlement recorded; when the target cannot tell, a warning
+        says so (and the records are left as they are)."""
+        run = self._resolve(agent, env)
+        settle = settlement(run, by=self.by)
+        for record in settle:
+            self.store.append(record)
+        if settle:
+            self.warnings.append(str(run.note()))
+            run = self._resolve(agent, env)
+        elif run.state == "unknown":
+            self.warnings.append(str(run.note()))
+        return run
+
+    def _resolve(self, agent: str, env: str) -> Running:
+        return resolve(
+            agent,
+            env,
+            self.store.list("deployment", agent, env),
+            self.store.list("intent", agent, env),
+            lambda: self.target.running(agent, env),
+        )
 
     # -- environments and releases ------------------------------------------------------------
     def require_env(self, env: str) -> None:
@@ -208,33 +236,98 @@ class Context:
         rollback: bool = False,
         details: Mapping[str, Any] | None = None,
     ) -> tuple[Record, PublishResult]:
-        """Publish ``bundle`` and record the deployment, whatever the outcome."""
-        start = time.perf_counter()
-        result = self.target.publish(bundle)
-        what = bundle.get("release") or str(bundle["commit"])[:12]
+        """Publish ``bundle``: record and push the intent, publish, record the deployment
+        (whatever the outcome; the caller pushes it)."""
         extra: dict[str, Any] = dict(details or {})
         if bundle["env"] not in self.settings.environments:  # a scratch environment (drills)
             extra["built_for"] = self.source_env(bundle["env"])
-        if not result.ok:
-            extra["error"] = result.message
-        record = self.record(
-            "deployment",
+        what = f"deploy {label(bundle)} to {bundle['env']}"
+        intent = self._intent("publish", bundle, what, why, previous, rollback, extra)
+        start = time.perf_counter()
+        try:
+            result = self.target.publish(bundle)
+        except KnowngoodError as e:  # the target cannot be used at all: nothing changed
+            result = PublishResult(False, self.target.type, "", e.message, 0.0)
+            self._settle(intent, result, start, extra)
+            raise
+        return self._settle(intent, result, start, extra), result
+
+    def remove(
+        self, deployment: Mapping[str, Any], *, why: str, details: Mapping[str, Any] | None = None
+    ) -> tuple[Record, PublishResult] | None:
+        """Make nothing run of ``deployment``'s agent in its environment (a drill putting back
+        an environment it found empty), recorded like ``publish``. None when the target cannot
+        remove a deployment (only the directory target can)."""
+        if not isinstance(self.target, DirectoryTarget):
+            return None
+        what = f"remove {label(deployment)} from {deployment['env']}"
+        extra = dict(details or {})
+        intent = self._intent("remove", deployment, what, why, deployment, False, extra)
+        start = time.perf_counter()
+        result = self.target.remove(deployment["agent"], deployment["env"])
+        return self._settle(intent, result, start, extra, removed=True), result
+
+    def _intent(
+        self,
+        action: str,
+        bundle: Mapping[str, Any],
+        what: str,
+        why: str,
+        previous: Mapping[str, Any] | None,
+        rollback: bool,
+        details: Mapping[str, Any],
+    ) -> Record:
+        """Record what is about to change, and push it before anything changes: a process
+        that dies after this leaves an intent that ``running`` settles, from any clone."""
+        intent = self.record(
+            "intent",
             agent=bundle["agent"],
             env=bundle["env"],
-            what=f"deploy {what} to {bundle['env']}",
+            what=what,
             why=why,
-            outcome="success" if result.ok else "failure",
+            outcome="pending",
+            action=action,
             release=bundle.get("release"),
             commit=bundle["commit"],
             content_hash=bundle["content_hash"],
-            target=result.target,
-            location=result.location,
-            duration_s=round(time.perf_counter() - start, 6),
+            target=self.target.type,
             rollback=rollback,
             previous=previous["id"] if previous else None,
+            **({"details": dict(details)} if details else {}),
+        )
+        self.push_records()
+        return intent
+
+    def _settle(
+        self,
+        intent: Record,
+        result: PublishResult,
+        start: float,
+        details: Mapping[str, Any],
+        *,
+        removed: bool = False,
+    ) -> Record:
+        extra = dict(details)
+        if not result.ok:
+            extra["error"] = result.message
+        return self.record(
+            "deployment",
+            agent=intent["agent"],
+            env=intent["env"],
+            what=intent["what"],
+            why=intent["why"],
+            outcome=("removed" if removed else "success") if result.ok else "failure",
+            intent=intent["id"],
+            release=intent.get("release"),
+            commit=intent["commit"],
+            content_hash=intent["content_hash"],
+            target=intent["target"],
+            **({"location": result.location} if result.location else {}),
+            duration_s=round(time.perf_counter() - start, 6),
+            rollback=intent["rollback"],
+            previous=intent["previous"],
             **({"details": extra} if extra else {}),
         )
-        return record, result
 
 
 def retarget(bundle: Mapping[str, Any], env: str) -> Bundle:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline.deploy.autorevert import RecoveryOutcome, recover
 from pipeline.deploy.check import CheckOutcome, deployed_bundle, run_check
 from pipeline.deploy.context import Context
-from pipeline.errors import EXIT_INCOMPLETE, EXIT_OK, KnowngoodError
+from pipeline.deploy.safeguards import failed_check
+from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError
 from pipeline.git import Git
 from pipeline.records import Record
 
@@ -26,20 +27,23 @@ class DeployOutcome:
     agent: str
     env: str
     release: str
-    status: str  # deployed | failed
+    status: str  # deployed | failed | refused
     message: str
     commit: str
     content_hash: str
     previous: str | None  # what ran before (a release, or a short commit), None for the first
-    deployment: Record
+    deployment: Record | None  # None when a safeguard refused: nothing was published
     build_s: float
     publish_s: float
+    safeguard: str | None = None
     check: CheckOutcome | None = None
     recovery: RecoveryOutcome | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
+        if self.status == "refused":
+            return EXIT_FINDINGS
         if self.status != "deployed" or (self.recovery is not None and self.recovery.failed):
             return EXIT_INCOMPLETE
         return self.check.exit_code if self.check is not None else EXIT_OK
@@ -55,9 +59,10 @@ class DeployOutcome:
             "commit": self.commit,
             "content_hash": self.content_hash,
             "previous": self.previous,
-            "deployment": self.deployment["id"],
-            "target": self.deployment["target"],
-            "location": self.deployment.get("location"),
+            "safeguard": self.safeguard,
+            "deployment": self.deployment["id"] if self.deployment else None,
+            "target": self.deployment["target"] if self.deployment else None,
+            "location": self.deployment.get("location") if self.deployment else None,
             "build_s": self.build_s,
             "publish_s": self.publish_s,
             "check": self.check.to_json() if self.check is not None else None,
@@ -76,6 +81,7 @@ def deploy(
     env: str = "production",
     check: bool = False,
     auto_revert: bool = False,
+    force: bool = False,
     github: GitHubClient | None = None,
     remote: str = "origin",
     why: str | None = None,
@@ -89,6 +95,9 @@ def deploy(
     whatever the target answered. ``check`` runs the post-deploy suites against what was
     published; ``auto_revert`` (implies ``check``) restores the last known good release and
     reverts the merge when the check fails. A records push that is refused is a warning.
+
+    A release whose last post-deploy check in ``env`` failed is refused (the safeguard rollback
+    applies too) unless ``force``, which is recorded.
     """
     ctx = Context.open(git, root, remote=remote, github=github)
     tag = ctx.resolve_release(agent, version)
@@ -97,8 +106,22 @@ def deploy(
     start = time.perf_counter()
     bundle = ctx.bundle_for_release(agent, tag, env)
     build_s = round(time.perf_counter() - start, 6)
-    previous = ctx.store.current(agent, env)
-    record, result = ctx.publish(bundle, why=why or f"release {tag}", previous=previous)
+    previous = ctx.running(agent, env).deployment  # an interrupted deploy is settled first
+    was = (previous.get("release") or previous["commit"][:12]) if previous else None
+    stop = None if force else failed_check(ctx, agent, env, tag)
+    if stop is not None:
+        out = DeployOutcome(
+            agent, env, tag, "refused", stop[1], bundle["commit"], bundle["content_hash"], was,
+            None, build_s, 0.0, safeguard=stop[0],
+        )  # fmt: skip
+        out.warnings = _unique(ctx.warnings)
+        return out
+    record, result = ctx.publish(
+        bundle,
+        why=(why or f"release {tag}") + (" (forced)" if force else ""),
+        previous=previous,
+        details={"forced": True} if force else None,
+    )
     out = DeployOutcome(
         agent=agent,
         env=env,
@@ -107,7 +130,7 @@ def deploy(
         message=result.message,
         commit=bundle["commit"],
         content_hash=bundle["content_hash"],
-        previous=(previous.get("release") or previous["commit"][:12]) if previous else None,
+        previous=was,
         deployment=record,
         build_s=build_s,
         publish_s=result.duration_s,
@@ -171,6 +194,7 @@ def deploy_released(
     env: str = "production",
     check: bool = False,
     auto_revert: bool = False,
+    force: bool = False,
     github: GitHubClient | None = None,
     remote: str = "origin",
     progress: bool = False,
@@ -183,7 +207,7 @@ def deploy_released(
         try:
             outcome = deploy(
                 git, root, agent, version=tag, env=env, check=check, auto_revert=auto_revert,
-                github=github, remote=remote, progress=progress,
+                force=force, github=github, remote=remote, progress=progress,
             )  # fmt: skip
             batch.outcomes.append(outcome)
         except KnowngoodError as e:

@@ -1,15 +1,24 @@
 """``drill rollback``: rehearse a recovery and measure it.
 
-For each agent with at least two releases: deploy the current release, roll back to the
-previous one (timer starts), run the post-deploy check against it (timer stops when it passes:
-that is the recovery time), then restore what ran before the drill. Every step is a deployment
+For each agent with at least two releases: deploy its last known good release, roll back to an
+older one (timer starts), run the post-deploy check against it (timer stops when it passes:
+that is the recovery time), then put back what ran before the drill. Every step is a deployment
 or check record, and the drill itself is a ``drill`` record with the steps and the recovery time.
 
 By default the drill runs in the scratch environment ``drill`` of the same deploy target (its
 bundles use the production overlay), so production is never disturbed; ``--env production``
-drills the real thing. "Current" is the newest release (in a real environment: what runs there,
-else the newest); "previous" is the newest release older than it that passed its check in
-production (or the real environment), else the release just before it.
+drills the real thing.
+
+- The drill starts from the last known good release (the newest deployment whose post-deploy
+  check passed, in production for the scratch environment, else in the environment drilled),
+  never from the newest tag, which may be known bad. No known good release: no drill.
+- It rolls back to the newest older release that passed its check there, else the newest older
+  one whose last check there did not fail (the safeguard deploy and rollback apply).
+- It leaves every environment as it found it: the exact bundle that ran before is put back (even
+  a release known bad: the drill found it so), and an environment that ran nothing is emptied
+  again (the directory target removes ``current.json``; a target that cannot remove anything
+  keeps the last known good release, and the drill says so). An environment whose state is
+  unknown (an interrupted deploy the target cannot settle) is not drilled.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.deploy.check import CheckOutcome, run_check
 from pipeline.deploy.context import Bundle, Context
 from pipeline.deploy.rollback import bundle_of
+from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_OK, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import Record, new_id
@@ -60,6 +70,7 @@ class DrillOutcome:
     outcome: str = "failed"  # passed | failed
     recovery_s: float | None = None
     message: str = ""
+    left: str | None = None  # what the environment was left running when not as found
     steps: list[DrillStep] = field(default_factory=list)
     check: CheckOutcome | None = None
     record: Record | None = None
@@ -73,6 +84,7 @@ class DrillOutcome:
             "outcome": self.outcome,
             "recovery_s": self.recovery_s,
             "message": self.message,
+            "left": self.left,
             "steps": [s.to_json() for s in self.steps],
             "check": self.check.to_json() if self.check is not None else None,
             "record": self.record["id"] if self.record else None,
@@ -120,12 +132,12 @@ def drill_rollback(
     names = [agent] if agent else _released_agents(git)
     for name in names:
         plan = _plan(ctx, name, env)
-        if isinstance(plan, str):
+        if isinstance(plan, Skip):
             if agent is not None:
-                raise UsageError(plan, hint="release it twice first (`knowngood release`)")
-            report.skipped.append(plan)
+                raise plan.error(plan.reason, hint=plan.hint)
+            report.skipped.append(plan.reason)
             continue
-        report.drills.append(_drill(ctx, name, env, *plan, progress=progress))
+        report.drills.append(_drill(ctx, name, env, plan, progress=progress))
         ctx.push_records()
     report.warnings = list(dict.fromkeys(ctx.warnings))
     return report
@@ -138,40 +150,76 @@ def _released_agents(git: Git) -> list[str]:
     return sorted(found)
 
 
-def _plan(ctx: Context, agent: str, env: str) -> tuple[str, str, Record | None] | str:
-    """(current release, previous release, its known good deployment) or why not."""
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why an agent is not drilled (an error when it was named)."""
+
+    reason: str
+    hint: str
+    error: type[KnowngoodError] = UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    start: str  # the last known good release: the drill deploys it first
+    to: str  # the older release the drill rolls back to
+    start_good: Record | None  # their known good deployments in the environment drilled
+    to_good: Record | None  # (a real one): their exact bundles are republished
+    before: Record | None  # what ran before the drill: put back at the end (None: nothing)
+
+
+def _plan(ctx: Context, agent: str, env: str) -> Plan | Skip:
     from pipeline.release import agent_tags
 
     tags = [tag for _, tag in agent_tags(ctx.git, agent)]
     if len(tags) < 2:
-        return f"{agent} has {len(tags)} release(s): a rollback drill needs two"
+        return Skip(
+            f"{agent} has {len(tags)} release(s): a rollback drill needs two",
+            "release it twice first (`knowngood release`)",
+        )
     source = ctx.source_env(env)
-    current = tags[-1]
-    if source == env:  # a real environment: drill from what runs there, never ship anything new
-        running = ctx.store.current(agent, env)
-        current = running["release"] if running and running.get("release") in tags else tags[-1]
-    older = tags[: tags.index(current)]
-    if not older:
-        return f"{agent}: {current} runs in {source} and there is no older release to roll back to"
-    known = {d["release"]: d for d in reversed(ctx.store.known_good(agent, source))}  # newest wins
-    previous = next((t for t in reversed(older) if t in known), older[-1])
-    good = known.get(previous) if source == env else None
-    return current, previous, good
+    good = [
+        d
+        for d in ctx.store.known_good(agent, source)  # newest first
+        if d.get("release") in tags and failed_check(ctx, agent, source, d["release"]) is None
+    ]
+    if not good:
+        return Skip(
+            f"{agent} has no known good release in {source}: a rollback drill starts from one",
+            f"deploy a release with its check: knowngood deploy {agent} --env {source} --check",
+        )
+    start = str(good[0]["release"])
+    older = list(reversed(tags[: tags.index(start)]))  # newest first
+    known = {str(d["release"]): d for d in reversed(good)}  # the newest deployment wins
+    to = next((t for t in older if t in known), None) or next(
+        (t for t in older if failed_check(ctx, agent, source, t) is None), None
+    )
+    if to is None:
+        return Skip(
+            f"{agent}: no release older than {start} (its last known good release in {source}) "
+            "that is not known bad there, to roll back to",
+            "a rollback drill needs an older release that did not fail its check",
+        )
+    run = ctx.running(agent, env)
+    if run.state == "unknown":
+        return Skip(
+            f"{agent}: {run.note()}",
+            "the drill would not know what to put back",
+            KnowngoodError,
+        )
+    real = source == env
+    return Plan(
+        start,
+        to,
+        known.get(start) if real else None,
+        known.get(to) if real else None,
+        run.deployment,
+    )
 
 
-def _drill(
-    ctx: Context,
-    agent: str,
-    env: str,
-    current: str,
-    previous: str,
-    good: Record | None,
-    *,
-    progress: bool,
-) -> DrillOutcome:
+def _drill(ctx: Context, agent: str, env: str, plan: Plan, *, progress: bool) -> DrillOutcome:
     drill_id = new_id()
-    out = DrillOutcome(agent, env, current, previous)
-    before = ctx.store.current(agent, env)
+    out = DrillOutcome(agent, env, plan.start, plan.to)
     tag = {"drill": drill_id}
 
     def step(name: str, action: Any) -> Any:
@@ -194,11 +242,11 @@ def _drill(
         return action
 
     deployed = step(
-        f"deploy {current}",
+        f"deploy {plan.start}",
         publish(
-            lambda: ctx.bundle_for_release(agent, current, env),
-            f"drill rollback: deploy {current}",
-            before,
+            lambda: bundle_of(ctx, agent, plan.start, env, plan.start_good),
+            f"drill rollback: deploy the last known good release {plan.start}",
+            plan.before,
             False,
         ),
     )
@@ -206,34 +254,25 @@ def _drill(
     if deployed is not None:
         start = time.perf_counter()
         rolled = step(
-            f"roll back to {previous}",
+            f"roll back to {plan.to}",
             publish(
-                lambda: bundle_of(ctx, agent, previous, env, good),
-                f"drill rollback: roll back to {previous}",
+                lambda: bundle_of(ctx, agent, plan.to, env, plan.to_good),
+                f"drill rollback: roll back to {plan.to}",
                 deployed[1],
                 True,
             ),
         )
         if rolled is not None:
-            checked = step(f"check {previous}", lambda: _check(ctx, out, rolled, progress))
+            checked = step(f"check {plan.to}", lambda: _check(ctx, out, rolled, progress))
             if checked is not None:
                 recovered_at = time.perf_counter() - start
-        restore_from = before if before is not None else deployed[1]
-        step(
-            "restore",
-            publish(
-                lambda: ctx.bundle_for_record(restore_from),
-                f"drill rollback: restore {restore_from.get('release') or restore_from['commit'][:12]}",
-                (rolled or deployed)[1],
-                False,
-            ),
-        )
+        step("restore", lambda: _restore(ctx, out, plan, (rolled or deployed)[1], tag))
     ok = recovered_at is not None and all(s.ok for s in out.steps)
     out.outcome = "passed" if ok else "failed"
     out.recovery_s = round(recovered_at, 6) if recovered_at is not None else None
     failed = [s for s in out.steps if not s.ok]
     out.message = (
-        f"rolled back to {previous} and its check passed in {out.recovery_s:.2f}s"
+        f"rolled back to {plan.to} and its check passed in {out.recovery_s:.2f}s"
         if ok and out.recovery_s is not None
         else f"{failed[0].name}: {failed[0].message}"
         if failed
@@ -243,17 +282,47 @@ def _drill(
         "drill",
         agent=agent,
         env=env,
-        what=f"rollback drill of {agent} in {env}: {current} -> {previous}",
+        what=f"rollback drill of {agent} in {env}: {plan.start} -> {plan.to}",
         why="knowngood drill rollback",
         outcome=out.outcome,
         drill="rollback",
         recovery_s=out.recovery_s,
-        from_release=current,
-        to_release=previous,
+        from_release=plan.start,
+        to_release=plan.to,
         steps=[{"name": s.name, "ok": s.ok, "duration_s": s.duration_s} for s in out.steps],
-        details={"id": drill_id, "message": out.message},
+        details={"id": drill_id, "message": out.message, "left": out.left},
     )
     return out
+
+
+def _restore(
+    ctx: Context, out: DrillOutcome, plan: Plan, last: Record, tag: Mapping[str, Any]
+) -> tuple[Record, bool, str]:
+    """Put back what ran before the drill: its exact bundle, or nothing."""
+    if plan.before is not None:
+        label = plan.before.get("release") or str(plan.before["commit"])[:12]
+        record, result = ctx.publish(
+            ctx.bundle_for_record(plan.before),
+            why=f"drill rollback: put back {label}",
+            previous=last,
+            details=tag,
+        )
+        return record, result.ok, result.message
+    removed = ctx.remove(last, why="drill rollback: it ran nothing before the drill", details=tag)
+    if removed is not None:
+        record, result = removed
+        return record, result.ok, result.message
+    # this target cannot remove a deployment: leave the last known good release, and say so
+    bundle = bundle_of(ctx, out.agent, plan.start, out.env, plan.start_good)
+    record, result = ctx.publish(
+        bundle, why="drill rollback: leave the last known good release", previous=last, details=tag
+    )
+    out.left = plan.start
+    ctx.warnings.append(
+        f"{out.env} ran no {out.agent} release before the drill, and the {ctx.target.type} target "
+        f"cannot remove one: {plan.start} (its last known good release) stays there"
+    )
+    return record, result.ok, result.message
 
 
 def _check(

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.check import CheckOutcome, run_check
 from pipeline.deploy.context import Bundle, Context, release_order
+from pipeline.deploy.safeguards import Refusal, daily_limit, failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError, UsageError
 from pipeline.git import Git
-from pipeline.records import Record, parse_time
+from pipeline.records import Record
 
 if TYPE_CHECKING:
     from pipeline.github import GitHubClient
 
 __all__ = ["RollbackOutcome", "bundle_of", "rollback"]
-
-DEFAULT_MAX_PER_DAY = 3
 
 
 @dataclass(slots=True)
@@ -83,7 +81,13 @@ def rollback(
 ) -> RollbackOutcome:
     ctx = Context.open(git, root, remote=remote, github=github)
     ctx.require_env(env)
-    current = ctx.store.current(agent, env)
+    run = ctx.running(agent, env)
+    current = run.deployment
+    # A deploy that was interrupted, and the target cannot say whether it took effect: roll
+    # back from the change that may run (it is newer), and never take "already runs" for granted.
+    unsure = run.state == "unknown" and run.interrupted is not None
+    if unsure and run.interrupted is not None and run.interrupted.get("action") == "publish":
+        current = run.interrupted
     if current is None:
         raise UsageError(
             f"nothing to roll back: no deployment of {agent} to {env} is recorded",
@@ -103,7 +107,7 @@ def rollback(
             )
         tag = str(chosen["release"])
     out = RollbackOutcome(agent, env, label, tag, "skipped", "")
-    if tag == current.get("release"):
+    if tag == current.get("release") and not unsure:
         out.message = f"{tag} already runs in {env}: nothing to roll back"
         return out
     stop = None if force else _safeguard(ctx, agent, env, tag)
@@ -119,7 +123,7 @@ def rollback(
     record, result = ctx.publish(
         bundle,
         why=why,
-        previous=current,
+        previous=run.deployment,
         rollback=True,
         details={"kind": "rollback", "from": label, **({"forced": True} if force else {})},
     )
@@ -162,25 +166,5 @@ def _older_known_good(
     return None
 
 
-def _safeguard(ctx: Context, agent: str, env: str, tag: str) -> tuple[str, str] | None:
-    last = next((c for c in ctx.store.list("check", agent, env) if c.get("release") == tag), None)
-    if last is not None and last["outcome"] == "failed":
-        return (
-            "failed-check",
-            f"{tag} failed its last post-deploy check in {env} ({last['at']}): "
-            "roll back to it anyway with --force",
-        )
-    limit = int(ctx.settings.revert.get("max_per_day", DEFAULT_MAX_PER_DAY))
-    since = datetime.now(UTC) - timedelta(days=1)
-    recent = [
-        d
-        for d in ctx.store.list("deployment", agent, env)
-        if (d.get("details") or {}).get("kind") == "rollback" and parse_time(d["at"]) >= since
-    ]
-    if len(recent) >= limit:
-        return (
-            "daily-limit",
-            f"{len(recent)} rollbacks of {agent} in {env} in the last 24 hours "
-            f"(revert.max_per_day: {limit}): roll back anyway with --force",
-        )
-    return None
+def _safeguard(ctx: Context, agent: str, env: str, tag: str) -> Refusal | None:
+    return failed_check(ctx, agent, env, tag) or daily_limit(ctx, agent, env)

@@ -68,6 +68,9 @@ def _bad(text: str) -> str:
 
 def deploy_lines(out: DeployOutcome) -> tuple[list[str], list[str]]:
     before = f" (was {out.previous})" if out.previous else " (first deployment)"
+    if out.status == "refused" or out.deployment is None:
+        runs = f"; {out.env} still runs {out.previous}" if out.previous else ""
+        return [f"{_bad('refused')} ({out.safeguard}): {out.message}{runs}"], list(out.warnings)
     if out.status == "deployed":
         head = f"{_ok('deployed')} {out.release} to {out.env}{before}"
     else:

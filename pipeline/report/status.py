@@ -20,6 +20,7 @@ HEALTH_COLOUR = {
     "failing": "red",
     "check error": "magenta",
     "unchecked": "yellow",
+    "unknown": "red",
     "not deployed": "bright_black",
 }
 
@@ -69,6 +70,8 @@ def status_text(report: StatusReport) -> str:
                 f"  {env.env:<11} {env.health:<12} runs {_runs(env)}; check {_check(env)}; "
                 f"known good {_known_good(env)}; drill {_drill(env)}"
             )
+            if note := env.running.note():
+                out.append(f"  {'':<11} ! {note}")
         out += [f"  {line}" for line in _incident_lines(agent)]
     return "\n".join(out) + "\n"
 
@@ -97,6 +100,8 @@ def _runs(env: EnvStatus) -> str:
         return "nothing"
     what = d.get("release") or f"commit {str(d.get('commit', ''))[:12]}"
     roll = " (rollback)" if d.get("rollback") else ""
+    if env.running.state == "unknown":
+        return f"{what}{roll}, or what an interrupted deploy left (see below)"
     return f"{what}{roll} since {_when(d.get('at'))} by {d.get('actor', '?')}"
 
 
@@ -204,6 +209,9 @@ def _rich_status(report: StatusReport) -> None:
                 _drill(env),
             )
         console.print(table)
+        for env in agent.environments:
+            if note := env.running.note():
+                console.print(f"  ! {env.env}: {note}", highlight=False, markup=False)
         for line in _incident_lines(agent):
             console.print(f"  {line}", highlight=False, markup=False)
 

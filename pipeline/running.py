@@ -1,0 +1,201 @@
+"""What runs in an environment: the records, settled with what the deploy target reports.
+
+Every change to what runs leaves two records. The *intent* (kind ``intent``, outcome
+``pending``) is written and pushed before the target is asked to change; the *deployment*
+(kind ``deployment``) that names it in ``intent`` is written when the target has answered. A
+process killed in between leaves an intent that no deployment names: it is *unsettled*, and the
+records alone cannot say whether the target took the change. Then the target is asked what it
+runs, and its answer settles every unsettled intent:
+
+- it runs an unsettled intent's bundle (the newest such intent wins): that change took effect
+  (``confirmed``); the settlement is a ``success`` (or ``removed``) deployment for that intent
+  and a ``failure`` for the other unsettled intents;
+- it runs what the records already say: none took effect (``not-applied``); the settlement is
+  a ``failure`` for each;
+- it cannot tell, or runs something else: ``unknown``. Nothing is written; ``status`` says so
+  and the next deploy or rollback (which publish a bundle explicitly) settles it.
+
+Only intents newer than the newest settled deployment count: anything older was superseded by a
+change that did take effect. The target is asked only when there is an unsettled intent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.records import Record, new_record
+from pipeline.targets import Observed
+
+__all__ = ["SETTLED", "Running", "resolve", "settlement"]
+
+SETTLED = ("success", "removed")  # deployment outcomes that decide what runs
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    agent: str
+    env: str
+    recorded: Record | None  # the newest success or removed deployment: what the records say
+    unsettled: tuple[
+        Record, ...
+    ] = ()  # intents newer than it that no deployment names, newest first
+    observed: Observed | None = None  # what the target reported (asked only for unsettled intents)
+    applied: Record | None = None  # the unsettled intent whose change the target shows
+
+    @property
+    def state(self) -> str:
+        """settled | confirmed | not-applied | unknown."""
+        if not self.unsettled:
+            return "settled"
+        if self.applied is not None:
+            return "confirmed"
+        observed = self.observed
+        if (
+            observed is not None
+            and observed.known
+            and observed.content_hash == _runs(self.recorded)
+        ):
+            return "not-applied"
+        return "unknown"
+
+    @property
+    def deployment(self) -> Record | None:
+        """What runs, as far as anyone can tell: the intent the target confirmed, else the
+        records' deployment (None when nothing runs). When the state is unknown, this is what
+        ran before the interrupted change, which may or may not have taken effect."""
+        if self.applied is not None:
+            return None if self.applied.get("action") == "remove" else self.applied
+        if self.recorded is not None and self.recorded["outcome"] == "success":
+            return self.recorded
+        return None
+
+    @property
+    def interrupted(self) -> Record | None:
+        """The newest unsettled intent, if any."""
+        return self.unsettled[0] if self.unsettled else None
+
+    def note(self) -> str | None:
+        """One line on an interrupted change, None when everything is settled."""
+        intent = self.interrupted
+        if intent is None or self.observed is None:
+            return None
+        what = f"{intent['what']} was interrupted ({intent['at']}, intent {intent['id']})"
+        before = (
+            label(self.recorded)
+            if self.recorded and self.recorded["outcome"] == "success"
+            else "nothing"
+        )
+        state = self.state
+        if state == "confirmed" and self.applied is not None:
+            return f"{self.applied['what']} was interrupted, but it took effect: the target runs it ({self.observed.how})"
+        if state == "not-applied":
+            return f"{what} before it took effect: the target still runs {before} ({self.observed.how})"
+        reported = (
+            f"it runs {str(self.observed.content_hash or 'nothing')[:12]}, which no record names"
+            if self.observed.known
+            else f"it cannot tell: {self.observed.how}"
+        )
+        return (
+            f"{what} and the target does not say whether it took effect ({reported}): "
+            f"{self.agent} runs {before} or {label(intent)} in {self.env}; deploy or roll back "
+            "to settle it"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "interrupted": [
+                {k: i.get(k) for k in ("id", "at", "action", "release", "content_hash")}
+                for i in self.unsettled
+            ],
+            "observed": self.observed.to_dict() if self.observed is not None else None,
+            "note": self.note(),
+        }
+
+
+def label(record: Mapping[str, Any]) -> str:
+    """``shop/v1.2.0``, or the short commit of a deployment without a release."""
+    return str(record.get("release") or str(record["commit"])[:12])
+
+
+def _runs(record: Record | None) -> str | None:
+    """The content hash that runs after ``record`` settled (None: nothing runs)."""
+    if record is None or record["outcome"] != "success":
+        return None
+    return str(record["content_hash"])
+
+
+def _leaves(intent: Record) -> str | None:
+    """The content hash that runs once ``intent`` took effect."""
+    return None if intent.get("action") == "remove" else str(intent["content_hash"])
+
+
+def resolve(
+    agent: str,
+    env: str,
+    deployments: Sequence[Record],
+    intents: Sequence[Record],
+    observe: Callable[[], Observed],
+) -> Running:
+    """What runs of ``agent`` in ``env``, from its deployment and intent records (each newest
+    first); ``observe`` asks the target, and is called only when an intent is unsettled."""
+    recorded = next((d for d in deployments if d["outcome"] in SETTLED), None)
+    named = {d.get("intent") for d in deployments}
+    since = str(recorded["at"]) if recorded is not None else ""
+    unsettled = tuple(i for i in intents if i["id"] not in named and str(i["at"]) > since)
+    if not unsettled:
+        return Running(agent, env, recorded)
+    observed = observe()
+    applied = None
+    if observed.known:
+        applied = next((i for i in unsettled if _leaves(i) == observed.content_hash), None)
+    return Running(agent, env, recorded, unsettled, observed, applied)
+
+
+def settlement(running: Running, *, by: str) -> list[Record]:
+    """The deployment records that settle ``running``'s unsettled intents (none when the
+    target could not tell)."""
+    state = running.state
+    if state not in ("confirmed", "not-applied") or running.observed is None:
+        return []
+    observed = running.observed
+    shown = str(observed.content_hash)[:12] if observed.content_hash else "nothing"
+    out = []
+    for intent in reversed(running.unsettled):  # oldest first: the records keep their order
+        took = intent is running.applied
+        if took:
+            outcome = "removed" if intent.get("action") == "remove" else "success"
+            why = f"settled after an interrupted deploy: the target reports it runs {shown}"
+        else:
+            outcome = "failure"
+            why = f"settled after an interrupted deploy: it did not take effect, the target runs {shown}"
+        details = dict(intent.get("details") or {})
+        details["settled"] = {
+            "observed": observed.content_hash,
+            "how": observed.how,
+            "intent_at": intent["at"],
+        }
+        if not took:
+            details["error"] = f"interrupted before it took effect (the target runs {shown})"
+        out.append(
+            new_record(
+                "deployment",
+                agent=intent["agent"],
+                env=intent["env"],
+                what=intent["what"],
+                why=why,
+                outcome=outcome,
+                by=by,
+                intent=intent["id"],
+                release=intent.get("release"),
+                commit=intent["commit"],
+                content_hash=intent["content_hash"],
+                target=intent["target"],
+                rollback=bool(intent.get("rollback", False)),
+                previous=intent.get("previous"),
+                details=details,
+            )
+        )
+    return out

@@ -1,0 +1,194 @@
+"""The ``http`` target: POST of the bundle's canonical JSON, signed ``X-Knowngood-Signature:
+sha256=<hex HMAC-SHA256 of the exact body>`` with the secret in ``$secret_env``.
+
+With ``current_url`` it can also report what runs: ``GET <current_url>?agent=A&env=E``, signed
+``X-Knowngood-Signature: sha256=<hex HMAC-SHA256 of "GET\\n<agent>\\n<env>">``, answered 200
+with ``{"content_hash": "<64 hex digits>"}`` (``null``: nothing runs). Without it, or on any
+other answer, the target cannot tell."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from http.client import HTTPException
+from typing import Any
+
+from pipeline import __version__
+from pipeline.bundle import canonical_json
+from pipeline.errors import DeployError
+from pipeline.targets.base import CONTENT_HASH, Observed, PublishResult, checked, since
+from pipeline.targets.command import version_of
+
+__all__ = ["HTTP_TIMEOUT_S", "HttpTarget"]
+
+HTTP_TIMEOUT_S = 30.0
+
+
+class HttpTarget:
+    type = "http"
+
+    def __init__(
+        self,
+        url: str,
+        secret_env: str,
+        *,
+        timeout_s: float = HTTP_TIMEOUT_S,
+        current_url: str | None = None,
+    ) -> None:
+        self.url = url
+        self.secret_env = secret_env
+        self.timeout_s = timeout_s
+        self.location = _safe_url(url)
+        self.current_url = current_url
+
+    def _secret(self) -> str:
+        secret = os.environ.get(self.secret_env, "")
+        if not secret:
+            raise DeployError(
+                f"${self.secret_env} is not set: the http deploy target signs every request with it",
+                hint=f"export {self.secret_env} (in CI: from a repository secret)",
+            )
+        return secret
+
+    def publish(self, bundle: Mapping[str, Any]) -> PublishResult:
+        checked(bundle)
+        secret = self._secret()
+        start = time.perf_counter()
+        body = canonical_json(bundle).encode()
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": f"knowngood/{__version__}",
+                "X-Knowngood-Signature": _sign(secret, body),
+                "X-Knowngood-Agent": str(bundle["agent"]),
+                "X-Knowngood-Env": str(bundle["env"]),
+                "X-Knowngood-Version": version_of(bundle),
+                "X-Knowngood-Content-Hash": str(bundle["content_hash"]),
+            },
+        )
+        status, text = self._send(request, self.location, secret)
+        if status is None:
+            return PublishResult(False, self.type, self.location, text, since(start))
+        if 200 <= status < 300:
+            return PublishResult(
+                True,
+                self.type,
+                self.location,
+                f"{self.location} answered {status}",
+                since(start),
+                text,
+            )
+        hint = (
+            " (redirects are not followed: set deploy.target.url to the final URL)"
+            if 300 <= status < 400
+            else ""
+        )
+        shown = f": {text.strip()[:500]}" if text.strip() else ""
+        return PublishResult(
+            False,
+            self.type,
+            self.location,
+            f"{self.location} answered {status}{hint}{shown}",
+            since(start),
+            text,
+        )
+
+    def running(self, agent: str, env: str) -> Observed:
+        if self.current_url is None:
+            return Observed.unknown(
+                "deploy.target has no current_url, so the http target cannot report what runs"
+            )
+        location = _safe_url(self.current_url)
+        try:
+            secret = self._secret()
+        except DeployError as e:
+            return Observed.unknown(e.message)
+        parts = urllib.parse.urlsplit(self.current_url)
+        query = "&".join(
+            q for q in (parts.query, urllib.parse.urlencode({"agent": agent, "env": env})) if q
+        )
+        request = urllib.request.Request(
+            urllib.parse.urlunsplit(parts._replace(query=query)),
+            method="GET",
+            headers={
+                "Accept": "application/json",
+                "User-Agent": f"knowngood/{__version__}",
+                "X-Knowngood-Signature": _sign(secret, f"GET\n{agent}\n{env}".encode()),
+                "X-Knowngood-Agent": agent,
+                "X-Knowngood-Env": env,
+            },
+        )
+        status, text = self._send(request, location, secret)
+        if status is None:
+            return Observed.unknown(text)
+        if status != 200:
+            return Observed.unknown(f"{location} answered {status}")
+        try:
+            answer = json.loads(text)
+            value = answer["content_hash"]
+        except (ValueError, TypeError, KeyError):
+            return Observed.unknown(f'{location} did not answer {{"content_hash": ...}}')
+        if value is None:
+            return Observed(True, None, f"{location}: nothing runs")
+        if isinstance(value, str) and CONTENT_HASH.match(value):
+            return Observed(True, value, location)
+        return Observed.unknown(f"{location} answered a content_hash that is not 64 hex digits")
+
+    def _send(
+        self, request: urllib.request.Request, location: str, secret: str
+    ) -> tuple[int | None, str]:
+        """(status, the start of the body), or (None, why it could not be sent)."""
+        opener = urllib.request.build_opener(_NoRedirects())
+        try:
+            with opener.open(request, timeout=self.timeout_s) as response:
+                status, text = response.status, _read_some(response)
+        except urllib.error.HTTPError as e:
+            status, text = e.code, _read_some(e)
+        except (urllib.error.URLError, TimeoutError, HTTPException, OSError) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+                reason = f"timed out after {self.timeout_s:g}s"
+            return None, _scrub(f"could not reach {location}: {reason}", secret)
+        return status, _scrub(text, secret)
+
+
+def _sign(secret: str, data: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirected POST would become a GET elsewhere, whose 2xx would look like a deploy."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _read_some(response: Any) -> str:
+    try:
+        data: bytes = response.read(4096)
+    except (OSError, HTTPException):
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials or query string (either could carry a token)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text

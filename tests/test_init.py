@@ -46,7 +46,7 @@ def test_init_writes_the_project_workflows_an_install_script_and_a_git_repositor
     for name in written:
         text = (target / ".github" / "workflows" / name).read_text()
         for uses in re.findall(r"uses:\s*(\S+)", text):
-            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), (name, uses)
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}", uses), (name, uses)
     # what the workflows run: .ci/install (executable), the pinned knowngood, the model by hash
     install = target / ".ci" / "install"
     assert os.access(install, os.X_OK)

@@ -112,7 +112,7 @@ def deploy_server() -> Iterator[FakeProvider]:
         yield srv
 
 
-def test_deploy_reads_its_settings_from_the_release_it_deploys(
+def test_deploy_reads_its_settings_as_committed_at_head(
     tmp_path: Path,
     deploy_server: FakeProvider,
     monkeypatch: pytest.MonkeyPatch,
@@ -136,14 +136,15 @@ def test_deploy_reads_its_settings_from_the_release_it_deploys(
         "commit them to include them): knowngood.yaml"
     ]
 
-    # committed after the release: a later deploy of that release still goes where it says
+    # committed after the release: the environment now lives there, for deploy as for rollback
+    # and status (HEAD's committed settings), whichever release is deployed
     moved = tmp_path / "moved-target"
     config.write_text(committed.replace(str(world.target), str(moved)))
     commit_all(world.repo, "move the deploy target")
     assert main(["deploy", AGENT, "--repo", str(world.repo), "--env", "staging"]) == 0
     capsys.readouterr()
-    assert (world.target / "staging" / AGENT / "current.json").is_file()
-    assert not moved.exists()
+    assert (moved / "staging" / AGENT / "current.json").is_file()
+    assert not (world.target / "staging").exists()
 
 
 def test_status_check_and_rollback_read_committed_settings(

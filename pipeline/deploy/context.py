@@ -85,14 +85,6 @@ class Context:
             ctx.fetch_records()
         return ctx
 
-    def use_settings_of(self, rev: str) -> None:
-        """Take knowngood.yaml as committed in ``rev`` (deploy: the release it deploys)."""
-        self.settings = settings_at(self.git, self.root, self.git.rev_parse(rev), rev)
-        self.target = make_target(self.settings.deploy.get("target"), self.root)
-        if self.settings.records_branch != self.store.branch:
-            self.store = RecordStore.for_settings(self.git, self.settings, self.remote)
-            self.fetch_records()
-
     # -- records ---------------------------------------------------------------------------------
     def fetch_records(self) -> None:
         try:

@@ -91,7 +91,8 @@ def deploy(
 
     The bundle is built from the release tag (never the working tree) before anything changes,
     so an invalid release or an unknown environment changes nothing; knowngood.yaml (target,
-    environments, revert policy) is read from the release too. The deployment is recorded
+    environments, revert policy) is read as committed at HEAD, like every deploy-side command,
+    so deploy, rollback and status agree on where an environment lives. The deployment is recorded
     whatever the target answered. ``check`` runs the post-deploy suites against what was
     published; ``auto_revert`` (implies ``check``) restores the last known good release and
     reverts the merge when the check fails. A records push that is refused is a warning.
@@ -101,7 +102,6 @@ def deploy(
     """
     ctx = Context.open(git, root, remote=remote, github=github)
     tag = ctx.resolve_release(agent, version)
-    ctx.use_settings_of(tag)  # the target, environments and policy the release was made with
     ctx.require_env(env)
     start = time.perf_counter()
     bundle = ctx.bundle_for_release(agent, tag, env)

@@ -41,6 +41,7 @@ from pipeline import __version__
 from pipeline.bundle import canonical_json, verify_bundle
 from pipeline.errors import ConfigError, DeployError
 from pipeline.git import quote_args
+from pipeline.redaction import secret_env
 
 DEFAULT_DIRECTORY = ".knowngood/deployments"
 COMMAND_TIMEOUT_S = 300.0
@@ -342,7 +343,7 @@ class HttpTarget:
 
     def publish(self, bundle: Mapping[str, Any]) -> PublishResult:
         _checked(bundle)
-        secret = os.environ.get(self.secret_env, "")
+        secret = secret_env(self.secret_env) or ""
         if not secret:
             raise DeployError(
                 f"${self.secret_env} is not set: the http deploy target signs every request with it",

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pipeline.github._http import DEFAULT_API_URL, GitHubError, Transport
 from pipeline.github.text import truncate_comment
+from pipeline.redaction import secret_env
 
 GATE_MARKER = "<!-- knowngood:gate -->"
 _MARKER_NAME = re.compile(r"^[a-z0-9][a-z0-9:._/=-]*$")
@@ -182,7 +183,7 @@ class GitHubClient:
     ) -> GitHubClient:
         """From ``GITHUB_TOKEN`` (or ``GH_TOKEN``), ``GITHUB_REPOSITORY`` and ``GITHUB_API_URL``."""
         env = os.environ if environ is None else environ
-        token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""
+        token = secret_env("GITHUB_TOKEN", env) or secret_env("GH_TOKEN", env) or ""
         if not token.strip():
             raise GitHubError(
                 "no GitHub token: set GITHUB_TOKEN (or GH_TOKEN)",

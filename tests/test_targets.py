@@ -26,7 +26,7 @@ from pipeline.targets import (
     version_of,
 )
 
-SECRET = "s3cr3t-value-for-tests"
+SECRET = "s3cr3t-value-for-tests"  # knowngood: allow-secret
 
 
 def make_bundle(

@@ -313,9 +313,9 @@ class RedactingStream(io.TextIOBase):
 def redacting_stdio() -> Iterator[None]:
     """Redact everything written to ``sys.stdout`` and ``sys.stderr`` inside the block."""
     saved = sys.stdout, sys.stderr
-    if not isinstance(sys.stdout, RedactingStream):
+    if sys.stdout is not None and not isinstance(sys.stdout, RedactingStream):
         sys.stdout = RedactingStream(sys.stdout)
-    if not isinstance(sys.stderr, RedactingStream):
+    if sys.stderr is not None and not isinstance(sys.stderr, RedactingStream):
         sys.stderr = RedactingStream(sys.stderr)
     try:
         yield

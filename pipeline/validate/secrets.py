@@ -1,18 +1,22 @@
-"""No API keys in the repository: one precompiled regex pass over every text file.
+"""No API keys in the repository: knowngood's own rules, and the scan that combines every rule.
 
-``scan_text`` works on YAML, JSON and Markdown alike and reports where each secret starts.
-Messages describe a secret by kind and length and never repeat it: findings end up in CI logs
-and pull-request comments, which is exactly where a key must not travel.
+``scan_text`` works on any text file (YAML, JSON, Markdown, shell, code) and reports where each
+secret starts. Messages describe a secret by kind and length and never repeat it: findings end
+up in CI logs and pull-request comments, which is exactly where a key must not travel.
 
-Two families of patterns share the pass:
+It combines three sources of hits, and of overlapping hits reports the most specific:
 
-* token formats with a recognisable prefix (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``,
-  Google ``AIza``, AWS ``AKIA``/``ASIA``, GitHub ``ghp_``/``github_pat_``..., Slack ``xox?-``,
+* knowngood's own rules, one precompiled regex pass (:func:`find`): token formats with a
+  recognisable prefix (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``, Google ``AIza``,
+  AWS ``AKIA``/``ASIA``, GitHub ``ghp_``/``github_pat_``..., Slack ``xox?-``,
   ``-----BEGIN ... PRIVATE KEY-----``), plus AWS secret keys next to ``aws_secret_access_key``;
-* any value assigned to a key named like ``*key*``, ``*token*``, ``*secret*``, ``*password*``
-  whose characters look random (Shannon entropy), unless it is a placeholder
-  (``${OPENAI_API_KEY}``, ``<your-key>``, ``changeme``, ``xxxx``) or the *name* of an
-  environment variable (``api_key_env: OPENAI_API_KEY``).
+  and any value assigned to a key named like ``*key*``, ``*token*``, ``*secret*``,
+  ``*password*`` whose characters look random (Shannon entropy), unless it is a placeholder
+  (``${OPENAI_API_KEY}``, ``<your-key>``, ``changeme``, ``xxxx``, ``{password}``), the *name* of
+  an environment variable (``api_key_env: OPENAI_API_KEY``), or code (a call, a subscript, a
+  regular expression);
+* detect-secrets' plugins for the other major key formats (:mod:`.detectors`);
+* keys split into joined string literals or base64-encoded (:mod:`.encoded`).
 
 A line that contains ``knowngood: allow-secret`` is skipped (for test fixtures and docs).
 """

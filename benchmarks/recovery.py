@@ -49,7 +49,10 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "bench",
     "GIT_COMMITTER_EMAIL": "bench@localhost",
 }
-KEYS = {"FAKE_KEY": "fake-key-0123456789", "OPENAI_API_KEY": "sk-test-openai-0123456789"}
+KEYS = {
+    "FAKE_KEY": "fake-key-0123456789",  # knowngood: allow-secret
+    "OPENAI_API_KEY": "sk-test-openai-0123456789",  # knowngood: allow-secret
+}
 
 
 def responder(wire: str, body: dict[str, Any]) -> Reply:

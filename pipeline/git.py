@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import EXIT_USAGE, GitError
+from pipeline.redaction import redact
 
 # Stable, parseable, never interactive.
 _BASE_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
@@ -85,7 +86,9 @@ class Git:
                 cmd,
                 cwd=self.cwd,
                 env={**self.env, **(env or {})},
-                input=input,
+                # What knowngood hands git (record files, commit and tag messages) may quote a
+                # model's answer: no secret goes into an object that gets pushed.
+                input=redact(input) if input is not None else None,
                 capture_output=True,
                 text=True,
                 encoding="utf-8",

@@ -23,11 +23,12 @@ updated in place when the same event is reported again (a retried run does not p
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pipeline.redaction import secret_env
 
 if TYPE_CHECKING:
     from pipeline.github import GitHubClient, NotifyResult
@@ -85,8 +86,7 @@ def webhook_env(settings: Settings) -> str:
 
 
 def webhook_url(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if environ is None else environ
-    url = env.get(webhook_env(settings), "").strip()
+    url = (secret_env(webhook_env(settings), environ) or "").strip()
     return url or None
 
 

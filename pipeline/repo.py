@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import redaction
 from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ class Settings:
             )
             for name, p in (data.get("providers") or {}).items()
         }
+        redaction.declare(*secret_variables(data))
         ev = data.get("eval") or {}
         known = EvalDefaults.__dataclass_fields__
         defaults = EvalDefaults(**{k: v for k, v in ev.items() if k in known})
@@ -246,6 +248,22 @@ class Settings:
             environments=tuple(deploy.get("environments") or DEFAULT_ENVIRONMENTS),
             raw=data,
         )
+
+
+def secret_variables(data: Mapping[str, Any]) -> list[str]:
+    """The environment variables knowngood.yaml names as holding secrets: providers' keys, the
+    http deploy target's signing secret, the notification webhook URL."""
+    names = [
+        p["api_key_env"]
+        for p in (data.get("providers") or {}).values()
+        if isinstance(p, Mapping) and isinstance(p.get("api_key_env"), str)
+    ]
+    target = (data.get("deploy") or {}).get("target") or {}
+    webhook = (data.get("revert") or {}).get("notify_webhook_env")
+    for name in (target.get("secret_env") if isinstance(target, Mapping) else None, webhook):
+        if isinstance(name, str):
+            names.append(name)
+    return names
 
 
 @dataclass(frozen=True, slots=True)

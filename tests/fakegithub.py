@@ -219,7 +219,7 @@ class FakeGitHub:
     def __init__(
         self,
         *,
-        token: str = "ghs_FakeInstallationToken0123456789abcdef",
+        token: str = "ghs_FakeInstallationToken0123456789abcdef",  # knowngood: allow-secret
         repository: str = "octo-org/agents",
         repo_id: int = 424242,
         login: str = "github-actions[bot]",

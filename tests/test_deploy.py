@@ -25,7 +25,10 @@ from pipeline.records import RecordStore
 from pipeline.release import create_releases
 
 AGENT = "shop"
-KEYS = {"FAKE_KEY": "fake-key-0123456789", "OPENAI_API_KEY": "sk-test-openai-0123456789"}
+KEYS = {
+    "FAKE_KEY": "fake-key-0123456789",  # knowngood: allow-secret
+    "OPENAI_API_KEY": "sk-test-openai-0123456789",  # knowngood: allow-secret
+}
 PROMPT = "agents/shop/prompts/system.md"
 FRENCH = (
     "You work for {{ company }}.\nYou are talking to {{ customer }}.\nAlways answer in French.\n"

@@ -87,7 +87,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], str], str]] = {
     "key-in-prompt": (
         _write(
             "agents/shop/prompts/system.md",
-            b"{{ company }} {{ customer }}\nkey: sk-ant-api03-Zq8XwV2nR5tL9pK3mJ7hG1fD4sA6yU0iO2eW8rT5yQ1uI3oP7aS9dF2gH4jK6lZ8x-AbCdEfAA\n",
+            b"{{ company }} {{ customer }}\nkey: sk-ant-api03-Zq8XwV2nR5tL9pK3mJ7hG1fD4sA6yU0iO2eW8rT5yQ1uI3oP7aS9dF2gH4jK6lZ8x-AbCdEfAA\n",  # knowngood: allow-secret
         ),
         "Anthropic",
     ),

@@ -33,7 +33,7 @@ from pipeline.evals.providers import (
 
 T = TypeVar("T")
 
-SECRET = "sk-kgtest-0123456789abcdefSECRET"
+SECRET = "sk-kgtest-0123456789abcdefSECRET"  # knowngood: allow-secret
 KEY_ENV = "KG_TEST_PROVIDER_KEY"
 MODELS = {
     # All three are in litellm 1.106.2's bundled price table.
@@ -456,7 +456,7 @@ def test_key_env_var(model: str, api_base: str | None, expected: str | None) -> 
 def test_local_server_never_receives_a_cloud_key(
     server: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cloud_key = "sk-cloud-key-must-stay-home-42"
+    cloud_key = "sk-cloud-key-must-stay-home-42"  # knowngood: allow-secret
     monkeypatch.setenv("OPENAI_API_KEY", cloud_key)
     local = ProviderSpec("local", "openai/smollm2-135m-instruct", api_base=server.openai_base)
 

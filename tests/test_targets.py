@@ -27,7 +27,7 @@ from pipeline.targets import (
     version_of,
 )
 
-SECRET = "s3cr3t-value-for-tests"
+SECRET = "s3cr3t-value-for-tests"  # knowngood: allow-secret
 
 
 def make_bundle(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, redaction
 from pipeline.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USAGE, KnowngoodError
 
 # name -> (module, one-line help). The help text lives here so listing commands imports nothing.
@@ -113,7 +113,27 @@ def cli() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code (the one place exceptions become exit codes)."""
+    """Run the CLI; return the exit code (the one place exceptions become exit codes).
+
+    Everything it prints goes through the redactor (:mod:`pipeline.redaction`); when a secret
+    had to be redacted, one warning line says whose value it was.
+    """
+    before = redaction.redactions()
+    with redaction.redacting_stdio():
+        code = _run(argv)
+        after = redaction.redactions()
+        for name in sorted(after):
+            if (n := after[name] - before.get(name, 0)) > 0:
+                click.echo(
+                    f"knowngood: warning: the value of {name} turned up in output {n} time"
+                    f"{'s' if n != 1 else ''} and was written as [REDACTED:{name}] (did a "
+                    "provider echo it? then rotate it)",
+                    err=True,
+                )
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,

@@ -3,7 +3,8 @@
 A key is the SHA-256 of the canonical JSON (sorted keys, no whitespace) of everything that
 changes the answer: the kind of call, the litellm model string, the endpoint, the messages, the
 tools, the sampling parameters and the repeat index. Never API keys or headers: a key is the
-same whoever runs it, and no secret is ever written here.
+same whoever runs it, and no secret is ever written here: an answer that quotes one (a provider
+echoing the key it was sent) is stored redacted (:mod:`pipeline.redaction`).
 
 Layout: ``<dir>/v1/<first 2 hex of key>/<key>.json``, each file ``{"key": ..., "value": {...}}``.
 Writes are atomic (a temp file in the same folder, then ``os.replace``), so concurrent writers
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from pipeline.redaction import redact_bytes
 
 __all__ = ["CACHE_VERSION", "Cache", "CacheStats", "RequestKeys", "cache_key"]
 
@@ -227,9 +230,11 @@ class Cache:
         """The entry :meth:`write` stores: the first half of :meth:`put`, which raises TypeError
         for a value that is not JSON. Lets a caller serialise now and write on another thread."""
         self._path(key)
-        return json.dumps(
-            {"key": key, "value": dict(value)}, ensure_ascii=False, separators=(",", ":")
-        ).encode("utf-8")
+        return redact_bytes(
+            json.dumps(
+                {"key": key, "value": dict(value)}, ensure_ascii=False, separators=(",", ":")
+            ).encode("utf-8")
+        )
 
     def write(self, key: str, payload: bytes) -> None:
         """Store an entry made by :meth:`encode`, atomically (temp file, then rename)."""

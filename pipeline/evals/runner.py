@@ -28,6 +28,7 @@ from pipeline.evals.budget import Budget
 from pipeline.evals.cache import Cache, RequestKeys, cache_key
 from pipeline.evals.calls import Sender, Skip
 from pipeline.evals.results import AssertionOutcome, CaseResult, EvalRun, ProviderStatus, RunResult
+from pipeline.redaction import redact_data
 from pipeline.repo import Agent, Case, Provider, Settings, Suite
 
 if TYPE_CHECKING:
@@ -348,6 +349,7 @@ class Runner:
             "latency_ms": completion.latency_ms,
             "model": completion.model,
         }
+        response = redact_data(response)  # a model may quote a key: gone before anyone sees it
         self._store(key, response)
         return response, False
 

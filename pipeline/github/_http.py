@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import KnowngoodError
+from pipeline.redaction import redact_bytes, remember
 
 log = logging.getLogger("knowngood.github")
 
@@ -204,6 +205,7 @@ class Transport:
 
     def __post_init__(self) -> None:
         self.token = check_token(self.token)
+        remember(self.token, "GITHUB_TOKEN")
         self.api_url = self.api_url.rstrip("/")
         scheme, netloc = _origin(self.api_url)
         if scheme not in ("http", "https") or not netloc:
@@ -249,7 +251,7 @@ class Transport:
                 method=method,
                 path=self._display(url),
             )
-        data = None if body is None else json.dumps(body).encode("utf-8")
+        data = None if body is None else redact_bytes(json.dumps(body).encode("utf-8"))
         shown = f"{method} {self._display(url)}"
         for attempt in (1, 2):
             request = urllib.request.Request(url, data=data, method=method)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pipeline.github._http import DEFAULT_API_URL, GitHubError, Transport
 from pipeline.github.text import truncate_comment
+from pipeline.redaction import secret_env
 
 GATE_MARKER = "<!-- knowngood:gate -->"
 WORKFLOW_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN posts as
@@ -190,7 +191,7 @@ class GitHubClient:
         """From ``GITHUB_TOKEN`` (or ``GH_TOKEN``), ``GITHUB_REPOSITORY``, ``GITHUB_API_URL`` and
         ``KNOWNGOOD_GITHUB_LOGIN`` (the bot a GitHub App's token posts as: ``my-app[bot]``)."""
         env = os.environ if environ is None else environ
-        token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""
+        token = secret_env("GITHUB_TOKEN", env) or secret_env("GH_TOKEN", env) or ""
         if not token.strip():
             raise GitHubError(
                 "no GitHub token: set GITHUB_TOKEN (or GH_TOKEN)",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.github._http import build_opener
+from pipeline.redaction import redact_bytes
 
 log = logging.getLogger("knowngood.github")
 
@@ -59,7 +60,7 @@ def notify_webhook(
             )
         message = text if text is not None else payload.get("text")
         body = {**payload, "text": message if isinstance(message, str) else _default_text(payload)}
-        data = json.dumps(body, default=str).encode("utf-8")
+        data = redact_bytes(json.dumps(body, default=str).encode("utf-8"))
         request = urllib.request.Request(url, data=data, method="POST")
         request.add_header("Content-Type", "application/json; charset=utf-8")
         request.add_header("User-Agent", "knowngood-webhook")

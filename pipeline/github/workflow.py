@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pipeline.github._http import GitHubError
 from pipeline.github.text import STEP_SUMMARY_LIMIT, fit_summary
+from pipeline.redaction import redact, redact_data
 
 # author_association values that mean "may act on this repository"
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
@@ -170,6 +171,7 @@ def write_step_summary(
     if not where:
         return None
     target = Path(where)
+    markdown = redact(markdown)  # before cutting: no half of a secret survives the cut
     if not markdown.endswith("\n"):
         markdown += "\n"
     try:
@@ -220,7 +222,7 @@ def set_output(name: str, value: Any) -> bool:
     from actions_toolkit import core
 
     try:
-        core.set_output(name, value)
+        core.set_output(name, redact_data(value))
     except Exception as e:  # actions-toolkit raises bare Exception for a missing file
         raise GitHubError(f"cannot set step output {name!r}: {e}") from e
     return True

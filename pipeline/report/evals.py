@@ -10,6 +10,8 @@ from xml.etree import ElementTree as ET
 
 import click
 
+from pipeline.redaction import redact_bytes
+
 if TYPE_CHECKING:
     from pipeline.evals.results import CaseResult, EvalRun
 
@@ -177,7 +179,9 @@ def write_reports(
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so a reader never sees half of it (temp file in the same folder + rename)."""
+    """Write a file so a reader never sees half of it (temp file in the same folder + rename),
+    with every secret redacted."""
+    data = redact_bytes(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

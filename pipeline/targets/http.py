@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +22,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.bundle import canonical_json
 from pipeline.errors import DeployError
+from pipeline.redaction import secret_env
 from pipeline.targets.base import CONTENT_HASH, Observed, PublishResult, checked, since
 from pipeline.targets.command import version_of
 
@@ -49,7 +49,7 @@ class HttpTarget:
         self.current_url = current_url
 
     def _secret(self) -> str:
-        secret = os.environ.get(self.secret_env, "")
+        secret = secret_env(self.secret_env) or ""
         if not secret:
             raise DeployError(
                 f"${self.secret_env} is not set: the http deploy target signs every request with it",

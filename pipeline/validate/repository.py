@@ -24,7 +24,7 @@ from pipeline.repo import (
     discover,
     rel,
 )
-from pipeline.validate import secrets, toolcompat
+from pipeline.validate import secretfiles, secrets, toolcompat
 
 
 @dataclass(slots=True)
@@ -67,6 +67,8 @@ class _Validator:
         self.settings_data: dict[str, Any] | None = None
         self.agents: dict[str, _AgentInfo] = {}
         self.suites: dict[str, dict[str, tuple[Document, Suite | None]]] = {}
+        # Files outside knowngood's own that are scanned for secrets (every tracked one).
+        self.other_files: list[Path] = []
 
     # -- helpers ---------------------------------------------------------------------------
     def selected(self, path: Path) -> bool:
@@ -560,12 +562,21 @@ class _Validator:
 
     # -- secrets ----------------------------------------------------------------------------
     def check_secrets(self) -> None:
+        """knowngood's files (read as validate reads them), then every other file in scope."""
         for path in self.layout.text_files():
             if not self.selected(path):
                 continue
             text = self.texts.get(path)
             if text is None:
                 text, _ = read_text(path, self.rel(path))
+            if text is not None:
+                self.findings.extend(secrets.scan_text(self.rel(path), text))
+        for path in self.other_files:
+            if not self.selected(path):
+                continue
+            text, problem = secretfiles.read(path, self.rel(path))
+            if problem is not None:
+                self.findings.append(problem)
             if text is not None:
                 self.findings.extend(secrets.scan_text(self.rel(path), text))
 
@@ -643,9 +654,10 @@ def _dedupe(findings: list[Finding]) -> Iterator[Finding]:
 PARALLEL_MIN_AGENTS = 40  # below this, starting processes costs more than it saves
 
 
-def _validate_part(args: tuple[Path, Layout, bool]) -> tuple[list[Finding], int]:
-    root, layout, first = args
+def _validate_part(args: tuple[Path, Layout, bool, list[Path]]) -> tuple[list[Finding], int]:
+    root, layout, first, others = args
     v = _Validator(root, layout, None)
+    v.other_files = others
     v.run()
     if not first:  # knowngood.yaml is checked by every part (for its providers), reported by one
         config = v.rel(layout.config)
@@ -680,6 +692,7 @@ def validate_repo(
     with their suites (agents do not refer to each other).
     """
     layout = discover(root)
+    others = secretfiles.other_files(root, (layout.config.name, "agents", "evals"))
     workers = _workers(layout, paths, build)
     if workers > 1:
         import multiprocessing
@@ -687,7 +700,10 @@ def validate_repo(
 
         _warm_up()  # import and compile once here; forked workers share it
 
-        parts = [(root, part, i == 0) for i, part in enumerate(layout.split(workers))]
+        parts = [
+            (root, part, i == 0, others if i == 0 else [])
+            for i, part in enumerate(layout.split(workers))
+        ]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             results = list(pool.map(_validate_part, parts))
         found = [f for findings, _ in results for f in findings]
@@ -696,6 +712,7 @@ def validate_repo(
         findings.sort(key=lambda f: (f.path, f.line or 0))
         return ValidationReport(root, findings, sum(n for _, n in results))
     v = _Validator(root, layout, paths)
+    v.other_files = others
     v.run()
     findings = list(_dedupe(v.findings))
     findings.sort(key=lambda f: (f.path, f.line or 0))

@@ -1,18 +1,22 @@
-"""No API keys in the repository: one precompiled regex pass over every text file.
+"""No API keys in the repository: knowngood's own rules, and the scan that combines every rule.
 
-``scan_text`` works on YAML, JSON and Markdown alike and reports where each secret starts.
-Messages describe a secret by kind and length and never repeat it: findings end up in CI logs
-and pull-request comments, which is exactly where a key must not travel.
+``scan_text`` works on any text file (YAML, JSON, Markdown, shell, code) and reports where each
+secret starts. Messages describe a secret by kind and length and never repeat it: findings end
+up in CI logs and pull-request comments, which is exactly where a key must not travel.
 
-Two families of patterns share the pass:
+It combines three sources of hits, and of overlapping hits reports the most specific:
 
-* token formats with a recognisable prefix (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``,
-  Google ``AIza``, AWS ``AKIA``/``ASIA``, GitHub ``ghp_``/``github_pat_``..., Slack ``xox?-``,
+* knowngood's own rules, one precompiled regex pass (:func:`find`): token formats with a
+  recognisable prefix (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``, Google ``AIza``,
+  AWS ``AKIA``/``ASIA``, GitHub ``ghp_``/``github_pat_``..., Slack ``xox?-``,
   ``-----BEGIN ... PRIVATE KEY-----``), plus AWS secret keys next to ``aws_secret_access_key``;
-* any value assigned to a key named like ``*key*``, ``*token*``, ``*secret*``, ``*password*``
-  whose characters look random (Shannon entropy), unless it is a placeholder
-  (``${OPENAI_API_KEY}``, ``<your-key>``, ``changeme``, ``xxxx``) or the *name* of an
-  environment variable (``api_key_env: OPENAI_API_KEY``).
+  and any value assigned to a key named like ``*key*``, ``*token*``, ``*secret*``,
+  ``*password*`` whose characters look random (Shannon entropy), unless it is a placeholder
+  (``${OPENAI_API_KEY}``, ``<your-key>``, ``changeme``, ``xxxx``, ``{password}``), the *name* of
+  an environment variable (``api_key_env: OPENAI_API_KEY``), or code (a call, a subscript, a
+  regular expression);
+* detect-secrets' plugins for the other major key formats (:mod:`.detectors`);
+* keys split into joined string literals or base64-encoded (:mod:`.encoded`).
 
 A line that contains ``knowngood: allow-secret`` is skipped (for test fixtures and docs).
 """
@@ -23,6 +27,7 @@ import bisect
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Final
 
 from pipeline.findings import Finding
@@ -172,6 +177,10 @@ _PLACEHOLDERS: Final = (
 _IDENTIFIER: Final = re.compile(
     r"[a-z]+(?:[_.-][a-z]+)+|[A-Z][A-Z0-9_]*"
 )  # snake_case words, ENV_VAR_NAME
+# Code, not a value: a call or a subscript (`key = os.environ[NAME]`, `token = m.group(1)`).
+_EXPRESSION: Final = re.compile(r"[A-Za-z_][\w.]*[\[(]")
+# A regular expression, not a value: a character range, a group, an escape (`[a-z0-9]{32}`).
+_REGEX: Final = re.compile(r"\[\^?[^\]]*\w-\w[^\]]*\]|\(\?[:=!<P]|\\[dswbDSWB]")
 _KEY_PARTS: Final = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _SENSITIVE_ENDINGS: Final = ("apikey", "secretkey", "accesskey", "token", "secret", "password")
 _MIN_GENERIC: Final = 12
@@ -183,35 +192,83 @@ HINT: Final = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A secret at ``text[start:end]``. Of overlapping hits, the lowest ``priority`` is reported:
+    0 a known key format (own rules), 1 a key hidden by encoding or splitting, 2 a detect-secrets
+    plugin, 3 a random-looking value assigned to a credential's name."""
+
+    start: int
+    end: int
+    rule: str
+    message: str
+    priority: int = 0
+
+
 def scan_text(rel: str, text: str) -> list[Finding]:
-    """Every secret in ``text`` (the content of the repo-relative file ``rel``), in file order."""
+    """Every secret in ``text`` (the content of the repo-relative file ``rel``), in file order:
+    knowngood's own rules, detect-secrets' plugins, and keys hidden as base64 or split into
+    string literals joined with ``~`` or ``+``."""
+    from pipeline.validate import detectors, encoded
+
+    def plain(inner: str, data: bytes | None = None) -> list[Hit]:
+        data = inner.encode("utf-8", "surrogatepass") if data is None else data
+        return find(inner) + detectors.find(inner, data)
+
+    data = text.encode("utf-8", "surrogatepass")
+    hits = plain(text, data) + encoded.find(text, data, plain)
+    kept: list[Hit] = []
+    for hit in sorted(hits, key=lambda h: (h.priority, h.start)):
+        if not any(hit.start < k.end and k.start < hit.end for k in kept):
+            kept.append(hit)
     findings: list[Finding] = []
     newlines: list[int] | None = None
-    for match in _COMBINED.finditer(text):
-        group = match.lastgroup
-        if group is None or group not in _GROUPS:
-            continue
-        hit = _judge(*_GROUPS[group], match, text)
-        if hit is None:
-            continue
-        start, rule, message = hit
+    for hit in sorted(kept, key=lambda h: h.start):
         if newlines is None:
             newlines = [m.start() for m in re.finditer("\n", text)]
-        line = bisect.bisect_left(newlines, start)
+        line = bisect.bisect_left(newlines, hit.start)
         line_start = newlines[line - 1] + 1 if line else 0
         line_end = newlines[line] if line < len(newlines) else len(text)
         if ALLOW_MARKER in text[line_start:line_end]:
             continue
         findings.append(
-            Finding(rel, line + 1, start - line_start + 1, "", message, "error", rule, None, HINT)
+            Finding(
+                rel,
+                line + 1,
+                hit.start - line_start + 1,
+                "",
+                hit.message,
+                "error",
+                hit.rule,
+                None,
+                HINT,
+            )
         )
     return findings
 
 
-def _judge(
-    kind: str, value_group: str | None, match: re.Match[str], text: str
-) -> tuple[int, str, str] | None:
-    """(offset, rule, message) for a real secret; None for a placeholder or a false alarm."""
+def char_offset(text: str, data: bytes, pos: int) -> int:
+    """The index in ``text`` of the character that starts at byte ``pos`` of ``data``, its UTF-8."""
+    if len(data) == len(text):
+        return pos
+    return len(data[:pos].decode("utf-8", "surrogatepass"))
+
+
+def find(text: str) -> list[Hit]:
+    """knowngood's own rules (one regex pass): known key formats, and credential-named values."""
+    hits: list[Hit] = []
+    for match in _COMBINED.finditer(text):
+        group = match.lastgroup
+        if group is None or group not in _GROUPS:
+            continue
+        hit = _judge(*_GROUPS[group], match, text)
+        if hit is not None:
+            hits.append(hit)
+    return hits
+
+
+def _judge(kind: str, value_group: str | None, match: re.Match[str], text: str) -> Hit | None:
+    """The hit for a real secret; None for a placeholder or a false alarm."""
     start = match.start() if value_group is None else match.start(value_group)
     value = match.group() if value_group is None else match.group(value_group)
     if kind.startswith("generic_"):
@@ -221,7 +278,7 @@ def _judge(
         body = text[match.end() : match.end() + 200].replace("\\n", "\n")
         if not re.search(r"[A-Za-z0-9+/=]{24,}", body):
             return None  # a header quoted in documentation, not a key
-        return start, rule, f"{what} is committed"
+        return Hit(start, match.end(), rule, f"{what} is committed")
     if value_group is None and start and text[start - 1] in _WORD:
         return None  # inside a longer word: "task-...", "MAKIA..."
     end = match.end()
@@ -229,14 +286,12 @@ def _judge(
         return None
     if kind == "sk" and value.startswith("sk-ant-"):
         rule, what = _ANTHROPIC
-    if _placeholder(value) or _entropy(value) < 3.0:
+    if placeholder(value) or _entropy(value) < 3.0:
         return None
-    return start, rule, f"{what} ({len(value)} characters) is committed"
+    return Hit(start, start + len(value), rule, f"{what} ({len(value)} characters) is committed")
 
 
-def _judge_generic(
-    match: re.Match[str], value: str, start: int, text: str
-) -> tuple[int, str, str] | None:
+def _judge_generic(match: re.Match[str], value: str, start: int, text: str) -> Hit | None:
     value = value.rstrip(".)]}>")
     if len(value) < _MIN_GENERIC:
         return None
@@ -244,9 +299,11 @@ def _judge_generic(
         found = pattern.search(value)
         if found and (found.start() == 0 or value[found.start() - 1] not in _WORD):
             token = found.group()
-            if not _placeholder(token) and _entropy(token) >= 3.0:
+            if not placeholder(token) and _entropy(token) >= 3.0:
                 rule, what = _ANTHROPIC if token.startswith("sk-ant-") else _KINDS[kind][:2]
-                return start + found.start(), rule, f"{what} ({len(token)} characters) is committed"
+                at = start + found.start()
+                message = f"{what} ({len(token)} characters) is committed"
+                return Hit(at, at + len(token), rule, message)
     key_start = match.start()
     while key_start > 0 and (text[key_start - 1].isalnum() or text[key_start - 1] in "_-."):
         key_start -= 1
@@ -257,27 +314,35 @@ def _judge_generic(
         return None
     if not (_SENSITIVE.intersection(parts) or any(joined.endswith(s) for s in _SENSITIVE_ENDINGS)):
         return None
-    if len(value) < _MIN_GENERIC or len(value) > 512 or _placeholder(value) or "://" in value:
+    if len(value) < _MIN_GENERIC or len(value) > 512 or placeholder(value) or "://" in value:
         return None
     if (
         _IDENTIFIER.fullmatch(value)
+        or _EXPRESSION.match(value)
+        or _REGEX.search(value)
         or value.startswith(("/", "./", "~", "$"))
         or not _random_enough(value)
     ):
         return None
-    return (
+    return Hit(
         start,
+        start + len(value),
         "secret.generic",
         (
             f"a high-entropy value ({len(value)} characters) is assigned to {key!r}: "
             "it looks like a credential"
         ),
+        priority=3,
     )
 
 
-def _placeholder(value: str) -> bool:
+def placeholder(value: str) -> bool:
     low = value.lower()
-    return any(p in low for p in _PLACEHOLDERS) or len(set(value)) <= 3
+    return (
+        any(p in low for p in _PLACEHOLDERS)
+        or len(set(value)) <= 3
+        or (value.startswith("{") and value.endswith("}"))  # a template field: {password}
+    )
 
 
 def _entropy(value: str) -> float:

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline import redaction
+
 KEEP = 20
 _SECRET_NAME = re.compile(
     r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE|SIGNATURE|COOKIE|SESSION|WEBHOOK|DSN",
@@ -65,10 +67,12 @@ def report_crash(error: BaseException, argv: Sequence[str]) -> str:
     secrets = secret_values()
     kind = type(error).__name__
     first = (str(error).strip().splitlines() or [""])[0]
-    summary = redact(f"{kind}: {first}" if first else kind, secrets)
+    # The names below cast a wider net than the central redactor (a log may over-redact); the
+    # central one adds what knowngood learned at run time (api_key_env, tokens handed over).
+    summary = redaction.redact(redact(f"{kind}: {first}" if first else kind, secrets))
     if len(summary) > 200:
         summary = summary[:197] + "..."
-    text = redact(_log_text(error, argv), secrets)
+    text = redaction.redact(redact(_log_text(error, argv), secrets))
     problems: list[str] = []
     for folder in log_dirs():
         try:

@@ -224,7 +224,7 @@ def test_status_and_rollback_tell_the_truth_after_kill_9_at_any_point(
 
 DEPLOY_SH = """#!/bin/sh
 cp "$1" "{state}/runs-$KNOWNGOOD_ENV.json"
-if [ -e "{state}/hang" ]; then echo $$ > "{state}/pid"; exec sleep 60; fi
+if [ -e "{state}/hang" ]; then echo $$ > "{state}/pid.tmp"; mv "{state}/pid.tmp" "{state}/pid"; exec sleep 60; fi
 """
 CURRENT_PY = """
 import json, os, pathlib

@@ -19,7 +19,7 @@ from pipeline.cli import COMMANDS, main
 from pipeline.git import Git, git_reason
 from pipeline.release import read_manifest
 
-SECRET = "sk-live-Zq8v3Lr0Xw2Yb7Nc5Md1"
+SECRET = "sk-live-Zq8v3Lr0Xw2Yb7Nc5Md1"  # knowngood: allow-secret
 
 
 def _crash_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -692,7 +692,15 @@ def validate_repo(
     with their suites (agents do not refer to each other).
     """
     layout = discover(root)
-    others = secretfiles.other_files(root, (layout.config.name, "agents", "evals"))
+    cache_dir = _cache_dir(root, layout)
+    # Files under the eval cache are reported as cache.tracked (an error, whatever they hold):
+    # their hashes would only add secret.generic noise that keeps the gate from evaluating.
+    cache_root = Path(os.path.normpath(root / cache_dir))
+    others = [
+        f
+        for f in secretfiles.other_files(root, (layout.config.name, "agents", "evals"))
+        if not Path(os.path.normpath(f)).is_relative_to(cache_root)
+    ]
     workers = _workers(layout, paths, build)
     if workers > 1:
         import multiprocessing
@@ -708,7 +716,7 @@ def validate_repo(
             results = list(pool.map(_validate_part, parts))
         found = [f for findings, _ in results for f in findings]
         findings = list(_dedupe(found))
-        findings += _tracked_cache(root, layout, None)
+        findings += _tracked_cache(root, cache_dir)
         findings.sort(key=lambda f: (f.path, f.line or 0))
         return ValidationReport(root, findings, sum(n for _, n in results))
     v = _Validator(root, layout, paths)
@@ -722,15 +730,20 @@ def validate_repo(
     if paths is None:
         # After the build: committed cache files are an error of the checkout, not of the
         # agents. The cache never reads them, so the repository can still be evaluated truly.
-        report.findings += _tracked_cache(root, layout, v.settings_data)
+        report.findings += _tracked_cache(root, cache_dir)
         report.findings.sort(key=lambda f: (f.path, f.line or 0))
     return report
 
 
-def _tracked_cache(root: Path, layout: Layout, data: Mapping[str, Any] | None) -> list[Finding]:
-    from pipeline.validate.cachefiles import cache_dir_setting, tracked_cache_findings
+def _cache_dir(root: Path, layout: Layout) -> str:
+    """``eval.cache_dir`` as knowngood.yaml sets it (its default when unreadable)."""
+    from pipeline.validate.cachefiles import cache_dir_setting
 
-    if data is None:
-        doc, _ = load(layout.config, rel(root, layout.config))
-        data = doc.data if doc is not None and isinstance(doc.data, dict) else None
-    return tracked_cache_findings(root, cache_dir_setting(data))
+    doc, _ = load(layout.config, rel(root, layout.config))
+    return cache_dir_setting(doc.data if doc is not None and isinstance(doc.data, dict) else None)
+
+
+def _tracked_cache(root: Path, cache_dir: str) -> list[Finding]:
+    from pipeline.validate.cachefiles import tracked_cache_findings
+
+    return tracked_cache_findings(root, cache_dir)

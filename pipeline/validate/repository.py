@@ -21,10 +21,11 @@ from pipeline.repo import (
     Settings,
     Suite,
     build_agent,
+    deep_merge,
     discover,
     rel,
 )
-from pipeline.validate import secrets, toolcompat
+from pipeline.validate import prompts, secrets, toolcompat
 
 
 @dataclass(slots=True)
@@ -52,6 +53,7 @@ class _AgentInfo:
     vars: set[str] = field(default_factory=set)
     template_vars: dict[str, int] = field(default_factory=dict)  # name -> line in the prompt
     prompt_rel: str | None = None
+    prompts: list[prompts.Prompt] = field(default_factory=list)  # rendered with each case's vars
     ok: bool = True  # no errors: safe to build a typed Agent
 
 
@@ -152,9 +154,10 @@ class _Validator:
                     agent in self.layout.agents and self.selected(self.layout.agents[agent].dir)
                 ):
                     self.check_suite(agent, path)
-        for info in self.agents.values():
+        for name, info in self.agents.items():
             self.check_agent_suites(info)
             self.check_template_vars(info)
+            self.findings.extend(prompts.check_renders(info.prompts, self.suites.get(name, {})))
         self.check_secrets()
         if self.paths is not None:
             self.findings = [
@@ -256,35 +259,32 @@ class _Validator:
             self.check_overlay(info, env_path)
         info.ok = not any(f.severity == "error" for f in self.findings[before:])
 
-    def check_prompt(self, info: _AgentInfo, path: Path) -> None:
-        from jinja2 import TemplateSyntaxError
-
-        from pipeline.templates import variables_used
-
+    def check_prompt(self, info: _AgentInfo, path: Path, overlay: Any = None) -> None:
+        """Parse the prompt at ``path`` (the agent's, or an overlay's with its data) once, and
+        keep it with its variables to render with each case's."""
         relpath = self.rel(path)
-        info.prompt_rel = relpath
-        self.files_checked += 1
-        text, problem = read_text(path, relpath)
-        if problem is not None:
-            self.add(problem)
+        known = [p for p in info.prompts if p.rel == relpath]
+        text: str | None
+        if known:
+            used: dict[str, int] | None = dict.fromkeys(known[0].required, 1)
+            text = known[0].text
+        else:
+            self.files_checked += 1
+            text, problem = read_text(path, relpath)
+            if problem is not None:
+                self.add(problem)
+                return
+            assert text is not None
+            self.texts[path] = text
+            used, problems = prompts.check_source(relpath, text)
+            self.findings.extend(problems)
+        base = _mapping(_mapping(info.doc.data.get("prompt") if info.doc else None).get("vars"))
+        own = _mapping(_mapping(overlay.get("prompt") if overlay else None).get("vars"))
+        if used is None or text is None or (known and not own):
             return
-        assert text is not None
-        self.texts[path] = text
-        try:
-            info.template_vars = variables_used(text)
-        except TemplateSyntaxError as e:
-            self.add(
-                Finding(
-                    relpath,
-                    e.lineno,
-                    None,
-                    "",
-                    f"template syntax error: {e.message}",
-                    "error",
-                    "template.syntax",
-                    hint="prompts are Jinja2 templates: check {{ }} and {% %} pairs",
-                )
-            )
+        info.prompts.append(prompts.Prompt(relpath, text, deep_merge(base, own), frozenset(used)))
+        if overlay is None:
+            info.prompt_rel, info.template_vars = relpath, used
 
     def check_tools(self, info: _AgentInfo, doc: Document, listed: Any) -> None:
         files = info.files
@@ -350,7 +350,12 @@ class _Validator:
         self.check_chain(doc, doc.data.get("model"))
         prompt = doc.data.get("prompt")
         if isinstance(prompt, dict) and isinstance(prompt.get("system"), str):
-            self.inside(info.files.dir, prompt["system"], doc, ("prompt", "system"), "prompt file")
+            where = ("prompt", "system")
+            found = self.inside(info.files.dir, prompt["system"], doc, where, "prompt file")
+            if found is not None:
+                self.check_prompt(info, found, doc.data)
+        elif isinstance(prompt, dict) and info.prompts:  # new vars for the agent's own prompt
+            self.check_prompt(info, self.root / info.prompts[0].rel, doc.data)
         tools = doc.data.get("tools")
         if isinstance(tools, list):
             for i, t in enumerate(tools):

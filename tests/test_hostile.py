@@ -287,3 +287,49 @@ def test_gate_release_and_diff_refuse_hostile_file_without_crashing(
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output and proc.returncode in (0, 1), output[-4000:]
     assert expect["path"] in output, output[-4000:]
+
+
+# --- regular expressions run in linear time ----------------------------------------------------
+
+CATASTROPHIC = [("(a+)+$", "a" * 28 + "!"), ("(a|aa)*c", "a" * 40), ("(x+x+)+y", "x" * 5000)]
+
+
+@pytest.mark.parametrize(("pattern", "answer"), CATASTROPHIC)
+def test_catastrophic_regexes_take_linear_time(pattern: str, answer: str) -> None:
+    """With Python's backtracking re, (a+)+$ on 28 a's took 20 s and (a|aa)*c 45 s."""
+    from pipeline.evals.assertions import Output, check_pure
+
+    start = time.monotonic()
+    result = check_pure({"regex": pattern}, Output(text=answer * 20))
+    assert time.monotonic() - start < 0.5
+    assert result.passed is False and result.error is False
+
+
+def test_eval_with_a_catastrophic_regex_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fakeproviders import FakeProvider, Reply
+    from test_eval import KEYS, make_repo
+
+    from pipeline.cli import main
+
+    for key, value in KEYS.items():
+        monkeypatch.setenv(key, value)
+    suite = "".join(
+        f"    - id: r{i}\n      input: Hi\n      expect:\n        - regex: '{p}'\n"
+        for i, (p, _) in enumerate(CATASTROPHIC)
+    )
+    with FakeProvider(responder=lambda wire, body: Reply(text="a" * 28 + "!")) as server:
+        root = make_repo(
+            tmp_path,
+            server,
+            suites={
+                "evals/shop/smoke.yaml": f"agent: shop\nvars: {{customer: Bob}}\ncases:\n{suite}"
+            },
+        )
+        assert main(["validate", "--repo", str(root)]) == 0
+        start = time.monotonic()
+        code = main(["eval", "--repo", str(root), "--suite", "smoke", "--provider", "openai"])
+    assert code == 1, capsys.readouterr().err
+    assert time.monotonic() - start < 10
+    assert "no match for /(a+)+$/" in capsys.readouterr().err

@@ -2,6 +2,10 @@
 
 Nothing here knows about assertion types; ``pipeline.evals.assertions`` composes these. Compiled
 regexes and JSON Schema validators are cached, so a suite that repeats a check pays once.
+
+Regular expressions (the ``regex`` assertion) run on RE2, which matches in time linear in the
+answer's length: ``(a+)+$`` cannot backtrack for minutes on a hostile answer. RE2 has no
+backreferences and no lookaround, and a pattern that needs them is refused when it is compiled.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ if TYPE_CHECKING:  # jsonschema is imported on the first schema check
 
 __all__ = [
     "SNIPPET",
+    "RegexError",
     "clip",
     "compact",
     "diff_paths",
@@ -159,10 +164,26 @@ def first_difference(expected: str, actual: str) -> str:
     return f"the answer stops short: missing {clip(expected[len(actual) :], 40)!r}"
 
 
+class RegexError(ValueError):
+    """A pattern RE2 cannot compile; the message says why, in RE2's words."""
+
+
 @lru_cache(maxsize=1024)
-def regex(pattern: str) -> re.Pattern[str]:
-    """``re.compile``, cached. Raises ``re.error``."""
-    return re.compile(pattern)
+def regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (``search`` and ``fullmatch`` like ``re``), cached.
+
+    Raises RegexError for a pattern RE2 does not accept (backreferences, lookaround, ...)."""
+    import re2  # type: ignore[import-untyped]
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print the error on stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as e:
+        reason = e.args[0] if e.args else "invalid pattern"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise RegexError(str(reason)) from None
 
 
 _VALIDATORS: dict[str, Draft202012Validator] = {}

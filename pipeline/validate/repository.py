@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pipeline.repo import (
     discover,
     rel,
 )
-from pipeline.validate import prompts, secrets, toolcompat
+from pipeline.validate import expectations, prompts, secrets, toolcompat
 
 
 @dataclass(slots=True)
@@ -474,12 +473,7 @@ class _Validator:
         if kind == "not":
             self.check_assertion(doc, at, arg, info)
         elif kind == "regex" and isinstance(arg, str):
-            try:
-                re.compile(arg)
-            except re.error as e:
-                self.add(
-                    doc.finding(at, f"invalid regular expression: {e}", rule="assertion.regex")
-                )
+            self.findings.extend(expectations.regex(doc, at, arg))
         elif kind == "json_schema" and isinstance(arg, dict):
             self.findings.extend(toolcompat.check_parameters_schema(doc, at))
         elif kind == "tool_call" and info is not None and info.doc is not None:

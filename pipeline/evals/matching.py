@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from pipeline.userschemas import RegexError, regex
 
 if TYPE_CHECKING:  # jsonschema is imported on the first schema check
     from jsonschema import Draft202012Validator
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # jsonschema is imported on the first schema check
 __all__ = [
     "SNIPPET",
     "RegexError",
+    "SchemaRefused",
     "clip",
     "compact",
     "diff_paths",
@@ -65,6 +67,8 @@ def parse_json_answer(text: str) -> tuple[Any, str | None]:
         return None, "the answer is not JSON: it is empty"
     try:
         return json.loads(stripped), None
+    except RecursionError:
+        return None, "the answer is not JSON knowngood reads: it nests too deeply"
     except json.JSONDecodeError as e:
         error = e
     if "```" in stripped:
@@ -72,6 +76,8 @@ def parse_json_answer(text: str) -> tuple[Any, str | None]:
         if fenced is not None:
             try:
                 return json.loads(fenced.group(1)), None
+            except RecursionError:
+                return None, "the answer is not JSON knowngood reads: it nests too deeply"
             except json.JSONDecodeError as e:
                 error = e
                 stripped = fenced.group(1)
@@ -164,31 +170,14 @@ def first_difference(expected: str, actual: str) -> str:
     return f"the answer stops short: missing {clip(expected[len(actual) :], 40)!r}"
 
 
-class RegexError(ValueError):
-    """A pattern RE2 cannot compile; the message says why, in RE2's words."""
-
-
-@lru_cache(maxsize=1024)
-def regex(pattern: str) -> Any:
-    """``pattern`` compiled by RE2 (``search`` and ``fullmatch`` like ``re``), cached.
-
-    Raises RegexError for a pattern RE2 does not accept (backreferences, lookaround, ...)."""
-    import re2  # type: ignore[import-untyped]
-
-    options = re2.Options()
-    options.log_errors = False  # RE2 would also print the error on stderr
-    try:
-        return re2.compile(pattern, options)
-    except re2.error as e:
-        reason = e.args[0] if e.args else "invalid pattern"
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise RegexError(str(reason)) from None
-
-
 _VALIDATORS: dict[str, Draft202012Validator] = {}
 _BY_IDENTITY: dict[int, tuple[object, Draft202012Validator]] = {}
 _CACHE_LIMIT = 4096
+
+
+class SchemaRefused(ValueError):
+    """A schema knowngood will not validate with: a remote or cyclic $ref, a regex RE2 cannot
+    run (``pipeline.userschemas``)."""
 
 
 def validator(schema: Mapping[str, Any] | bool) -> Draft202012Validator:
@@ -196,7 +185,9 @@ def validator(schema: Mapping[str, Any] | bool) -> Draft202012Validator:
 
     Suites are loaded once and not mutated, so the same schema object is looked up by identity
     first (the cache holds a reference, so the id cannot be reused), then by canonical JSON.
-    Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid.
+    Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid, and
+    SchemaRefused when it is unsafe: the validator never fetches a remote ``$ref`` (its registry
+    has no retrieval) and matches patterns with RE2.
     """
     hit = _BY_IDENTITY.get(id(schema))
     if hit is not None and hit[0] is schema:
@@ -205,10 +196,18 @@ def validator(schema: Mapping[str, Any] | bool) -> Draft202012Validator:
     found = _VALIDATORS.get(key)
     if found is None:
         from jsonschema import Draft202012Validator
+        from referencing import Registry
+
+        from pipeline.findings import json_path
+        from pipeline.userschemas import pattern_problems, problems, validator_class
 
         plain: Any = schema if isinstance(schema, bool) else dict(schema)
         Draft202012Validator.check_schema(plain)
-        found = Draft202012Validator(plain)
+        unsafe = [*problems(plain), *pattern_problems(plain)]
+        if unsafe:
+            path, message, _ = unsafe[0]
+            raise SchemaRefused(f"{json_path(path)}: {message}")
+        found = validator_class()(plain, registry=Registry())
         if len(_VALIDATORS) < _CACHE_LIMIT:
             _VALIDATORS[key] = found
     if len(_BY_IDENTITY) < _CACHE_LIMIT and not isinstance(schema, bool):
@@ -222,9 +221,12 @@ def schema_error(schema: Mapping[str, Any] | bool, value: Any) -> str | None:
     Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid.
     """
     check = validator(schema)
-    if check.is_valid(value):
-        return None
-    from jsonschema.exceptions import best_match
+    try:
+        if check.is_valid(value):
+            return None
+        from jsonschema.exceptions import best_match
 
-    error = best_match(check.iter_errors(value))
+        error = best_match(check.iter_errors(value))
+    except RecursionError:
+        return "$: the value nests too deeply to check against the schema"
     return f"{error.json_path}: {error.message}"

@@ -475,21 +475,11 @@ class _Validator:
         elif kind == "regex" and isinstance(arg, str):
             self.findings.extend(expectations.regex(doc, at, arg))
         elif kind == "json_schema" and isinstance(arg, dict):
-            self.findings.extend(toolcompat.check_parameters_schema(doc, at))
-        elif kind == "tool_call" and info is not None and info.doc is not None:
-            calls = arg if isinstance(arg, list) else [arg]
-            for i, call in enumerate(calls):
-                name = call.get("name") if isinstance(call, dict) else None
-                if isinstance(name, str) and name not in info.tool_names:
-                    where = (*at, i, "name") if isinstance(arg, list) else (*at, "name")
-                    have = ", ".join(sorted(info.tool_names)) or "none"
-                    self.add(
-                        doc.finding(
-                            where,
-                            f"agent {info.files.name!r} has no tool {name!r} (tools: {have})",
-                            rule="ref.unknown-tool",
-                        )
-                    )
+            self.findings.extend(expectations.json_schema(doc, at))
+        elif kind == "tool_call":
+            self.findings.extend(expectations.tool_call_schemas(doc, at, arg))
+            if info is not None and info.doc is not None:
+                self.check_tool_names(doc, at, arg, info)
         elif kind == "judge" and isinstance(arg, dict):
             provider = arg.get("provider") or (self.settings_data or {}).get("eval", {}).get(
                 "judge_provider"
@@ -516,6 +506,23 @@ class _Validator:
                         f"grading prompt evals/_judge/{version}.md does not exist",
                         rule="assertion.judge-prompt",
                         hint="knowngood init writes evals/_judge/v1.md",
+                    )
+                )
+
+    def check_tool_names(
+        self, doc: Document, at: tuple[str | int, ...], arg: Any, info: _AgentInfo
+    ) -> None:
+        calls = arg if isinstance(arg, list) else [arg]
+        for i, call in enumerate(calls):
+            name = call.get("name") if isinstance(call, dict) else None
+            if isinstance(name, str) and name not in info.tool_names:
+                where = (*at, i, "name") if isinstance(arg, list) else (*at, "name")
+                have = ", ".join(sorted(info.tool_names)) or "none"
+                self.add(
+                    doc.finding(
+                        where,
+                        f"agent {info.files.name!r} has no tool {name!r} (tools: {have})",
+                        rule="ref.unknown-tool",
                     )
                 )
 

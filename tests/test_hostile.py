@@ -265,7 +265,16 @@ def test_nesting_bound_never_underestimates(text: str) -> None:
     assert nesting_bound(text) >= _depth(text)
 
 
-@pytest.mark.parametrize("name", ["yaml-nested-30000", "json-nested-30000", "yaml-recursive-alias"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yaml-nested-30000",
+        "json-nested-30000",
+        "yaml-recursive-alias",
+        "ref-cycle-tool",
+        "template-multiply",
+    ],
+)
 def test_gate_release_and_diff_refuse_hostile_file_without_crashing(
     name: str, tmp_path: Path
 ) -> None:

@@ -133,11 +133,16 @@ def read_text(path: Path, rel: str) -> tuple[str | None, Finding | None]:
             return None, _finding(rel, None, None, "file not found", "file.missing")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
+            with path.open("rb") as f:
+                head = f.read(MAX_FILE_BYTES + 1)
+            line = head.count(b"\n", 0, MAX_FILE_BYTES) + 1
+            column = MAX_FILE_BYTES - (head.rfind(b"\n", 0, MAX_FILE_BYTES) + 1) + 1
             return None, _finding(
                 rel,
-                None,
-                None,
-                f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                line,
+                column,
+                f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit, "
+                "which this line passes",
                 "file.too-large",
                 "split it up or remove what does not belong in an agent repository",
             )

@@ -82,6 +82,16 @@ class _Validator:
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
 
+    def read(self, path: Path) -> str | None:
+        """A text file (prompt, grading prompt) after the hostile-input checks, or None."""
+        self.files_checked += 1
+        text, problem = read_text(path, self.rel(path))
+        if problem is not None:
+            self.add(problem)
+        elif text is not None:
+            self.texts[path] = text
+        return text
+
     def load(self, path: Path, schema: str) -> Document | None:
         """Parse and schema-check one file; None when it does not parse."""
         self.files_checked += 1
@@ -153,6 +163,9 @@ class _Validator:
                     agent in self.layout.agents and self.selected(self.layout.agents[agent].dir)
                 ):
                     self.check_suite(agent, path)
+        for judge in self.layout.judge_prompts:  # eval reads them: the same checks as the rest
+            if self.selected(judge):
+                self.read(judge)
         for name, info in self.agents.items():
             self.check_agent_suites(info)
             self.check_template_vars(info)
@@ -268,13 +281,9 @@ class _Validator:
             used: dict[str, int] | None = dict.fromkeys(known[0].required, 1)
             text = known[0].text
         else:
-            self.files_checked += 1
-            text, problem = read_text(path, relpath)
-            if problem is not None:
-                self.add(problem)
+            text = self.read(path)
+            if text is None:
                 return
-            assert text is not None
-            self.texts[path] = text
             used, problems = prompts.check_source(relpath, text)
             self.findings.extend(problems)
         base = _mapping(_mapping(info.doc.data.get("prompt") if info.doc else None).get("vars"))

@@ -50,3 +50,17 @@ def tool_call_schemas(doc: Document, at: Path, arg: Any) -> list[Finding]:
             where = (*at, i, "arguments") if i is not None else (*at, "arguments")
             found += json_schema(doc, where)
     return found
+
+
+def tool_names(doc: Document, at: Path, arg: Any, agent: str, names: set[str]) -> list[Finding]:
+    """The tools a tool_call assertion names (one call or a list) must be the agent's."""
+    calls = arg if isinstance(arg, list) else [arg]
+    found: list[Finding] = []
+    for i, call in enumerate(calls):
+        name = call.get("name") if isinstance(call, dict) else None
+        if isinstance(name, str) and name not in names:
+            where = (*at, i, "name") if isinstance(arg, list) else (*at, "name")
+            have = ", ".join(sorted(names)) or "none"
+            message = f"agent {agent!r} has no tool {name!r} (tools: {have})"
+            found.append(doc.finding(where, message, rule="ref.unknown-tool"))
+    return found

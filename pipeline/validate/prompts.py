@@ -15,6 +15,7 @@ from typing import Any
 from pipeline import sandbox
 from pipeline.findings import Finding
 from pipeline.loading import Document
+from pipeline.repo import deep_merge
 
 TRIAL_WORK = 2 * sandbox.MAX_WORK
 
@@ -27,6 +28,28 @@ class Prompt:
     text: str
     vars: Mapping[str, Any]  # the agent's prompt.vars (merged with the overlay's)
     required: frozenset[str]  # variables the template uses unguarded
+
+
+def keep(
+    kept: list[Prompt],
+    rel: str,
+    text: str,
+    used: Mapping[str, int],
+    agent: Any,
+    overlay: Any = None,
+    *,
+    new: bool,
+) -> None:
+    """Keep a prompt with the variables eval renders it with: the agent's ``prompt.vars``,
+    under an overlay's when an overlay names the prompt (a prompt seen before needs keeping
+    again only when the overlay changes its variables)."""
+    own = _prompt_vars(overlay)
+    if new or own:
+        kept.append(Prompt(rel, text, deep_merge(_prompt_vars(agent), own), frozenset(used)))
+
+
+def _prompt_vars(data: Any) -> dict[str, Any]:
+    return _mapping(_mapping(data.get("prompt") if isinstance(data, dict) else None).get("vars"))
 
 
 def check_source(rel: str, text: str) -> tuple[dict[str, int] | None, list[Finding]]:

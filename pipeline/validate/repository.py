@@ -20,7 +20,6 @@ from pipeline.repo import (
     Settings,
     Suite,
     build_agent,
-    deep_merge,
     discover,
     rel,
 )
@@ -272,27 +271,21 @@ class _Validator:
         info.ok = not any(f.severity == "error" for f in self.findings[before:])
 
     def check_prompt(self, info: _AgentInfo, path: Path, overlay: Any = None) -> None:
-        """Parse the prompt at ``path`` (the agent's, or an overlay's with its data) once, and
-        keep it with its variables to render with each case's."""
+        """Parse the prompt at ``path`` once; keep it to render with each case's variables."""
         relpath = self.rel(path)
-        known = [p for p in info.prompts if p.rel == relpath]
-        text: str | None
-        if known:
-            used: dict[str, int] | None = dict.fromkeys(known[0].required, 1)
-            text = known[0].text
-        else:
+        known = next((p for p in info.prompts if p.rel == relpath), None)
+        if known is None:
             text = self.read(path)
-            if text is None:
-                return
-            used, problems = prompts.check_source(relpath, text)
+            used, problems = prompts.check_source(relpath, text) if text else (None, [])
             self.findings.extend(problems)
-        base = _mapping(_mapping(info.doc.data.get("prompt") if info.doc else None).get("vars"))
-        own = _mapping(_mapping(overlay.get("prompt") if overlay else None).get("vars"))
-        if used is None or text is None or (known and not own):
-            return
-        info.prompts.append(prompts.Prompt(relpath, text, deep_merge(base, own), frozenset(used)))
-        if overlay is None:
-            info.prompt_rel, info.template_vars = relpath, used
+            if text is None or used is None:
+                return
+            if overlay is None:
+                info.prompt_rel, info.template_vars = relpath, used
+        else:
+            text, used = known.text, dict.fromkeys(known.required, 1)
+        agent = info.doc.data if info.doc else None
+        prompts.keep(info.prompts, relpath, text, used, agent, overlay, new=known is None)
 
     def check_tools(self, info: _AgentInfo, doc: Document, listed: Any) -> None:
         files = info.files
@@ -488,7 +481,8 @@ class _Validator:
         elif kind == "tool_call":
             self.findings.extend(expectations.tool_call_schemas(doc, at, arg))
             if info is not None and info.doc is not None:
-                self.check_tool_names(doc, at, arg, info)
+                names = info.files.name, info.tool_names
+                self.findings.extend(expectations.tool_names(doc, at, arg, *names))
         elif kind == "judge" and isinstance(arg, dict):
             provider = arg.get("provider") or (self.settings_data or {}).get("eval", {}).get(
                 "judge_provider"
@@ -515,23 +509,6 @@ class _Validator:
                         f"grading prompt evals/_judge/{version}.md does not exist",
                         rule="assertion.judge-prompt",
                         hint="knowngood init writes evals/_judge/v1.md",
-                    )
-                )
-
-    def check_tool_names(
-        self, doc: Document, at: tuple[str | int, ...], arg: Any, info: _AgentInfo
-    ) -> None:
-        calls = arg if isinstance(arg, list) else [arg]
-        for i, call in enumerate(calls):
-            name = call.get("name") if isinstance(call, dict) else None
-            if isinstance(name, str) and name not in info.tool_names:
-                where = (*at, i, "name") if isinstance(arg, list) else (*at, "name")
-                have = ", ".join(sorted(info.tool_names)) or "none"
-                self.add(
-                    doc.finding(
-                        where,
-                        f"agent {info.files.name!r} has no tool {name!r} (tools: {have})",
-                        rule="ref.unknown-tool",
                     )
                 )
 

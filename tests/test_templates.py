@@ -80,6 +80,33 @@ HOSTILE: list[tuple[str, int, str]] = [
         "more than 1,000,000 characters",
     ),
     ("{% for i in range(100000) %}\n" + "x" * 100 + "{% endfor %}", 1, "more than 1,000,000"),
+    # output that piles up in a buffer (a macro's, a filter block's, a set block's, a caller's)
+    (
+        "{% macro m() %}{% for i in range(100000) %}" + "x" * 1000 + "{% endfor %}{% endmacro %}"
+        "{{ m()|length }}",
+        1,
+        "steps",
+    ),
+    (
+        "{% filter upper %}{% for i in range(100000) %}"
+        + "x" * 1000
+        + "{% endfor %}{% endfilter %}",
+        1,
+        "steps",
+    ),
+    (
+        "{% set big = 'y' * 1000000 %}{% set x %}{% for i in range(100000) %}{{ big }}{% endfor %}"
+        "{% endset %}{{ x|length }}",
+        1,
+        "steps",
+    ),
+    (
+        "{% macro w() %}{{ caller() }}{% endmacro %}{% call w() %}{% for i in range(100000) %}"
+        + "x" * 1000
+        + "{% endfor %}{% endcall %}",
+        1,
+        "steps",
+    ),
     ("{{ 10 ** 1000000000 }}", 1, "too large"),
     ("{% set n = 2 ** 4000 %}{{ n * n }}", 1, "too large"),
     ("{{ '%1000000000s' % company }}", 1, "more than 1,000,000 characters"),

@@ -95,9 +95,9 @@ def bounded_range(*args: int) -> range:
     return numbers
 
 
-def step() -> bool:
+def step(weight: int = 1) -> bool:
     """One loop iteration (``instrument`` puts the calls in)."""
-    charge(1)
+    charge(weight)
     return True
 
 
@@ -109,14 +109,20 @@ _STEP = "knowngood_step"
 
 
 class _Generator(CodeGenerator):
-    """Compiles ``environment.knowngood_step`` (which only ``instrument`` puts in a template:
-    Jinja2's parser makes environment attributes for extensions, and we load none) to a direct
-    call, bypassing the sandbox's ``call``: a loop iteration costs ~1 us more, not ~10."""
+    """Compiles a call of ``environment.knowngood_step`` (which only ``instrument`` puts in a
+    template: Jinja2's parser makes environment attributes for extensions, and we load none)
+    to a direct call, bypassing the sandbox's ``call``: a loop iteration costs ~1 us more, not
+    ~10."""
 
-    def visit_EnvironmentAttribute(self, node: nodes.EnvironmentAttribute, frame: Frame) -> None:
-        super().visit_EnvironmentAttribute(node, frame)
-        if node.name == _STEP:
-            self.write("()")
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        target = node.node
+        if isinstance(target, nodes.EnvironmentAttribute) and target.name == _STEP:
+            weight = (
+                node.args[0].value if node.args and isinstance(node.args[0], nodes.Const) else 1
+            )
+            self.write(f"environment.{_STEP}({int(weight)})")
+            return
+        super().visit_Call(node, frame, forward_caller=forward_caller)
 
     @optimizeconst
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -144,6 +150,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             "namespace": Namespace,
         }
         setattr(self, _STEP, step)
+        self.finalize = _finalize
         self.filters = {
             name: _bounded_filter(name, func)
             for name, func in self.filters.items()
@@ -195,6 +202,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return args
 
 
+def _finalize(value: Any) -> Any:
+    """Every ``{{ value }}`` written, charged by its size: output may pile up in a buffer (a
+    macro's, a filter block's) before the rendered prompt's size is checked."""
+    charge(1 + (len(value) // UNIT_CHARS if isinstance(value, str) else units(value)))
+    return value
+
+
 def _name(obj: Any) -> str:
     target = getattr(obj, "__wrapped__", obj)
     owner = getattr(target, "__self__", None)
@@ -204,16 +218,36 @@ def _name(obj: Any) -> str:
 
 def instrument(ast: nodes.Template, env: BoundedSandbox) -> nodes.Template:
     """Charge every loop iteration: a call to ``environment.knowngood_step`` (which a template
-    cannot rebind) at the top of each ``for`` body, and before each ``if`` of a filtered loop
-    (``for x in xs if test``), whose skipped items never reach the body."""
+    cannot rebind) at the top of each ``for`` body, for one unit plus the literal text the body
+    writes (which may pile up in a macro's or a filter block's buffer before any check sees
+    it), and before each ``if`` of a filtered loop (``for x in xs if test``), whose skipped items
+    never reach the body."""
     for loop in list(ast.find_all(nodes.For)):
-        step_here = nodes.ExprStmt(_step(loop.lineno, env), lineno=loop.lineno, environment=env)
-        loop.body.insert(0, step_here)
+        weight = 1 + _literal_size(loop.body) // UNIT_CHARS
+        step_here = nodes.ExprStmt(_step(loop.lineno, weight), lineno=loop.lineno)
+        loop.body.insert(0, step_here.set_environment(env))
         if loop.test is not None:
-            test = nodes.And(_step(loop.lineno, env), loop.test, lineno=loop.lineno)
+            test = nodes.And(_step(loop.lineno, 1), loop.test, lineno=loop.lineno)
             loop.test = test.set_environment(env)
     return ast
 
 
-def _step(lineno: int, env: BoundedSandbox) -> nodes.EnvironmentAttribute:
-    return nodes.EnvironmentAttribute(_STEP, lineno=lineno, environment=env)
+def _step(lineno: int, weight: int) -> nodes.Call:
+    charge_it = nodes.EnvironmentAttribute(_STEP, lineno=lineno)
+    return nodes.Call(
+        charge_it, [nodes.Const(weight, lineno=lineno)], [], None, None, lineno=lineno
+    )
+
+
+def _literal_size(body: list[nodes.Node]) -> int:
+    """Characters of literal text in ``body``, outside the loops nested in it (they charge
+    their own)."""
+    size = 0
+    stack: list[nodes.Node] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, nodes.TemplateData):
+            size += len(node.data)
+        elif not isinstance(node, nodes.For):
+            stack.extend(node.iter_child_nodes())
+    return size

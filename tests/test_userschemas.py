@@ -174,3 +174,14 @@ def test_a_deeply_nested_answer_is_a_failure_not_a_crash() -> None:
     tree = {"type": "array", "items": {"$ref": "#"}}
     result = check_pure({"json_schema": tree}, Output(text="[" * 900 + "]" * 900))
     assert not result.passed and "nests too deeply" in result.message
+
+
+def test_an_answer_too_deep_to_show_is_said_so() -> None:
+    from pipeline.evals.matching import compact
+
+    value: list[Any] = []
+    inner = value
+    for _ in range(5_000):  # deeper than json.dumps goes: built by hand
+        inner.append([])
+        inner = inner[0]
+    assert compact(value) == "(nested too deeply to show)"

@@ -55,6 +55,8 @@ def compact(value: Any, limit: int = SNIPPET) -> str:
     """A JSON value as one short line."""
     try:
         text = _COMPACT.encode(value)
+    except RecursionError:  # an answer nested as deep as the JSON parser goes
+        text = "(nested too deeply to show)"
     except (TypeError, ValueError):
         text = repr(value)
     return clip(text, limit)

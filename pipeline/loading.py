@@ -1,14 +1,17 @@
 """Safe loading of YAML and JSON files that can point back at the lines the user wrote.
 
 Three rules: never ``yaml.load`` with an unsafe loader; hostile input (duplicate keys, alias
-bombs, binary, non-UTF-8, huge or empty files) becomes a :class:`Finding`, never a crash; and
-line numbers are found only when something is wrong (``Document.locate``), so the common case
-of a valid file costs one C-accelerated parse.
+bombs, deep nesting, self-containing aliases, binary, non-UTF-8, huge or empty files) becomes a
+:class:`Finding`, never a crash; and line numbers are found only when something is wrong
+(``Document.locate``), so the common case of a valid file costs one C-accelerated parse.
+
+Nesting is bounded before anything recurses (``MAX_NESTING``; see ``pipeline.yamlsafe``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,121 +20,22 @@ from typing import Any
 import yaml
 
 from pipeline.findings import Finding
+from pipeline.yamlsafe import (
+    MAX_NESTING,
+    SAFE_TO_COMPOSE,
+    AliasBomb,
+    DuplicateKey,
+    LocatingLoader,
+    SelfContaining,
+    StrictLoader,
+    TooDeep,
+    check_nesting,
+    nesting_bound,
+)
 
 MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: a config or tool file larger than this is a mistake
-MAX_ALIAS_EXPANSION = 100_000  # nodes after expanding YAML aliases (billion-laughs guard)
 
 PathParts = Sequence[str | int]
-
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
-
-
-class _AliasBomb(yaml.YAMLError):
-    pass
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    memo[key] = 1  # cycles count once
-    size = 1
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            size += _expanded_size(k, memo) + _expanded_size(v, memo)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            size += _expanded_size(item, memo)
-    memo[key] = size
-    return size
-
-
-_STR = "tag:yaml.org,2002:str"
-_SEQ = "tag:yaml.org,2002:seq"
-_MAP = "tag:yaml.org,2002:map"
-_MERGE = "tag:yaml.org,2002:merge"
-
-
-class StrictLoader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """SafeLoader (libyaml when available) that rejects duplicate keys and alias bombs and
-    keeps dates and times as the strings the user wrote."""
-
-    has_aliases = False
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        if self.has_aliases:
-            if _expanded_size(node, {}) > MAX_ALIAS_EXPANSION:
-                raise _AliasBomb(
-                    f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes (an alias bomb?)"
-                )
-            return super().construct_document(node)
-        # No aliases (so no shared or cyclic nodes): build the data directly, which is ~3x
-        # faster than the generic constructor; anything unusual goes back to it.
-        return self._build(node)
-
-    def _build(self, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag == _STR:
-                return node.value
-            return self.construct_object(node, deep=True)
-        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-            return [self._build(child) for child in node.value]
-        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
-            out: dict[Any, Any] = {}
-            first: dict[Any, yaml.Node] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
-                    return self.construct_object(node, deep=True)  # merge keys, complex keys
-                key = key_node.value if key_node.tag == _STR else self.construct_object(key_node)
-                if key in first:
-                    raise _DuplicateKey(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        f"duplicate key {key!r} (first defined on line {first[key].start_mark.line + 1})",
-                        key_node.start_mark,
-                    )
-                first[key] = key_node
-                out[key] = self._build(value_node)
-            return out
-        return self.construct_object(node, deep=True)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:  # unhashable key: let the base class report it
-                continue
-            if duplicate:
-                raise _DuplicateKey(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"duplicate key {key!r} (first defined on line {seen[key].start_mark.line + 1})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
-
-
-# Dates stay strings: `version: 2024-01-01` is text to the user, not a datetime to JSON Schema.
-StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _LocatingLoader(_BaseLoader):  # type: ignore[misc,valid-type]
-    """Composer (libyaml's C one when available) used only to find line numbers."""
-
-
-_LocatingLoader.yaml_implicit_resolvers = StrictLoader.yaml_implicit_resolvers
 
 
 @dataclass(slots=True)
@@ -188,7 +92,7 @@ class Document:
 def _build_index(text: str) -> dict[tuple[str | int, ...], tuple[int, int]]:
     index: dict[tuple[str | int, ...], tuple[int, int]] = {}
     try:
-        root = yaml.compose(text, Loader=_LocatingLoader)
+        root = yaml.compose(text, Loader=LocatingLoader)
     except yaml.YAMLError:
         return index
     if root is None:
@@ -229,11 +133,16 @@ def read_text(path: Path, rel: str) -> tuple[str | None, Finding | None]:
             return None, _finding(rel, None, None, "file not found", "file.missing")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
+            with path.open("rb") as f:
+                head = f.read(MAX_FILE_BYTES + 1)
+            line = head.count(b"\n", 0, MAX_FILE_BYTES) + 1
+            column = MAX_FILE_BYTES - (head.rfind(b"\n", 0, MAX_FILE_BYTES) + 1) + 1
             return None, _finding(
                 rel,
-                None,
-                None,
-                f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                line,
+                column,
+                f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit, "
+                "which this line passes",
                 "file.too-large",
                 "split it up or remove what does not belong in an agent repository",
             )
@@ -300,9 +209,50 @@ class _JsonDuplicate(ValueError):
         self.key = key
 
 
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _json_too_deep(text: str) -> int | None:
+    """The offset of the bracket where JSON ``text`` passes MAX_NESTING levels, if it does."""
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return match.start()
+        elif token in "]}":
+            depth -= 1
+    return None
+
+
+def _deeper(data: Any) -> bool:
+    """Whether ``data`` nests deeper than MAX_NESTING: a walk, level by level, over containers."""
+    level = [data] if type(data) is dict or type(data) is list else []
+    for _ in range(MAX_NESTING):
+        below: list[Any] = []
+        for value in level:
+            for child in value.values() if type(value) is dict else value:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def _line_column(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
 def _load_json(path: Path, rel: str, text: str) -> tuple[Document | None, list[Finding]]:
+    too_deep = None
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        too_deep = _json_too_deep(text)
+        if too_deep is None:  # a parser limit below ours: say so at the start
+            too_deep = 0
     except json.JSONDecodeError as e:
         return None, [_finding(rel, e.lineno, e.colno, f"invalid JSON: {e.msg}", "json.syntax")]
     except _JsonDuplicate as e:
@@ -310,8 +260,7 @@ def _load_json(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
         first = text.find(needle)
         second = text.find(needle, first + 1) if first >= 0 else -1
         pos = second if second >= 0 else max(first, 0)
-        line = text.count("\n", 0, pos) + 1
-        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        line, column = _line_column(text, pos)
         return None, [
             _finding(
                 rel,
@@ -322,17 +271,43 @@ def _load_json(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
                 "remove one of them: only the last would be used",
             )
         ]
-    except RecursionError:
-        return None, [_finding(rel, 1, 1, "JSON nests too deeply", "json.syntax")]
+    if too_deep is None and text.count("[") + text.count("{") > MAX_NESTING and _deeper(data):
+        too_deep = _json_too_deep(text)
+    if too_deep is not None:
+        line, column = _line_column(text, too_deep)
+        return None, [
+            _finding(
+                rel,
+                line,
+                column,
+                f"JSON nests deeper than {MAX_NESTING} levels here",
+                "json.too-deep",
+                _FLATTEN,
+            )
+        ]
     return Document(path, rel, text, data), []
+
+
+_FLATTEN = "flatten it: nothing knowngood reads needs that many levels"
 
 
 def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[Finding]]:
     loader = StrictLoader(text)
     loader.has_aliases = "*" in text
     try:
+        if nesting_bound(text) > SAFE_TO_COMPOSE:
+            check_nesting(text)
         data = loader.get_single_data()
-    except _DuplicateKey as e:
+    except (TooDeep, SelfContaining) as e:
+        at = e.problem_mark
+        where = (at.line + 1, at.column + 1) if at else (1, 1)
+        if isinstance(e, TooDeep):
+            message, rule, hint = f"YAML {e.problem}", "yaml.too-deep", _FLATTEN
+        else:
+            message, rule = f"{e.problem} (JSON has no such structure)", "yaml.recursive-alias"
+            hint = "an alias (*name) must not be used inside the node its anchor (&name) marks"
+        return None, [_finding(rel, *where, message, rule, hint)]
+    except DuplicateKey as e:
         mark = e.problem_mark
         assert mark is not None
         return None, [
@@ -345,7 +320,7 @@ def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
                 "remove one of them: only the last would be used",
             )
         ]
-    except _AliasBomb as e:
+    except AliasBomb as e:
         return None, [
             _finding(
                 rel,
@@ -363,8 +338,6 @@ def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
         return None, [_finding(rel, line, column, f"invalid YAML: {problem}", "yaml.syntax")]
     except yaml.YAMLError as e:
         return None, [_finding(rel, None, None, f"invalid YAML: {e}", "yaml.syntax")]
-    except RecursionError:
-        return None, [_finding(rel, 1, 1, "YAML nests too deeply", "yaml.syntax")]
     finally:
         loader.dispose()
     if data is None:

@@ -263,7 +263,28 @@ def _describe(error: ValidationError) -> tuple[tuple[str | int, ...], str, str |
         expected_text = " or ".join(expected) if isinstance(expected, list) else expected
         got = _json_type(error.instance)
         return parts, f"expected {expected_text}, got {got}", None
-    return parts, error.message, None
+    limit = error.validator_value
+    if error.validator in _LIMITS and isinstance(limit, int) and not isinstance(limit, bool):
+        if error.validator == "maximum":
+            message = f"{error.instance} is more than the maximum of {limit:,}"
+        else:
+            size = len(error.instance) if isinstance(error.instance, str | list | dict) else 0
+            unit = _LIMITS[error.validator]
+            message = f"has {size:,} {unit}, more than the {limit:,} allowed"
+        return parts, message, _LIMIT_HINT
+    message = error.message
+    if len(message) > 300:  # jsonschema quotes the whole value: a hostile one is huge
+        message = f"{message[:150]} ... {message[-100:]}"
+    return parts, message, None
+
+
+_LIMITS = {
+    "maxLength": "characters",
+    "maxItems": "items",
+    "maxProperties": "keys",
+    "maximum": "",
+}
+_LIMIT_HINT = "knowngood bounds what one file may ask of a run: see Limits in the README"
 
 
 def _json_type(value: object) -> str:

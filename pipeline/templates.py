@@ -1,13 +1,17 @@
-"""Prompt templates: Jinja2 in a sandbox, with StrictUndefined (a missing variable is an error).
+"""Prompt templates: Jinja2 in a bounded sandbox, with StrictUndefined (a missing variable is an
+error).
 
 The sandbox matters: the pull-request gate renders templates from forks, and a template must
-never be able to reach Python internals.
+never be able to reach Python internals, read other files, or take the machine's memory or time
+(``pipeline.sandbox`` has the limits). A prompt is one self-contained file: ``include``,
+``import`` and ``extends`` are refused where they are written, when the template is parsed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 from jinja2 import (
@@ -19,43 +23,126 @@ from jinja2 import (
     meta,
     nodes,
 )
-from jinja2.sandbox import SandboxedEnvironment
 
+from pipeline import sandbox
 from pipeline.errors import ConfigError
+
+_REFUSED: dict[type[nodes.Node], str] = {
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+    nodes.Extends: "extends",
+}
+ONE_FILE_HINT = "a prompt is one self-contained file: copy the text in, or use a {% macro %}"
+
+
+class TemplateProblem(ConfigError):
+    """A template that fails to render: ``line`` (1-based, None when unknown) and ``reason``."""
+
+    def __init__(self, reason: str, line: int | None, *, hint: str | None = None) -> None:
+        where = f"prompt template line {line}" if line else "prompt template"
+        super().__init__(f"{where}: {reason}", hint=hint)
+        self.reason = reason
+        self.line = line
 
 
 @lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+def environment() -> sandbox.BoundedSandbox:
+    return sandbox.BoundedSandbox(
         undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False
     )
+
+
+def parse(source: str) -> nodes.Template:
+    """The template's syntax tree. Raises TemplateSyntaxError, also for what a prompt may not do
+    (include, import, extends), on the line where it is written."""
+    ast = environment().parse(source)
+    for kind, what in _REFUSED.items():
+        for node in ast.find_all(kind):
+            raise TemplateSyntaxError(f"{{% {what} %}} is not allowed in a prompt", node.lineno)
+    return ast
 
 
 @lru_cache(maxsize=256)
 def _compiled(source: str) -> Template:
     """Compiling costs ~0.3 ms a template; a run renders the same few sources many times."""
-    return environment().from_string(source)
+    env = environment()
+    return env.from_string(sandbox.instrument(parse(source), env))
 
 
 def render(source: str, variables: Mapping[str, Any]) -> str:
+    """The rendered prompt, stripped. Raises TemplateProblem (a ConfigError) when the template
+    does not parse, misses a variable, fails, or goes past a limit of the sandbox."""
+    return render_metered(source, variables)[0]
+
+
+def render_metered(source: str, variables: Mapping[str, Any]) -> tuple[str, int]:
+    """``render``, and the units of work the render took."""
     try:
-        return _compiled(source).render(**variables).strip()
-    except UndefinedError as e:
-        raise ConfigError(f"prompt template: {e.message}") from e
+        template = _compiled(source)
     except TemplateSyntaxError as e:
-        raise ConfigError(f"prompt template line {e.lineno}: {e.message}") from e
-    except TemplateError as e:  # SecurityError from the sandbox, and the rest
-        raise ConfigError(f"prompt template: {e.message}") from e
+        raise TemplateProblem(e.message or "syntax error", e.lineno, hint=_hint(e)) from e
+    token, budget = sandbox.begin()
+    try:
+        return _generate(template, variables).strip(), budget.work
+    except UndefinedError as e:
+        raise TemplateProblem(e.message or "undefined variable", _line(e)) from e
+    except TemplateError as e:  # SecurityError and LimitExceeded from the sandbox, and the rest
+        raise TemplateProblem(e.message or type(e).__name__, _line(e), hint=_hint(e)) from e
+    except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as e:
+        raise TemplateProblem(f"{type(e).__name__}: {e}", _line(e)) from e
+    finally:
+        sandbox.end(token)
+
+
+def _generate(template: Template, variables: Mapping[str, Any]) -> str:
+    """Render piece by piece, so literal text repeated by a loop cannot pass MAX_CHARS either:
+    the limit is raised inside the template, where its line is known."""
+    parts: list[str] = []
+    size = 0
+    stream: Generator[str, None, None] = template.generate(**variables)  # type: ignore[assignment]
+    for part in stream:
+        size += len(part)
+        if size > sandbox.MAX_CHARS:
+            stream.throw(
+                sandbox.LimitExceeded(
+                    f"the prompt would be more than {sandbox.MAX_CHARS:,} characters"
+                )
+            )
+        parts.append(part)
+    return "".join(parts)
+
+
+def _line(error: BaseException) -> int | None:
+    """The template line an exception was raised on: Jinja2 rewrites the traceback so that
+    the template's frames carry its line numbers."""
+    line = None
+    tb: TracebackType | None = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _hint(error: TemplateError) -> str | None:
+    if isinstance(error, TemplateSyntaxError) and "not allowed in a prompt" in (
+        error.message or ""
+    ):
+        return ONE_FILE_HINT
+    if isinstance(error, sandbox.LimitExceeded):
+        return "a prompt template formats its variables: compute large or repeated text elsewhere"
+    return None
 
 
 def variables_used(source: str) -> dict[str, int]:
     """Variables a template requires, each with the first line it appears on.
 
     A variable the template guards (``{% if x is defined %}``, ``{{ x | default('') }}``) is
-    optional and not listed. Raises TemplateSyntaxError for a template that does not parse.
+    optional and not listed. Raises TemplateSyntaxError for a template that does not parse or
+    does what a prompt may not.
     """
-    env = environment()
-    ast = env.parse(source)
+    ast = parse(source)
     names = meta.find_undeclared_variables(ast) - _guarded(ast)
     lines: dict[str, int] = {}
     for node in ast.find_all(nodes.Name):

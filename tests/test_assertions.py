@@ -651,7 +651,8 @@ def test_registry_matches_the_suite_schema(repo_root: Path) -> None:
 @pytest.mark.parametrize(
     ("assertion", "fragment"),
     [
-        ({"regex": "("}, "invalid regular expression: missing ), unterminated subpattern"),
+        ({"regex": "("}, "invalid regular expression for RE2: missing ): ("),
+        ({"regex": r"(a)\1"}, "invalid regular expression for RE2: invalid escape sequence: \\1"),
         ({"json_schema": {"type": "nonsense"}}, "invalid JSON Schema: 'nonsense' is not valid"),
         (
             {"tool_call": {"name": "a", "arguments": {"type": 12}, "match": "schema"}},

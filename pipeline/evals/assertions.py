@@ -35,6 +35,7 @@ from pipeline.evals.grading import (
     render_judge_prompt,
 )
 from pipeline.evals.matching import (
+    RegexError,
     clip,
     compact,
     first_difference,
@@ -187,8 +188,8 @@ def _regex(arg: Any, out: Output) -> AssertionResult:
     expected = f"matches /{arg}/"
     try:
         pattern = regex(str(arg))
-    except Exception as e:  # re.error
-        return _error("regex", expected, f"invalid regular expression: {e}")
+    except RegexError as e:
+        return _error("regex", expected, f"invalid regular expression for RE2: {e}")
     found = pattern.search(out.text)
     if found is None:
         return _result("regex", False, expected, clip(out.text), f"no match for /{arg}/")

@@ -2,6 +2,10 @@
 
 Nothing here knows about assertion types; ``pipeline.evals.assertions`` composes these. Compiled
 regexes and JSON Schema validators are cached, so a suite that repeats a check pays once.
+
+Regular expressions (the ``regex`` assertion) run on RE2, which matches in time linear in the
+answer's length: ``(a+)+$`` cannot backtrack for minutes on a hostile answer. RE2 has no
+backreferences and no lookaround, and a pattern that needs them is refused when it is compiled.
 """
 
 from __future__ import annotations
@@ -9,14 +13,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from pipeline.userschemas import RegexError, regex
 
 if TYPE_CHECKING:  # jsonschema is imported on the first schema check
     from jsonschema import Draft202012Validator
 
 __all__ = [
     "SNIPPET",
+    "RegexError",
+    "SchemaRefused",
     "clip",
     "compact",
     "diff_paths",
@@ -48,6 +55,8 @@ def compact(value: Any, limit: int = SNIPPET) -> str:
     """A JSON value as one short line."""
     try:
         text = _COMPACT.encode(value)
+    except RecursionError:  # an answer nested as deep as the JSON parser goes
+        text = "(nested too deeply to show)"
     except (TypeError, ValueError):
         text = repr(value)
     return clip(text, limit)
@@ -60,6 +69,8 @@ def parse_json_answer(text: str) -> tuple[Any, str | None]:
         return None, "the answer is not JSON: it is empty"
     try:
         return json.loads(stripped), None
+    except RecursionError:
+        return None, "the answer is not JSON knowngood reads: it nests too deeply"
     except json.JSONDecodeError as e:
         error = e
     if "```" in stripped:
@@ -67,6 +78,8 @@ def parse_json_answer(text: str) -> tuple[Any, str | None]:
         if fenced is not None:
             try:
                 return json.loads(fenced.group(1)), None
+            except RecursionError:
+                return None, "the answer is not JSON knowngood reads: it nests too deeply"
             except json.JSONDecodeError as e:
                 error = e
                 stripped = fenced.group(1)
@@ -159,15 +172,14 @@ def first_difference(expected: str, actual: str) -> str:
     return f"the answer stops short: missing {clip(expected[len(actual) :], 40)!r}"
 
 
-@lru_cache(maxsize=1024)
-def regex(pattern: str) -> re.Pattern[str]:
-    """``re.compile``, cached. Raises ``re.error``."""
-    return re.compile(pattern)
-
-
 _VALIDATORS: dict[str, Draft202012Validator] = {}
 _BY_IDENTITY: dict[int, tuple[object, Draft202012Validator]] = {}
 _CACHE_LIMIT = 4096
+
+
+class SchemaRefused(ValueError):
+    """A schema knowngood will not validate with: a remote or cyclic $ref, a regex RE2 cannot
+    run (``pipeline.userschemas``)."""
 
 
 def validator(schema: Mapping[str, Any] | bool) -> Draft202012Validator:
@@ -175,7 +187,9 @@ def validator(schema: Mapping[str, Any] | bool) -> Draft202012Validator:
 
     Suites are loaded once and not mutated, so the same schema object is looked up by identity
     first (the cache holds a reference, so the id cannot be reused), then by canonical JSON.
-    Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid.
+    Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid, and
+    SchemaRefused when it is unsafe: the validator never fetches a remote ``$ref`` (its registry
+    has no retrieval) and matches patterns with RE2.
     """
     hit = _BY_IDENTITY.get(id(schema))
     if hit is not None and hit[0] is schema:
@@ -184,10 +198,18 @@ def validator(schema: Mapping[str, Any] | bool) -> Draft202012Validator:
     found = _VALIDATORS.get(key)
     if found is None:
         from jsonschema import Draft202012Validator
+        from referencing import Registry
+
+        from pipeline.findings import json_path
+        from pipeline.userschemas import pattern_problems, problems, validator_class
 
         plain: Any = schema if isinstance(schema, bool) else dict(schema)
         Draft202012Validator.check_schema(plain)
-        found = Draft202012Validator(plain)
+        unsafe = [*problems(plain), *pattern_problems(plain)]
+        if unsafe:
+            path, message, _ = unsafe[0]
+            raise SchemaRefused(f"{json_path(path)}: {message}")
+        found = validator_class()(plain, registry=Registry())
         if len(_VALIDATORS) < _CACHE_LIMIT:
             _VALIDATORS[key] = found
     if len(_BY_IDENTITY) < _CACHE_LIMIT and not isinstance(schema, bool):
@@ -201,9 +223,12 @@ def schema_error(schema: Mapping[str, Any] | bool, value: Any) -> str | None:
     Raises ``jsonschema.exceptions.SchemaError`` when the schema itself is invalid.
     """
     check = validator(schema)
-    if check.is_valid(value):
-        return None
-    from jsonschema.exceptions import best_match
+    try:
+        if check.is_valid(value):
+            return None
+        from jsonschema.exceptions import best_match
 
-    error = best_match(check.iter_errors(value))
+        error = best_match(check.iter_errors(value))
+    except RecursionError:
+        return "$: the value nests too deeply to check against the schema"
     return f"{error.json_path}: {error.message}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pipeline.repo import (
     discover,
     rel,
 )
-from pipeline.validate import secretfiles, secrets, toolcompat
+from pipeline.validate import expectations, prompts, secretfiles, secrets, toolcompat
 
 
 @dataclass(slots=True)
@@ -52,6 +51,7 @@ class _AgentInfo:
     vars: set[str] = field(default_factory=set)
     template_vars: dict[str, int] = field(default_factory=dict)  # name -> line in the prompt
     prompt_rel: str | None = None
+    prompts: list[prompts.Prompt] = field(default_factory=list)  # rendered with each case's vars
     ok: bool = True  # no errors: safe to build a typed Agent
 
 
@@ -82,6 +82,16 @@ class _Validator:
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
+
+    def read(self, path: Path) -> str | None:
+        """A text file (prompt, grading prompt) after the hostile-input checks, or None."""
+        self.files_checked += 1
+        text, problem = read_text(path, self.rel(path))
+        if problem is not None:
+            self.add(problem)
+        elif text is not None:
+            self.texts[path] = text
+        return text
 
     def load(self, path: Path, schema: str) -> Document | None:
         """Parse and schema-check one file; None when it does not parse."""
@@ -154,9 +164,13 @@ class _Validator:
                     agent in self.layout.agents and self.selected(self.layout.agents[agent].dir)
                 ):
                     self.check_suite(agent, path)
-        for info in self.agents.values():
+        for judge in self.layout.judge_prompts:  # eval reads them: the same checks as the rest
+            if self.selected(judge):
+                self.read(judge)
+        for name, info in self.agents.items():
             self.check_agent_suites(info)
             self.check_template_vars(info)
+            self.findings.extend(prompts.check_renders(info.prompts, self.suites.get(name, {})))
         self.check_secrets()
         if self.paths is not None:
             self.findings = [
@@ -258,35 +272,22 @@ class _Validator:
             self.check_overlay(info, env_path)
         info.ok = not any(f.severity == "error" for f in self.findings[before:])
 
-    def check_prompt(self, info: _AgentInfo, path: Path) -> None:
-        from jinja2 import TemplateSyntaxError
-
-        from pipeline.templates import variables_used
-
+    def check_prompt(self, info: _AgentInfo, path: Path, overlay: Any = None) -> None:
+        """Parse the prompt at ``path`` once; keep it to render with each case's variables."""
         relpath = self.rel(path)
-        info.prompt_rel = relpath
-        self.files_checked += 1
-        text, problem = read_text(path, relpath)
-        if problem is not None:
-            self.add(problem)
-            return
-        assert text is not None
-        self.texts[path] = text
-        try:
-            info.template_vars = variables_used(text)
-        except TemplateSyntaxError as e:
-            self.add(
-                Finding(
-                    relpath,
-                    e.lineno,
-                    None,
-                    "",
-                    f"template syntax error: {e.message}",
-                    "error",
-                    "template.syntax",
-                    hint="prompts are Jinja2 templates: check {{ }} and {% %} pairs",
-                )
-            )
+        known = next((p for p in info.prompts if p.rel == relpath), None)
+        if known is None:
+            text = self.read(path)
+            used, problems = prompts.check_source(relpath, text) if text else (None, [])
+            self.findings.extend(problems)
+            if text is None or used is None:
+                return
+            if overlay is None:
+                info.prompt_rel, info.template_vars = relpath, used
+        else:
+            text, used = known.text, dict.fromkeys(known.required, 1)
+        agent = info.doc.data if info.doc else None
+        prompts.keep(info.prompts, relpath, text, used, agent, overlay, new=known is None)
 
     def check_tools(self, info: _AgentInfo, doc: Document, listed: Any) -> None:
         files = info.files
@@ -352,7 +353,12 @@ class _Validator:
         self.check_chain(doc, doc.data.get("model"))
         prompt = doc.data.get("prompt")
         if isinstance(prompt, dict) and isinstance(prompt.get("system"), str):
-            self.inside(info.files.dir, prompt["system"], doc, ("prompt", "system"), "prompt file")
+            where = ("prompt", "system")
+            found = self.inside(info.files.dir, prompt["system"], doc, where, "prompt file")
+            if found is not None:
+                self.check_prompt(info, found, doc.data)
+        elif isinstance(prompt, dict) and info.prompts:  # new vars for the agent's own prompt
+            self.check_prompt(info, self.root / info.prompts[0].rel, doc.data)
         tools = doc.data.get("tools")
         if isinstance(tools, list):
             for i, t in enumerate(tools):
@@ -471,28 +477,14 @@ class _Validator:
         if kind == "not":
             self.check_assertion(doc, at, arg, info)
         elif kind == "regex" and isinstance(arg, str):
-            try:
-                re.compile(arg)
-            except re.error as e:
-                self.add(
-                    doc.finding(at, f"invalid regular expression: {e}", rule="assertion.regex")
-                )
+            self.findings.extend(expectations.regex(doc, at, arg))
         elif kind == "json_schema" and isinstance(arg, dict):
-            self.findings.extend(toolcompat.check_parameters_schema(doc, at))
-        elif kind == "tool_call" and info is not None and info.doc is not None:
-            calls = arg if isinstance(arg, list) else [arg]
-            for i, call in enumerate(calls):
-                name = call.get("name") if isinstance(call, dict) else None
-                if isinstance(name, str) and name not in info.tool_names:
-                    where = (*at, i, "name") if isinstance(arg, list) else (*at, "name")
-                    have = ", ".join(sorted(info.tool_names)) or "none"
-                    self.add(
-                        doc.finding(
-                            where,
-                            f"agent {info.files.name!r} has no tool {name!r} (tools: {have})",
-                            rule="ref.unknown-tool",
-                        )
-                    )
+            self.findings.extend(expectations.json_schema(doc, at))
+        elif kind == "tool_call":
+            self.findings.extend(expectations.tool_call_schemas(doc, at, arg))
+            if info is not None and info.doc is not None:
+                names = info.files.name, info.tool_names
+                self.findings.extend(expectations.tool_names(doc, at, arg, *names))
         elif kind == "judge" and isinstance(arg, dict):
             provider = arg.get("provider") or (self.settings_data or {}).get("eval", {}).get(
                 "judge_provider"

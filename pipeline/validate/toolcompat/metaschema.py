@@ -261,12 +261,20 @@ def _slow_errors(schema: Any) -> _ErrorRows:
 
 
 def check_parameters_schema(doc: Document, base: Path) -> list[Finding]:
-    """``doc.data`` at ``base`` must be a valid JSON Schema (2020-12), reported where it breaks."""
+    """``doc.data`` at ``base`` must be a valid JSON Schema (2020-12) whose references stay in
+    it and end (``pipeline.userschemas``), reported where it breaks."""
+    from pipeline.userschemas import problems
+
     schema = _get(doc.data, base)
-    return [
+    found = [
         doc.finding((*base, *path), message, rule="tool.parameters-schema", hint=hint)
         for path, message, hint in metaschema_errors(schema)
     ]
+    found += [
+        doc.finding((*base, *path), message, rule="schema.ref", hint=hint)
+        for path, message, hint in problems(schema)
+    ]
+    return found
 
 
 def _get(data: Any, parts: Path) -> Any:

@@ -17,7 +17,7 @@ from pipeline.runtime.releases import Releases, deployments_dir
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     with FakeProvider() as server:  # only its address is written down: nothing is called
-        return make_world(tmp_path / "repo", {"primary": server, "backup": server}, resilience="")
+        return make_world(tmp_path / "repo", {"primary": server, "backup": server})
 
 
 def test_loads_the_deployed_bundle_not_the_working_tree(world: World) -> None:

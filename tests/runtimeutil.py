@@ -28,11 +28,15 @@ AGENT = "support"
 KEY = "fake-key-0123456789abcdef"
 ENV = {"FAKE_KEY": KEY}
 
-# name -> (litellm model, wire of the fake server that plays it)
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "primary": ("openai/fake-model", "openai"),
-    "backup": ("anthropic/claude-fake", "anthropic"),
-    "last": ("gemini/gemini-fake", "gemini"),
+# name -> (litellm model, wire of the fake server that plays it, key variable)
+PROVIDERS: dict[str, tuple[str, str, str]] = {
+    "primary": ("openai/fake-model", "openai", "FAKE_KEY"),
+    "backup": ("anthropic/claude-fake", "anthropic", "FAKE_KEY"),
+    "last": ("gemini/gemini-fake", "gemini", "FAKE_KEY"),
+    "doomed": ("openai/fake-doomed", "openai", "FAKE_KEY"),
+    "keyless": ("openai/fake-keyless", "openai", "UNSET_KEY"),
+    "flaky": ("openai/fake-flaky", "openai", "FAKE_KEY"),
+    "fragile": ("anthropic/claude-fragile", "anthropic", "FAKE_KEY"),
 }
 
 RESILIENCE = """\
@@ -54,9 +58,9 @@ resilience:
 def settings_yaml(servers: Mapping[str, FakeProvider], extra: str = "") -> str:
     lines = ["version: 1", "providers:"]
     for name, server in servers.items():
-        model, wire = PROVIDERS[name]
+        model, wire, var = PROVIDERS[name]
         lines.append(
-            f"  {name}: {{model: {model}, api_base: '{server.base_for(wire)}', api_key_env: FAKE_KEY}}"
+            f"  {name}: {{model: {model}, api_base: '{server.base_for(wire)}', api_key_env: {var}}}"
         )
     lines += [
         "deploy:",
@@ -136,18 +140,23 @@ def make_world(
     resilience: str = RESILIENCE,
     extra_settings: str = "",
     deploy: bool = True,
+    agents: Mapping[str, tuple[list[str], str]] | None = None,
 ) -> World:
-    chain = chain or list(servers)
+    """A repository whose agents (default: ``support`` over every server) are released and
+    deployed to production. ``agents``: name -> (chain, resilience block)."""
+    agents = agents or {AGENT: (chain or list(servers), resilience)}
     world = World(root, dict(servers))
     world.write("knowngood.yaml", settings_yaml(servers, extra_settings))
-    world.write(f"agents/{AGENT}/agent.yaml", agent_yaml(chain, resilience))
-    world.write(f"agents/{AGENT}/prompts/system.md", "You work for {{ company }}.\n")
+    for name, (agent_chain, agent_resilience) in agents.items():
+        world.write(f"agents/{name}/agent.yaml", agent_yaml(agent_chain, agent_resilience, name))
+        world.write(f"agents/{name}/prompts/system.md", "You work for {{ company }}.\n")
     world.write(".gitignore", ".knowngood/\n")
     init_repo(root)
-    world.commit("support agent")
-    assert world.release() == [f"{AGENT}/v0.1.0"]
+    world.commit("agents")
+    assert sorted(world.release()) == sorted(f"{name}/v0.1.0" for name in agents)
     if deploy:
-        world.deploy()
+        for name in agents:
+            world.deploy(name)
     return world
 
 
@@ -159,9 +168,9 @@ def system_text(wire: str, body: Mapping[str, Any]) -> str:
             return " ".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
         return str(system or "")
     if wire == "gemini":
-        parts = (body.get("system_instruction") or body.get("systemInstruction") or {}).get(
-            "parts"
-        ) or []
+        parts = (body.get("system_instruction") or body.get("systemInstruction") or {}).get("parts")
+        if not parts:  # litellm puts it before the first user text for unknown models
+            parts = ((body.get("contents") or [{}])[0].get("parts") or [])[:1]
         return " ".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
     messages = body.get("messages") or []
     return " ".join(
@@ -179,7 +188,8 @@ def naming_responder(name: str) -> Callable[[str, dict[str, Any]], str]:
 
 
 class Clock:
-    """Arrival times of the requests a fake server received (its fault_hook)."""
+    """Arrival times (unix time, like the state store's) of the requests a fake server received,
+    as its fault_hook; ``fault``: what every request gets while it is set."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -188,7 +198,7 @@ class Clock:
 
     def __call__(self, record: RecordedRequest) -> Any:
         with self.lock:
-            self.times.append(time.monotonic())
+            self.times.append(time.time())
         return self.fault
 
     def after(self, moment: float) -> int:
@@ -254,8 +264,13 @@ class Serve:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._done()
+
+    def _done(self) -> None:
         if self._reader is not None:
             self._reader.join(5)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -266,8 +281,7 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = self.proc.wait(10)
-        if self._reader is not None:
-            self._reader.join(5)
+        self._done()
         return code
 
     def __enter__(self) -> Serve:

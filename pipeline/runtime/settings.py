@@ -53,7 +53,11 @@ class Resilience:
     retries: int = 0
     breaker: BreakerSettings = BreakerSettings()
     on_all_down: str = "error"
-    holding_message: str = DEFAULT_HOLDING_MESSAGE
+    holding_message: str | None = None  # None: DEFAULT_HOLDING_MESSAGE for `message`
+
+    @property
+    def holding_text(self) -> str:
+        return self.holding_message or DEFAULT_HOLDING_MESSAGE
 
     @property
     def slow_after_s(self) -> float:
@@ -85,7 +89,7 @@ class Resilience:
             retries=int(data.get("retries", 0)),
             breaker=breaker,
             on_all_down=on_all_down,
-            holding_message=str(data.get("holding_message") or DEFAULT_HOLDING_MESSAGE),
+            holding_message=str(data["holding_message"]) if data.get("holding_message") else None,
         )
 
 

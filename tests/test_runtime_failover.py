@@ -4,6 +4,7 @@ loopback fake providers in three wire formats, a real SQLite state store."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -317,3 +318,32 @@ def test_a_stream_cut_after_its_first_chunk_is_an_error_and_a_failure(
         assert row is not None and row.outcomes == "f"
 
     streaming(world, tmp_path, body)
+
+
+# -- knowngood run ------------------------------------------------------------------------------
+
+
+def test_run_answers_once_from_the_command_line(
+    world: World, fakes: dict[str, FakeProvider], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    assert main(["run", AGENT, "hello", "--repo", str(world.root)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "primary: You work for Acme.\n"
+    assert "support 0.1.0 in production: answered by primary" in err and "primary ok" in err
+    fakes["primary"].push_faults(Fault.server_error(500))
+    assert main(["run", AGENT, "hello", "--repo", str(world.root), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["provider"] == "backup" and document["text"] == "backup: You work for Acme."
+    assert [(a["provider"], a["outcome"], a["kind"]) for a in document["attempts"]] == [
+        ("primary", "failed", "server"),
+        ("backup", "ok", None),
+    ]
+    assert main(["run", "nobody", "hello", "--repo", str(world.root)]) == 2
+    assert "no agent named 'nobody' is deployed to production" in capsys.readouterr().err
+    for fake in fakes.values():
+        fake.fault_hook = lambda record: Fault.server_error(503)
+    assert main(["run", AGENT, "hello", "--repo", str(world.root)]) == 3
+    err = capsys.readouterr().err
+    assert "every provider of the chain failed" in err and ENV["FAKE_KEY"] not in err

@@ -11,8 +11,10 @@ from typing import Any
 from pipeline.runtime import calls
 from pipeline.runtime.model import Answer, ChatRequest
 from pipeline.runtime.releases import Release
+from pipeline.runtime.settings import Resilience
+from pipeline.runtime.store import StateStore
 
-__all__ = ["StreamAnswer", "cache_key", "holding_answer"]
+__all__ = ["StreamAnswer", "cache_key", "fallback_answer", "holding_answer", "messages_for"]
 
 
 class StreamAnswer:
@@ -130,3 +132,24 @@ def _as_chunk(document: Mapping[str, Any]) -> dict[str, Any]:
         "model": document.get("model", ""),
         "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}],
     }
+
+
+def messages_for(release: Release, chat: ChatRequest) -> list[dict[str, Any]]:
+    """The system prompt of the release, then the client's messages."""
+    system = release.system_message(chat.vars)
+    return [{"role": "system", "content": system}, *(dict(m) for m in chat.messages)]
+
+
+def fallback_answer(
+    release: Release, res: Resilience, store: StateStore | None, key: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(document, "cached" or "message") for ``on_all_down``; (None, None): fail."""
+    if res.on_all_down == "cached" and store is not None:
+        found = store.cached_answer(key)
+        if found is not None:
+            return found[0], "cached"
+    if res.on_all_down == "message" or (
+        res.on_all_down == "cached" and res.holding_message is not None
+    ):
+        return holding_answer(release, res.holding_text), "message"
+    return None, None

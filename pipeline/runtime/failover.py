@@ -26,36 +26,24 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pipeline.runtime import calls
-from pipeline.runtime.answers import StreamAnswer, cache_key, holding_answer
+from pipeline.runtime.answers import StreamAnswer, cache_key, fallback_answer, messages_for
 from pipeline.runtime.breaker import Breakers, Ticket
-from pipeline.runtime.model import AllProvidersDown, Answer, Attempt, ChatRequest, RequestRejected
-from pipeline.runtime.releases import ChainEntry, Change, Release
+from pipeline.runtime.model import (
+    AllProvidersDown,
+    Answer,
+    Attempt,
+    ChatRequest,
+    Observer,
+    RequestRejected,
+)
+from pipeline.runtime.releases import ChainEntry, Release
 from pipeline.runtime.settings import Resilience
-from pipeline.runtime.store import BreakerEvent, StateStore
+from pipeline.runtime.store import StateStore
 
-__all__ = ["Engine", "Observer"]
+__all__ = ["Engine", "Observer"]  # Observer: re-exported from model
 
 T = TypeVar("T")
 PROBE_GRACE_S = 5.0  # a half-open probe that has not reported after timeout_s + this is lost
-
-
-class Observer:
-    """What the engine reports as it goes (metrics); the base class ignores it all."""
-
-    def attempt(self, agent: str, attempt: Attempt) -> None:
-        pass
-
-    def failover(self, agent: str, from_provider: str, to_provider: str) -> None:
-        pass
-
-    def answered(self, agent: str, outcome: str, seconds: float) -> None:
-        pass
-
-    def transition(self, event: BreakerEvent) -> None:
-        pass
-
-    def release_changed(self, change: Change) -> None:
-        pass
 
 
 @dataclass(slots=True)
@@ -102,7 +90,7 @@ class Engine:
 
     async def complete(self, release: Release, chat: ChatRequest) -> Answer:
         res = self.resilience(release)
-        messages = _messages(release, chat)
+        messages = messages_for(release, chat)
         start = time.perf_counter()
 
         def attempt(entry: ChainEntry) -> Awaitable[dict[str, Any]]:
@@ -115,7 +103,7 @@ class Engine:
             self.observer.answered(release.agent, "rejected", time.perf_counter() - start)
             raise
         if won is None:
-            return self._all_down(release, res, messages, chat, attempts, start)
+            return self._all_down(release, res, cache_key(release, messages, chat), attempts, start)
         self._settle(release, res, won, attempts, start, failed=None)
         answer = Answer(
             agent=release.agent,
@@ -138,7 +126,7 @@ class Engine:
 
     async def stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
         res = self.resilience(release)
-        messages = _messages(release, chat)
+        messages = messages_for(release, chat)
         start = time.perf_counter()
 
         def attempt(entry: ChainEntry) -> Awaitable[calls.OpenStream]:
@@ -153,7 +141,8 @@ class Engine:
             self.observer.answered(release.agent, "rejected", time.perf_counter() - start)
             raise
         if won is None:
-            return StreamAnswer(self._all_down(release, res, messages, chat, attempts, start))
+            key = cache_key(release, messages, chat)
+            return StreamAnswer(self._all_down(release, res, key, attempts, start))
         answer = Answer(
             agent=release.agent,
             env=release.env,
@@ -399,42 +388,24 @@ class Engine:
     # -- when every provider is down -------------------------------------------------------------
 
     def _all_down(
-        self,
-        release: Release,
-        res: Resilience,
-        messages: list[dict[str, Any]],
-        chat: ChatRequest,
-        attempts: list[Attempt],
-        start: float,
+        self, release: Release, res: Resilience, key: str, attempts: list[Attempt], start: float
     ) -> Answer:
-        def answer(response: dict[str, Any], fallback: str) -> Answer:
-            ms = (time.perf_counter() - start) * 1000.0
-            self.observer.answered(release.agent, fallback, ms / 1000.0)
-            return Answer(
-                release.agent,
-                release.env,
-                release.release,
-                release.version,
-                response,
-                None,
-                None,
-                attempts,
-                fallback,
-                ms,
-            )
-
-        if res.on_all_down == "cached" and self.store is not None:
-            found = self.store.cached_answer(cache_key(release, messages, chat))
-            if found is not None:
-                return answer(found[0], "cached")
-        if res.on_all_down == "message" or (
-            res.on_all_down == "cached" and res.holding_message is not None
-        ):
-            return answer(holding_answer(release, res.holding_text), "message")
-        self.observer.answered(release.agent, "error", time.perf_counter() - start)
-        raise AllProvidersDown(release.agent, attempts)
-
-
-def _messages(release: Release, chat: ChatRequest) -> list[dict[str, Any]]:
-    system = release.system_message(chat.vars)
-    return [{"role": "system", "content": system}, *(dict(m) for m in chat.messages)]
+        """No provider answered: what ``on_all_down`` says (or AllProvidersDown)."""
+        response, fallback = fallback_answer(release, res, self.store, key)
+        seconds = time.perf_counter() - start
+        if response is None or fallback is None:
+            self.observer.answered(release.agent, "error", seconds)
+            raise AllProvidersDown(release.agent, attempts)
+        self.observer.answered(release.agent, fallback, seconds)
+        return Answer(
+            agent=release.agent,
+            env=release.env,
+            release=release.release,
+            version=release.version,
+            response=response,
+            provider=None,
+            model=None,
+            attempts=attempts,
+            fallback=fallback,
+            ms=seconds * 1000.0,
+        )

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import EXIT_INCOMPLETE, KnowngoodError, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.runtime.releases import Change
+    from pipeline.runtime.store import BreakerEvent
 
 __all__ = [
     "PARAMS",
@@ -16,6 +20,7 @@ __all__ = [
     "Attempt",
     "BadRequest",
     "ChatRequest",
+    "Observer",
     "RequestRejected",
     "UnknownAgent",
     "parse_chat_request",
@@ -125,6 +130,25 @@ class ChatRequest:
     vars: Mapping[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+
+
+class Observer:
+    """What the engine reports as it goes (metrics); the base class ignores it all."""
+
+    def attempt(self, agent: str, attempt: Attempt) -> None:
+        pass
+
+    def failover(self, agent: str, from_provider: str, to_provider: str) -> None:
+        pass
+
+    def answered(self, agent: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def transition(self, event: BreakerEvent) -> None:
+        pass
+
+    def release_changed(self, change: Change) -> None:
+        pass
 
 
 class UnknownAgent(UsageError):

@@ -111,7 +111,7 @@ async def _provider() -> None:
                     reply = _reply("404 Not Found", b'{"error":{"message":"not found"}}')
                 writer.write(reply)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
             pass
         finally:
             writer.close()

@@ -238,5 +238,16 @@ def test_the_store_file_is_private(tmp_path: Path) -> None:
     assert (tmp_path / "deep" / "state.db").stat().st_mode & 0o077 == 0
 
 
+def test_cached_answers_are_kept_per_request_and_pruned_per_agent(store: StateStore) -> None:
+    for i in range(5):
+        store.save_answer(f"k{i}", "a", "production", "p", 100.0 + i, {"n": i})
+    store.save_answer("other", "b", "production", "p", 1.0, {"n": -1})
+    found = store.cached_answer("k4")
+    assert found is not None and found[0] == {"n": 4} and found[1] == "p"
+    assert store.prune_answers(keep=2) == 3  # agent a keeps its 2 newest, b its one
+    assert [store.cached_answer(f"k{i}") is not None for i in range(5)] == [False] * 3 + [True] * 2
+    assert store.cached_answer("other") is not None
+
+
 def test_tickets_are_plain_values() -> None:
     assert Ticket("p", 3, True) == Ticket("p", 3, True)

@@ -32,6 +32,7 @@ __all__ = ["BreakerEvent", "BreakerRow", "StateStore", "StateStoreError"]
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
 MAX_ANSWERS_PER_AGENT = 10_000
+PRUNE_EVERY = 500  # saved answers between two prunes (and one when the store opens)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -129,6 +130,7 @@ class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._saved = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
@@ -149,6 +151,7 @@ class StateStore:
                 hint="check runtime.state_store in knowngood.yaml and the folder's permissions",
             ) from e
         self._create()
+        self.prune_answers()
 
     def _create(self) -> None:
         try:
@@ -264,6 +267,9 @@ class StateStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (key, agent, env, provider, at, text),
             )
+        self._saved += 1
+        if self._saved % PRUNE_EVERY == 0:
+            self.prune_answers()
 
     def cached_answer(self, key: str) -> tuple[dict[str, Any], str, float] | None:
         """(the response, the provider that gave it, when) for ``key``, or None."""

@@ -271,14 +271,11 @@ class Engine:
     ) -> None:
         took = time.perf_counter() - run.started
         slow = run.slow or took >= res.slow_after_s
-        if failure.failover:
-            self.breakers.record(
-                run.ticket, res.breaker, failed=True, slow=slow, agent=release.agent
-            )
-        else:  # the request's fault, not the provider's: it neither fails nor heals the breaker
-            self.breakers.record(
-                run.ticket, res.breaker, failed=False, slow=slow, agent=release.agent
-            )
+        # A refused request is the request's fault: the provider answered, so it counts as up
+        # (and a half-open probe that gets one has reported).
+        self.breakers.record(
+            run.ticket, res.breaker, failed=failure.failover, slow=slow, agent=release.agent
+        )
         outcome = "failed" if failure.failover else "rejected"
         self._note(
             release,

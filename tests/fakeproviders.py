@@ -5,6 +5,12 @@ One :class:`FakeProvider` listens on ``127.0.0.1`` (a free port) and answers thr
     OpenAI     POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models
     Anthropic  POST /v1/messages
     Gemini     POST /v1beta/models/{model}:generateContent   (also /v1alpha and /v1)
+               POST /v1beta/models/{model}:streamGenerateContent?alt=sse
+
+Chat requests with ``stream: true`` (OpenAI, Anthropic; Gemini by its stream route) are
+answered as server-sent events over chunked transfer encoding, one event per word, in each
+provider's event shapes. ``Fault.cut_stream(n)`` resets the connection after ``n`` events;
+``Fault.stall_stream(n)`` stops sending after ``n`` events (until ``hang_s`` or close).
 
 Point litellm at it with ``api_base=server.openai_base`` (``.../v1``), ``server.anthropic_base``
 (litellm appends ``/v1/messages``) or ``server.gemini_base`` (``.../v1beta``: litellm builds
@@ -115,6 +121,9 @@ class Fault:
     # (push_faults): the fault hook needs the body.
     before_body: bool = False
     malformed: bool = False  # 200 with a body that is not JSON
+    # streamed answers only: reset the connection / stop sending after this many events
+    cut_after: int | None = None
+    stall_after: int | None = None
 
     @classmethod
     def delay(cls, ms: float) -> Fault:
@@ -143,6 +152,14 @@ class Fault:
     @classmethod
     def malformed_json(cls) -> Fault:
         return cls(malformed=True)
+
+    @classmethod
+    def cut_stream(cls, after_events: int = 0) -> Fault:
+        return cls(cut_after=after_events)
+
+    @classmethod
+    def stall_stream(cls, after_events: int = 0, hang_s: float = 30.0) -> Fault:
+        return cls(stall_after=after_events, hang_s=hang_s)
 
 
 Responder = Callable[[str, dict[str, Any]], "Reply | str | Fault"]
@@ -291,7 +308,7 @@ def _check_openai_chat(body: Any) -> None:
             _require(isinstance(body[key], int | float), f"'{key}' must be a number")
     if "max_tokens" in body:
         _require(isinstance(body["max_tokens"], int), "'max_tokens' must be an integer")
-    _require(not body.get("stream"), "stream=true is not supported by the fake server")
+    _require(isinstance(body.get("stream", False), bool), "'stream' must be a boolean")
 
 
 def _check_openai_embeddings(body: Any) -> list[str]:
@@ -351,7 +368,7 @@ def _check_anthropic(body: Any) -> None:
                 isinstance(tool.get("input_schema"), dict),
                 f"tools.{i}.input_schema: Field required",
             )
-    _require(not body.get("stream"), "stream=true is not supported by the fake server")
+    _require(isinstance(body.get("stream", False), bool), "'stream' must be a boolean")
 
 
 def _check_gemini(body: Any) -> None:
@@ -425,7 +442,9 @@ def _error_body(wire: str | None, status: int, message: str) -> dict[str, Any]:
 # The server
 # --------------------------------------------------------------------------------------------
 
-_GEMINI_ROUTE = re.compile(r"^/(v1beta|v1alpha|v1)/models/([^/:]+):(generateContent)$")
+_GEMINI_ROUTE = re.compile(
+    r"^/(v1beta|v1alpha|v1)/models/([^/:]+):(generateContent|streamGenerateContent)$"
+)
 
 
 class _Handler(LoopbackHandler):
@@ -539,7 +558,36 @@ class _Handler(LoopbackHandler):
                 record, path_model, bad_json, reply=echo_responder(record.wire or "", record.body)
             )
         record.status = status
+        if status == 200 and _streamed(record):
+            self._send_stream(_stream_events(record, payload), record.fault)
+            return
         self._send_json(status, payload)
+
+    def _send_stream(self, events: list[bytes], fault: Fault | None) -> None:
+        """Server-sent events in chunked transfer encoding; ``fault`` cuts or stalls them."""
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            f"Transfer-Encoding: chunked\r\nDate: {self.date_time_string()}\r\n"
+            "Server: knowngood-fakeprovider\r\nConnection: keep-alive\r\n\r\n"
+        )
+        self.wfile.write(head.encode("latin-1"))
+        self.wfile.flush()
+        stop = self.server.owner._stop
+        for i, event in enumerate(events):
+            if fault is not None and fault.cut_after == i:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            if fault is not None and fault.stall_after == i:
+                stop.wait(fault.hang_s)
+                self.close_connection = True
+                return
+            self.wfile.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def _apply_fault(self, fault: Fault, record: RecordedRequest) -> bool:
         """Play ``fault``; True when it answered (or dropped) the request."""
@@ -626,6 +674,136 @@ class _Handler(LoopbackHandler):
                 1, _words(reply.text) + sum(_words(c.args_text()) + 1 for c in reply.tool_calls)
             )
         return 200, server._render(wire, reply, model, prompt_tokens, completion_tokens)
+
+
+def _streamed(record: RecordedRequest) -> bool:
+    if record.endpoint == "streamGenerateContent":
+        return True
+    return (
+        record.endpoint in ("chat", "messages")
+        and isinstance(record.body, dict)
+        and record.body.get("stream") is True
+    )
+
+
+def _pieces(text: str) -> list[str]:
+    """The text in word-sized pieces (spaces kept) that join back to it."""
+    return re.findall(r"\S+\s*|\s+", text) or [""]
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    body = data if isinstance(data, str) else json.dumps(data)
+    return f"{head}data: {body}\n\n".encode()
+
+
+def _stream_events(record: RecordedRequest, response: dict[str, Any]) -> list[bytes]:
+    """The events that stream ``response`` (the non-streamed answer) in ``record``'s wire."""
+    if record.wire == "anthropic":
+        return _anthropic_events(response)
+    if record.wire == "gemini":
+        return _gemini_events(response)
+    body = record.body if isinstance(record.body, dict) else {}
+    usage_wanted = bool((body.get("stream_options") or {}).get("include_usage"))
+    return _openai_events(response, usage_wanted)
+
+
+def _openai_events(response: dict[str, Any], usage_wanted: bool) -> list[bytes]:
+    choice = response["choices"][0]
+    message = choice["message"]
+    base = {k: response[k] for k in ("id", "created", "model", "system_fingerprint")}
+    base["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    if message.get("content"):
+        events += [chunk({"content": piece}) for piece in _pieces(message["content"])]
+    for i, call in enumerate(message.get("tool_calls") or []):
+        events.append(chunk({"tool_calls": [{"index": i, **call}]}))
+    events.append(chunk({}, choice["finish_reason"]))
+    if usage_wanted:
+        events.append(_sse({**base, "choices": [], "usage": response["usage"]}))
+    events.append(_sse("[DONE]"))
+    return events
+
+
+def _anthropic_events(response: dict[str, Any]) -> list[bytes]:
+    start = {**response, "content": [], "stop_reason": None}
+    start["usage"] = {"input_tokens": response["usage"]["input_tokens"], "output_tokens": 1}
+    events = [_sse({"type": "message_start", "message": start}, "message_start")]
+    for i, block in enumerate(response["content"]):
+        if block["type"] == "text":
+            events.append(
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                    "content_block_start",
+                )
+            )
+            for piece in _pieces(block["text"]):
+                delta = {"type": "text_delta", "text": piece}
+                events.append(
+                    _sse(
+                        {"type": "content_block_delta", "index": i, "delta": delta},
+                        "content_block_delta",
+                    )
+                )
+        else:
+            events.append(
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": i,
+                        "content_block": {**block, "input": {}},
+                    },
+                    "content_block_start",
+                )
+            )
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+            events.append(
+                _sse(
+                    {"type": "content_block_delta", "index": i, "delta": delta},
+                    "content_block_delta",
+                )
+            )
+        events.append(_sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
+    events.append(
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": response["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": response["usage"]["output_tokens"]},
+            },
+            "message_delta",
+        )
+    )
+    events.append(_sse({"type": "message_stop"}, "message_stop"))
+    return events
+
+
+def _gemini_events(response: dict[str, Any]) -> list[bytes]:
+    candidate = response["candidates"][0]
+    parts = candidate["content"]["parts"]
+    events = []
+    texts = [p["text"] for p in parts if "text" in p]
+    pieces = _pieces("".join(texts)) if texts else []
+    for piece in pieces:
+        events.append(
+            {"candidates": [{"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}]}
+        )
+    calls = [p for p in parts if "functionCall" in p]
+    if calls or not events:
+        events.append({"candidates": [{"content": {"role": "model", "parts": calls}, "index": 0}]})
+    last = events[-1]["candidates"][0]
+    last["finishReason"] = candidate["finishReason"]
+    events[-1]["usageMetadata"] = response["usageMetadata"]
+    events[-1]["modelVersion"] = response["modelVersion"]
+    return [_sse(e) for e in events]
 
 
 def _validate(wire: str, endpoint: str, body: Any) -> None:

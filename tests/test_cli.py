@@ -20,7 +20,8 @@ def test_help_lists_every_command_without_importing_heavy_modules() -> None:
     code = (
         "import sys\nfrom pipeline.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('litellm', 'jsonschema', 'jinja2', 'deepdiff', 'rich') if m in sys.modules]\n"
+        "heavy = [m for m in ('litellm', 'jsonschema', 'jinja2', 'deepdiff', 'rich', 'aiohttp',\n"
+        "    'prometheus_client', 'pipeline.runtime', 'sqlite3') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -41,8 +42,24 @@ def test_help_lists_every_command_without_importing_heavy_modules() -> None:
         "drill",
         "results",
         "cache",
+        "serve",
+        "run",
     ):
         assert f"\n  {command} " in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_runtime_commands_help_imports_no_runtime(command: str) -> None:
+    code = (
+        "import sys\nfrom pipeline.cli import main\n"
+        f"assert main([{command!r}, '--help']) == 0\n"
+        "heavy = [m for m in ('litellm', 'aiohttp', 'prometheus_client', 'pipeline.runtime')\n"
+        "    if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Examples:" in proc.stdout
 
 
 def test_init_scaffolds_a_valid_repository_and_refuses_to_overwrite(

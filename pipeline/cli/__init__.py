@@ -74,6 +74,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.drill",
         "Disaster recovery drills (rollback): records the measured recovery time.",
     ),
+    "serve": (
+        "pipeline.cli.serve",
+        "Serve the deployed agents over HTTP (OpenAI format), failing over between providers.",
+    ),
+    "run": (
+        "pipeline.cli.run",
+        "One answer from an agent as deployed, through the same failover as serve.",
+    ),
 }
 
 

@@ -1,0 +1,83 @@
+"""``knowngood run AGENT MESSAGE``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.cli.options import format_option, repo_option, resolve_repo
+
+
+@click.command("run")
+@click.argument("agent")
+@click.argument("message")
+@click.option("--env", "env", default="production", show_default=True, help="The environment.")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A prompt variable the deployed prompt needs (repeatable).",
+)
+@click.option(
+    "--deployments",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Read bundles from this directory instead of the directory deploy target.",
+)
+@repo_option
+@format_option("text", "json")
+def command(
+    agent: str,
+    message: str,
+    env: str,
+    variables: tuple[str, ...],
+    deployments: Path | None,
+    repo: Path | None,
+    fmt: str,
+) -> int:
+    """Ask AGENT, as deployed to ENV, one MESSAGE; print its answer.
+
+    The same path as `knowngood serve`: the deployed release (never the working tree), the
+    failover through its chain, the shared circuit breakers, on_all_down. The answer goes
+    to stdout; which provider served it and each attempt's timing go to stderr (all of it
+    on stdout with --format json).
+
+    Exit 0 answered (a holding or cached answer included); 2 nothing deployed, unknown
+    agent or bad option; 3 every provider failed, or the provider refused the request.
+
+    \b
+    Examples:
+      knowngood run support "Where is my order A1?"
+      knowngood run support "Hi" --env staging --var customer=Ann --format json
+    """
+    from pipeline.runtime import Agent
+
+    parsed = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--var")
+        parsed[name] = value
+    root = resolve_repo(repo)
+    with Agent.load(root, agent, env, deployments=deployments) as loaded:
+        answer = loaded.send(message, vars=parsed or None)
+    if fmt == "json":
+        click.echo(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    text = answer.text
+    if not text and answer.tool_calls:
+        text = json.dumps(answer.tool_calls, indent=2, ensure_ascii=False)
+    click.echo(text)
+    who = answer.provider or f"on_all_down: {answer.fallback}"
+    tried = ", ".join(
+        f"{a.provider} {a.outcome}" + (f" ({a.kind})" if a.kind else "") + f" {a.ms:.0f} ms"
+        for a in answer.attempts
+    )
+    click.echo(
+        f"{agent} {answer.version} in {env}: answered by {who} in {answer.ms:.0f} ms [{tried}]",
+        err=True,
+    )
+    return 0

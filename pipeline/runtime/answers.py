@@ -1,0 +1,155 @@
+"""Answers that are not a provider's plain reply: streamed answers, the holding message, the
+document a stream adds up to, and the key under which an answer is cached."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from pipeline.runtime import calls
+from pipeline.runtime.model import Answer, ChatRequest
+from pipeline.runtime.releases import Release
+from pipeline.runtime.settings import Resilience
+from pipeline.runtime.store import StateStore
+
+__all__ = ["StreamAnswer", "cache_key", "fallback_answer", "holding_answer", "messages_for"]
+
+
+class StreamAnswer:
+    """A streamed answer: the chunks of the provider that answered first, or of on_all_down.
+
+    Iterate :meth:`chunks` once; its outcome (complete, cut, stalled) goes to the breaker.
+    A failure after the first chunk cannot fail over (the client has part of the answer): it
+    raises :class:`calls.AttemptFailed` out of :meth:`chunks`. Once it is done,
+    ``answer.response`` is the chat.completion the chunks added up to.
+    """
+
+    def __init__(
+        self,
+        answer: Answer,
+        opened: calls.OpenStream | None = None,
+        finish: Callable[[BaseException | None, bool], None] | None = None,
+    ) -> None:
+        self.answer = answer
+        self._opened = opened
+        self._finish = finish
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        if self._opened is None:  # on_all_down answered: its document as one chunk
+            yield _as_chunk(self.answer.response)
+            return
+        text: list[str] = []
+        finish_reason: str | None = None
+        tool_calls = False
+        failed: BaseException | None = None
+
+        def take(chunk: dict[str, Any]) -> None:
+            nonlocal finish_reason, tool_calls
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if isinstance(delta.get("content"), str):
+                    text.append(delta["content"])
+                tool_calls = tool_calls or bool(delta.get("tool_calls"))
+                finish_reason = choice.get("finish_reason") or finish_reason
+
+        try:
+            for chunk in self._opened.first:
+                take(chunk)
+                yield chunk
+            async for chunk in self._opened.rest():
+                take(chunk)
+                yield chunk
+        except BaseException as e:
+            failed = e
+            raise
+        finally:
+            await self._opened.aclose()
+            self.answer.response = _document(self.answer, "".join(text), finish_reason or "stop")
+            if self._finish is not None:
+                # only a whole text answer can be served again from the cache
+                self._finish(failed, failed is None and not tool_calls)
+
+
+def cache_key(release: Release, messages: list[dict[str, Any]], chat: ChatRequest) -> str:
+    """The identity of a request: agent, environment, and everything sent to the model."""
+    from pipeline.bundle import canonical_json
+
+    document = {
+        "agent": release.agent,
+        "env": release.env,
+        "messages": messages,
+        "tools": list(release.tools),
+        "params": dict(chat.params),
+    }
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
+def holding_answer(release: Release, text: str) -> dict[str, Any]:
+    return {
+        "id": f"knowngood-holding-{int(time.time() * 1000)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": release.agent,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+
+
+def _document(answer: Answer, text: str, finish_reason: str) -> dict[str, Any]:
+    """The chat.completion a stream added up to (cached like a non-streamed answer)."""
+    return {
+        "id": f"knowngood-stream-{int(time.time() * 1000)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model or answer.agent,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }
+        ],
+    }
+
+
+def _as_chunk(document: Mapping[str, Any]) -> dict[str, Any]:
+    choice = (document.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    delta = {"role": "assistant", "content": message.get("content") or ""}
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+    return {
+        "id": document.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": document.get("created", int(time.time())),
+        "model": document.get("model", ""),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}],
+    }
+
+
+def messages_for(release: Release, chat: ChatRequest) -> list[dict[str, Any]]:
+    """The system prompt of the release, then the client's messages."""
+    system = release.system_message(chat.vars)
+    return [{"role": "system", "content": system}, *(dict(m) for m in chat.messages)]
+
+
+def fallback_answer(
+    release: Release, res: Resilience, store: StateStore | None, key: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(document, "cached" or "message") for ``on_all_down``; (None, None): fail."""
+    if res.on_all_down == "cached" and store is not None:
+        found = store.cached_answer(key)
+        if found is not None:
+            return found[0], "cached"
+    if res.on_all_down == "message" or (
+        res.on_all_down == "cached" and res.holding_message is not None
+    ):
+        return holding_answer(release, res.holding_text), "message"
+    return None, None

@@ -1,0 +1,408 @@
+"""Failover through the chain ``[provider, *fallbacks]`` of a deployed release.
+
+For each request, providers are tried in chain order:
+
+- a provider whose breaker is open (or whose key is not set) is skipped at once: 0 ms;
+- each attempt has its own deadline (``timeout_s``; for a stream, until its first chunk);
+- connection errors, timeouts, HTTP 429, 5xx, auth failures and malformed answers fail over to
+  the next provider; ``retries`` first retries a fast failure (5xx, reset, malformed) on the
+  same provider;
+- an attempt still running after ``slow_call_s`` is slow: the next provider starts at once
+  and the first answer wins (the other attempt is cancelled and counted as a slow call);
+- a 4xx caused by the request itself is returned as it is: every provider would refuse it;
+- every outcome goes to the provider's breaker, with the generation it was let through in.
+
+When no provider answers, ``on_all_down`` decides: the holding message, the last answer to an
+identical request, or :class:`AllProvidersDown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pipeline.runtime import calls
+from pipeline.runtime.answers import StreamAnswer, cache_key, fallback_answer, messages_for
+from pipeline.runtime.breaker import Breakers, Ticket
+from pipeline.runtime.model import (
+    AllProvidersDown,
+    Answer,
+    Attempt,
+    ChatRequest,
+    Observer,
+    RequestRejected,
+)
+from pipeline.runtime.releases import ChainEntry, Release
+from pipeline.runtime.settings import Resilience
+from pipeline.runtime.store import StateStore
+
+__all__ = ["Engine", "Observer"]  # Observer: re-exported from model
+
+T = TypeVar("T")
+PROBE_GRACE_S = 5.0  # a half-open probe that has not reported after timeout_s + this is lost
+
+
+@dataclass(slots=True)
+class _Running:
+    entry: ChainEntry
+    ticket: Ticket
+    started: float
+    at_ms: float
+    slow: bool = False
+
+
+@dataclass(slots=True)
+class _Won(Generic[T]):
+    value: T
+    entry: ChainEntry
+    ticket: Ticket
+    started: float
+    slow: bool
+
+
+class Engine:
+    """Answers requests for releases, failing over through their chains."""
+
+    def __init__(
+        self,
+        breakers: Breakers,
+        store: StateStore | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.breakers = breakers
+        self.store = store
+        self.observer = observer or Observer()
+        self._resilience: dict[str, Resilience] = {}  # content_hash -> settings
+
+    def resilience(self, release: Release) -> Resilience:
+        found = self._resilience.get(release.content_hash)
+        if found is None:
+            found = self._resilience[release.content_hash] = Resilience.from_config(
+                release.resilience
+            )
+        return found
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    async def complete(self, release: Release, chat: ChatRequest) -> Answer:
+        res = self.resilience(release)
+        messages = messages_for(release, chat)
+        start = time.perf_counter()
+
+        def attempt(entry: ChainEntry) -> Awaitable[dict[str, Any]]:
+            return calls.complete(entry, messages, release.tools, chat.params, res.timeout_s)
+
+        attempts: list[Attempt] = []
+        try:
+            won = await self._race(release, res, attempt, attempts, start)
+        except RequestRejected:
+            self.observer.answered(release.agent, "rejected", time.perf_counter() - start)
+            raise
+        if won is None:
+            return self._all_down(release, res, cache_key(release, messages, chat), attempts, start)
+        self._settle(release, res, won, attempts, start, failed=None)
+        answer = Answer(
+            agent=release.agent,
+            env=release.env,
+            release=release.release,
+            version=release.version,
+            response=won.value,
+            provider=won.entry.provider,
+            model=won.entry.model,
+            attempts=attempts,
+            ms=(time.perf_counter() - start) * 1000.0,
+        )
+        if res.on_all_down == "cached" and self.store is not None:
+            key = cache_key(release, messages, chat)
+            self.store.save_answer(
+                key, release.agent, release.env, won.entry.provider, time.time(), won.value
+            )
+        self.observer.answered(release.agent, "ok", answer.ms / 1000.0)
+        return answer
+
+    async def stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
+        res = self.resilience(release)
+        messages = messages_for(release, chat)
+        start = time.perf_counter()
+
+        def attempt(entry: ChainEntry) -> Awaitable[calls.OpenStream]:
+            return calls.open_stream(
+                entry, messages, release.tools, chat.params, res.timeout_s, chat.include_usage
+            )
+
+        attempts: list[Attempt] = []
+        try:
+            won = await self._race(release, res, attempt, attempts, start)
+        except RequestRejected:
+            self.observer.answered(release.agent, "rejected", time.perf_counter() - start)
+            raise
+        if won is None:
+            key = cache_key(release, messages, chat)
+            return StreamAnswer(self._all_down(release, res, key, attempts, start))
+        answer = Answer(
+            agent=release.agent,
+            env=release.env,
+            release=release.release,
+            version=release.version,
+            response={},
+            provider=won.entry.provider,
+            model=won.entry.model,
+            attempts=attempts,
+            ms=(time.perf_counter() - start) * 1000.0,
+        )
+
+        def finish(failed: BaseException | None, whole: bool) -> None:
+            self._settle(release, res, won, attempts, start, failed=failed)
+            if whole and res.on_all_down == "cached" and self.store is not None:
+                key = cache_key(release, messages, chat)
+                self.store.save_answer(
+                    key,
+                    release.agent,
+                    release.env,
+                    won.entry.provider,
+                    time.time(),
+                    answer.response,
+                )
+            outcome = "ok" if failed is None else "cut"
+            self.observer.answered(release.agent, outcome, time.perf_counter() - start)
+
+        return StreamAnswer(answer, won.value, finish)
+
+    # -- the race through the chain --------------------------------------------------------------
+
+    async def _race(
+        self,
+        release: Release,
+        res: Resilience,
+        attempt: Callable[[ChainEntry], Awaitable[T]],
+        attempts: list[Attempt],
+        start: float,
+    ) -> _Won[T] | None:
+        """The first attempt that answers, or None when every provider failed or was skipped."""
+        queue: deque[ChainEntry] = deque(release.chain)
+        retries = {entry.provider: res.retries for entry in release.chain}
+        running: dict[asyncio.Task[T], _Running] = {}
+        slow_after = res.slow_after_s
+        try:
+            while True:
+                if not running:
+                    self._start_next(release, res, queue, attempt, running, attempts, start)
+                    if not running:
+                        return None
+                newest = max(running.values(), key=lambda r: r.started)
+                wait: float | None = None
+                if queue and not newest.slow:
+                    wait = max(0.0, newest.started + slow_after - time.perf_counter())
+                done, _ = await asyncio.wait(
+                    running, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # the newest attempt is slow: start the next provider beside it
+                    newest.slow = True
+                    self._start_next(release, res, queue, attempt, running, attempts, start)
+                    continue
+                for task in done:
+                    run = running.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        return _Won(task.result(), run.entry, run.ticket, run.started, run.slow)
+                    failure = (
+                        error
+                        if isinstance(error, calls.AttemptFailed)
+                        else calls.AttemptFailed("error", f"{type(error).__name__}: {error}")
+                    )
+                    self._failed(release, res, run, failure, attempts, start)
+                    if not failure.failover:
+                        raise RequestRejected(failure.message, failure.status or 400, attempts)
+                    if failure.retryable and retries[run.entry.provider] > 0:
+                        retries[run.entry.provider] -= 1
+                        queue.appendleft(run.entry)
+        finally:
+            await self._cancel(release, res, running, attempts, start)
+
+    def _start_next(
+        self,
+        release: Release,
+        res: Resilience,
+        queue: deque[ChainEntry],
+        attempt: Callable[[ChainEntry], Awaitable[T]],
+        running: dict[asyncio.Task[T], _Running],
+        attempts: list[Attempt],
+        start: float,
+    ) -> None:
+        """Start the next provider the breakers let through; skipped ones cost nothing."""
+        while queue:
+            entry = queue.popleft()
+            at_ms = (time.perf_counter() - start) * 1000.0
+            var = calls.missing_key_of(entry)
+            if var is not None:
+                self._note(
+                    release,
+                    attempts,
+                    entry,
+                    "skipped",
+                    0.0,
+                    at_ms,
+                    "missing_key",
+                    error=f"{var} is not set",
+                )
+                continue
+            ticket = self.breakers.acquire(
+                entry.provider, res.breaker, res.timeout_s + PROBE_GRACE_S
+            )
+            if ticket is None:
+                self._note(release, attempts, entry, "skipped", 0.0, at_ms, "breaker_open")
+                continue
+            task = asyncio.ensure_future(attempt(entry))
+            running[task] = _Running(entry, ticket, time.perf_counter(), at_ms)
+            return
+
+    def _failed(
+        self,
+        release: Release,
+        res: Resilience,
+        run: _Running,
+        failure: calls.AttemptFailed,
+        attempts: list[Attempt],
+        start: float,
+    ) -> None:
+        took = time.perf_counter() - run.started
+        slow = run.slow or took >= res.slow_after_s
+        # A refused request is the request's fault: the provider answered, so it counts as up
+        # (and a half-open probe that gets one has reported).
+        self.breakers.record(
+            run.ticket, res.breaker, failed=failure.failover, slow=slow, agent=release.agent
+        )
+        outcome = "failed" if failure.failover else "rejected"
+        self._note(
+            release,
+            attempts,
+            run.entry,
+            outcome,
+            took * 1000.0,
+            run.at_ms,
+            failure.kind,
+            failure.status,
+            failure.message,
+        )
+
+    async def _cancel(
+        self,
+        release: Release,
+        res: Resilience,
+        running: dict[asyncio.Task[T], _Running],
+        attempts: list[Attempt],
+        start: float,
+    ) -> None:
+        """Cancel the attempts a faster provider made useless (each is a slow call)."""
+        if not running:
+            return
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for task, run in running.items():
+            took = time.perf_counter() - run.started
+            if not task.cancelled():
+                error = task.exception()
+                if isinstance(error, calls.AttemptFailed):  # failed as another one answered
+                    self._failed(release, res, run, error, attempts, start)
+                    continue
+                if error is None:
+                    value = task.result()
+                    if isinstance(value, calls.OpenStream):
+                        await value.aclose()
+            if run.slow:
+                self.breakers.record(
+                    run.ticket, res.breaker, failed=False, slow=True, agent=release.agent
+                )
+            self._note(
+                release,
+                attempts,
+                run.entry,
+                "slow" if run.slow else "cancelled",
+                took * 1000.0,
+                run.at_ms,
+                "slow" if run.slow else None,
+            )
+        running.clear()
+
+    def _settle(
+        self,
+        release: Release,
+        res: Resilience,
+        won: _Won[Any],
+        attempts: list[Attempt],
+        start: float,
+        failed: BaseException | None,
+    ) -> None:
+        """The winning attempt's outcome: to the breaker, the attempts and the observer."""
+        took = time.perf_counter() - won.started
+        slow = won.slow or took >= res.slow_after_s
+        at_ms = (won.started - start) * 1000.0
+        if not isinstance(failed, Exception):  # done, or the client left: the provider worked
+            self.breakers.record(
+                won.ticket, res.breaker, failed=False, slow=slow, agent=release.agent
+            )
+            self._note(release, attempts, won.entry, "ok", took * 1000.0, at_ms)
+        else:
+            kind = failed.kind if isinstance(failed, calls.AttemptFailed) else "error"
+            self.breakers.record(
+                won.ticket, res.breaker, failed=True, slow=slow, agent=release.agent
+            )
+            self._note(
+                release,
+                attempts,
+                won.entry,
+                "failed",
+                took * 1000.0,
+                at_ms,
+                kind,
+                error=str(failed),
+            )
+        first = release.chain[0].provider
+        if won.entry.provider != first:
+            self.observer.failover(release.agent, first, won.entry.provider)
+
+    def _note(
+        self,
+        release: Release,
+        attempts: list[Attempt],
+        entry: ChainEntry,
+        outcome: str,
+        ms: float,
+        at_ms: float,
+        kind: str | None = None,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        item = Attempt(entry.provider, entry.model, outcome, ms, at_ms, kind, status, error)
+        attempts.append(item)
+        self.observer.attempt(release.agent, item)
+
+    # -- when every provider is down -------------------------------------------------------------
+
+    def _all_down(
+        self, release: Release, res: Resilience, key: str, attempts: list[Attempt], start: float
+    ) -> Answer:
+        """No provider answered: what ``on_all_down`` says (or AllProvidersDown)."""
+        response, fallback = fallback_answer(release, res, self.store, key)
+        seconds = time.perf_counter() - start
+        if response is None or fallback is None:
+            self.observer.answered(release.agent, "error", seconds)
+            raise AllProvidersDown(release.agent, attempts)
+        self.observer.answered(release.agent, fallback, seconds)
+        return Answer(
+            agent=release.agent,
+            env=release.env,
+            release=release.release,
+            version=release.version,
+            response=response,
+            provider=None,
+            model=None,
+            attempts=attempts,
+            fallback=fallback,
+            ms=seconds * 1000.0,
+        )

@@ -1,0 +1,263 @@
+"""What the runtime answers: a request, its attempts, the answer, and the ways it can fail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import EXIT_INCOMPLETE, KnowngoodError, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.runtime.releases import Change
+    from pipeline.runtime.store import BreakerEvent
+
+__all__ = [
+    "PARAMS",
+    "AllProvidersDown",
+    "Answer",
+    "Attempt",
+    "BadRequest",
+    "ChatRequest",
+    "Observer",
+    "RequestRejected",
+    "UnknownAgent",
+    "parse_chat_request",
+]
+
+# Request fields a client may set; sampling fields override the release's params.
+PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "response_format",
+        "tool_choice",
+        "parallel_tool_calls",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "n",
+    }
+)
+_OTHER_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "vars", "metadata"})
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one provider for one request."""
+
+    provider: str
+    model: str
+    outcome: str  # ok | failed | slow (cancelled after a faster answer) | skipped | rejected
+    ms: float  # how long it took (0 for skipped)
+    at_ms: float  # when it started, from the start of the request
+    kind: str | None = (
+        None  # for failures: timeout, connection, rate_limit, server, breaker_open...
+    )
+    status: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "outcome": self.outcome,
+            "ms": round(self.ms, 3),
+            "at_ms": round(self.at_ms, 3),
+            "kind": self.kind,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class Answer:
+    """The answer to one request: the chat.completion document and how it was obtained."""
+
+    agent: str
+    env: str
+    release: str | None
+    version: str
+    response: dict[str, Any]
+    provider: str | None  # None when on_all_down answered
+    model: str | None
+    attempts: list[Attempt] = field(default_factory=list)
+    fallback: str | None = None  # "message" or "cached" when no provider answered
+    ms: float = 0.0
+
+    @property
+    def text(self) -> str:
+        choices = self.response.get("choices") or [{}]
+        content = (choices[0].get("message") or {}).get("content")
+        return content if isinstance(content, str) else ""
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        choices = self.response.get("choices") or [{}]
+        calls = (choices[0].get("message") or {}).get("tool_calls") or []
+        return list(calls)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "env": self.env,
+            "release": self.release,
+            "version": self.version,
+            "provider": self.provider,
+            "model": self.model,
+            "fallback": self.fallback,
+            "text": self.text,
+            "tool_calls": self.tool_calls,
+            "ms": round(self.ms, 3),
+            "attempts": [a.to_json() for a in self.attempts],
+            "response": self.response,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A chat request for an agent: the client's messages and the parameters it may set."""
+
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    include_usage: bool = False
+
+
+class Observer:
+    """What the engine reports as it goes (metrics); the base class ignores it all."""
+
+    def attempt(self, agent: str, attempt: Attempt) -> None:
+        pass
+
+    def failover(self, agent: str, from_provider: str, to_provider: str) -> None:
+        pass
+
+    def answered(self, agent: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def transition(self, event: BreakerEvent) -> None:
+        pass
+
+    def release_changed(self, change: Change) -> None:
+        pass
+
+
+class UnknownAgent(UsageError):
+    """No agent of that name is deployed to this environment (HTTP 404)."""
+
+    def __init__(self, agent: str, env: str, known: Sequence[str]) -> None:
+        names = ", ".join(known) if known else "none"
+        super().__init__(
+            f"no agent named {agent!r} is deployed to {env} (deployed: {names})",
+            hint=f"deploy it: knowngood deploy {agent} --env {env}" if not known else None,
+        )
+        self.agent = agent
+        self.known = list(known)
+
+
+class BadRequest(UsageError):
+    """The request itself is malformed (HTTP 400)."""
+
+
+class RequestRejected(KnowngoodError):
+    """A provider answered that the request is invalid (HTTP 4xx): every provider would."""
+
+    exit_code = EXIT_INCOMPLETE
+
+    def __init__(self, message: str, status: int, attempts: list[Attempt]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+
+
+class AllProvidersDown(KnowngoodError):
+    """No provider of the chain answered and on_all_down is ``error`` (HTTP 503)."""
+
+    exit_code = EXIT_INCOMPLETE
+
+    def __init__(self, agent: str, attempts: list[Attempt]) -> None:
+        tried = "; ".join(
+            f"{a.provider}: {a.error or a.kind or a.outcome}" for a in attempts if a.outcome != "ok"
+        )
+        super().__init__(
+            f"{agent}: every provider of the chain failed ({tried or 'none was tried'})",
+            hint="the breakers, attempts and timings are in the answer's attempts",
+        )
+        self.agent = agent
+        self.attempts = attempts
+
+
+def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
+    """(agent, request) from an OpenAI chat-completions body; BadRequest says what is wrong."""
+    if not isinstance(data, dict):
+        raise BadRequest(f"the request body must be a JSON object, not {_kind(data)}")
+    agent = data.get("model")
+    if not isinstance(agent, str) or not agent:
+        raise BadRequest("'model' is required: the name of the agent to ask")
+    unknown = sorted(set(data) - PARAMS - _OTHER_FIELDS)
+    if "tools" in unknown or "functions" in unknown:
+        raise BadRequest(
+            f"'tools' come from the deployed release of {agent!r}: drop them from the request"
+        )
+    if unknown:
+        raise BadRequest(f"unsupported field(s): {', '.join(unknown)}")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array of messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise BadRequest(f"messages[{i}] must be an object, not {_kind(message)}")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise BadRequest(
+                f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}, not {role!r}"
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise BadRequest(f"messages[{i}].content must be a string or an array")
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object")
+    variables = data.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise BadRequest("'vars' must be an object of prompt variables")
+    params = {k: v for k, v in data.items() if k in PARAMS}
+    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if key in params and (
+            not isinstance(params[key], int | float) or isinstance(params[key], bool)
+        ):
+            raise BadRequest(f"'{key}' must be a number")
+    for key in ("max_tokens", "max_completion_tokens", "seed", "n"):
+        if key in params and (not isinstance(params[key], int) or isinstance(params[key], bool)):
+            raise BadRequest(f"'{key}' must be an integer")
+    return agent, ChatRequest(
+        messages=tuple(messages),
+        params=params,
+        vars=variables,
+        stream=stream,
+        include_usage=bool(options.get("include_usage")),
+    )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return "a number"

@@ -1,0 +1,254 @@
+"""``knowngood serve``: the runtime behind an OpenAI-compatible HTTP server (aiohttp).
+
+- ``POST /v1/chat/completions`` (also ``/chat/completions``): ``model`` names the agent;
+  ``stream: true`` answers with server-sent events. The answer says who served it in the
+  ``X-Knowngood-Provider``, ``X-Knowngood-Release`` and ``X-Knowngood-Fallback`` headers.
+- ``GET /v1/models``: the agents deployed to the environment.
+- ``GET /healthz``: the process answers. ``GET /readyz``: 503 until a release is deployed.
+- ``GET /metrics``: Prometheus text format.
+
+Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 malformed
+request (what is wrong), 404 unknown agent (the ones deployed), 4xx from the provider
+(returned as is), 503 every provider down (each attempt). Keys come from the environment
+and are never logged; neither are requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.errors import ConfigError
+from pipeline.runtime.answers import StreamAnswer
+from pipeline.runtime.calls import AttemptFailed
+from pipeline.runtime.core import Runtime
+from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
+from pipeline.runtime.model import (
+    AllProvidersDown,
+    Answer,
+    BadRequest,
+    RequestRejected,
+    UnknownAgent,
+    parse_chat_request,
+)
+
+__all__ = ["make_app", "serve"]
+
+MAX_BODY = 8 * 1024 * 1024
+SHUTDOWN_GRACE_S = 30.0  # requests in flight get this long to finish on SIGTERM
+_RUNTIME = web.AppKey("runtime", Runtime)
+_METRICS = web.AppKey("metrics", Metrics)
+
+
+def _json(status: int, document: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(document, ensure_ascii=False).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(
+    status: int, message: str, kind: str, code: str | None = None, **extra: Any
+) -> web.Response:
+    document: dict[str, Any] = {
+        "error": {"message": message, "type": kind, "param": None, "code": code}
+    }
+    if extra:
+        document["knowngood"] = extra
+    return _json(status, document)
+
+
+def _headers(answer: Answer) -> dict[str, str]:
+    headers = {
+        "X-Knowngood-Agent": answer.agent,
+        "X-Knowngood-Release": answer.version,
+        "X-Knowngood-Attempts": str(len(answer.attempts)),
+    }
+    if answer.provider:
+        headers["X-Knowngood-Provider"] = answer.provider
+    if answer.fallback:
+        headers["X-Knowngood-Fallback"] = answer.fallback
+    return headers
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[_RUNTIME]
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        return _error(400, f"the request body is not valid JSON: {e}", "invalid_request_error")
+    try:
+        agent, chat = parse_chat_request(data)
+        release = runtime.release(agent)
+    except BadRequest as e:
+        return _error(400, e.message, "invalid_request_error")
+    except UnknownAgent as e:
+        return _error(404, e.message, "invalid_request_error", "model_not_found", agents=e.known)
+    try:
+        if chat.stream:
+            stream = await runtime.engine.stream(release, chat)
+            return await _stream(request, stream)
+        answer = await runtime.engine.complete(release, chat)
+    except ConfigError as e:  # a prompt variable the request did not send
+        return _error(400, e.message + (f" ({e.hint})" if e.hint else ""), "invalid_request_error")
+    except RequestRejected as e:
+        status = e.status if 400 <= e.status < 500 else 400
+        return _error(
+            status,
+            e.message,
+            "invalid_request_error",
+            "rejected_by_provider",
+            attempts=[a.to_json() for a in e.attempts],
+        )
+    except AllProvidersDown as e:
+        return _error(
+            503,
+            e.message,
+            "service_unavailable",
+            "all_providers_down",
+            attempts=[a.to_json() for a in e.attempts],
+        )
+    return _json(200, answer.response, _headers(answer))
+
+
+async def _stream(request: web.Request, stream: StreamAnswer) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            **_headers(stream.answer),
+        }
+    )
+    await response.prepare(request)
+    try:
+        async for chunk in stream.chunks():
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+    except AttemptFailed as e:  # after the first chunk: the client has part of an answer
+        error = {"error": {"message": e.message, "type": "provider_error", "code": e.kind}}
+        await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+    except ConnectionResetError:  # the client left
+        return response
+    await response.write_eof()
+    return response
+
+
+async def models(request: web.Request) -> web.Response:
+    runtime = request.app[_RUNTIME]
+    data = [
+        {
+            "id": release.agent,
+            "object": "model",
+            "created": int(release.loaded_at),
+            "owned_by": f"knowngood:{release.env}:{release.version}",
+        }
+        for release in runtime.releases.all()
+    ]
+    return _json(200, {"object": "list", "data": data})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json(200, {"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[_RUNTIME]
+    agents = {r.agent: r.version for r in runtime.releases.all()}
+    document: dict[str, Any] = {"ready": bool(agents), "env": runtime.env, "agents": agents}
+    if runtime.releases.errors:
+        document["errors"] = dict(runtime.releases.errors)
+    if not agents:
+        document["reason"] = (
+            f"no release is deployed to {runtime.env} in {runtime.releases.env_dir}"
+        )
+        return _json(503, document)
+    return _json(200, document)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(request.app[_METRICS].exposition)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def make_app(runtime: Runtime, observer: Metrics) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[_RUNTIME] = runtime
+    app[_METRICS] = observer
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(
+    root: Path,
+    *,
+    env: str = "production",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    deployments: Path | None = None,
+    state_store: str | None = None,
+    reuse_port: bool = False,
+    log: Callable[[str], None],
+) -> None:
+    """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s)."""
+    observer = Metrics(log)
+    runtime = Runtime(
+        root, env, deployments=deployments, state_store=state_store, observer=observer
+    )
+    observer.watch(runtime)
+    try:
+        runtime.refresh()
+        started = time.perf_counter()
+        await runtime.warm_up()
+        log(f"providers ready in {time.perf_counter() - started:.1f}s")
+        app = make_app(runtime, observer)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        follower = asyncio.create_task(runtime.follow(on_error=log))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log(f"listening on {_address(runner, host)} ({_summary(runtime)})")
+        try:
+            await stop.wait()
+        finally:
+            log("stopping: finishing the requests in flight")
+            follower.cancel()
+            await runner.cleanup()
+            await runtime.aclose()
+    finally:
+        runtime.close()
+
+
+def _address(runner: web.AppRunner, host: str) -> str:
+    for site in runner.sites:
+        sockets = getattr(getattr(site, "_server", None), "sockets", None) or []
+        for sock in sockets:
+            bound = sock.getsockname()
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            return f"http://{shown}:{bound[1]}"
+    return f"http://{host}"
+
+
+def _summary(runtime: Runtime) -> str:
+    releases = runtime.releases.all()
+    if not releases:
+        return f"{runtime.env}: nothing deployed yet, /readyz says 503"
+    return f"{runtime.env}: " + ", ".join(f"{r.agent} {r.version}" for r in releases)

@@ -25,7 +25,7 @@ from gitutil import commit_all, init_repo
 from pipeline.git import Git
 
 AGENT = "support"
-KEY = "fake-key-0123456789abcdef"
+KEY = "fake-key-0123456789abcdef"  # knowngood: allow-secret
 ENV = {"FAKE_KEY": KEY}
 
 # name -> (litellm model, wire of the fake server that plays it, key variable)

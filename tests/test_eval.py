@@ -397,3 +397,21 @@ def test_a_run_killed_with_sigkill_repeats_no_finished_call(tmp_path: Path, keys
     assert rerun.returncode == 0, rerun.stderr
     assert results["summary"]["cache_hits"] == cached
     assert results["summary"]["calls"] == 12 - cached
+
+
+def test_progress_is_a_line_per_case_on_stderr_and_none_with_json(
+    tmp_path: Path, server: FakeProvider, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command line hands the core a progress callback; off a terminal it writes one line per
+    # finished case to stderr as the run goes (CI logs). JSON output gets no progress at all.
+    root = make_repo(tmp_path, server)
+    code, results, err = run(root, capsys, "--no-cache")
+    assert code == 0, err
+    labels = [f"{c['agent']}/{c['suite']}/{c['case']} [{c['provider']}]" for c in results["cases"]]
+    assert labels
+    lines = err.splitlines()
+    for label in labels:
+        assert sum(line.startswith("PASS") and label in line for line in lines) == 1, err
+    code, results, err = run(root, capsys, "--no-cache", "--format", "json")
+    assert code == 0, err
+    assert not any(line.startswith("PASS") for line in err.splitlines()), err

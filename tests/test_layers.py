@@ -9,6 +9,10 @@ dependency). The unit is the first level under ``pipeline``: a top-level module
 
 A new module or subpackage must be given a layer here before its first test run: the test
 fails on any unit it does not know, so a newcomer decides where the code belongs.
+
+The tests hold a rule of their own: a test module never imports another ``test_*`` module.
+Helpers two test files share live in support modules (tests/repoutil.py, tests/gitutil.py,
+tests/fakeproviders.py ...), so running or editing one test file never depends on another.
 """
 
 from __future__ import annotations
@@ -268,3 +272,42 @@ def test_core_never_imports_report() -> None:
         if unit(imp.target) == "pipeline.report"
     ]
     assert not bad, "core modules import pipeline.report:\n" + "\n".join(bad)
+
+
+def imports_of_test_modules(text: str) -> Iterator[tuple[int, str]]:
+    """(line, module) for each import in ``text`` that names a ``test_*`` module."""
+    for node in ast.walk(ast.parse(text)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+            if node.level or node.module in (None, "tests"):  # ``from . import test_x``
+                names += [alias.name for alias in node.names]
+        for name in names:
+            if any(part.startswith("test_") for part in name.split(".")):
+                yield node.lineno, name
+
+
+def test_the_test_import_check_sees_every_form() -> None:
+    text = (
+        "from test_release import edit\n"
+        "import test_gate\n"
+        "from . import test_deploy\n"
+        "def f():\n"
+        "    from tests.test_eval import x\n"
+        "from repoutil import make_repo\n"
+    )
+    assert [line for line, _ in imports_of_test_modules(text)] == [1, 2, 3, 5]
+
+
+def test_test_modules_do_not_import_each_other() -> None:
+    bad = [
+        f"tests/{path.name}:{line}: imports {name}"
+        for path in sorted(TESTS.glob("*.py"))
+        for line, name in imports_of_test_modules(path.read_text(encoding="utf-8"))
+    ]
+    assert not bad, (
+        "a test module imports another test module; move the shared helpers into a support "
+        "module in tests/ (like tests/gitutil.py or tests/repoutil.py):\n" + "\n".join(bad)
+    )

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from evalutil import KEYS, make_repo, responder
 from fakeproviders import FakeProvider
 from gitutil import commit_all, init_repo
-from test_eval import KEYS, make_repo, responder
 
 from pipeline.cli import main
 

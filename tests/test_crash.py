@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deployutil import AGENT, KEYS, World, good_change, make_world, responder
 from fakeproviders import FakeProvider
 from gitutil import clone, git
-from test_deploy import AGENT, KEYS, World, good_change, make_world, responder
 
 from pipeline.cli import main
 

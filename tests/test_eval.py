@@ -14,56 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeproviders import FakeProvider, Fault, Reply, ToolCallReply, last_user_text
+from evalutil import KEYS, make_repo, responder, run
+from fakeproviders import FakeProvider, Fault, Reply
 from jsonschema import Draft202012Validator
-from test_validate import BASE, write_repo
 
 from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = {
-    "OPENAI_API_KEY": "sk-test-openai-0123456789",  # knowngood: allow-secret
-    "ANTHROPIC_API_KEY": "sk-ant-test-0123456789",  # knowngood: allow-secret
-    "GEMINI_API_KEY": "gemini-test-0123456789",  # knowngood: allow-secret
-    "FAKE_KEY": "fake-key-0123456789",  # knowngood: allow-secret
-}
-
-
-def responder(wire: str, body: dict[str, Any]) -> Reply:
-    text = last_user_text(wire, body)
-    if "Where is" in text:
-        return Reply(tool_calls=[ToolCallReply("lookup_order", {"order_id": "A1"})])
-    if "refund" in text.lower():
-        return Reply(
-            tool_calls=[
-                ToolCallReply("lookup_order", {"order_id": "A1"}),
-                ToolCallReply("issue_refund", {"order_id": "A1", "amount": 5}),
-            ]
-        )
-    return Reply(text="Hello from Acme!")
-
-
-def make_repo(
-    root: Path, server: FakeProvider, *, extra_eval: str = "", suites: dict[str, str] | None = None
-) -> Path:
-    files = dict(BASE)
-    files["knowngood.yaml"] = (
-        "version: 1\nproviders:\n"
-        f"  local: {{model: openai/smol, api_base: '{server.openai_base}', api_key_env: FAKE_KEY}}\n"
-        f"  openai: {{model: openai/gpt-4o-mini, api_base: '{server.openai_base}', api_key_env: OPENAI_API_KEY}}\n"
-        f"  anthropic: {{model: anthropic/claude-3-5-haiku-20241022, api_base: '{server.anthropic_base}',"
-        " api_key_env: ANTHROPIC_API_KEY}\n"
-        f"  gemini: {{model: gemini/gemini-2.0-flash, api_base: '{server.gemini_base}', api_key_env: GEMINI_API_KEY}}\n"
-        f"eval:\n  judge_provider: openai\n  retries: 3\n{extra_eval}"
-    )
-    files["agents/shop/agent.yaml"] = files["agents/shop/agent.yaml"].replace(
-        "fallbacks: [openai]", "fallbacks: [openai, anthropic, gemini]"
-    )
-    files["evals/shop/pr.yaml"] = files["evals/shop/pr.yaml"].replace(
-        "providers: [openai]", "providers: [openai, anthropic, gemini]"
-    )
-    files.update(suites or {})
-    return write_repo(root, files)
 
 
 @pytest.fixture
@@ -76,15 +33,6 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 def server() -> Iterator[FakeProvider]:
     with FakeProvider(responder=responder) as srv:
         yield srv
-
-
-def run(
-    root: Path, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, dict[str, Any], str]:
-    out = root / "results.json"
-    code = main(["eval", "--repo", str(root), "--output", str(out), *args])
-    err = capsys.readouterr().err
-    return code, json.loads(out.read_text()) if out.exists() else {}, err
 
 
 def statuses(results: dict[str, Any]) -> dict[str, str]:
@@ -397,3 +345,21 @@ def test_a_run_killed_with_sigkill_repeats_no_finished_call(tmp_path: Path, keys
     assert rerun.returncode == 0, rerun.stderr
     assert results["summary"]["cache_hits"] == cached
     assert results["summary"]["calls"] == 12 - cached
+
+
+def test_progress_is_a_line_per_case_on_stderr_and_none_with_json(
+    tmp_path: Path, server: FakeProvider, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command line hands the core a progress callback; off a terminal it writes one line per
+    # finished case to stderr as the run goes (CI logs). JSON output gets no progress at all.
+    root = make_repo(tmp_path, server)
+    code, results, err = run(root, capsys, "--no-cache")
+    assert code == 0, err
+    labels = [f"{c['agent']}/{c['suite']}/{c['case']} [{c['provider']}]" for c in results["cases"]]
+    assert labels
+    lines = err.splitlines()
+    for label in labels:
+        assert sum(line.startswith("PASS") and label in line for line in lines) == 1, err
+    code, results, err = run(root, capsys, "--no-cache", "--format", "json")
+    assert code == 0, err
+    assert not any(line.startswith("PASS") for line in err.splitlines()), err

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evalutil import KEYS, make_repo, responder, run
 from fakeproviders import FakeProvider, Fault, Reply
 from gitutil import commit_all, init_repo
-from test_eval import KEYS, make_repo, responder, run
 
 from pipeline.cli import main
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from gitutil import commit_all, copy_example, git, make_remote
-from test_release import edit, make_repo
+from repoutil import edit, make_repo
 
 from pipeline.cli import COMMANDS, main
 from pipeline.git import Git, git_reason

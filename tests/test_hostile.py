@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_validate import BASE, write_repo
+from repoutil import BASE, write_repo
 
 DATA = Path(__file__).parent / "data" / "hostile"
 CASES = {p.stem: p for p in sorted(DATA.glob("*.yaml"))}
@@ -317,8 +317,8 @@ def test_catastrophic_regexes_take_linear_time(pattern: str, answer: str) -> Non
 def test_eval_with_a_catastrophic_regex_finishes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from evalutil import KEYS, make_repo
     from fakeproviders import FakeProvider, Reply
-    from test_eval import KEYS, make_repo
 
     from pipeline.cli import main
 

@@ -29,7 +29,7 @@ import pytest
 from fakegithub import FakeGitHub
 from fakeproviders import FakeProvider, Reply, ToolCallReply, last_user_text
 from gitutil import clone, commit_all, git, make_remote
-from test_validate import write_repo
+from repoutil import write_repo
 
 from pipeline import redaction
 

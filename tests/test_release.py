@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from gitutil import clone, commit_all, git, init_repo, make_remote
+from gitutil import clone, commit_all, git, make_remote
+from repoutil import do, edit, make_repo, repo_files, write_repo
 
 from pipeline.cli import main
 from pipeline.errors import ConfigError, GitError, UsageError
@@ -24,7 +24,6 @@ from pipeline.release import (
     ReleaseReport,
     Version,
     agent_tags,
-    create_releases,
     latest_tag,
     parse_release_as,
     plan_releases,
@@ -32,44 +31,7 @@ from pipeline.release import (
     tag_name,
 )
 
-DATA = Path(__file__).parent / "data" / "validate"
-BASE: dict[str, str] = yaml.safe_load((DATA / "base.yaml").read_text())
 TOOL = "agents/{a}/tools/lookup.json"
-
-
-def repo_files(agents: tuple[str, ...] = ("shop", "desk")) -> dict[str, str]:
-    """base.yaml with its agent ``shop`` copied under each name in ``agents``."""
-    files = {p: t for p, t in BASE.items() if not p.startswith(("agents/shop/", "evals/shop/"))}
-    for agent in agents:
-        for path, text in BASE.items():
-            if path.startswith(("agents/shop/", "evals/shop/")):
-                new = path.replace("/shop/", f"/{agent}/", 1)
-                files[new] = text.replace("name: shop", f"name: {agent}").replace(
-                    "agent: shop", f"agent: {agent}"
-                )
-    return files
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
-def make_repo(path: Path, agents: tuple[str, ...] = ("shop", "desk"), sub: str = "") -> Path:
-    top = init_repo(path)
-    root = top / sub if sub else top
-    write(root, repo_files(agents))
-    commit_all(top, "base")
-    return root
-
-
-def edit(root: Path, rel: str, old: str, new: str) -> None:
-    path = root / rel
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {rel}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def release(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
@@ -82,10 +44,6 @@ def tags(path: Path) -> dict[str, str]:
     """tag name -> tag object."""
     out = git(path, "for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/tags")
     return dict(line.split() for line in out.splitlines())
-
-
-def do(root: Path, **kw: Any) -> ReleaseReport:
-    return create_releases(Git(root), root, **kw)
 
 
 @pytest.fixture
@@ -202,7 +160,7 @@ def test_manifest_paths_are_relative_to_a_knowngood_root_in_a_subfolder(tmp_path
 
 def test_an_overlay_that_changes_the_model_chain_is_in_the_manifest(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", ("shop",))
-    write(root, {"agents/shop/environments/staging.yaml": "model:\n  provider: gemini\n"})
+    write_repo(root, {"agents/shop/environments/staging.yaml": "model:\n  provider: gemini\n"})
     commit_all(root, "staging runs gemini")
     do(root)
     manifest = read_manifest(Git(root), "shop/v0.1.0")
@@ -674,6 +632,6 @@ def test_outside_a_git_repository_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "plain"
-    write(root, repo_files(("shop",)))
+    write_repo(root, repo_files(("shop",)))
     code, _, err = release(root, capsys)
     assert code == 2 and "not inside a git repository" in err

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from fakegithub import FakeGitHub
-from test_revert import CONFIG, World, git
+from gitutil import git
+from revertutil import CONFIG, World
 
 from pipeline.cli import main
 from pipeline.revert.comment import parse

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployutil import AGENT, KEYS, make_world
+from deployutil import responder as deploy_responder
 from fakeproviders import FakeProvider
+from gateutil import Project, gate
+from gateutil import responder as gate_responder
 from gitutil import commit_all, copy_example, git
-from test_deploy import AGENT, KEYS, make_world
-from test_deploy import responder as deploy_responder
-from test_gate import Project, gate
-from test_gate import responder as gate_responder
-from test_release import edit, make_repo
+from repoutil import edit, make_repo
 
 from pipeline.cli import main
 

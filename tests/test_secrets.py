@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_validate import BASE, run_validate, write_repo
+from repoutil import BASE, run_validate, write_repo
 
 from pipeline.validate import secretfiles
 from pipeline.validate.secrets import ALLOW_MARKER, scan_text

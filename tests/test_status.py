@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from gitutil import clone, commit_all, git, make_remote
-from test_release import do, edit, make_repo
+from repoutil import do, edit, make_repo
 
 from pipeline.cli import main
 from pipeline.git import Git

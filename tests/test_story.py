@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployutil import AGENT, FRENCH, PROMPT, World, kg, make_world, responder
 from fakegithub import FakeGitHub
 from fakeproviders import FakeProvider
 from gitutil import clone, git
-from test_deploy import AGENT, FRENCH, PROMPT, World, kg, make_world, responder
 
 from pipeline.git import Git
 from pipeline.records import RecordStore

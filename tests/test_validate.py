@@ -15,22 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
+from repoutil import BASE, DATA, run_validate, write_repo
 
 from pipeline.cli import main
 
-DATA = Path(__file__).parent / "data" / "validate"
-BASE: dict[str, str] = yaml.safe_load((DATA / "base.yaml").read_text())
 CASES: list[dict[str, Any]] = yaml.safe_load((DATA / "cases.yaml").read_text())
-
-
-def write_repo(root: Path, files: dict[str, str | None]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        if text is None:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
 
 
 def materialise(root: Path, case: dict[str, Any]) -> Path:
@@ -47,14 +36,6 @@ def materialise(root: Path, case: dict[str, Any]) -> Path:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target)
     return root
-
-
-def run_validate(
-    root: Path, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, dict[str, Any]]:
-    code = main(["validate", "--repo", str(root), "--format", "json", *args])
-    out = capsys.readouterr().out
-    return code, json.loads(out)
 
 
 def test_base_repository_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

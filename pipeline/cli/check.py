@@ -33,7 +33,8 @@ def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> i
       knowngood check support
       knowngood check support --env staging --format json
     """
-    from pipeline.cli.deploy import github_from_env, progress_wanted
+    from pipeline.cli.deploy import github_from_env
+    from pipeline.cli.options import eval_progress
     from pipeline.deploy import check
     from pipeline.git import Git
     from pipeline.report.deploy import render
@@ -47,7 +48,7 @@ def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> i
         env=env,
         github=github_from_env(),
         remote=remote,
-        progress=progress_wanted(fmt),
+        progress=eval_progress(fmt == "text"),
     )
     render(outcome, fmt)
     return outcome.exit_code

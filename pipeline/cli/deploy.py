@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import eval_progress, format_option, repo_option, resolve_repo, say_read
 
 if TYPE_CHECKING:
     from pipeline.github import GitHubClient
@@ -21,10 +21,6 @@ def github_from_env() -> GitHubClient | None:
     from pipeline.github import GitHubClient
 
     return GitHubClient.from_env()
-
-
-def progress_wanted(fmt: str) -> bool:
-    return fmt == "text"
 
 
 @click.command("deploy")
@@ -108,7 +104,7 @@ def command(
         raise click.UsageError("--version names one agent's release: use it with AGENT")
     root = resolve_repo(repo)
     git, github, check = Git(root), github_from_env(), run_check or auto_revert
-    progress = progress_wanted(fmt)
+    progress = eval_progress(fmt == "text")
     if agent is None:
         batch = deploy_released(
             git, root, env=env, check=check, auto_revert=auto_revert, force=force,

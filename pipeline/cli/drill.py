@@ -44,7 +44,8 @@ def command(
       knowngood drill rollback
       knowngood drill rollback support --env staging --format json
     """
-    from pipeline.cli.deploy import github_from_env, progress_wanted
+    from pipeline.cli.deploy import github_from_env
+    from pipeline.cli.options import eval_progress
     from pipeline.deploy import drill_rollback
     from pipeline.git import Git
     from pipeline.report.deploy import render
@@ -58,7 +59,7 @@ def command(
         env=env,
         github=github_from_env(),
         remote=remote,
-        progress=progress_wanted(fmt),
+        progress=eval_progress(fmt == "text"),
     )
     render(report, fmt)
     return report.exit_code

@@ -11,6 +11,7 @@ import click
 
 from pipeline.cli.options import (
     concurrency_option,
+    eval_progress,
     format_option,
     out_file,
     provider_options,
@@ -136,12 +137,12 @@ def command(
     commit = _check_record(root, request) if record else None
     valid = load_valid_repo(root)
     targets = select_targets(valid, request, empty_ok=False)  # running nothing never passes
-    run = run_targets(valid, targets, request, progress=fmt == "text", commit=commit)
+    run = run_targets(valid, targets, request, progress=eval_progress(fmt == "text"), commit=commit)
     data = write_reports(run, output=output, junit=junit, markdown=markdown)
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
     else:
-        from pipeline.evals.session import plain_progress
+        from pipeline.report.progress import plain_progress
 
         render_text(run, verbose=verbose, listed=plain_progress())
     sys.stdout.flush()

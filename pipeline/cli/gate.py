@@ -11,6 +11,7 @@ import click
 
 from pipeline.cli.options import (
     concurrency_option,
+    eval_progress,
     format_option,
     provider_options,
     repo_option,
@@ -145,7 +146,7 @@ def command(
             budget_usd=budget,
             offline=offline,
             use_records=not no_records,
-            progress=fmt != "json",
+            progress=eval_progress(fmt != "json"),
             pr_body=_pr_body(),
         ),
     )

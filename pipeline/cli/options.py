@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from pipeline.report.progress import CaseProgress
     from pipeline.source import Source
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,3 +96,13 @@ def say_read_head(root: Path) -> None:
     from pipeline.source import revisions
 
     say_read(revisions(root, ("HEAD", Git(root).head())))
+
+
+def eval_progress(show: bool) -> CaseProgress | None:
+    """What the core tells each finished eval case to: a bar or a line per case on stderr, or
+    nobody (JSON output keeps stderr for diagnostics only)."""
+    if not show:
+        return None
+    from pipeline.report.progress import CaseProgress
+
+    return CaseProgress()

@@ -55,7 +55,8 @@ def command(
       knowngood rollback support
       knowngood rollback support --to v1.1.0 --env staging --check
     """
-    from pipeline.cli.deploy import github_from_env, progress_wanted
+    from pipeline.cli.deploy import github_from_env
+    from pipeline.cli.options import eval_progress
     from pipeline.deploy import rollback
     from pipeline.git import Git
     from pipeline.report.deploy import render
@@ -73,7 +74,7 @@ def command(
         reason=reason,
         github=github_from_env(),
         remote=remote,
-        progress=progress_wanted(fmt),
+        progress=eval_progress(fmt == "text"),
     )
     render(outcome, fmt)
     return outcome.exit_code

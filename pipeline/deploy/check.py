@@ -30,6 +30,7 @@ from pipeline.targets import DirectoryTarget
 
 if TYPE_CHECKING:
     from pipeline.evals.results import EvalRun
+    from pipeline.evals.session import Progress
 
 __all__ = ["CheckOutcome", "DeployedAgent", "deployed_bundle", "run_check"]
 
@@ -139,7 +140,7 @@ def run_check(
     deployment: Mapping[str, Any],
     *,
     why: str = "",
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> CheckOutcome:
     """Run the post-deploy suites against ``bundle`` and record the check; never raises for a
     check that could not run (that is outcome ``error``, recorded too)."""
@@ -194,7 +195,7 @@ _SUMMARY_KEYS = ("total", "passed", "failed", "errors", "skipped", "pass_rate", 
 
 
 def _evaluate(
-    ctx: Context, bundle: Mapping[str, Any], outcome: CheckOutcome, *, progress: bool
+    ctx: Context, bundle: Mapping[str, Any], outcome: CheckOutcome, *, progress: Progress | None
 ) -> None:
     from pipeline.evals.runner import Target
     from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets

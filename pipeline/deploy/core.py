@@ -17,6 +17,7 @@ from pipeline.git import Git
 from pipeline.records import Record
 
 if TYPE_CHECKING:
+    from pipeline.evals.session import Progress
     from pipeline.github import GitHubClient
 
 __all__ = ["DeployBatch", "DeployOutcome", "check", "deploy", "deploy_released", "released_agents"]
@@ -85,7 +86,7 @@ def deploy(
     github: GitHubClient | None = None,
     remote: str = "origin",
     why: str | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> DeployOutcome:
     """Publish release ``version`` of ``agent`` (default: its newest) to ``env``.
 
@@ -197,7 +198,7 @@ def deploy_released(
     force: bool = False,
     github: GitHubClient | None = None,
     remote: str = "origin",
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> DeployBatch:
     """Deploy every agent released at ``ref`` (the release job's commit), each on its own: one
     agent that cannot be deployed does not stop the others."""
@@ -223,7 +224,7 @@ def check(
     env: str = "production",
     github: GitHubClient | None = None,
     remote: str = "origin",
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> CheckOutcome:
     """Run ``agent``'s post-deploy suites against the bundle deployed in ``env``; record it."""
     ctx = Context.open(git, root, remote=remote, github=github)

@@ -38,6 +38,7 @@ from pipeline.git import Git
 from pipeline.records import Record, new_id
 
 if TYPE_CHECKING:
+    from pipeline.evals.session import Progress
     from pipeline.github import GitHubClient
 
 __all__ = ["DrillOutcome", "DrillReport", "drill_rollback"]
@@ -123,7 +124,7 @@ def drill_rollback(
     env: str = DRILL_ENV,
     github: GitHubClient | None = None,
     remote: str = "origin",
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> DrillReport:
     ctx = Context.open(git, root, remote=remote, github=github)
     if env != DRILL_ENV:
@@ -217,7 +218,9 @@ def _plan(ctx: Context, agent: str, env: str) -> Plan | Skip:
     )
 
 
-def _drill(ctx: Context, agent: str, env: str, plan: Plan, *, progress: bool) -> DrillOutcome:
+def _drill(
+    ctx: Context, agent: str, env: str, plan: Plan, *, progress: Progress | None
+) -> DrillOutcome:
     drill_id = new_id()
     out = DrillOutcome(agent, env, plan.start, plan.to)
     tag = {"drill": drill_id}
@@ -326,7 +329,7 @@ def _restore(
 
 
 def _check(
-    ctx: Context, out: DrillOutcome, rolled: tuple[Bundle, Record], progress: bool
+    ctx: Context, out: DrillOutcome, rolled: tuple[Bundle, Record], progress: Progress | None
 ) -> tuple[CheckOutcome, bool, str]:
     bundle, record = rolled
     outcome = run_check(ctx, bundle, record, why="drill rollback", progress=progress)

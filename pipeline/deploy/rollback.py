@@ -22,6 +22,7 @@ from pipeline.git import Git
 from pipeline.records import Record
 
 if TYPE_CHECKING:
+    from pipeline.evals.session import Progress
     from pipeline.github import GitHubClient
 
 __all__ = ["RollbackOutcome", "bundle_of", "rollback"]
@@ -77,7 +78,7 @@ def rollback(
     reason: str | None = None,
     github: GitHubClient | None = None,
     remote: str = "origin",
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> RollbackOutcome:
     ctx = Context.open(git, root, remote=remote, github=github)
     ctx.require_env(env)

@@ -5,17 +5,28 @@ Shared by ``knowngood eval``, the pull-request gate and post-deploy checks.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from pipeline.errors import CheckFailed, UsageError
 from pipeline.evals.results import CaseResult, EvalRun
 from pipeline.evals.runner import EvalOptions, Target, case_providers, run_eval
 from pipeline.repo import Repo
+
+
+class Progress(Protocol):
+    """Whoever watches an eval run: entered when a run starts, told each finished case, exited
+    when the run ends. The command line passes one in (:mod:`pipeline.report.progress` draws a
+    bar or a line per case); the core only calls it, so it never imports a reporter."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def update(self, case: CaseResult) -> None: ...
 
 
 @dataclass(slots=True)
@@ -160,7 +171,11 @@ def options_for(request: EvalRequest) -> EvalOptions:
 
 
 def run_request(
-    root: Path, request: EvalRequest, *, progress: bool = False, commit: str | None = None
+    root: Path,
+    request: EvalRequest,
+    *,
+    progress: Progress | None = None,
+    commit: str | None = None,
 ) -> EvalRun:
     repo = load_valid_repo(root)
     targets = select_targets(repo, request, empty_ok=False)
@@ -172,20 +187,22 @@ def run_targets(
     targets: Sequence[Target],
     request: EvalRequest,
     *,
-    progress: bool = False,
+    progress: Progress | None = None,
     commit: str | None = None,
 ) -> EvalRun:
+    """Evaluate ``targets``; each finished case goes to ``progress`` (None: nobody watches)."""
     options = options_for(request)
     if options.budget_usd is None:
         options.budget_usd = repo.settings.eval.budget_usd
-    with Progress(enabled=progress) as bar:
+    watching: AbstractContextManager[object] = progress if progress is not None else nullcontext()
+    with watching:
         return run_eval(
             repo.settings,
             targets,
             options,
             root=repo.root,
             judge_prompts=repo.judge_prompts,
-            on_result=bar.update,
+            on_result=progress.update if progress is not None else None,
             commit=commit or _head(repo.root),
         )
 
@@ -196,58 +213,3 @@ def _head(root: Path) -> str | None:
     git = Git(root)
     result = git.try_run("rev-parse", "HEAD")
     return result.stdout.strip() if result.code == 0 else None
-
-
-def plain_progress() -> bool:
-    """Progress is one plain line per case (CI, pipes) rather than a live bar (a terminal)."""
-    return not (sys.stderr.isatty() and not os.environ.get("CI"))
-
-
-class Progress:
-    """A rich progress bar on a TTY; one plain line per finished case in CI (or when piped)."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.tty = enabled and not plain_progress()
-        self._bar: Any = None
-        self._task: Any = None
-        self.done = 0
-
-    def __enter__(self) -> Progress:
-        if self.tty:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("[bold]eval"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-
-    def update(self, case: CaseResult) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        from pipeline.report.evals import line, quiet_skip
-
-        if self._bar is not None:
-            self._bar.update(
-                self._task, advance=1, description=f"{case.agent}/{case.case} [{case.provider}]"
-            )
-        elif not quiet_skip(case):
-            print(line(case), file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ from pipeline.repo import CONFIG_FILE, Repo
 from pipeline.source import uncommitted
 
 if TYPE_CHECKING:
-    from pipeline.evals.session import EvalRequest
+    from pipeline.evals.session import EvalRequest, Progress
 
 KIND = "pull_request"
 
@@ -43,12 +43,12 @@ class GateOptions:
     budget_usd: float | None = None  # for the whole gate: HEAD first, BASE gets what is left
     offline: bool = False
     use_records: bool = True
-    progress: bool = False
+    progress: Progress | None = None
     pr_body: str | None = None  # the pull request's description (for the revert opt-out marker)
 
 
 def run_gate(root: Path, options: GateOptions) -> GateResult:
-    """The pull-request check. Never prints (except eval progress when ``options.progress``).
+    """The pull-request check. Never prints: eval progress goes to ``options.progress``.
 
     Raises UsageError for an unknown revision or provider; everything else the gate finds
     (invalid HEAD, a BASE that cannot be evaluated, failing cases) is in the result.

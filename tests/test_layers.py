@@ -1,0 +1,313 @@
+"""The package's layers hold: no import in ``pipeline/`` runs back up a layer.
+
+The layers, top to bottom, are listed in :data:`LAYERS`. A module may import from its own layer
+and from any layer below it, never from one above: the core never reaches up into the command
+line or the reporters, so each layer can be read, tested and reused without the ones above it.
+Every import counts, at module level and inside functions alike (a lazy import is still a
+dependency). The unit is the first level under ``pipeline``: a top-level module
+(``pipeline/repo.py``) or a subpackage (``pipeline/evals/``) with everything inside it.
+
+A new module or subpackage must be given a layer here before its first test run: the test
+fails on any unit it does not know, so a newcomer decides where the code belongs.
+
+The tests hold a rule of their own: a test module never imports another ``test_*`` module.
+Helpers two test files share live in support modules (tests/repoutil.py, tests/gitutil.py,
+tests/fakeproviders.py ...), so running or editing one test file never depends on another.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "pipeline"
+TESTS = ROOT / "tests"
+
+# Top to bottom. Each entry: (layer name, units in it). A unit is ``pipeline`` itself (its
+# ``__init__``: the version), a top-level module or a subpackage.
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("cli", frozenset({"pipeline.cli", "pipeline.__main__"})),
+    ("report", frozenset({"pipeline.report"})),
+    (
+        # One core package per command (or group of commands); runtime serves the released agent.
+        "commands",
+        frozenset(
+            {
+                "pipeline.deploy",
+                "pipeline.gate",
+                "pipeline.release",
+                "pipeline.status",
+                "pipeline.scaffold",
+                "pipeline.runtime",
+            }
+        ),
+    ),
+    ("evals/revert", frozenset({"pipeline.evals", "pipeline.revert", "pipeline.running"})),
+    # What a deploy is made of: the bundle of a release, the targets it goes to, notifications.
+    ("bundle/targets", frozenset({"pipeline.bundle", "pipeline.targets", "pipeline.notify"})),
+    (
+        "validate/changes/records",
+        frozenset({"pipeline.validate", "pipeline.changes", "pipeline.records", "pipeline.source"}),
+    ),
+    ("repo", frozenset({"pipeline.repo"})),
+    (
+        "loading/git/github",
+        frozenset(
+            {
+                "pipeline.loading",
+                "pipeline.schemas",
+                "pipeline.userschemas",
+                "pipeline.templates",
+                "pipeline.git",
+                "pipeline.gitbranch",
+                "pipeline.github",
+            }
+        ),
+    ),
+    # Leaf helpers everything may use: secret redaction, safe YAML, the sandbox's limits.
+    (
+        "redaction/yamlsafe/sandbox",
+        frozenset({"pipeline.redaction", "pipeline.yamlsafe", "pipeline.sandbox"}),
+    ),
+    (
+        "errors/findings",
+        frozenset(
+            {"pipeline", "pipeline.errors", "pipeline.findings", "pipeline._compiled_schemas"}
+        ),
+    ),
+)
+
+# Upward imports known and accepted for now: (importing module, imported module) -> why.
+# An entry is debt with a reason and a way out, never a way to silence a new finding.
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {
+    # tracked_files asks git which files it tracks under a folder: it needs only pipeline.git and
+    # belongs at the loading/git/github layer (e.g. pipeline/gittracked.py), where validate and
+    # the eval cache can both reach it. Moving it means editing pipeline/evals/cache.py, which
+    # the eval-path rework (issue 9) rewrites; move it when that lands.
+    ("pipeline.validate.cachefiles", "pipeline.evals.tracked"): "move evals/tracked.py down",
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target, as written in one module."""
+
+    module: str  # the importing module, e.g. pipeline.evals.session
+    target: str  # the imported module, e.g. pipeline.report.evals
+    line: int
+
+    @property
+    def path(self) -> str:
+        parts = self.module.split(".")
+        candidate = ROOT.joinpath(*parts).with_suffix(".py")
+        if not candidate.exists():
+            candidate = ROOT.joinpath(*parts, "__init__.py")
+        return candidate.relative_to(ROOT).as_posix()
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_module(name: str) -> bool:
+    """Whether ``name`` (dotted, under the repository root) is a module or a package."""
+    base = ROOT.joinpath(*name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def imports(path: Path) -> Iterator[Import]:
+    """Every import in ``path``, wherever it stands (module level, function, ``if``, ``try``)."""
+    text = path.read_text(encoding="utf-8")
+    yield from imports_in(text, module_name(path), is_package=path.name == "__init__.py")
+
+
+def imports_in(text: str, module: str, *, is_package: bool = False) -> Iterator[Import]:
+    """Every import in the source ``text`` of ``module``."""
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(text, module)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(module, alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join([*base, node.module] if node.module else base)
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                # ``from pipeline import sandbox`` imports the module pipeline.sandbox.
+                sub = f"{source}.{alias.name}"
+                yield Import(module, sub if is_module(sub) else source, node.lineno)
+
+
+def unit(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
+def layer_of(name: str) -> int | None:
+    for index, (_, units) in enumerate(LAYERS):
+        if unit(name) in units:
+            return index
+    return None
+
+
+@functools.cache
+def package_imports() -> tuple[Import, ...]:
+    """Each import of a ``pipeline`` module inside ``pipeline/``, once per statement and target."""
+    found: dict[Import, None] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for imp in imports(path):
+            if imp.target == "pipeline" or imp.target.startswith("pipeline."):
+                found[imp] = None
+    return tuple(found)
+
+
+def upward_imports() -> list[Import]:
+    """Imports whose target sits in a layer above the importing module's."""
+    upward = []
+    for imp in package_imports():
+        here, there = layer_of(imp.module), layer_of(imp.target)
+        if here is not None and there is not None and there < here:
+            upward.append(imp)
+    return upward
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {unit(module_name(path)) for path in PACKAGE.rglob("*.py")}
+    missing = sorted(u for u in units if layer_of(u) is None)
+    assert not missing, (
+        f"no layer for {', '.join(missing)}: add each to LAYERS in tests/test_layers.py, in the "
+        "lowest layer that holds everything it imports and above everything that imports it"
+    )
+
+
+def test_layers_do_not_overlap() -> None:
+    seen: dict[str, str] = {}
+    for name, units in LAYERS:
+        for u in units:
+            assert u not in seen, f"{u} is in two layers: {seen[u]} and {name}"
+            seen[u] = name
+
+
+def test_no_import_runs_up_a_layer() -> None:
+    found = [imp for imp in upward_imports() if (imp.module, imp.target) not in ALLOWED_UPWARD]
+    messages = [
+        f"{imp.path}:{imp.line}: {imp.module} (layer {LAYERS[layer_of(imp.module) or 0][0]}) "
+        f"imports {imp.target} (layer {LAYERS[layer_of(imp.target) or 0][0]}, above it): "
+        "pass a value or a callback down instead"
+        for imp in found
+    ]
+    assert not messages, "imports that run back up a layer:\n" + "\n".join(messages)
+
+
+def test_allow_list_has_no_stale_entries() -> None:
+    live = {(imp.module, imp.target) for imp in upward_imports()}
+    stale = sorted(set(ALLOWED_UPWARD) - live)
+    assert not stale, f"remove these from ALLOWED_UPWARD, they no longer occur: {stale}"
+
+
+def test_no_cycle_between_units() -> None:
+    """Within a layer units may import each other, but never round in a circle (the allow-listed
+    upward imports aside, which are known debt)."""
+    graph: dict[str, set[str]] = {}
+    for imp in package_imports():
+        here, there = unit(imp.module), unit(imp.target)
+        if here != there and (imp.module, imp.target) not in ALLOWED_UPWARD:
+            graph.setdefault(here, set()).add(there)
+    path: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            cycle = visit(nxt)
+            if cycle:
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        cycle = visit(start)
+        assert cycle is None, "units import each other in a circle: " + " -> ".join(cycle)
+
+
+def test_the_walk_sees_imports_inside_functions() -> None:
+    # The one lazy import this test was written for: a core module drawing progress itself.
+    source = (
+        "def f():\n"
+        "    from pipeline.report.evals import line\n"
+        "    import pipeline.cli\n"
+        "    from ..report import evals\n"
+    )
+    found = [(imp.target, imp.line) for imp in imports_in(source, "pipeline.evals.session")]
+    assert found == [
+        ("pipeline.report.evals", 2),
+        ("pipeline.cli", 3),
+        ("pipeline.report.evals", 4),
+    ]
+    assert layer_of("pipeline.report.evals") == 1
+    assert layer_of("pipeline.evals.session") == 3
+
+
+def test_core_never_imports_report() -> None:
+    report = layer_of("pipeline.report")
+    assert report is not None
+    below = [imp for imp in package_imports() if (layer_of(imp.module) or 0) > report]
+    bad = [
+        f"{imp.path}:{imp.line}: {imp.target}"
+        for imp in below
+        if unit(imp.target) == "pipeline.report"
+    ]
+    assert not bad, "core modules import pipeline.report:\n" + "\n".join(bad)
+
+
+def imports_of_test_modules(text: str) -> Iterator[tuple[int, str]]:
+    """(line, module) for each import in ``text`` that names a ``test_*`` module."""
+    for node in ast.walk(ast.parse(text)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+            if node.level or node.module in (None, "tests"):  # ``from . import test_x``
+                names += [alias.name for alias in node.names]
+        for name in names:
+            if any(part.startswith("test_") for part in name.split(".")):
+                yield node.lineno, name
+
+
+def test_the_test_import_check_sees_every_form() -> None:
+    text = (
+        "from test_release import edit\n"
+        "import test_gate\n"
+        "from . import test_deploy\n"
+        "def f():\n"
+        "    from tests.test_eval import x\n"
+        "from repoutil import make_repo\n"
+    )
+    assert [line for line, _ in imports_of_test_modules(text)] == [1, 2, 3, 5]
+
+
+def test_test_modules_do_not_import_each_other() -> None:
+    bad = [
+        f"tests/{path.name}:{line}: imports {name}"
+        for path in sorted(TESTS.glob("*.py"))
+        for line, name in imports_of_test_modules(path.read_text(encoding="utf-8"))
+    ]
+    assert not bad, (
+        "a test module imports another test module; move the shared helpers into a support "
+        "module in tests/ (like tests/gitutil.py or tests/repoutil.py):\n" + "\n".join(bad)
+    )

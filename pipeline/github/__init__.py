@@ -18,7 +18,9 @@ from pipeline.github.client import (
     GitHubClient,
     PullRequest,
     UpsertResult,
+    github_token,
     marker,
+    optional_client,
 )
 from pipeline.github.text import COMMENT_LIMIT, STEP_SUMMARY_LIMIT, truncate_comment
 from pipeline.github.webhook import NotifyResult, notify_webhook
@@ -57,11 +59,13 @@ __all__ = [
     "annotate",
     "event",
     "event_name",
+    "github_token",
     "group",
     "in_actions",
     "issue_comment_event",
     "marker",
     "notify_webhook",
+    "optional_client",
     "pr_number",
     "pull_request_event",
     "set_output",

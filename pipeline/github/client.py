@@ -191,8 +191,8 @@ class GitHubClient:
         """From ``GITHUB_TOKEN`` (or ``GH_TOKEN``), ``GITHUB_REPOSITORY``, ``GITHUB_API_URL`` and
         ``KNOWNGOOD_GITHUB_LOGIN`` (the bot a GitHub App's token posts as: ``my-app[bot]``)."""
         env = os.environ if environ is None else environ
-        token = secret_env("GITHUB_TOKEN", env) or secret_env("GH_TOKEN", env) or ""
-        if not token.strip():
+        token = github_token(env)
+        if not token:
             raise GitHubError(
                 "no GitHub token: set GITHUB_TOKEN (or GH_TOKEN)",
                 hint="in a workflow: env: {GITHUB_TOKEN: ${{ github.token }}}",
@@ -398,3 +398,19 @@ class GitHubClient:
             if pr.merge_commit_sha == sha:
                 return pr
         return merged[0] if merged else None
+
+
+def github_token(environ: Mapping[str, str] | None = None) -> str:
+    """The GitHub token: ``GITHUB_TOKEN``, else ``GH_TOKEN`` (remembered as a secret), or ""
+    when neither holds one. The one test of whether knowngood may talk to GitHub."""
+    env = os.environ if environ is None else environ
+    token = secret_env("GITHUB_TOKEN", env) or secret_env("GH_TOKEN", env) or ""
+    return token if token.strip() else ""
+
+
+def optional_client(environ: Mapping[str, str] | None = None) -> GitHubClient | None:
+    """A client from the environment (see :meth:`GitHubClient.from_env`) when a GitHub token is
+    set, else None: for commands where GitHub (PR comments, revert pull requests) is optional."""
+    if not github_token(environ):
+        return None
+    return GitHubClient.from_env(environ)

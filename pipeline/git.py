@@ -178,13 +178,6 @@ class Git:
         )
         return proc.stdout if proc.returncode == 0 else None
 
-    def ls_files(self, rev: str, path: str = "") -> list[str]:
-        """Every file under ``path`` at ``rev`` (recursive)."""
-        args = ["ls-tree", "-r", "--name-only", "-z", rev]
-        if path:
-            args += ["--", path]
-        return [p for p in self.run(*args).split("\0") if p]
-
     def changed_files(self, base: str, head: str = "HEAD") -> list[str]:
         """Paths that differ between two commits (renames count as delete + add)."""
         out = self.run("diff", "--name-only", "--no-renames", "-z", base, head)

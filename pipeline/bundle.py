@@ -114,7 +114,7 @@ def build_bundle(
     ConfigError when that revision is not a valid knowngood repository; UsageError for an
     unknown agent or environment.
     """
-    from pipeline.validate import validate_repo
+    from pipeline.validate import valid_repo
 
     commit = git.rev_parse(ref)
     prefix = _prefix(git, root)
@@ -126,17 +126,11 @@ def build_bundle(
                 f"{ref} ({commit[:12]}) has no {prefix}{CONFIG_FILE}",
                 hint="deploy a revision made after `knowngood init`",
             )
-        report = validate_repo(export, build=True)
-        if report.repo is None:
-            shown = "\n".join(f"  {f.render()}" for f in report.errors[:10])
-            more = len(report.errors) - 10
-            raise ConfigError(
-                f"{ref} ({commit[:12]}) is not a valid knowngood revision ({len(report.errors)} error(s)):\n"
-                + shown
-                + (f"\n  ... and {more} more" if more > 0 else ""),
-                hint=f"run `git checkout {ref} && knowngood validate`; deploy a revision that passes",
-            )
-        repo = report.repo
+        repo = valid_repo(
+            export,
+            f"{ref} ({commit[:12]}) is not a valid knowngood revision",
+            hint=f"run `git checkout {ref} && knowngood validate`; deploy a revision that passes",
+        )
         if env not in repo.settings.environments:
             raise UsageError(
                 f"unknown environment {env!r} at {ref} (environments: {', '.join(repo.settings.environments)})",

@@ -178,13 +178,6 @@ class Git:
         )
         return proc.stdout if proc.returncode == 0 else None
 
-    def ls_files(self, rev: str, path: str = "") -> list[str]:
-        """Every file under ``path`` at ``rev`` (recursive)."""
-        args = ["ls-tree", "-r", "--name-only", "-z", rev]
-        if path:
-            args += ["--", path]
-        return [p for p in self.run(*args).split("\0") if p]
-
     def changed_files(self, base: str, head: str = "HEAD") -> list[str]:
         """Paths that differ between two commits (renames count as delete + add)."""
         out = self.run("diff", "--name-only", "--no-renames", "-z", base, head)
@@ -216,6 +209,83 @@ class Git:
         finally:
             self.try_run("worktree", "remove", "--force", str(path))
             self.try_run("worktree", "prune")
+
+
+# git's own words (a refused ref's status, its non-"remote:" stderr) when another push moved a
+# ref first: the remote moved on ("[rejected] (fetch first)"), or another push updated the ref
+# while ours was received ("[remote rejected] (failed to update ref)", "cannot lock ref ...").
+_RACE = (
+    "fetch first",
+    "non-fast-forward",
+    "stale info",
+    "already exists",
+    "failed to update ref",
+    "cannot lock ref",
+    "failed to lock",
+    "unable to lock",
+    "but expected",
+    "incorrect old value",
+)
+# The status --atomic gives the refs refused only because another one was: "atomic push
+# failed" (refused by git here) or "atomic push failure" (refused by the remote).
+_COLLATERAL = "atomic push fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """What ``git push --porcelain`` answered. When not ``ok``: ``race`` when another push moved
+    a ref first (fetch and try again), else it was refused; ``reason`` says why in git's and the
+    remote's words, e.g. ``[remote rejected] (pre-receive hook declined): tags need approval``."""
+
+    ok: bool
+    race: bool = False
+    reason: str = ""
+    code: int = 0
+    stderr: str = ""
+
+
+def push_refs(git: Git, remote: str, refspecs: Sequence[str], *, atomic: bool = False) -> Pushed:
+    """Push ``refspecs`` to ``remote`` (no local hooks run) and say how it went; never raises
+    for a refusal. Every knowngood push goes through here, so all read git's answer alike."""
+    atomic_flag = ["--atomic"] if atomic else []
+    result = git.try_run("push", "--porcelain", "--no-verify", *atomic_flag, remote, *refspecs)
+    return read_push(result)
+
+
+def read_push(result: Result) -> Pushed:
+    """Interpret ``git push --porcelain``: its ref lines (``flag TAB src:dst TAB summary``) on
+    stdout, git's and the remote's messages on stderr. A lost race is told from git's own
+    words only: a hook's ``remote:`` message may say anything, so it never makes one."""
+    if result.code == 0:
+        return Pushed(True)
+    refs = [line.split("\t") for line in result.stdout.splitlines() if line.count("\t") >= 2]
+    refused = [
+        (ref, status.strip())
+        for flag, ref, status, *_ in refs
+        if flag == "!" and _COLLATERAL not in status
+    ]
+    if len(refs) > 1:  # name each refused ref; a single one the caller names itself
+        reason = "; ".join(f"{_short(ref)} {status}" for ref, status in refused)
+    else:
+        reason = "; ".join(status for _, status in refused)
+    reason = reason or git_reason(result.stderr) or f"git push exited {result.code}"
+    said = [
+        line[len("remote:") :].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("remote:") and line[len("remote:") :].strip()
+    ]
+    own = [line for line in result.stderr.splitlines() if not line.startswith("remote:")]
+    text = "\n".join([*(status for _, status in refused), *own]).lower()
+    race = "hook declined" not in text and any(marker in text for marker in _RACE)
+    if said:
+        reason += ": " + " / ".join(said)
+    return Pushed(False, race, reason, result.code, result.stderr)
+
+
+def _short(refspec: str) -> str:
+    """``refs/tags/shop/v1.0.0`` of ``src:refs/tags/shop/v1.0.0`` as ``shop/v1.0.0``."""
+    ref = refspec.split(":")[-1]
+    return ref.removeprefix("refs/tags/").removeprefix("refs/heads/")
 
 
 def commit_env(name: str = "knowngood", email: str = "knowngood@localhost") -> dict[str, str]:

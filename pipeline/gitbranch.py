@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import GitError
-from pipeline.git import Git, commit_env, git_reason, remote_hint
+from pipeline.git import Git, commit_env, git_reason, push_refs, remote_hint
 
 Entry = tuple[str, str, str]  # (mode, blob, path); mode "0" deletes the path
 
@@ -200,30 +200,19 @@ class DataBranch:
                 return PushResult(
                     False, attempt - 1, local, f"{self.remote} already has {self.branch}"
                 )
-            result = self.git.try_run(
-                "push", "--porcelain", "--no-verify", self.remote, f"{local}:{self.ref}"
-            )
-            status = _push_status(result.stdout, self.ref)
-            if result.code == 0:
+            pushed = push_refs(self.git, self.remote, [f"{local}:{self.ref}"])
+            if pushed.ok:
                 self.git.try_run("update-ref", self.tracking_ref, local)
                 return PushResult(True, attempt, local, f"pushed {self.branch} to {self.remote}")
-            if _others_pushed_first(status, result.stderr):
+            if pushed.race:
                 self.fetch()
                 _backoff(attempt)
                 continue
-            remote_says = [
-                line[len("remote:") :].strip()
-                for line in result.stderr.splitlines()
-                if line.startswith("remote:") and line[len("remote:") :].strip()
-            ]
-            reason = status or git_reason(result.stderr) or f"git push exited {result.code}"
-            if remote_says:
-                reason += ": " + " / ".join(remote_says)
             raise GitError(
-                f"{self.remote} refused {self.branch}: {reason}",
+                f"{self.remote} refused {self.branch}: {pushed.reason}",
                 cmd=["git", "push", self.remote, self.branch],
-                code=result.code,
-                stderr=result.stderr,
+                code=pushed.code,
+                stderr=pushed.stderr,
                 hint=f"nothing is lost: {len(self.unpushed())} file(s) stay on the local branch {self.branch} "
                 "and the next push sends them; fix the remote's rule or your permissions",
             )
@@ -353,40 +342,6 @@ def _raw_diff(out: str) -> list[Entry]:
         )
         i += 2
     return entries
-
-
-def _push_status(stdout: str, ref: str) -> str | None:
-    """The summary of ``ref`` in ``git push --porcelain`` output, e.g. "[rejected] (fetch first)"."""
-    for line in stdout.splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 3 and parts[1].endswith(f":{ref}"):
-            return parts[2]
-    return None
-
-
-_RACE_MARKERS = (
-    "lock",
-    "failed to update ref",
-    "but expected",
-    "already exists",
-    "incorrect old value",
-)
-
-
-def _others_pushed_first(status: str | None, stderr: str) -> bool:
-    """A push lost a race: the remote moved on ("[rejected] (fetch first)", "(non-fast-forward)")
-    or another push updated the ref while ours was being received ("[remote rejected]
-    (failed to update ref)", "cannot lock ref ... but expected ..."). A hook's refusal is not."""
-    if status is None:
-        return False
-    if status.startswith("[rejected]"):
-        return True
-    text = f"{status}\n{stderr}".lower()
-    return (
-        status.startswith("[remote rejected]")
-        and "hook declined" not in text
-        and any(marker in text for marker in _RACE_MARKERS)
-    )
 
 
 def _backoff(attempt: int) -> None:

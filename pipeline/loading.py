@@ -48,10 +48,6 @@ class Document:
     data: Any
     _index: dict[tuple[str | int, ...], tuple[int, int]] | None = field(default=None, repr=False)
 
-    @property
-    def is_json(self) -> bool:
-        return self.path.suffix == ".json"
-
     def locate(self, parts: PathParts) -> tuple[int, int]:
         """1-based (line, column) of the deepest existing node on ``parts``."""
         if self._index is None:

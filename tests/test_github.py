@@ -28,6 +28,7 @@ from pipeline.github import (
     issue_comment_event,
     marker,
     notify_webhook,
+    optional_client,
     pr_number,
     pull_request_event,
     set_output,
@@ -378,6 +379,15 @@ def test_no_token_is_a_clear_error():
     assert client.api_url == "https://api.github.com"
     with pytest.raises(GitHubError, match="owner/name"):
         GitHubClient.from_env({"GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "just-a-name"})
+
+
+def test_github_is_optional_without_a_token():
+    """One token check for every command where GitHub is optional (deploy, check, revert...):
+    no token, or a blank one, means no client; GH_TOKEN stands in for GITHUB_TOKEN."""
+    assert optional_client({"GITHUB_REPOSITORY": "o/r"}) is None
+    assert optional_client({"GITHUB_TOKEN": " \n", "GITHUB_REPOSITORY": "o/r"}) is None
+    client = optional_client({"GH_TOKEN": "ghp_x", "GITHUB_REPOSITORY": "o/r"})
+    assert client is not None and client.api_url == "https://api.github.com"
 
 
 def test_link_urls_to_another_origin_never_get_the_token(gh: FakeGitHub, client: GitHubClient):

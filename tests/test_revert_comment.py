@@ -11,6 +11,7 @@ from gitutil import git
 from revertutil import CONFIG, World
 
 from pipeline.cli import main
+from pipeline.revert import RevertOutcome
 from pipeline.revert.comment import parse
 
 
@@ -27,6 +28,34 @@ from pipeline.revert.comment import parse
 )
 def test_parse(body: str, reason: str | None) -> None:
     assert parse(body) == reason
+
+
+MERGE, REVERT = "1a2b3c4d5e6f" + "0" * 28, "abcdefabcdef" + "1" * 28
+URL = "https://github.com/o/r/pull/9"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "sentence"),
+    [
+        (
+            RevertOutcome("reverted", MERGE, revert_commit=REVERT),
+            "reverted WHAT on the main branch as abcdefabcdef.",
+        ),
+        (
+            RevertOutcome("pull_request", MERGE, pr_url=URL),
+            f"opened a pull request reverting WHAT: {URL}",
+        ),
+        (
+            RevertOutcome("skipped", MERGE, message="3 reverts today", safeguard="daily-limit"),
+            "did not revert WHAT (daily-limit): 3 reverts today",
+        ),
+        (RevertOutcome("failed", MERGE, message="conflicts"), "could not revert WHAT: conflicts"),
+    ],
+)
+def test_a_revert_outcome_is_told_in_one_sentence(outcome: RevertOutcome, sentence: str) -> None:
+    """The same words in a /revert reply and in a deploy's recovery messages."""
+    assert outcome.sentence() == sentence.replace("WHAT", "1a2b3c4d5e6f")
+    assert outcome.sentence("the merge of #4") == sentence.replace("WHAT", "the merge of #4")
 
 
 def comment_event(tmp: Path, number: int, body: str, association: str) -> Path:

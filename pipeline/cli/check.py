@@ -33,10 +33,10 @@ def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> i
       knowngood check support
       knowngood check support --env staging --format json
     """
-    from pipeline.cli.deploy import github_from_env
     from pipeline.cli.options import eval_progress
     from pipeline.deploy import check
     from pipeline.git import Git
+    from pipeline.github import optional_client
     from pipeline.report.deploy import render
 
     root = resolve_repo(repo)
@@ -46,7 +46,7 @@ def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> i
         root,
         agent,
         env=env,
-        github=github_from_env(),
+        github=optional_client(),
         remote=remote,
         progress=eval_progress(fmt == "text"),
     )

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.options import eval_progress, format_option, repo_option, resolve_repo, say_read
-
-if TYPE_CHECKING:
-    from pipeline.github import GitHubClient
-
-
-def github_from_env() -> GitHubClient | None:
-    """A GitHub client when GITHUB_TOKEN (or GH_TOKEN) is set: PR comments and revert PRs."""
-    if not (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or "").strip():
-        return None
-    from pipeline.github import GitHubClient
-
-    return GitHubClient.from_env()
 
 
 @click.command("deploy")
@@ -95,6 +81,7 @@ def command(
     """
     from pipeline.deploy import deploy, deploy_released
     from pipeline.git import Git
+    from pipeline.github import optional_client
     from pipeline.report.deploy import render
     from pipeline.source import revisions
 
@@ -103,7 +90,7 @@ def command(
     if released and version:
         raise click.UsageError("--version names one agent's release: use it with AGENT")
     root = resolve_repo(repo)
-    git, github, check = Git(root), github_from_env(), run_check or auto_revert
+    git, github, check = Git(root), optional_client(), run_check or auto_revert
     progress = eval_progress(fmt == "text")
     if agent is None:
         batch = deploy_released(

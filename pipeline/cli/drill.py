@@ -44,10 +44,10 @@ def command(
       knowngood drill rollback
       knowngood drill rollback support --env staging --format json
     """
-    from pipeline.cli.deploy import github_from_env
     from pipeline.cli.options import eval_progress
     from pipeline.deploy import drill_rollback
     from pipeline.git import Git
+    from pipeline.github import optional_client
     from pipeline.report.deploy import render
 
     root = resolve_repo(repo)
@@ -57,7 +57,7 @@ def command(
         root,
         agent,
         env=env,
-        github=github_from_env(),
+        github=optional_client(),
         remote=remote,
         progress=eval_progress(fmt == "text"),
     )

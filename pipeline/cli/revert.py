@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +78,7 @@ def command(
       knowngood revert 1a2b3c4 --pull-request --format json
     """
     from pipeline.git import Git
+    from pipeline.github import optional_client
     from pipeline.records import RecordStore, actor
     from pipeline.revert import RevertRequest, revert_merge
 
@@ -88,11 +88,7 @@ def command(
     settings, source = committed_settings(root)  # never an uncommitted revert policy
     say_read(source)
     git = Git(root)
-    github = None
-    if (os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or "").strip():
-        from pipeline.github import GitHubClient
-
-        github = GitHubClient.from_env()
+    github = optional_client()
     if from_comment:
         return _from_comment(git, root, settings, github, push=push, remote=remote, fmt=fmt)
     if commit is None:

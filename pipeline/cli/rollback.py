@@ -55,10 +55,10 @@ def command(
       knowngood rollback support
       knowngood rollback support --to v1.1.0 --env staging --check
     """
-    from pipeline.cli.deploy import github_from_env
     from pipeline.cli.options import eval_progress
     from pipeline.deploy import rollback
     from pipeline.git import Git
+    from pipeline.github import optional_client
     from pipeline.report.deploy import render
 
     root = resolve_repo(repo)
@@ -72,7 +72,7 @@ def command(
         check=run_check,
         force=force,
         reason=reason,
-        github=github_from_env(),
+        github=optional_client(),
         remote=remote,
         progress=eval_progress(fmt == "text"),
     )

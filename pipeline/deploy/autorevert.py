@@ -256,7 +256,7 @@ def _revert(
     except KnowngoodError as e:  # revert_merge reports failures as outcomes; this is a backstop
         out.revert = RevertOutcome("failed", merge, message=e.message)
     out.revert_s = round(time.perf_counter() - started, 6)
-    out.messages.append(_revert_line(out.revert))
+    out.messages.append(out.revert.sentence())
 
 
 def introducing_commit(
@@ -285,17 +285,6 @@ def _previous_release(ctx: Context, agent: str, release: str) -> str | None:
     if release in tags and tags.index(release) > 0:
         return tags[tags.index(release) - 1]
     return None
-
-
-def _revert_line(outcome: Any) -> str:
-    short = str(outcome.commit)[:12]
-    if outcome.status == "reverted":
-        return f"reverted {short} on the main branch: {str(outcome.revert_commit)[:12]}"
-    if outcome.status == "pull_request":
-        return f"opened a pull request reverting {short}: {outcome.pr_url}"
-    if outcome.status == "skipped":
-        return f"did not revert {short} ({outcome.safeguard}): {outcome.message}"
-    return f"could not revert {short}: {outcome.message}"
 
 
 def _times(out: RecoveryOutcome) -> dict[str, Any]:

@@ -51,17 +51,10 @@ class EvalRequest:
 
 def load_valid_repo(root: Path) -> Repo:
     """The typed repository, or CheckFailed listing the validation errors (exit 1)."""
-    from pipeline.validate import validate_repo
+    from pipeline.validate import valid_repo
 
-    report = validate_repo(root, build=True)
-    if report.errors or report.repo is None:
-        shown = "\n".join("  " + f.render() for f in report.errors[:20])
-        more = f"\n  ... and {len(report.errors) - 20} more" if len(report.errors) > 20 else ""
-        raise CheckFailed(
-            f"the repository does not validate ({len(report.errors)} errors):\n{shown}{more}",
-            hint="run `knowngood validate` for every finding",
-        )
-    return report.repo
+    what, hint = "the repository does not validate", "run `knowngood validate` for every finding"
+    return valid_repo(root, what, hint=hint, error=CheckFailed, show=20)
 
 
 def select_targets(

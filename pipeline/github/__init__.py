@@ -14,12 +14,12 @@ from __future__ import annotations
 from pipeline.github._http import API_VERSION, GitHubError
 from pipeline.github.client import (
     GATE_MARKER,
-    Comment,
     GitHubClient,
-    PullRequest,
-    UpsertResult,
+    github_token,
     marker,
+    optional_client,
 )
+from pipeline.github.models import Comment, PullRequest, UpsertResult
 from pipeline.github.text import COMMENT_LIMIT, STEP_SUMMARY_LIMIT, truncate_comment
 from pipeline.github.webhook import NotifyResult, notify_webhook
 from pipeline.github.workflow import (
@@ -57,11 +57,13 @@ __all__ = [
     "annotate",
     "event",
     "event_name",
+    "github_token",
     "group",
     "in_actions",
     "issue_comment_event",
     "marker",
     "notify_webhook",
+    "optional_client",
     "pr_number",
     "pull_request_event",
     "set_output",

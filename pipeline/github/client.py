@@ -25,10 +25,10 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.github._http import DEFAULT_API_URL, GitHubError, Transport
+from pipeline.github.models import Comment, PullRequest, UpsertResult
 from pipeline.github.text import truncate_comment
 from pipeline.redaction import secret_env
 
@@ -50,92 +50,6 @@ def _check_marker(value: str) -> str:
     if not (value.startswith("<!--") and value.endswith("-->")) or "\n" in value:
         raise ValueError(f"a marker is a one-line HTML comment, like {GATE_MARKER!r}: {value!r}")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class Comment:
-    """An issue or pull-request comment (the fields knowngood reads)."""
-
-    id: int
-    body: str
-    user_login: str | None
-    user_type: str | None  # "User", "Bot", "Organization"
-    author_association: str | None
-    html_url: str
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Comment:
-        user = data.get("user") or {}
-        return cls(
-            id=int(data["id"]),
-            body=str(data.get("body") or ""),
-            user_login=user.get("login"),
-            user_type=user.get("type"),
-            author_association=data.get("author_association"),
-            html_url=str(data.get("html_url") or ""),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PullRequest:
-    """A pull request (the fields knowngood reads; ``raw`` holds the rest)."""
-
-    number: int
-    title: str
-    body: str
-    state: str  # "open" | "closed"
-    html_url: str
-    head_ref: str
-    head_sha: str
-    base_ref: str
-    base_sha: str
-    user_login: str | None
-    draft: bool
-    merged_at: str | None
-    merge_commit_sha: str | None
-    labels: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def merged(self) -> bool:
-        return self.merged_at is not None
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> PullRequest:
-        head = data.get("head") or {}
-        base = data.get("base") or {}
-        user = data.get("user") or {}
-        return cls(
-            number=int(data["number"]),
-            title=str(data.get("title") or ""),
-            body=str(data.get("body") or ""),
-            state=str(data.get("state") or ""),
-            html_url=str(data.get("html_url") or ""),
-            head_ref=str(head.get("ref") or ""),
-            head_sha=str(head.get("sha") or ""),
-            base_ref=str(base.get("ref") or ""),
-            base_sha=str(base.get("sha") or ""),
-            user_login=user.get("login"),
-            draft=bool(data.get("draft")),
-            merged_at=data.get("merged_at"),
-            merge_commit_sha=data.get("merge_commit_sha"),
-            labels=tuple(
-                str(label.get("name"))
-                for label in data.get("labels") or []
-                if isinstance(label, dict)
-            ),
-            raw=dict(data),
-        )
-
-
-UpsertAction = Literal["created", "updated", "unchanged"]
-
-
-@dataclass(frozen=True, slots=True)
-class UpsertResult:
-    comment: Comment
-    action: UpsertAction
-    truncated: bool
 
 
 def _user_agent() -> str:
@@ -191,8 +105,8 @@ class GitHubClient:
         """From ``GITHUB_TOKEN`` (or ``GH_TOKEN``), ``GITHUB_REPOSITORY``, ``GITHUB_API_URL`` and
         ``KNOWNGOOD_GITHUB_LOGIN`` (the bot a GitHub App's token posts as: ``my-app[bot]``)."""
         env = os.environ if environ is None else environ
-        token = secret_env("GITHUB_TOKEN", env) or secret_env("GH_TOKEN", env) or ""
-        if not token.strip():
+        token = github_token(env)
+        if not token:
             raise GitHubError(
                 "no GitHub token: set GITHUB_TOKEN (or GH_TOKEN)",
                 hint="in a workflow: env: {GITHUB_TOKEN: ${{ github.token }}}",
@@ -398,3 +312,19 @@ class GitHubClient:
             if pr.merge_commit_sha == sha:
                 return pr
         return merged[0] if merged else None
+
+
+def github_token(environ: Mapping[str, str] | None = None) -> str:
+    """The GitHub token: ``GITHUB_TOKEN``, else ``GH_TOKEN`` (remembered as a secret), or ""
+    when neither holds one. The one test of whether knowngood may talk to GitHub."""
+    env = os.environ if environ is None else environ
+    token = secret_env("GITHUB_TOKEN", env) or secret_env("GH_TOKEN", env) or ""
+    return token if token.strip() else ""
+
+
+def optional_client(environ: Mapping[str, str] | None = None) -> GitHubClient | None:
+    """A client from the environment (see :meth:`GitHubClient.from_env`) when a GitHub token is
+    set, else None: for commands where GitHub (PR comments, revert pull requests) is optional."""
+    if not github_token(environ):
+        return None
+    return GitHubClient.from_env(environ)

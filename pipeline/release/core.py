@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, UsageError
-from pipeline.git import Git, git_reason
+from pipeline.git import Git, push_refs
 from pipeline.records import utc_now
 from pipeline.release.manifest import build_manifests, tag_message
 from pipeline.release.plan import PlannedRelease, Skipped, make_plan
@@ -36,14 +36,6 @@ from pipeline.release.tags import (
     peeled,
     release_tags,
     remote_tags,
-)
-
-_RACE = (
-    "lock",
-    "failed to update ref",
-    "but expected",
-    "incorrect old value",
-    "atomic push failed",
 )
 
 
@@ -190,8 +182,8 @@ def _push(
         if not todo:
             return
         refspecs = [f"refs/tags/{t}:refs/tags/{t}" for t in todo]
-        result = git.try_run("push", "--porcelain", "--atomic", "--no-verify", remote, *refspecs)
-        if result.code == 0:
+        pushed = push_refs(git, remote, refspecs, atomic=True)
+        if pushed.ok:
             report.pushed += todo
             report.messages.append(f"pushed {len(todo)} tag(s) to {remote}")
             return
@@ -217,33 +209,16 @@ def _push(
                 report.messages.append(f"{name} already exists on {remote} (pushed by another run)")
             todo = [t for t in todo if t not in adopted]
             continue
-        reason = _refusal(result.stdout, result.stderr)
-        if any(marker in reason.lower() for marker in _RACE) and "hook" not in reason.lower():
+        if pushed.race:
             continue
         raise GitError(
-            f"{remote} refused the release tags: {reason}",
+            f"{remote} refused the release tags: {pushed.reason}",
             cmd=["git", "push", "--atomic", remote, *refspecs[:3]],
-            code=result.code,
-            stderr=result.stderr,
+            code=pushed.code,
+            stderr=pushed.stderr,
             hint=f"no tag was kept: the {len(created)} tag(s) this run created were deleted; "
             "fix the cause and run `knowngood release --push` again",
         )
     raise GitError(
         f"could not push the release tags to {remote}: it kept changing", hint="try again"
     )
-
-
-def _refusal(stdout: str, stderr: str) -> str:
-    """Why a push was refused: the ref statuses and what the remote said."""
-    statuses = []
-    for line in stdout.splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 3 and parts[0] == "!" and "atomic push failed" not in parts[2]:
-            statuses.append(f"{parts[1].split(':')[-1].removeprefix('refs/tags/')} {parts[2]}")
-    said = [
-        line[len("remote:") :].strip()
-        for line in stderr.splitlines()
-        if line.startswith("remote:") and line[len("remote:") :].strip()
-    ]
-    text = "; ".join(statuses) or git_reason(stderr) or "git push failed"
-    return text + (": " + " / ".join(said) if said else "")

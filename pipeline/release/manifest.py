@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.changes.revision import list_tree, read_blobs
-from pipeline.errors import ConfigError, KnowngoodError
+from pipeline.errors import KnowngoodError
 from pipeline.git import Git
 from pipeline.release.plan import PlannedRelease
 from pipeline.repo import Repo
@@ -133,21 +133,16 @@ def _model_chains(
 ) -> tuple[dict[str, tuple[Chain, dict[str, Chain]]], str]:
     """Validate the revision; per agent its model chain and the environments that change it."""
     from pipeline.bundle import export_revision
-    from pipeline.validate import validate_repo
+    from pipeline.validate import valid_repo
 
     with tempfile.TemporaryDirectory(prefix="knowngood-release-") as tmp:
         export_revision(git, commit, prefix, Path(tmp))
-        report = validate_repo(Path(tmp), build=True)
-        if report.errors or report.repo is None:
-            shown = "\n".join(f"  {f.render()}" for f in report.errors[:10])
-            more = len(report.errors) - 10
-            raise ConfigError(
-                f"commit {commit[:12]} does not validate ({len(report.errors)} error(s)); nothing was tagged:\n"
-                + shown
-                + (f"\n  ... and {more} more" if more > 0 else ""),
-                hint="fix them (`knowngood validate`), commit, and release that commit",
-            )
-        repo = report.repo
+        repo = valid_repo(
+            Path(tmp),
+            f"commit {commit[:12]} does not validate",
+            after="; nothing was tagged",
+            hint="fix them (`knowngood validate`), commit, and release that commit",
+        )
         chains: dict[str, tuple[Chain, dict[str, Chain]]] = {}
         for agent in agents:
             base = _chain(repo, agent, None)

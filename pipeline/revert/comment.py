@@ -84,11 +84,4 @@ def revert_from_comment(
 
 
 def _reply(who: str, number: int, outcome: RevertOutcome) -> str:
-    sha = outcome.commit[:12]
-    if outcome.status == "reverted":
-        return f"{who}: reverted the merge of #{number} (`{sha}`) on main as `{(outcome.revert_commit or '')[:12]}`."
-    if outcome.status == "pull_request":
-        return f"{who}: could not push the revert of `{sha}` to main; opened {outcome.pr_url} instead. {outcome.message}"
-    if outcome.status == "skipped":
-        return f"{who}: did not revert `{sha}`: {outcome.message}"
-    return f"{who}: the revert of `{sha}` failed: {outcome.message}"
+    return f"{who}: {outcome.sentence(f'the merge of #{number} (`{outcome.commit[:12]}`)')}"

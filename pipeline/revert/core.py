@@ -184,9 +184,9 @@ class _Run:
                 f"{built.commit[:12]} to {self.where}",
                 revert_commit=built.commit,
             )
-        if pushed.kind == "race":
+        if pushed.race:
             return None
-        refusal = f"{self.remote} refused the push to {self.main}: {pushed.detail}"
+        refusal = f"{self.remote} refused the push to {self.main}: {pushed.reason}"
         if self.github is None:
             return self.outcome(
                 "failed",
@@ -231,7 +231,7 @@ class _Run:
             return self.outcome(
                 "failed",
                 f"{why}; pushing the branch {branch} for a pull request failed too: "
-                f"{pushed.detail}. Nothing was changed; to revert it by hand:\n"
+                f"{pushed.reason}. Nothing was changed; to revert it by hand:\n"
                 + self._by_hand(conflicts),
                 conflicts=list(conflicts),
             )

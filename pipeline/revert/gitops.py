@@ -19,24 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
 from pipeline.errors import GitError
-from pipeline.git import Git, commit_env
+from pipeline.git import Git, Pushed, commit_env, push_refs
 from pipeline.revert.model import MergeInfo
-
-PushKind = Literal["ok", "race", "refused"]
-
-# What git and servers say when someone else moved the ref first.
-_RACE = (
-    "fetch first",
-    "non-fast-forward",
-    "stale info",
-    "failed to update ref",
-    "cannot lock ref",
-    "failed to lock",
-    "incorrect old value",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +32,6 @@ class Built:
     commit: str | None
     conflicts: tuple[str, ...] = ()
     empty: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Pushed:
-    kind: PushKind
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.kind == "ok"
 
 
 def tracking_ref(remote: str, branch: str) -> str:
@@ -218,36 +194,11 @@ def temp_worktree(git: Git, rev: str) -> Iterator[Git]:
 
 def push(git: Git, remote: str, commit: str, ref: str, *, force: bool = False) -> Pushed:
     """Push ``commit`` to ``ref`` on ``remote``: ok, lost a race (the ref moved), or refused."""
-    spec = f"{'+' if force else ''}{commit}:{ref}"
-    result = git.try_run("push", "--porcelain", "--no-verify", remote, spec)
-    if result.code == 0:
-        return Pushed("ok")
-    status = _status(result.stdout, ref)
-    said = [
-        line[len("remote:") :].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("remote:") and line[len("remote:") :].strip()
-    ]
-    detail = status or _last_line(result.stderr) or f"git push exited {result.code}"
-    if said:
-        detail += ": " + " / ".join(said)
-    # git's own words only: a hook's "remote:" message may say anything.
-    own = [line for line in result.stderr.splitlines() if not line.startswith("remote:")]
-    text = "\n".join([status or "", *own]).lower()
-    return Pushed("race" if any(k in text for k in _RACE) else "refused", detail)
+    return push_refs(git, remote, [f"{'+' if force else ''}{commit}:{ref}"])
 
 
 def delete_remote_branch(git: Git, remote: str, ref: str) -> None:
-    git.try_run("push", "--porcelain", "--no-verify", remote, f":{ref}")
-
-
-def _status(stdout: str, ref: str) -> str | None:
-    """The summary of ``ref`` in ``git push --porcelain`` output, e.g. ``[rejected] (fetch first)``."""
-    for line in stdout.splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 3 and parts[1].endswith(f":{ref}"):
-            return parts[2].strip()
-    return None
+    push_refs(git, remote, [f":{ref}"])
 
 
 def _last_line(text: str) -> str:

@@ -103,6 +103,18 @@ class RevertOutcome:
             return EXIT_OK if auto else EXIT_FINDINGS
         return EXIT_INCOMPLETE
 
+    def sentence(self, what: str | None = None) -> str:
+        """What happened, in one sentence for a person. ``what`` names the reverted change
+        (default: its short sha), e.g. "the merge of #12 (`1a2b3c4d5e6f`)"."""
+        what = what or self.commit[:12]
+        if self.status == "reverted":
+            return f"reverted {what} on the main branch as {(self.revert_commit or '')[:12]}."
+        if self.status == "pull_request":
+            return f"opened a pull request reverting {what}: {self.pr_url}"
+        if self.status == "skipped":
+            return f"did not revert {what} ({self.safeguard}): {self.message}"
+        return f"could not revert {what}: {self.message}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakeproviders import FakeProvider
-from runtimeutil import AGENT, ENV, World, make_world, servers
+from runtimeutil import AGENT, ENV, Serve, World, chat, make_world, servers
 
 from pipeline.cli import main
 from pipeline.deploy.failover_drill import drill_failover
@@ -35,7 +35,9 @@ def world(tmp_path: Path, fakes: dict[str, FakeProvider], monkeypatch: pytest.Mo
     return make_world(tmp_path / "repo", fakes)
 
 
-def test_drill_failover_measures_and_records(world: World, fakes: dict[str, FakeProvider]) -> None:
+def test_drill_failover_measures_and_records(
+    world: World, fakes: dict[str, FakeProvider], capsys: pytest.CaptureFixture[str]
+) -> None:
     report = drill_failover(world.git, world.root, AGENT)
     (drill,) = report.drills
     assert drill.outcome == "passed", drill.message
@@ -58,6 +60,9 @@ def test_drill_failover_measures_and_records(world: World, fakes: dict[str, Fake
     st = status(world.git, world.root, settings, AGENT, fetch=False)
     (prod,) = [e for e in st.agents[0].environments if e.env == "production"]
     assert prod.last_drill is not None and prod.last_drill["failover"]["primary"] == "primary"
+    assert main(["status", AGENT, "--repo", str(world.root), "--no-fetch"]) == 0
+    out = capsys.readouterr().out
+    assert "drill failover passed" in out and "0 of " in out and "breaker open after" in out
     rows = history(world.git, world.root, settings, AGENT, fetch=False)
     assert any(r["kind"] == "drill" and r.get("drill") == "failover" for r in rows)
     # the drill used a scratch state store: the project's own store was never created
@@ -105,3 +110,20 @@ def test_drill_failover_cli_json(world: World, capsys: pytest.CaptureFixture[str
     assert code == 0, data
     assert data["drill"] == "failover"
     assert data["drills"][0]["failed_requests"] == 0
+
+
+def test_a_running_serve_process_follows_the_fault_switch(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`knowngood serve` (a subprocess) reads the switch from the shared state store at each
+    call: set from another process, its next request fails over; lifted, the primary serves
+    again once its breaker lets a probe through."""
+    with Serve(world.root) as running:
+        assert chat(running.url, "hi").headers["x-knowngood-provider"] == "primary"
+        assert main(["drill", "fault", "primary", "--for", "30", "--repo", str(world.root)]) == 0
+        answer = chat(running.url, "hi")
+        assert answer.status == 200 and answer.headers["x-knowngood-provider"] == "backup"
+        assert main(["drill", "fault", "primary", "--lift", "--repo", str(world.root)]) == 0
+        assert chat(running.url, "hi").headers["x-knowngood-provider"] == "primary"
+    assert main(["status", "--repo", str(world.root), "--no-fetch"]) == 0
+    assert "circuit breakers:" in capsys.readouterr().out

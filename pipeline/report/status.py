@@ -148,7 +148,11 @@ def _drill(env: EnvStatus) -> str:
     d = env.last_drill
     if d is None:
         return "never"
-    took = f" in {_seconds(d.get('recovery_s'))}" if d.get("recovery_s") is not None else ""
+    took = (
+        f" in {_seconds(d.get('recovery_s'))}"
+        if d.get("recovery_s") is not None and not d.get("failover")
+        else ""
+    )
     kind = f"{d['drill']} " if d.get("drill") not in (None, "rollback") else ""
     return f"{kind}{d.get('outcome')}{took} {_when(d.get('at'))}{_failover(d.get('failover'))}"
 

@@ -102,6 +102,10 @@ def test_fault_for_an_unknown_provider_is_a_usage_error(
     code = main(["drill", "fault", "nope", "--repo", str(world.root)])
     assert code == 2
     assert "primary" in capsys.readouterr().err
+    # lifting with no state store: nothing to lift, and no store is created to say so
+    assert main(["drill", "fault", "primary", "--lift", "--repo", str(world.root)]) == 0
+    assert "primary had no fault" in capsys.readouterr().out
+    assert not (world.root / ".knowngood" / "state.db").exists()
 
 
 def test_drill_failover_cli_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:

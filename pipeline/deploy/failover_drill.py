@@ -133,7 +133,10 @@ def lift_fault(root: Path, provider: str, state_store: str | None = None) -> boo
     from pipeline.runtime.settings import state_store_path
     from pipeline.runtime.store import StateStore
 
-    store = StateStore(state_store_path(root, state_store))
+    path = state_store_path(root, state_store)
+    if not path.is_file():
+        return False  # no store: no fault (and none is created to say so)
+    store = StateStore(path)
     try:
         return store.lift_fault(provider)
     finally:

@@ -32,6 +32,7 @@ from pipeline.targets import Observed, Target, make_target
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
+BREAKER_EVENTS = 5  # transitions shown per provider
 TARGET_TIMEOUT_S = 10.0  # asking the deploy target what runs, for an interrupted deploy
 Records = list[Record]
 
@@ -106,6 +107,9 @@ class StatusReport:
     records_branch: str
     fetched: bool
     notices: list[str] = field(default_factory=list)
+    # The runtime's circuit breakers, from the state store (None: no store, nothing ran yet):
+    # per provider its state, since when, its newest transitions and any injected fault.
+    breakers: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +117,7 @@ class StatusReport:
             "records_branch": self.records_branch,
             "fetched": self.fetched,
             "agents": [a.to_json() for a in self.agents],
+            "breakers": self.breakers,
             "notices": self.notices,
         }
 
@@ -140,6 +145,7 @@ def status(
     observer = _Observer(settings, root)
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
+    report.breakers = _breakers(root, settings, report.notices)
     if not report.fetched and not store.data.tip():
         report.notices.append(
             f"no records yet (branch {settings.records_branch}): nothing was deployed from any clone"
@@ -255,6 +261,50 @@ class _Observer:
         return self._target.running(agent, env)
 
 
+def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[str, Any]] | None:
+    """The runtime's breakers from the state store, read-only (sqlite3 only); None without one."""
+    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_path
+    from pipeline.runtime.storeview import read_breakers
+
+    runtime = settings.raw.get("runtime") or {}
+    url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
+    try:
+        found = read_breakers(state_store_path(root, url), BREAKER_EVENTS)
+    except KnowngoodError as e:
+        notices.append(f"circuit breakers not shown: {e.message}")
+        return None
+    if found is None:
+        return None
+    rows, events, faults = found
+    injected = {
+        f.provider: {
+            "until": _unix_utc(f.until),
+            "set_at": _unix_utc(f.set_at),
+            "reason": f.reason,
+        }
+        for f in faults
+    }
+    return [
+        {
+            "provider": row.provider,
+            "state": row.state,
+            "since": _unix_utc(row.since),
+            "transitions": [
+                {**e.to_json(), "at": _unix_utc(e.at)} for e in events.get(row.provider, [])
+            ],
+            "fault": injected.pop(row.provider, None),
+        }
+        for row in rows
+    ] + [
+        {"provider": p, "state": "closed", "since": None, "transitions": [], "fault": f}
+        for p, f in sorted(injected.items())
+    ]
+
+
+def _unix_utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _agent_status(
     store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: _Observer
 ) -> AgentStatus:
@@ -317,7 +367,7 @@ def _check(record: Record | None) -> dict[str, Any] | None:
 
 
 def _drill(record: Record | None) -> dict[str, Any] | None:
-    return _pick(record, ("id", "drill", "outcome", "at", "recovery_s", "to_release"))
+    return _pick(record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover"))
 
 
 def _utc(date: str) -> str:

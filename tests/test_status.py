@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,85 @@ def test_a_repository_with_no_records_or_releases(
     out, err = capsys.readouterr()
     assert "shop  no release yet" in out and "not deployed" in out
     assert "no records yet" in err
+
+
+def test_breaker_transitions_from_the_state_store(
+    reader: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every breaker transition the runtime wrote to the state store shows in status, in
+    JSON and in text, with the provider's current state; an injected fault shows too."""
+    from pipeline.runtime.breaker import Breakers
+    from pipeline.runtime.settings import BreakerSettings
+    from pipeline.runtime.store import StateStore
+
+    now = [1_780_000_000.0]
+    store = StateStore(reader / ".knowngood" / "state.db")
+    breakers = Breakers(store, clock=lambda: now[0])
+    settings = BreakerSettings(window=4, minimum_calls=2, open_s=10.0, half_open_calls=1)
+    for _ in range(2):  # two failures: opens
+        ticket = breakers.acquire("openai-main", settings)
+        assert ticket is not None
+        breakers.record(ticket, settings, failed=True, slow=False, agent="shop")
+    now[0] += 11  # open interval over: one probe, which succeeds: closes
+    ticket = breakers.acquire("openai-main", settings)
+    assert ticket is not None
+    breakers.record(ticket, settings, failed=False, slow=False, agent="shop")
+    for _ in range(2):
+        ticket = breakers.acquire("anthropic-backup", settings)
+        assert ticket is not None
+        breakers.record(ticket, settings, failed=True, slow=False, agent="shop")
+    store.set_fault("gemini-last", now[0] + 3600 * 24 * 365 * 30, "set by test", now[0])
+    store.close()
+
+    assert main(["status", "--repo", str(reader), "--format", "json", "--no-fetch"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    by = {b["provider"]: b for b in data["breakers"]}
+    assert by["openai-main"]["state"] == "closed"
+    assert [(e["from"], e["to"]) for e in by["openai-main"]["transitions"]] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+    first = by["openai-main"]["transitions"][0]
+    assert first["reason"] == "thresholds reached" and first["failure_rate"] == 1.0
+    assert first["at"] == "2026-05-28T20:26:40.000000Z" and first["agent"] == "shop"
+    assert by["anthropic-backup"]["state"] == "open"
+    assert by["gemini-last"]["fault"]["reason"] == "set by test"
+
+    assert main(["status", "--repo", str(reader), "--no-fetch"]) == 0
+    out = capsys.readouterr().out
+    assert "circuit breakers:" in out
+    assert "anthropic-backup open since" in out.replace("  ", " ").replace("  ", " ")
+    assert "closed -> open: thresholds reached (failure rate 100%, slow 0% of 2 calls)" in out
+    assert "half_open -> closed: probes succeeded" in out
+    assert "! injected fault until" in out
+
+
+def test_no_state_store_no_breakers_and_none_created(
+    reader: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--repo", str(reader), "--format", "json", "--no-fetch"]) == 0
+    assert json.loads(capsys.readouterr().out)["breakers"] is None
+    assert main(["status", "--repo", str(reader), "--no-fetch"]) == 0
+    assert "circuit breakers" not in capsys.readouterr().out
+    assert not (reader / ".knowngood" / "state.db").exists()
+
+
+def test_status_reads_breakers_without_the_runtime_engine(reader: Path) -> None:
+    """sqlite3 only: no litellm, no aiohttp, not even the failover engine."""
+    code = (
+        "import sys\n"
+        "from pipeline.cli import main\n"
+        f"rc = main(['status', '--repo', {str(reader)!r}, '--no-fetch'])\n"
+        "bad = [m for m in ('litellm', 'aiohttp', 'pipeline.runtime.failover') "
+        "if m in sys.modules]\n"
+        "assert not bad and rc == 0, (bad, rc)\n"
+    )
+    (reader / ".knowngood").mkdir(exist_ok=True)
+    from pipeline.runtime.store import StateStore
+
+    StateStore(reader / ".knowngood" / "state.db").close()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -10,25 +10,50 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
 
 
 @click.command("drill")
-@click.argument("kind", type=click.Choice(["rollback"]))
+@click.argument("kind", type=click.Choice(["rollback", "failover", "fault"]))
 @click.argument("agent", required=False)
 @click.option(
     "--env",
     "env",
-    default="drill",
-    show_default=True,
-    help="Where to drill: the scratch environment 'drill' of the deploy target (production "
-    "overlay), or a real environment.",
+    default=None,
+    help="Where to drill. rollback: the scratch environment 'drill' of the deploy target "
+    "(production overlay) by default, or a real environment. failover: the environment whose "
+    "deployed release the runtime serves (default production; nothing is deployed).",
 )
+@click.option(
+    "--state-store",
+    "state_store",
+    default=None,
+    metavar="URL",
+    help="failover: drill this state store (every runtime sharing it fails over too); default "
+    "a scratch one. fault: the store to set the fault in (default knowngood.yaml's).",
+)
+@click.option(
+    "--for",
+    "seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="fault: how long the provider fails.",
+)
+@click.option("--lift", is_flag=True, help="fault: end the provider's fault now.")
 @click.option(
     "--remote", default="origin", show_default=True, help="The git remote of the records."
 )
 @repo_option
 @format_option("text", "json")
 def command(
-    kind: str, agent: str | None, env: str, remote: str, repo: Path | None, fmt: str
+    kind: str,
+    agent: str | None,
+    env: str | None,
+    state_store: str | None,
+    seconds: float,
+    lift: bool,
+    remote: str,
+    repo: Path | None,
+    fmt: str,
 ) -> int:
-    """Rehearse a recovery and record the measured recovery time.
+    """Rehearse a recovery and record the measured figures.
 
     rollback: for AGENT (default: every agent with two releases), deploy its last known good
     release, roll back to an older one, run its post-deploy check, then put back what ran
@@ -36,30 +61,76 @@ def command(
     start of the rollback to the passed check. By default the drill uses the scratch
     environment 'drill', so production is never disturbed.
 
-    Exit 0 every drill passed; 1 a drill failed; 2 AGENT has fewer than two releases or no
-    known good release; 3 what runs in ENV is unknown (an interrupted deploy).
+    failover: for AGENT (default: every deployed agent with a fallback), run the runtime on
+    the deployed release, make its primary provider fail (an injected fault), send requests,
+    and measure the time to the first fallback answer, requests that failed, the time to the
+    breaker opening, and the time for the primary to serve again once the fault is lifted.
+    It sends real requests to the providers (at most 1000, 5 a second while the breaker is
+    open).
+
+    fault: AGENT is a provider name: every runtime sharing the state store treats it as down
+    (each call fails at once) for --for seconds, or until --lift.
+
+    Exit 0 every drill passed; 1 a drill failed; 2 AGENT cannot be drilled (too few
+    releases, no known good release, no fallback); 3 what runs in ENV is unknown.
 
     \b
     Examples:
       knowngood drill rollback
       knowngood drill rollback support --env staging --format json
+      knowngood drill failover support
+      knowngood drill fault openai-main --for 120
+      knowngood drill fault openai-main --lift
     """
-    from pipeline.cli.options import eval_progress
-    from pipeline.deploy import drill_rollback
+    root = resolve_repo(repo)
+    if kind == "fault":
+        return _fault(root, agent, seconds, lift, state_store, fmt)
+    say_read_head(root)
     from pipeline.git import Git
-    from pipeline.github import optional_client
     from pipeline.report.deploy import render
 
-    root = resolve_repo(repo)
-    say_read_head(root)
+    if kind == "failover":
+        from pipeline.deploy.failover_drill import drill_failover
+
+        failover = drill_failover(
+            Git(root), root, agent, env=env or "production", state_store=state_store, remote=remote
+        )
+        render(failover, fmt)
+        return failover.exit_code
+    from pipeline.cli.options import eval_progress
+    from pipeline.deploy import DRILL_ENV, drill_rollback
+    from pipeline.github import optional_client
+
     report = drill_rollback(
         Git(root),
         root,
         agent,
-        env=env,
+        env=env or DRILL_ENV,
         github=optional_client(),
         remote=remote,
         progress=eval_progress(fmt == "text"),
     )
     render(report, fmt)
     return report.exit_code
+
+
+def _fault(
+    root: Path, provider: str | None, seconds: float, lift: bool, store: str | None, fmt: str
+) -> int:
+    import json
+
+    from pipeline.deploy.failover_drill import lift_fault, set_fault
+    from pipeline.errors import EXIT_OK, UsageError
+
+    if not provider:
+        raise UsageError("drill fault needs the provider's name (as in knowngood.yaml)")
+    if lift:
+        lifted = lift_fault(root, provider, store)
+        data = {"provider": provider, "lifted": lifted}
+        text = f"{provider}: fault lifted" if lifted else f"{provider} had no fault"
+    else:
+        fault = set_fault(root, provider, seconds, store)
+        data = {"provider": provider, "until": fault.until, "reason": fault.reason}
+        text = f"{provider} fails for every runtime sharing the state store for {seconds:g}s"
+    click.echo(json.dumps(data) if fmt == "json" else text)
+    return EXIT_OK

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RecoveryOutcome,
         RollbackOutcome,
     )
+    from pipeline.deploy.failover_drill import FailoverReport
 
 MAX_LISTED = 20
 
@@ -36,6 +37,7 @@ def render(outcome: _Renderable, fmt: str) -> None:
         DrillReport,
         RollbackOutcome,
     )
+    from pipeline.deploy.failover_drill import FailoverReport
 
     if fmt == "json":
         click.echo(json.dumps(outcome.to_json(), indent=2, default=str))
@@ -50,6 +52,8 @@ def render(outcome: _Renderable, fmt: str) -> None:
         lines, notes = rollback_lines(outcome)
     elif isinstance(outcome, DrillReport):
         lines, notes = drill_lines(outcome)
+    elif isinstance(outcome, FailoverReport):
+        lines, notes = failover_lines(outcome)
     else:  # pragma: no cover - a new outcome type without a renderer
         raise TypeError(f"no text renderer for {type(outcome).__name__}")
     for line in lines:
@@ -190,3 +194,23 @@ def drill_lines(report: DrillReport) -> tuple[list[str], list[str]]:
     if not report.drills:
         lines.append("no rollback drill ran")
     return lines, report.warnings
+
+
+def failover_lines(report: FailoverReport) -> tuple[list[str], list[str]]:
+    lines: list[str] = []
+    for d in report.drills:
+        verdict = _ok("drill passed") if d.outcome == "passed" else _bad("drill failed")
+        lines.append(f"{verdict} {d.agent} in {d.env}: {d.message}")
+        lines.append(
+            f"  {d.requests} requests; first fallback answer {_ms(d.first_fallback_s)} after the "
+            f"first failed call; breaker open after {_ms(d.breaker_open_s)}; "
+            f"primary back {_ms(d.primary_back_s)} after the fault was lifted (open_s {d.open_s:g})"
+        )
+    lines += [f"skipped: {s}" for s in report.skipped]
+    if not report.drills:
+        lines.append("no failover drill ran")
+    return lines, report.warnings
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"

@@ -73,7 +73,31 @@ def status_text(report: StatusReport) -> str:
             if note := env.running.note():
                 out.append(f"  {'':<11} ! {note}")
         out += [f"  {line}" for line in _incident_lines(agent)]
+    out += _breaker_lines(report)
     return "\n".join(out) + "\n"
+
+
+def _breaker_lines(report: StatusReport) -> list[str]:
+    """The runtime's circuit breakers (state store), when there is one."""
+    if report.breakers is None:
+        return []
+    if not report.breakers:
+        return ["circuit breakers: none yet (no provider has failed)"]
+    lines = ["circuit breakers:"]
+    for b in report.breakers:
+        since = f" since {_when(b['since'])}" if b.get("since") else ""
+        lines.append(f"  {b['provider']:<12} {b['state']}{since}")
+        if fault := b.get("fault"):
+            lines.append(
+                f"  {'':<12} ! injected fault until {_when(fault['until'])}: {fault['reason']}"
+            )
+        for e in b.get("transitions") or []:
+            lines.append(
+                f"  {'':<12} {_when(e['at'])} {e['from']} -> {e['to']}: {e['reason']} "
+                f"(failure rate {e['failure_rate']:.0%}, slow {e['slow_call_rate']:.0%} "
+                f"of {e['calls']} calls)"
+            )
+    return lines
 
 
 def history_text(agent: str, rows: Sequence[Record]) -> str:
@@ -124,8 +148,29 @@ def _drill(env: EnvStatus) -> str:
     d = env.last_drill
     if d is None:
         return "never"
-    took = f" in {_seconds(d.get('recovery_s'))}" if d.get("recovery_s") is not None else ""
-    return f"{d.get('outcome')}{took} {_when(d.get('at'))}"
+    took = (
+        f" in {_seconds(d.get('recovery_s'))}"
+        if d.get("recovery_s") is not None and not d.get("failover")
+        else ""
+    )
+    kind = f"{d['drill']} " if d.get("drill") not in (None, "rollback") else ""
+    return f"{kind}{d.get('outcome')}{took} {_when(d.get('at'))}{_failover(d.get('failover'))}"
+
+
+def _failover(figures: Any) -> str:
+    """A failover drill's figures, in brief."""
+    if not isinstance(figures, dict):
+        return ""
+    return (
+        f" (fallback answered after {_ms(figures.get('first_fallback_s'))}, "
+        f"breaker open after {_ms(figures.get('breaker_open_s'))}, "
+        f"{figures.get('failed_requests', '?')} of {figures.get('requests', '?')} requests "
+        f"failed, primary back {_ms(figures.get('primary_back_s'))} after the fault was lifted)"
+    )
+
+
+def _ms(value: Any) -> str:
+    return "?" if value is None else f"{float(value) * 1000:.0f} ms"
 
 
 def _incident_lines(agent: AgentStatus) -> list[str]:
@@ -154,6 +199,8 @@ def _extra(r: Record) -> str:
     bits = []
     if r.get("recovery_s") is not None:
         bits.append(f"recovery {_seconds(r['recovery_s'])}")
+    if r.get("failover"):
+        bits.append(_failover(r["failover"]).strip(" ()"))
     if r.get("why"):
         bits.append(f"why: {r['why']}")
     return f" ({'; '.join(bits)})" if bits else ""
@@ -214,6 +261,8 @@ def _rich_status(report: StatusReport) -> None:
                 console.print(f"  ! {env.env}: {note}", highlight=False, markup=False)
         for line in _incident_lines(agent):
             console.print(f"  {line}", highlight=False, markup=False)
+    for line in _breaker_lines(report):
+        console.print(line, highlight=False, markup=False)
 
 
 def _rich_history(agent: str, rows: Sequence[Record]) -> None:

@@ -10,7 +10,9 @@ For each request, providers are tried in chain order:
 - an attempt still running after ``slow_call_s`` is slow: the next provider starts at once
   and the first answer wins (the other attempt is cancelled and counted as a slow call);
 - a 4xx caused by the request itself is returned as it is: every provider would refuse it;
-- every outcome goes to the provider's breaker, with the generation it was let through in.
+- every outcome goes to the provider's breaker, with the generation it was let through in;
+- a provider with an injected fault in the state store (``knowngood drill fault``) fails at
+  once, as a dead host would: its breaker counts it, the next provider answers.
 
 When no provider answers, ``on_all_down`` decides: the holding message, the last answer to an
 identical request, or :class:`AllProvidersDown`.
@@ -62,6 +64,11 @@ class _Won(Generic[T]):
     ticket: Ticket
     started: float
     slow: bool
+
+
+async def _injected(reason: str) -> Any:
+    """A call to a provider with an injected fault (``knowngood drill fault``): fails at once."""
+    raise calls.AttemptFailed("injected", f"injected fault: {reason}")
 
 
 class Engine:
@@ -256,7 +263,9 @@ class Engine:
             if ticket is None:
                 self._note(release, attempts, entry, "skipped", 0.0, at_ms, "breaker_open")
                 continue
-            task = asyncio.ensure_future(attempt(entry))
+            fault = self.store.fault(entry.provider, time.time()) if self.store else None
+            call = _injected(fault.reason) if fault is not None else attempt(entry)
+            task = asyncio.ensure_future(call)
             running[task] = _Running(entry, ticket, time.perf_counter(), at_ms)
             return
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline.errors import KnowngoodError
 
-__all__ = ["BreakerEvent", "BreakerRow", "StateStore", "StateStoreError"]
+__all__ = ["BreakerEvent", "BreakerRow", "Fault", "StateStore", "StateStoreError"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
@@ -72,6 +72,12 @@ CREATE TABLE IF NOT EXISTS knowngood_answers (
     response TEXT NOT NULL         -- the chat.completion JSON that was answered
 );
 CREATE INDEX IF NOT EXISTS knowngood_answers_age ON knowngood_answers (agent, at);
+CREATE TABLE IF NOT EXISTS knowngood_faults (
+    provider TEXT PRIMARY KEY,     -- injected fault: every call to it fails at once ...
+    until REAL NOT NULL,           -- ... until this unix time
+    set_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
 """
 
 
@@ -121,6 +127,24 @@ class BreakerEvent:
             "slow_call_rate": self.slow_call_rate,
             "agent": self.agent,
             "pid": self.pid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """An injected fault: calls to ``provider`` fail at once (kind ``injected``) until ``until``."""
+
+    provider: str
+    until: float
+    set_at: float
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "until": self.until,
+            "set_at": self.set_at,
+            "reason": self.reason,
         }
 
 
@@ -254,6 +278,44 @@ class StateStore:
         with self._lock:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [BreakerEvent(*row) for row in reversed(rows)]
+
+    # -- injected faults (drills) -------------------------------------------------------------
+
+    def set_fault(self, provider: str, until: float, reason: str, now: float) -> Fault:
+        """Make every call to ``provider`` fail at once until ``until`` (unix time)."""
+        fault = Fault(provider, until, now, reason)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO knowngood_faults (provider, until, set_at, reason) "
+                "VALUES (?, ?, ?, ?)",
+                (provider, until, now, reason),
+            )
+        return fault
+
+    def lift_fault(self, provider: str) -> bool:
+        """Remove the fault of ``provider``; False when it had none."""
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM knowngood_faults WHERE provider = ?", (provider,))
+            return int(cursor.rowcount) > 0
+
+    def fault(self, provider: str, now: float) -> Fault | None:
+        """The fault in force for ``provider`` at ``now``, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT provider, until, set_at, reason FROM knowngood_faults "
+                "WHERE provider = ? AND until > ?",
+                (provider, now),
+            ).fetchone()
+        return Fault(*row) if row is not None else None
+
+    def faults(self, now: float) -> list[Fault]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT provider, until, set_at, reason FROM knowngood_faults WHERE until > ? "
+                "ORDER BY provider",
+                (now,),
+            ).fetchall()
+        return [Fault(*row) for row in rows]
 
     # -- cached answers ------------------------------------------------------------------------
 

@@ -20,38 +20,40 @@ marked or rewritten, the next ``push`` sends them.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import re
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from pipeline.errors import GitError, KnowngoodError
+from pipeline.errors import KnowngoodError
 from pipeline.git import Git
 from pipeline.gitbranch import DataBranch, PushResult
+from pipeline.recordbuild import (
+    DEFAULT_BRANCH,
+    KIND_DIRS,
+    RECORD_VERSION,
+    RESULTS_DIR,
+    Incident,
+    Incidents,
+    InvalidRecord,
+    Record,
+    Records,
+    actor,
+    assemble_incident,
+    dump,
+    kind_dir,
+    new_id,
+    new_record,
+    parse_time,
+    record_path,
+    resolve_incident,
+    seconds_between,
+    utc_now,
+    validate,
+)
 from pipeline.repo import Settings
 
-DEFAULT_BRANCH = "knowngood/records"
-RECORD_VERSION = 1
-KIND_DIRS = {
-    "intent": "intents",  # written before a deployment changes what runs (pipeline.running)
-    "deployment": "deployments",
-    "check": "checks",
-    "revert": "reverts",
-    "incident": "incidents",
-    "drill": "drills",
-}
-RESULTS_DIR = "results"
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-
-Record = dict[str, Any]
-Records = list[Record]
-Incidents = list["Incident"]
 _Named = list[tuple[str, str]]
 _Paths = list[str]
 
@@ -64,190 +66,15 @@ __all__ = [
     "Record",
     "RecordStore",
     "actor",
+    "new_id",
     "new_record",
+    "parse_time",
     "record_path",
     "resolve_incident",
+    "seconds_between",
     "utc_now",
     "validate",
 ]
-
-
-class InvalidRecord(KnowngoodError):
-    """A record does not match schemas/record.schema.json (a bug in the caller: exit 3)."""
-
-
-# -- building records ---------------------------------------------------------------------------
-
-
-def utc_now() -> str:
-    """``2026-01-01T12:00:00.123456Z``: the format of every ``at`` field."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def seconds_between(start: str, end: str) -> float:
-    return round(max(0.0, (parse_time(end) - parse_time(start)).total_seconds()), 6)
-
-
-def new_id() -> str:
-    return secrets.token_hex(6)
-
-
-def actor(git: Git | None = None) -> str:
-    """Who acts: $GITHUB_ACTOR, else ``git config user.name``, else the login name."""
-    if name := os.environ.get("GITHUB_ACTOR", "").strip():
-        return name
-    try:
-        result = (git or Git(Path.cwd())).try_run("config", "user.name")
-    except (GitError, OSError):  # no git, or the current directory is gone
-        result = None
-    if result is not None and result.code == 0 and result.stdout.strip():
-        return result.stdout.strip()
-    for var in ("USER", "USERNAME", "LOGNAME"):
-        if name := os.environ.get(var, "").strip():
-            return name
-    try:
-        return getpass.getuser() or "unknown"
-    except (OSError, KeyError):  # no passwd entry (containers)
-        return "unknown"
-
-
-def new_record(
-    kind: str,
-    *,
-    agent: str,
-    env: str,
-    what: str,
-    outcome: str,
-    why: str = "",
-    at: str | None = None,
-    by: str | None = None,
-    **fields: Any,
-) -> Record:
-    """A record with the common fields filled in; ``fields`` are the kind-specific ones."""
-    record: Record = {
-        "version": RECORD_VERSION,
-        "kind": kind,
-        "id": new_id(),
-        "agent": agent,
-        "env": env,
-        "at": at or utc_now(),
-        "actor": by or actor(),
-        "what": what,
-        "why": why,
-        "outcome": outcome,
-    }
-    if kind == "incident":
-        record.setdefault("incident", record["id"])
-        record.setdefault("detected_at", record["at"])
-    record.update(fields)
-    return record
-
-
-def resolve_incident(
-    opening: Mapping[str, Any],
-    *,
-    restored: str | None = None,
-    restored_release: str | None = None,
-    at: str | None = None,
-    why: str = "",
-    by: str | None = None,
-) -> Record:
-    """The record that closes the incident ``opening`` opened, with its recovery time."""
-    at = at or utc_now()
-    return new_record(
-        "incident",
-        agent=opening["agent"],
-        env=opening["env"],
-        at=at,
-        by=by,
-        what=f"recovered {opening['agent']} in {opening['env']}",
-        why=why,
-        outcome="resolved",
-        incident=opening["incident"],
-        detected_at=opening["detected_at"],
-        resolved_at=at,
-        recovery_s=seconds_between(opening["detected_at"], at),
-        deployment=opening.get("deployment"),
-        release=opening.get("release"),
-        restored=restored,
-        restored_release=restored_release,
-    )
-
-
-def validate(record: Mapping[str, Any]) -> None:
-    """Raise InvalidRecord unless ``record`` matches schemas/record.schema.json."""
-    from jsonschema.exceptions import best_match
-
-    from pipeline.schemas import validator
-
-    errors = list(validator("record").iter_errors(record))
-    # A failing kind-specific part also leaves its fields "unevaluated": report the cause.
-    causes = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
-    error = best_match(causes)
-    if error is not None:
-        where = "$" + "".join(
-            f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
-        )
-        raise InvalidRecord(f"invalid {record.get('kind', '?')} record: {where}: {error.message}")
-
-
-def record_path(record: Mapping[str, Any]) -> str:
-    """Where a record lives on the branch."""
-    if record["kind"] == "results":
-        return f"{RESULTS_DIR}/{record['commit']}.json"
-    stamp = str(record["at"]).replace("-", "").replace(":", "")
-    return (
-        f"{KIND_DIRS[record['kind']]}/{record['agent']}/{record['env']}/{stamp}-{record['id']}.json"
-    )
-
-
-def _dump(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _kind_dir(kind: str) -> str:
-    if kind in KIND_DIRS:
-        return KIND_DIRS[kind]
-    if kind in KIND_DIRS.values():
-        return kind
-    raise KnowngoodError(f"unknown record kind {kind!r} (kinds: {', '.join(KIND_DIRS)})")
-
-
-# -- views ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Incident:
-    """One incident, assembled from the records that share its ``incident`` id."""
-
-    id: str
-    agent: str
-    env: str
-    status: str  # "open" | "resolved"
-    detected_at: str
-    resolved_at: str | None
-    recovery_s: float | None
-    release: str | None
-    restored_release: str | None
-    records: tuple[Record, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "agent": self.agent,
-            "env": self.env,
-            "status": self.status,
-            "detected_at": self.detected_at,
-            "resolved_at": self.resolved_at,
-            "recovery_s": self.recovery_s,
-            "release": self.release,
-            "restored_release": self.restored_release,
-            "records": [r["id"] for r in self.records],
-        }
 
 
 # -- the store -------------------------------------------------------------------------------------
@@ -282,7 +109,7 @@ class RecordStore:
             subject = f"results {record['commit'][:12]}"
         else:
             subject = f"{record['kind']} {record['agent']}/{record['env']} {record['outcome']}: {record['what']}"
-        return self.data.write({path: _dump(record)}, f"{subject}\n\nKnowngood-Record: {path}\n")
+        return self.data.write({path: dump(record)}, f"{subject}\n\nKnowngood-Record: {path}\n")
 
     def put_results(self, commit: str, results: Mapping[str, Any]) -> str:
         """Store the eval results of ``commit`` (replacing earlier ones); returns the records commit."""
@@ -307,7 +134,7 @@ class RecordStore:
     ) -> Records:
         """Records of ``kind`` (intent, deployment, check, revert, incident, drill), newest first."""
         prefix = (
-            _kind_dir(kind) + (f"/{agent}" if agent else "") + (f"/{env}" if agent and env else "")
+            kind_dir(kind) + (f"/{agent}" if agent else "") + (f"/{env}" if agent and env else "")
         )
         entries: _Named = []  # (path, blob)
         for path, blob in self.data.ls(prefix):
@@ -367,7 +194,9 @@ class RecordStore:
         groups: dict[str, Records] = {}
         for record in reversed(self.list("incident", agent, env)):  # oldest first
             groups.setdefault(record["incident"], []).append(record)
-        incidents = [_incident(incident_id, records) for incident_id, records in groups.items()]
+        incidents = [
+            assemble_incident(incident_id, records) for incident_id, records in groups.items()
+        ]
         incidents.sort(key=lambda i: i.detected_at, reverse=True)
         return incidents
 
@@ -394,27 +223,3 @@ def _parse(branch: str, path: str, data: bytes) -> Record:
     if not isinstance(record, dict):
         raise KnowngoodError(f"{branch}:{path} is not a JSON object", hint=hint)
     return record
-
-
-def _incident(incident_id: str, records: Records) -> Incident:
-    first = records[0]
-    resolved = [r for r in records if r["outcome"] == "resolved"]
-    last = resolved[-1] if resolved else None
-    detected = min(r["detected_at"] for r in records)
-    recovery = None
-    if last is not None:
-        recovery = last.get("recovery_s")
-        if recovery is None:
-            recovery = seconds_between(detected, last["resolved_at"])
-    return Incident(
-        id=incident_id,
-        agent=first["agent"],
-        env=first["env"],
-        status="resolved" if last else "open",
-        detected_at=detected,
-        resolved_at=last["resolved_at"] if last else None,
-        recovery_s=recovery,
-        release=first.get("release"),
-        restored_release=last.get("restored_release") if last else None,
-        records=tuple(records),
-    )

@@ -51,9 +51,17 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("bundle/targets", frozenset({"pipeline.bundle", "pipeline.targets", "pipeline.notify"})),
     (
         "validate/changes/records",
-        frozenset({"pipeline.validate", "pipeline.changes", "pipeline.records", "pipeline.source"}),
+        frozenset(
+            {
+                "pipeline.validate",
+                "pipeline.changes",
+                "pipeline.records",
+                "pipeline.recordbuild",
+                "pipeline.source",
+            }
+        ),
     ),
-    ("repo", frozenset({"pipeline.repo"})),
+    ("repo", frozenset({"pipeline.repo", "pipeline.layout"})),
     (
         "loading/git/github",
         frozenset(

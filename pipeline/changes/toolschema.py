@@ -10,29 +10,20 @@ prove safe.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.changes.model import MAX_DEPTH, Kind, ToolChange
-from pipeline.findings import json_path
-
-Parts = tuple[str | int, ...]
-
-# fmt: off
-ANNOTATIONS = frozenset({"title", "description", "examples", "default", "$comment", "deprecated",
-                         "readOnly", "writeOnly", "$schema", "$id"})
-LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains")
-UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains")
-_RESTRICTIONS = ("pattern", "format", "const")  # added or changed: narrower; removed: wider
-_HANDLED = frozenset({"type", "enum", "properties", "required", "additionalProperties", "items",
-                      "prefixItems", "anyOf", "oneOf", "$defs", "definitions", "nullable",
-                      "uniqueItems", "multipleOf",
-                      *LOWER_BOUNDS, *UPPER_BOUNDS, *_RESTRICTIONS, *ANNOTATIONS})
-# fmt: on
-_ANY: dict[str, Any] = {}
-_NOTHING: dict[str, Any] = {"not": {}}
+from pipeline.changes.schemakeywords import (
+    ANNOTATIONS,
+    HANDLED,
+    At,
+    KeywordComparer,
+    Parts,
+    as_schema,
+    required_names,
+    tool_change,
+)
 
 
 def compare_tools(
@@ -55,13 +46,13 @@ def compare_tools(
     for name in sorted(removed):
         if name in renamed:
             to = renamed[name]
-            out.append(_change(name, (), "breaking", "tool.renamed", f"renamed to {to!r}"))
+            out.append(tool_change(name, (), "breaking", "tool.renamed", f"renamed to {to!r}"))
             out.extend(compare_tool(to, old[name][1], new[to][1]))
         else:
-            out.append(_change(name, (), "breaking", "tool.removed", "tool removed"))
+            out.append(tool_change(name, (), "breaking", "tool.removed", "tool removed"))
     for name in sorted(added):
         if name not in renamed.values():
-            out.append(_change(name, (), "additive", "tool.added", "new tool"))
+            out.append(tool_change(name, (), "additive", "tool.added", "new tool"))
     for name in sorted(n for n in old if n in new):
         out.extend(compare_tool(name, old[name][1], new[name][1]))
     return out
@@ -97,77 +88,11 @@ def _key_order(key: str) -> tuple[int, str]:
     return ({"parameters": 0, "strict": 1, "description": 2}.get(key, 3), key)
 
 
-def _change(tool: str, parts: Parts, kind: Kind, change: str, what: str) -> ToolChange:
-    return ToolChange(tool, json_path(parts), kind, change, f"{tool}: {what} ({kind})")
-
-
-def _as_schema(value: Any) -> dict[str, Any]:
-    """Boolean schemas and absent schemas as mappings: true/absent accept anything."""
-    if value is None or value is True:
-        return _ANY
-    if value is False:
-        return _NOTHING
-    return dict(value) if isinstance(value, Mapping) else {"const": value}
-
-
-def _fmt(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def _types(schema: Mapping[str, Any]) -> set[str] | None:
-    t = schema.get("type")
-    if t is None:
-        return None
-    types = {t} if isinstance(t, str) else {str(x) for x in t} if isinstance(t, list) else set()
-    if schema.get("nullable") is True:
-        types.add("null")
-    return types
-
-
-def _covered(t: str, types: set[str]) -> bool:
-    return t in types or (t == "integer" and "number" in types)
-
-
-def _type_text(types: set[str] | None) -> str:
-    if types is None:
-        return "any type"
-    return " or ".join(sorted(types))
-
-
-@dataclass(frozen=True, slots=True)
-class _At:
-    """One level of the comparison: the old and new schema at ``parts``."""
-
-    old: dict[str, Any]
-    new: dict[str, Any]
-    parts: Parts
-    label: str  # the property it describes: "", "address.zip", "lines[]"
-
-    @property
-    def subject(self) -> str:
-        return f"{self.label!r}" if self.label else "parameters"
-
-    def pair(self, key: str) -> tuple[Any, Any]:
-        return self.old.get(key), self.new.get(key)
-
-    def child(self, label: str) -> str:
-        return f"{self.label}.{label}" if self.label else label
-
-
-class _Comparer:
-    def __init__(self, tool: str) -> None:
-        self.tool = tool
-        self.out: list[ToolChange] = []
-
-    def add(self, parts: Parts, kind: Kind, change: str, what: str) -> None:
-        self.out.append(_change(self.tool, parts, kind, change, what))
-
-    def unknown(self, parts: Parts, subject: str, key: str) -> None:
-        what = f"{subject} {key!r} changed; treated as breaking (compatibility unknown)"
-        self.add(parts, "breaking", "keyword.changed", what)
+class _Comparer(KeywordComparer):
+    """The whole comparison: each level's keywords, then down into the sub-schemas."""
 
     def schema(self, old: Any, new: Any, parts: Parts, label: str) -> None:
-        at = _At(_as_schema(old), _as_schema(new), parts, label)
+        at = At(as_schema(old), as_schema(new), parts, label)
         if at.old == at.new:
             return
         if len(parts) > 3 * MAX_DEPTH:  # data is depth-limited when read; this is a backstop
@@ -183,101 +108,16 @@ class _Comparer:
             self.add(
                 parts, "cosmetic", "annotation", f"{at.subject} {', '.join(annotations)} changed"
             )
-        for key in sorted((set(at.old) | set(at.new)) - _HANDLED):
+        for key in sorted((set(at.old) | set(at.new)) - HANDLED):
             if at.old.get(key) != at.new.get(key):
                 self.unknown((*parts, key), at.subject, key)
 
-    # -- keywords ---------------------------------------------------------------------------
-    def _type(self, at: _At) -> None:
-        a, b = _types(at.old), _types(at.new)
-        if a == b:
-            return
-        narrowed = b is not None and (a is None or any(not _covered(t, b) for t in a))
-        widened = b is None or (a is not None and any(not _covered(t, a) for t in b))
-        text = f"from {_type_text(a)} to {_type_text(b)}"
-        where = (*at.parts, "type")
-        if narrowed and widened:
-            self.add(where, "breaking", "type.changed", f"{at.subject} type changed {text}")
-        elif narrowed:
-            self.add(where, "breaking", "type.narrowed", f"{at.subject} type narrowed {text}")
-        elif widened:
-            self.add(where, "additive", "type.widened", f"{at.subject} type widened {text}")
-
-    def _enum(self, at: _At) -> None:
-        a, b = at.pair("enum")
-        where, subject = (*at.parts, "enum"), at.subject
-        if a == b:
-            return
-        if b is None:
-            self.add(
-                where, "additive", "enum.removed", f"{subject} enum removed (any value allowed)"
-            )
-        elif a is None or not isinstance(a, list) or not isinstance(b, list):
-            self.add(where, "breaking", "enum.added", f"{subject} now restricted to {_fmt(b)}")
-        else:
-            if gone := [_fmt(v) for v in a if v not in b]:
-                self.add(
-                    where,
-                    "breaking",
-                    "enum.narrowed",
-                    f"{subject} enum value {', '.join(gone)} removed",
-                )
-            if more := [_fmt(v) for v in b if v not in a]:
-                self.add(
-                    where,
-                    "additive",
-                    "enum.widened",
-                    f"{subject} enum widened with {', '.join(more)}",
-                )
-
-    def _bounds(self, at: _At) -> None:
-        for key in (*LOWER_BOUNDS, *UPPER_BOUNDS):
-            a, b = at.pair(key)
-            if a == b:
-                continue
-            where, subject = (*at.parts, key), at.subject
-            if b is None:
-                self.add(where, "additive", "bound.loosened", f"{subject} {key} {_fmt(a)} removed")
-            elif a is None:
-                self.add(where, "breaking", "bound.tightened", f"{subject} {key} {_fmt(b)} added")
-            elif _tighter(key, a, b):
-                what = f"{subject} {key} tightened from {_fmt(a)} to {_fmt(b)}"
-                self.add(where, "breaking", "bound.tightened", what)
-            else:
-                what = f"{subject} {key} loosened from {_fmt(a)} to {_fmt(b)}"
-                self.add(where, "additive", "bound.loosened", what)
-
-    def _multiple(self, at: _At) -> None:
-        a, b = at.pair("multipleOf")
-        if a == b:
-            return
-        numbers = isinstance(a, int | float) and isinstance(b, int | float) and b != 0
-        looser = b is None or (numbers and (a / b) == int(a / b))  # every old multiple still is one
-        what = f"{at.subject} multipleOf changed from {_fmt(a)} to {_fmt(b)}"
-        if looser:
-            self.add((*at.parts, "multipleOf"), "additive", "bound.loosened", what)
-        else:
-            self.add((*at.parts, "multipleOf"), "breaking", "bound.tightened", what)
-
-    def _restrictions(self, at: _At) -> None:
-        for key in _RESTRICTIONS:
-            a, b = at.pair(key)
-            if a == b:
-                continue
-            where, subject = (*at.parts, key), at.subject
-            if b is None:
-                self.add(where, "additive", f"{key}.removed", f"{subject} {key} {_fmt(a)} removed")
-            elif a is None:
-                self.add(where, "breaking", f"{key}.added", f"{subject} {key} {_fmt(b)} added")
-            else:
-                what = f"{subject} {key} changed from {_fmt(a)} to {_fmt(b)}"
-                self.add(where, "breaking", f"{key}.changed", what)
-
-    def _properties(self, at: _At) -> None:
+    # -- sub-schemas ------------------------------------------------------------------------
+    def _properties(self, at: At) -> None:
         a, b = at.pair("properties")
         a_props: Mapping[str, Any] = a if isinstance(a, Mapping) else {}
         b_props: Mapping[str, Any] = b if isinstance(b, Mapping) else {}
-        a_req, b_req = _required(at.old), _required(at.new)
+        a_req, b_req = required_names(at.old), required_names(at.new)
 
         def add(prop: str, kind: Kind, change: str, what: str) -> None:
             self.add((*at.parts, "properties", prop), kind, change, what.format(at.child(prop)))
@@ -306,7 +146,7 @@ class _Comparer:
                     a_props[prop], b_props[prop], (*at.parts, "properties", prop), at.child(prop)
                 )
 
-    def _additional(self, at: _At) -> None:
+    def _additional(self, at: At) -> None:
         a, b = at.pair("additionalProperties")
         if a == b:
             return
@@ -320,7 +160,7 @@ class _Comparer:
         else:
             self.schema(a, b, where, at.child("*"))
 
-    def _items(self, at: _At) -> None:
+    def _items(self, at: At) -> None:
         label = f"{at.label}[]"
         a, b = at.pair("items")
         if a != b:
@@ -340,7 +180,7 @@ class _Comparer:
             new = b_list[i] if i < len(b_list) else None
             self.schema(old, new, (*parts, i), f"{label}[{i}]")
 
-    def _alternatives(self, at: _At) -> None:
+    def _alternatives(self, at: At) -> None:
         for key in ("anyOf", "oneOf"):
             a, b = at.pair(key)
             if a == b:
@@ -362,7 +202,7 @@ class _Comparer:
             else:
                 self.unknown(where, subject, key)
 
-    def _definitions(self, at: _At) -> None:
+    def _definitions(self, at: At) -> None:
         for key in ("$defs", "definitions"):
             a, b = at.pair(key)
             if a == b or not isinstance(a, Mapping):
@@ -376,29 +216,3 @@ class _Comparer:
                     self.add(
                         where, "breaking", "definition.removed", f"definition {name!r} removed"
                     )
-
-    def _unique(self, at: _At) -> None:
-        a, b = (bool(v) for v in at.pair("uniqueItems"))
-        if a != b:
-            where = (*at.parts, "uniqueItems")
-            if b:
-                self.add(where, "breaking", "bound.tightened", f"{at.subject} uniqueItems required")
-            else:
-                self.add(
-                    where,
-                    "additive",
-                    "bound.loosened",
-                    f"{at.subject} uniqueItems no longer required",
-                )
-
-
-def _required(schema: Mapping[str, Any]) -> set[str]:
-    names = schema.get("required")
-    return {r for r in names if isinstance(r, str)} if isinstance(names, list) else set()
-
-
-def _tighter(key: str, old: Any, new: Any) -> bool:
-    try:
-        return bool(new > old if key in LOWER_BOUNDS else new < old)
-    except TypeError:  # not numbers: cannot tell, so not safe
-        return True

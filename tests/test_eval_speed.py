@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 from fakeproviders import FakeProvider, Reply
 from test_eval import KEYS, make_repo
+
+from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "KG_SPEED_KEY"
@@ -138,3 +141,39 @@ def _lanes_of(proc: subprocess.Popen[str], server: FakeProvider, n: int) -> list
 
 
 # --- output -----------------------------------------------------------------------------------
+
+
+def test_json_is_compact_for_a_program_and_indented_for_a_person(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 3)
+        assert main(eval_args(root)) == 0
+    capsys.readouterr()
+    piped = knowngood(*eval_args(root, "--offline", "--format", "json"))
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.count("\n") == 1 and '":' in piped.stdout and '": ' not in piped.stdout
+    # a terminal: indented
+    leader, follower = pty.openpty()
+    script = (
+        "import sys\nfrom pipeline.cli import main\n"
+        f"sys.exit(main({eval_args(root, '--offline', '--format', 'json')!r}))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=follower, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    shown = b"".join(chunks).decode()
+    assert '\n  "summary": {' in shown.replace("\r\n", "\n")
+    assert json.loads(shown)["cases"] == json.loads(piped.stdout)["cases"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,7 +112,7 @@ def command(
       knowngood eval --kind pull_request --record   # main branch: PRs compare with this
     """
     from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets, select_targets
-    from pipeline.report.evals import render_text, write_reports
+    from pipeline.report.evals import json_text, render_text, write_reports
     from pipeline.source import working_tree
 
     root = resolve_repo(repo)
@@ -139,7 +138,7 @@ def command(
     run = run_targets(valid, targets, request, progress=fmt == "text", commit=commit)
     data = write_reports(run, output=output, junit=junit, markdown=markdown)
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json_text(data, pretty=sys.stdout.isatty()))
     else:
         from pipeline.evals.session import plain_progress
 

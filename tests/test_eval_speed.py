@@ -11,11 +11,13 @@ knowngood never forks while another thread runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from fakeproviders import FakeProvider, Reply
 from test_eval import KEYS, make_repo
 
 from pipeline.cli import main
+from pipeline.evals import providers, trims
+from pipeline.evals.providers import ProviderSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "KG_SPEED_KEY"
@@ -100,6 +104,75 @@ def test_help_and_version_read_no_package_metadata_until_asked() -> None:
 
 
 # --- litellm's per-call work ------------------------------------------------------------------
+
+
+def test_litellms_synchronous_half_runs_on_the_loops_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """For handlers that take knowngood's client, litellm's run_in_executor makes no thread."""
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with FakeProvider(responder=acme) as server:
+        spec = ProviderSpec("openai", "openai/gpt-4o-mini", server.openai_base, KEY_ENV)
+
+        async def calls() -> tuple[list[str], list[str]]:
+            try:
+                texts = [
+                    (
+                        await providers.complete(
+                            spec, [{"role": "user", "content": "hi"}], None, {}, 5
+                        )
+                    ).text
+                    for _ in range(3)
+                ]
+                threads = [t.name for t in threading.enumerate() if t.name.startswith("asyncio")]
+                return texts, threads
+            finally:
+                await providers.aclose()
+
+        texts, threads = asyncio.run(calls())
+    assert texts == ["Hello from Acme! It ships today."] * 3
+    assert threads == []
+
+
+def test_inline_executor_hands_everything_else_to_its_threads() -> None:
+    async def run() -> tuple[str, str, str]:
+        loop = asyncio.get_running_loop()
+        assert trims.install_executor(loop)
+        here = threading.current_thread().name
+        with trims.inline_first_submit():
+            first = await loop.run_in_executor(None, lambda: threading.current_thread().name)
+            second = await loop.run_in_executor(None, lambda: threading.current_thread().name)
+        other = await asyncio.to_thread(lambda: threading.current_thread().name)
+        assert first == here
+        return first, second, other
+
+    first, second, other = asyncio.run(run())
+    assert second != first and other != first
+
+
+def test_no_tokenizer_is_loaded_for_calls_whose_provider_reports_usage(
+    tmp_path: Path, keys: None
+) -> None:
+    """litellm fetches tiktoken's cl100k_base for every chat call (~0.2 s to load), unused here;
+    a budget bounds costs from bytes and prices, not tokens (pipeline/evals/budget.py)."""
+    loaders = ("tiktoken.load", "tiktoken_ext.openai_public")  # what loading an encoding imports
+    probe = f"print([m for m in {loaders!r} if m in sys.modules], file=sys.stderr)"
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 3)
+        done = knowngood(*eval_args(root, "--no-cache", "--budget", "1"), epilogue=probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_the_deferred_tokenizer_is_the_real_one_on_first_use() -> None:
+    providers.ready()
+    import litellm.main
+
+    stand_in = litellm.main._get_encoding()
+    real = litellm.main._load_default_encoding()
+    assert isinstance(stand_in, trims.LazyTokenizer)
+    assert stand_in.encode("hello world") == real.encode("hello world")
+    assert stand_in.loaded()
 
 
 # --- lanes ------------------------------------------------------------------------------------

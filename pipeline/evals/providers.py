@@ -16,7 +16,9 @@ request that goes out (:attr:`Completion.requests`, :attr:`ProviderCallError.req
 sends one again on its own, which litellm's handler does after a connection error.
 
 After the last call on an event loop, ``await aclose()``: it closes knowngood's client and the
-ones litellm cached for that loop.
+ones litellm cached for that loop. :func:`ready` imports litellm ahead of the first call (a
+run does it before its event loop starts). litellm's per-call work that knowngood's calls do not
+need is trimmed by :mod:`pipeline.evals.trims`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any, Final
 from urllib.parse import urlparse
 
 from pipeline.errors import ProviderError
+from pipeline.evals import trims
 
 __all__ = [
     "Completion",
@@ -50,7 +53,9 @@ __all__ = [
     "is_loopback",
     "key_env_var",
     "missing_key",
+    "prepare_loop",
     "price_info",
+    "ready",
     "to_openai_tools",
 ]
 
@@ -306,6 +311,12 @@ def _configure_litellm(litellm: Any) -> None:
         setattr(litellm, name, list(value) if isinstance(value, list) else value)
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # litellm 1.106.2's chat path passes its default tokenizer to its HTTP handler on every
+    # call, loading it (tiktoken, ~0.2 s of CPU) on the first; only some providers read it.
+    main = sys.modules.get("litellm.main")
+    load = getattr(main, "_load_default_encoding", None)
+    if getattr(main, "_encoding_cache", False) is None and callable(load):
+        main._encoding_cache = trims.LazyTokenizer(load)  # type: ignore[union-attr]
 
 
 def _litellm() -> Any:
@@ -331,6 +342,18 @@ def _litellm() -> Any:
         _INTERNAL_CALL = getattr(context, "is_internal_call", None)  # else: calls are logged
         _LITELLM = litellm
     return _LITELLM
+
+
+def ready() -> None:
+    """Import (and trim) litellm now rather than on the first call: a run does it before its
+    event loop starts, so no call waits inside the loop for the import."""
+    _litellm()
+
+
+def prepare_loop() -> None:
+    """Give the running loop the executor that runs litellm's synchronous half inline
+    (:mod:`pipeline.evals.trims`); :func:`complete` does it too, if the loop has none yet."""
+    trims.install_executor(asyncio.get_running_loop())
 
 
 def _unlogged() -> Any:
@@ -420,6 +443,11 @@ _OWN_CLIENT_OPENAI: Final = frozenset(
         "dashscope",
     }
 )
+
+# Of those, the ones whose synchronous half in litellm may do I/O (ollama asks the server for
+# the model's details, Hugging Face the hub for its provider mapping, Databricks may fetch an
+# OAuth token): it stays on a thread. The others' runs on the loop's thread (trims.py).
+_BLOCKING_PRELUDE: Final = frozenset({"ollama", "ollama_chat", "huggingface", "databricks"})
 
 _REQUESTS: ContextVar[list[int] | None] = ContextVar("knowngood_requests", default=None)
 # Per event loop, per timeout: some handlers (Gemini) use the client's timeout, not the call's.
@@ -528,8 +556,11 @@ async def complete(
     if tools:
         request["tools"] = to_openai_tools(tools)
     client = _own_client(litellm, spec, timeout_s)
+    inline = False
     if client is not None:
         request["client"] = client
+        inline = _LITELLM_PROVIDER.get((spec.model, spec.api_base)) not in _BLOCKING_PRELUDE
+        inline = inline and trims.install_executor(asyncio.get_running_loop())
     started = time.perf_counter()
     failed: ProviderCallError | None = None
     counter = [0]
@@ -537,7 +568,11 @@ async def complete(
     token = _unlogged()
     try:
         async with asyncio.timeout(timeout_s + _WAIT_GRACE_S):  # no extra task, unlike wait_for
-            response = await litellm.acompletion(**request)
+            if inline:
+                with trims.inline_first_submit():
+                    response = await litellm.acompletion(**request)
+            else:
+                response = await litellm.acompletion(**request)
     except Exception as e:
         failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
     finally:

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import threading
@@ -103,6 +104,24 @@ def test_help_and_version_read_no_package_metadata_until_asked() -> None:
     assert version.stdout.split()[-1] == pipeline.__version__ != ""
 
 
+def test_litellm_is_imported_before_the_event_loop_starts(tmp_path: Path, keys: None) -> None:
+    """No call waits for the import (seconds) inside the event loop."""
+    prelude = (
+        "import asyncio\nseen = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'import' and args[0] == 'litellm':\n"
+        "        seen.append(asyncio._get_running_loop() is not None)\n"
+        "sys.addaudithook(hook)\n"
+    )
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 3)
+        done = knowngood(
+            *eval_args(root, "--no-cache"), prelude=prelude, epilogue="print(seen, file=sys.stderr)"
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[False]"
+
+
 # --- litellm's per-call work ------------------------------------------------------------------
 
 
@@ -183,6 +202,74 @@ def results_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
+def test_calls_spread_over_processes_give_the_same_results_counts_and_costs(
+    tmp_path: Path, keys: None
+) -> None:
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 40)
+        one = knowngood(*eval_args(root, "--no-cache", "--format", "json", "--processes", "1"))
+        seen_one = server.count()
+        three = knowngood(*eval_args(root, "--no-cache", "--format", "json", "--processes", "3"))
+        seen_three = server.count() - seen_one
+    assert one.returncode == three.returncode == 1, three.stderr  # every tenth case fails
+    a, b = results_of(one), results_of(three)
+    keep = ("case", "status", "cost_usd", "prompt_tokens", "completion_tokens")
+    assert [{k: c[k] for k in keep} for c in a["cases"]] == [
+        {k: c[k] for k in keep} for c in b["cases"]
+    ]
+    assert a["summary"] == b["summary"]
+    assert a["summary"]["calls"] == b["summary"]["calls"] == seen_one == seen_three == 40
+
+
+def test_every_lane_serves_calls_and_none_outlives_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through fork_lanes directly, as the runner uses it, in a child process (no threads)."""
+    script = """
+import asyncio, json, os, sys
+from pipeline.evals import lanes, providers
+providers.ready()
+spec = providers.ProviderSpec("p", "openai/gpt-4o-mini", sys.argv[1], "KG_SPEED_KEY")
+run = lanes.fork_lanes(providers, 2)
+pids = [r.pid for r in run.remotes]
+async def main():
+    await run.start()
+    sem = asyncio.Semaphore(6)
+    async def one(i):
+        async with sem:
+            return await run.complete(spec, [{"role": "user", "content": str(i)}], None, {}, 5)
+    try:
+        return await asyncio.gather(*(one(i) for i in range(30)))
+    finally:
+        await run.aclose()
+        await providers.aclose()
+try:
+    done = asyncio.run(main())
+finally:
+    run.stop()
+print(json.dumps({"texts": sorted({d.text for d in done}), "served": run.served, "pids": pids,
+                  "requests": sum(d.requests for d in done)}))
+"""
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with FakeProvider(responder=lambda wire, body: Reply(text="hi", latency_ms=20)) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", script, server.openai_base],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        seen = server.count()
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["texts"] == ["hi"]
+    assert out["requests"] == seen == 30
+    assert len(out["served"]) == 3 and all(n > 0 for n in out["served"]), out["served"]
+    assert sum(out["served"]) == 30
+    for pid in out["pids"]:
+        assert not Path(f"/proc/{pid}").exists()
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -211,6 +298,62 @@ def _lanes_of(proc: subprocess.Popen[str], server: FakeProvider, n: int) -> list
             return kids
         time.sleep(0.02)
     raise AssertionError(f"no {n} lanes (exit {proc.poll()}): {proc.stderr and proc.stderr.read()}")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="lanes are forked on Linux only")
+def test_a_lane_that_dies_fails_only_its_calls_in_flight_which_are_retried(
+    tmp_path: Path, keys: None
+) -> None:
+    with FakeProvider(responder=slow_acme) as server:
+        root = bench_repo(tmp_path, server, 20, extra_eval="  budget_usd: 1\n")
+        proc = _start(
+            eval_args(root, "--no-cache", "--format", "json", "--processes", "2", "-j", "4")
+        )
+        (lane,) = _lanes_of(proc, server, 1)
+        os.kill(lane, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        seen = server.count()
+    assert proc.returncode == 1, err  # the two failing cases; every other one passed
+    results = json.loads(out)
+    assert {c["status"] for c in results["cases"]} == {"pass", "fail"}
+    assert [c["case"] for c in results["cases"] if c["status"] == "fail"] == ["c9", "c19"]
+    summary = results["summary"]
+    # the killed lane's calls in flight count as sent (they may have been) and were sent again
+    assert seen <= summary["calls"]
+    assert summary["calls"] > 20
+    assert "lost their answer" in " ".join(results["notices"])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="lanes are forked on Linux only")
+def test_ctrl_c_stops_the_run_and_its_lanes(tmp_path: Path, keys: None) -> None:
+    with FakeProvider(responder=slow_acme) as server:
+        root = bench_repo(tmp_path, server, 40)
+        proc = _start(eval_args(root, "--no-cache", "--processes", "2", "-j", "2"))
+        lanes = _lanes_of(proc, server, 1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    for pid in lanes:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="lanes are forked on Linux only")
+def test_the_budget_stays_a_hard_cap_across_processes(tmp_path: Path, keys: None) -> None:
+    from test_eval_costs import MAX_OUTPUT, greedy
+
+    with FakeProvider(responder=greedy) as server:
+        root = bench_repo(tmp_path, server, 12)
+        done = knowngood(
+            *eval_args(root, "--format", "json", "--budget", "0.05", "-j", "4", "--processes", "3")
+        )
+        seen = server.count()
+    assert done.returncode == 3, done.stderr
+    summary = results_of(done)["summary"]
+    # each answer costs ~$0.0098: five fit in $0.05, whichever process sent them
+    assert summary["calls"] == seen == 5
+    assert summary["cost_usd"] <= 0.05
+    assert 0.05 - summary["cost_usd"] < MAX_OUTPUT * 0.6e-6
 
 
 # --- output -----------------------------------------------------------------------------------

@@ -63,6 +63,12 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     "--no-cache", "no_cache", is_flag=True, help="Call the providers even when an answer is cached."
 )
 @click.option("--offline", is_flag=True, help="Use only cached answers; a miss is exit 3.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Make the calls from N processes (default: one per spare core, from a few hundred calls).",
+)
 @click.option("--shard", "shard", metavar="K/N", help="Run only shard K of N (CI matrix jobs).")
 @out_file("--output", "Write results JSON here.")
 @out_file("--junit", "Write JUnit XML here.")
@@ -88,6 +94,7 @@ def command(
     budget: float | None,
     no_cache: bool,
     offline: bool,
+    processes: int | None,
     shard: str | None,
     output: Path | None,
     junit: Path | None,
@@ -131,6 +138,7 @@ def command(
         use_cache=not no_cache,
         offline=offline,
         shard=_shard(shard),
+        processes=processes,
     )
     commit = _check_record(root, request) if record else None
     valid = load_valid_repo(root)

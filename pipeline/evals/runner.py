@@ -6,6 +6,10 @@ retries with exponential backoff and jitter that honour ``Retry-After`` (a 429 p
 provider, so a storm slows the run instead of failing it), and a hard ``--budget``
 (:mod:`pipeline.evals.calls`, :mod:`pipeline.evals.budget`).
 
+Before the event loop starts the runner looks every call up in the cache; when some must be
+sent it imports litellm there (no call waits for the import inside the loop) and, with hundreds
+of calls and spare cores, forks lanes that share the calls (:mod:`pipeline.evals.lanes`).
+
 A call makes at most ``retries + 1`` attempts (``--retries``, else the agent's
 ``resilience.retries``, else ``eval.retries``); the run's ``calls`` count every HTTP request
 that went out, each retry included.
@@ -33,6 +37,7 @@ from pipeline.repo import Agent, Case, Provider, Settings, Suite
 
 if TYPE_CHECKING:
     from pipeline.evals.assertions import Output
+    from pipeline.evals.lanes import Lanes
     from pipeline.evals.localserver import LocalServers
 
 
@@ -50,6 +55,7 @@ class EvalOptions:
     retries: int | None = None
     backoff_base_s: float = 0.5
     cache_dir: Path | None = None
+    processes: int | None = None  # make the calls from N processes; None: one per spare core
 
 
 @dataclass(slots=True)
@@ -128,6 +134,8 @@ class Runner:
     _fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     _writer: ThreadPoolExecutor | None = None
     _writes: list[Future[None]] = field(default_factory=list)
+    _hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # found before the loop
+    _lanes: Lanes | None = None
 
     # -- planning -------------------------------------------------------------------------------
     def plan(self, targets: Sequence[Target]) -> list[_Job]:
@@ -268,8 +276,34 @@ class Runner:
     def _lookup(self, key: str) -> dict[str, Any] | None:
         if self._cache is None:
             return None
-        fresh = self._fresh.get(key)
-        return fresh if fresh is not None else self._cache.get(key)
+        found = self._fresh.get(key)
+        if found is None:
+            found = self._hits.get(key)
+        return found if found is not None else self._cache.get(key)
+
+    def prescan(self, jobs: Sequence[_Job]) -> tuple[int, int]:
+        """Look every job up in the cache before the loop starts: (calls that will be sent,
+        the highest concurrency among their providers)."""
+        calls, concurrency = 0, 1
+        for job in jobs:
+            if (hit := self._lookup(job.key)) is not None:
+                self._hits[job.key] = hit
+                continue
+            status = self.run.providers.get(job.provider.name)
+            if self.options.offline or (status is not None and status.status != "ok"):
+                continue
+            calls += 1
+            concurrency = max(concurrency, self._concurrency(job.provider))
+        return calls, concurrency
+
+    def start_calls(self, calls: int, concurrency: int) -> None:
+        """Import litellm now, before the loop starts, and fork lanes when they pay off."""
+        from pipeline.evals.lanes import auto_processes, fork_lanes
+
+        providers = self._providers()
+        providers.ready()
+        processes = self.options.processes or auto_processes(calls, concurrency)
+        self._lanes = fork_lanes(providers, processes - 1)
 
     def _store(self, key: str, value: dict[str, Any]) -> None:
         """Cache ``value``: serialised here (a bad value raises now), written on the writer."""
@@ -366,9 +400,16 @@ class Runner:
     def _sending(self) -> Sender:
         if self._sender is None:
             self._sender = Sender(
-                self.run, self._budget, self._providers(), self.options.backoff_base_s
+                self.run,
+                self._budget,
+                self._providers(),
+                self.options.backoff_base_s,
+                complete=self._lanes.complete if self._lanes is not None else None,
             )
         return self._sender
+
+    def _concurrency(self, provider: Provider) -> int:
+        return self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
 
     async def _send(
         self,
@@ -385,9 +426,7 @@ class Runner:
             messages,
             tools,
             params,
-            concurrency=(
-                self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
-            ),
+            concurrency=self._concurrency(provider),
             timeout_s=self.options.timeout_s or provider.timeout_s or self.settings.eval.timeout_s,
             retries=self._retries(agent),
         )
@@ -450,10 +489,15 @@ class Runner:
 
         failed = True
         try:
+            if self._lanes is not None:
+                self._providers().prepare_loop()  # before anything makes the loop's threads
+                await self._lanes.start()
             await asyncio.gather(*(one(j) for j in jobs))
             failed = False
         finally:
             try:
+                if self._lanes is not None:
+                    await self._lanes.aclose()
                 if self._providers_mod is not None:
                     await self._providers_mod.aclose()
             finally:
@@ -461,9 +505,13 @@ class Runner:
         return self.run
 
     def close(self) -> None:
-        if self._servers is not None:
-            self._servers.close()
-            self._servers = None
+        try:
+            if self._lanes is not None:
+                self._lanes.stop()
+        finally:
+            if self._servers is not None:
+                self._servers.close()
+                self._servers = None
 
 
 class _Context:
@@ -586,6 +634,9 @@ def run_eval(
     jobs = runner.plan(targets)
     runner.check_providers(jobs)
     try:
+        calls, concurrency = runner.prescan(jobs)
+        if calls:
+            runner.start_calls(calls, concurrency)
         asyncio.run(runner.execute(jobs))
     finally:
         runner.close()

@@ -36,6 +36,7 @@ class EvalRequest:
     timeout_s: float | None = None
     retries: int | None = None
     cache_dir: Path | None = None
+    processes: int | None = None  # None: one per spare core when there are hundreds of calls
 
 
 def load_valid_repo(root: Path) -> Repo:
@@ -156,6 +157,7 @@ def options_for(request: EvalRequest) -> EvalOptions:
         timeout_s=request.timeout_s,
         retries=request.retries,
         cache_dir=request.cache_dir,
+        processes=request.processes,
     )
 
 
@@ -214,7 +216,12 @@ class Progress:
         self.done = 0
 
     def __enter__(self) -> Progress:
-        if self.tty:
+        return self
+
+    def _start_bar(self) -> None:
+        """The live bar, from the first finished case on: its refresh thread must not exist
+        while the run forks its lanes (pipeline.evals.lanes)."""
+        if self.tty and self._bar is None:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -233,7 +240,6 @@ class Progress:
             )
             self._bar.__enter__()
             self._task = self._bar.add_task("", total=None)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -245,6 +251,7 @@ class Progress:
             return
         from pipeline.report.evals import line, quiet_skip
 
+        self._start_bar()
         if self._bar is not None:
             self._bar.update(
                 self._task, advance=1, description=f"{case.agent}/{case.case} [{case.provider}]"

@@ -122,6 +122,24 @@ def test_litellm_is_imported_before_the_event_loop_starts(tmp_path: Path, keys: 
     assert done.stderr.strip().splitlines()[-1] == "[False]"
 
 
+def test_a_fully_cached_run_imports_neither_litellm_nor_the_provider_layer(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 3)
+        assert main(eval_args(root)) == 0
+        capsys.readouterr()
+        probe = (
+            "heavy = ('litellm', 'pipeline.evals.providers', 'importlib.metadata')\n"
+            "print([m for m in heavy if m in sys.modules], file=sys.stderr)"
+        )
+        done = knowngood(*eval_args(root, "--format", "json"), epilogue=probe)
+        seen = server.count()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+    assert results_of(done)["summary"]["cache_hits"] == 3 and seen == 3
+
+
 # --- litellm's per-call work ------------------------------------------------------------------
 
 

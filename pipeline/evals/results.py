@@ -214,8 +214,8 @@ class EvalRun:
             "calls": self.calls_made,
             "cache_hits": self.cache_hits,
             "cost_usd": round(self.spent_usd, 6),
-            "prompt_tokens": sum(c.to_json()["prompt_tokens"] for c in self.cases),
-            "completion_tokens": sum(c.to_json()["completion_tokens"] for c in self.cases),
+            "prompt_tokens": sum(r.prompt_tokens for c in self.cases for r in c.runs),
+            "completion_tokens": sum(r.completion_tokens for c in self.cases for r in c.runs),
         }
 
     @property

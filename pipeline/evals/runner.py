@@ -582,17 +582,10 @@ class _Context:
 
 
 def _key_env_var(provider: Provider) -> str | None:
-    """The env var a provider's key comes from, without importing litellm."""
-    from pipeline.evals.providers import ProviderSpec, key_env_var
+    """The env var a provider's key comes from, without importing litellm (nor providers)."""
+    from pipeline.evals.keys import key_env_var
 
-    return key_env_var(
-        ProviderSpec(
-            name=provider.name,
-            model=provider.model,
-            api_base=provider.api_base,
-            api_key_env=provider.api_key_env,
-        )
-    )
+    return key_env_var(provider)
 
 
 def _output(response: Mapping[str, Any], output_type: type[Output]) -> Output:

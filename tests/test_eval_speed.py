@@ -122,7 +122,7 @@ def test_litellm_is_imported_before_the_event_loop_starts(tmp_path: Path, keys: 
     assert done.stderr.strip().splitlines()[-1] == "[False]"
 
 
-def test_a_fully_cached_run_imports_neither_litellm_nor_the_provider_layer(
+def test_a_fully_cached_run_imports_no_provider_layer_and_starts_no_event_loop(
     tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with FakeProvider(responder=acme) as server:
@@ -130,7 +130,7 @@ def test_a_fully_cached_run_imports_neither_litellm_nor_the_provider_layer(
         assert main(eval_args(root)) == 0
         capsys.readouterr()
         probe = (
-            "heavy = ('litellm', 'pipeline.evals.providers', 'importlib.metadata')\n"
+            "heavy = ('litellm', 'pipeline.evals.providers', 'importlib.metadata', 'asyncio')\n"
             "print([m for m in heavy if m in sys.modules], file=sys.stderr)"
         )
         done = knowngood(*eval_args(root, "--format", "json"), epilogue=probe)

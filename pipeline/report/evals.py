@@ -6,7 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
-from xml.etree import ElementTree as ET
 
 import click
 
@@ -118,6 +117,8 @@ def render_markdown(run: EvalRun, *, title: str = "knowngood eval") -> str:
 
 
 def junit_xml(run: EvalRun) -> bytes:
+    from xml.etree import ElementTree as ET  # only for --junit
+
     suites = ET.Element("testsuites", name="knowngood", time=f"{run.duration_s:.3f}")
     by_suite: dict[tuple[str, str], list[CaseResult]] = {}
     for c in run.cases:

@@ -11,7 +11,8 @@ The run's process stays the only orchestrator: per-provider concurrency, retries
 assertions and the results live in it. A lane only performs
 :func:`pipeline.evals.providers.complete` and sends back the Completion, or the
 ProviderCallError with the HTTP requests it sent, so counts, costs and errors are the same
-whichever lane made the call. A call goes to the lane with the fewest calls in flight.
+whichever lane made the call. A call goes to the forked lane with the fewest calls in flight,
+or to the run's process while that has under a third as many (:data:`LOCAL_SHARE`).
 
 A lane that dies (killed, crashed) fails its calls in flight as connection failures whose
 answers were lost (their worst case stays counted against the budget, each counts one request,
@@ -45,6 +46,11 @@ __all__ = ["CALLS_PER_PROCESS", "Lanes", "auto_processes", "fork_lanes"]
 # A lane costs a fork and its first call's lazy set-up (~0.1-0.2 s of CPU): worth it from a few
 # hundred calls at low latency.
 CALLS_PER_PROCESS: Final = 200
+# The run's own process also orchestrates every call (the cache, assertions, the budget, the
+# lanes' messages: about half of litellm's CPU per call), so it takes a call only while it has
+# under a third of the calls in flight of the least busy lane: with -j 4 and one lane, one in
+# four, which keeps both cores busy to the end.
+LOCAL_SHARE: Final = 3
 STOP_GRACE_S: Final = 5.0
 LANE_GRACE_S: Final = 30.0
 _HEADER: Final = struct.Struct("!I")
@@ -158,7 +164,7 @@ class Lanes:
     ) -> Any:
         live = [r for r in self.remotes if r.dead is None]
         remote = min(live, key=lambda r: r.in_flight, default=None)
-        if remote is None or self.local_in_flight < remote.in_flight:
+        if remote is None or self.local_in_flight * LOCAL_SHARE < remote.in_flight:
             self.local_in_flight += 1
             self.served[0] += 1
             try:

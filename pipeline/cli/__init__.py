@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from pipeline import __version__, redaction
+from pipeline import redaction
 from pipeline.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USAGE, KnowngoodError
 
 # name -> (module, one-line help). The help text lives here so listing commands imports nothing.
@@ -107,7 +107,14 @@ class LazyGroup(click.Group):
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(__version__, prog_name="knowngood")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _version(ctx) if value else None,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """knowngood keeps AI agents at their last known good configuration.
 
@@ -118,6 +125,14 @@ def cli() -> None:
     Exit codes: 0 all good, 1 the check found a problem, 2 usage error, 3 could not complete
     (or a bug: one line names the log file with the traceback), 130 interrupted.
     """
+
+
+def _version(ctx: click.Context) -> None:
+    """``--version``: the installed metadata is read only here (it takes 30-60 ms)."""
+    import pipeline
+
+    click.echo(f"knowngood, version {pipeline.__version__}")
+    ctx.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

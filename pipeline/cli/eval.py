@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +64,12 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     "--no-cache", "no_cache", is_flag=True, help="Call the providers even when an answer is cached."
 )
 @click.option("--offline", is_flag=True, help="Use only cached answers; a miss is exit 3.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Make the calls from N processes (default: one per spare core, from a few hundred calls).",
+)
 @click.option("--shard", "shard", metavar="K/N", help="Run only shard K of N (CI matrix jobs).")
 @out_file("--output", "Write results JSON here.")
 @out_file("--junit", "Write JUnit XML here.")
@@ -90,6 +95,7 @@ def command(
     budget: float | None,
     no_cache: bool,
     offline: bool,
+    processes: int | None,
     shard: str | None,
     output: Path | None,
     junit: Path | None,
@@ -114,7 +120,7 @@ def command(
       knowngood eval --kind pull_request --record   # main branch: PRs compare with this
     """
     from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets, select_targets
-    from pipeline.report.evals import render_text, write_reports
+    from pipeline.report.evals import json_text, render_text, write_reports
     from pipeline.source import working_tree
 
     root = resolve_repo(repo)
@@ -133,6 +139,7 @@ def command(
         use_cache=not no_cache,
         offline=offline,
         shard=_shard(shard),
+        processes=processes,
     )
     commit = _check_record(root, request) if record else None
     valid = load_valid_repo(root)
@@ -140,7 +147,7 @@ def command(
     run = run_targets(valid, targets, request, progress=eval_progress(fmt == "text"), commit=commit)
     data = write_reports(run, output=output, junit=junit, markdown=markdown)
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json_text(data, pretty=sys.stdout.isatty()))
     else:
         from pipeline.report.progress import plain_progress
 

@@ -20,13 +20,15 @@ included).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Bound", "Budget", "chat_bound", "embedding_bound"]
 
@@ -142,6 +144,8 @@ class Budget:
                 return True
             if self.in_flight == 0:
                 break
+            import asyncio  # here: a fully cached run never imports it
+
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter

@@ -64,6 +64,7 @@ class Sender:
     budget: Budget
     providers: Any
     backoff_base_s: float = 0.5
+    complete: Any = None  # providers.complete, or the lanes' (pipeline.evals.lanes)
     gates: dict[str, ProviderGate] = field(default_factory=dict)
     prices: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
@@ -102,6 +103,7 @@ class Sender:
     ) -> Any:
         """The provider's Completion; EvalError after the last attempt, Skip over budget."""
         mod = self.providers
+        complete = self.complete or mod.complete
         gate = self.gates.setdefault(provider.name, ProviderGate(concurrency))
         bound = _FREE
         if (info := self._bound(provider, spec)) is not None:
@@ -115,7 +117,7 @@ class Sender:
                 if not await self.budget.reserve(bound):
                     raise Skip(f"budget of ${self.budget.limit} reached")
                 try:
-                    completion = await mod.complete(spec, messages, tools, params, timeout_s)
+                    completion = await complete(spec, messages, tools, params, timeout_s)
                 except mod.ProviderCallError as e:
                     self._settle_failure(e, bound)
                     attempt += 1

@@ -16,7 +16,9 @@ request that goes out (:attr:`Completion.requests`, :attr:`ProviderCallError.req
 sends one again on its own, which litellm's handler does after a connection error.
 
 After the last call on an event loop, ``await aclose()``: it closes knowngood's client and the
-ones litellm cached for that loop.
+ones litellm cached for that loop. :func:`ready` imports litellm ahead of the first call (a
+run does it before its event loop starts). litellm's per-call work that knowngood's calls do not
+need is trimmed by :mod:`pipeline.evals.trims`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
-from urllib.parse import urlparse
 
 from pipeline.errors import ProviderError
+from pipeline.evals import trims
+from pipeline.evals.keys import NO_KEY as _NO_KEY
+from pipeline.evals.keys import is_loopback, key_env_var, missing_key
+from pipeline.evals.keys import model_prefix as _prefix
 
 __all__ = [
     "Completion",
@@ -50,7 +55,9 @@ __all__ = [
     "is_loopback",
     "key_env_var",
     "missing_key",
+    "prepare_loop",
     "price_info",
+    "ready",
     "to_openai_tools",
 ]
 
@@ -147,110 +154,8 @@ class ProviderCallError(ProviderError):
 
 
 # ------------------------------------------------------------------------------------------
-# Keys (no litellm import: validate and --help use these)
+# Keys (pipeline.evals.keys: no litellm import, validate and --help use them)
 # ------------------------------------------------------------------------------------------
-
-# litellm's usual variable per model prefix. Prefixes that authenticate some other way (cloud
-# credential chains) or need no key (local servers) are absent or map to None.
-_KEY_VARS: Final[Mapping[str, str | None]] = {
-    "openai": "OPENAI_API_KEY",
-    "text-completion-openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "azure": "AZURE_API_KEY",
-    "azure_text": "AZURE_API_KEY",
-    "azure_ai": "AZURE_AI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "codestral": "CODESTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "cohere": "COHERE_API_KEY",
-    "cohere_chat": "COHERE_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "xai": "XAI_API_KEY",
-    "together_ai": "TOGETHERAI_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "fireworks_ai": "FIREWORKS_AI_API_KEY",
-    "perplexity": "PERPLEXITYAI_API_KEY",
-    "huggingface": "HUGGINGFACE_API_KEY",
-    "replicate": "REPLICATE_API_KEY",
-    "cerebras": "CEREBRAS_API_KEY",
-    "deepinfra": "DEEPINFRA_API_KEY",
-    "nvidia_nim": "NVIDIA_NIM_API_KEY",
-    "voyage": "VOYAGE_API_KEY",
-    "ai21": "AI21_API_KEY",
-    "ai21_chat": "AI21_API_KEY",
-    "sambanova": "SAMBANOVA_API_KEY",
-    "nebius": "NEBIUS_API_KEY",
-    "dashscope": "DASHSCOPE_API_KEY",
-    "watsonx": "WATSONX_API_KEY",
-    "databricks": "DATABRICKS_API_KEY",
-    "litellm_proxy": "LITELLM_PROXY_API_KEY",
-    # No key: local servers, or a cloud credential chain rather than one variable.
-    "ollama": None,
-    "ollama_chat": None,
-    "hosted_vllm": None,
-    "lm_studio": None,
-    "llamafile": None,
-    "vertex_ai": None,
-    "vertex_ai_beta": None,
-    "bedrock": None,
-    "sagemaker": None,
-}
-
-# Unprefixed model names litellm routes by name.
-_BARE_MODEL_PREFIXES: Final = (
-    (("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "davinci", "babbage"), "openai"),
-    (("claude-",), "anthropic"),
-)
-
-_LOOPBACK_HOSTS: Final = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-
-# Sent when no key is needed, so litellm does not fall back to e.g. OPENAI_API_KEY and hand a
-# cloud key to a local server.
-_NO_KEY: Final = "knowngood-no-key"
-
-
-def _prefix(model: str) -> str | None:
-    if "/" in model:
-        return model.split("/", 1)[0]
-    for names, prefix in _BARE_MODEL_PREFIXES:
-        if model.startswith(names):
-            return prefix
-    return None
-
-
-def is_loopback(api_base: str | None) -> bool:
-    """True for a server on this machine (127.0.0.0/8, localhost, ::1)."""
-    return _is_loopback(api_base)
-
-
-def _is_loopback(api_base: str | None) -> bool:
-    if not api_base:
-        return False
-    host = urlparse(api_base).hostname
-    return host is not None and (host in _LOOPBACK_HOSTS or host.startswith("127."))
-
-
-def key_env_var(spec: ProviderSpec) -> str | None:
-    """The environment variable that must hold this provider's key, or None if it needs none.
-
-    ``spec.api_key_env`` wins; otherwise litellm's usual variable for the model prefix. A server
-    on a loopback ``api_base`` (knowngood-served or ollama-style local models) needs no key.
-    """
-    if spec.api_key_env:
-        return spec.api_key_env
-    if _is_loopback(spec.api_base):
-        return None
-    prefix = _prefix(spec.model)
-    return _KEY_VARS.get(prefix) if prefix is not None else None
-
-
-def missing_key(spec: ProviderSpec) -> str | None:
-    """The name of the variable that must be set and is not (empty counts as unset)."""
-    var = key_env_var(spec)
-    if var is not None and not os.environ.get(var):
-        return var
-    return None
 
 
 def _api_key(spec: ProviderSpec) -> str:
@@ -306,6 +211,12 @@ def _configure_litellm(litellm: Any) -> None:
         setattr(litellm, name, list(value) if isinstance(value, list) else value)
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # litellm 1.106.2's chat path passes its default tokenizer to its HTTP handler on every
+    # call, loading it (tiktoken, ~0.2 s of CPU) on the first; only some providers read it.
+    main = sys.modules.get("litellm.main")
+    load = getattr(main, "_load_default_encoding", None)
+    if getattr(main, "_encoding_cache", False) is None and callable(load):
+        main._encoding_cache = trims.LazyTokenizer(load)  # type: ignore[union-attr]
 
 
 def _litellm() -> Any:
@@ -331,6 +242,18 @@ def _litellm() -> Any:
         _INTERNAL_CALL = getattr(context, "is_internal_call", None)  # else: calls are logged
         _LITELLM = litellm
     return _LITELLM
+
+
+def ready() -> None:
+    """Import (and trim) litellm now rather than on the first call: a run does it before its
+    event loop starts, so no call waits inside the loop for the import."""
+    _litellm()
+
+
+def prepare_loop() -> None:
+    """Give the running loop the executor that runs litellm's synchronous half inline
+    (:mod:`pipeline.evals.trims`); :func:`complete` does it too, if the loop has none yet."""
+    trims.install_executor(asyncio.get_running_loop())
 
 
 def _unlogged() -> Any:
@@ -420,6 +343,11 @@ _OWN_CLIENT_OPENAI: Final = frozenset(
         "dashscope",
     }
 )
+
+# Of those, the ones whose synchronous half in litellm may do I/O (ollama asks the server for
+# the model's details, Hugging Face the hub for its provider mapping, Databricks may fetch an
+# OAuth token): it stays on a thread. The others' runs on the loop's thread (trims.py).
+_BLOCKING_PRELUDE: Final = frozenset({"ollama", "ollama_chat", "huggingface", "databricks"})
 
 _REQUESTS: ContextVar[list[int] | None] = ContextVar("knowngood_requests", default=None)
 # Per event loop, per timeout: some handlers (Gemini) use the client's timeout, not the call's.
@@ -528,8 +456,11 @@ async def complete(
     if tools:
         request["tools"] = to_openai_tools(tools)
     client = _own_client(litellm, spec, timeout_s)
+    inline = False
     if client is not None:
         request["client"] = client
+        inline = _LITELLM_PROVIDER.get((spec.model, spec.api_base)) not in _BLOCKING_PRELUDE
+        inline = inline and trims.install_executor(asyncio.get_running_loop())
     started = time.perf_counter()
     failed: ProviderCallError | None = None
     counter = [0]
@@ -537,7 +468,11 @@ async def complete(
     token = _unlogged()
     try:
         async with asyncio.timeout(timeout_s + _WAIT_GRACE_S):  # no extra task, unlike wait_for
-            response = await litellm.acompletion(**request)
+            if inline:
+                with trims.inline_first_submit():
+                    response = await litellm.acompletion(**request)
+            else:
+                response = await litellm.acompletion(**request)
     except Exception as e:
         failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
     finally:

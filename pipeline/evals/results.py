@@ -7,7 +7,6 @@ records branch keeps for every main-branch commit.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -123,7 +122,7 @@ class CaseResult:
             "passes": self.passes,
             "repeats": self.repeats,
             "pass_rate": self.pass_rate,
-            "latency_ms": round(statistics.median(latencies), 2) if latencies else None,
+            "latency_ms": round(_median(latencies), 2) if latencies else None,
             "cost_usd": sum(r.cost_usd for r in self.runs if not r.cached),
             "prompt_tokens": sum(r.prompt_tokens for r in self.runs),
             "completion_tokens": sum(r.completion_tokens for r in self.runs),
@@ -172,6 +171,15 @@ class CaseResult:
         )
 
 
+def _median(values: list[float]) -> float:
+    """statistics.median, without importing statistics (and fractions, decimal, random) for it."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 @dataclass(slots=True)
 class ProviderStatus:
     name: str
@@ -214,8 +222,8 @@ class EvalRun:
             "calls": self.calls_made,
             "cache_hits": self.cache_hits,
             "cost_usd": round(self.spent_usd, 6),
-            "prompt_tokens": sum(c.to_json()["prompt_tokens"] for c in self.cases),
-            "completion_tokens": sum(c.to_json()["completion_tokens"] for c in self.cases),
+            "prompt_tokens": sum(r.prompt_tokens for c in self.cases for r in c.runs),
+            "completion_tokens": sum(r.completion_tokens for c in self.cases for r in c.runs),
         }
 
     @property

@@ -6,6 +6,12 @@ retries with exponential backoff and jitter that honour ``Retry-After`` (a 429 p
 provider, so a storm slows the run instead of failing it), and a hard ``--budget``
 (:mod:`pipeline.evals.calls`, :mod:`pipeline.evals.budget`).
 
+Before any event loop starts the runner looks every call up in the cache and judges the answers
+it found whose assertions need no model: a fully cached run of such cases starts no event loop
+(nor imports asyncio). When calls must be sent it imports litellm there (no call waits for the
+import inside the loop) and, with hundreds of calls and spare cores, forks lanes that share the
+calls (:mod:`pipeline.evals.lanes`).
+
 A call makes at most ``retries + 1`` attempts (``--retries``, else the agent's
 ``resilience.retries``, else ``eval.retries``); the run's ``calls`` count every HTTP request
 that went out, each retry included.
@@ -13,11 +19,9 @@ that went out, each retry included.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,13 +30,17 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import EvalError
 from pipeline.evals.budget import Budget
 from pipeline.evals.cache import Cache, RequestKeys, cache_key
-from pipeline.evals.calls import Sender, Skip
 from pipeline.evals.results import AssertionOutcome, CaseResult, EvalRun, ProviderStatus, RunResult
 from pipeline.redaction import redact_data
 from pipeline.repo import Agent, Case, Provider, Settings, Suite
 
 if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from pipeline.evals.assertions import Output
+    from pipeline.evals.calls import Sender
+    from pipeline.evals.lanes import Lanes
     from pipeline.evals.localserver import LocalServers
 
 
@@ -50,6 +58,7 @@ class EvalOptions:
     retries: int | None = None
     backoff_base_s: float = 0.5
     cache_dir: Path | None = None
+    processes: int | None = None  # make the calls from N processes; None: one per spare core
 
 
 @dataclass(slots=True)
@@ -128,6 +137,8 @@ class Runner:
     _fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     _writer: ThreadPoolExecutor | None = None
     _writes: list[Future[None]] = field(default_factory=list)
+    _hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # found before the loop
+    _lanes: Lanes | None = None
 
     # -- planning -------------------------------------------------------------------------------
     def plan(self, targets: Sequence[Target]) -> list[_Job]:
@@ -260,6 +271,8 @@ class Runner:
                     self._servers = LocalServers()
                 alias = provider.model.split("/", 1)[-1]
                 servers = self._servers
+                import asyncio
+
                 server = await asyncio.to_thread(servers.get, provider.serve, alias=alias)
                 self._api_bases[provider.name] = server.api_base
         return self._api_bases[provider.name]
@@ -268,8 +281,34 @@ class Runner:
     def _lookup(self, key: str) -> dict[str, Any] | None:
         if self._cache is None:
             return None
-        fresh = self._fresh.get(key)
-        return fresh if fresh is not None else self._cache.get(key)
+        found = self._fresh.get(key)
+        if found is None:
+            found = self._hits.get(key)
+        return found if found is not None else self._cache.get(key)
+
+    def prescan(self, jobs: Sequence[_Job]) -> tuple[int, int]:
+        """Look every job up in the cache before the loop starts: (calls that will be sent,
+        the highest concurrency among their providers)."""
+        calls, concurrency = 0, 1
+        for job in jobs:
+            if (hit := self._lookup(job.key)) is not None:
+                self._hits[job.key] = hit
+                continue
+            status = self.run.providers.get(job.provider.name)
+            if self.options.offline or (status is not None and status.status != "ok"):
+                continue
+            calls += 1
+            concurrency = max(concurrency, self._concurrency(job.provider))
+        return calls, concurrency
+
+    def start_calls(self, calls: int, concurrency: int) -> None:
+        """Import litellm now, before the loop starts, and fork lanes when they pay off."""
+        from pipeline.evals.lanes import auto_processes, fork_lanes
+
+        providers = self._providers()
+        providers.ready()
+        processes = self.options.processes or auto_processes(calls, concurrency)
+        self._lanes = fork_lanes(providers, processes - 1)
 
     def _store(self, key: str, value: dict[str, Any]) -> None:
         """Cache ``value``: serialised here (a bad value raises now), written on the writer."""
@@ -278,6 +317,8 @@ class Runner:
         payload = self._cache.encode(key, value)
         self._fresh[key] = value
         if self._writer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="knowngood-cache")
         self._writes.append(self._writer.submit(self._cache.write, key, payload))
 
@@ -318,6 +359,8 @@ class Runner:
                 params=params,
                 repeat_index=repeat,
             )
+        from pipeline.evals.calls import Skip
+
         hit = self._lookup(key)
         if hit is not None:
             self.run.cache_hits += 1
@@ -365,10 +408,19 @@ class Runner:
 
     def _sending(self) -> Sender:
         if self._sender is None:
+            from pipeline.evals.calls import Sender
+
             self._sender = Sender(
-                self.run, self._budget, self._providers(), self.options.backoff_base_s
+                self.run,
+                self._budget,
+                self._providers(),
+                self.options.backoff_base_s,
+                complete=self._lanes.complete if self._lanes is not None else None,
             )
         return self._sender
+
+    def _concurrency(self, provider: Provider) -> int:
+        return self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
 
     async def _send(
         self,
@@ -385,15 +437,14 @@ class Runner:
             messages,
             tools,
             params,
-            concurrency=(
-                self.options.concurrency or provider.concurrency or self.settings.eval.concurrency
-            ),
+            concurrency=self._concurrency(provider),
             timeout_s=self.options.timeout_s or provider.timeout_s or self.settings.eval.timeout_s,
             retries=self._retries(agent),
         )
 
     async def _run_job(self, job: _Job) -> None:
         from pipeline.evals.assertions import Output, check
+        from pipeline.evals.calls import Skip
 
         try:
             response, cached = await self.complete(
@@ -420,23 +471,41 @@ class Runner:
             except EvalError as e:  # a judge or embedding provider failed
                 kind = next(iter(assertion), "?")
                 outcomes.append(AssertionOutcome(kind, False, "", "", str(e)))
-        job.result.runs.append(
-            RunResult(
-                repeat=job.repeat,
-                passed=all(o.passed for o in outcomes),
-                text=output.text,
-                tool_calls=response["tool_calls"],
-                latency_ms=output.latency_ms,
-                cost_usd=output.cost_usd,
-                prompt_tokens=output.prompt_tokens,
-                completion_tokens=output.completion_tokens,
-                cached=cached,
-                assertions=outcomes,
-            )
-        )
+        _record(job, response, output, outcomes, cached)
+
+    def run_cached(self, jobs: Sequence[_Job]) -> list[_Job]:
+        """Judge, without an event loop, the jobs :meth:`prescan` found an answer for whose
+        assertions need no model; return the others, for :meth:`execute`."""
+        from pipeline.evals.assertions import Output, check_pure, uses_model
+
+        remaining: dict[int, int] = {}
+        for job in jobs:
+            remaining[id(job.result)] = remaining.get(id(job.result), 0) + 1
+        pure: dict[int, bool] = {}  # per case
+        left: list[_Job] = []
+        for job in jobs:
+            hit = self._hits.get(job.key) if self._cache is not None else None
+            if hit is not None and (ok := pure.get(id(job.case))) is None:
+                ok = pure[id(job.case)] = not any(uses_model(a) for a in job.case.expect)
+            if hit is None or not ok:
+                left.append(job)
+                continue
+            self.run.cache_hits += 1
+            output = _output(hit, Output)
+            outcomes = [
+                AssertionOutcome(r.kind, r.passed, r.expected, r.actual, r.message)
+                for r in (check_pure(a, output) for a in job.case.expect)
+            ]
+            _record(job, hit, output, outcomes, True)
+            remaining[id(job.result)] -= 1
+            if remaining[id(job.result)] == 0 and self.on_result is not None:
+                self.on_result(job.result)
+        return left
 
     # -- the run ------------------------------------------------------------------------------
     async def execute(self, jobs: Sequence[_Job]) -> EvalRun:
+        import asyncio
+
         self._server_lock = asyncio.Lock()
         remaining: dict[int, int] = {}
         for job in jobs:
@@ -450,10 +519,15 @@ class Runner:
 
         failed = True
         try:
+            if self._lanes is not None:
+                self._providers().prepare_loop()  # before anything makes the loop's threads
+                await self._lanes.start()
             await asyncio.gather(*(one(j) for j in jobs))
             failed = False
         finally:
             try:
+                if self._lanes is not None:
+                    await self._lanes.aclose()
                 if self._providers_mod is not None:
                     await self._providers_mod.aclose()
             finally:
@@ -461,9 +535,13 @@ class Runner:
         return self.run
 
     def close(self) -> None:
-        if self._servers is not None:
-            self._servers.close()
-            self._servers = None
+        try:
+            if self._lanes is not None:
+                self._lanes.stop()
+        finally:
+            if self._servers is not None:
+                self._servers.close()
+                self._servers = None
 
 
 class _Context:
@@ -485,6 +563,8 @@ class _Context:
             raise EvalError(f"grading prompt evals/_judge/{version}.md not found") from None
 
     async def judge(self, provider: str | None, messages: list[dict[str, Any]]) -> str:
+        from pipeline.evals.calls import Skip
+
         settings = self.runner.settings
         name = provider or settings.eval.judge_provider
         if name is None or name not in settings.providers:
@@ -513,6 +593,8 @@ class _Context:
         settings = self.runner.settings
         name = settings.eval.embedding_provider
         if name is None:
+            import asyncio
+
             from pipeline.evals.embeddings import local_embedder
 
             return await asyncio.to_thread(local_embedder(), texts)
@@ -534,15 +616,31 @@ class _Context:
 
 
 def _key_env_var(provider: Provider) -> str | None:
-    """The env var a provider's key comes from, without importing litellm."""
-    from pipeline.evals.providers import ProviderSpec, key_env_var
+    """The env var a provider's key comes from, without importing litellm (nor providers)."""
+    from pipeline.evals.keys import key_env_var
 
-    return key_env_var(
-        ProviderSpec(
-            name=provider.name,
-            model=provider.model,
-            api_base=provider.api_base,
-            api_key_env=provider.api_key_env,
+    return key_env_var(provider)
+
+
+def _record(
+    job: _Job,
+    response: Mapping[str, Any],
+    output: Output,
+    outcomes: list[AssertionOutcome],
+    cached: bool,
+) -> None:
+    job.result.runs.append(
+        RunResult(
+            repeat=job.repeat,
+            passed=all(o.passed for o in outcomes),
+            text=output.text,
+            tool_calls=response["tool_calls"],
+            latency_ms=output.latency_ms,
+            cost_usd=output.cost_usd,
+            prompt_tokens=output.prompt_tokens,
+            completion_tokens=output.completion_tokens,
+            cached=cached,
+            assertions=outcomes,
         )
     )
 
@@ -586,7 +684,14 @@ def run_eval(
     jobs = runner.plan(targets)
     runner.check_providers(jobs)
     try:
-        asyncio.run(runner.execute(jobs))
+        calls, concurrency = runner.prescan(jobs)
+        left = runner.run_cached(jobs)
+        if left:
+            import asyncio
+
+            if calls:
+                runner.start_calls(calls, concurrency)
+            asyncio.run(runner.execute(left))
     finally:
         runner.close()
     runner.run.spent_usd = runner._budget.spent

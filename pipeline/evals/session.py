@@ -47,6 +47,7 @@ class EvalRequest:
     timeout_s: float | None = None
     retries: int | None = None
     cache_dir: Path | None = None
+    processes: int | None = None  # None: one per spare core when there are hundreds of calls
 
 
 def load_valid_repo(root: Path) -> Repo:
@@ -160,6 +161,7 @@ def options_for(request: EvalRequest) -> EvalOptions:
         timeout_s=request.timeout_s,
         retries=request.retries,
         cache_dir=request.cache_dir,
+        processes=request.processes,
     )
 
 

@@ -6,7 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
-from xml.etree import ElementTree as ET
 
 import click
 
@@ -118,6 +117,8 @@ def render_markdown(run: EvalRun, *, title: str = "knowngood eval") -> str:
 
 
 def junit_xml(run: EvalRun) -> bytes:
+    from xml.etree import ElementTree as ET  # only for --junit
+
     suites = ET.Element("testsuites", name="knowngood", time=f"{run.duration_s:.3f}")
     by_suite: dict[tuple[str, str], list[CaseResult]] = {}
     for c in run.cases:
@@ -166,16 +167,25 @@ def write_reports(
     run: EvalRun, *, output: Path | None, junit: Path | None, markdown: Path | None
 ) -> dict[str, object]:
     """Write whichever of results JSON, JUnit XML and markdown were asked for; return the JSON."""
-    import json
-
     data = run.to_json()
     if output:
-        write_atomic(output, json.dumps(data, indent=2).encode())
+        write_atomic(output, json_text(data, pretty=False).encode())
     if junit:
         write_atomic(junit, junit_xml(run))
     if markdown:
         write_atomic(markdown, render_markdown(run).encode())
     return data
+
+
+def json_text(data: object, *, pretty: bool) -> str:
+    """Results as JSON text: indented for a person (a terminal), compact for a program (a pipe,
+    a file). The compact form uses json's C encoder; ``indent`` makes json fall back to its
+    pure-Python one, 5-10x slower (~0.1 s for 1,000 cases)."""
+    import json
+
+    if pretty:
+        return json.dumps(data, indent=2)
+    return json.dumps(data, separators=(",", ":"))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -33,7 +33,12 @@ class CaseProgress:
         self.done = 0
 
     def __enter__(self) -> CaseProgress:
-        if self.tty:
+        return self
+
+    def _start_bar(self) -> None:
+        """The live bar, from the first finished case on: its refresh thread must not exist
+        while the run forks its lanes (pipeline.evals.lanes)."""
+        if self.tty and self._bar is None:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -52,7 +57,6 @@ class CaseProgress:
             )
             self._bar.__enter__()
             self._task = self._bar.add_task("", total=None)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -63,6 +67,7 @@ class CaseProgress:
         from pipeline.report.evals import line, quiet_skip
 
         self.done += 1
+        self._start_bar()
         if self._bar is not None:
             self._bar.update(
                 self._task, advance=1, description=f"{case.agent}/{case.case} [{case.provider}]"

@@ -1,0 +1,362 @@
+"""Spread a run's provider calls over processes when there are spare cores.
+
+litellm spends 2-3 ms of CPU on every call (building the request, parsing and pricing the
+answer), so at low latency one process keeps one core busy while the others idle. A *lane* is a
+process that performs calls: the run's own process is one, and :func:`fork_lanes` adds
+``processes - 1`` more, forked after litellm is imported (they share the import) and before the
+run's event loop starts.
+
+The run's process stays the only orchestrator: per-provider concurrency, retries, the budget
+(each request is reserved before it goes to any lane and settled after), the cache, the
+assertions and the results live in it. A lane only performs
+:func:`pipeline.evals.providers.complete` and sends back the Completion, or the
+ProviderCallError with the HTTP requests it sent, so counts, costs and errors are the same
+whichever lane made the call. A call goes to the forked lane with the fewest calls in flight,
+or to the run's process while that has under a third as many (:data:`LOCAL_SHARE`).
+
+A lane that dies (killed, crashed) fails its calls in flight as connection failures whose
+answers were lost (their worst case stays counted against the budget, each counts one request,
+and the runner retries them on the other lanes within the retries) and gets no more calls.
+Lanes are forked only on Linux and only while no other thread runs (fork copies the calling
+thread alone; a lock another thread held would stay held in the child). They stop with the
+run: the run closes their sockets, waits for them, and kills one still there after 5 s. A lane
+ignores Ctrl-C: the run stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any, Final, NoReturn
+
+__all__ = ["CALLS_PER_PROCESS", "Lanes", "auto_processes", "fork_lanes"]
+
+# A lane costs a fork and its first call's lazy set-up (~0.1-0.2 s of CPU): worth it from a few
+# hundred calls at low latency.
+CALLS_PER_PROCESS: Final = 200
+# The run's own process also orchestrates every call (the cache, assertions, the budget, the
+# lanes' messages: about half of litellm's CPU per call), so it takes a call only while it has
+# under a third of the calls in flight of the least busy lane: with -j 4 and one lane, one in
+# four, which keeps both cores busy to the end.
+LOCAL_SHARE: Final = 3
+STOP_GRACE_S: Final = 5.0
+LANE_GRACE_S: Final = 30.0
+_HEADER: Final = struct.Struct("!I")
+_MAX_FRAME: Final = 1 << 30
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def auto_processes(calls: int, concurrency: int) -> int:
+    """How many processes a run of ``calls`` calls at ``concurrency`` should make them from."""
+    return max(1, min(usable_cores(), concurrency, calls // CALLS_PER_PROCESS))
+
+
+def can_fork() -> bool:
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
+
+
+# ------------------------------------------------------------------------------------------
+# The run's side
+# ------------------------------------------------------------------------------------------
+
+
+class _Remote:
+    """One forked lane, seen from the run: a socket to it and the calls in flight there."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.in_flight = 0
+        self.dead: str | None = None  # why it takes no more calls
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        reader, self._writer = await asyncio.open_connection(sock=self.sock)
+        self._reading = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                reply = await _read_frame(reader)
+                if reply is None:
+                    break
+                future = self._pending.pop(int(reply["id"]), None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (OSError, ValueError) as e:
+            self.dead = f"its socket failed ({type(e).__name__})"
+        finally:
+            self.dead = self.dead or "it stopped"
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_result({"lost": self.dead})
+            self._pending.clear()
+
+    async def call(self, request: dict[str, Any], deadline_s: float) -> dict[str, Any]:
+        """The lane's reply; ``{"lost": why}`` when the lane stopped or never answered."""
+        assert self._writer is not None
+        if self.dead is not None:
+            return {"lost": self.dead}
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[int(request["id"])] = future
+        self._writer.write(_frame(request))
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await future
+        except TimeoutError:
+            self._pending.pop(int(request["id"]), None)
+            return {"lost": f"no answer in {deadline_s:g}s"}
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        if self._reading is not None:
+            await self._reading
+
+
+class Lanes:
+    """The run's process plus forked lanes; :meth:`complete` is ``providers.complete``."""
+
+    def __init__(self, providers: Any, remotes: Sequence[_Remote]) -> None:
+        self.providers = providers
+        self.remotes = list(remotes)
+        self.local_in_flight = 0
+        self.served = [0] * (1 + len(self.remotes))  # calls answered: this process, then each lane
+        self._ids = itertools.count()
+
+    @property
+    def processes(self) -> int:
+        return 1 + len(self.remotes)
+
+    async def start(self) -> None:
+        for remote in self.remotes:
+            await remote.start()
+
+    async def complete(
+        self,
+        spec: Any,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+        timeout_s: float,
+    ) -> Any:
+        live = [r for r in self.remotes if r.dead is None]
+        remote = min(live, key=lambda r: r.in_flight, default=None)
+        if remote is None or self.local_in_flight * LOCAL_SHARE < remote.in_flight:
+            self.local_in_flight += 1
+            self.served[0] += 1
+            try:
+                return await self.providers.complete(spec, messages, tools, params, timeout_s)
+            finally:
+                self.local_in_flight -= 1
+        request = {
+            "id": next(self._ids),
+            "spec": asdict(spec),
+            "messages": messages,
+            "tools": tools,
+            "params": dict(params),
+            "timeout_s": timeout_s,
+        }
+        remote.in_flight += 1
+        self.served[1 + self.remotes.index(remote)] += 1
+        try:  # the lane's own deadline is timeout_s plus a grace: this one is a last resort
+            reply = await remote.call(request, timeout_s + LANE_GRACE_S)
+        finally:
+            remote.in_flight -= 1
+        return _decode(self.providers, spec, remote, reply)
+
+    async def aclose(self) -> None:
+        for remote in self.remotes:
+            await remote.aclose()
+
+    def stop(self) -> None:
+        """Close every socket and reap every lane (kill one still there after the grace)."""
+        for remote in self.remotes:
+            remote.sock.close()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for remote in self.remotes:
+            while True:
+                try:
+                    pid, _ = os.waitpid(remote.pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(remote.pid, signal.SIGKILL)
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(remote.pid, 0)
+                    break
+                time.sleep(0.01)
+        self.remotes = []
+
+
+def _decode(providers: Any, spec: Any, remote: _Remote, reply: dict[str, Any]) -> Any:
+    if "ok" in reply:
+        done = reply["ok"]
+        done["tool_calls"] = [providers.ToolCall(**call) for call in done["tool_calls"]]
+        return providers.Completion(**done)
+    if "error" in reply:
+        fields = reply["error"]
+        requests = int(fields.pop("requests"))
+        message = fields.pop("message")
+        error = providers.ProviderCallError(message, **fields)
+        error.requests = requests
+        raise error
+    if "lost" in reply:
+        error = providers.ProviderCallError(
+            f"{spec.name} ({spec.model}): knowngood's worker process {remote.pid} stopped "
+            f"({reply['lost']}) with the call in flight",
+            provider=spec.name,
+            model=spec.model,
+            kind="connection",
+            retryable=True,
+            cause="pipeline.evals.lanes.LaneStopped",
+        )
+        error.requests = 1  # it may have gone out
+        raise error
+    raise RuntimeError(f"knowngood's worker process {remote.pid} failed:\n{reply.get('bug')}")
+
+
+# ------------------------------------------------------------------------------------------
+# Forking, and the lane's side
+# ------------------------------------------------------------------------------------------
+
+
+def fork_lanes(providers: Any, extra: int) -> Lanes:
+    """The run's process plus up to ``extra`` forked lanes (none where forking is unsafe).
+
+    Call it with litellm imported (``providers.ready()``) and before the event loop starts.
+    """
+    remotes: list[_Remote] = []
+    if extra <= 0 or not can_fork():
+        return Lanes(providers, remotes)
+    for stream in (sys.stdout, sys.stderr):  # a child must not write the parent's buffered text
+        with contextlib.suppress(Exception):
+            stream.flush()
+    for _ in range(extra):
+        ours, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            break
+        if pid == 0:  # the lane
+            ours.close()
+            for remote in remotes:
+                remote.sock.close()
+            _lane_main(theirs)
+        theirs.close()
+        ours.setblocking(False)
+        remotes.append(_Remote(pid, ours))
+    return Lanes(providers, remotes)
+
+
+def _lane_main(sock: socket.socket) -> NoReturn:
+    """Serve calls until the run closes the socket; never returns into the run's code."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides when a lane stops
+        asyncio.run(_serve(sock))
+    except BaseException:  # nothing here may run the parent's handlers: the run reports
+        code = 1
+    finally:
+        os._exit(code)
+
+
+async def _serve(sock: socket.socket) -> None:
+    from pipeline.evals import providers
+
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(request: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"id": request["id"]}
+        try:
+            spec = providers.ProviderSpec(**request["spec"])
+            done = await providers.complete(
+                spec, request["messages"], request["tools"], request["params"], request["timeout_s"]
+            )
+            reply["ok"] = {**asdict(done), "tool_calls": [asdict(c) for c in done.tool_calls]}
+        except providers.ProviderCallError as e:
+            reply["error"] = {
+                "message": e.message,
+                "hint": e.hint,
+                "provider": e.provider,
+                "model": e.model,
+                "kind": e.kind,
+                "retryable": e.retryable,
+                "status": e.status,
+                "retry_after_s": e.retry_after_s,
+                "retry_limit": e.retry_limit,
+                "cause": e.cause,
+                "requests": e.requests,
+            }
+        except Exception:
+            reply["bug"] = traceback.format_exc()
+        writer.write(_frame(reply))
+
+    try:
+        while (request := await _read_frame(reader)) is not None:
+            task = asyncio.create_task(handle(request))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    except (OSError, ValueError):
+        pass
+    finally:
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await providers.aclose()
+        writer.close()
+
+
+def _frame(message: Mapping[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return _HEADER.pack(len(body)) + body
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next message, or None at the end of the stream."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise ValueError("truncated frame") from e
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > _MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes")
+    try:
+        body = await reader.readexactly(size)
+    except asyncio.IncompleteReadError as e:
+        raise ValueError("truncated frame") from e
+    message = json.loads(body)
+    if not isinstance(message, dict):
+        raise ValueError("frame is not an object")
+    return message

@@ -64,3 +64,14 @@ def run(
     code = main(["eval", "--repo", str(root), "--output", str(out), *args])
     err = capsys.readouterr().err
     return code, json.loads(out.read_text()) if out.exists() else {}, err
+
+
+MAX_OUTPUT = 16384  # the test model's maximum output tokens in litellm's price table
+
+
+def greedy(wire: str, body: dict[str, Any]) -> Reply:
+    """The costliest answer an honest provider may give: every output token the request allows
+    (200,000 when it sets no limit) and a prompt as long as its bytes."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 200_000
+    prompt = len(json.dumps(body.get("messages"), ensure_ascii=False).encode())
+    return Reply(text="Hello from Acme!", prompt_tokens=prompt, completion_tokens=limit)

@@ -10,18 +10,16 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from evalutil import KEYS, make_repo, responder, run
-from fakeproviders import FakeProvider, Fault, Reply
+from evalutil import KEYS, MAX_OUTPUT, greedy, make_repo, responder, run
+from fakeproviders import FakeProvider, Fault
 from gitutil import commit_all, init_repo
 
 from pipeline.cli import main
 
 # gpt-4o-mini in litellm 1.106.2's price table: $0.15 / $0.60 per million tokens, 16,384 output
 # tokens at most.
-MAX_OUTPUT = 16384
 
 
 @pytest.fixture
@@ -36,14 +34,6 @@ def suite_of(n: int) -> str:
         for i in range(n)
     )
     return f"agent: shop\nvars: {{customer: Ann}}\ncases:\n{cases}"
-
-
-def greedy(wire: str, body: dict[str, Any]) -> Reply:
-    """The costliest answer an honest provider may give: every output token the request allows
-    (200,000 when it sets no limit) and a prompt as long as its bytes."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 200_000
-    prompt = len(json.dumps(body.get("messages"), ensure_ascii=False).encode())
-    return Reply(text="Hello from Acme!", prompt_tokens=prompt, completion_tokens=limit)
 
 
 # --- the budget -------------------------------------------------------------------------------

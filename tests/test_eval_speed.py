@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evalutil import KEYS, MAX_OUTPUT, greedy, make_repo
 from fakeproviders import FakeProvider, Reply
-from test_eval import KEYS, make_repo
 
 from pipeline.cli import main
 from pipeline.evals import providers, trims
@@ -358,8 +358,6 @@ def test_ctrl_c_stops_the_run_and_its_lanes(tmp_path: Path, keys: None) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="lanes are forked on Linux only")
 def test_the_budget_stays_a_hard_cap_across_processes(tmp_path: Path, keys: None) -> None:
-    from test_eval_costs import MAX_OUTPUT, greedy
-
     with FakeProvider(responder=greedy) as server:
         root = bench_repo(tmp_path, server, 12)
         done = knowngood(

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pipeline.errors import ProviderError
 from pipeline.evals import trims
@@ -349,7 +349,40 @@ _OWN_CLIENT_OPENAI: Final = frozenset(
 # OAuth token): it stays on a thread. The others' runs on the loop's thread (trims.py).
 _BLOCKING_PRELUDE: Final = frozenset({"ollama", "ollama_chat", "huggingface", "databricks"})
 
-_REQUESTS: ContextVar[list[int] | None] = ContextVar("knowngood_requests", default=None)
+
+@dataclass(slots=True)
+class _Call:
+    """What the hooks of knowngood's HTTP client know of the call whose request goes out.
+
+    ``slots``: the provider's request slots (``-j``). A call takes one when its request goes
+    out and gives it back when the answer's headers are in, so litellm's CPU before and after
+    (building the request, parsing and pricing the answer) happens outside the slot, while
+    other calls' requests are in flight. The call's own deadline starts once it holds one.
+    """
+
+    requests: int = 0
+    slots: Slots | None = None
+    held: bool = False
+    deadline: asyncio.Timeout | None = None
+    allowed_s: float = 0.0
+    sent_at: float | None = None
+
+    def give_back(self) -> None:
+        if self.held and self.slots is not None:
+            self.held = False
+            self.slots.release()
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("knowngood_call", default=None)
+
+
+class Slots(Protocol):
+    """A provider's request slots in this process (pipeline.evals.lanes.RequestSlots)."""
+
+    async def acquire(self) -> None: ...
+    def release(self) -> None: ...
+
+
 # Per event loop, per timeout: some handlers (Gemini) use the client's timeout, not the call's.
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Any]] = (
     weakref.WeakKeyDictionary()
@@ -359,10 +392,29 @@ _LITELLM_PROVIDER: dict[tuple[str, str | None], str | None] = {}
 
 
 async def _count_request(request: object) -> None:
-    """httpx's request hook: runs for every request that goes out, in the caller's context."""
-    counter = _REQUESTS.get()
-    if counter is not None:
-        counter[0] += 1
+    """httpx's request hook: runs for every request that goes out, in the caller's context.
+    Waits for a request slot of the provider first (see :class:`_Call`)."""
+    call = _CALL.get()
+    if call is None:
+        return
+    if call.slots is not None and not call.held:
+        await call.slots.acquire()
+        call.held = True
+        if call.deadline is not None:  # the wait for a slot is not the provider's time
+            call.deadline.reschedule(asyncio.get_running_loop().time() + call.allowed_s)
+    call.requests += 1
+    if call.sent_at is None:
+        call.sent_at = time.perf_counter()
+
+
+async def _answered(response: object) -> None:
+    """httpx's response hook: the answer's headers are in, the request slot is free."""
+    call = _CALL.get()
+    if call is not None and call.held:
+        call.give_back()
+        # Let the call waiting for the slot send its request now, before this one's answer
+        # is read and parsed (a millisecond of litellm's CPU).
+        await asyncio.sleep(0)
 
 
 def _handler_class() -> Any:
@@ -444,8 +496,14 @@ async def complete(
     tools: list[dict[str, Any]] | None,
     params: Mapping[str, Any],
     timeout_s: float,
+    slots: Slots | None = None,
 ) -> Completion:
-    """One chat completion through ``litellm.acompletion``; raises :class:`ProviderCallError`."""
+    """One chat completion through ``litellm.acompletion``; raises :class:`ProviderCallError`.
+
+    ``slots`` bounds the requests in flight to the provider: with knowngood's client the call
+    holds one only while its request is out (:class:`_Call`), otherwise for the whole call.
+    ``latency_ms`` runs from the request going out to the answer parsed.
+    """
     kwargs = _call_kwargs(spec, timeout_s)
     litellm = _litellm()
     request: dict[str, Any] = {**spec.params, **params, **kwargs, "messages": messages}
@@ -463,11 +521,17 @@ async def complete(
         inline = inline and trims.install_executor(asyncio.get_running_loop())
     started = time.perf_counter()
     failed: ProviderCallError | None = None
-    counter = [0]
-    counting = _REQUESTS.set(counter)
+    call = _Call(allowed_s=timeout_s + _WAIT_GRACE_S)
+    counting = _CALL.set(call)
     token = _unlogged()
     try:
-        async with asyncio.timeout(timeout_s + _WAIT_GRACE_S):  # no extra task, unlike wait_for
+        if client is None and slots is not None:  # no hooks: the slot for the whole call
+            await slots.acquire()
+            call.held, call.slots = True, slots
+        else:
+            call.slots = slots
+        # No extra task, unlike wait_for; restarted once the request holds a slot.
+        async with asyncio.timeout(call.allowed_s) as call.deadline:
             if inline:
                 with trims.inline_first_submit():
                     response = await litellm.acompletion(**request)
@@ -476,9 +540,12 @@ async def complete(
     except Exception as e:
         failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
     finally:
+        call.give_back()
         _logged_again(token)
-        _REQUESTS.reset(counting)
-    requests = counter[0] if client is not None else 1
+        _CALL.reset(counting)
+    requests = call.requests if client is not None else 1
+    if call.sent_at is not None:
+        started = call.sent_at
     if failed is not None:
         # Raised outside the handler on purpose: litellm's exception (which may quote the
         # key or the request) is not chained; ProviderCallError.cause names its type.

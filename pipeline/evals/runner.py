@@ -415,7 +415,7 @@ class Runner:
                 self._budget,
                 self._providers(),
                 self.options.backoff_base_s,
-                complete=self._lanes.complete if self._lanes is not None else None,
+                lanes=self._lanes,
             )
         return self._sender
 

@@ -466,3 +466,24 @@ def test_at_most_j_requests_are_in_flight_while_the_next_calls_are_prepared(
     assert done.returncode == 1, done.stderr  # c9 and c19 fail
     assert seen == 24
     assert meter.most == 3
+
+
+def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> None:
+    """ready(models) imports litellm, runs its first-call set-up for those models (a mock
+    completion: no socket is opened) and moves what it made out of the collector's sight."""
+    script = (
+        "import gc, sys\n"
+        "connects = []\n"
+        "sys.addaudithook(lambda e, a: connects.append(a) if e == 'socket.connect' else None)\n"
+        "from pipeline.evals import providers\n"
+        "before = gc.get_freeze_count()\n"
+        "providers.ready(['openai/gpt-4o-mini', 'ollama/llama3'])\n"
+        "import litellm.main\n"
+        "print(before, gc.get_freeze_count() > 100000, sorted(providers._WARMED), connects)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    # ollama's first call may ask its server for the model: it is left to the real call
+    assert done.stdout.split("\n")[0] == "0 True ['openai'] []"

@@ -24,6 +24,7 @@ need is trimmed by :mod:`pipeline.evals.trims`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -230,12 +231,20 @@ def _litellm() -> Any:
         # ~1.5 ms less CPU per call (a quarter of litellm's cost) with the same answers and
         # errors. Set it to False in the environment to go back to the SDK.
         os.environ.setdefault(_OPENAI_HTTP_HANDLER_ENV, "True")
+        # The cyclic garbage collector would run dozens of times during the import, each
+        # time walking every object already alive (a run's suites and cases too): ~0.4 s of
+        # the import's 2-3 s. Nothing the import creates is garbage worth collecting then.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             import litellm
         except ImportError as e:  # pragma: no cover - litellm is a dependency
             raise ProviderError(
                 f"litellm is not importable: {e}", hint="Install with: pip install knowngood"
             ) from e
+        finally:
+            if collecting:
+                gc.enable()
         _configure_litellm(litellm)
         global _INTERNAL_CALL
         context = sys.modules.get("litellm._internal_context")  # imported by litellm itself
@@ -244,10 +253,60 @@ def _litellm() -> Any:
     return _LITELLM
 
 
-def ready() -> None:
+def ready(models: Sequence[str] = ()) -> None:
     """Import (and trim) litellm now rather than on the first call: a run does it before its
-    event loop starts, so no call waits inside the loop for the import."""
-    _litellm()
+    event loop starts, so no call waits inside the loop for the import. With ``models`` (litellm
+    model strings), also run litellm's first-call set-up for them (see :func:`_warm`)."""
+    global _FROZEN
+    litellm = _litellm()
+    for model in models:
+        _warm(litellm, model)
+    if not _FROZEN:
+        # litellm and what it imports are millions of objects that live until the process
+        # ends. Moved out of the collector's sight, they no longer make each full collection
+        # walk them all (~0.1 s each, several per run, and ~0.6 s at exit), and forked lanes
+        # share their pages instead of copying them as the collector touches them.
+        gc.freeze()
+        _FROZEN = True
+
+
+_FROZEN = False
+
+_WARMED: set[str] = set()  # litellm providers whose first-call set-up ran
+
+
+def _warm(litellm: Any, model: str) -> None:
+    """litellm's first call for a provider imports ~50 more modules (~0.2 s, most of it the
+    garbage collector walking every live object as they load). A mock completion (litellm's
+    ``mock_response``: no request goes out) runs that set-up with the collector paused, before
+    the loop starts and before lanes are forked, so they share it. Only for the providers whose
+    synchronous half does no I/O (:data:`_BLOCKING_PRELUDE`); best effort: a failure leaves the
+    set-up to the first real call."""
+    try:
+        provider = str(litellm.get_llm_provider(model=model)[1])
+    except Exception:  # the real call will say why it cannot route the model
+        return
+    if provider in _WARMED or provider in _BLOCKING_PRELUDE or not _takes_own_client(provider):
+        return
+    _WARMED.add(provider)
+    collecting = gc.isenabled()
+    gc.disable()
+    token = _unlogged()
+    try:
+        litellm.completion(
+            model=model,
+            messages=[{"role": "user", "content": "warm-up"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            mock_response="ok",
+            api_key=_NO_KEY,
+            _skip_mcp_handler=True,
+        )
+    except Exception:
+        pass
+    finally:
+        _logged_again(token)
+        if collecting:
+            gc.enable()
 
 
 def prepare_loop() -> None:
@@ -437,6 +496,14 @@ def _handler_class() -> Any:
     return _HANDLER
 
 
+def _takes_own_client(provider: str | None) -> bool:
+    from litellm.secret_managers.main import get_secret_bool
+
+    if provider in _OWN_CLIENT:
+        return True
+    return provider in _OWN_CLIENT_OPENAI and bool(get_secret_bool(_OPENAI_HTTP_HANDLER_ENV))
+
+
 def _own_client(litellm: Any, spec: ProviderSpec, timeout_s: float) -> Any | None:
     """knowngood's client for the running loop, when litellm's handler for ``spec`` takes it."""
     key = (spec.model, spec.api_base)
@@ -446,17 +513,14 @@ def _own_client(litellm: Any, spec: ProviderSpec, timeout_s: float) -> Any | Non
         except Exception:  # litellm cannot route it: the call will say so
             found = None
         _LITELLM_PROVIDER[key] = str(found) if found else None
-    provider = _LITELLM_PROVIDER[key]
-    from litellm.secret_managers.main import get_secret_bool
-
-    openai_handler = bool(get_secret_bool(_OPENAI_HTTP_HANDLER_ENV))
-    if provider not in _OWN_CLIENT and not (openai_handler and provider in _OWN_CLIENT_OPENAI):
+    if not _takes_own_client(_LITELLM_PROVIDER[key]):
         return None
     clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(timeout_s)
     if client is None:
         client = clients[timeout_s] = _handler_class()(
-            timeout=timeout_s, event_hooks={"request": [_count_request]}
+            timeout=timeout_s,
+            event_hooks={"request": [_count_request], "response": [_answered]},
         )
     return client
 

@@ -20,8 +20,9 @@ The rounds alternate the tools (bare, no-cache, pf no-cache, cold, pf cold, warm
 a burst of load from elsewhere hits both; each row shows the median of its rounds, the spread
 (min-max) and the load average when it started. It checks the targets of issue 13:
 
-- no cache: at least 2x faster than promptfoo; cold cache: 10x; warm cache: 20x, and 1,000
-  cached cases well under 0.5 s without importing litellm;
+- at 0 ms latency, no cache: at least 2x faster than promptfoo; cold cache: 10x; warm cache:
+  20x (the ratios are shown at other latencies too); 1,000 cached cases well under 0.5 s
+  without importing litellm;
 - at 50 ms latency and j = 4 (no-cache and cold): within 1.1x of litellm's import time (as the
   bare loop measured it) plus ceil(N/j) x latency;
 - every call reaches the server (calls = N), none on a warm run.
@@ -662,8 +663,9 @@ class Bench:
         pf = rows.get(f"pf {row.mode}")
         if pf is not None:
             row.vs_promptfoo = pf.wall_s / row.wall_s
-            target = VS_PROMPTFOO[row.mode]
-            row.checks.append((f">={target:g}x promptfoo", row.vs_promptfoo >= target))
+            if lat == 0:  # the issue's comparison: 0 ms latency (shown at other latencies)
+                target = VS_PROMPTFOO[row.mode]
+                row.checks.append((f">={target:g}x promptfoo", row.vs_promptfoo >= target))
         if row.mode == "warm":
             row.checks.append((f"<{WARM_LIMIT_S:g}s", row.wall_s < WARM_LIMIT_S))
             row.checks.append(("no litellm", "litellm" not in imported))

@@ -215,6 +215,27 @@ def test_the_deferred_tokenizer_is_the_real_one_on_first_use() -> None:
 # --- lanes ------------------------------------------------------------------------------------
 
 
+class InFlight:
+    """Counts the requests a fake provider is answering at once (its handler threads)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def responder(self, text: str, seconds: float) -> Any:
+        def answer(wire: str, body: dict[str, Any]) -> Reply:
+            with self._lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(seconds)
+            with self._lock:
+                self.now -= 1
+            return Reply(text=text)
+
+        return answer
+
+
 def results_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(done.stdout)
     return data
@@ -252,10 +273,10 @@ run = lanes.fork_lanes(providers, 2)
 pids = [r.pid for r in run.remotes]
 async def main():
     await run.start()
-    sem = asyncio.Semaphore(6)
+    sem = asyncio.Semaphore(8)  # the Sender's calls in progress: twice the slots
     async def one(i):
         async with sem:
-            return await run.complete(spec, [{"role": "user", "content": str(i)}], None, {}, 5)
+            return await run.complete(spec, [{"role": "user", "content": str(i)}], None, {}, 5, 4)
     try:
         return await asyncio.gather(*(one(i) for i in range(30)))
     finally:
@@ -269,7 +290,8 @@ print(json.dumps({"texts": sorted({d.text for d in done}), "served": run.served,
                   "requests": sum(d.requests for d in done)}))
 """
     monkeypatch.setenv(KEY_ENV, SECRET)
-    with FakeProvider(responder=lambda wire, body: Reply(text="hi", latency_ms=20)) as server:
+    meter = InFlight()
+    with FakeProvider(responder=meter.responder("hi", 0.02)) as server:
         done = subprocess.run(
             [sys.executable, "-c", script, server.openai_base],
             capture_output=True,
@@ -279,6 +301,7 @@ print(json.dumps({"texts": sorted({d.text for d in done}), "served": run.served,
         )
         seen = server.count()
     assert done.returncode == 0, done.stderr
+    assert meter.most == 4  # the provider's slots, shared by three processes, never exceeded
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["texts"] == ["hi"]
     assert out["requests"] == seen == 30
@@ -425,3 +448,40 @@ def test_the_results_median_is_statistics_median() -> None:
             for _ in range(rnd.randint(1, 9))
         ]
         assert _median(values) == statistics.median(values), values
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_at_most_j_requests_are_in_flight_while_the_next_calls_are_prepared(
+    tmp_path: Path, keys: None, processes: str
+) -> None:
+    """-j bounds the requests the provider sees at once, whichever process sends them; the
+    calls after them are prepared meanwhile (litellm's CPU is outside the request slots)."""
+    meter = InFlight()
+    with FakeProvider(responder=meter.responder("Hello from Acme! It ships today.", 0.05)) as srv:
+        root = bench_repo(tmp_path, srv, 24)
+        done = knowngood(*eval_args(root, "--no-cache", "-j", "3", "--processes", processes))
+        seen = srv.count()
+    assert done.returncode == 1, done.stderr  # c9 and c19 fail
+    assert seen == 24
+    assert meter.most == 3
+
+
+def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> None:
+    """ready(models) imports litellm, runs its first-call set-up for those models (a mock
+    completion: no socket is opened) and moves what it made out of the collector's sight."""
+    script = (
+        "import gc, sys\n"
+        "connects = []\n"
+        "sys.addaudithook(lambda e, a: connects.append(a) if e == 'socket.connect' else None)\n"
+        "from pipeline.evals import providers\n"
+        "before = gc.get_freeze_count()\n"
+        "providers.ready(['openai/gpt-4o-mini', 'ollama/llama3'])\n"
+        "import litellm.main\n"
+        "print(before, gc.get_freeze_count() > 100000, sorted(providers._WARMED), connects)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    # ollama's first call may ask its server for the model: it is left to the real call
+    assert done.stdout.split("\n")[0] == "0 True ['openai'] []"

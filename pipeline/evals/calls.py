@@ -2,11 +2,12 @@
 
 :meth:`Sender.send` makes at most ``retries + 1`` attempts at one chat request, whatever fails
 (a failure that is not retryable ends it sooner, and so does the cap of a malformed body). Each
-attempt waits for a slot of the provider's concurrency and for any pause a 429 ``Retry-After``
-put on the whole provider, reserves its worst case in the :class:`~pipeline.evals.budget.Budget`
-(refused: :class:`Skip`, nothing sent), and adds the HTTP requests that went out to the run's
-``calls_made``. Between attempts: exponential backoff with jitter, or the provider's
-``Retry-After``.
+attempt waits for one of the provider's calls in progress (twice ``-j``) and for any pause a 429
+``Retry-After`` put on the whole provider, reserves its worst case in the
+:class:`~pipeline.evals.budget.Budget` (refused: :class:`Skip`, nothing sent), and adds the HTTP
+requests that went out to the run's ``calls_made``. Its request then waits for one of the
+provider's ``-j`` request slots (:mod:`pipeline.evals.lanes`), held only while it is in flight.
+Between attempts: exponential backoff with jitter, or the provider's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ class Skip(Exception):
         self.reason = reason
 
 
+# Calls in progress per request slot: while -j requests are in flight, as many more calls are
+# prepared (litellm builds their requests) and answers parsed, so no slot waits for the CPU.
+PREPARED: Final = 2
+
+
 class ProviderGate:
-    """Per-provider concurrency, plus a shared pause when the provider says 429 Retry-After."""
+    """Per-provider calls in progress (:data:`PREPARED` per request slot: the requests in
+    flight are bounded by the slots themselves, see :class:`pipeline.evals.lanes.Lanes`), plus
+    a shared pause when the provider says 429 Retry-After."""
 
     def __init__(self, concurrency: int) -> None:
-        self.semaphore = asyncio.Semaphore(max(1, concurrency))
+        self.semaphore = asyncio.Semaphore(PREPARED * max(1, concurrency))
         self.paused_until = 0.0
         self.rate_limited = 0
 
@@ -64,7 +72,7 @@ class Sender:
     budget: Budget
     providers: Any
     backoff_base_s: float = 0.5
-    complete: Any = None  # providers.complete, or the lanes' (pipeline.evals.lanes)
+    lanes: Any = None  # pipeline.evals.lanes.Lanes; default: this process only
     gates: dict[str, ProviderGate] = field(default_factory=dict)
     prices: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
@@ -103,7 +111,10 @@ class Sender:
     ) -> Any:
         """The provider's Completion; EvalError after the last attempt, Skip over budget."""
         mod = self.providers
-        complete = self.complete or mod.complete
+        if self.lanes is None:
+            from pipeline.evals.lanes import Lanes
+
+            self.lanes = Lanes(mod, [])
         gate = self.gates.setdefault(provider.name, ProviderGate(concurrency))
         bound = _FREE
         if (info := self._bound(provider, spec)) is not None:
@@ -117,7 +128,9 @@ class Sender:
                 if not await self.budget.reserve(bound):
                     raise Skip(f"budget of ${self.budget.limit} reached")
                 try:
-                    completion = await complete(spec, messages, tools, params, timeout_s)
+                    completion = await self.lanes.complete(
+                        spec, messages, tools, params, timeout_s, max(1, concurrency)
+                    )
                 except mod.ProviderCallError as e:
                     self._settle_failure(e, bound)
                     attempt += 1
@@ -134,6 +147,7 @@ class Sender:
                     if e.status == 429:
                         gate.rate_limited += 1
                         gate.pause(delay)
+                        self.lanes.pause(provider.name, delay)  # and the calls already prepared
                 else:
                     self.run.calls_made += completion.requests
                     self.budget.settle(bound, float(completion.cost_usd or 0.0))

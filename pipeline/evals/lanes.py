@@ -11,8 +11,10 @@ The run's process stays the only orchestrator: per-provider concurrency, retries
 assertions and the results live in it. A lane only performs
 :func:`pipeline.evals.providers.complete` and sends back the Completion, or the
 ProviderCallError with the HTTP requests it sent, so counts, costs and errors are the same
-whichever lane made the call. A call goes to the forked lane with the fewest calls in flight,
-or to the run's process while that has under a third as many (:data:`LOCAL_SHARE`).
+whichever lane made the call. A provider's request slots (``-j``) are shared out between the
+processes (:func:`shares`); each process sends at most its share of requests at once and
+prepares its next calls meanwhile, and a call goes to the process with the fewest calls in
+progress per slot.
 
 A lane that dies (killed, crashed) fails its calls in flight as connection failures whose
 answers were lost (their worst case stays counted against the budget, each counts one request,
@@ -41,15 +43,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, Final, NoReturn
 
-__all__ = ["CALLS_PER_PROCESS", "Lanes", "auto_processes", "fork_lanes"]
+__all__ = ["CALLS_PER_PROCESS", "Lanes", "RequestSlots", "auto_processes", "fork_lanes", "shares"]
 
 # A lane costs a fork and its first call's lazy set-up (~0.1-0.2 s of CPU): worth it from a few
 # hundred calls at low latency.
 CALLS_PER_PROCESS: Final = 200
 # The run's own process also orchestrates every call (the cache, assertions, the budget, the
-# lanes' messages: about half of litellm's CPU per call), so it takes a call only while it has
-# under a third of the calls in flight of the least busy lane: with -j 4 and one lane, one in
-# four, which keeps both cores busy to the end.
+# lanes' messages: about half of litellm's CPU per call), so it gets a quarter of a provider's
+# request slots, the lanes the rest: with -j 4 and one lane, 1 and 3 (-j 2: 0 and 2).
 LOCAL_SHARE: Final = 3
 STOP_GRACE_S: Final = 5.0
 LANE_GRACE_S: Final = 30.0
@@ -84,7 +85,6 @@ class _Remote:
     def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
         self.sock = sock
-        self.in_flight = 0
         self.dead: str | None = None  # why it takes no more calls
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -127,6 +127,11 @@ class _Remote:
             self._pending.pop(int(request["id"]), None)
             return {"lost": f"no answer in {deadline_s:g}s"}
 
+    def send(self, message: dict[str, Any]) -> None:
+        """A message that wants no answer."""
+        if self.dead is None and self._writer is not None:
+            self._writer.write(_frame(message))
+
     async def aclose(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -136,14 +141,53 @@ class _Remote:
             await self._reading
 
 
+class RequestSlots:
+    """A provider's request slots in one process, and its pause after a 429 ``Retry-After``:
+    a call takes one just before its request goes out (pipeline.evals.providers)."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = asyncio.Semaphore(slots)
+        self.paused_until = 0.0  # time.monotonic()
+
+    async def acquire(self) -> None:
+        await self._free.acquire()
+        while (delay := self.paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+
+    def release(self) -> None:
+        self._free.release()
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+def shares(slots: int, remotes: int) -> list[int]:
+    """A provider's request slots for this process, then for each lane (they add up to slots)."""
+    if remotes == 0:
+        return [slots]
+    local = slots // (LOCAL_SHARE + 1)
+    rest = slots - local
+    return [local] + [rest // remotes + (1 if i < rest % remotes else 0) for i in range(remotes)]
+
+
+class _Provider:
+    """One provider's request slots shared out between the processes, and their calls."""
+
+    def __init__(self, slots: int, remotes: int) -> None:
+        self.shares = shares(slots, remotes)
+        self.busy = [0] * len(self.shares)  # calls in progress, per process
+        self.local = RequestSlots(self.shares[0])
+
+
 class Lanes:
-    """The run's process plus forked lanes; :meth:`complete` is ``providers.complete``."""
+    """The run's process plus forked lanes; :meth:`complete` is ``providers.complete``, with
+    the provider's request slots (``-j``) shared out between the processes."""
 
     def __init__(self, providers: Any, remotes: Sequence[_Remote]) -> None:
         self.providers = providers
         self.remotes = list(remotes)
-        self.local_in_flight = 0
         self.served = [0] * (1 + len(self.remotes))  # calls answered: this process, then each lane
+        self._providers: dict[str, _Provider] = {}
         self._ids = itertools.count()
 
     @property
@@ -154,6 +198,18 @@ class Lanes:
         for remote in self.remotes:
             await remote.start()
 
+    def _process_for(self, provider: _Provider) -> int:
+        """Where the next call goes: the process with the lowest calls in progress per slot
+        (a lane before this process on a tie). A dead lane's slots come to this process."""
+        for i, remote in enumerate(self.remotes, start=1):
+            if remote.dead is not None and provider.shares[i]:
+                for _ in range(provider.shares[i]):
+                    provider.local.release()
+                provider.shares[0] += provider.shares[i]
+                provider.shares[i] = 0
+        open_ = [i for i, share in enumerate(provider.shares) if share]
+        return min(open_, key=lambda i: (provider.busy[i] / provider.shares[i], i == 0))
+
     async def complete(
         self,
         spec: Any,
@@ -161,31 +217,41 @@ class Lanes:
         tools: list[dict[str, Any]] | None,
         params: Mapping[str, Any],
         timeout_s: float,
+        slots: int,
     ) -> Any:
-        live = [r for r in self.remotes if r.dead is None]
-        remote = min(live, key=lambda r: r.in_flight, default=None)
-        if remote is None or self.local_in_flight * LOCAL_SHARE < remote.in_flight:
-            self.local_in_flight += 1
-            self.served[0] += 1
-            try:
-                return await self.providers.complete(spec, messages, tools, params, timeout_s)
-            finally:
-                self.local_in_flight -= 1
-        request = {
-            "id": next(self._ids),
-            "spec": asdict(spec),
-            "messages": messages,
-            "tools": tools,
-            "params": dict(params),
-            "timeout_s": timeout_s,
-        }
-        remote.in_flight += 1
-        self.served[1 + self.remotes.index(remote)] += 1
-        try:  # the lane's own deadline is timeout_s plus a grace: this one is a last resort
+        provider = self._providers.get(spec.name)
+        if provider is None:
+            provider = self._providers[spec.name] = _Provider(slots, len(self.remotes))
+        where = self._process_for(provider)
+        provider.busy[where] += 1
+        self.served[where] += 1
+        try:
+            if where == 0:
+                return await self.providers.complete(
+                    spec, messages, tools, params, timeout_s, provider.local
+                )
+            remote = self.remotes[where - 1]
+            request = {
+                "id": next(self._ids),
+                "spec": asdict(spec),
+                "messages": messages,
+                "tools": tools,
+                "params": dict(params),
+                "timeout_s": timeout_s,
+                "slots": provider.shares[where],
+            }
+            # the lane's own deadline is timeout_s plus a grace: this one is a last resort
             reply = await remote.call(request, timeout_s + LANE_GRACE_S)
+            return _decode(self.providers, spec, remote, reply)
         finally:
-            remote.in_flight -= 1
-        return _decode(self.providers, spec, remote, reply)
+            provider.busy[where] -= 1
+
+    def pause(self, provider: str, seconds: float) -> None:
+        """The provider said 429 Retry-After: no process sends it a request for ``seconds``."""
+        if (mine := self._providers.get(provider)) is not None:
+            mine.local.pause(seconds)
+        for remote in self.remotes:
+            remote.send({"pause": provider, "seconds": seconds})
 
     async def aclose(self) -> None:
         for remote in self.remotes:
@@ -294,13 +360,22 @@ async def _serve(sock: socket.socket) -> None:
     sock.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=sock)
     tasks: set[asyncio.Task[None]] = set()
+    slots: dict[str, RequestSlots] = {}  # this lane's share of each provider's slots
 
     async def handle(request: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": request["id"]}
         try:
             spec = providers.ProviderSpec(**request["spec"])
+            gate = slots.get(spec.name)
+            if gate is None:
+                gate = slots[spec.name] = RequestSlots(int(request["slots"]))
             done = await providers.complete(
-                spec, request["messages"], request["tools"], request["params"], request["timeout_s"]
+                spec,
+                request["messages"],
+                request["tools"],
+                request["params"],
+                request["timeout_s"],
+                gate,
             )
             reply["ok"] = {**asdict(done), "tool_calls": [asdict(c) for c in done.tool_calls]}
         except providers.ProviderCallError as e:
@@ -323,6 +398,10 @@ async def _serve(sock: socket.socket) -> None:
 
     try:
         while (request := await _read_frame(reader)) is not None:
+            if "pause" in request:
+                if (paused := slots.get(str(request["pause"]))) is not None:
+                    paused.pause(float(request["seconds"]))
+                continue
             task = asyncio.create_task(handle(request))
             tasks.add(task)
             task.add_done_callback(tasks.discard)

@@ -24,6 +24,7 @@ need is trimmed by :mod:`pipeline.evals.trims`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pipeline.errors import ProviderError
 from pipeline.evals import trims
@@ -230,12 +231,20 @@ def _litellm() -> Any:
         # ~1.5 ms less CPU per call (a quarter of litellm's cost) with the same answers and
         # errors. Set it to False in the environment to go back to the SDK.
         os.environ.setdefault(_OPENAI_HTTP_HANDLER_ENV, "True")
+        # The cyclic garbage collector would run dozens of times during the import, each
+        # time walking every object already alive (a run's suites and cases too): ~0.4 s of
+        # the import's 2-3 s. Nothing the import creates is garbage worth collecting then.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             import litellm
         except ImportError as e:  # pragma: no cover - litellm is a dependency
             raise ProviderError(
                 f"litellm is not importable: {e}", hint="Install with: pip install knowngood"
             ) from e
+        finally:
+            if collecting:
+                gc.enable()
         _configure_litellm(litellm)
         global _INTERNAL_CALL
         context = sys.modules.get("litellm._internal_context")  # imported by litellm itself
@@ -244,10 +253,60 @@ def _litellm() -> Any:
     return _LITELLM
 
 
-def ready() -> None:
+def ready(models: Sequence[str] = ()) -> None:
     """Import (and trim) litellm now rather than on the first call: a run does it before its
-    event loop starts, so no call waits inside the loop for the import."""
-    _litellm()
+    event loop starts, so no call waits inside the loop for the import. With ``models`` (litellm
+    model strings), also run litellm's first-call set-up for them (see :func:`_warm`)."""
+    global _FROZEN
+    litellm = _litellm()
+    for model in models:
+        _warm(litellm, model)
+    if not _FROZEN:
+        # litellm and what it imports are millions of objects that live until the process
+        # ends. Moved out of the collector's sight, they no longer make each full collection
+        # walk them all (~0.1 s each, several per run, and ~0.6 s at exit), and forked lanes
+        # share their pages instead of copying them as the collector touches them.
+        gc.freeze()
+        _FROZEN = True
+
+
+_FROZEN = False
+
+_WARMED: set[str] = set()  # litellm providers whose first-call set-up ran
+
+
+def _warm(litellm: Any, model: str) -> None:
+    """litellm's first call for a provider imports ~50 more modules (~0.2 s, most of it the
+    garbage collector walking every live object as they load). A mock completion (litellm's
+    ``mock_response``: no request goes out) runs that set-up with the collector paused, before
+    the loop starts and before lanes are forked, so they share it. Only for the providers whose
+    synchronous half does no I/O (:data:`_BLOCKING_PRELUDE`); best effort: a failure leaves the
+    set-up to the first real call."""
+    try:
+        provider = str(litellm.get_llm_provider(model=model)[1])
+    except Exception:  # the real call will say why it cannot route the model
+        return
+    if provider in _WARMED or provider in _BLOCKING_PRELUDE or not _takes_own_client(provider):
+        return
+    _WARMED.add(provider)
+    collecting = gc.isenabled()
+    gc.disable()
+    token = _unlogged()
+    try:
+        litellm.completion(
+            model=model,
+            messages=[{"role": "user", "content": "warm-up"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            mock_response="ok",
+            api_key=_NO_KEY,
+            _skip_mcp_handler=True,
+        )
+    except Exception:
+        pass
+    finally:
+        _logged_again(token)
+        if collecting:
+            gc.enable()
 
 
 def prepare_loop() -> None:
@@ -349,7 +408,40 @@ _OWN_CLIENT_OPENAI: Final = frozenset(
 # OAuth token): it stays on a thread. The others' runs on the loop's thread (trims.py).
 _BLOCKING_PRELUDE: Final = frozenset({"ollama", "ollama_chat", "huggingface", "databricks"})
 
-_REQUESTS: ContextVar[list[int] | None] = ContextVar("knowngood_requests", default=None)
+
+@dataclass(slots=True)
+class _Call:
+    """What the hooks of knowngood's HTTP client know of the call whose request goes out.
+
+    ``slots``: the provider's request slots (``-j``). A call takes one when its request goes
+    out and gives it back when the answer's headers are in, so litellm's CPU before and after
+    (building the request, parsing and pricing the answer) happens outside the slot, while
+    other calls' requests are in flight. The call's own deadline starts once it holds one.
+    """
+
+    requests: int = 0
+    slots: Slots | None = None
+    held: bool = False
+    deadline: asyncio.Timeout | None = None
+    allowed_s: float = 0.0
+    sent_at: float | None = None
+
+    def give_back(self) -> None:
+        if self.held and self.slots is not None:
+            self.held = False
+            self.slots.release()
+
+
+_CALL: ContextVar[_Call | None] = ContextVar("knowngood_call", default=None)
+
+
+class Slots(Protocol):
+    """A provider's request slots in this process (pipeline.evals.lanes.RequestSlots)."""
+
+    async def acquire(self) -> None: ...
+    def release(self) -> None: ...
+
+
 # Per event loop, per timeout: some handlers (Gemini) use the client's timeout, not the call's.
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Any]] = (
     weakref.WeakKeyDictionary()
@@ -359,10 +451,29 @@ _LITELLM_PROVIDER: dict[tuple[str, str | None], str | None] = {}
 
 
 async def _count_request(request: object) -> None:
-    """httpx's request hook: runs for every request that goes out, in the caller's context."""
-    counter = _REQUESTS.get()
-    if counter is not None:
-        counter[0] += 1
+    """httpx's request hook: runs for every request that goes out, in the caller's context.
+    Waits for a request slot of the provider first (see :class:`_Call`)."""
+    call = _CALL.get()
+    if call is None:
+        return
+    if call.slots is not None and not call.held:
+        await call.slots.acquire()
+        call.held = True
+        if call.deadline is not None:  # the wait for a slot is not the provider's time
+            call.deadline.reschedule(asyncio.get_running_loop().time() + call.allowed_s)
+    call.requests += 1
+    if call.sent_at is None:
+        call.sent_at = time.perf_counter()
+
+
+async def _answered(response: object) -> None:
+    """httpx's response hook: the answer's headers are in, the request slot is free."""
+    call = _CALL.get()
+    if call is not None and call.held:
+        call.give_back()
+        # Let the call waiting for the slot send its request now, before this one's answer
+        # is read and parsed (a millisecond of litellm's CPU).
+        await asyncio.sleep(0)
 
 
 def _handler_class() -> Any:
@@ -385,6 +496,14 @@ def _handler_class() -> Any:
     return _HANDLER
 
 
+def _takes_own_client(provider: str | None) -> bool:
+    from litellm.secret_managers.main import get_secret_bool
+
+    if provider in _OWN_CLIENT:
+        return True
+    return provider in _OWN_CLIENT_OPENAI and bool(get_secret_bool(_OPENAI_HTTP_HANDLER_ENV))
+
+
 def _own_client(litellm: Any, spec: ProviderSpec, timeout_s: float) -> Any | None:
     """knowngood's client for the running loop, when litellm's handler for ``spec`` takes it."""
     key = (spec.model, spec.api_base)
@@ -394,17 +513,14 @@ def _own_client(litellm: Any, spec: ProviderSpec, timeout_s: float) -> Any | Non
         except Exception:  # litellm cannot route it: the call will say so
             found = None
         _LITELLM_PROVIDER[key] = str(found) if found else None
-    provider = _LITELLM_PROVIDER[key]
-    from litellm.secret_managers.main import get_secret_bool
-
-    openai_handler = bool(get_secret_bool(_OPENAI_HTTP_HANDLER_ENV))
-    if provider not in _OWN_CLIENT and not (openai_handler and provider in _OWN_CLIENT_OPENAI):
+    if not _takes_own_client(_LITELLM_PROVIDER[key]):
         return None
     clients = _CLIENTS.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(timeout_s)
     if client is None:
         client = clients[timeout_s] = _handler_class()(
-            timeout=timeout_s, event_hooks={"request": [_count_request]}
+            timeout=timeout_s,
+            event_hooks={"request": [_count_request], "response": [_answered]},
         )
     return client
 
@@ -444,8 +560,14 @@ async def complete(
     tools: list[dict[str, Any]] | None,
     params: Mapping[str, Any],
     timeout_s: float,
+    slots: Slots | None = None,
 ) -> Completion:
-    """One chat completion through ``litellm.acompletion``; raises :class:`ProviderCallError`."""
+    """One chat completion through ``litellm.acompletion``; raises :class:`ProviderCallError`.
+
+    ``slots`` bounds the requests in flight to the provider: with knowngood's client the call
+    holds one only while its request is out (:class:`_Call`), otherwise for the whole call.
+    ``latency_ms`` runs from the request going out to the answer parsed.
+    """
     kwargs = _call_kwargs(spec, timeout_s)
     litellm = _litellm()
     request: dict[str, Any] = {**spec.params, **params, **kwargs, "messages": messages}
@@ -463,11 +585,17 @@ async def complete(
         inline = inline and trims.install_executor(asyncio.get_running_loop())
     started = time.perf_counter()
     failed: ProviderCallError | None = None
-    counter = [0]
-    counting = _REQUESTS.set(counter)
+    call = _Call(allowed_s=timeout_s + _WAIT_GRACE_S)
+    counting = _CALL.set(call)
     token = _unlogged()
     try:
-        async with asyncio.timeout(timeout_s + _WAIT_GRACE_S):  # no extra task, unlike wait_for
+        if client is None and slots is not None:  # no hooks: the slot for the whole call
+            await slots.acquire()
+            call.held, call.slots = True, slots
+        else:
+            call.slots = slots
+        # No extra task, unlike wait_for; restarted once the request holds a slot.
+        async with asyncio.timeout(call.allowed_s) as call.deadline:
             if inline:
                 with trims.inline_first_submit():
                     response = await litellm.acompletion(**request)
@@ -476,9 +604,12 @@ async def complete(
     except Exception as e:
         failed = _map_error(e, spec, kwargs["api_key"], timeout_s)
     finally:
+        call.give_back()
         _logged_again(token)
-        _REQUESTS.reset(counting)
-    requests = counter[0] if client is not None else 1
+        _CALL.reset(counting)
+    requests = call.requests if client is not None else 1
+    if call.sent_at is not None:
+        started = call.sent_at
     if failed is not None:
         # Raised outside the handler on purpose: litellm's exception (which may quote the
         # key or the request) is not chained; ProviderCallError.cause names its type.

@@ -286,28 +286,28 @@ class Runner:
             found = self._hits.get(key)
         return found if found is not None else self._cache.get(key)
 
-    def prescan(self, jobs: Sequence[_Job]) -> tuple[int, int]:
-        """Look every job up in the cache before the loop starts: (calls that will be sent,
-        the highest concurrency among their providers)."""
-        calls, concurrency = 0, 1
+    def prescan(self, jobs: Sequence[_Job]) -> list[_Job]:
+        """Look every job up in the cache before the loop starts; return those whose call
+        will be sent (no answer cached, not --offline, the provider not skipped)."""
+        sending: list[_Job] = []
         for job in jobs:
             if (hit := self._lookup(job.key)) is not None:
                 self._hits[job.key] = hit
                 continue
             status = self.run.providers.get(job.provider.name)
-            if self.options.offline or (status is not None and status.status != "ok"):
-                continue
-            calls += 1
-            concurrency = max(concurrency, self._concurrency(job.provider))
-        return calls, concurrency
+            if not self.options.offline and (status is None or status.status == "ok"):
+                sending.append(job)
+        return sending
 
-    def start_calls(self, calls: int, concurrency: int) -> None:
-        """Import litellm now, before the loop starts, and fork lanes when they pay off."""
+    def start_calls(self, sending: Sequence[_Job]) -> None:
+        """Import litellm and set it up for these calls' models now, before the loop starts,
+        and fork lanes when they pay off."""
         from pipeline.evals.lanes import auto_processes, fork_lanes
 
         providers = self._providers()
-        providers.ready()
-        processes = self.options.processes or auto_processes(calls, concurrency)
+        providers.ready(sorted({job.provider.model for job in sending}))
+        concurrency = max(self._concurrency(job.provider) for job in sending)
+        processes = self.options.processes or auto_processes(len(sending), concurrency)
         self._lanes = fork_lanes(providers, processes - 1)
 
     def _store(self, key: str, value: dict[str, Any]) -> None:
@@ -415,7 +415,7 @@ class Runner:
                 self._budget,
                 self._providers(),
                 self.options.backoff_base_s,
-                complete=self._lanes.complete if self._lanes is not None else None,
+                lanes=self._lanes,
             )
         return self._sender
 
@@ -684,13 +684,13 @@ def run_eval(
     jobs = runner.plan(targets)
     runner.check_providers(jobs)
     try:
-        calls, concurrency = runner.prescan(jobs)
+        sending = runner.prescan(jobs)
         left = runner.run_cached(jobs)
         if left:
             import asyncio
 
-            if calls:
-                runner.start_calls(calls, concurrency)
+            if sending:
+                runner.start_calls(sending)
             asyncio.run(runner.execute(left))
     finally:
         runner.close()

@@ -22,6 +22,7 @@ from pipeline.targets import make_target
 
 SECRET = "receiver-secret-0123456789"  # knowngood: allow-secret
 SECRET_ENV = "KG_DEPLOY_SECRET"
+PATIENT = "resilience:\n  timeout_s: 20\n"  # what is tested here is not failover
 
 
 def _http_target(url: str) -> str:
@@ -48,7 +49,7 @@ def _sign(data: bytes) -> str:
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     with servers("primary") as fakes:
-        world = make_world(tmp_path / "repo", fakes, deploy=False)
+        world = make_world(tmp_path / "repo", fakes, deploy=False, resilience=PATIENT)
         _use_http_target(world, "http://127.0.0.1:9")  # the real port is known once serve listens
         yield world
 

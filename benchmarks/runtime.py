@@ -10,7 +10,10 @@ on a repository released and deployed to a directory target), and the clients.
    ``litellm.acompletion`` directly (configured as knowngood configures it) versus asking
    ``serve`` over HTTP (aiohttp client, keep-alive). The difference is what serve adds: its HTTP
    hop, the request checks, the breaker (a SQLite read and, on a change, a write), metrics.
-   Goal: p50 < 2 ms and p99 < 10 ms added.
+   Goal: p50 < 2 ms and p99 < 10 ms added. Also the CPU each side spends per request: the
+   direct caller's is litellm's; serve's is litellm's plus everything serve adds. With two
+   cores or more, serve and the direct caller each get a core of their own (sched_setaffinity)
+   and the providers and the HTTP client share another.
 2. **Failover**, 16 clients in a loop against an agent whose chain is [primary, backup],
    ``timeout_s: 0.5``:
    - *killed*: the primary's process gets SIGKILL (connections refused);
@@ -158,7 +161,7 @@ class Provider:
 # -- the clients (own processes) -------------------------------------------------------------------
 
 
-async def _direct(clients: int, total: int, base: str) -> list[float]:
+async def _direct(clients: int, total: int, base: str) -> tuple[list[float], float]:
     """``litellm.acompletion`` straight to the provider, configured like knowngood does."""
     from pipeline.evals.providers import _litellm, aclose
 
@@ -177,7 +180,7 @@ async def _direct(clients: int, total: int, base: str) -> list[float]:
     return await _drive(clients, total, lambda: litellm.acompletion(**kwargs), aclose)
 
 
-async def _client(clients: int, total: int, url: str) -> list[float]:
+async def _client(clients: int, total: int, url: str) -> tuple[list[float], float]:
     """HTTP requests to ``knowngood serve`` (aiohttp, keep-alive)."""
     import aiohttp
 
@@ -194,7 +197,7 @@ async def _client(clients: int, total: int, url: str) -> list[float]:
     return await _drive(clients, total, one, session.close)
 
 
-async def _drive(clients: int, total: int, call: Any, close: Any) -> list[float]:
+async def _drive(clients: int, total: int, call: Any, close: Any) -> tuple[list[float], float]:
     for _ in range(min(50, total)):  # warm-up: connections, first-call imports
         await call()
     latencies: list[float] = []
@@ -207,22 +210,48 @@ async def _drive(clients: int, total: int, call: Any, close: Any) -> list[float]
             await call()
             latencies.append((time.perf_counter() - started) * 1000.0)
 
+    cpu_started = time.process_time()
     await asyncio.gather(*(worker() for _ in range(clients)))
+    cpu_per_call = (time.process_time() - cpu_started) / total
     await close()
-    return latencies
+    return latencies, cpu_per_call
 
 
-def run_clients(mode: str, clients: int, total: int, target: str) -> list[float]:
-    out = subprocess.run(
+# With two cores or more, the process measured (``serve``, or the one calling litellm directly)
+# gets a core of its own and everything else (providers, the HTTP client) shares another, so
+# both sides are compared on equal terms: otherwise serve's run has three busy processes on the
+# cores where the direct run has two, and the difference measures the machine, not serve.
+MEASURED_CPU = {1}
+OTHER_CPU = {0}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(pid, cpus)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_clients(mode: str, clients: int, total: int, target: str) -> tuple[list[float], float]:
+    """Latencies (ms) and, for ``direct``, its CPU seconds per call (0.0 for ``client``)."""
+    proc = subprocess.Popen(
         [sys.executable, __file__, f"--{mode}", str(clients), str(total), target],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
         env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
     )
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
-    return list(json.loads(out.stdout.strip().splitlines()[-1]))
+    pin(proc.pid, MEASURED_CPU if mode == "direct" else OTHER_CPU)
+    stdout, stderr = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(stderr[:1500])
+    latencies, cpu = json.loads(stdout.strip().splitlines()[-1])
+    return list(latencies), float(cpu)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -398,21 +427,35 @@ def main() -> int:
         root = Path(tmp) / "repo"
         new_release = make_repo(root, primary, backup)
         serve = Serve(root)
+        for process in (primary.proc, backup.proc):
+            pin(process.pid, OTHER_CPU)
+        pin(serve.proc.pid, MEASURED_CPU)
         try:
             print("1. overhead of serve over calling litellm directly (0 ms provider)")
+            pinned = (os.cpu_count() or 1) >= 2
+            print(
+                "   (serve and the direct caller each on a core of their own; providers and the "
+                "HTTP client on another)"
+                if pinned
+                else "   (one core: every process shares it)"
+            )
             print(
                 f"{'clients':>8} {'requests':>9} {'direct p50':>11} {'serve p50':>10} "
-                f"{'added':>7} {'direct p99':>11} {'serve p99':>10} {'added':>7}"
+                f"{'added':>7} {'direct p99':>11} {'serve p99':>10} {'added':>7} "
+                f"{'CPU/req direct':>15} {'serve':>6}"
             )
             for c in levels:
                 total = max(200, per_client * c) if not args.quick else max(100, per_client * c)
-                direct = run_clients("direct", c, total, primary.base)
-                served = run_clients("client", c, total, serve.url)
+                direct, direct_cpu = run_clients("direct", c, total, primary.base)
+                cpu_before = cpu_seconds(serve.proc.pid)
+                served, _ = run_clients("client", c, total, serve.url)
+                serve_cpu = (cpu_seconds(serve.proc.pid) - cpu_before) / (total + min(50, total))
                 d50, s50 = statistics.median(direct), statistics.median(served)
                 d99, s99 = pct(direct, 0.99), pct(served, 0.99)
                 print(
                     f"{c:>8} {total:>9} {d50:>9.2f}ms {s50:>8.2f}ms {s50 - d50:>+6.2f} "
-                    f"{d99:>9.2f}ms {s99:>8.2f}ms {s99 - d99:>+6.2f}"
+                    f"{d99:>9.2f}ms {s99:>8.2f}ms {s99 - d99:>+6.2f} "
+                    f"{direct_cpu * 1000:>13.2f}ms {serve_cpu * 1000:>4.2f}ms"
                 )
             print("\n3. reload: deploy returns -> serve answers with the new release")
             deployed = new_release()

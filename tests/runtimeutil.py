@@ -273,8 +273,11 @@ class Serve:
             self.proc.stderr.close()
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self._done()
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(10)

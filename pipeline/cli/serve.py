@@ -38,6 +38,14 @@ from pipeline.cli.options import repo_option, resolve_repo
     is_flag=True,
     help="Let several serve processes listen on the same port (SO_REUSEPORT).",
 )
+@click.option(
+    "--receive-deploys",
+    "receive_deploys",
+    is_flag=True,
+    help="Be the http deploy target of knowngood.yaml: accept signed bundles at POST "
+    "/knowngood/deploy and report what runs at GET /knowngood/current (kept in "
+    "--deployments, default .knowngood/received).",
+)
 @repo_option
 def command(
     env: str,
@@ -46,6 +54,7 @@ def command(
     deployments: Path | None,
     state_store: str | None,
     reuse_port: bool,
+    receive_deploys: bool,
     repo: Path | None,
 ) -> int:
     """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
@@ -65,6 +74,7 @@ def command(
     Examples:
       knowngood serve
       knowngood serve --env staging --port 8001
+      knowngood serve --host 0.0.0.0 --receive-deploys   (deploy.target: {type: http, ...})
       curl localhost:8000/v1/chat/completions -d '{"model": "support",
         "messages": [{"role": "user", "content": "Where is my order?"}]}'
     """
@@ -86,6 +96,7 @@ def command(
             deployments=deployments,
             state_store=state_store,
             reuse_port=reuse_port,
+            receive_deploys=receive_deploys,
             log=log,
         )
     )

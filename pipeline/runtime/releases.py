@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -151,8 +152,9 @@ def deployments_dir(root: Path, override: Path | None = None) -> Path:
         raise UsageError(
             f"the deploy target is of type {target.type!r}: the runtime reads deployed bundles "
             "from a directory target",
-            hint="pass --deployments DIR, a directory laid out as <env>/<agent>/current.json "
-            "(what the directory target writes)",
+            hint="with an http target, make serve the target (serve --receive-deploys); "
+            "otherwise pass --deployments DIR, a directory laid out as "
+            "<env>/<agent>/current.json (what the directory target writes)",
         )
     return target.path
 
@@ -166,6 +168,7 @@ class Releases:
         self._current: dict[str, Release] = {}
         self._stamps: dict[str, _Stamp] = {}
         self.errors: dict[str, str] = {}  # agent -> why its newest bundle is not served
+        self._lock = threading.Lock()
 
     @property
     def env_dir(self) -> Path:
@@ -196,7 +199,14 @@ class Releases:
         return stamps
 
     def refresh(self, only: str | None = None) -> list[Change]:
-        """Load what changed since the last refresh; ``only``: look at that agent alone."""
+        """Load what changed since the last refresh; ``only``: look at that agent alone.
+
+        Thread-safe: the follower and a received deploy may refresh at the same time.
+        """
+        with self._lock:
+            return self._refresh(only)
+
+    def _refresh(self, only: str | None) -> list[Change]:
         if only is not None:
             stamp = _stamp(self.env_dir / only / CURRENT)
             stamps = {only: stamp} if stamp is not None else {}

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.calls import AttemptFailed
 from pipeline.runtime.core import Runtime
@@ -38,6 +38,7 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
+from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, receiver_secret_env
 
 __all__ = ["make_app", "serve"]
 
@@ -202,9 +203,19 @@ async def serve(
     deployments: Path | None = None,
     state_store: str | None = None,
     reuse_port: bool = False,
+    receive_deploys: bool = False,
     log: Callable[[str], None],
 ) -> None:
-    """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s)."""
+    """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s).
+
+    ``receive_deploys``: also be the http deploy target (:mod:`pipeline.runtime.receiver`),
+    keeping what it receives under ``deployments`` (default ``.knowngood/received``).
+    """
+    receiver_secret = None
+    if receive_deploys:
+        receiver_secret = _deploy_secret(root)
+        if deployments is None:
+            deployments = root / DEFAULT_RECEIVED
     observer = Metrics(log)
     runtime = Runtime(
         root, env, deployments=deployments, state_store=state_store, observer=observer
@@ -216,6 +227,8 @@ async def serve(
         await runtime.warm_up()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
         app = make_app(runtime, observer)
+        if receiver_secret is not None:
+            DeployReceiver(runtime, receiver_secret).install(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
@@ -235,6 +248,19 @@ async def serve(
             await runtime.aclose()
     finally:
         runtime.close()
+
+
+def _deploy_secret(root: Path) -> str:
+    from pipeline.redaction import secret_env
+
+    name = receiver_secret_env(root)
+    secret = secret_env(name) or ""
+    if not secret:
+        raise UsageError(
+            f"${name} is not set: --receive-deploys checks every deploy's signature with it",
+            hint=f"export {name} (the same secret the deploying side signs with)",
+        )
+    return secret
 
 
 def _address(runner: web.AppRunner, host: str) -> str:

@@ -37,6 +37,11 @@ SHOP_CASES = {
 # ... and the pass rates (%) the report must show, counted by hand (skipped cases do not count).
 SHOP_PASS_RATE = {"shop/v0.1.0": 87.5, "shop/v0.2.0": 62.5}
 SHOP_PROVIDER_RATE = {"openai": [75.0, 50.0], "anthropic": [100.0, 75.0]}
+# Successful deployments per environment as the timeline shows them: "when: version".
+SHOP_DEPLOYMENTS = {
+    "production": ["2026-02-01 10:01: 0.1.0", "2026-02-01 10:03: 0.2.0", "2026-02-01 10:05: 0.1.0"],
+    "staging": ["2026-02-01 10:07: 0.2.0"],
+}
 # Resolved incidents' recovery times in minutes, oldest first, and their running mean (MTTR).
 SHOP_RECOVERY_MIN = [2.0, 5.0]
 SHOP_MTTR_MIN = [2.0, 3.5]
@@ -100,7 +105,8 @@ def newer_records() -> list[dict[str, Any]]:
     opened = {
         "version": 1, "kind": "incident", "id": P1_INCIDENT, "incident": P1_INCIDENT,
         "agent": "shop", "env": "production", "at": t(20), "detected_at": t(20),
-        "actor": "knowngood", "what": "every provider down", "why": "", "outcome": "open",
+        "actor": "knowngood", "what": "every provider down <script>alert(1)</script>",
+        "why": "", "outcome": "open",
         "severity": "P1", "release": "shop/v0.2.0",
     }  # fmt: skip
     ack = {

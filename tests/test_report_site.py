@@ -80,6 +80,7 @@ def test_the_site_has_every_section_with_the_records_figures(
     assert re.search(r'data-running="staging"[^>]*>[^<]*shop/v0\.2\.0', shop)
     # incidents with their timelines, the newer record's severity and acknowledgement shown
     assert P1_INCIDENT in shop and ">P1<" in shop
+    assert "every provider down &lt;script&gt;alert(1)&lt;/script&gt;" in shop  # escaped
     assert re.search(r"acknowledged.*alice", shop, re.S)
     # drill figures, the failover figures, the restore drill's RPO against its target
     assert "first_fallback_s" in shop and "0.4" in shop
@@ -87,7 +88,7 @@ def test_the_site_has_every_section_with_the_records_figures(
     assert "no readiness check in this version" in shop  # the marked slot
     for page in ("index.html", "agents/shop.html", "agents/desk.html"):
         html = (out / page).read_text()
-        assert html.count("<svg") >= (0 if page == "index.html" else 4), page
+        assert html.count("<svg") == (0 if page == "index.html" else 5), page
         assert "<script" not in html and "<link" not in html, page
         assert external_references(html) == [], page
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from pipeline.records import parse_time
 from pipeline.site.model import Release
 from pipeline.site.views import DrillView, Targets, day
 
@@ -57,6 +58,41 @@ def _chart(kind: str, title: str, labels: Sequence[str], **config: Any) -> Graph
 def _svg(chart: Graph) -> Markup:
     text = chart.render(is_unicode=True)
     return Markup(_DROPPED.sub("", text))  # pygal's own SVG: it escapes the values
+
+
+def timeline(releases: Sequence[Release], envs: Sequence[str]) -> Markup:
+    """What ran where: each successful deployment as a dot at (when, release), one series per
+    environment; the y axis names the releases."""
+    names = {r.tag.name: (n, str(r.tag.version)) for n, r in enumerate(releases, 1)}
+    every = max(1, len(releases) // MAX_X_LABELS)
+    points = {
+        env: sorted(
+            (parse_time(str(dep["at"])), names[r.tag.name][0])
+            for r in releases
+            for dep in r.deployed.get(env, [])
+        )
+        for env in envs
+    }
+    count = sum(len(p) for p in points.values())
+    chart = _pygal().DateTimeLine(
+        js=[],
+        disable_xml_declaration=True,
+        title="What ran where: deployments (UTC)",
+        width=800,
+        height=360,
+        print_values=False,  # "when: version" labels overlap; the axes say both
+        x_label_rotation=30,
+        x_value_formatter=lambda when: when.strftime("%Y-%m-%d %H:%M"),
+        value_formatter=lambda n: next((v for k, (i, v) in names.items() if i == n), str(n)),
+        # (pygal cannot place y labels on an XY chart with no point)
+        y_labels=[i for i, _ in names.values() if (i - 1) % every == 0] if count else None,
+        no_data_text="nothing deployed yet",
+        legend_at_bottom=True,
+    )
+    for env in envs:
+        if points[env]:
+            chart.add(env, points[env], stroke=False)
+    return _svg(chart)
 
 
 def pass_rate_per_release(releases: Sequence[Release]) -> Markup:

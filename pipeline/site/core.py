@@ -135,6 +135,7 @@ def _agent_context(
         "breakers_notice": breakers.notice,
         "readiness": ready,
         "charts": {
+            "timeline": charts.timeline(releases, envs),
             "pass_rate_release": charts.pass_rate_per_release(releases),
             "pass_rate_provider": charts.pass_rate_per_provider(releases),
             "mttr": charts.mttr(trend),

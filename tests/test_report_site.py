@@ -234,3 +234,17 @@ def test_a_report_leaves_no_import_hook_behind(reader: Path, tmp_path: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert importlib.util.find_spec("pipeline.no_such_module") is None
+
+
+def test_a_repository_with_no_records_or_releases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from repoutil import make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    out = tmp_path / "site"
+    assert report(repo, out, "--no-fetch") == 0
+    shop = (out / "agents" / "shop.html").read_text()
+    assert "no release yet" in shop and "no incident recorded" in shop
+    assert "no drill recorded" in shop and "nothing deployed" in shop
+    assert "no agents yet" not in (out / "index.html").read_text()

@@ -29,8 +29,9 @@ KIND = "knowngood-report"
 def check_output(out: Path) -> bool:
     """Raise UsageError unless ``out`` may receive a report; True when it holds a previous one."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
+        what = "a symbolic link" if out.is_symlink() else "a file"
         raise UsageError(
-            f"--output {out} is a file, not a directory",
+            f"--output {out} is {what}, not a directory",
             hint="name a new directory, or one a previous `knowngood report` wrote",
         )
     if not out.exists():

@@ -201,6 +201,7 @@ def test_the_readiness_slot_renders_the_items_when_the_module_exists(
         return [
             {"item": "rollback drill in the last 30 days", "ok": True, "detail": "12.5 s"},
             {"item": "two vendors in every chain", "ok": False, "detail": "shop: openai only"},
+            {"item": "an owner", "ok": False, "detail": "desk has no owner", "agent": "desk"},
         ]
 
     module.readiness_items = items  # type: ignore[attr-defined]
@@ -210,6 +211,9 @@ def test_the_readiness_slot_renders_the_items_when_the_module_exists(
     shop = (out / "agents" / "shop.html").read_text()
     assert "rollback drill in the last 30 days" in shop and "shop: openai only" in shop
     assert "no readiness check in this version" not in shop
+    assert "desk has no owner" not in shop  # another agent's item
+    assert "desk has no owner" in (out / "agents" / "desk.html").read_text()
+    assert "desk has no owner" in (out / "index.html").read_text()
 
 
 def test_help_imports_neither_litellm_nor_pygal() -> None:

@@ -133,7 +133,7 @@ def _agent_context(
         "targets": targets,
         "breakers": breakers.for_agent(agent),
         "breakers_notice": breakers.notice,
-        "readiness": ready,
+        "readiness": ready.for_agent(agent),
         "charts": {
             "timeline": charts.timeline(releases, envs),
             "pass_rate_release": charts.pass_rate_per_release(releases),

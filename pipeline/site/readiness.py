@@ -3,7 +3,8 @@
 ``knowngood readiness`` (issue 12 item 3) lives in ``pipeline.readiness``, built in parallel with
 this report. When that module exists, its ``readiness_items(root, settings)`` is called and each
 item it returns is shown (a mapping, or an object with ``to_json()``/``to_dict()`` or dataclass
-fields: its name, whether it holds, and what was measured). Until then the pages say, in a
+fields: its name, whether it holds, what was measured, and the agent it is about, if one:
+such an item shows on that agent's page only). Until then the pages say, in a
 marked box, that this version has no readiness check. Wiring it at merge means only making
 :data:`ENTRY` name the real function.
 """
@@ -29,6 +30,7 @@ class Item:
     name: str
     state: str  # "ok", "missing", or the item's own word
     detail: str
+    agent: str | None = None  # an item about one agent is shown on its page only
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,11 @@ class Readiness:
     available: bool
     items: tuple[Item, ...] = ()
     notice: str | None = None  # why nothing is shown
+
+    def for_agent(self, agent: str) -> Readiness:
+        """The repository-wide items and ``agent``'s own."""
+        mine = tuple(i for i in self.items if i.agent in (None, agent))
+        return Readiness(self.available, mine, self.notice)
 
 
 def readiness(root: Path, settings: object) -> Readiness:
@@ -58,7 +65,8 @@ def _item(raw: Any) -> Item:
     ok = data.get("ok", data.get("passed"))
     if isinstance(ok, bool):
         state = "ok" if ok else "missing"
-    return Item(name, state or "?", _first(data, DETAIL_KEYS) or "")
+    agent = data.get("agent")
+    return Item(name, state or "?", _first(data, DETAIL_KEYS) or "", str(agent) if agent else None)
 
 
 def _as_mapping(raw: Any) -> Mapping[str, Any]:

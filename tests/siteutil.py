@@ -113,9 +113,13 @@ def newer_records() -> list[dict[str, Any]]:
         **opened, "id": "bbbbbbbbbbbb", "at": t(21), "actor": "alice",
         "what": "acknowledged", "outcome": "acknowledged", "step": "acknowledged",
     }  # fmt: skip
+    mitigated = {
+        **opened, "id": "cccccccccccc", "at": t(23), "actor": "knowngood", "what": "note",
+        "outcome": "open", "timeline": {"mitigated": {"at": t(22), "by": "bob"}},
+    }  # fmt: skip
     restore = drill("production", "restore", t(30), 95.0)
     restore["restore"] = {"rpo_s": 1800.0, "restore_s": 95.0, "verified": True}
-    return [opened, ack, restore]
+    return [opened, ack, mitigated, restore]
 
 
 def record_history(a: Path) -> None:

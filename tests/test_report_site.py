@@ -81,7 +81,12 @@ def test_the_site_has_every_section_with_the_records_figures(
     # incidents with their timelines, the newer record's severity and acknowledgement shown
     assert P1_INCIDENT in shop and ">P1<" in shop
     assert "every provider down &lt;script&gt;alert(1)&lt;/script&gt;" in shop  # escaped
-    assert re.search(r"acknowledged.*alice", shop, re.S)
+    assert re.search(r"acknowledged</strong> 2026-02-01 10:21:00 by alice", shop)
+    assert re.search(r"mitigated</strong> 2026-02-01 10:22:00 by bob", shop)
+    # MTTA over the one acknowledged incident (1 min), MTTR per severity (the P1 is open)
+    assert re.search(r"acknowledge over 1 acknowledged incident\(s\): <strong>60 s<", shop)
+    assert re.search(r"<td>P1</td><td>1</td><td>—</td>", shop)
+    assert re.search(r"<td>unrated</td><td>2</td><td>3.5 min</td>", shop)
     # drill figures, the failover figures, the restore drill's RPO against its target
     assert "first_fallback_s" in shop and "0.4" in shop
     assert "rpo_s" in shop and "1800" in shop

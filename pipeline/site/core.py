@@ -128,6 +128,8 @@ def _agent_context(
         "running": {env: dep.get("release") for env, dep in now.items()},
         "incidents": incidents,
         "mttr_s": trend[-1][2] if trend else None,
+        "mtta": views.mean_time_to(incidents, "acknowledged"),
+        "severities": views.by_severity(incidents),
         "drills": list(reversed(drills)),
         "failovers": [d for d in reversed(drills) if "failover" in d.figures],
         "targets": targets,

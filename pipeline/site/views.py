@@ -113,11 +113,23 @@ def _incident(incident_id: str, rows: list[Record]) -> IncidentView:
     )
 
 
+def _timeline(row: Record) -> list[Mapping[str, Any]]:
+    """A record's ``timeline``: a list of ``{step, at, by}``, or a mapping of step to
+    ``{at, by}`` or to a time."""
+    timeline = row.get("timeline")
+    if isinstance(timeline, Mapping):
+        return [
+            {"step": k, **v} if isinstance(v, Mapping) else {"step": k, "at": v}
+            for k, v in timeline.items()
+        ]
+    return [e for e in timeline or [] if isinstance(e, Mapping)]
+
+
 def _steps(row: Record) -> list[Step]:
     by = str(row.get("actor", ""))
     found = []
-    for entry in row.get("timeline") or []:
-        if isinstance(entry, Mapping) and entry.get("step") and entry.get("at"):
+    for entry in _timeline(row):
+        if entry.get("step") and isinstance(entry.get("at"), str):
             found.append(Step(str(entry["step"]), str(entry["at"]), str(entry.get("by") or by)))
     for name in STEPS:
         if isinstance(row.get(f"{name}_at"), str):
@@ -128,6 +140,29 @@ def _steps(row: Record) -> list[Step]:
     if name and row.get("at"):
         found.append(Step(name, str(row["at"]), by))
     return found
+
+
+def mean_time_to(views: Iterable[IncidentView], step: str) -> tuple[float | None, int]:
+    """The mean time from detection to ``step`` over the incidents that reached it, and how
+    many did (MTTA: ``acknowledged``; MTTR: ``resolved``)."""
+    spans = []
+    for view in views:
+        at = {s.name: s.at for s in view.steps}
+        if "detected" in at and step in at:
+            spans.append(seconds_between(at["detected"], at[step]))
+    return (sum(spans) / len(spans) if spans else None), len(spans)
+
+
+def by_severity(views: Iterable[IncidentView]) -> list[tuple[str, int, float | None]]:
+    """Per severity (P1 first, unrated last): incidents, and the mean time to recover."""
+    groups: dict[str, list[IncidentView]] = {}
+    for view in views:
+        groups.setdefault(view.severity or "unrated", []).append(view)
+    rows = []
+    for severity in sorted(groups, key=lambda s: (s == "unrated", s)):
+        done = [v.recovery_s for v in groups[severity] if v.recovery_s is not None]
+        rows.append((severity, len(groups[severity]), sum(done) / len(done) if done else None))
+    return rows
 
 
 def mttr_trend(views: Iterable[IncidentView]) -> list[tuple[str, float, float]]:

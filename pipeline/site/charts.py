@@ -64,6 +64,7 @@ def timeline(releases: Sequence[Release], envs: Sequence[str]) -> Markup:
     """What ran where: each successful deployment as a dot at (when, release), one series per
     environment; the y axis names the releases."""
     names = {r.tag.name: (n, str(r.tag.version)) for n, r in enumerate(releases, 1)}
+    versions = dict(names.values())  # ordinal -> version
     every = max(1, len(releases) // MAX_X_LABELS)
     points = {
         env: sorted(
@@ -83,7 +84,7 @@ def timeline(releases: Sequence[Release], envs: Sequence[str]) -> Markup:
         print_values=False,  # "when: version" labels overlap; the axes say both
         x_label_rotation=30,
         x_value_formatter=lambda when: when.strftime("%Y-%m-%d %H:%M"),
-        value_formatter=lambda n: next((v for k, (i, v) in names.items() if i == n), str(n)),
+        value_formatter=lambda n: versions.get(n, str(n)),
         # (pygal cannot place y labels on an XY chart with no point)
         y_labels=[i for i, _ in names.values() if (i - 1) % every == 0] if count else None,
         no_data_text="nothing deployed yet",

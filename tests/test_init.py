@@ -22,7 +22,14 @@ from pipeline.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_WORKFLOWS = ROOT / ".github" / "workflows"
 BIN = Path(sys.executable).parent
-WORKFLOWS = {"pull-request.yml", "main.yml", "revert-command.yml", "rollback.yml", "drill.yml"}
+WORKFLOWS = {
+    "pull-request.yml",
+    "main.yml",
+    "revert-command.yml",
+    "rollback.yml",
+    "drill.yml",
+    "report.yml",
+}
 
 
 def scaffold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:

@@ -70,6 +70,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.rollback",
         "Redeploy the previous known good release, without touching main.",
     ),
+    "report": (
+        "pipeline.cli.report",
+        "Write a static HTML report: releases, pass rates, incidents, MTTR, drills, breakers.",
+    ),
     "drill": (
         "pipeline.cli.drill",
         "Disaster recovery drills (rollback): records the measured recovery time.",

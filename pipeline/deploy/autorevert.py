@@ -27,8 +27,13 @@ from pipeline.deploy.check import CheckOutcome
 from pipeline.deploy.context import Context, version_of_tag
 from pipeline.errors import KnowngoodError
 from pipeline.git import Git
+from pipeline.incidents import paging, severity_for_env
+from pipeline.incidents.lifecycle import new_incident
 from pipeline.records import Record, resolve_incident, utc_now
 from pipeline.repo import CONFIG_FILE
+
+BY = "knowngood auto-revert"  # who detects and resolves the incident (the actor runs it)
+SCENARIO = "prompt-change-breaks-the-agent"  # the runbook section a failed release follows
 
 __all__ = ["RecoveryOutcome", "introducing_commit", "recover", "restore_target"]
 
@@ -47,6 +52,8 @@ class RecoveryOutcome:
     revert_s: float | None = None  # detection -> the revert is pushed (or its PR opened)
     recovery_s: float | None = None  # detection -> everything done
     resolved: bool = False
+    severity: str = ""
+    page: dict[str, Any] | None = None  # the P1/P2 notification sent at detection
     notification: dict[str, Any] | None = None
     messages: list[str] = field(default_factory=list)
 
@@ -71,6 +78,8 @@ class RecoveryOutcome:
             "revert_s": self.revert_s,
             "recovery_s": self.recovery_s,
             "resolved": self.resolved,
+            "severity": self.severity,
+            "page": self.page,
             "failed": self.failed,
             "notification": self.notification,
             "messages": self.messages,
@@ -90,23 +99,28 @@ def recover(
     release: str | None = bundle.get("release")
     shown = release or str(bundle["commit"])[:12]
     started = check.detected_clock or time.perf_counter()
-    opening = ctx.record(
-        "incident",
+    opening = new_incident(
         agent=agent,
         env=env,
+        severity=severity_for_env(env),
         at=check.detected_at,
         what=f"post-deploy check of {shown} failed in {env}",
         why=check.message,
-        outcome="open",
-        detected_at=check.detected_at,
+        by=BY,
+        actor=ctx.by,
+        scenario=SCENARIO,
         deployment=deployment["id"],
         release=release,
         details={
+            "key": f"check:{deployment['id']}",
             "check": check.record["id"] if check.record else None,
             "failing": check.failing[:50],
         },
     )
+    ctx.store.append(opening)
+    page = paging.page(ctx.settings, opening)  # a P1 or P2 notifies at once
     out = RecoveryOutcome(opening["incident"], check.detected_at, release)
+    out.severity, out.page = str(opening["severity"]), page
     good, passed_before = restore_target(ctx, deployment)
     resolved_at: str | None = None
     if passed_before is not None:
@@ -128,6 +142,7 @@ def recover(
             opening,
             at=resolved_at,
             by=ctx.by,
+            done_by=BY,
             restored=out.restored,
             restored_release=out.restored_release,
             why=f"restored {out.restored_release or 'the last known good release'}",
@@ -313,6 +328,7 @@ def _notify(
     else:
         title = f"{agent} {version} failed its post-deploy check in {env}: nothing was restored"
     revert = out.revert
+    sections = " then ".join(paging.runbook_sections(agent, out.severity, SCENARIO))
     event = {
         "event": "auto-revert",
         "title": title,
@@ -330,11 +346,17 @@ def _notify(
         "pull_request": revert.pr_url if revert is not None else None,
         "safeguard": revert.safeguard if revert is not None else None,
         "incident": out.incident,
+        "severity": out.severity,
+        "runbook": paging.runbook_sections(agent, out.severity, SCENARIO)[0],
+        "runbook_sections": paging.runbook_sections(agent, out.severity, SCENARIO),
         "detected_at": out.detected_at,
         "restore_s": out.restore_s,
         "revert_s": out.revert_s,
         "at": utc_now(),
-        "message": "\n".join(f"- {m}" for m in out.messages),
+        "message": "\n".join(
+            [f"- {m}" for m in out.messages]
+            + [f"- {out.severity} incident {out.incident}: follow {sections}"]
+        ),
     }
     report = notify(ctx.settings, event, github=ctx.github, commit=out.merge)
     return report.to_json()

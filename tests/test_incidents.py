@@ -18,7 +18,7 @@ from repoutil import make_repo
 
 from pipeline.cli import main
 from pipeline.git import Git
-from pipeline.incidents import drill_outcome
+from pipeline.incidents import drill_outcome, severity_for_env
 from pipeline.records import RecordStore, new_record
 from pipeline.repo import load_settings
 
@@ -249,6 +249,17 @@ def test_mttr_mtta_and_drill_success_rate_match_a_hand_count(
     assert figures["meets"] == {"rto": True, "rpo": True, "mttr_p1": True, "drill_pass_rate": False}
     assert data["desk"]["recovery"]["drill_pass_rate"] is None
     assert data["desk"]["recovery"]["mttr_s"] == 45 * 60.0
+    # the text says the same, each figure against its target
+    assert main(["status", "shop", "--repo", str(reader), "--no-fetch"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "recovery: RTO 2.0min (restore drill) / target 15.0min ok; RPO 5.0s / target 60.0min ok"
+        in text
+    )
+    assert (
+        "MTTR 15.0min, P1 15.0min / RTO 15.0min ok; drills 4/5 passed (80%) / target 100% MISSED"
+        in text
+    )
 
 
 def test_a_failed_drill_opens_one_p3_incident_and_the_next_passed_drill_resolves_it(
@@ -271,3 +282,25 @@ def test_a_failed_drill_opens_one_p3_incident_and_the_next_passed_drill_resolves
     assert closing is not None and closing["step"] == "resolved"
     [incident] = store.incidents("shop")
     assert incident.status == "resolved" and incident.severity == "P3"
+    # auto-revert after a failed check: P1 in production, P2 anywhere else
+    assert [severity_for_env(e) for e in ("production", "staging")] == ["P1", "P2"]
+
+
+def test_the_drill_workflow_runs_rollback_monthly_and_the_others_quarterly() -> None:
+    import yaml
+    from gitutil import ROOT
+
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "drill.yml").read_text())
+    crons = [s["cron"] for s in flow[True]["schedule"]]  # YAML 1.1 reads `on` as True
+    monthly, quarterly = crons
+    assert monthly.split()[2:] == ["1", "*", "*"]  # day 1 of every month
+    assert quarterly.split()[2:] == ["2", "1,4,7,10", "*"]  # once a quarter
+    rollback, other = flow["jobs"]["rollback"], flow["jobs"]["quarterly"]
+    assert monthly in rollback["if"] and quarterly in other["if"]
+    assert rollback["steps"][-2]["run"] == ".venv/bin/knowngood drill rollback"
+    assert "failover" in other["strategy"]["matrix"]["drill"]
+    assert all(k in other["strategy"]["matrix"]["drill"] for k in ("crash", "restore"))
+    assert other["steps"][-2]["run"] == '.venv/bin/knowngood drill "$DRILL"'
+    # least privilege: nothing at the top, contents: write (the records branch) per job
+    assert flow["permissions"] == {}
+    assert rollback["permissions"] == other["permissions"] == {"contents": "write"}

@@ -205,11 +205,15 @@ async def serve(
     log: Callable[[str], None],
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s)."""
+    from pipeline.runtime.incidents import RuntimeIncidents
+
     observer = Metrics(log)
+    incidents = RuntimeIncidents.start(root, env, observer, log)
     runtime = Runtime(
-        root, env, deployments=deployments, state_store=state_store, observer=observer
+        root, env, deployments=deployments, state_store=state_store, observer=incidents
     )
     observer.watch(runtime)
+    incidents.attach(runtime)
     try:
         runtime.refresh()
         started = time.perf_counter()
@@ -234,6 +238,7 @@ async def serve(
             await runner.cleanup()
             await runtime.aclose()
     finally:
+        incidents.close()
         runtime.close()
 
 

@@ -304,3 +304,45 @@ def test_the_drill_workflow_runs_rollback_monthly_and_the_others_quarterly() -> 
     # least privilege: nothing at the top, contents: write (the records branch) per job
     assert flow["permissions"] == {}
     assert rollback["permissions"] == other["permissions"] == {"contents": "write"}
+
+
+def test_targets_come_from_knowngood_yaml_and_bad_ones_are_a_validation_error(
+    world: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitutil import commit_all
+    from repoutil import run_validate
+
+    work, _ = world
+    config = work / "knowngood.yaml"
+    base = config.read_text()
+    config.write_text(base + "runtime:\n  targets: {rto_s: -5}\n")
+    code, found = run_validate(work, capsys)
+    assert code == 1 and "rto_s" in json.dumps(found)
+    config.write_text(
+        base + "runtime:\n  targets: {rto_s: 10, rpo_s: 1, drill_pass_rate: 0.5}\n"
+        "  incidents: {breaker_open_s: 42}\n"
+    )
+    assert run_validate(work, capsys)[0] == 0
+    commit_all(work, "tighter targets")
+    store = RecordStore(Git(work))
+    store.append(drill("shop", "rollback", "passed", 1, 40.0))
+    store.append(drill("shop", "restore", "failed", 2, None, details={"rpo_s": 7.0}))
+    assert main(["status", "shop", "--repo", str(work), "--format", "json", "--no-fetch"]) == 0
+    [shop] = json.loads(capsys.readouterr().out)["agents"]
+    figures = shop["recovery"]
+    assert figures["targets"] == {"rto_s": 10.0, "rpo_s": 1.0, "drill_pass_rate": 0.5}
+    assert figures["meets"] == {
+        "rto": False,
+        "rpo": False,
+        "mttr_p1": None,
+        "drill_pass_rate": True,
+    }
+    # the runtime reads its own setting
+    from pipeline.runtime.incidents import RuntimeIncidents
+    from pipeline.runtime.model import Observer
+
+    watch = RuntimeIncidents.start(work, "production", Observer(), print)
+    try:
+        assert watch.breaker_open_s == 42.0
+    finally:
+        watch.close()

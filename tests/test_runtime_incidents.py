@@ -108,3 +108,28 @@ def test_a_restarted_server_mitigates_the_incident_an_earlier_one_opened(
         assert chat(s.url, "hello").status == 200
         assert wait_for(lambda: incidents(w)[0].step == "mitigated", 10.0), s.stderr
     assert len(incidents(w)) == 1
+
+
+def test_two_workers_serving_one_repository_open_one_incident(world: tuple[World, Path]) -> None:
+    import threading
+
+    w, _ = world
+    fail_all(w, Fault(status=500, message="down"))
+    with Serve(w.root) as one, Serve(w.root) as two:
+        codes: list[int] = []
+        threads = [
+            threading.Thread(target=lambda url=url: codes.append(chat(url, "hi").status))
+            for url in (one.url, two.url) * 2
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert codes == [503] * 4
+
+        # each worker has decided: one opened it, the other found it open
+        def decided(serve: Serve) -> bool:
+            return "incidents: opened P1" in serve.stderr or "open for it already" in serve.stderr
+
+        assert wait_for(lambda: decided(one) and decided(two), 15.0), one.stderr + two.stderr
+        assert len(incidents(w)) == 1, one.stderr + two.stderr

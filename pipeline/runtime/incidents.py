@@ -23,7 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -202,12 +202,28 @@ class RuntimeIncidents(Observer):
     def _open_job(
         self, agent: str, key: str, severity: str, what: str, why: str, fields: dict[str, Any]
     ) -> None:
+        assert self._store is not None
+        with _machine_lock(self.root):  # workers sharing this repository: one opens it
+            opened = self._open_once(agent, key, severity, what, why, fields)
+        if opened is None:
+            self.log(f"incidents: {what}: an incident is open for it already")
+        else:
+            self.log(f"incidents: opened {severity} {opened[0]['incident']}: {what}")
+            self._push()
+            if self._settings is not None:
+                from pipeline.incidents.paging import page
+
+                page(self._settings, opened[0])  # a P1 or P2 notifies (never raises)
+
+    def _open_once(
+        self, agent: str, key: str, severity: str, what: str, why: str, fields: dict[str, Any]
+    ) -> Any:
         from pipeline.incidents import open_once
 
         assert self._store is not None
-        opened = open_once(
+        return open_once(
             self._store,
-            self._settings,
+            None,  # paged once the lock is released
             key=key,
             agent=agent,
             env=self.env,
@@ -218,17 +234,15 @@ class RuntimeIncidents(Observer):
             scenario=SCENARIO,
             **fields,
         )
-        if opened is not None:
-            self.log(f"incidents: opened {severity} {opened[0]['incident']}: {what}")
-            self._push()
 
     def _mitigated_job(self, agent: str, key: str, why: str) -> None:
         from pipeline.incidents.auto import close_open
 
         assert self._store is not None
-        written = close_open(
-            self._store, key=key, agent=agent, env=self.env, step="mitigated", by=BY, why=why
-        )
+        with _machine_lock(self.root):
+            written = close_open(
+                self._store, key=key, agent=agent, env=self.env, step="mitigated", by=BY, why=why
+            )
         for record in written:
             self.log(f"incidents: {record['incident']} mitigated: {why}")
         if written:
@@ -242,3 +256,23 @@ class RuntimeIncidents(Observer):
             self._store.push()
         except GitError as e:
             self.log(f"incidents: records kept on the local branch, not pushed ({e.message})")
+
+
+@contextlib.contextmanager
+def _machine_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock every worker serving ``root`` on this machine shares (a file lock
+    under .knowngood/, released when the holder dies), so that checking the records for an open
+    incident and writing a new one are one step; no lock where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    folder = root / ".knowngood"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "incidents.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -90,9 +90,9 @@ class RuntimeIncidents(Observer):
         self.breaker_open_s = float(limit)
         self._store = RecordStore.for_settings(git, self._settings)
         for incident in self._store.incidents(None, self.env):
-            key = (incident.records[0].get("details") or {}).get("key")
-            if incident.status == "open" and isinstance(key, str) and key.startswith("runtime:"):
-                self.open.add((incident.agent, key))
+            cause = str((incident.records[0].get("details") or {}).get("key") or "")
+            if incident.status == "open" and cause.startswith("runtime:"):
+                self.open.add((incident.agent, cause))
 
     def attach(self, runtime: Runtime) -> None:
         self.runtime = runtime

@@ -6,8 +6,10 @@ content hash must match); (2) the merge that introduced the failing release is r
 main branch by :func:`pipeline.revert.revert_merge`, which applies every safeguard (main branch
 only, never a revert of a revert, never the same merge twice, the daily limit, the
 ``knowngood: no-auto-revert`` opt-out) and pushes, or opens a pull request when the push is
-refused or the revert conflicts; (3) an incident is recorded when detected and resolved when the
-known good release runs again, with the detection, restore and revert times; (4) one
+refused or the revert conflicts; (3) an incident is recorded when detected (P1 in production,
+P2 elsewhere; runbook section ``prompt-change-breaks-the-agent``) and resolved when the known
+good release runs again, with the detection, restore and revert times; it pages (webhook, event
+``incident``, naming the runbook section) right after the restore, before the revert; (4) one
 notification (webhook and a comment on the merged pull request) says what happened.
 
 Nothing is restored or reverted when the failing bundle is byte for byte a bundle that passed
@@ -53,7 +55,7 @@ class RecoveryOutcome:
     recovery_s: float | None = None  # detection -> everything done
     resolved: bool = False
     severity: str = ""
-    page: dict[str, Any] | None = None  # the P1/P2 notification sent at detection
+    page: dict[str, Any] | None = None  # the P1/P2 notification, sent before the revert
     notification: dict[str, Any] | None = None
     messages: list[str] = field(default_factory=list)
 
@@ -118,9 +120,8 @@ def recover(
         },
     )
     ctx.store.append(opening)
-    page = paging.page(ctx.settings, opening)  # a P1 or P2 notifies at once
     out = RecoveryOutcome(opening["incident"], check.detected_at, release)
-    out.severity, out.page = str(opening["severity"]), page
+    out.severity = str(opening["severity"])
     good, passed_before = restore_target(ctx, deployment)
     resolved_at: str | None = None
     if passed_before is not None:
@@ -135,6 +136,9 @@ def recover(
         )
     else:
         resolved_at = _restore(ctx, out, good, deployment, started)
+    # A P1 or P2 pages now: after the restore (seconds, and the environment matters most),
+    # before the revert (a push or a pull request that may take much longer).
+    out.page = paging.page(ctx.settings, opening)
     if revert and release is not None:
         _revert(ctx, out, agent, env, release, good, check, started)
     if resolved_at is not None:

@@ -24,7 +24,7 @@ from typing import Any
 from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, KnowngoodError, UsageError
 from pipeline.git import Git
-from pipeline.incidents.metrics import Recovery, Targets, recovery
+from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
@@ -85,6 +85,8 @@ class AgentStatus:
     mean_recovery_s: float | None  # over every resolved incident
     # RTO, RPO, MTTR and drill success rate against knowngood.yaml runtime.targets
     recovery: Recovery | None = None
+    # MTTA and MTTR over every incident ("all") and per severity
+    incident_means: dict[str, Means] = field(default_factory=dict)
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -102,6 +104,7 @@ class AgentStatus:
             "incident_count": self.incident_count,
             "mean_recovery_s": self.mean_recovery_s,
             "recovery": self.recovery.to_json() if self.recovery else None,
+            "incident_means": {k: m.to_json() for k, m in self.incident_means.items()},
         }
 
 
@@ -360,6 +363,7 @@ def _agent_status(
         len(incidents),
         round(sum(recoveries) / len(recoveries), 3) if recoveries else None,
         figures,
+        by_agent_and_severity(incidents).get(agent, {}),
     )
 
 

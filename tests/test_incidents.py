@@ -102,6 +102,8 @@ def test_a_p1_from_open_to_resolved_with_its_timeline_notification_and_postmorte
     assert "failed over to anthropic" in text and "## Follow-ups" in text
     assert "## What took longer than the runbook said" in text
     assert "Expected recovery within the RTO: 15.0 min" in text and "took 10.0 min: within" in text
+    # the webhook URL (a secret: Slack's carry a token) is in no record
+    assert "/hooks/chat" not in git(work, "log", "-p", BRANCH)
     # any clone reads the same timeline back
     other = clone(bare, tmp_path / "other")
     code, shown, _ = kg(capsys, other, "show", prefix)
@@ -247,6 +249,10 @@ def test_mttr_mtta_and_drill_success_rate_match_a_hand_count(
     assert (figures["mttr_s"], figures["mttr_p1_s"]) == (900.0, 900.0)
     assert figures["targets"] == {"rto_s": 900.0, "rpo_s": 3600.0, "drill_pass_rate": 1.0}
     assert figures["meets"] == {"rto": True, "rpo": True, "mttr_p1": True, "drill_pass_rate": False}
+    assert data["shop"]["incident_means"]["P1"]["mttr_s"] == 15 * 60.0
+    assert (
+        data["shop"]["incident_means"]["all"]["mtta_s"] == listed["means"]["shop"]["all"]["mtta_s"]
+    )
     assert data["desk"]["recovery"]["drill_pass_rate"] is None
     assert data["desk"]["recovery"]["mttr_s"] == 45 * 60.0
     # the text says the same, each figure against its target
@@ -256,6 +262,7 @@ def test_mttr_mtta_and_drill_success_rate_match_a_hand_count(
         "recovery: RTO 2.0min (restore drill) / target 15.0min ok; RPO 5.0s / target 60.0min ok"
         in text
     )
+    assert "by severity: P1 MTTA 12.0min, MTTR 15.0min (2); P2 MTTA 2.0min, MTTR ? (1)" in text
     assert (
         "MTTR 15.0min, P1 15.0min / RTO 15.0min ok; drills 4/5 passed (80%) / target 100% MISSED"
         in text

@@ -183,6 +183,13 @@ def _incident_lines(agent: AgentStatus) -> list[str]:
         else ""
     )
     lines = [f"incidents: {len(agent.open_incidents)} open, {agent.incident_count} in all{mean}"]
+    bands = [
+        f"{severity} MTTA {_seconds(m.mtta_s)}, MTTR {_seconds(m.mttr_s)} ({m.incidents})"
+        for severity, m in agent.incident_means.items()
+        if severity != "all"
+    ]
+    if bands:
+        lines.append("  by severity: " + "; ".join(bands))
     lines += [f"  {_incident(i)}" for i in agent.incidents]
     return lines
 

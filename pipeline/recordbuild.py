@@ -105,6 +105,9 @@ def new_record(
         record.setdefault("incident", record["id"])
         record.setdefault("detected_at", record["at"])
     record.update(fields)
+    if kind == "incident":
+        record.setdefault("step", "resolved" if outcome == "resolved" else "detected")
+        record.setdefault("by", record["actor"])
     return record
 
 
@@ -116,18 +119,26 @@ def resolve_incident(
     at: str | None = None,
     why: str = "",
     by: str | None = None,
+    what: str | None = None,
+    done_by: str | None = None,
 ) -> Record:
-    """The record that closes the incident ``opening`` opened, with its recovery time."""
+    """The record that closes the incident ``opening`` opened, with its recovery time.
+    ``by`` is the actor; ``done_by`` who or what resolved it (default: the actor)."""
     at = at or utc_now()
-    return new_record(
+    extra: dict[str, Any] = {}
+    if opening.get("severity"):
+        extra["severity"] = opening["severity"]
+    record = new_record(
         "incident",
         agent=opening["agent"],
         env=opening["env"],
         at=at,
         by=by,
-        what=f"recovered {opening['agent']} in {opening['env']}",
+        what=what or f"recovered {opening['agent']} in {opening['env']}",
         why=why,
         outcome="resolved",
+        step="resolved",
+        **extra,
         incident=opening["incident"],
         detected_at=opening["detected_at"],
         resolved_at=at,
@@ -137,6 +148,9 @@ def resolve_incident(
         restored=restored,
         restored_release=restored_release,
     )
+    if done_by:
+        record["by"] = done_by
+    return record
 
 
 def validate(record: Mapping[str, Any]) -> None:
@@ -181,9 +195,25 @@ def kind_dir(kind: str) -> str:
 # -- views ---------------------------------------------------------------------------------------
 
 
+STEPS = ("detected", "acknowledged", "mitigated", "resolved")
+SEVERITIES = ("P1", "P2", "P3", "P4")
+
+
+def incident_step(record: Mapping[str, Any]) -> str:
+    """The timeline step of an incident record (records written before steps: from the outcome)."""
+    step = record.get("step")
+    if step in STEPS:
+        return str(step)
+    return "resolved" if record.get("outcome") == "resolved" else "detected"
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """One incident, assembled from the records that share its ``incident`` id."""
+    """One incident, assembled from the records that share its ``incident`` id (oldest first).
+
+    ``acknowledged_at``: the first step after detection (acknowledged, mitigated or resolved: a
+    responder who mitigates or resolves has taken it). ``recovery_s``: detection to service
+    restored, the first mitigated or resolved step (MTTR averages it)."""
 
     id: str
     agent: str
@@ -195,6 +225,35 @@ class Incident:
     release: str | None
     restored_release: str | None
     records: tuple[Record, ...] = field(default_factory=tuple)
+    severity: str | None = None  # None: written before severities
+    scenario: str | None = None
+    acknowledged_at: str | None = None
+    mitigated_at: str | None = None
+
+    @property
+    def step(self) -> str:
+        """The furthest step reached."""
+        return max((incident_step(r) for r in self.records), key=STEPS.index, default="detected")
+
+    @property
+    def acknowledge_s(self) -> float | None:
+        if self.acknowledged_at is None:
+            return None
+        return seconds_between(self.detected_at, self.acknowledged_at)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Each step: when, who or what, what was said."""
+        return [
+            {
+                "step": incident_step(r),
+                "at": r["at"],
+                "by": r.get("by") or r.get("actor"),
+                "what": r.get("what", ""),
+                "why": r.get("why", ""),
+                "record": r["id"],
+            }
+            for r in self.records
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,8 +261,14 @@ class Incident:
             "agent": self.agent,
             "env": self.env,
             "status": self.status,
+            "severity": self.severity,
+            "step": self.step,
+            "scenario": self.scenario,
             "detected_at": self.detected_at,
+            "acknowledged_at": self.acknowledged_at,
+            "mitigated_at": self.mitigated_at,
             "resolved_at": self.resolved_at,
+            "acknowledge_s": self.acknowledge_s,
             "recovery_s": self.recovery_s,
             "release": self.release,
             "restored_release": self.restored_release,
@@ -211,16 +276,25 @@ class Incident:
         }
 
 
+def _first_at(records: Records, steps: tuple[str, ...]) -> str | None:
+    found = [str(r["at"]) for r in records if incident_step(r) in steps]
+    return min(found) if found else None
+
+
 def assemble_incident(incident_id: str, records: Records) -> Incident:
+    records = sorted(records, key=lambda r: (str(r["at"]), STEPS.index(incident_step(r))))
     first = records[0]
     resolved = [r for r in records if r["outcome"] == "resolved"]
     last = resolved[-1] if resolved else None
     detected = min(r["detected_at"] for r in records)
+    restored_at = _first_at(records, ("mitigated", "resolved"))
     recovery = None
-    if last is not None:
-        recovery = last.get("recovery_s")
-        if recovery is None:
-            recovery = seconds_between(detected, last["resolved_at"])
+    if restored_at is not None:
+        recovery = seconds_between(detected, restored_at)
+    severity = next((r["severity"] for r in reversed(records) if r.get("severity")), None)
+    restored_release = next(
+        (r["restored_release"] for r in reversed(records) if r.get("restored_release")), None
+    )
     return Incident(
         id=incident_id,
         agent=first["agent"],
@@ -229,7 +303,11 @@ def assemble_incident(incident_id: str, records: Records) -> Incident:
         detected_at=detected,
         resolved_at=last["resolved_at"] if last else None,
         recovery_s=recovery,
-        release=first.get("release"),
-        restored_release=last.get("restored_release") if last else None,
+        release=next((r["release"] for r in records if r.get("release")), None),
+        restored_release=restored_release,
         records=tuple(records),
+        severity=severity,
+        scenario=next((r["scenario"] for r in records if r.get("scenario")), None),
+        acknowledged_at=_first_at(records, ("acknowledged", "mitigated", "resolved")),
+        mitigated_at=_first_at(records, ("mitigated",)),
     )

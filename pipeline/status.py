@@ -24,6 +24,7 @@ from typing import Any
 from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, KnowngoodError, UsageError
 from pipeline.git import Git
+from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
@@ -82,6 +83,10 @@ class AgentStatus:
     incidents: list[Incident]  # every open one, then the most recent resolved ones
     incident_count: int
     mean_recovery_s: float | None  # over every resolved incident
+    # RTO, RPO, MTTR and drill success rate against knowngood.yaml runtime.targets
+    recovery: Recovery | None = None
+    # MTTA and MTTR over every incident ("all") and per severity
+    incident_means: dict[str, Means] = field(default_factory=dict)
 
     @property
     def open_incidents(self) -> list[Incident]:
@@ -98,6 +103,8 @@ class AgentStatus:
             ],
             "incident_count": self.incident_count,
             "mean_recovery_s": self.mean_recovery_s,
+            "recovery": self.recovery.to_json() if self.recovery else None,
+            "incident_means": {k: m.to_json() for k, m in self.incident_means.items()},
         }
 
 
@@ -341,6 +348,12 @@ def _agent_status(
     resolved = [i for i in incidents if i.status == "resolved"]
     recoveries = [i.recovery_s for i in resolved if i.recovery_s is not None]
     shown = [i for i in incidents if i.status == "open"] + resolved[:RECENT_INCIDENTS]
+    figures = recovery(
+        store.list("drill", agent),
+        incidents,
+        Targets.from_settings(settings.raw),
+        datetime.now(UTC),
+    )
     return AgentStatus(
         agent,
         list(reversed(tags))[:RECENT_RELEASES],
@@ -349,6 +362,8 @@ def _agent_status(
         shown,
         len(incidents),
         round(sum(recoveries) / len(recoveries), 3) if recoveries else None,
+        figures,
+        by_agent_and_severity(incidents).get(agent, {}),
     )
 
 

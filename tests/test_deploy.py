@@ -429,6 +429,31 @@ def test_drill_rollback_in_a_scratch_environment(
     assert world.current()["content_hash"] == production["content_hash"]
 
 
+def test_a_failed_drill_opens_a_p3_incident_and_the_next_passed_drill_resolves_it(
+    world: World, server: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    good_change(world)
+    world.release()
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    server.responder = lambda wire, body: Reply(text="The model changed under us.")
+    code, out = kg(capsys, world, "drill", "rollback", AGENT)
+    assert code == 1 and out["drills"][0]["outcome"] == "failed"
+    [incident] = world.records().incidents(AGENT, "drill")
+    assert (incident.status, incident.severity, incident.scenario) == (
+        "open",
+        "P3",
+        "prompt-change-breaks-the-agent",
+    )
+    assert incident.records[0]["by"] == "knowngood drill"
+    assert kg(capsys, world, "drill", "rollback", AGENT)[0] == 1  # still failing: no second one
+    assert len(world.records().incidents(AGENT, "drill")) == 1
+    server.responder = responder
+    assert kg(capsys, world, "drill", "rollback", AGENT)[0] == 0
+    [incident] = world.records().incidents(AGENT, "drill")
+    assert incident.status == "resolved" and incident.timeline()[-1]["by"] == "knowngood drill"
+
+
 def test_cli_help_lists_the_commands() -> None:
     """From whatever environment runs the tests: its console script, else ``python -m pipeline``."""
     script = Path(sys.executable).parent / "knowngood"

@@ -47,7 +47,10 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    ("evals/revert", frozenset({"pipeline.evals", "pipeline.revert", "pipeline.running"})),
+    (
+        "evals/revert",
+        frozenset({"pipeline.evals", "pipeline.revert", "pipeline.running", "pipeline.incidents"}),
+    ),
     # What a deploy is made of: the bundle of a release, the targets it goes to, notifications.
     ("bundle/targets", frozenset({"pipeline.bundle", "pipeline.targets", "pipeline.notify"})),
     (

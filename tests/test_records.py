@@ -446,6 +446,7 @@ def test_incidents_and_recovery_time(a: Path) -> None:
         outcome="open",
         at="2026-01-01T10:00:00.000000Z",
         release="bot/v2.0.0",
+        severity="P1",
     )
     s.append(opened)
     other = new_record(
@@ -455,6 +456,7 @@ def test_incidents_and_recovery_time(a: Path) -> None:
         what="check failed",
         outcome="open",
         at="2026-01-01T11:00:00.000000Z",
+        severity="P3",
     )
     s.append(other)
     assert [i.status for i in s.incidents()] == ["open", "open"]
@@ -471,6 +473,12 @@ def test_incidents_and_recovery_time(a: Path) -> None:
     assert inc.recovery_s == 90.5
     assert inc.release == "bot/v2.0.0"
     assert inc.restored_release == "bot/v1.0.0"
+    assert (inc.severity, inc.step, closing["severity"], closing["step"]) == (
+        "P1",
+        "resolved",
+        "P1",
+        "resolved",
+    )
     assert inc.to_dict()["records"] == [opened["id"], closing["id"]]
     assert [i.agent for i in s.incidents()] == ["other", "bot"]  # newest detected first
 
@@ -478,6 +486,12 @@ def test_incidents_and_recovery_time(a: Path) -> None:
     del resolved_without_time["recovery_s"]
     with pytest.raises(InvalidRecord, match="recovery_s"):
         s.append(resolved_without_time)
+    without_severity = {**opened, "id": "feedfacecaff"}
+    del without_severity["severity"]
+    with pytest.raises(InvalidRecord, match="severity"):
+        s.append(without_severity)
+    with pytest.raises(InvalidRecord, match="step"):
+        s.append({**opened, "id": "feedfacecafa", "step": "resolved"})
 
 
 # -- intents: what runs after an interrupted change -------------------------------------------------

@@ -86,7 +86,7 @@ def record_history(a: Path) -> None:
     bad = deployment("production", "shop/v0.2.0", t(3), previous=good["id"])
     incident = new_record(
         "incident", agent="shop", env="production", what="post-deploy check failed", why="smoke",
-        outcome="open", at=t(4), deployment=bad["id"], release="shop/v0.2.0",
+        outcome="open", at=t(4), deployment=bad["id"], release="shop/v0.2.0", severity="P1",
     )  # fmt: skip
     back = deployment("production", "shop/v0.1.0", t(5), rollback=True, previous=bad["id"])
     for record in (
@@ -205,6 +205,7 @@ def test_an_open_incident_and_a_failing_check(writer: Path, reader: Path) -> Non
             at=t(21),
             deployment=bad["id"],
             release="shop/v0.2.0",
+            severity="P2",
         )
     )
     store.push()

@@ -104,7 +104,21 @@ def test_a_bad_merge_is_reverted_and_the_known_good_release_restored(
     # (5) notified: one comment on the merged PR, one webhook message
     [comment] = github.comments[7]
     assert "restored v0.1.0" in comment["body"] and "smoke/smoke@local" in comment["body"]
-    assert [w for w in github.webhooks if w.get("event") == "auto-revert"]
+    events = [w.get("event") for w in github.webhooks]
+    assert events.index("incident") < events.index("auto-revert")  # paged at detection
+    [page] = [w for w in github.webhooks if w.get("event") == "incident"]
+    assert (page["severity"], page["incident"]) == ("P1", incident.id)  # P1: production
+    assert page["runbook_sections"] == [
+        f"runbooks/{AGENT}.md#prompt-change-breaks-the-agent",
+        f"runbooks/{AGENT}.md#p1-playbook",
+    ]
+    [summary] = [w for w in github.webhooks if w.get("event") == "auto-revert"]
+    assert summary["severity"] == "P1" and "p1-playbook" in summary["message"]
+    assert (incident.severity, incident.scenario) == ("P1", "prompt-change-breaks-the-agent")
+    assert [(s["step"], s["by"]) for s in incident.timeline()] == [
+        ("detected", "knowngood auto-revert"),
+        ("resolved", "knowngood auto-revert"),
+    ]
 
     # The job re-run: the broken release is known bad in production now, so it is refused
     # and nothing changes.

@@ -78,6 +78,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.drill",
         "Disaster recovery drills (rollback): records the measured recovery time.",
     ),
+    "incident": (
+        "pipeline.cli.incident",
+        "Incidents with severity P1-P4 and a timeline: open, ack, mitigate, resolve, list, show.",
+    ),
     "serve": (
         "pipeline.cli.serve",
         "Serve the deployed agents over HTTP (OpenAI format), failing over between providers.",

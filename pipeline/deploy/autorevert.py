@@ -6,8 +6,10 @@ content hash must match); (2) the merge that introduced the failing release is r
 main branch by :func:`pipeline.revert.revert_merge`, which applies every safeguard (main branch
 only, never a revert of a revert, never the same merge twice, the daily limit, the
 ``knowngood: no-auto-revert`` opt-out) and pushes, or opens a pull request when the push is
-refused or the revert conflicts; (3) an incident is recorded when detected and resolved when the
-known good release runs again, with the detection, restore and revert times; (4) one
+refused or the revert conflicts; (3) an incident is recorded when detected (P1 in production,
+P2 elsewhere; runbook section ``prompt-change-breaks-the-agent``) and resolved when the known
+good release runs again, with the detection, restore and revert times; it pages (webhook, event
+``incident``, naming the runbook section) right after the restore, before the revert; (4) one
 notification (webhook and a comment on the merged pull request) says what happened.
 
 Nothing is restored or reverted when the failing bundle is byte for byte a bundle that passed
@@ -27,8 +29,13 @@ from pipeline.deploy.check import CheckOutcome
 from pipeline.deploy.context import Context, version_of_tag
 from pipeline.errors import KnowngoodError
 from pipeline.git import Git
+from pipeline.incidents import paging, severity_for_env
+from pipeline.incidents.lifecycle import new_incident
 from pipeline.records import Record, resolve_incident, utc_now
 from pipeline.repo import CONFIG_FILE
+
+BY = "knowngood auto-revert"  # who detects and resolves the incident (the actor runs it)
+SCENARIO = "prompt-change-breaks-the-agent"  # the runbook section a failed release follows
 
 __all__ = ["RecoveryOutcome", "introducing_commit", "recover", "restore_target"]
 
@@ -47,6 +54,8 @@ class RecoveryOutcome:
     revert_s: float | None = None  # detection -> the revert is pushed (or its PR opened)
     recovery_s: float | None = None  # detection -> everything done
     resolved: bool = False
+    severity: str = ""
+    page: dict[str, Any] | None = None  # the P1/P2 notification, sent before the revert
     notification: dict[str, Any] | None = None
     messages: list[str] = field(default_factory=list)
 
@@ -71,6 +80,8 @@ class RecoveryOutcome:
             "revert_s": self.revert_s,
             "recovery_s": self.recovery_s,
             "resolved": self.resolved,
+            "severity": self.severity,
+            "page": self.page,
             "failed": self.failed,
             "notification": self.notification,
             "messages": self.messages,
@@ -90,23 +101,27 @@ def recover(
     release: str | None = bundle.get("release")
     shown = release or str(bundle["commit"])[:12]
     started = check.detected_clock or time.perf_counter()
-    opening = ctx.record(
-        "incident",
+    opening = new_incident(
         agent=agent,
         env=env,
+        severity=severity_for_env(env),
         at=check.detected_at,
         what=f"post-deploy check of {shown} failed in {env}",
         why=check.message,
-        outcome="open",
-        detected_at=check.detected_at,
+        by=BY,
+        actor=ctx.by,
+        scenario=SCENARIO,
         deployment=deployment["id"],
         release=release,
         details={
+            "key": f"check:{deployment['id']}",
             "check": check.record["id"] if check.record else None,
             "failing": check.failing[:50],
         },
     )
+    ctx.store.append(opening)
     out = RecoveryOutcome(opening["incident"], check.detected_at, release)
+    out.severity = str(opening["severity"])
     good, passed_before = restore_target(ctx, deployment)
     resolved_at: str | None = None
     if passed_before is not None:
@@ -121,6 +136,9 @@ def recover(
         )
     else:
         resolved_at = _restore(ctx, out, good, deployment, started)
+    # A P1 or P2 pages now: after the restore (seconds, and the environment matters most),
+    # before the revert (a push or a pull request that may take much longer).
+    out.page = paging.page(ctx.settings, opening)
     if revert and release is not None:
         _revert(ctx, out, agent, env, release, good, check, started)
     if resolved_at is not None:
@@ -128,6 +146,7 @@ def recover(
             opening,
             at=resolved_at,
             by=ctx.by,
+            done_by=BY,
             restored=out.restored,
             restored_release=out.restored_release,
             why=f"restored {out.restored_release or 'the last known good release'}",
@@ -313,6 +332,7 @@ def _notify(
     else:
         title = f"{agent} {version} failed its post-deploy check in {env}: nothing was restored"
     revert = out.revert
+    sections = " then ".join(paging.runbook_sections(agent, out.severity, SCENARIO))
     event = {
         "event": "auto-revert",
         "title": title,
@@ -330,11 +350,17 @@ def _notify(
         "pull_request": revert.pr_url if revert is not None else None,
         "safeguard": revert.safeguard if revert is not None else None,
         "incident": out.incident,
+        "severity": out.severity,
+        "runbook": paging.runbook_sections(agent, out.severity, SCENARIO)[0],
+        "runbook_sections": paging.runbook_sections(agent, out.severity, SCENARIO),
         "detected_at": out.detected_at,
         "restore_s": out.restore_s,
         "revert_s": out.revert_s,
         "at": utc_now(),
-        "message": "\n".join(f"- {m}" for m in out.messages),
+        "message": "\n".join(
+            [f"- {m}" for m in out.messages]
+            + [f"- {out.severity} incident {out.incident}: follow {sections}"]
+        ),
     }
     report = notify(ctx.settings, event, github=ctx.github, commit=out.merge)
     return report.to_json()

@@ -35,6 +35,7 @@ from pipeline.deploy.rollback import bundle_of
 from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_OK, KnowngoodError, UsageError
 from pipeline.git import Git
+from pipeline.incidents import drill_outcome
 from pipeline.records import Record, new_id
 
 if TYPE_CHECKING:
@@ -295,6 +296,7 @@ def _drill(
         steps=[{"name": s.name, "ok": s.ok, "duration_s": s.duration_s} for s in out.steps],
         details={"id": drill_id, "message": out.message, "left": out.left},
     )
+    drill_outcome(ctx.store, ctx.settings, out.record)  # a failure opens an incident
     return out
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from pipeline.deploy.context import Context
 from pipeline.errors import EXIT_FINDINGS, EXIT_OK, UsageError
 from pipeline.git import Git
+from pipeline.incidents import drill_outcome
 from pipeline.records import Record, new_id
 
 __all__ = ["FailoverDrill", "FailoverReport", "drill_failover", "lift_fault", "set_fault"]
@@ -309,3 +310,4 @@ def _record(ctx: Context, drill: FailoverDrill) -> None:
         failover=drill.figures(),
         details={"id": new_id(), "message": drill.message},
     )
+    drill_outcome(ctx.store, ctx.settings, drill.record)  # a failure opens an incident

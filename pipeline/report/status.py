@@ -73,6 +73,7 @@ def status_text(report: StatusReport) -> str:
             if note := env.running.note():
                 out.append(f"  {'':<11} ! {note}")
         out += [f"  {line}" for line in _incident_lines(agent)]
+        out += [f"  {line}" for line in _recovery_lines(agent)]
     out += _breaker_lines(report)
     return "\n".join(out) + "\n"
 
@@ -182,12 +183,41 @@ def _incident_lines(agent: AgentStatus) -> list[str]:
         else ""
     )
     lines = [f"incidents: {len(agent.open_incidents)} open, {agent.incident_count} in all{mean}"]
+    bands = [
+        f"{severity} MTTA {_seconds(m.mtta_s)}, MTTR {_seconds(m.mttr_s)} ({m.incidents})"
+        for severity, m in agent.incident_means.items()
+        if severity != "all"
+    ]
+    if bands:
+        lines.append("  by severity: " + "; ".join(bands))
     lines += [f"  {_incident(i)}" for i in agent.incidents]
     return lines
 
 
+def _recovery_lines(agent: AgentStatus) -> list[str]:
+    """RTO, RPO, MTTR and drill success rate against their targets (runtime.targets)."""
+    r = agent.recovery
+    if r is None:
+        return []
+    meets = r.verdicts()
+    t = r.targets
+
+    def verdict(name: str) -> str:
+        return {True: "ok", False: "MISSED", None: "not measured"}[meets[name]]
+
+    rto_by = f" ({r.rto_drill} drill)" if r.rto_drill else ""
+    rate = "-" if r.drill_pass_rate is None else f"{r.drill_pass_rate:.0%}"
+    return [
+        f"recovery: RTO {_seconds(r.rto_s)}{rto_by} / target {_seconds(t.rto_s)} {verdict('rto')}; "
+        f"RPO {_seconds(r.rpo_s)} / target {_seconds(t.rpo_s)} {verdict('rpo')}",
+        f"          MTTR {_seconds(r.mttr_s)}, P1 {_seconds(r.mttr_p1_s)} / RTO "
+        f"{_seconds(t.rto_s)} {verdict('mttr_p1')}; drills {r.drills_passed}/{r.drills} passed "
+        f"({rate}) / target {t.drill_pass_rate:.0%} {verdict('drill_pass_rate')}",
+    ]
+
+
 def _incident(i: Incident) -> str:
-    head = f"{i.status:<8} {i.id} {i.env}: detected {_when(i.detected_at)}"
+    head = f"{i.status:<8} {i.id} {i.severity or '--'} {i.env}: detected {_when(i.detected_at)}"
     failed = f", {i.release} failed" if i.release else ""
     if i.status == "open":
         return head + failed
@@ -259,7 +289,7 @@ def _rich_status(report: StatusReport) -> None:
         for env in agent.environments:
             if note := env.running.note():
                 console.print(f"  ! {env.env}: {note}", highlight=False, markup=False)
-        for line in _incident_lines(agent):
+        for line in [*_incident_lines(agent), *_recovery_lines(agent)]:
             console.print(f"  {line}", highlight=False, markup=False)
     for line in _breaker_lines(report):
         console.print(line, highlight=False, markup=False)

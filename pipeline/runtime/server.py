@@ -216,11 +216,15 @@ async def serve(
         receiver_secret = _deploy_secret(root)
         if deployments is None:
             deployments = root / DEFAULT_RECEIVED
+    from pipeline.runtime.incidents import RuntimeIncidents
+
     observer = Metrics(log)
+    incidents = RuntimeIncidents.start(root, env, observer, log)
     runtime = Runtime(
-        root, env, deployments=deployments, state_store=state_store, observer=observer
+        root, env, deployments=deployments, state_store=state_store, observer=incidents
     )
     observer.watch(runtime)
+    incidents.attach(runtime)
     try:
         runtime.refresh()
         started = time.perf_counter()
@@ -247,6 +251,7 @@ async def serve(
             await runner.cleanup()
             await runtime.aclose()
     finally:
+        incidents.close()
         runtime.close()
 
 

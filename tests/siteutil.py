@@ -89,6 +89,7 @@ def incident(at: str, release: str, dep: dict[str, Any]) -> dict[str, Any]:
     return new_record(
         "incident", agent="shop", env="production", what="post-deploy check failed",
         why="smoke", outcome="open", at=at, deployment=dep["id"], release=release,
+        severity="P2",
     )  # fmt: skip
 
 

@@ -86,7 +86,7 @@ def test_the_site_has_every_section_with_the_records_figures(
     # MTTA over the one acknowledged incident (1 min), MTTR per severity (the P1 is open)
     assert re.search(r"acknowledge over 1 acknowledged incident\(s\): <strong>60 s<", shop)
     assert re.search(r"<td>P1</td><td>1</td><td>—</td>", shop)
-    assert re.search(r"<td>unrated</td><td>2</td><td>3.5 min</td>", shop)
+    assert re.search(r"<td>P2</td><td>2</td><td>3.5 min</td>", shop)
     # drill figures, the failover figures, the restore drill's RPO against its target
     assert "first_fallback_s" in shop and "0.4" in shop
     assert "rpo_s" in shop and "1800" in shop

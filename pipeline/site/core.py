@@ -65,7 +65,7 @@ def run(root: Path, request: ReportRequest) -> ReportOutcome:
     breakers = read_breakers(root, settings, request.state_store)
     ready = readiness(root, settings)
     agents = sorted(set(discover(root).agents) | data.agents())
-    targets = views.Targets()
+    targets = views.Targets.from_settings(settings.raw)
     pages = {
         f"agents/{agent}.html": render_agent(
             _agent_context(data, agent, settings, breakers, ready, targets)

@@ -76,15 +76,24 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    # Leaf helpers everything may use: secret redaction, safe YAML, the sandbox's limits.
+    # Leaf helpers everything may use: secret redaction, safe YAML, the sandbox's limits, the
+    # files a command writes for the user (whole, redacted).
     (
         "redaction/yamlsafe/sandbox",
-        frozenset({"pipeline.redaction", "pipeline.yamlsafe", "pipeline.sandbox"}),
+        frozenset(
+            {"pipeline.redaction", "pipeline.yamlsafe", "pipeline.sandbox", "pipeline.outputs"}
+        ),
     ),
     (
         "errors/findings",
         frozenset(
-            {"pipeline", "pipeline.errors", "pipeline.findings", "pipeline._compiled_schemas"}
+            {
+                "pipeline",
+                "pipeline.errors",
+                "pipeline.findings",
+                "pipeline.outcome",  # the request -> outcome shape every command shares
+                "pipeline._compiled_schemas",
+            }
         ),
     ),
 )

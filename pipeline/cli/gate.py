@@ -216,16 +216,18 @@ def _from_fork() -> bool:
 
 def _annotate(result: GateResult, root: Path) -> None:
     """Workflow annotations on HEAD's files and lines (stdout: the runner reads them there)."""
-    from pipeline.github import annotate
+    from pipeline.github import annotation
     from pipeline.report.findings import workspace_prefix
 
     prefix = workspace_prefix(root)
     for a in result.annotations:
-        annotate(
-            a.level,
-            a.message,
-            file=prefix + a.path if a.path else None,
-            line=a.line,
-            column=a.column,
-            title=a.title,
+        click.echo(
+            annotation(
+                a.level,
+                a.message,
+                file=prefix + a.path if a.path else None,
+                line=a.line,
+                column=a.column,
+                title=a.title,
+            )
         )

@@ -5,7 +5,7 @@
   rate limits; every failure a :class:`GitHubError` (exit 3) that never contains the token.
 * workflow helpers -- :func:`in_actions`, :func:`event`, :func:`pull_request_event`,
   :func:`issue_comment_event`, :func:`pr_number`, :func:`write_step_summary` (1 MiB cap),
-  :func:`set_output`, :func:`annotation`, :func:`group`.
+  :func:`set_output`, :func:`annotation` / :func:`annotate`, :func:`group`.
 * :func:`notify_webhook` -- chat notifications that report failures instead of raising.
 """
 
@@ -27,6 +27,7 @@ from pipeline.github.workflow import (
     IssueCommentEvent,
     PullRequestEvent,
     SummaryWrite,
+    annotate,
     annotation,
     event,
     event_name,
@@ -54,6 +55,7 @@ __all__ = [
     "PullRequestEvent",
     "SummaryWrite",
     "UpsertResult",
+    "annotate",
     "annotation",
     "event",
     "event_name",

@@ -262,6 +262,12 @@ def annotation(
     return str(Command(level, {k: v for k, v in props.items() if v is not None}, message))
 
 
+def annotate(level: Level, message: str, **where: Any) -> None:
+    """:func:`annotation` (same arguments) written to stdout, where the runner reads it."""
+    sys.stdout.write(annotation(level, message, **where) + "\n")
+    sys.stdout.flush()
+
+
 @contextmanager
 def group(name: str) -> Iterator[None]:
     """Fold everything printed inside into one collapsible group of the job log."""

@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "pipeline.deploy",
+                "pipeline.eval_command",
                 "pipeline.gate",
                 "pipeline.release",
                 "pipeline.status",

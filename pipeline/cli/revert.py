@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
-
-if TYPE_CHECKING:
-    from pipeline.git import Git
-    from pipeline.github import GitHubClient
-    from pipeline.repo import Settings
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("revert")
@@ -77,82 +70,15 @@ def command(
       knowngood revert 1a2b3c4 --reason "support answers in French since this merge"
       knowngood revert 1a2b3c4 --pull-request --format json
     """
-    from pipeline.git import Git
-    from pipeline.github import optional_client
-    from pipeline.records import RecordStore, actor
-    from pipeline.revert import RevertRequest, revert_merge
+    from pipeline.report.revert import REPORTERS
+    from pipeline.revert.command import RevertCommand, run
 
-    root = resolve_repo(repo)
-    from pipeline.source import committed_settings
-
-    settings, source = committed_settings(root)  # never an uncommitted revert policy
-    say_read(source)
-    git = Git(root)
-    github = optional_client()
-    if from_comment:
-        return _from_comment(git, root, settings, github, push=push, remote=remote, fmt=fmt)
-    if commit is None:
+    if commit is None and not from_comment:
         raise click.UsageError("give the COMMIT to revert (or --from-comment in a workflow)")
-    request = RevertRequest(
-        commit=commit,
-        reason=reason or f"Reverted by {actor(git)} with `knowngood revert` (no reason given).",
-        failing_cases=list(failing_cases),
-        push=push,
-        pull_request=not push,
-        agent=agent,
-        env=env,
-    )
-    records = RecordStore.for_settings(git, settings, remote)
-    outcome = revert_merge(
-        git, root, settings, request, remote=remote, github=github, records=records
-    )
-    if fmt == "json":
-        click.echo(json.dumps(outcome.to_json(), indent=2))
-    elif outcome.status in ("reverted", "pull_request"):
-        click.echo(outcome.message)
-    else:
-        label = "not reverted" if outcome.status == "skipped" else "revert failed"
-        click.echo(f"knowngood: {label}: {outcome.message}", err=True)
-    for note in outcome.notes:
-        click.echo(f"knowngood: warning: {note}", err=True)
-    return outcome.exit_code(auto=False)
-
-
-def _from_comment(
-    git: Git,
-    root: Path,
-    settings: Settings,
-    github: GitHubClient | None,
-    *,
-    push: bool,
-    remote: str,
-    fmt: str,
-) -> int:
-    from pipeline.errors import UsageError
-    from pipeline.github import issue_comment_event
-    from pipeline.records import RecordStore
-    from pipeline.revert.comment import revert_from_comment
-
-    event = issue_comment_event()
-    if event is None:
-        raise UsageError("--from-comment needs an issue_comment event (GITHUB_EVENT_PATH)")
-    if github is None:
-        raise UsageError("--from-comment needs GITHUB_TOKEN and GITHUB_REPOSITORY to reply")
-    records = RecordStore.for_settings(git, settings, remote)
-    result = revert_from_comment(git, root, settings, event, github, push=push, records=records)
-    if fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "acted": result.acted,
-                    "reply": result.reply,
-                    "outcome": result.outcome.to_json() if result.outcome else None,
-                },
-                indent=2,
-            )
-        )
-    elif result.reply:
-        click.echo(result.reply)
-    else:
-        click.echo("knowngood: not a /revert command on a pull request; nothing to do", err=True)
-    return result.exit_code
+    command = RevertCommand(
+        commit=commit, from_comment=from_comment, reason=reason, push=push,
+        failing_cases=failing_cases, agent=agent, env=env, remote=remote, say=say,
+    )  # fmt: skip
+    outcome = run(resolve_repo(repo), command)
+    show(REPORTERS[fmt](outcome))
+    return outcome.exit_code

@@ -53,8 +53,7 @@ def run(root: Path, command: EvalCommand) -> EvalOutcome:
     from pipeline.outputs import write_files
     from pipeline.source import working_tree
 
-    for line in working_tree(root).lines():
-        command.say(line)
+    working_tree(root).tell(command.say)
     request = command.request
     commit = _check_record(root, request) if command.record else None
     valid = load_valid_repo(root)

@@ -62,6 +62,5 @@ def run(root: Path, request: DiffRequest) -> DiffOutcome:
 
     report = diff_revisions(Git(root), root, request.base, request.head)
     read = revisions(root, *((r.rev, r.commit) for r in (report.base, report.head)))
-    for line in read.lines():
-        request.say(line)
+    read.tell(request.say)
     return DiffOutcome(report)

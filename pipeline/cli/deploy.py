@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import eval_progress, format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import eval_progress, format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("deploy")
@@ -79,31 +79,17 @@ def command(
       knowngood deploy support --check --auto-revert
       knowngood deploy --released --check --auto-revert   # the main-branch workflow
     """
-    from pipeline.deploy import deploy, deploy_released
-    from pipeline.git import Git
-    from pipeline.github import optional_client
-    from pipeline.report.deploy import render
-    from pipeline.source import revisions
+    from pipeline.deploy.command import DeployRequest, run
+    from pipeline.report.deploy import REPORTERS
 
     if released == (agent is not None):
         raise click.UsageError("give an AGENT or --released (not both)")
     if released and version:
         raise click.UsageError("--version names one agent's release: use it with AGENT")
-    root = resolve_repo(repo)
-    git, github, check = Git(root), optional_client(), run_check or auto_revert
-    progress = eval_progress(fmt == "text")
-    if agent is None:
-        batch = deploy_released(
-            git, root, env=env, check=check, auto_revert=auto_revert, force=force,
-            github=github, remote=remote, progress=progress,
-        )  # fmt: skip
-        say_read(revisions(root, ("HEAD", batch.commit)))
-        render(batch, fmt)
-        return batch.exit_code
-    outcome = deploy(
-        git, root, agent, version=version, env=env, check=check, auto_revert=auto_revert,
-        force=force, github=github, remote=remote, progress=progress,
+    request = DeployRequest(
+        agent, version=version, env=env, check=run_check, auto_revert=auto_revert, force=force,
+        remote=remote, progress=eval_progress(fmt == "text"), say=say,
     )  # fmt: skip
-    say_read(revisions(root, (outcome.release, outcome.commit)))
-    render(outcome, fmt)
+    outcome = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](outcome))
     return outcome.exit_code

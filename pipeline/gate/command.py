@@ -76,8 +76,7 @@ def run(root: Path, request: GateRequest) -> GateOutcome:
     result = run_gate(root, options)
     base_name = options.base if result.requested_base is None else f"merge base with {options.base}"
     read = revisions(root, (base_name, result.base.commit), (options.head, result.head.commit))
-    for line in read.lines():
-        request.say(line)
+    read.tell(request.say)
     write_files(request.files, result)
     outcome = GateOutcome(result, root)
     summary = github.in_actions() if request.summary is None else request.summary

@@ -50,6 +50,7 @@ class ReleaseReport:
     pushed: list[str] = field(default_factory=list)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag -> manifest
     messages: list[str] = field(default_factory=list)
+    exit_code: int = 0  # also when there is nothing to release; failures raise
 
     def to_json(self) -> dict[str, Any]:
         return {

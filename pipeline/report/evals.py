@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.report.reporter import Rendered, Reporter, json_reporter, lines
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 
 if TYPE_CHECKING:
     from pipeline.eval_command import EvalOutcome
@@ -82,7 +82,7 @@ def text(run: EvalRun, *, verbose: bool = False, listed: bool = False) -> str:
     out += [click.style(f"incomplete: {reason}", fg="red") for reason in run.incomplete]
     ok = run.exit_code == 0
     out.append(click.style(totals(run), fg="green" if ok else "red", bold=True))
-    return lines(out)
+    return block(out)
 
 
 def reporters(*, verbose: bool = False, listed: bool = False) -> dict[str, Reporter[EvalOutcome]]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.report.reporter import Rendered, Reporter, json_reporter, lines
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 
 if TYPE_CHECKING:
     from pipeline.findings import Finding
@@ -47,14 +47,14 @@ def text(outcome: ValidateOutcome) -> Rendered:
     report = outcome.report
     out = [_text_line(f) for f in report.findings]
     out.append(click.style(summary(report), fg="green" if outcome.ok else "red"))
-    return Rendered(err=lines(out))
+    return Rendered(err=block(out))
 
 
 def github(outcome: ValidateOutcome) -> Rendered:
     """Workflow annotations on stdout (the runner reads them there), then the text on stderr."""
     report = outcome.report
     prefix = workspace_prefix(report.root)
-    return Rendered(out=lines([_annotation(f, prefix) for f in report.findings])) + text(outcome)
+    return Rendered(out=block([_annotation(f, prefix) for f in report.findings])) + text(outcome)
 
 
 REPORTERS: dict[str, Reporter[ValidateOutcome]] = {

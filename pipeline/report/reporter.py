@@ -32,7 +32,7 @@ class Rendered:
 Reporter = Callable[[T], Rendered]  # one format of one command's outcome
 
 
-def lines(items: list[str]) -> str:
+def block(items: list[str]) -> str:
     """Lines joined, each ending with a newline ("" for none)."""
     return "".join(f"{item}\n" for item in items)
 

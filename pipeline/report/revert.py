@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.report.reporter import Rendered, Reporter, json_reporter, lines
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 
 if TYPE_CHECKING:
     from pipeline.revert.command import RevertCommandOutcome
@@ -17,7 +17,7 @@ def text(outcome: RevertCommandOutcome) -> Rendered:
         return Rendered(err="knowngood: not a /revert command on a pull request; nothing to do\n")
     revert = outcome.revert
     assert revert is not None
-    notes = lines([f"knowngood: warning: {note}" for note in revert.notes])
+    notes = block([f"knowngood: warning: {note}" for note in revert.notes])
     if revert.status in ("reverted", "pull_request"):
         return Rendered(out=revert.message + "\n", err=notes)
     label = "not reverted" if revert.status == "skipped" else "revert failed"
@@ -27,7 +27,7 @@ def text(outcome: RevertCommandOutcome) -> Rendered:
 def json_(outcome: RevertCommandOutcome) -> Rendered:
     notes = [] if outcome.revert is None else outcome.revert.notes
     return json_reporter()(outcome) + Rendered(
-        err=lines([f"knowngood: warning: {note}" for note in notes])
+        err=block([f"knowngood: warning: {note}" for note in notes])
     )
 
 

@@ -66,8 +66,7 @@ def run(root: Path, command: RevertCommand) -> RevertCommandOutcome:
     from pipeline.source import committed_settings
 
     settings, source = committed_settings(root)
-    for line in source.lines():
-        command.say(line)
+    source.tell(command.say)
     git, github = Git(root), optional_client()
     if command.from_comment:
         return RevertCommandOutcome(comment=_from_comment(git, root, settings, github, command))

@@ -49,7 +49,6 @@ def run(root: Path, request: ValidateRequest) -> ValidateOutcome:
     """Validate the working tree at ``root`` (says which commit it is on, and what is uncommitted)."""
     from pipeline.source import working_tree
 
-    for line in working_tree(root).lines():
-        request.say(line)
+    working_tree(root).tell(request.say)
     report = validate_repo(root, list(request.paths) or None)
     return ValidateOutcome(report, request.strict)

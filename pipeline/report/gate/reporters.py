@@ -9,7 +9,7 @@ from pipeline.gate.data import to_json
 from pipeline.report.findings import workspace_prefix
 from pipeline.report.gate.markdown import comment, markdown
 from pipeline.report.gate.plain import junit_xml, text
-from pipeline.report.reporter import Rendered, Reporter, json_reporter, lines
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,7 +26,7 @@ def reporters(*, verbose: bool = False) -> dict[str, Reporter[GateOutcome]]:
         return Rendered(err=text(outcome.result, verbose=verbose))
 
     def github(outcome: GateOutcome) -> Rendered:
-        return Rendered(out=lines(annotation_lines(outcome))) + plain(outcome)
+        return Rendered(out=block(annotation_lines(outcome))) + plain(outcome)
 
     return {"text": plain, "json": json_reporter(ensure_ascii=False), "github": github}
 

@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.deploy",
                 "pipeline.eval_command",
                 "pipeline.gate",
+                "pipeline.history",
                 "pipeline.release",
                 "pipeline.status",
                 "pipeline.scaffold",

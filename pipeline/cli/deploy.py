@@ -6,43 +6,61 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import eval_progress, format_option, repo_option, resolve_repo, say, show
+from pipeline.cli.options import (
+    eval_progress,
+    format_option,
+    repo_option,
+    resolve_repo,
+    say,
+    show,
+    with_options,
+)
+
+OPTIONS = (
+    click.argument("agent", required=False),
+    click.option(
+        "--released",
+        is_flag=True,
+        help="Deploy every agent released at HEAD (what `knowngood release` just tagged) instead of AGENT.",
+    ),
+    click.option(
+        "--version",
+        "version",
+        metavar="vX.Y.Z",
+        help="The release to deploy (default: the newest).",
+    ),
+    click.option("--env", "env", default="production", show_default=True, help="The environment."),
+    click.option(
+        "--check",
+        "run_check",
+        is_flag=True,
+        help="Run the post-deploy suites against what was deployed.",
+    ),
+    click.option(
+        "--auto-revert",
+        "auto_revert",
+        is_flag=True,
+        help="When the check fails: restore the last known good release, revert the merge on main, "
+        "record an incident and notify (implies --check).",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Deploy even a release whose last post-deploy check in ENV failed (recorded as forced).",
+    ),
+    click.option(
+        "--remote",
+        default="origin",
+        show_default=True,
+        help="The git remote (records, tags, main).",
+    ),
+    repo_option,
+    format_option("text", "json"),
+)
 
 
 @click.command("deploy")
-@click.argument("agent", required=False)
-@click.option(
-    "--released",
-    is_flag=True,
-    help="Deploy every agent released at HEAD (what `knowngood release` just tagged) instead of AGENT.",
-)
-@click.option(
-    "--version", "version", metavar="vX.Y.Z", help="The release to deploy (default: the newest)."
-)
-@click.option("--env", "env", default="production", show_default=True, help="The environment.")
-@click.option(
-    "--check",
-    "run_check",
-    is_flag=True,
-    help="Run the post-deploy suites against what was deployed.",
-)
-@click.option(
-    "--auto-revert",
-    "auto_revert",
-    is_flag=True,
-    help="When the check fails: restore the last known good release, revert the merge on main, "
-    "record an incident and notify (implies --check).",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Deploy even a release whose last post-deploy check in ENV failed (recorded as forced).",
-)
-@click.option(
-    "--remote", default="origin", show_default=True, help="The git remote (records, tags, main)."
-)
-@repo_option
-@format_option("text", "json")
+@with_options(OPTIONS)
 def command(
     agent: str | None,
     released: bool,

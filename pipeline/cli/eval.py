@@ -16,6 +16,7 @@ from pipeline.cli.options import (
     resolve_repo,
     say,
     show,
+    with_options,
 )
 
 
@@ -31,53 +32,63 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+OPTIONS = (
+    click.argument("agents", nargs=-1),
+    click.option("--suite", "suites", multiple=True, help="Only these suites (repeatable)."),
+    click.option(
+        "--kind",
+        type=click.Choice(["pull_request", "post_deploy"]),
+        help="Only the agents' pull-request or post-deploy suites.",
+    ),
+    click.option(
+        "--changed-since",
+        "changed_since",
+        metavar="REV",
+        help="Only agents whose files changed since REV.",
+    ),
+    provider_options,
+    click.option(
+        "--env", "env", metavar="ENV", help="Evaluate the agents with this environment overlay."
+    ),
+    click.option(
+        "--repeat",
+        type=click.IntRange(1, 100),
+        help="Repeat every case N times (overrides suites).",
+    ),
+    concurrency_option,
+    click.option(
+        "--budget", "budget", type=click.FloatRange(0), metavar="USD", help="Hard cap on spend."
+    ),
+    click.option(
+        "--no-cache",
+        "no_cache",
+        is_flag=True,
+        help="Call the providers even when an answer is cached.",
+    ),
+    click.option("--offline", is_flag=True, help="Use only cached answers; a miss is exit 3."),
+    click.option(
+        "--processes",
+        type=click.IntRange(1, 64),
+        metavar="N",
+        help="Make the calls from N processes (default: one per spare core, from a few hundred calls).",
+    ),
+    click.option("--shard", "shard", metavar="K/N", help="Run only shard K of N (CI matrix jobs)."),
+    out_file("--output", "Write results JSON here."),
+    out_file("--junit", "Write JUnit XML here."),
+    out_file("--markdown", "Write a markdown summary here."),
+    click.option(
+        "--record",
+        is_flag=True,
+        help="Store the results for HEAD's commit on the records branch and push it (main-branch CI).",
+    ),
+    click.option("-v", "--verbose", is_flag=True, help="List passing cases too."),
+    repo_option,
+    format_option("text", "json"),
+)
+
+
 @click.command("eval")
-@click.argument("agents", nargs=-1)
-@click.option("--suite", "suites", multiple=True, help="Only these suites (repeatable).")
-@click.option(
-    "--kind",
-    type=click.Choice(["pull_request", "post_deploy"]),
-    help="Only the agents' pull-request or post-deploy suites.",
-)
-@click.option(
-    "--changed-since",
-    "changed_since",
-    metavar="REV",
-    help="Only agents whose files changed since REV.",
-)
-@provider_options
-@click.option(
-    "--env", "env", metavar="ENV", help="Evaluate the agents with this environment overlay."
-)
-@click.option(
-    "--repeat", type=click.IntRange(1, 100), help="Repeat every case N times (overrides suites)."
-)
-@concurrency_option
-@click.option(
-    "--budget", "budget", type=click.FloatRange(0), metavar="USD", help="Hard cap on spend."
-)
-@click.option(
-    "--no-cache", "no_cache", is_flag=True, help="Call the providers even when an answer is cached."
-)
-@click.option("--offline", is_flag=True, help="Use only cached answers; a miss is exit 3.")
-@click.option(
-    "--processes",
-    type=click.IntRange(1, 64),
-    metavar="N",
-    help="Make the calls from N processes (default: one per spare core, from a few hundred calls).",
-)
-@click.option("--shard", "shard", metavar="K/N", help="Run only shard K of N (CI matrix jobs).")
-@out_file("--output", "Write results JSON here.")
-@out_file("--junit", "Write JUnit XML here.")
-@out_file("--markdown", "Write a markdown summary here.")
-@click.option(
-    "--record",
-    is_flag=True,
-    help="Store the results for HEAD's commit on the records branch and push it (main-branch CI).",
-)
-@click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
-@repo_option
-@format_option("text", "json")
+@with_options(OPTIONS)
 def command(
     agents: tuple[str, ...],
     suites: tuple[str, ...],

@@ -15,63 +15,80 @@ from pipeline.cli.options import (
     resolve_repo,
     say,
     show,
+    with_options,
 )
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
+OPTIONS = (
+    click.option(
+        "--base",
+        "base",
+        required=True,
+        metavar="REV",
+        help="The pull request's base commit or branch.",
+    ),
+    click.option(
+        "--head",
+        "head",
+        default="HEAD",
+        show_default=True,
+        metavar="REV",
+        help="The commit to check.",
+    ),
+    click.option(
+        "--comment",
+        is_flag=True,
+        help="Post the report as the PR's one knowngood comment (updated in place).",
+    ),
+    click.option(
+        "--pr",
+        "pr",
+        type=click.IntRange(1),
+        metavar="N",
+        help="The pull request to comment on (default: from the pull_request event).",
+    ),
+    click.option(
+        "--summary/--no-summary",
+        "summary",
+        default=None,
+        help="Write the job's step summary (default: on inside GitHub Actions).",
+    ),
+    click.option("--junit", "junit", type=_FILE, help="Write JUnit XML here."),
+    click.option("--output", "output", type=_FILE, help="Write the gate report JSON here."),
+    click.option(
+        "--markdown",
+        "markdown",
+        type=_FILE,
+        help="Write the PR comment's markdown here (with its marker).",
+    ),
+    provider_options,
+    concurrency_option,
+    click.option(
+        "--budget",
+        "budget",
+        type=click.FloatRange(0),
+        metavar="USD",
+        help="Hard cap on spend for the whole gate (head first, base gets the rest).",
+    ),
+    click.option(
+        "--offline", is_flag=True, help="Use only cached answers; a miss on head is exit 3."
+    ),
+    click.option(
+        "--no-records",
+        "no_records",
+        is_flag=True,
+        help="Always evaluate the base in a worktree, even when its results were recorded.",
+    ),
+    click.option("-v", "--verbose", is_flag=True, help="List unchanged cases too (text format)."),
+    repo_option,
+    format_option("text", "json", "github"),
+)
+
+
 @click.command("gate")
-@click.option(
-    "--base", "base", required=True, metavar="REV", help="The pull request's base commit or branch."
-)
-@click.option(
-    "--head", "head", default="HEAD", show_default=True, metavar="REV", help="The commit to check."
-)
-@click.option(
-    "--comment",
-    is_flag=True,
-    help="Post the report as the PR's one knowngood comment (updated in place).",
-)
-@click.option(
-    "--pr",
-    "pr",
-    type=click.IntRange(1),
-    metavar="N",
-    help="The pull request to comment on (default: from the pull_request event).",
-)
-@click.option(
-    "--summary/--no-summary",
-    "summary",
-    default=None,
-    help="Write the job's step summary (default: on inside GitHub Actions).",
-)
-@click.option("--junit", "junit", type=_FILE, help="Write JUnit XML here.")
-@click.option("--output", "output", type=_FILE, help="Write the gate report JSON here.")
-@click.option(
-    "--markdown",
-    "markdown",
-    type=_FILE,
-    help="Write the PR comment's markdown here (with its marker).",
-)
-@provider_options
-@concurrency_option
-@click.option(
-    "--budget",
-    "budget",
-    type=click.FloatRange(0),
-    metavar="USD",
-    help="Hard cap on spend for the whole gate (head first, base gets the rest).",
-)
-@click.option("--offline", is_flag=True, help="Use only cached answers; a miss on head is exit 3.")
-@click.option(
-    "--no-records",
-    "no_records",
-    is_flag=True,
-    help="Always evaluate the base in a worktree, even when its results were recorded.",
-)
-@click.option("-v", "--verbose", is_flag=True, help="List unchanged cases too (text format).")
-@repo_option
-@format_option("text", "json", "github")
+@with_options(OPTIONS)
 def command(
     base: str,
     head: str,

@@ -16,6 +16,18 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def with_options(decorators: tuple[Callable[[Any], Any], ...]) -> Callable[[F], F]:
+    """Apply a command's option decorators, listed top to bottom as they would be stacked (a
+    command's options live in one tuple beside it, so the function is what it does)."""
+
+    def decorate(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return decorate
+
+
 def repo_option(func: F) -> F:
     return click.option(
         "--repo",

@@ -6,37 +6,43 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show, with_options
+
+OPTIONS = (
+    click.argument("commit", required=False),
+    click.option(
+        "--from-comment",
+        "from_comment",
+        is_flag=True,
+        help="Act on the `/revert [reason]` comment of this issue_comment workflow run "
+        "(trusted commenters only; replies on the pull request).",
+    ),
+    click.option("--reason", metavar="TEXT", help="Why: goes into the revert's commit message."),
+    click.option(
+        "--push/--pull-request",
+        "push",
+        default=True,
+        help="Push the revert to the main branch (default), or always open a pull request.",
+    ),
+    click.option(
+        "--failing-case",
+        "failing_cases",
+        multiple=True,
+        metavar="CASE",
+        help="A failing case to list in the message (repeatable).",
+    ),
+    click.option("--agent", metavar="AGENT", help="The agent the revert record is about."),
+    click.option("--env", metavar="ENV", help="The environment the revert record is about."),
+    click.option(
+        "--remote", default="origin", show_default=True, help="The git remote to revert on."
+    ),
+    repo_option,
+    format_option("text", "json"),
+)
 
 
 @click.command("revert")
-@click.argument("commit", required=False)
-@click.option(
-    "--from-comment",
-    "from_comment",
-    is_flag=True,
-    help="Act on the `/revert [reason]` comment of this issue_comment workflow run "
-    "(trusted commenters only; replies on the pull request).",
-)
-@click.option("--reason", metavar="TEXT", help="Why: goes into the revert's commit message.")
-@click.option(
-    "--push/--pull-request",
-    "push",
-    default=True,
-    help="Push the revert to the main branch (default), or always open a pull request.",
-)
-@click.option(
-    "--failing-case",
-    "failing_cases",
-    multiple=True,
-    metavar="CASE",
-    help="A failing case to list in the message (repeatable).",
-)
-@click.option("--agent", metavar="AGENT", help="The agent the revert record is about.")
-@click.option("--env", metavar="ENV", help="The environment the revert record is about.")
-@click.option("--remote", default="origin", show_default=True, help="The git remote to revert on.")
-@repo_option
-@format_option("text", "json")
+@with_options(OPTIONS)
 def command(
     commit: str | None,
     from_comment: bool,

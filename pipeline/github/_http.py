@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import KnowngoodError
+from pipeline.github._redirects import _origin, build_opener
+from pipeline.github._redirects import _SameOriginRedirects as _SameOriginRedirects
 from pipeline.redaction import redact_bytes, remember
 
 log = logging.getLogger("knowngood.github")
@@ -34,7 +36,6 @@ API_VERSION = "2022-11-28"
 ACCEPT = "application/vnd.github+json"
 DEFAULT_API_URL = "https://api.github.com"
 MAX_PAGES = 100  # 10,000 items at per_page=100: far past anything a PR gathers
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: no whitespace, no header injection
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="([^"]*)"')
 
@@ -105,44 +106,6 @@ def check_token(token: str) -> str:
         # Never echo it: http.client would put the whole header value in its ValueError.
         raise GitHubError("the GitHub token contains whitespace or non-ASCII characters")
     return token
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but drop ``Authorization`` when one leaves the API's origin."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and _origin(newurl) != _origin(req.full_url):
-            new.remove_header("Authorization")
-        return new
-
-
-def build_opener(url: str, *, follow_redirects: bool = True) -> urllib.request.OpenerDirector:
-    """An opener that skips any configured proxy for loopback hosts (the test servers)."""
-    handlers: list[urllib.request.BaseHandler] = []
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    if host in _LOOPBACK:
-        handlers.append(urllib.request.ProxyHandler({}))
-    handlers.append(_SameOriginRedirects() if follow_redirects else _NoRedirects())
-    return urllib.request.build_opener(*handlers)
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx surfaces as an HTTPError
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

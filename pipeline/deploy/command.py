@@ -34,7 +34,9 @@ class DeployRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class CheckRequest:
+class _Deployed:
+    """What runs of ``agent`` in ``env``: the commands that act on it share these."""
+
     agent: str
     env: str = "production"
     remote: str = "origin"
@@ -43,16 +45,18 @@ class CheckRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class RollbackRequest:
-    agent: str
+class CheckRequest(_Deployed):
+    """``check``: the post-deploy suites against what runs in ``env`` now."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRequest(_Deployed):
+    """``rollback``: back to an earlier known good release."""
+
     to: str | None = None  # default: the previous known good release
-    env: str = "production"
     check: bool = False
     force: bool = False
     reason: str | None = None
-    remote: str = "origin"
-    progress: Progress | None = None
-    say: Say = silent
 
 
 @overload
@@ -66,9 +70,9 @@ def run(
 ) -> DeployOutcome | DeployBatch | CheckOutcome | RollbackOutcome:
     if isinstance(request, DeployRequest):
         return _deploy(root, request)
-    if isinstance(request, CheckRequest):
-        return _check(root, request)
-    return _rollback(root, request)
+    if isinstance(request, RollbackRequest):
+        return _rollback(root, request)
+    return _check(root, request)
 
 
 def _deploy(root: Path, request: DeployRequest) -> DeployOutcome | DeployBatch:

@@ -37,6 +37,7 @@ class EvalOutcome:
     run: EvalRun
     data: dict[str, Any] = field(default_factory=dict)  # the run's JSON, built once
     record_error: int = 0  # 3 when the record could not be pushed
+    messages: list[str] = field(default_factory=list)  # what recording did, shown after the run
 
     @property
     def exit_code(self) -> int:
@@ -62,9 +63,7 @@ def run(root: Path, command: EvalCommand) -> EvalOutcome:
     outcome = EvalOutcome(result, result.to_json())
     write_files(command.files, outcome)
     if commit is not None:
-        outcome.record_error = _record(
-            root, valid.settings.records_branch, commit, outcome, command.say
-        )
+        outcome.record_error = _record(root, valid.settings.records_branch, commit, outcome)
     return outcome
 
 
@@ -103,11 +102,12 @@ def _check_record(root: Path, request: EvalRequest) -> str:
     return commit
 
 
-def _record(root: Path, branch: str, commit: str, outcome: EvalOutcome, say: Say) -> int:
+def _record(root: Path, branch: str, commit: str, outcome: EvalOutcome) -> int:
     """Store the results for ``commit`` and push when there is an ``origin``; 3 when that fails."""
     from pipeline.git import Git
     from pipeline.records import RecordStore
 
+    say = outcome.messages.append
     store = RecordStore(Git(root), branch)
     try:
         store.fetch()  # build on the remote's records: the push is then a fast-forward

@@ -52,7 +52,7 @@ class GateOutcome:
     result: GateResult
     root: Path
     report_error: int = 0  # the exit code of a report that did not get through (3), else 0
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # where the report went, shown after it
 
     @property
     def exit_code(self) -> int:
@@ -82,11 +82,11 @@ def run(root: Path, request: GateRequest) -> GateOutcome:
     summary = github.in_actions() if request.summary is None else request.summary
     try:
         if summary:
-            _summarize(request, result)
+            _summarize(request, outcome)
         if client is not None and pr is not None:
-            _post(request, client, pr, result)
+            _post(request, client, pr, outcome)
     except github.GitHubError as e:  # the verdict stands; the report did not get through
-        _report_refused(request, outcome, e)
+        _report_refused(outcome, e)
     return outcome
 
 
@@ -105,34 +105,34 @@ def _comment_target(request: GateRequest) -> tuple[GitHubClient | None, int | No
     return github.GitHubClient.from_env(), pr
 
 
-def _summarize(request: GateRequest, result: GateResult) -> None:
+def _summarize(request: GateRequest, outcome: GateOutcome) -> None:
     from pipeline.github import write_step_summary
 
     assert request.markdown is not None, "a step summary needs the markdown reporter"
-    written = write_step_summary(request.markdown.summary(result))
+    written = write_step_summary(request.markdown.summary(outcome.result))
     if written is None and request.summary:
-        request.say("knowngood: warning: --summary: $GITHUB_STEP_SUMMARY is not set")
+        outcome.messages.append("knowngood: warning: --summary: $GITHUB_STEP_SUMMARY is not set")
     if written is not None and written.truncated:
-        request.say("knowngood: the step summary was cut at GitHub's 1 MiB limit")
+        outcome.messages.append("knowngood: the step summary was cut at GitHub's 1 MiB limit")
 
 
-def _post(request: GateRequest, client: GitHubClient, pr: int, result: GateResult) -> None:
+def _post(request: GateRequest, client: GitHubClient, pr: int, outcome: GateOutcome) -> None:
     from pipeline.github import GATE_MARKER
 
     assert request.markdown is not None, "a PR comment needs the markdown reporter"
-    posted = client.upsert_comment(pr, request.markdown.comment(result), GATE_MARKER)
+    posted = client.upsert_comment(pr, request.markdown.comment(outcome.result), GATE_MARKER)
     url = posted.comment.html_url
-    request.say(f"knowngood: PR #{pr} comment {posted.action}: {url}")
+    outcome.messages.append(f"knowngood: PR #{pr} comment {posted.action}: {url}")
 
 
-def _report_refused(request: GateRequest, outcome: GateOutcome, e: GitHubError) -> None:
+def _report_refused(outcome: GateOutcome, e: GitHubError) -> None:
     if e.status == 403 and _from_fork():  # GitHub gives fork PRs a read-only token
-        request.say(
+        outcome.messages.append(
             f"knowngood: warning: no PR comment from a fork's pull request ({e.message}); "
             "the step summary and the annotations carry the report"
         )
     else:
-        request.say(f"knowngood: error: {e}")
+        outcome.messages.append(f"knowngood: error: {e}")
         outcome.report_error = e.exit_code
 
 

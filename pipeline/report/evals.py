@@ -89,10 +89,12 @@ def reporters(*, verbose: bool = False, listed: bool = False) -> dict[str, Repor
     """``--format``: text (stderr) or json (stdout: indented on a terminal, compact in a pipe)."""
 
     def plain(outcome: EvalOutcome) -> Rendered:
-        return Rendered(err=text(outcome.run, verbose=verbose, listed=listed))
+        text_ = text(outcome.run, verbose=verbose, listed=listed)
+        return Rendered(err=text_ + block(outcome.messages))
 
     def json(outcome: EvalOutcome) -> Rendered:
-        return Rendered(out=json_text(outcome.to_json(), pretty=sys.stdout.isatty()) + "\n")
+        data = json_text(outcome.to_json(), pretty=sys.stdout.isatty()) + "\n"
+        return Rendered(out=data, err=block(outcome.messages))
 
     return {"text": plain, "json": json}
 

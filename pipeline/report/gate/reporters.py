@@ -23,12 +23,20 @@ def reporters(*, verbose: bool = False) -> dict[str, Reporter[GateOutcome]]:
     """``--format``: text (stderr), json (stdout), github (annotations on stdout, text on stderr)."""
 
     def plain(outcome: GateOutcome) -> Rendered:
-        return Rendered(err=text(outcome.result, verbose=verbose))
+        return Rendered(err=text(outcome.result, verbose=verbose)) + _messages(outcome)
 
     def github(outcome: GateOutcome) -> Rendered:
         return Rendered(out=block(annotation_lines(outcome))) + plain(outcome)
 
-    return {"text": plain, "json": json_reporter(ensure_ascii=False), "github": github}
+    def json_(outcome: GateOutcome) -> Rendered:
+        return json_reporter(ensure_ascii=False)(outcome) + _messages(outcome)
+
+    return {"text": plain, "json": json_, "github": github}
+
+
+def _messages(outcome: GateOutcome) -> Rendered:
+    """Where the report went (summary, PR comment), after the report itself."""
+    return Rendered(err=block(outcome.messages))
 
 
 def annotation_lines(outcome: GateOutcome) -> list[str]:

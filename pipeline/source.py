@@ -16,6 +16,7 @@ functions here return values; ``pipeline.cli`` prints ``Source.lines()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,11 @@ class Source:
     revisions: tuple[tuple[str, str], ...]
     working_tree: bool
     changes: tuple[str, ...]  # uncommitted, under the root, among READ
+
+    def tell(self, say: Callable[[str], None]) -> None:
+        """Say :meth:`lines`, one at a time (a request's ``say``)."""
+        for line in self.lines():
+            say(line)
 
     def lines(self) -> list[str]:
         """The revision line, and one warning line when the tree has uncommitted changes."""

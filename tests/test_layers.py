@@ -38,7 +38,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "pipeline.deploy",
+                "pipeline.eval_command",
                 "pipeline.gate",
+                "pipeline.history",
                 "pipeline.release",
                 "pipeline.status",
                 "pipeline.scaffold",
@@ -80,15 +82,24 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    # Leaf helpers everything may use: secret redaction, safe YAML, the sandbox's limits.
+    # Leaf helpers everything may use: secret redaction, safe YAML, the sandbox's limits, the
+    # files a command writes for the user (whole, redacted).
     (
         "redaction/yamlsafe/sandbox",
-        frozenset({"pipeline.redaction", "pipeline.yamlsafe", "pipeline.sandbox"}),
+        frozenset(
+            {"pipeline.redaction", "pipeline.yamlsafe", "pipeline.sandbox", "pipeline.outputs"}
+        ),
     ),
     (
         "errors/findings",
         frozenset(
-            {"pipeline", "pipeline.errors", "pipeline.findings", "pipeline._compiled_schemas"}
+            {
+                "pipeline",
+                "pipeline.errors",
+                "pipeline.findings",
+                "pipeline.outcome",  # the request -> outcome shape every command shares
+                "pipeline._compiled_schemas",
+            }
         ),
     ),
 )
@@ -323,3 +334,85 @@ def test_test_modules_do_not_import_each_other() -> None:
         "a test module imports another test module; move the shared helpers into a support "
         "module in tests/ (like tests/gitutil.py or tests/repoutil.py):\n" + "\n".join(bad)
     )
+
+
+# -- the command line only parses, calls, renders and returns -------------------------------------
+
+# What a command-line module must not reach for: git, files, HTTP. Its core function does that.
+CLI_FORBIDDEN = (
+    "pipeline.git",
+    "pipeline.gitbranch",
+    "pipeline.github",
+    "pipeline.source",
+    "pipeline.records",
+    "pipeline.loading",
+    "pipeline.outputs",
+    "subprocess",
+    "urllib",
+    "http",
+    "shutil",
+    "tempfile",
+)
+CLI_FILE_CALLS = frozenset({"open", "read_text", "write_text", "read_bytes", "write_bytes"})
+
+# Command-line modules still holding work of their own: module -> why, and the way out.
+CLI_NOT_THIN_YET: dict[str, str] = {
+    "pipeline.cli.crash": "the error boundary's crash log: written where the boundary is",
+    "pipeline.cli.options": "say_read_head() serves cli/drill.py: goes when drill has a run()",
+    "pipeline.cli.drill": "drill is being reworked with the runtime (issue 10): run() comes with it",
+    "pipeline.cli.status": "status is being reworked with the runtime (issue 10): idem",
+    "pipeline.cli.cache": "its core is pipeline/evals/cache.py, reworked with the eval path",
+}
+
+
+def cli_problems(text: str, module: str) -> list[str]:
+    """What in the source of a command-line module runs git, touches files or speaks HTTP."""
+    found = [
+        f"line {imp.line}: imports {imp.target}"
+        for imp in imports_in(text, module)
+        if any(imp.target == f or imp.target.startswith(f + ".") for f in CLI_FORBIDDEN)
+    ]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if name in CLI_FILE_CALLS:
+                found.append(f"line {node.lineno}: calls {name}()")
+    return found
+
+
+def test_the_cli_check_sees_git_files_and_http() -> None:
+    text = (
+        "def command():\n"
+        "    from pipeline.git import Git\n"
+        "    import urllib.request\n"
+        "    Path('x').write_text('y')\n"
+        "    from pipeline.report.gate import comment\n"
+    )
+    found = cli_problems(text, "pipeline.cli.x")
+    assert found == [
+        "line 2: imports pipeline.git",
+        "line 3: imports urllib.request",
+        "line 4: calls write_text()",
+    ]
+
+
+def test_cli_modules_only_parse_call_render_and_return() -> None:
+    bad = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        module = module_name(path)
+        if module in CLI_NOT_THIN_YET:
+            continue
+        text = path.read_text(encoding="utf-8")
+        bad += [f"{path.relative_to(ROOT)}: {p}" for p in cli_problems(text, module)]
+    assert not bad, (
+        "a command-line module does work of its own; move it into the command's core function "
+        "(run(root, request) -> outcome) or a reporter:\n" + "\n".join(bad)
+    )
+
+
+def test_the_cli_exceptions_are_not_stale() -> None:
+    for module, why in CLI_NOT_THIN_YET.items():
+        path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        assert cli_problems(path.read_text(encoding="utf-8"), module), (
+            f"{module} is thin now ({why}): remove it from CLI_NOT_THIN_YET"
+        )

@@ -7,7 +7,6 @@ files are the example repository at the project root and the ``knowngood init`` 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,50 +14,21 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
+from schemautil import (
+    EXPECTED_SCHEMAS,
+    REGISTRY,
+    ROOT,
+    SCHEMA_FILES,
+    validator,
+)
+from schemautil import load_data as _load
+from schemautil import schema as _schema
 
 from pipeline.evals.assertions import ASSERTIONS
-from pipeline.loading import load
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = ROOT / "schemas"
 SCAFFOLD = ROOT / "pipeline" / "scaffold" / "files"
 BASE_ID = "https://knowngood.dev/schemas/"
-SCHEMA_FILES = sorted(p.name for p in SCHEMAS.glob("*.schema.json"))
-EXPECTED_SCHEMAS = {
-    "agent.schema.json",
-    "environment.schema.json",
-    "knowngood.schema.json",
-    "suite.schema.json",
-    "tool.schema.json",
-    "validate-report.schema.json",
-}
 ASSERTION_TYPES = set(ASSERTIONS)  # the engine's registry is the source of truth
-
-
-def _schema(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
-    return data
-
-
-REGISTRY: Registry[Any] = Registry().with_resources(
-    (_schema(name)["$id"], Resource.from_contents(_schema(name))) for name in SCHEMA_FILES
-)
-
-
-def validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(
-        _schema(name),
-        registry=REGISTRY,
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
-    )
-
-
-def _load(path: Path) -> Any:
-    doc, findings = load(path, path.name)
-    assert doc is not None, [f.render() for f in findings]
-    return doc.data
 
 
 # -- which schema describes which shipped file -------------------------------------------------
@@ -460,104 +430,7 @@ def test_shipped_prompts_render_for_every_case_and_environment(repo: Path) -> No
     assert rendered
 
 
-# -- negative snippets: one clear message from best_match -----------------------------------------
-
-AGENT = "name: support\nmodel: {provider: openai}\nprompt: {system: prompts/system.md}\n"
-SUITE = "agent: support\ncases:\n  - id: c1\n    input: hi\n    expect:\n"
-SETTINGS = (
-    "version: 1\nproviders:\n  local: {model: openai/smollm2-135m-instruct, serve: smollm2}\n"
-)
-TOOL = {
-    "name": "lookup_order",
-    "description": "Look up an order.",
-    "parameters": {"type": "object"},
-}
-
-# One row per line reads as a table.
-# fmt: off
-NEGATIVE: list[tuple[str, str, Any, str, str]] = [
-    # (id, schema, instance (YAML text or data), json_path, message)
-    # knowngood.yaml
-    ("settings-typo", "knowngood.schema.json", SETTINGS + "evals: {}\n", "$", "Additional properties are not allowed ('evals' was unexpected)"),
-    ("settings-version", "knowngood.schema.json", SETTINGS.replace("version: 1", "version: 2"), "$.version", "1 was expected"),
-    ("settings-missing-providers", "knowngood.schema.json", "version: 1\n", "$", "'providers' is a required property"),
-    ("settings-provider-name", "knowngood.schema.json", SETTINGS + "  OpenAI: {model: openai/gpt-4o-mini}\n", "$.providers", "'OpenAI' does not match"),
-    ("settings-provider-typo", "knowngood.schema.json", SETTINGS + "  openai: {model: openai/gpt-4o-mini, api_key: sk-x}\n", "$.providers.openai", "Additional properties are not allowed ('api_key' was unexpected)"),
-    ("settings-provider-string", "knowngood.schema.json", SETTINGS + "  openai: openai/gpt-4o-mini\n", "$.providers.openai", "'openai/gpt-4o-mini' is not of type 'object'"),
-    ("settings-key-in-env-name", "knowngood.schema.json", SETTINGS + "  openai: {model: openai/gpt-4o-mini, api_key_env: sk-abc123}\n", "$.providers.openai.api_key_env", "'sk-abc123' does not match"),
-    ("settings-serve-unknown", "knowngood.schema.json", SETTINGS + "  lab: {model: openai/x, serve: llama3}\n", "$.providers.lab.serve", "'llama3' is not one of ['smollm2']"),
-    ("settings-eval-typo", "knowngood.schema.json", SETTINGS + "eval: {concurency: 4}\n", "$.eval", "Additional properties are not allowed ('concurency' was unexpected)"),
-    ("settings-pass-rate-percent", "knowngood.schema.json", SETTINGS + "eval: {pass_rate: 90}\n", "$.eval.pass_rate", "90 is greater than the maximum of 1"),
-    ("settings-target-type", "knowngood.schema.json", SETTINGS + "deploy: {target: {type: s3}}\n", "$.deploy.target.type", "'s3' is not one of ['directory', 'command', 'http']"),
-    ("settings-target-missing-command", "knowngood.schema.json", SETTINGS + "deploy: {target: {type: command}}\n", "$.deploy.target", "'command' is a required property"),
-    ("settings-target-foreign-key", "knowngood.schema.json", SETTINGS + "deploy: {target: {type: directory, path: x, url: 'https://x'}}\n", "$.deploy.target", "Additional properties are not allowed ('url' was unexpected)"),
-    ("settings-command-string", "knowngood.schema.json", SETTINGS + "deploy: {target: {type: command, command: ./deploy.sh}}\n", "$.deploy.target.command", "'./deploy.sh' is not of type 'array'"),
-    ("settings-http-needs-secret", "knowngood.schema.json", SETTINGS + "deploy: {target: {type: http, url: 'https://x/y'}}\n", "$.deploy.target", "'secret_env' is a required property"),
-    ("settings-revert-bool", "knowngood.schema.json", SETTINGS + "revert: {auto: sometimes}\n", "$.revert.auto", "'sometimes' is not of type 'boolean'"),
-    # agent.yaml
-    ("agent-typo", "agent.schema.json", AGENT + "descripton: x\n", "$", "Additional properties are not allowed ('descripton' was unexpected)"),
-    ("agent-name", "agent.schema.json", AGENT.replace("name: support", "name: Support"), "$.name", "'Support' does not match"),
-    ("agent-missing-model", "agent.schema.json", "name: support\nprompt: {system: p.md}\n", "$", "'model' is a required property"),
-    ("agent-missing-provider", "agent.schema.json", "name: support\nmodel: {fallbacks: [local]}\nprompt: {system: p.md}\n", "$.model", "'provider' is a required property"),
-    ("agent-fallbacks-string", "agent.schema.json", AGENT.replace("{provider: openai}", "{provider: openai, fallbacks: local}"), "$.model.fallbacks", "'local' is not of type 'array'"),
-    ("agent-param-typo", "agent.schema.json", AGENT.replace("{provider: openai}", "{provider: openai, params: {temprature: 0}}"), "$.model.params", "Additional properties are not allowed ('temprature' was unexpected)"),
-    ("agent-param-type", "agent.schema.json", AGENT.replace("{provider: openai}", "{provider: openai, params: {max_tokens: lots}}"), "$.model.params.max_tokens", "'lots' is not of type 'integer'"),
-    ("agent-response-format", "agent.schema.json", AGENT.replace( "{provider: openai}", "{provider: openai, params: {response_format: {type: json_schema}}}", ), "$.model.params.response_format", "'json_schema' is a required property"),
-    ("agent-prompt-escapes", "agent.schema.json", AGENT.replace("prompts/system.md", "../other/system.md"), "$.prompt.system", "'../other/system.md' does not match"),
-    ("agent-var-name", "agent.schema.json", AGENT.replace("system.md}", "system.md, vars: {home-airport: LIS}}"), "$.prompt.vars", "'home-airport' does not match"),
-    ("agent-tool-extension", "agent.schema.json", AGENT + "tools: [tools/lookup.txt]\n", "$.tools[0]", "'tools/lookup.txt' does not match"),
-    ("agent-suite-with-extension", "agent.schema.json", AGENT + "evals: {pull_request: [regression.yaml]}\n", "$.evals.pull_request[0]", "'regression.yaml' does not match"),
-    ("agent-circuit-breaker-typo", "agent.schema.json", AGENT + "resilience: {circuit_breaker: {failure: 3}}\n", "$.resilience.circuit_breaker", "Additional properties are not allowed ('failure' was unexpected)"),
-    # environments/<env>.yaml
-    ("env-name-not-allowed", "environment.schema.json", "name: support\n", "$", "Additional properties are not allowed ('name' was unexpected)"),
-    ("env-typo", "environment.schema.json", "prompts: {vars: {a: 1}}\n", "$", "Additional properties are not allowed ('prompts' was unexpected)"),
-    ("env-nested-typo", "environment.schema.json", "model: {params: {temprature: 0}}\n", "$.model.params", "Additional properties are not allowed ('temprature' was unexpected)"),
-    ("env-wrong-type", "environment.schema.json", "resilience: {retries: many}\n", "$.resilience.retries", "'many' is not of type 'integer'"),
-    # tools
-    ("tool-typo", "tool.schema.json", {**TOOL, "descripton": "x"}, "$", "Additional properties are not allowed ('descripton' was unexpected)"),
-    ("tool-name-dot", "tool.schema.json", {**TOOL, "name": "orders.lookup"}, "$.name", "'orders.lookup' does not match"),
-    ("tool-missing-description", "tool.schema.json", {"name": "x", "parameters": {"type": "object"}}, "$", "'description' is a required property"),
-    ("tool-parameters-no-type", "tool.schema.json", {**TOOL, "parameters": {"properties": {}}}, "$.parameters", "'type' is a required property"),
-    ("tool-parameters-not-object", "tool.schema.json", {**TOOL, "parameters": {"type": "dict"}}, "$.parameters.type", "'object' was expected"),
-    ("tool-parameters-string", "tool.schema.json", {**TOOL, "parameters": "{}"}, "$.parameters", "'{}' is not of type 'object'"),
-    ("tool-strict-string", "tool.schema.json", {**TOOL, "strict": "yes"}, "$.strict", "'yes' is not of type 'boolean'"),
-    # suites
-    ("suite-unknown-assertion", "suite.schema.json", SUITE + "      - containz: x\n", "$.cases[0].expect[0]", "Additional properties are not allowed ('containz' was unexpected)"),
-    ("suite-unknown-assertion-in-not", "suite.schema.json", SUITE + "      - not: {icontain: x}\n", "$.cases[0].expect[0].not", "Additional properties are not allowed ('icontain' was unexpected)"),
-    ("suite-two-assertions-in-one", "suite.schema.json", SUITE + "      - contains: x\n        regex: y\n", "$.cases[0].expect[0]", "has too many properties"),
-    ("suite-empty-assertion", "suite.schema.json", SUITE + "      - {}\n", "$.cases[0].expect[0]", "{} should be non-empty"),
-    ("suite-assertion-as-string", "suite.schema.json", SUITE + "      - no_tool_call\n", "$.cases[0].expect[0]", "'no_tool_call' is not of type 'object'"),
-    ("suite-contains-number", "suite.schema.json", SUITE + "      - contains: 42\n", "$.cases[0].expect[0].contains", "42 is not of type 'string', 'array'"),
-    ("suite-equals-number", "suite.schema.json", SUITE + "      - equals: 42\n", "$.cases[0].expect[0].equals", "42 is not of type 'string'"),
-    ("suite-bad-regex", "suite.schema.json", SUITE + "      - regex: '(unclosed'\n", "$.cases[0].expect[0].regex", "is not a 'regex'"),
-    ("suite-json-needs-value", "suite.schema.json", SUITE + "      - json: {category: billing}\n", "$.cases[0].expect[0].json", "'value' is a required property"),
-    ("suite-json-exclude-path", "suite.schema.json", SUITE + "      - json: {value: {}, exclude_paths: [summary]}\n", "$.cases[0].expect[0].json.exclude_paths[0]", "'summary' does not match '^root'"),
-    ("suite-tool-call-typo", "suite.schema.json", SUITE + "      - tool_call: {name: a, args: {x: 1}}\n", "$.cases[0].expect[0].tool_call", "Additional properties are not allowed ('args' was unexpected)"),
-    ("suite-tool-call-no-name", "suite.schema.json", SUITE + "      - tool_call: {arguments: {x: 1}}\n", "$.cases[0].expect[0].tool_call", "'name' is a required property"),
-    ("suite-tool-call-list-item", "suite.schema.json", SUITE + "      - tool_call: [{name: a}, {name: b, mach: subset}]\n", "$.cases[0].expect[0].tool_call[1]", "Additional properties are not allowed ('mach' was unexpected)"),
-    ("suite-tool-call-empty-list", "suite.schema.json", SUITE + "      - tool_call: []\n", "$.cases[0].expect[0].tool_call", "[] should be non-empty"),
-    ("suite-tool-call-string", "suite.schema.json", SUITE + "      - tool_call: lookup_order\n", "$.cases[0].expect[0].tool_call", "'lookup_order' is not of type 'object', 'array'"),
-    ("suite-tool-call-match", "suite.schema.json", SUITE + "      - tool_call: {name: a, match: fuzzy}\n", "$.cases[0].expect[0].tool_call.match", "'fuzzy' is not one of ['exact', 'subset', 'schema']"),
-    ("suite-no-tool-call-false", "suite.schema.json", SUITE + "      - no_tool_call: false\n", "$.cases[0].expect[0].no_tool_call", "True was expected"),
-    ("suite-judge-string", "suite.schema.json", SUITE + "      - judge: be polite\n", "$.cases[0].expect[0].judge", "'be polite' is not of type 'object'"),
-    ("suite-judge-no-rubric", "suite.schema.json", SUITE + "      - judge: {provider: openai}\n", "$.cases[0].expect[0].judge", "'rubric' is a required property"),
-    ("suite-similar-threshold", "suite.schema.json", SUITE + "      - similar: {text: hi, threshold: 80}\n", "$.cases[0].expect[0].similar.threshold", "80 is greater than the maximum of 1"),
-    ("suite-latency-zero", "suite.schema.json", SUITE + "      - max_latency_ms: 0\n", "$.cases[0].expect[0].max_latency_ms", "0 is less than or equal to the minimum of 0"),
-    ("suite-cost-string", "suite.schema.json", SUITE + "      - max_cost_usd: cheap\n", "$.cases[0].expect[0].max_cost_usd", "'cheap' is not of type 'number'"),
-    ("suite-case-typo", "suite.schema.json", SUITE.replace("    input: hi\n", "    input: hi\n    provider: [openai]\n") + "      - contains: x\n", "$.cases[0]", "Additional properties are not allowed ('provider' was unexpected)"),
-    ("suite-case-id", "suite.schema.json", SUITE.replace("id: c1", "id: 'case one'") + "      - contains: x\n", "$.cases[0].id", "'case one' does not match"),
-    ("suite-case-no-expect", "suite.schema.json", "agent: support\ncases:\n  - id: c1\n    input: hi\n", "$.cases[0]", "'expect' is a required property"),
-    ("suite-expect-mapping", "suite.schema.json", "agent: support\ncases:\n  - id: c1\n    input: hi\n    expect: {contains: x}\n", "$.cases[0].expect", "{'contains': 'x'} is not of type 'array'"),
-    ("suite-message-role", "suite.schema.json", "agent: support\ncases:\n  - id: c1\n    input: [{role: bot, content: hi}]\n    expect: [{contains: x}]\n", "$.cases[0].input[0].role", "'bot' is not one of ['user', 'assistant', 'system', 'tool']"),
-    ("suite-empty-input", "suite.schema.json", "agent: support\ncases:\n  - id: c1\n    input: ''\n    expect: [{contains: x}]\n", "$.cases[0].input", "'' should be non-empty"),
-    ("suite-repeat-zero", "suite.schema.json", SUITE.replace("    input: hi\n", "    input: hi\n    repeat: 0\n") + "      - contains: x\n", "$.cases[0].repeat", "0 is less than the minimum of 1"),
-    ("suite-missing-agent", "suite.schema.json", "cases: [{id: c1, input: hi, expect: [{contains: x}]}]\n", "$", "'agent' is a required property"),
-    ("suite-provider-name", "suite.schema.json", "agent: support\nproviders: [OpenAI]\ncases: [{id: c1, input: hi, expect: [{contains: x}]}]\n", "$.providers[0]", "'OpenAI' does not match"),
-    # validate --format json
-    ("report-severity", "validate-report.schema.json", None, "$.findings[0].severity", "'fatal' is not one of ['error', 'warning']"),
-    ("report-missing-hint", "validate-report.schema.json", None, "$.findings[0]", "'hint' is a required property"),
-]
-# fmt: on
+# -- negative snippets: tests/examples/<schema>/negative/ (tests/test_examples.py) ------------------
 
 
 def _sample_report() -> dict[str, Any]:
@@ -592,44 +465,6 @@ def _sample_report() -> dict[str, Any]:
             },
         ],
     }
-
-
-def _negative_instance(case_id: str, instance: Any) -> Any:
-    if instance is not None:
-        return instance
-    report = _sample_report()
-    if case_id == "report-severity":
-        report["findings"][0]["severity"] = "fatal"
-    elif case_id == "report-missing-hint":
-        del report["findings"][0]["hint"]
-    return report
-
-
-@pytest.mark.parametrize(
-    ("schema", "instance", "json_path", "message"),
-    [pytest.param(*row[1:], id=row[0]) for row in NEGATIVE],
-)
-def test_negative_snippet_gives_one_clear_error(
-    request: pytest.FixtureRequest,
-    schema: str,
-    instance: Any,
-    json_path: str,
-    message: str,
-    tmp_path: Path,
-) -> None:
-    case_id = request.node.callspec.id
-    data = _negative_instance(case_id, instance)
-    if isinstance(data, str):
-        path = tmp_path / "snippet.yaml"
-        path.write_text(data, encoding="utf-8")
-        data = _load(path)
-    error = best_match(validator(schema).iter_errors(data))
-    assert error is not None, "expected a validation error"
-    assert (error.json_path, message in error.message) == (json_path, True), error.message
-
-
-def test_negative_table_covers_every_schema() -> None:
-    assert {row[1] for row in NEGATIVE} == EXPECTED_SCHEMAS
 
 
 # -- the validate report --------------------------------------------------------------------------

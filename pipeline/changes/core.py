@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +44,64 @@ def diff_revisions(
     changes = changed_files(git, base_rev.commit, head_rev.commit)
     if not changes:
         return DiffReport(base_rev, head_rev, {}, [], [], [])
-    # List every agent only when a repo-wide change affects them all; else only the changed ones.
-    if any(is_repo_wide(c.path) for c in changes):
-        tops = ["agents/", CONFIG_FILE]
-    else:
-        named = {agent_of(c.path) for c in changes} - {None}
-        tops = [*(f"agents/{n}/" for n in sorted(n for n in named if n)), CONFIG_FILE]
+    tops = _tops(changes)
     base_files = list_tree(git, base_rev.commit, tops)
     head_files = list_tree(git, head_rev.commit, tops)
     base_agents, head_agents = agent_names(base_files), agent_names(head_files)
     own, repo_wide, other = _classify(changes, base_agents | head_agents)
+    statuses = _statuses(own, base_agents, head_agents, bool(repo_wide), agents)
+    both = {n for n, s in statuses.items() if s in ("modified", "affected")}
+    # Prompt and tools can only change when the agent's folder changed: read all of it. The
+    # others only need agent.yaml and overlays, when knowngood.yaml changed their providers.
+    content = {n for n in both if any(f.path.startswith(f"agents/{n}/") for f in own.get(n, []))}
     settings_changed = any(c.path == CONFIG_FILE for c in repo_wide)
+    config_only = both - content if settings_changed else set()
+    old, new, read = _snapshots(git, (base_files, head_files), content, config_only)
+    old_settings, new_settings = (_settings(old), _settings(new)) if read else ({}, {})
+    if old_settings is None or new_settings is None:  # cannot tell what providers became
+        old_settings = new_settings = None
+    if not _providers_changed(old_settings, new_settings):
+        config_only = set()
+    deep = content | config_only
+    environments = _environments(new_settings or old_settings)
+    report_agents: dict[str, AgentDiff] = {}
+    for name, st in statuses.items():
+        views = (
+            (AgentView(old, name, old_settings), AgentView(new, name, new_settings))
+            if name in deep
+            else (None, None)
+        )
+        report_agents[name] = diff_agent(
+            name, st, own.get(name, []), views[0], views[1], environments,
+            content_changed=name in content, settings_changed=name in config_only,
+        )  # fmt: skip
+    problems = [
+        p
+        for snap in (old, new)
+        for path, p in sorted(snap.problems.items())
+        if not path.startswith("agents/")
+    ]
+    return DiffReport(base_rev, head_rev, report_agents, repo_wide, other, problems)
 
+
+def _tops(changes: Sequence[FileChange]) -> list[str]:
+    """What to list of both trees: every agent only when a repo-wide change affects them all;
+    else only the changed ones (and knowngood.yaml)."""
+    if any(is_repo_wide(c.path) for c in changes):
+        return ["agents/", CONFIG_FILE]
+    named = {agent_of(c.path) for c in changes} - {None}
+    return [*(f"agents/{n}/" for n in sorted(n for n in named if n)), CONFIG_FILE]
+
+
+def _statuses(
+    own: Mapping[str, list[FileChange]],
+    base_agents: set[str],
+    head_agents: set[str],
+    repo_wide: bool,
+    agents: Collection[str] | None,
+) -> dict[str, AgentStatus]:
+    """Each agent the change concerns (only ``agents`` when given), by name: added, removed,
+    modified (its own files changed) or affected (by a repo-wide change)."""
     names = set(own) | ((base_agents | head_agents) if repo_wide else set())
     if agents is not None:
         names &= set(agents)
@@ -67,12 +113,18 @@ def diff_revisions(
             return "removed"
         return "modified" if own.get(name) else "affected"
 
-    statuses = {name: status(name) for name in sorted(names)}
-    both = {n for n, s in statuses.items() if s in ("modified", "affected")}
-    # Prompt and tools can only change when the agent's folder changed: read all of it. The
-    # others only need agent.yaml and overlays, when knowngood.yaml changed their providers.
-    content = {n for n in both if any(f.path.startswith(f"agents/{n}/") for f in own.get(n, []))}
-    config_only = both - content if settings_changed else set()
+    return {name: status(name) for name in sorted(names)}
+
+
+def _snapshots(
+    git: Git,
+    trees: tuple[dict[str, Entry], dict[str, Entry]],
+    content: set[str],
+    config_only: set[str],
+) -> tuple[Snapshot, Snapshot, bool]:
+    """Both sides with the blobs they need read in one batch: knowngood.yaml, every file of the
+    ``content`` agents, agent.yaml and overlays of the ``config_only`` ones. The bool: whether
+    anything was read."""
     whole = tuple(f"agents/{n}/" for n in content)
     configs = tuple(f"agents/{n}/{f}" for n in config_only for f in ("agent.", "environments/"))
 
@@ -83,44 +135,14 @@ def diff_revisions(
             if p == CONFIG_FILE or p.startswith(whole) or p.startswith(configs)
         ]
 
+    base_files, head_files = trees
     blobs = (
         read_blobs(git, wanted(base_files) + wanted(head_files)) if content or config_only else {}
     )
     cache: ParseCache = {}
     old = Snapshot("base", base_files, blobs, cache)
     new = Snapshot("head", head_files, blobs, cache)
-    old_settings, new_settings = (_settings(old), _settings(new)) if blobs else ({}, {})
-    if old_settings is None or new_settings is None:  # cannot tell what providers became
-        old_settings = new_settings = None
-    if not _providers_changed(old_settings, new_settings):
-        config_only = set()
-    deep = content | config_only
-    environments = _environments(new_settings or old_settings)
-
-    report_agents: dict[str, AgentDiff] = {}
-    for name, st in statuses.items():
-        views = (
-            (AgentView(old, name, old_settings), AgentView(new, name, new_settings))
-            if name in deep
-            else (None, None)
-        )
-        report_agents[name] = diff_agent(
-            name,
-            st,
-            own.get(name, []),
-            views[0],
-            views[1],
-            environments,
-            content_changed=name in content,
-            settings_changed=name in config_only,
-        )
-    problems = [
-        p
-        for snap in (old, new)
-        for path, p in sorted(snap.problems.items())
-        if not path.startswith("agents/")
-    ]
-    return DiffReport(base_rev, head_rev, report_agents, repo_wide, other, problems)
+    return old, new, bool(blobs)
 
 
 def affected_agents(

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read_head
+from pipeline.cli.options import (
+    eval_progress,
+    format_option,
+    repo_option,
+    resolve_repo,
+    say,
+    show,
+)
 
 
 @click.command("check")
@@ -33,22 +40,10 @@ def command(agent: str, env: str, remote: str, repo: Path | None, fmt: str) -> i
       knowngood check support
       knowngood check support --env staging --format json
     """
-    from pipeline.cli.options import eval_progress
-    from pipeline.deploy import check
-    from pipeline.git import Git
-    from pipeline.github import optional_client
-    from pipeline.report.deploy import render
+    from pipeline.deploy.command import CheckRequest, run
+    from pipeline.report.deploy import REPORTERS
 
-    root = resolve_repo(repo)
-    say_read_head(root)
-    outcome = check(
-        Git(root),
-        root,
-        agent,
-        env=env,
-        github=optional_client(),
-        remote=remote,
-        progress=eval_progress(fmt == "text"),
-    )
-    render(outcome, fmt)
+    request = CheckRequest(agent, env, remote, progress=eval_progress(fmt == "text"), say=say)
+    outcome = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](outcome))
     return outcome.exit_code

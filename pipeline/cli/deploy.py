@@ -6,43 +6,61 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import eval_progress, format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import (
+    eval_progress,
+    format_option,
+    repo_option,
+    resolve_repo,
+    say,
+    show,
+    with_options,
+)
+
+OPTIONS = (
+    click.argument("agent", required=False),
+    click.option(
+        "--released",
+        is_flag=True,
+        help="Deploy every agent released at HEAD (what `knowngood release` just tagged) instead of AGENT.",
+    ),
+    click.option(
+        "--version",
+        "version",
+        metavar="vX.Y.Z",
+        help="The release to deploy (default: the newest).",
+    ),
+    click.option("--env", "env", default="production", show_default=True, help="The environment."),
+    click.option(
+        "--check",
+        "run_check",
+        is_flag=True,
+        help="Run the post-deploy suites against what was deployed.",
+    ),
+    click.option(
+        "--auto-revert",
+        "auto_revert",
+        is_flag=True,
+        help="When the check fails: restore the last known good release, revert the merge on main, "
+        "record an incident and notify (implies --check).",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Deploy even a release whose last post-deploy check in ENV failed (recorded as forced).",
+    ),
+    click.option(
+        "--remote",
+        default="origin",
+        show_default=True,
+        help="The git remote (records, tags, main).",
+    ),
+    repo_option,
+    format_option("text", "json"),
+)
 
 
 @click.command("deploy")
-@click.argument("agent", required=False)
-@click.option(
-    "--released",
-    is_flag=True,
-    help="Deploy every agent released at HEAD (what `knowngood release` just tagged) instead of AGENT.",
-)
-@click.option(
-    "--version", "version", metavar="vX.Y.Z", help="The release to deploy (default: the newest)."
-)
-@click.option("--env", "env", default="production", show_default=True, help="The environment.")
-@click.option(
-    "--check",
-    "run_check",
-    is_flag=True,
-    help="Run the post-deploy suites against what was deployed.",
-)
-@click.option(
-    "--auto-revert",
-    "auto_revert",
-    is_flag=True,
-    help="When the check fails: restore the last known good release, revert the merge on main, "
-    "record an incident and notify (implies --check).",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Deploy even a release whose last post-deploy check in ENV failed (recorded as forced).",
-)
-@click.option(
-    "--remote", default="origin", show_default=True, help="The git remote (records, tags, main)."
-)
-@repo_option
-@format_option("text", "json")
+@with_options(OPTIONS)
 def command(
     agent: str | None,
     released: bool,
@@ -79,31 +97,17 @@ def command(
       knowngood deploy support --check --auto-revert
       knowngood deploy --released --check --auto-revert   # the main-branch workflow
     """
-    from pipeline.deploy import deploy, deploy_released
-    from pipeline.git import Git
-    from pipeline.github import optional_client
-    from pipeline.report.deploy import render
-    from pipeline.source import revisions
+    from pipeline.deploy.command import DeployRequest, run
+    from pipeline.report.deploy import REPORTERS
 
     if released == (agent is not None):
         raise click.UsageError("give an AGENT or --released (not both)")
     if released and version:
         raise click.UsageError("--version names one agent's release: use it with AGENT")
-    root = resolve_repo(repo)
-    git, github, check = Git(root), optional_client(), run_check or auto_revert
-    progress = eval_progress(fmt == "text")
-    if agent is None:
-        batch = deploy_released(
-            git, root, env=env, check=check, auto_revert=auto_revert, force=force,
-            github=github, remote=remote, progress=progress,
-        )  # fmt: skip
-        say_read(revisions(root, ("HEAD", batch.commit)))
-        render(batch, fmt)
-        return batch.exit_code
-    outcome = deploy(
-        git, root, agent, version=version, env=env, check=check, auto_revert=auto_revert,
-        force=force, github=github, remote=remote, progress=progress,
+    request = DeployRequest(
+        agent, version=version, env=env, check=run_check, auto_revert=auto_revert, force=force,
+        remote=remote, progress=eval_progress(fmt == "text"), say=say,
     )  # fmt: skip
-    say_read(revisions(root, (outcome.release, outcome.commit)))
-    render(outcome, fmt)
+    outcome = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](outcome))
     return outcome.exit_code

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("diff")
@@ -31,13 +31,9 @@ def command(base: str, head: str, repo: Path | None, fmt: str) -> int:
       knowngood diff support/v1.4.0 HEAD --format json
       knowngood diff origin/main --format markdown >> "$GITHUB_STEP_SUMMARY"
     """
-    from pipeline.changes import diff_revisions
-    from pipeline.git import Git
-    from pipeline.report.diff import render
-    from pipeline.source import revisions
+    from pipeline.changes.command import DiffRequest, run
+    from pipeline.report.diff import REPORTERS
 
-    root = resolve_repo(repo)
-    report = diff_revisions(Git(root), root, base, head)
-    say_read(revisions(root, *((r.rev, r.commit) for r in (report.base, report.head))))
-    render(report, fmt)
-    return 0
+    outcome = run(resolve_repo(repo), DiffRequest(base, head, say=say))
+    show(REPORTERS[fmt](outcome))
+    return outcome.exit_code

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("history")
@@ -35,15 +35,10 @@ def command(agent: str, limit: int, no_fetch: bool, repo: Path | None, fmt: str)
       knowngood history support
       knowngood history support --limit 10 --format json
     """
-    from pipeline.git import Git
-    from pipeline.report.status import render_history
-    from pipeline.source import committed_settings
-    from pipeline.status import history
+    from pipeline.history import HistoryRequest, run
+    from pipeline.report.history import REPORTERS
 
-    root = resolve_repo(repo)
-    settings, source = committed_settings(root)
-    say_read(source)
-    notices: list[str] = []
-    rows = history(Git(root), root, settings, agent, limit, fetch=not no_fetch, notices=notices)
-    render_history(agent, rows, notices, fmt)
-    return 0
+    request = HistoryRequest(agent, limit, fetch=not no_fetch, say=say)
+    outcome = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](outcome))
+    return outcome.exit_code

@@ -10,9 +10,22 @@ import click
 
 if TYPE_CHECKING:
     from pipeline.report.progress import CaseProgress
+    from pipeline.report.reporter import Rendered
     from pipeline.source import Source
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_options(decorators: tuple[Callable[[Any], Any], ...]) -> Callable[[F], F]:
+    """Apply a command's option decorators, listed top to bottom as they would be stacked (a
+    command's options live in one tuple beside it, so the function is what it does)."""
+
+    def decorate(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return decorate
 
 
 def repo_option(func: F) -> F:
@@ -82,6 +95,19 @@ def concurrency_option(func: F) -> F:
     return click.option(
         "-j", "--concurrency", type=click.IntRange(1, 256), help="Concurrent calls per provider."
     )(func)
+
+
+def say(line: str) -> None:
+    """A core's diagnostics while it runs (the ``say`` of its request): one line on stderr."""
+    click.echo(line, err=True)
+
+
+def show(rendered: Rendered) -> None:
+    """What a reporter rendered: the data on stdout, the diagnostics on stderr."""
+    if rendered.out:
+        click.echo(rendered.out, nl=False)
+    if rendered.err:
+        click.echo(rendered.err, err=True, nl=False)
 
 
 def say_read(source: Source) -> None:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
-
-if TYPE_CHECKING:
-    from pipeline.release import ReleaseReport
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("release")
@@ -52,84 +47,10 @@ def command(
       knowngood release --push --eval-results results.json
       git tag --list 'support/v*' && git cat-file tag support/v0.1.0
     """
-    from pipeline.git import Git
-    from pipeline.github.workflow import check_output_file
-    from pipeline.release import create_releases
-    from pipeline.source import revisions
+    from pipeline.release.command import ReleaseRequest, run
+    from pipeline.report.release import REPORTERS
 
-    root = resolve_repo(repo)
-    summary = _read_results(eval_results) if eval_results else None
-    if not dry_run:  # before anything is tagged or pushed, never after
-        check_output_file("tags, agents")
-    report = create_releases(
-        Git(root),
-        root,
-        dry_run=dry_run,
-        push=push,
-        remote=remote,
-        eval_summary=summary,
-        eval_source=str(eval_results) if eval_results else None,
-    )
-    say_read(revisions(root, ("HEAD", report.commit)))
-    if not dry_run:  # in GitHub Actions: what the next steps (deploy) need
-        _set_outputs(report)
-    if fmt == "json":
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
-        _render_text(report)
-    return 0
-
-
-def _set_outputs(report: ReleaseReport) -> None:
-    """The step outputs. The file was checked before tagging; should it fail now, the tags are
-    made (and pushed) all the same, so that is a warning, not a failed release."""
-    from pipeline.github import GitHubError
-    from pipeline.github.workflow import set_output
-
-    agents = " ".join(r.agent for r in report.planned if r.tag in report.created)
-    try:
-        set_output("tags", " ".join(report.created))
-        set_output("agents", agents)
-    except GitHubError as e:
-        click.echo(f"knowngood: warning: {e.message} (the release itself is done)", err=True)
-
-
-def _read_results(path: Path) -> dict[str, Any]:
-    from pipeline.errors import UsageError
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageError(f"cannot read --eval-results {path}: {e.strerror or e}") from e
-    except ValueError as e:
-        raise UsageError(f"--eval-results {path} is not JSON: {e}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise UsageError(
-            f"--eval-results {path} is not an eval results file (no `cases` list)",
-            hint="write one with `knowngood eval --output results.json`",
-        )
-    return data
-
-
-def _render_text(report: ReleaseReport) -> None:
-    verb = "would tag" if report.dry_run else "tagged"
-    made = set(report.created)
-    for release in report.planned:
-        if not report.dry_run and release.tag not in made:
-            continue
-        since = f", after {release.previous_tag}" if release.previous_tag else ""
-        click.echo(f"{verb:9} {release.tag} ({release.label}{since}) on {release.commit[:12]}")
-        for reason in release.reasons[:5]:
-            click.echo(f"            {reason}")
-        if len(release.reasons) > 5:
-            click.echo(f"            ... and {len(release.reasons) - 5} more")
-    for tag in report.existing:
-        click.echo(f"{'exists':9} {tag} on {report.commit[:12]}")
-    for skip in report.skipped:
-        click.echo(f"{'unchanged':9} {skip.agent}: {skip.reason}")
-    for tag in report.pushed:
-        click.echo(f"{'pushed':9} {tag}")
-    for message in report.messages:
-        click.echo(f"note: {message}", err=True)
-    if not report.planned and not report.existing:
-        click.echo("nothing to release", err=True)
+    request = ReleaseRequest(dry_run, push, remote, eval_results, say=say)
+    report = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](report))
+    return report.exit_code

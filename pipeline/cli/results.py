@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, out_file
+from pipeline.cli.options import format_option, out_file, show
 
 
 @click.group("results")
@@ -40,28 +39,10 @@ def merge_command(
     Example:
       knowngood results merge shard-*.json --output results.json --junit junit.xml
     """
-    from pipeline.errors import UsageError
-    from pipeline.evals.results import EvalRun, check_shards, merge
-    from pipeline.report.evals import render_text, write_reports
+    from pipeline.eval_command import MergeRequest, merge_results
+    from pipeline.report.evals import files as out_files
+    from pipeline.report.evals import merged_reporters
 
-    runs: dict[str, EvalRun] = {}
-    for path in files:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("kind") != "eval-results":
-                raise ValueError("not a knowngood results file (kind != eval-results)")
-            run = EvalRun.from_json(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise UsageError(f"{path}: cannot read results: {e}") from e
-        if str(path) in runs:
-            what = f"shard {run.shard}" if run.shard else "the run"
-            raise UsageError(f"{what} is given twice: {path} twice on the command line")
-        runs[str(path)] = run
-    check_shards(runs)  # every shard of one split, each once; no case twice
-    merged = merge(runs.values())
-    data = write_reports(merged, output=output, junit=junit, markdown=markdown)
-    if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
-    else:
-        render_text(merged)
-    return merged.exit_code
+    outcome = merge_results(MergeRequest(files, out_files(output, junit, markdown)))
+    show(merged_reporters()[fmt](outcome))
+    return outcome.exit_code

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read_head
+from pipeline.cli.options import (
+    eval_progress,
+    format_option,
+    repo_option,
+    resolve_repo,
+    say,
+    show,
+)
 
 
 @click.command("rollback")
@@ -55,26 +62,13 @@ def command(
       knowngood rollback support
       knowngood rollback support --to v1.1.0 --env staging --check
     """
-    from pipeline.cli.options import eval_progress
-    from pipeline.deploy import rollback
-    from pipeline.git import Git
-    from pipeline.github import optional_client
-    from pipeline.report.deploy import render
+    from pipeline.deploy.command import RollbackRequest, run
+    from pipeline.report.deploy import REPORTERS
 
-    root = resolve_repo(repo)
-    say_read_head(root)
-    outcome = rollback(
-        Git(root),
-        root,
-        agent,
-        env=env,
-        to=to,
-        check=run_check,
-        force=force,
-        reason=reason,
-        github=optional_client(),
-        remote=remote,
-        progress=eval_progress(fmt == "text"),
-    )
-    render(outcome, fmt)
+    request = RollbackRequest(
+        agent, to=to, env=env, check=run_check, force=force, reason=reason, remote=remote,
+        progress=eval_progress(fmt == "text"), say=say,
+    )  # fmt: skip
+    outcome = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](outcome))
     return outcome.exit_code

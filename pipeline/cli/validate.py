@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("validate")
@@ -26,13 +26,11 @@ def command(paths: tuple[Path, ...], strict: bool, repo: Path | None, fmt: str) 
       knowngood validate agents/support --format json
       knowngood validate --strict --format github
     """
-    from pipeline.report.findings import render
-    from pipeline.source import working_tree
-    from pipeline.validate import validate_repo
+    from pipeline.report.findings import REPORTERS
+    from pipeline.validate.command import ValidateRequest, run
 
     root = resolve_repo(repo)
-    say_read(working_tree(root))
-    report = validate_repo(root, [p if p.is_absolute() else Path.cwd() / p for p in paths] or None)
-    render(report, fmt, strict=strict)
-    failed = bool(report.errors) or (strict and bool(report.warnings))
-    return 1 if failed else 0
+    absolute = tuple(p if p.is_absolute() else Path.cwd() / p for p in paths)
+    outcome = run(root, ValidateRequest(paths=absolute, strict=strict, say=say))
+    show(REPORTERS[fmt](outcome))
+    return outcome.exit_code

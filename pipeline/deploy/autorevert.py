@@ -101,25 +101,7 @@ def recover(
     release: str | None = bundle.get("release")
     shown = release or str(bundle["commit"])[:12]
     started = check.detected_clock or time.perf_counter()
-    opening = new_incident(
-        agent=agent,
-        env=env,
-        severity=severity_for_env(env),
-        at=check.detected_at,
-        what=f"post-deploy check of {shown} failed in {env}",
-        why=check.message,
-        by=BY,
-        actor=ctx.by,
-        scenario=SCENARIO,
-        deployment=deployment["id"],
-        release=release,
-        details={
-            "key": f"check:{deployment['id']}",
-            "check": check.record["id"] if check.record else None,
-            "failing": check.failing[:50],
-        },
-    )
-    ctx.store.append(opening)
+    opening = _open_incident(ctx, deployment, bundle, check, shown)
     out = RecoveryOutcome(opening["incident"], check.detected_at, release)
     out.severity = str(opening["severity"])
     good, passed_before = restore_target(ctx, deployment)
@@ -142,22 +124,57 @@ def recover(
     if revert and release is not None:
         _revert(ctx, out, agent, env, release, good, check, started)
     if resolved_at is not None:
-        closing = resolve_incident(
-            opening,
-            at=resolved_at,
-            by=ctx.by,
-            done_by=BY,
-            restored=out.restored,
-            restored_release=out.restored_release,
-            why=f"restored {out.restored_release or 'the last known good release'}",
-        )
-        closing["details"] = _times(out)
-        ctx.store.append(closing)
-        out.resolved = True
+        _close_incident(ctx, out, opening, resolved_at)
     ctx.push_records()
     out.recovery_s = round(time.perf_counter() - started, 6)
     out.notification = _notify(ctx, out, agent, env, release, check)
     return out
+
+
+def _open_incident(
+    ctx: Context,
+    deployment: Mapping[str, Any],
+    bundle: Mapping[str, Any],
+    check: CheckOutcome,
+    shown: str,
+) -> Record:
+    """The incident a failed check opens (P1 in production, P2 elsewhere), recorded."""
+    env = str(bundle["env"])
+    opening = new_incident(
+        agent=str(bundle["agent"]),
+        env=env,
+        severity=severity_for_env(env),
+        at=check.detected_at,
+        what=f"post-deploy check of {shown} failed in {env}",
+        why=check.message,
+        by=BY,
+        actor=ctx.by,
+        scenario=SCENARIO,
+        deployment=deployment["id"],
+        release=bundle.get("release"),
+        details={
+            "key": f"check:{deployment['id']}",
+            "check": check.record["id"] if check.record else None,
+            "failing": check.failing[:50],
+        },
+    )
+    ctx.store.append(opening)
+    return opening
+
+
+def _close_incident(ctx: Context, out: RecoveryOutcome, opening: Record, at: str) -> None:
+    closing = resolve_incident(
+        opening,
+        at=at,
+        by=ctx.by,
+        done_by=BY,
+        restored=out.restored,
+        restored_release=out.restored_release,
+        why=f"restored {out.restored_release or 'the last known good release'}",
+    )
+    closing["details"] = _times(out)
+    ctx.store.append(closing)
+    out.resolved = True
 
 
 def restore_target(ctx: Context, failing: Mapping[str, Any]) -> tuple[Record | None, Record | None]:
@@ -243,15 +260,7 @@ def _revert(
         out.messages.append(out.revert.message)
         return
     out.merge = merge
-    reason = (
-        f"The post-deploy check of {release} failed in {env}: {check.message}."
-        + (f" Restored {out.restored_release} there." if out.restored_release else "")
-        + (
-            f" {candidates} merges changed {agent} since {base}; this is the newest."
-            if candidates > 1
-            else ""
-        )
-    )
+    reason = _revert_reason(out, agent, env, release, check, base, candidates)
     request = RevertRequest(
         commit=merge,
         reason=reason,
@@ -276,6 +285,26 @@ def _revert(
         out.revert = RevertOutcome("failed", merge, message=e.message)
     out.revert_s = round(time.perf_counter() - started, 6)
     out.messages.append(out.revert.sentence())
+
+
+def _revert_reason(
+    out: RecoveryOutcome,
+    agent: str,
+    env: str,
+    release: str,
+    check: CheckOutcome,
+    base: str | None,
+    candidates: int,
+) -> str:
+    return (
+        f"The post-deploy check of {release} failed in {env}: {check.message}."
+        + (f" Restored {out.restored_release} there." if out.restored_release else "")
+        + (
+            f" {candidates} merges changed {agent} since {base}; this is the newest."
+            if candidates > 1
+            else ""
+        )
+    )
 
 
 def introducing_commit(

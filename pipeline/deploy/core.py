@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.autorevert import RecoveryOutcome, recover
 from pipeline.deploy.check import CheckOutcome, deployed_bundle, run_check
-from pipeline.deploy.context import Context
+from pipeline.deploy.context import Bundle, Context
 from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError
 from pipeline.git import Git
@@ -117,36 +117,61 @@ def deploy(
         )  # fmt: skip
         out.warnings = _unique(ctx.warnings)
         return out
+    why = (why or f"release {tag}") + (" (forced)" if force else "")
+    out = _publish(ctx, bundle, tag, previous, build_s, why=why, force=force)
+    ctx.push_records()  # what runs now is visible from every clone before the check starts
+    if out.status == "deployed" and (check or auto_revert):
+        _check_deployed(ctx, out, bundle, auto_revert=auto_revert, progress=progress)
+    out.warnings = _unique(ctx.warnings)
+    return out
+
+
+def _publish(
+    ctx: Context,
+    bundle: Bundle,
+    tag: str,
+    previous: Record | None,
+    build_s: float,
+    *,
+    why: str,
+    force: bool,
+) -> DeployOutcome:
+    """Publish ``bundle`` (recorded whatever the target answers) and say how it went."""
     record, result = ctx.publish(
-        bundle,
-        why=(why or f"release {tag}") + (" (forced)" if force else ""),
-        previous=previous,
-        details={"forced": True} if force else None,
+        bundle, why=why, previous=previous, details={"forced": True} if force else None
     )
-    out = DeployOutcome(
-        agent=agent,
-        env=env,
+    return DeployOutcome(
+        agent=bundle["agent"],
+        env=bundle["env"],
         release=tag,
         status="deployed" if result.ok else "failed",
         message=result.message,
         commit=bundle["commit"],
         content_hash=bundle["content_hash"],
-        previous=was,
+        previous=(previous.get("release") or previous["commit"][:12]) if previous else None,
         deployment=record,
         build_s=build_s,
         publish_s=result.duration_s,
     )
-    ctx.push_records()  # what runs now is visible from every clone before the check starts
-    if result.ok and (check or auto_revert):
-        out.check = run_check(
-            ctx, bundle, record, why=f"post-deploy check of {tag}", progress=progress
-        )
-        if out.check.outcome == "failed" and auto_revert:
-            out.recovery = recover(ctx, record, bundle, out.check)
-        else:
-            ctx.push_records()
-    out.warnings = _unique(ctx.warnings)
-    return out
+
+
+def _check_deployed(
+    ctx: Context,
+    out: DeployOutcome,
+    bundle: Bundle,
+    *,
+    auto_revert: bool,
+    progress: Progress | None,
+) -> None:
+    """The post-deploy check of what ``out`` published; with ``auto_revert``, recovery when it
+    fails (the recovery pushes the records itself)."""
+    assert out.deployment is not None
+    why = f"post-deploy check of {out.release}"
+    out.check = run_check(ctx, bundle, out.deployment, why=why, progress=progress)
+    if out.check.outcome == "failed" and auto_revert:
+        out.recovery = recover(ctx, out.deployment, bundle, out.check)
+    else:
+        ctx.push_records()
 
 
 @dataclass(slots=True)

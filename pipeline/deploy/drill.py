@@ -271,6 +271,14 @@ def _drill(
             if checked is not None:
                 recovered_at = time.perf_counter() - start
         step("restore", lambda: _restore(ctx, out, plan, (rolled or deployed)[1], tag))
+    _conclude(ctx, out, plan, drill_id, recovered_at)
+    return out
+
+
+def _conclude(
+    ctx: Context, out: DrillOutcome, plan: Plan, drill_id: str, recovered_at: float | None
+) -> None:
+    """The drill's verdict and message, recorded."""
     ok = recovered_at is not None and all(s.ok for s in out.steps)
     out.outcome = "passed" if ok else "failed"
     out.recovery_s = round(recovered_at, 6) if recovered_at is not None else None
@@ -282,6 +290,7 @@ def _drill(
         if failed
         else "the drill did not recover"
     )
+    agent, env = out.agent, out.env
     out.record = ctx.record(
         "drill",
         agent=agent,
@@ -297,7 +306,6 @@ def _drill(
         details={"id": drill_id, "message": out.message, "left": out.left},
     )
     drill_outcome(ctx.store, ctx.settings, out.record)  # a failure opens an incident
-    return out
 
 
 def _restore(

@@ -80,6 +80,7 @@ def rollback(
     remote: str = "origin",
     progress: Progress | None = None,
 ) -> RollbackOutcome:
+    """Publish ``to`` (default: the newest known good release older than what runs) to ``env``."""
     ctx = Context.open(git, root, remote=remote, github=github)
     ctx.require_env(env)
     run = ctx.running(agent, env)
@@ -95,18 +96,7 @@ def rollback(
             hint=f"deploy a release: knowngood deploy {agent} --env {env}",
         )
     label = current.get("release") or current["commit"][:12]
-    good = ctx.store.known_good(agent, env)
-    if to is not None:
-        tag = ctx.resolve_release(agent, to)
-        chosen = next((d for d in good if d.get("release") == tag), None)
-    else:
-        chosen = _older_known_good(ctx, agent, current, good)
-        if chosen is None:
-            raise KnowngoodError(
-                f"no known good release of {agent} in {env} older than {label} to roll back to",
-                hint="name one with --to vX.Y.Z (a release whose post-deploy check passed)",
-            )
-        tag = str(chosen["release"])
+    tag, chosen = _destination(ctx, agent, env, current, to)
     out = RollbackOutcome(agent, env, label, tag, "skipped", "")
     if tag == current.get("release") and not unsure:
         out.message = f"{tag} already runs in {env}: nothing to roll back"
@@ -116,6 +106,28 @@ def rollback(
         out.status, out.safeguard, out.message = "refused", stop[0], stop[1]
         return out
     bundle = bundle_of(ctx, agent, tag, env, chosen)
+    _publish(ctx, out, bundle, run.deployment, reason=reason, force=force)
+    ctx.push_records()
+    if out.status == "rolled-back" and check:
+        assert out.deployment is not None
+        out.check = run_check(
+            ctx, bundle, out.deployment, why=f"check after rollback to {tag}", progress=progress
+        )
+        ctx.push_records()
+    out.warnings = list(dict.fromkeys(ctx.warnings))
+    return out
+
+
+def _publish(
+    ctx: Context,
+    out: RollbackOutcome,
+    bundle: Bundle,
+    previous: Record | None,
+    *,
+    reason: str | None,
+    force: bool,
+) -> None:
+    label = out.from_release
     why = (
         f"rollback from {label}"
         + (f": {reason}" if reason else "")
@@ -124,21 +136,31 @@ def rollback(
     record, result = ctx.publish(
         bundle,
         why=why,
-        previous=run.deployment,
+        previous=previous,
         rollback=True,
         details={"kind": "rollback", "from": label, **({"forced": True} if force else {})},
     )
     out.deployment = record
     out.status = "rolled-back" if result.ok else "failed"
     out.message = result.message
-    ctx.push_records()
-    if result.ok and check:
-        out.check = run_check(
-            ctx, bundle, record, why=f"check after rollback to {tag}", progress=progress
+
+
+def _destination(
+    ctx: Context, agent: str, env: str, current: Mapping[str, Any], to: str | None
+) -> tuple[str, Record | None]:
+    """The release to go back to, and its known good deployment (None: none is known)."""
+    good = ctx.store.known_good(agent, env)
+    if to is not None:
+        tag = ctx.resolve_release(agent, to)
+        return tag, next((d for d in good if d.get("release") == tag), None)
+    chosen = _older_known_good(ctx, agent, current, good)
+    if chosen is None:
+        label = current.get("release") or current["commit"][:12]
+        raise KnowngoodError(
+            f"no known good release of {agent} in {env} older than {label} to roll back to",
+            hint="name one with --to vX.Y.Z (a release whose post-deploy check passed)",
         )
-        ctx.push_records()
-    out.warnings = list(dict.fromkeys(ctx.warnings))
-    return out
+    return str(chosen["release"]), chosen
 
 
 def bundle_of(

@@ -1,8 +1,10 @@
 """The pull-request gate (``knowngood gate --base REV``): values only; ``pipeline.report.gate``
-renders them and ``pipeline.cli.gate`` posts them.
+renders them.
 
 Modules: ``model`` (the result), ``compare`` (base against head, case by case), ``locate``
-(annotations on HEAD's files and lines), ``core`` (validate, evaluate, get BASE's results).
+(annotations on HEAD's files and lines), ``core`` (validate, evaluate, get BASE's results),
+``data`` (the report's JSON and verdict line), ``command`` (the command: the check, then the
+report files, step summary and PR comment it asks for).
 """
 
 from __future__ import annotations

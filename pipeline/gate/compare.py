@@ -80,37 +80,7 @@ def _row(
     base: SideStatus = (
         b.status if b is not None else ("missing" if base_available else "unavailable")
     )
-    comparison: Comparison
-    blocking = False
-    if head == "skipped":
-        detail = h.skipped_reason or "not run"
-        comparison = "skipped"
-        if base in ("pass", "fail"):  # evaluated on base: nothing shows the change keeps it
-            comparison, blocking = "unverified", not allow_unverified
-            detail = f"not evaluated on head: {detail}"
-    elif head == "error":
-        comparison, detail = "error", h.error or "provider error"
-    elif base == "missing":
-        comparison, blocking = "new", head == "fail"
-        detail = _why(h) if head == "fail" else ""
-    elif base in ("unavailable", "skipped", "error"):
-        comparison, blocking = "no_baseline", head == "fail"
-        # An unavailable base is explained once, above the table; a per-case gap here.
-        known = (
-            "base unavailable" if b is None else f"on base: {b.skipped_reason or b.error or base}"
-        )
-        detail = _join(_why(h) if head == "fail" else "", f"no base result ({known})")
-    elif base == "pass":
-        comparison = "unchanged" if head == "pass" else "regression"
-        blocking = head == "fail"
-        detail = _why(h) if head == "fail" else ""
-    else:  # base failed
-        if head == "pass":
-            comparison, detail = "fixed", _join("", f"was: {_why(b)}" if b else "")
-        else:
-            comparison = "still_failing"
-            now, was = _why(h), _why(b) if b else ""
-            detail = now if was in ("", now) else f"{now} (was: {was})"
+    comparison, blocking, detail = _compare(h, b, head, base, allow_unverified)
     flaky = h.flaky or (b.flaky if b is not None else False)
     if flaky and not detail:
         detail = "flaky: " + ", ".join(
@@ -135,6 +105,43 @@ def _row(
         head_tokens=_tokens(h),
         base_tokens=_tokens(b) if b is not None else None,
     )
+
+
+def _compare(
+    h: CaseResult, b: CaseResult | None, head: SideStatus, base: SideStatus, allow_unverified: bool
+) -> tuple[Comparison, bool, str]:
+    """(how head compares with base, whether that blocks the change, the detail to show)."""
+    comparison: Comparison
+    blocking = False
+    if head == "skipped":
+        detail = h.skipped_reason or "not run"
+        comparison = "skipped"
+        if base in ("pass", "fail"):  # evaluated on base: nothing shows the change keeps it
+            comparison, blocking = "unverified", not allow_unverified
+            detail = f"not evaluated on head: {detail}"
+    elif head == "error":
+        comparison, detail = "error", h.error or "provider error"
+    elif base == "missing":
+        comparison, blocking = "new", head == "fail"
+        detail = _why(h) if head == "fail" else ""
+    elif base in ("unavailable", "skipped", "error"):
+        comparison, blocking = "no_baseline", head == "fail"
+        # An unavailable base is explained once, above the table; a per-case gap here.
+        known = (
+            "base unavailable" if b is None else f"on base: {b.skipped_reason or b.error or base}"
+        )
+        detail = _join(_why(h) if head == "fail" else "", f"no base result ({known})")
+    elif base == "pass":
+        comparison = "unchanged" if head == "pass" else "regression"
+        blocking = head == "fail"
+        detail = _why(h) if head == "fail" else ""
+    elif head == "pass":  # base failed
+        comparison, detail = "fixed", _join("", f"was: {_why(b)}" if b else "")
+    else:
+        comparison = "still_failing"
+        now, was = _why(h), _why(b) if b else ""
+        detail = now if was in ("", now) else f"{now} (was: {was})"
+    return comparison, blocking, detail
 
 
 def _why(c: CaseResult | None) -> str:

@@ -5,7 +5,7 @@
   rate limits; every failure a :class:`GitHubError` (exit 3) that never contains the token.
 * workflow helpers -- :func:`in_actions`, :func:`event`, :func:`pull_request_event`,
   :func:`issue_comment_event`, :func:`pr_number`, :func:`write_step_summary` (1 MiB cap),
-  :func:`set_output`, :func:`annotate`, :func:`group`.
+  :func:`set_output`, :func:`annotation` / :func:`annotate`, :func:`group`.
 * :func:`notify_webhook` -- chat notifications that report failures instead of raising.
 """
 
@@ -28,6 +28,7 @@ from pipeline.github.workflow import (
     PullRequestEvent,
     SummaryWrite,
     annotate,
+    annotation,
     event,
     event_name,
     group,
@@ -55,6 +56,7 @@ __all__ = [
     "SummaryWrite",
     "UpsertResult",
     "annotate",
+    "annotation",
     "event",
     "event_name",
     "github_token",

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import KnowngoodError
+from pipeline.github._redirects import _origin, build_opener
+from pipeline.github._redirects import _SameOriginRedirects as _SameOriginRedirects
 from pipeline.redaction import redact_bytes, remember
 
 log = logging.getLogger("knowngood.github")
@@ -34,7 +36,6 @@ API_VERSION = "2022-11-28"
 ACCEPT = "application/vnd.github+json"
 DEFAULT_API_URL = "https://api.github.com"
 MAX_PAGES = 100  # 10,000 items at per_page=100: far past anything a PR gathers
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: no whitespace, no header injection
 _LINK = re.compile(r'<([^>]*)>\s*;\s*rel="([^"]*)"')
 
@@ -105,44 +106,6 @@ def check_token(token: str) -> str:
         # Never echo it: http.client would put the whole header value in its ValueError.
         raise GitHubError("the GitHub token contains whitespace or non-ASCII characters")
     return token
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but drop ``Authorization`` when one leaves the API's origin."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: Any,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and _origin(newurl) != _origin(req.full_url):
-            new.remove_header("Authorization")
-        return new
-
-
-def build_opener(url: str, *, follow_redirects: bool = True) -> urllib.request.OpenerDirector:
-    """An opener that skips any configured proxy for loopback hosts (the test servers)."""
-    handlers: list[urllib.request.BaseHandler] = []
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    if host in _LOOPBACK:
-        handlers.append(urllib.request.ProxyHandler({}))
-    handlers.append(_SameOriginRedirects() if follow_redirects else _NoRedirects())
-    return urllib.request.build_opener(*handlers)
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx surfaces as an HTTPError
 
 
 def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -254,15 +217,10 @@ class Transport:
         data = None if body is None else redact_bytes(json.dumps(body).encode("utf-8"))
         shown = f"{method} {self._display(url)}"
         for attempt in (1, 2):
-            request = urllib.request.Request(url, data=data, method=method)
-            request.add_header("Accept", ACCEPT)
-            request.add_header("X-GitHub-Api-Version", API_VERSION)
-            request.add_header("User-Agent", self.user_agent)
-            request.add_header("Authorization", f"Bearer {self.token}")
-            if data is not None:
-                request.add_header("Content-Type", "application/json; charset=utf-8")
             try:
-                with self._opener.open(request, timeout=self.timeout) as resp:
+                with self._opener.open(
+                    self._prepare(method, url, data), timeout=self.timeout
+                ) as resp:
                     raw = resp.read()
                     status = resp.status
                     headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -276,34 +234,58 @@ class Transport:
                     continue
                 raise error from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                reason = e.reason if isinstance(e, urllib.error.URLError) else e
-                if isinstance(reason, TimeoutError):
-                    reason_text = f"timed out after {self.timeout:g}s"
-                else:
-                    reason_text = str(reason) or type(reason).__name__
-                idempotent = method in ("GET", "HEAD", "PUT", "PATCH", "DELETE")
-                if attempt == 1 and idempotent and retry_server_errors:
-                    log.info("%s: %s; retrying in 1s", shown, self.redact(reason_text))
-                    self.sleep(1.0)
+                retry = attempt == 1 and retry_server_errors
+                failure = self._unreachable(e, method, url, retry=retry)
+                if failure is None:
                     continue
-                raise GitHubError(
-                    self.redact(f"could not reach the GitHub API ({shown}): {reason_text}"),
-                    method=method,
-                    path=self._display(url),
-                    hint="check GITHUB_API_URL and the network",
-                ) from None
+                raise failure from None
             log.debug("%s -> %s", shown, status)
-            try:
-                parsed = json.loads(raw) if raw.strip() else None
-            except ValueError:
-                raise GitHubError(
-                    f"GitHub API {shown}: answered {status} with a body that is not JSON",
-                    status=status,
-                    method=method,
-                    path=self._display(url),
-                ) from None
-            return Response(status, headers, parsed, final_url)
+            return Response(status, headers, self._json(raw, status, method, url), final_url)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _prepare(self, method: str, url: str, data: bytes | None) -> urllib.request.Request:
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Accept", ACCEPT)
+        request.add_header("X-GitHub-Api-Version", API_VERSION)
+        request.add_header("User-Agent", self.user_agent)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json; charset=utf-8")
+        return request
+
+    def _unreachable(
+        self, e: BaseException, method: str, url: str, *, retry: bool
+    ) -> GitHubError | None:
+        """The error for a call that got no answer; None after waiting when it may be retried
+        (idempotent methods only, once)."""
+        shown = f"{method} {self._display(url)}"
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        if isinstance(reason, TimeoutError):
+            reason_text = f"timed out after {self.timeout:g}s"
+        else:
+            reason_text = str(reason) or type(reason).__name__
+        if retry and method in ("GET", "HEAD", "PUT", "PATCH", "DELETE"):
+            log.info("%s: %s; retrying in 1s", shown, self.redact(reason_text))
+            self.sleep(1.0)
+            return None
+        return GitHubError(
+            self.redact(f"could not reach the GitHub API ({shown}): {reason_text}"),
+            method=method,
+            path=self._display(url),
+            hint="check GITHUB_API_URL and the network",
+        )
+
+    def _json(self, raw: bytes, status: int, method: str, url: str) -> Any:
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError:
+            shown = f"{method} {self._display(url)}"
+            raise GitHubError(
+                f"GitHub API {shown}: answered {status} with a body that is not JSON",
+                status=status,
+                method=method,
+                path=self._display(url),
+            ) from None
 
     def _http_error(self, e: urllib.error.HTTPError, method: str, url: str) -> GitHubError:
         try:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.github._http import build_opener
+from pipeline.github._redirects import build_opener
 from pipeline.redaction import redact_bytes
 
 log = logging.getLogger("knowngood.github")

@@ -231,7 +231,7 @@ def set_output(name: str, value: Any) -> bool:
 Level = Literal["error", "warning", "notice"]
 
 
-def annotate(
+def annotation(
     level: Level,
     message: str,
     *,
@@ -241,14 +241,14 @@ def annotate(
     column: int | None = None,
     end_column: int | None = None,
     title: str | None = None,
-) -> None:
-    """One workflow annotation (``::error file=...,line=...::message``) on stdout.
+) -> str:
+    """One workflow annotation (``::error file=...,line=...::message``), for stdout.
 
     Only the properties that are set are written (``core.error(**props)`` of actions-toolkit
     writes empty ``endLine=,col=`` for the others), and columns only on a one-line span: the
     runner rejects ``col`` when ``line`` and ``endLine`` differ.
     """
-    from actions_toolkit.command import issue_command
+    from actions_toolkit.command import Command
 
     one_line = line is not None and (end_line is None or end_line == line)
     props = {
@@ -259,7 +259,12 @@ def annotate(
         "col": column if one_line else None,
         "endColumn": end_column if one_line and column is not None else None,
     }
-    issue_command(level, {k: v for k, v in props.items() if v is not None}, message)
+    return str(Command(level, {k: v for k, v in props.items() if v is not None}, message))
+
+
+def annotate(level: Level, message: str, **where: Any) -> None:
+    """:func:`annotation` (same arguments) written to stdout, where the runner reads it."""
+    sys.stdout.write(annotation(level, message, **where) + "\n")
     sys.stdout.flush()
 
 

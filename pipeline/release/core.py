@@ -50,6 +50,7 @@ class ReleaseReport:
     pushed: list[str] = field(default_factory=list)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag -> manifest
     messages: list[str] = field(default_factory=list)
+    exit_code: int = 0  # also when there is nothing to release; failures raise
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,22 +111,7 @@ def create_releases(
     if dry_run:
         return report
 
-    created: dict[str, str] = {}  # name -> tag object, for rollback
-    try:
-        for release in plan.releases:
-            if create_tag(
-                git, release.tag, plan.commit, tag_message(report.manifests[release.tag])
-            ):
-                created[release.tag] = git.run("rev-parse", f"refs/tags/{release.tag}").strip()
-            else:
-                report.existing.append(release.tag)
-                report.messages.append(
-                    f"{release.tag} already exists on {plan.commit[:12]} (made by another run)"
-                )
-    except BaseException:  # a failure or Ctrl-C midway: keep no tag of this run
-        delete_tags(git, created)
-        raise
-    report.created = list(created)
+    created = _tag(git, plan.commit, report)
     if push:
         # Releases an earlier run made here without --push go too: every "previous" is published.
         unpublished = [
@@ -140,6 +126,25 @@ def create_releases(
             report.created = []
             raise
     return report
+
+
+def _tag(git: Git, commit: str, report: ReleaseReport) -> dict[str, str]:
+    """Create the planned tags (name -> tag object); all or none of them."""
+    created: dict[str, str] = {}
+    try:
+        for release in report.planned:
+            if create_tag(git, release.tag, commit, tag_message(report.manifests[release.tag])):
+                created[release.tag] = git.run("rev-parse", f"refs/tags/{release.tag}").strip()
+            else:
+                report.existing.append(release.tag)
+                report.messages.append(
+                    f"{release.tag} already exists on {commit[:12]} (made by another run)"
+                )
+    except BaseException:  # a failure or Ctrl-C midway: keep no tag of this run
+        delete_tags(git, created)
+        raise
+    report.created = list(created)
+    return created
 
 
 def _sync_with_remote(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.changes import Bump, diff_revisions
+from pipeline.changes import AgentDiff, Bump, diff_revisions
 from pipeline.changes.revision import agent_names, at_root, list_tree, resolve
 from pipeline.errors import UsageError
 from pipeline.git import Git
@@ -115,34 +115,19 @@ def make_plan(git: Git, root: Path, head: str = "HEAD") -> Plan:
     for agent in sorted(agents):
         tags = by_agent.get(agent)
         if not tags:
-            reasons = ["first release"]
-            version = overrides.for_agent(agent)
-            if version is not None:
-                reasons.append(f"Release-As: {version} (from the commit message)")
-            plan.releases.append(
-                PlannedRelease(
-                    agent,
-                    version or FIRST_VERSION,
-                    tag_name(agent, version or FIRST_VERSION),
-                    None,
-                    None,
-                    commit,
-                    tuple(reasons),
-                    version,
-                )
-            )
+            plan.releases.append(_first_release(agent, commit, overrides))
             continue
         last = tags[-1]
-        if last.commit == commit:
-            plan.existing.append(last)
-            wanted = overrides.agents.get(agent)
-            if wanted is not None and wanted != last.version:
-                plan.notes.append(
-                    f"Release-As: {agent}@{wanted} ignored: {agent} is already released at this "
-                    f"commit as {last.name} (a commit is released once)"
-                )
-        else:
+        if last.commit != commit:
             newest[agent] = last
+            continue
+        plan.existing.append(last)
+        wanted = overrides.agents.get(agent)
+        if wanted is not None and wanted != last.version:
+            plan.notes.append(
+                f"Release-As: {agent}@{wanted} ignored: {agent} is already released at this "
+                f"commit as {last.name} (a commit is released once)"
+            )
 
     bases: dict[str, list[str]] = {}  # agents whose newest tags share a commit share one diff
     for agent, last in newest.items():
@@ -150,45 +135,62 @@ def make_plan(git: Git, root: Path, head: str = "HEAD") -> Plan:
     for base, names in bases.items():
         report = diff_revisions(git, root, base, commit, agents=names)
         for agent in names:
-            last = newest[agent]
-            diff = report.agents.get(agent)
-            bump = diff.bump if diff is not None else None
-            forced = overrides.agents.get(agent)
-            if bump is None and forced is None:
-                why = (
-                    f"no change since {last.name} needs a release (only eval suites or nothing the agent ships)"
-                    if diff is not None and diff.files
-                    else f"unchanged since {last.name}"
-                )
-                plan.skipped.append(Skipped(agent, last.name, why))
-                continue
-            reasons = list(diff.reasons if diff is not None else [])
-            version = last.version.bump(bump or "patch")
-            override = overrides.for_agent(agent)  # a version, or None
-            if override is not None:
-                if override <= last.version:
-                    raise UsageError(
-                        f"Release-As {override} for {agent} is not above its current release {last.name}",
-                        hint=f"use a version above {last.version}, or `Release-As: {agent}@X.Y.Z` for one agent",
-                    )
-                version = override
-                reasons.append(f"Release-As: {override} (from the commit message)")
-            plan.releases.append(
-                PlannedRelease(
-                    agent,
-                    version,
-                    tag_name(agent, version),
-                    last.name,
-                    bump,
-                    commit,
-                    tuple(reasons or [f"changed since {last.name}"]),
-                    override,
-                )
-            )
+            step = _next_release(agent, newest[agent], report.agents.get(agent), commit, overrides)
+            if isinstance(step, Skipped):
+                plan.skipped.append(step)
+            else:
+                plan.releases.append(step)
     plan.releases.sort(key=lambda r: r.agent)
     if overrides.everyone is not None and not plan.releases:
         plan.notes.append(f"Release-As: {overrides.everyone} applies to no agent: none changed")
     return plan
+
+
+def _first_release(agent: str, commit: str, overrides: ReleaseAs) -> PlannedRelease:
+    reasons = ["first release"]
+    version = overrides.for_agent(agent)
+    if version is not None:
+        reasons.append(f"Release-As: {version} (from the commit message)")
+    first = version or FIRST_VERSION
+    return PlannedRelease(
+        agent, first, tag_name(agent, first), None, None, commit, tuple(reasons), version
+    )
+
+
+def _next_release(
+    agent: str, last: TagRef, diff: AgentDiff | None, commit: str, overrides: ReleaseAs
+) -> PlannedRelease | Skipped:
+    """The release after ``last``: the bump the diff needs, or the Release-As version; or why
+    there is none."""
+    bump = diff.bump if diff is not None else None
+    if bump is None and overrides.agents.get(agent) is None:
+        why = (
+            f"no change since {last.name} needs a release (only eval suites or nothing the agent ships)"
+            if diff is not None and diff.files
+            else f"unchanged since {last.name}"
+        )
+        return Skipped(agent, last.name, why)
+    reasons = list(diff.reasons if diff is not None else [])
+    version = last.version.bump(bump or "patch")
+    override = overrides.for_agent(agent)  # a version, or None
+    if override is not None:
+        if override <= last.version:
+            raise UsageError(
+                f"Release-As {override} for {agent} is not above its current release {last.name}",
+                hint=f"use a version above {last.version}, or `Release-As: {agent}@X.Y.Z` for one agent",
+            )
+        version = override
+        reasons.append(f"Release-As: {override} (from the commit message)")
+    return PlannedRelease(
+        agent,
+        version,
+        tag_name(agent, version),
+        last.name,
+        bump,
+        commit,
+        tuple(reasons or [f"changed since {last.name}"]),
+        override,
+    )
 
 
 def parse_release_as(message: str, agents: set[str] | frozenset[str]) -> ReleaseAs:

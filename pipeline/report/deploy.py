@@ -6,10 +6,12 @@ JSON is the outcome's ``to_json()`` on stdout.
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import click
+
+from pipeline.outcome import Outcome
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 
 if TYPE_CHECKING:
     from pipeline.deploy import (
@@ -25,11 +27,8 @@ if TYPE_CHECKING:
 MAX_LISTED = 20
 
 
-class _Renderable(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
-
-
-def render(outcome: _Renderable, fmt: str) -> None:
+def text(outcome: Outcome) -> Rendered:
+    """What happened on stdout, one line per fact; warnings on stderr."""
     from pipeline.deploy import (
         CheckOutcome,
         DeployBatch,
@@ -39,27 +38,34 @@ def render(outcome: _Renderable, fmt: str) -> None:
     )
     from pipeline.deploy.failover_drill import FailoverReport
 
-    if fmt == "json":
-        click.echo(json.dumps(outcome.to_json(), indent=2, default=str))
-        return
     if isinstance(outcome, DeployOutcome):
-        lines, notes = deploy_lines(outcome)
+        out, notes = deploy_lines(outcome)
     elif isinstance(outcome, DeployBatch):
-        lines, notes = batch_lines(outcome)
+        out, notes = batch_lines(outcome)
     elif isinstance(outcome, CheckOutcome):
-        lines, notes = check_lines(outcome), outcome.notices
+        out, notes = check_lines(outcome), outcome.notices
     elif isinstance(outcome, RollbackOutcome):
-        lines, notes = rollback_lines(outcome)
+        out, notes = rollback_lines(outcome)
     elif isinstance(outcome, DrillReport):
-        lines, notes = drill_lines(outcome)
+        out, notes = drill_lines(outcome)
     elif isinstance(outcome, FailoverReport):
-        lines, notes = failover_lines(outcome)
+        out, notes = failover_lines(outcome)
     else:  # pragma: no cover - a new outcome type without a renderer
         raise TypeError(f"no text renderer for {type(outcome).__name__}")
-    for line in lines:
-        click.echo(line)
-    for note in notes:
-        click.echo(click.style(f"warning: {note}", fg="yellow"), err=True)
+    warnings = [click.style(f"warning: {note}", fg="yellow") for note in notes]
+    return Rendered(out=block(out), err=block(warnings))
+
+
+REPORTERS: dict[str, Reporter[Outcome]] = {"text": text, "json": json_reporter(default=str)}
+
+
+def render(outcome: Outcome, fmt: str) -> None:
+    """Print ``outcome`` in ``fmt`` (for the commands that do not print a Rendered themselves)."""
+    rendered = REPORTERS[fmt](outcome)
+    if rendered.out:
+        click.echo(rendered.out, nl=False)
+    if rendered.err:
+        click.echo(rendered.err, err=True, nl=False)
 
 
 def _ok(text: str) -> str:

@@ -6,59 +6,41 @@ The report is data, so every format goes to stdout. JSON follows
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.report.reporter import Rendered, Reporter, json_reporter
+
 if TYPE_CHECKING:
     from pipeline.changes import AgentDiff, ConfigChange, DiffReport, FileChange
+    from pipeline.changes.command import DiffOutcome
 
-REPORT_VERSION = 1
 _STATUS_LETTER = {"added": "A", "modified": "M", "deleted": "D"}
 _BUMP_COLOUR = {"major": "red", "minor": "yellow", "patch": "green"}
 _KIND_COLOUR = {"breaking": "red", "additive": "yellow", "cosmetic": "green"}
 
 
 def to_json(report: DiffReport) -> dict[str, Any]:
-    return {
-        "version": REPORT_VERSION,
-        "base": report.base.to_json(),
-        "head": report.head.to_json(),
-        "agents": {name: _agent_json(a) for name, a in report.agents.items()},
-        "repo_wide": [f.to_json() for f in report.repo_wide],
-        "other": [f.to_json() for f in report.other],
-        "problems": [p.to_json() for p in report.problems],
-    }
+    from pipeline.changes.command import DiffOutcome
+
+    return DiffOutcome(report).to_json()
 
 
-def _agent_json(a: AgentDiff) -> dict[str, Any]:
-    return {
-        "status": a.status,
-        "bump": a.bump,
-        "reasons": list(a.reasons),
-        "files": [f.to_json() for f in a.files],
-        "config_diff": {
-            env: [c.to_json() for c in changes] for env, changes in a.config_diff.items()
-        },
-        "prompt_diff": a.prompt_diff,
-        "prompt_note": a.prompt_note,
-        "tool_changes": [c.to_json() for c in a.tool_changes],
-        "problems": [p.to_json() for p in a.problems],
-    }
+def _text(outcome: DiffOutcome) -> Rendered:
+    return Rendered(out=text(outcome.report))
 
 
-def render(report: DiffReport, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(to_json(report), indent=2, ensure_ascii=False))
-    elif fmt == "markdown":
-        click.echo(markdown(report), nl=False)
-    else:
-        click.echo(text(report), nl=False)
+def _markdown(outcome: DiffOutcome) -> Rendered:
+    return Rendered(out=markdown(outcome.report))
 
 
-# -- text -------------------------------------------------------------------------------------
+REPORTERS: dict[str, Reporter[DiffOutcome]] = {
+    "text": _text,
+    "json": json_reporter(ensure_ascii=False),
+    "markdown": _markdown,
+}
 
 
 def _bump_label(bump: str | None) -> str:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.redaction import redact_bytes
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 
 if TYPE_CHECKING:
+    from pipeline.eval_command import EvalOutcome
     from pipeline.evals.results import CaseResult, EvalRun
+    from pipeline.outcome import OutFile
 
 ICON = {"pass": "✅", "fail": "❌", "error": "💥", "skipped": "⏭️"}
 COLOUR = {"pass": "green", "fail": "red", "error": "magenta", "skipped": "yellow"}
@@ -69,18 +71,51 @@ def totals(run: EvalRun) -> str:
     )
 
 
-def render_text(run: EvalRun, *, verbose: bool = False, listed: bool = False) -> None:
-    """Failures (every case with ``verbose``), notices and the totals, to stderr. ``listed``:
+def text(run: EvalRun, *, verbose: bool = False, listed: bool = False) -> str:
+    """Failures (every case with ``verbose``), notices and the totals, for stderr. ``listed``:
     the progress output already printed a line per case (CI logs), so only the totals follow."""
+    out: list[str] = []
     for c in run.cases:
         if not listed and (verbose or (c.status != "pass" and not quiet_skip(c)) or c.flaky):
-            click.echo(click.style(line(c), fg=COLOUR[c.status]), err=True)
-    for notice in run.notices:
-        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
-    for reason in run.incomplete:
-        click.echo(click.style(f"incomplete: {reason}", fg="red"), err=True)
+            out.append(click.style(line(c), fg=COLOUR[c.status]))
+    out += [click.style(f"notice: {notice}", fg="yellow") for notice in run.notices]
+    out += [click.style(f"incomplete: {reason}", fg="red") for reason in run.incomplete]
     ok = run.exit_code == 0
-    click.echo(click.style(totals(run), fg="green" if ok else "red", bold=True), err=True)
+    out.append(click.style(totals(run), fg="green" if ok else "red", bold=True))
+    return block(out)
+
+
+def reporters(*, verbose: bool = False, listed: bool = False) -> dict[str, Reporter[EvalOutcome]]:
+    """``--format``: text (stderr) or json (stdout: indented on a terminal, compact in a pipe)."""
+
+    def plain(outcome: EvalOutcome) -> Rendered:
+        text_ = text(outcome.run, verbose=verbose, listed=listed)
+        return Rendered(err=text_ + block(outcome.messages))
+
+    def json(outcome: EvalOutcome) -> Rendered:
+        data = json_text(outcome.to_json(), pretty=sys.stdout.isatty()) + "\n"
+        return Rendered(out=data, err=block(outcome.messages))
+
+    return {"text": plain, "json": json}
+
+
+def merged_reporters() -> dict[str, Reporter[EvalOutcome]]:
+    """``results merge --format``: the totals (stderr), or the merged JSON indented (stdout)."""
+    return {"text": lambda o: Rendered(err=text(o.run)), "json": json_reporter()}
+
+
+def files(
+    output: Path | None, junit: Path | None, markdown: Path | None
+) -> tuple[OutFile[EvalOutcome], ...]:
+    """The files asked for: results JSON (compact), JUnit XML, a markdown summary."""
+    from pipeline.outcome import OutFile
+
+    asked: tuple[tuple[Path | None, Callable[[EvalOutcome], bytes]], ...] = (
+        (output, lambda o: json_text(o.to_json(), pretty=False).encode()),
+        (junit, lambda o: junit_xml(o.run)),
+        (markdown, lambda o: render_markdown(o.run).encode()),
+    )
+    return tuple(OutFile(path, render) for path, render in asked if path is not None)
 
 
 def render_markdown(run: EvalRun, *, title: str = "knowngood eval") -> str:
@@ -163,20 +198,6 @@ def _details(c: CaseResult) -> str:
     return "\n".join(lines)
 
 
-def write_reports(
-    run: EvalRun, *, output: Path | None, junit: Path | None, markdown: Path | None
-) -> dict[str, object]:
-    """Write whichever of results JSON, JUnit XML and markdown were asked for; return the JSON."""
-    data = run.to_json()
-    if output:
-        write_atomic(output, json_text(data, pretty=False).encode())
-    if junit:
-        write_atomic(junit, junit_xml(run))
-    if markdown:
-        write_atomic(markdown, render_markdown(run).encode())
-    return data
-
-
 def json_text(data: object, *, pretty: bool) -> str:
     """Results as JSON text: indented for a person (a terminal), compact for a program (a pipe,
     a file). The compact form uses json's C encoder; ``indent`` makes json fall back to its
@@ -186,18 +207,3 @@ def json_text(data: object, *, pretty: bool) -> str:
     if pretty:
         return json.dumps(data, indent=2)
     return json.dumps(data, separators=(",", ":"))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file so a reader never sees half of it (temp file in the same folder + rename),
-    with every secret redacted."""
-    data = redact_bytes(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+
 if TYPE_CHECKING:
     from pipeline.findings import Finding
     from pipeline.validate import ValidationReport
-
-REPORT_VERSION = 1
+    from pipeline.validate.command import ValidateOutcome
 
 
 def to_json(report: ValidationReport) -> dict[str, Any]:
-    return {
-        "version": REPORT_VERSION,
-        "ok": not report.errors,
-        "errors": len(report.errors),
-        "warnings": len(report.warnings),
-        "files_checked": report.files_checked,
-        "findings": [f.to_json() for f in report.findings],
-    }
+    from pipeline.validate.command import ValidateOutcome
+
+    return ValidateOutcome(report).to_json()
 
 
 def summary(report: ValidationReport) -> str:
@@ -48,17 +42,26 @@ def _text_line(f: Finding) -> str:
     return line
 
 
-def render(report: ValidationReport, fmt: str, *, strict: bool = False) -> None:
-    """Findings go to stdout as data (json) or to stderr as diagnostics (text, github)."""
-    if fmt == "json":
-        click.echo(json.dumps(to_json(report), indent=2))
-        return
-    if fmt == "github":
-        _github(report.findings, workspace_prefix(report.root))
-    for f in report.findings:
-        click.echo(_text_line(f), err=True)
-    ok = not report.errors and not (strict and report.warnings)
-    click.echo(click.style(summary(report), fg="green" if ok else "red"), err=True)
+def text(outcome: ValidateOutcome) -> Rendered:
+    """Findings and the summary line, to stderr: diagnostics, not data."""
+    report = outcome.report
+    out = [_text_line(f) for f in report.findings]
+    out.append(click.style(summary(report), fg="green" if outcome.ok else "red"))
+    return Rendered(err=block(out))
+
+
+def github(outcome: ValidateOutcome) -> Rendered:
+    """Workflow annotations on stdout (the runner reads them there), then the text on stderr."""
+    report = outcome.report
+    prefix = workspace_prefix(report.root)
+    return Rendered(out=block([_annotation(f, prefix) for f in report.findings])) + text(outcome)
+
+
+REPORTERS: dict[str, Reporter[ValidateOutcome]] = {
+    "text": text,
+    "json": json_reporter(),
+    "github": github,
+}
 
 
 def workspace_prefix(root: Path) -> str:
@@ -73,23 +76,17 @@ def workspace_prefix(root: Path) -> str:
     return "" if sub == Path() else sub.as_posix() + "/"
 
 
-def _github(findings: list[Finding], prefix: str) -> None:
-    """One workflow annotation per finding, on its file and line (actions-toolkit's command
-    encoding; only the properties we know are sent, so GitHub never sees an empty `line=`)."""
-    from actions_toolkit.command import issue_command
+def _annotation(f: Finding, prefix: str) -> str:
+    """One workflow annotation for a finding, on its file and line (only the properties we know
+    are sent, so GitHub never sees an empty `line=`)."""
+    from pipeline.github.workflow import annotation
 
-    for f in findings:
-        props: dict[str, Any] = {"title": f"knowngood {f.rule}"}
-        if f.path:
-            props["file"] = prefix + f.path
-        if f.line is not None:
-            props["line"] = f.line
-            if f.column is not None:
-                props["col"] = f.column
-        message = (
-            (f"{f.json_path}: " if f.json_path else "")
-            + f.message
-            + (f" -- {f.hint}" if f.hint else "")
-        )
-        issue_command("error" if f.severity == "error" else "warning", props, message)
-    sys.stdout.flush()
+    message = (
+        (f"{f.json_path}: " if f.json_path else "")
+        + f.message
+        + (f" -- {f.hint}" if f.hint else "")
+    )
+    return annotation(
+        "error" if f.severity == "error" else "warning", message, file=prefix + f.path if f.path else None, line=f.line, column=f.column,
+        title=f"knowngood {f.rule}",
+    )  # fmt: skip

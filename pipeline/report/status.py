@@ -41,21 +41,6 @@ def render_status(report: StatusReport, fmt: str) -> None:
         click.echo(status_text(report), nl=False)
 
 
-def render_history(agent: str, rows: Sequence[Record], notices: Sequence[str], fmt: str) -> None:
-    for notice in notices:
-        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
-    if fmt == "json":
-        click.echo(
-            json.dumps(
-                {"version": 1, "agent": agent, "records": list(rows)}, indent=2, ensure_ascii=False
-            )
-        )
-    elif fancy():
-        _rich_history(agent, rows)
-    else:
-        click.echo(history_text(agent, rows), nl=False)
-
-
 # -- plain text -------------------------------------------------------------------------------
 
 
@@ -293,25 +278,3 @@ def _rich_status(report: StatusReport) -> None:
             console.print(f"  {line}", highlight=False, markup=False)
     for line in _breaker_lines(report):
         console.print(line, highlight=False, markup=False)
-
-
-def _rich_history(agent: str, rows: Sequence[Record]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not rows:
-        console.print(f"no history for {agent}")
-        return
-    table = Table(title=f"[bold]{agent}[/] history (newest first)", title_justify="left")
-    for column in ("when", "kind", "env", "outcome", "what"):
-        table.add_column(column, overflow="fold", no_wrap=column == "when")
-    for r in rows:
-        table.add_row(
-            _when(r.get("at")),
-            str(r.get("kind", "")),
-            str(r.get("env", "-")),
-            str(r.get("outcome", "")),
-            f"{r.get('what', '')}{_extra(r)}",
-        )
-    console.print(table)

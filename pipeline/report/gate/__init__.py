@@ -9,8 +9,8 @@ it is written).
 
 from __future__ import annotations
 
-from pipeline.report.gate.common import MARKER, REPORT_VERSION, cost, headline
-from pipeline.report.gate.data import to_json
+from pipeline.gate.data import REPORT_VERSION, cost, headline, to_json
+from pipeline.report.gate.common import MARKER
 from pipeline.report.gate.markdown import comment, markdown
 from pipeline.report.gate.plain import junit_xml, text
 

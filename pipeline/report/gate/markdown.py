@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipeline.gate.data import cost, headline, money, plural
 from pipeline.github.text import COMMENT_LIMIT
 from pipeline.report.diff import config_groups
-from pipeline.report.gate.common import (
-    ICON,
-    LABEL,
-    MARKER,
-    SHOWN,
-    cost,
-    headline,
-    money,
-    plural,
-    revision,
-    source,
-)
+from pipeline.report.gate.common import ICON, LABEL, MARKER, SHOWN, revision, source
 
 if TYPE_CHECKING:
     from pipeline.gate import AgentGate, CaseDiff, GateResult, Side

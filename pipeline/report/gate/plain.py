@@ -8,16 +8,8 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from pipeline.report.gate.common import (
-    SHOWN,
-    TEXT_COLOUR,
-    cost,
-    headline,
-    money,
-    plural,
-    revision,
-    source,
-)
+from pipeline.gate.data import cost, headline, money, plural
+from pipeline.report.gate.common import SHOWN, TEXT_COLOUR, revision, source
 
 if TYPE_CHECKING:
     from pipeline.gate import CaseDiff, GateResult

@@ -109,40 +109,45 @@ def check_anthropic(out: Out, schema: Schema | None, strict: bool, t: Target) ->
             hint="describe the parameters with `properties` on a top-level object",
         )
     if strict:
-        ancestors_refs = _recursive_refs(schema)
-        for node, path in schema.nodes:
-            if not _ANTHROPIC_STRICT_UNSUPPORTED_SET.isdisjoint(node):  # most nodes: none
-                for key in _ANTHROPIC_STRICT_UNSUPPORTED:
-                    if key in node:
-                        out.add(
-                            (*path, key),
-                            f"Anthropic strict tool use cannot enforce {key!r} (and litellm sends "
-                            "the tool without `strict`), so Claude may pass values that break it",
-                            rule="tool.anthropic.strict-unsupported",
-                            severity="warning",
-                            target=t,
-                            hint="state the constraint in the description and check it in the tool",
-                        )
-            min_items = node.get("minItems")
-            if isinstance(min_items, int | float) and is_count(min_items) and min_items > 1:
-                out.add(
-                    (*path, "minItems"),
-                    "Anthropic strict tool use supports `minItems` of 0 or 1 only, so "
-                    "Claude may pass fewer items",
-                    rule="tool.anthropic.strict-unsupported",
-                    severity="warning",
-                    target=t,
-                    hint="check the item count in the tool",
-                )
-        for path in ancestors_refs:
+        _anthropic_strict(out, schema, t)
+
+
+def _anthropic_strict(out: Out, schema: Schema, t: Target) -> None:
+    """What Anthropic's strict tool use could not enforce (were litellm to send ``strict``)."""
+    ancestors_refs = _recursive_refs(schema)
+    for node, path in schema.nodes:
+        if not _ANTHROPIC_STRICT_UNSUPPORTED_SET.isdisjoint(node):  # most nodes: none
+            for key in _ANTHROPIC_STRICT_UNSUPPORTED:
+                if key in node:
+                    out.add(
+                        (*path, key),
+                        f"Anthropic strict tool use cannot enforce {key!r} (and litellm sends "
+                        "the tool without `strict`), so Claude may pass values that break it",
+                        rule="tool.anthropic.strict-unsupported",
+                        severity="warning",
+                        target=t,
+                        hint="state the constraint in the description and check it in the tool",
+                    )
+        min_items = node.get("minItems")
+        if isinstance(min_items, int | float) and is_count(min_items) and min_items > 1:
             out.add(
-                path,
-                "Anthropic strict tool use does not support recursive schemas",
+                (*path, "minItems"),
+                "Anthropic strict tool use supports `minItems` of 0 or 1 only, so "
+                "Claude may pass fewer items",
                 rule="tool.anthropic.strict-unsupported",
                 severity="warning",
                 target=t,
-                hint="bound the recursion: spell out a fixed number of levels",
+                hint="check the item count in the tool",
             )
+    for path in ancestors_refs:
+        out.add(
+            path,
+            "Anthropic strict tool use does not support recursive schemas",
+            rule="tool.anthropic.strict-unsupported",
+            severity="warning",
+            target=t,
+            hint="bound the recursion: spell out a fixed number of levels",
+        )
 
 
 def _recursive_refs(schema: Schema) -> list[Path]:

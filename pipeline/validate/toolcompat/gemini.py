@@ -134,156 +134,147 @@ def _gemini_node(
     refs: frozenset[str],
     depth: int,
 ) -> None:
-    out, t = w.out, w.t
+    """One schema node as litellm rewrites it for Gemini, then its children (``enum_fix`` and
+    ``null_fix``: whether litellm's empty-enum and anyOf-null fixes still reach this node;
+    ``refs``: the definitions being expanded, so recursion is cut where litellm cuts it)."""
     if depth > MAX_DEPTH:
         return
-    if isinstance(node, dict):
-        kind = node.get("type")
-        if isinstance(kind, str) and kind != "array" and _PLAIN.isdisjoint(node):
-            return  # most nodes: a typed scalar or an empty object, nothing rewritten
-    else:
-        if isinstance(node, bool):
-            out.add(
-                path,
-                f"a boolean schema ({str(node).lower()}) makes litellm fail before the request is "
-                "sent (AttributeError in build_vertex_schema)",
-                rule="tool.gemini.boolean-schema",
-                target=t,
-                hint="write a schema object instead, e.g. `{}` with a description",
-            )
+    if not isinstance(node, dict):
+        _gemini_boolean(w, node, path)
         return
+    kind = node.get("type")
+    if isinstance(kind, str) and kind != "array" and _PLAIN.isdisjoint(node):
+        return  # most nodes: a typed scalar or an empty object, nothing rewritten
     ref = node.get("$ref")
     if isinstance(ref, str):
-        name = ref.rsplit("/", 1)[-1]
-        target = w.defs.get(name)
-        if target is None or name in refs:
-            why = (
-                "a recursive reference is cut off"
-                if target is not None
-                else "this $ref cannot be resolved"
-            )
-            sees = {k: v for k, v in node.items() if k in GEMINI_KEPT}
-            sees.setdefault("type", "object")
-            out.add(
-                (*path, "$ref"),
-                f"{why} (unpack_defs): Gemini sees {brief(sees)} here",
-                rule="tool.gemini.drops-ref",
-                severity="warning",
-                target=t,
-                hint="spell the nested schema out to a fixed depth",
-            )
-            return
-        lost = [k for k in node if k not in ("$ref", "$comment")]
-        if lost:
-            out.add(
-                (*path, lost[0]),
-                f"litellm replaces this node with the schema {ref!r} points to "
-                f"(unpack_defs), so {name_list(lost)} next to `$ref` {'is' if len(lost) == 1 else 'are'} "
-                "lost on Gemini",
-                rule="tool.gemini.drops-ref",
-                severity="warning",
-                target=t,
-                hint="move them into the referenced definition",
-            )
-        sub, sub_path = target
-        _gemini_node(
-            w,
-            sub,
-            sub_path,
-            enum_fix=enum_fix,
-            null_fix=null_fix,
-            refs=refs | {name},
-            depth=depth + 1,
-        )
+        target = _gemini_ref(w, node, path, ref, refs)
+        if target is not None:
+            sub, sub_path = target
+            name = ref.rsplit("/", 1)[-1]
+            _gemini_node(
+                w, sub, sub_path, enum_fix=enum_fix, null_fix=null_fix, refs=refs | {name},
+                depth=depth + 1,
+            )  # fmt: skip
         return
     types = types_of(node)
     anyof = node.get("anyOf")
-    as_anyof = (isinstance(anyof, list) and bool(anyof)) or len(types) > 1
-    children_enum_fix, children_null_fix = enum_fix, null_fix
-    if (
-        isinstance(anyof, list)
-        and anyof
-        and null_fix
-        and all(isinstance(b, dict) and b.get("type") == "null" for b in anyof)
-    ):
-        out.add(
-            (*path, "anyOf"),
-            "an anyOf of only null makes litellm fail before the request is sent "
-            "(convert_anyof_null_to_nullable raises ValueError)",
-            rule="tool.gemini.anyof-only-null",
-            target=t,
-            hint="give the value a real type",
-        )
-    if as_anyof:
-        moved = _TYPE_SPECIFIC if any(x in ("object", "array") for x in types) else frozenset()
-        lost = [
-            k
-            for k in node
-            if k not in _ANYOF_QUIET
-            and k not in moved
-            and k != "type"
-            and not (k == "additionalProperties" and node[k] is False)
-        ]
-        if lost:
-            what = (
-                f"`type: {brief(node.get('type'))}` becomes an anyOf (_convert_schema_types) and litellm "
-                "keeps only the anyOf"
-                if len(types) > 1
-                else "litellm keeps only the anyOf here"
-            )
-            out.add(
-                (*path, lost[0]),
-                f"{what} (_filter_anyof_fields): {name_list(lost)} "
-                f"{'is' if len(lost) == 1 else 'are'} dropped on Gemini",
-                rule="tool.gemini.drops-anyof-siblings",
-                severity="warning",
-                target=t,
-                hint='move them into the non-null branch: `anyOf: [{type: string, enum: [...]}, {type: "null"}]`',
-            )
+    if isinstance(anyof, list) and anyof and null_fix:
+        _gemini_only_null(w, anyof, path)
+    if (isinstance(anyof, list) and bool(anyof)) or len(types) > 1:
+        _gemini_anyof(w, node, path, types)
         if isinstance(anyof, list):
             for i, branch in enumerate(anyof):
                 _gemini_node(
-                    w,
-                    branch,
-                    (*path, "anyOf", i),
-                    enum_fix=False,
-                    null_fix=False,
-                    refs=refs,
+                    w, branch, (*path, "anyOf", i), enum_fix=False, null_fix=False, refs=refs,
                     depth=depth + 1,
-                )
+                )  # fmt: skip
         if len(types) > 1:
-            children_enum_fix = (
-                False  # the object branch is no longer reached by _fix_enum_empty_strings
-            )
+            enum_fix = False  # the object branch is no longer reached by _fix_enum_empty_strings
     elif not types or types[0] == "array" or not KEYWORD_TRIGGERS.isdisjoint(node):
         gemini_keywords(w, node, path, types, enum_fix)  # (most typed nodes need none of it)
     props = node.get("properties")
     if isinstance(node.get("required"), list) or (isinstance(props, dict) and "strict" in props):
         _gemini_object(w, node, path)
+    subs: list[tuple[Any, Path]] = []
     if isinstance(props, dict):
-        for key, sub in props.items():
-            if key == "strict":
-                continue
-            _gemini_node(
-                w,
-                sub,
-                (*path, "properties", key),
-                enum_fix=children_enum_fix,
-                null_fix=children_null_fix,
-                refs=refs,
-                depth=depth + 1,
-            )
-    items = node.get("items")
-    if "items" in node and not isinstance(items, list):
+        subs += [(sub, (*path, "properties", key)) for key, sub in props.items() if key != "strict"]
+    if "items" in node and not isinstance(node.get("items"), list):
+        subs.append((node["items"], (*path, "items")))
+    for sub, sub_path in subs:
         _gemini_node(
-            w,
-            items,
-            (*path, "items"),
-            enum_fix=children_enum_fix,
-            null_fix=children_null_fix,
-            refs=refs,
-            depth=depth + 1,
+            w, sub, sub_path, enum_fix=enum_fix, null_fix=null_fix, refs=refs, depth=depth + 1
         )
+
+
+def _gemini_boolean(w: GeminiWalk, node: Any, path: Path) -> None:
+    if isinstance(node, bool):
+        w.out.add(
+            path,
+            f"a boolean schema ({str(node).lower()}) makes litellm fail before the request is "
+            "sent (AttributeError in build_vertex_schema)",
+            rule="tool.gemini.boolean-schema",
+            target=w.t,
+            hint="write a schema object instead, e.g. `{}` with a description",
+        )
+
+
+def _gemini_ref(
+    w: GeminiWalk, node: Mapping[str, Any], path: Path, ref: str, refs: frozenset[str]
+) -> tuple[Any, Path] | None:
+    """What litellm makes of a ``$ref`` (unpack_defs): the definition to walk next, or None
+    when it cannot be resolved or is recursive (then Gemini sees a plain object there)."""
+    name = ref.rsplit("/", 1)[-1]
+    target = w.defs.get(name)
+    if target is None or name in refs:
+        why = "a recursive reference is cut off" if target is not None else (
+            "this $ref cannot be resolved"
+        )  # fmt: skip
+        sees = {k: v for k, v in node.items() if k in GEMINI_KEPT}
+        sees.setdefault("type", "object")
+        w.out.add(
+            (*path, "$ref"),
+            f"{why} (unpack_defs): Gemini sees {brief(sees)} here",
+            rule="tool.gemini.drops-ref",
+            severity="warning",
+            target=w.t,
+            hint="spell the nested schema out to a fixed depth",
+        )
+        return None
+    lost = [k for k in node if k not in ("$ref", "$comment")]
+    if lost:
+        w.out.add(
+            (*path, lost[0]),
+            f"litellm replaces this node with the schema {ref!r} points to "
+            f"(unpack_defs), so {name_list(lost)} next to `$ref` {'is' if len(lost) == 1 else 'are'} "
+            "lost on Gemini",
+            rule="tool.gemini.drops-ref",
+            severity="warning",
+            target=w.t,
+            hint="move them into the referenced definition",
+        )
+    return target
+
+
+def _gemini_only_null(w: GeminiWalk, anyof: list[Any], path: Path) -> None:
+    if all(isinstance(b, dict) and b.get("type") == "null" for b in anyof):
+        w.out.add(
+            (*path, "anyOf"),
+            "an anyOf of only null makes litellm fail before the request is sent "
+            "(convert_anyof_null_to_nullable raises ValueError)",
+            rule="tool.gemini.anyof-only-null",
+            target=w.t,
+            hint="give the value a real type",
+        )
+
+
+def _gemini_anyof(w: GeminiWalk, node: Mapping[str, Any], path: Path, types: list[str]) -> None:
+    """A node Gemini gets as an anyOf: what litellm drops beside it (_filter_anyof_fields)."""
+    moved = _TYPE_SPECIFIC if any(x in ("object", "array") for x in types) else frozenset()
+    lost = [
+        k
+        for k in node
+        if k not in _ANYOF_QUIET
+        and k not in moved
+        and k != "type"
+        and not (k == "additionalProperties" and node[k] is False)
+    ]
+    if not lost:
+        return
+    what = (
+        f"`type: {brief(node.get('type'))}` becomes an anyOf (_convert_schema_types) and litellm "
+        "keeps only the anyOf"
+        if len(types) > 1
+        else "litellm keeps only the anyOf here"
+    )
+    w.out.add(
+        (*path, lost[0]),
+        f"{what} (_filter_anyof_fields): {name_list(lost)} "
+        f"{'is' if len(lost) == 1 else 'are'} dropped on Gemini",
+        rule="tool.gemini.drops-anyof-siblings",
+        severity="warning",
+        target=w.t,
+        hint='move them into the non-null branch: `anyOf: [{type: string, enum: [...]}, {type: "null"}]`',
+    )
 
 
 def _gemini_object(w: GeminiWalk, node: Mapping[str, Any], path: Path) -> None:

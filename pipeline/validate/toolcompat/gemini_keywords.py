@@ -78,45 +78,86 @@ def gemini_keywords(
 ) -> None:
     """What Gemini sees of the keywords of ``node`` (not an anyOf, not a $ref). Called only when
     ``node`` is untyped, an array, or has one of ``KEYWORD_TRIGGERS``."""
-    out, t = w.out, w.t
     scalar = types[0] if types else None
     untyped = scalar is None and not any(k in node for k in ("oneOf", "allOf"))
     becomes_object = untyped and "properties" not in node and path != ()
     enum = node.get("enum")
     if isinstance(enum, list):
-        if isinstance(scalar, str) and scalar.lower() == "string":
-            if enum_fix and "" in enum:
-                out.add(
-                    (*path, "enum"),
-                    "litellm replaces '' with null in this enum (_fix_enum_empty_strings): "
-                    "the model cannot choose '', and Gemini may reject the null",
-                    rule="tool.gemini.rewrites-enum",
-                    severity="warning",
-                    target=t,
-                    hint="use a word such as 'none' instead of ''",
-                )
-            odd = [v for v in enum if not isinstance(v, str)]
-            if odd:
-                out.add(
-                    (*path, "enum"),
-                    f"Gemini rejects non-string values in a string enum ({brief(odd, 40)})",
-                    rule="tool.gemini.enum-values",
-                    target=t,
-                    hint="quote the values",
-                )
-        else:
-            sees = (
-                '{"type": "object"}' if becomes_object else f"a plain {scalar!r} without the enum"
-            )
-            out.add(
-                (*path, "enum"),
-                f"Gemini takes enums on strings only: litellm drops this enum "
-                f"(_fix_enum_types) and Gemini sees {sees}",
-                rule="tool.gemini.drops-enum",
-                severity="warning",
-                target=t,
-                hint="make it `type: string` with string values, or describe the values",
-            )
+        _enum(w, enum, path, scalar, enum_fix=enum_fix, becomes_object=becomes_object)
+    _dropped(w, node, path, scalar, becomes_object=becomes_object)
+    _additional_properties(w, node, path)
+    if becomes_object and "const" not in node and not isinstance(enum, list):
+        w.out.add(
+            path,
+            "no `type` here: litellm sets `type: object` (add_object_type), so Gemini expects an "
+            "object",
+            rule="tool.gemini.adds-object-type",
+            severity="warning",
+            target=w.t,
+            hint="give the parameter an explicit type",
+        )
+    items = node.get("items")
+    if scalar == "array" and (items is None or items == {}):
+        w.out.add(
+            (*path, "items") if "items" in node else path,
+            "an array without item schema: litellm adds "
+            "`items: {type: object}` (process_items), so Gemini expects an array of objects",
+            rule="tool.gemini.adds-items",
+            severity="warning",
+            target=w.t,
+            hint="give `items` a type, e.g. `items: {type: string}`",
+        )
+
+
+def _enum(
+    w: GeminiWalk,
+    enum: list[Any],
+    path: Path,
+    scalar: str | None,
+    *,
+    enum_fix: bool,
+    becomes_object: bool,
+) -> None:
+    """Gemini takes enums on strings only, of strings only; litellm rewrites '' in them."""
+    out, t = w.out, w.t
+    if not (isinstance(scalar, str) and scalar.lower() == "string"):
+        sees = '{"type": "object"}' if becomes_object else f"a plain {scalar!r} without the enum"
+        out.add(
+            (*path, "enum"),
+            f"Gemini takes enums on strings only: litellm drops this enum "
+            f"(_fix_enum_types) and Gemini sees {sees}",
+            rule="tool.gemini.drops-enum",
+            severity="warning",
+            target=t,
+            hint="make it `type: string` with string values, or describe the values",
+        )
+        return
+    if enum_fix and "" in enum:
+        out.add(
+            (*path, "enum"),
+            "litellm replaces '' with null in this enum (_fix_enum_empty_strings): "
+            "the model cannot choose '', and Gemini may reject the null",
+            rule="tool.gemini.rewrites-enum",
+            severity="warning",
+            target=t,
+            hint="use a word such as 'none' instead of ''",
+        )
+    odd = [v for v in enum if not isinstance(v, str)]
+    if odd:
+        out.add(
+            (*path, "enum"),
+            f"Gemini rejects non-string values in a string enum ({brief(odd, 40)})",
+            rule="tool.gemini.enum-values",
+            target=t,
+            hint="quote the values",
+        )
+
+
+def _dropped(
+    w: GeminiWalk, node: Mapping[str, Any], path: Path, scalar: str | None, *, becomes_object: bool
+) -> None:
+    """Keywords litellm drops for Gemini: const, oneOf/allOf, most formats, the constraints."""
+    out, t = w.out, w.t
     if "const" in node:
         sees = '{"type": "object"}' if becomes_object else f"a plain {scalar!r}"
         out.add(
@@ -164,47 +205,28 @@ def gemini_keywords(
                 target=t,
                 hint="state the constraint in the description and check it in the tool",
             )
+
+
+def _additional_properties(w: GeminiWalk, node: Mapping[str, Any], path: Path) -> None:
     extra = node.get("additionalProperties")
     if "additionalProperties" in node and extra is not False:
-        out.add(
+        w.out.add(
             (*path, "additionalProperties"),
             "litellm drops `additionalProperties` (filter_schema_fields): "
             "Gemini sees an object with only the listed properties",
             rule="tool.gemini.drops-additional-properties",
             severity="warning",
-            target=t,
+            target=w.t,
             hint="list the keys as properties, or take an array of {key, value}",
         )
     elif extra is False and not w.said_additional:
         w.said_additional = True
-        out.add(
+        w.out.add(
             (*path, "additionalProperties"),
             "litellm removes every `additionalProperties: false` "
             "(remove_additional_properties): Gemini may pass keys you did not declare",
             rule="tool.gemini.drops-additional-properties",
             severity="warning",
-            target=t,
+            target=w.t,
             hint="ignore or reject unknown keys in the tool",
         )
-    if becomes_object and "const" not in node and not isinstance(enum, list):
-        out.add(
-            path,
-            "no `type` here: litellm sets `type: object` (add_object_type), so Gemini expects an "
-            "object",
-            rule="tool.gemini.adds-object-type",
-            severity="warning",
-            target=t,
-            hint="give the parameter an explicit type",
-        )
-    if scalar == "array":
-        items = node.get("items")
-        if items is None or items == {}:
-            out.add(
-                (*path, "items") if "items" in node else path,
-                "an array without item schema: litellm adds "
-                "`items: {type: object}` (process_items), so Gemini expects an array of objects",
-                rule="tool.gemini.adds-items",
-                severity="warning",
-                target=t,
-                hint="give `items` a type, e.g. `items: {type: string}`",
-            )

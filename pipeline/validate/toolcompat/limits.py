@@ -50,35 +50,34 @@ def check_tool_set(
                 t,
                 "split the agent, or offer fewer tools",
             )
-        if t.family != "anthropic":
-            continue
-        strict = [fn for fn in functions if fn.get("strict") is True]
-        counts = [strict_counts(fn.get("parameters")) for fn in strict]
-        optional = sum(c[0] for c in counts)
-        unions = sum(c[1] for c in counts)
-        lim = ANTHROPIC_STRICT_LIMITS
-        note = " (litellm 1.106.2 drops `strict` for Anthropic today; sent as strict, the request is rejected)"
-        for value, key, what, rule in (
-            (len(strict), "tools", "strict tools", "tool.anthropic.strict-tools"),
-            (
-                optional,
-                "optional",
-                "optional parameters across strict tools",
-                "tool.anthropic.strict-optional",
-            ),
-            (
-                unions,
-                "unions",
-                "union-typed parameters across strict tools",
-                "tool.anthropic.strict-unions",
-            ),
-        ):
-            if value > lim[key]:
+        if t.family == "anthropic":
+            for message, rule in _anthropic_strict_budget(functions):
                 add(
-                    f"{value} {what}; Anthropic's strict tool use allows {lim[key]}{note}",
+                    message,
                     rule,
                     "warning",
                     t,
                     "mark only the critical tools strict, and make parameters required where you can",
                 )
     return findings
+
+
+def _anthropic_strict_budget(functions: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(message, rule) for each of Anthropic's strict tool use limits the tools go over."""
+    strict = [fn for fn in functions if fn.get("strict") is True]
+    counts = [strict_counts(fn.get("parameters")) for fn in strict]
+    optional = sum(c[0] for c in counts)
+    unions = sum(c[1] for c in counts)
+    lim = ANTHROPIC_STRICT_LIMITS
+    note = " (litellm 1.106.2 drops `strict` for Anthropic today; sent as strict, the request is rejected)"
+    over = []
+    for value, key, what, rule in (
+        (len(strict), "tools", "strict tools", "tool.anthropic.strict-tools"),
+        (optional, "optional", "optional parameters across strict tools", "tool.anthropic.strict-optional"),
+        (unions, "unions", "union-typed parameters across strict tools", "tool.anthropic.strict-unions"),
+    ):  # fmt: skip
+        if value > lim[key]:
+            over.append(
+                (f"{value} {what}; Anthropic's strict tool use allows {lim[key]}{note}", rule)
+            )
+    return over

@@ -38,6 +38,7 @@ _SCHEMA_MAP: Final = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 )
 _SCHEMA_LIST: Final = frozenset(LIST_KEYS)
+_SUBSCHEMAS: Final = _SCHEMA_ONE | _SCHEMA_MAP | _SCHEMA_LIST | {"dependencies"}
 _STRINGS: Final = frozenset(
     {
         "$schema",
@@ -95,66 +96,75 @@ def _problems(
         raise RecursionError
     for key, v in schema.items():
         at = (*path, key)
-        problem: str | None = None
-        hint: str | None = None
-        if key in _SCHEMA_MAP:
-            if isinstance(v, dict):
-                for name, sub in v.items():
-                    _problems(sub, (*at, name), out, depth + 1)
-            else:
-                problem = "must be an object whose values are schemas"
-        elif key in _SCHEMA_ONE:
-            _problems(v, at, out, depth + 1)
-        elif key in _SCHEMA_LIST:
-            if isinstance(v, list) and v:
-                for i, sub in enumerate(v):
-                    _problems(sub, (*at, i), out, depth + 1)
-            else:
-                problem = "must be a non-empty array of schemas"
-        elif key == "type":
-            problem, hint = _type_problem(v)
-        elif key in _STRINGS:
-            problem = None if isinstance(v, str) else "must be a string"
-        elif key in _NUMBERS:
-            problem = None if is_number(v) else "must be a number"
-        elif key in _COUNTS:
-            problem = None if is_count(v) else "must be a non-negative integer"
-        elif key in _BOOLS:
-            problem = None if isinstance(v, bool) else "must be true or false"
-        elif key in ("enum", "examples"):
-            problem = None if isinstance(v, list) else "must be an array"
-        elif key == "required":
-            problem = None if _string_array(v) else "must be an array of distinct strings"
-        elif key == "multipleOf":
-            problem = None if is_number(v) and v > 0 else "must be a number greater than 0"
-        elif key in ("$anchor", "$dynamicAnchor", "$recursiveAnchor"):
-            problem = (
-                None
-                if isinstance(v, str) and _ANCHOR.search(v)
-                else "must match ^[A-Za-z_][-A-Za-z0-9._]*$"
-            )
-        elif key == "$id":
-            problem = (
-                None if isinstance(v, str) and _ID.search(v) else "must be a URI without a fragment"
-            )
-        elif key == "$vocabulary":
-            ok = isinstance(v, dict) and all(isinstance(x, bool) for x in v.values())
-            problem = None if ok else "must map URIs to true or false"
-        elif key == "dependentRequired":
-            ok = isinstance(v, dict) and all(_string_array(x) for x in v.values())
-            problem = None if ok else "must map names to arrays of distinct strings"
-        elif key == "dependencies":
-            if not isinstance(v, dict):
-                problem = "must be an object"
-            else:
-                for name, sub in v.items():
-                    if not _string_array(sub):
-                        _problems(sub, (*at, name), out, depth + 1)
+        if key in _SUBSCHEMAS:
+            problem, hint = _subschema_problems(key, v, at, out, depth + 1), None
+        else:
+            problem, hint = _keyword_problem(key, v)
         if problem:
             text = (
                 f"`{key}` {problem}" if key == "type" else f"`{key}` {problem}, not {brief(v, 60)}"
             )
             out.append((at, text, hint or _SCHEMA_HINT))
+
+
+def _subschema_problems(
+    key: str, v: Any, at: Path, out: list[tuple[Path, str, str | None]], depth: int
+) -> str | None:
+    """The schemas under a keyword that holds schemas go into ``out``; the problem of the
+    keyword's own value, if any, is returned."""
+    if key in _SCHEMA_MAP:
+        if not isinstance(v, dict):
+            return "must be an object whose values are schemas"
+        for name, sub in v.items():
+            _problems(sub, (*at, name), out, depth)
+    elif key in _SCHEMA_ONE:
+        _problems(v, at, out, depth)
+    elif key in _SCHEMA_LIST:
+        if not (isinstance(v, list) and v):
+            return "must be a non-empty array of schemas"
+        for i, sub in enumerate(v):
+            _problems(sub, (*at, i), out, depth)
+    else:  # dependencies: each value is a schema or an array of names
+        if not isinstance(v, dict):
+            return "must be an object"
+        for name, sub in v.items():
+            if not _string_array(sub):
+                _problems(sub, (*at, name), out, depth)
+    return None
+
+
+def _keyword_problem(key: str, v: Any) -> tuple[str | None, str | None]:
+    """(what is wrong with the value of ``key``, a hint) for a keyword that holds no schema."""
+    problem: str | None = None
+    if key == "type":
+        return _type_problem(v)
+    if key in _STRINGS:
+        problem = None if isinstance(v, str) else "must be a string"
+    elif key in _NUMBERS:
+        problem = None if is_number(v) else "must be a number"
+    elif key in _COUNTS:
+        problem = None if is_count(v) else "must be a non-negative integer"
+    elif key in _BOOLS:
+        problem = None if isinstance(v, bool) else "must be true or false"
+    elif key in ("enum", "examples"):
+        problem = None if isinstance(v, list) else "must be an array"
+    elif key == "required":
+        problem = None if _string_array(v) else "must be an array of distinct strings"
+    elif key == "multipleOf":
+        problem = None if is_number(v) and v > 0 else "must be a number greater than 0"
+    elif key in ("$anchor", "$dynamicAnchor", "$recursiveAnchor"):
+        ok = isinstance(v, str) and bool(_ANCHOR.search(v))
+        problem = None if ok else "must match ^[A-Za-z_][-A-Za-z0-9._]*$"
+    elif key == "$id":
+        ok = isinstance(v, str) and bool(_ID.search(v))
+        problem = None if ok else "must be a URI without a fragment"
+    elif key == "$vocabulary":
+        ok = isinstance(v, dict) and all(isinstance(x, bool) for x in v.values())
+        problem = None if ok else "must map URIs to true or false"
+    elif key == "dependentRequired":
+        ok = isinstance(v, dict) and all(_string_array(x) for x in v.values())
+        problem = None if ok else "must map names to arrays of distinct strings"
+    return problem, None
 
 
 def _type_problem(v: Any) -> tuple[str | None, str | None]:

@@ -209,52 +209,64 @@ def _openai_strict(out: Out, schema: Schema, t: Target) -> None:
             hint="move the union into a property",
         )
     totals = {"properties": 0, "enum_values": 0, "strings": 0}
-    deepest = 0
-    for (node, path), level in zip(schema.nodes, schema.levels, strict=True):
-        deepest = max(deepest, level)
-        if not _OPENAI_STRICT_KEYWORDS.isdisjoint(node):  # most nodes have none
-            _openai_strict_keywords(out, node, path, t, fine_tuned)
-        fmt = node.get("format")
-        if isinstance(fmt, str) and fmt not in _OPENAI_STRICT_FORMATS and not fine_tuned:
-            out.add(
-                (*path, "format"),
-                f"strict mode does not support format {fmt!r} (supported: "
-                + ", ".join(sorted(_OPENAI_STRICT_FORMATS))
-                + ")",
-                rule="tool.openai.strict-format",
-                target=t,
-                hint="drop `format` and describe the expected form in the description",
-            )
-        if is_object(node):
-            _openai_strict_object(out, node, path, t)
-        props = node.get("properties")
-        if isinstance(props, dict):
-            totals["properties"] += len(props)
-            totals["strings"] += sum(len(str(k)) for k in props)
-        for defs in ("$defs", "definitions"):
-            if isinstance(node.get(defs), dict):
-                totals["strings"] += sum(len(str(k)) for k in node[defs])
-        enum = node.get("enum")
-        if isinstance(enum, list):
-            totals["enum_values"] += len(enum)
-            chars = sum(len(str(v)) for v in enum)
-            totals["strings"] += chars
-            strings = sum(len(v) for v in enum if isinstance(v, str))
-            if (
-                len(enum) > _OPENAI_LIMITS["big_enum"]
-                and strings > _OPENAI_LIMITS["big_enum_chars"]
-            ):
-                out.add(
-                    (*path, "enum"),
-                    f"strict mode: this enum has {len(enum):,} values totalling "
-                    f"{strings:,} characters; over {_OPENAI_LIMITS['big_enum']} values the limit is "
-                    f"{_OPENAI_LIMITS['big_enum_chars']:,}",
-                    rule="tool.openai.strict-enum-size",
-                    target=t,
-                    hint="shorten the values or take a free string and validate it in code",
-                )
-        if "const" in node:
-            totals["strings"] += len(str(node["const"]))
+    for node, path in schema.nodes:
+        _openai_strict_node(out, node, path, t, fine_tuned)
+        _count(totals, node)
+    _openai_strict_limits(out, totals, max(schema.levels, default=0), t)
+
+
+def _openai_strict_node(
+    out: Out, node: Mapping[str, Any], path: Path, t: Target, fine_tuned: bool
+) -> None:
+    if not _OPENAI_STRICT_KEYWORDS.isdisjoint(node):  # most nodes have none
+        _openai_strict_keywords(out, node, path, t, fine_tuned)
+    fmt = node.get("format")
+    if isinstance(fmt, str) and fmt not in _OPENAI_STRICT_FORMATS and not fine_tuned:
+        out.add(
+            (*path, "format"),
+            f"strict mode does not support format {fmt!r} (supported: "
+            + ", ".join(sorted(_OPENAI_STRICT_FORMATS))
+            + ")",
+            rule="tool.openai.strict-format",
+            target=t,
+            hint="drop `format` and describe the expected form in the description",
+        )
+    if is_object(node):
+        _openai_strict_object(out, node, path, t)
+    enum = node.get("enum")
+    if not isinstance(enum, list):
+        return
+    strings = sum(len(v) for v in enum if isinstance(v, str))
+    if len(enum) > _OPENAI_LIMITS["big_enum"] and strings > _OPENAI_LIMITS["big_enum_chars"]:
+        out.add(
+            (*path, "enum"),
+            f"strict mode: this enum has {len(enum):,} values totalling "
+            f"{strings:,} characters; over {_OPENAI_LIMITS['big_enum']} values the limit is "
+            f"{_OPENAI_LIMITS['big_enum_chars']:,}",
+            rule="tool.openai.strict-enum-size",
+            target=t,
+            hint="shorten the values or take a free string and validate it in code",
+        )
+
+
+def _count(totals: dict[str, int], node: Mapping[str, Any]) -> None:
+    """Add what ``node`` holds to the schema-wide totals strict mode limits."""
+    props = node.get("properties")
+    if isinstance(props, dict):
+        totals["properties"] += len(props)
+        totals["strings"] += sum(len(str(k)) for k in props)
+    for defs in ("$defs", "definitions"):
+        if isinstance(node.get(defs), dict):
+            totals["strings"] += sum(len(str(k)) for k in node[defs])
+    enum = node.get("enum")
+    if isinstance(enum, list):
+        totals["enum_values"] += len(enum)
+        totals["strings"] += sum(len(str(v)) for v in enum)
+    if "const" in node:
+        totals["strings"] += len(str(node["const"]))
+
+
+def _openai_strict_limits(out: Out, totals: dict[str, int], deepest: int, t: Target) -> None:
     limits = (
         ("properties", totals["properties"], "object properties", "tool.openai.strict-properties"),
         ("enum_values", totals["enum_values"], "enum values", "tool.openai.strict-enum-values"),

@@ -43,6 +43,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.status",
                 "pipeline.scaffold",
                 "pipeline.runtime",
+                "pipeline.runbook",
+                "pipeline.readiness",
             }
         ),
     ),
@@ -58,6 +60,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.records",
                 "pipeline.recordbuild",
                 "pipeline.source",
+                "pipeline.runbookfacts",
             }
         ),
     ),

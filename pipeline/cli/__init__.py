@@ -74,6 +74,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.drill",
         "Disaster recovery drills (rollback): records the measured recovery time.",
     ),
+    "runbook": (
+        "pipeline.cli.runbook",
+        "Write Markdown runbooks per agent from the configuration and the measured drill figures.",
+    ),
     "serve": (
         "pipeline.cli.serve",
         "Serve the deployed agents over HTTP (OpenAI format), failing over between providers.",

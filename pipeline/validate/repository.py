@@ -12,6 +12,7 @@ from pipeline import schemas
 from pipeline.findings import Finding
 from pipeline.loading import load, read_text
 from pipeline.repo import Layout, Repo, Settings, build_agent, discover, rel
+from pipeline.runbookfacts import stale_runbooks
 from pipeline.validate import prompts, secretfiles, secrets
 from pipeline.validate.agentchecks import AgentChecks
 from pipeline.validate.suitechecks import SuiteChecks
@@ -209,6 +210,7 @@ def validate_repo(
         found = [f for findings, _ in results for f in findings]
         findings = list(_dedupe(found))
         findings += _tracked_cache(root, cache_dir)
+        findings += stale_runbooks(root)
         findings.sort(key=lambda f: (f.path, f.line or 0))
         return ValidationReport(root, findings, sum(n for _, n in results))
     v = _Validator(root, layout, paths)
@@ -223,6 +225,7 @@ def validate_repo(
         # After the build: committed cache files are an error of the checkout, not of the
         # agents. The cache never reads them, so the repository can still be evaluated truly.
         report.findings += _tracked_cache(root, cache_dir)
+        report.findings += stale_runbooks(root)
         report.findings.sort(key=lambda f: (f.path, f.line or 0))
     return report
 

@@ -78,6 +78,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.runbook",
         "Write Markdown runbooks per agent from the configuration and the measured drill figures.",
     ),
+    "readiness": (
+        "pipeline.cli.readiness",
+        "Score the repository against the disaster-recovery checklist; exit 1 below the policy.",
+    ),
     "serve": (
         "pipeline.cli.serve",
         "Serve the deployed agents over HTTP (OpenAI format), failing over between providers.",

@@ -1,0 +1,8 @@
+"""``knowngood readiness``: the disaster-recovery checklist, measured."""
+
+from __future__ import annotations
+
+from pipeline.readiness.core import ReadinessRequest, run
+from pipeline.readiness.model import ITEMS, Check, Item, Policy, ReadinessReport
+
+__all__ = ["ITEMS", "Check", "Item", "Policy", "ReadinessReport", "ReadinessRequest", "run"]

@@ -1,0 +1,67 @@
+"""``knowngood readiness``: the seeds' disaster-recovery checklists, each item measured.
+
+Inputs: the working tree's configuration (knowngood.yaml, agents/), the release tags, the
+records branch (drills, incidents, stored eval results; fetched first unless told not to), the
+backup target's manifests, the committed runbooks and the workflows under .github/workflows.
+Nothing is written. The policy (knowngood.yaml ``runtime.readiness``) decides the exit code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.errors import GitError
+from pipeline.git import Git
+from pipeline.readiness.agents import breakers, contacts, provider_suites, runbooks, vendors
+from pipeline.readiness.drills import WINDOWS, backups_item, drill_item, schedule_item
+from pipeline.readiness.model import ITEMS, Item, Policy, ReadinessReport
+from pipeline.readiness.releases import releases_item
+from pipeline.records import RecordStore
+from pipeline.runbook import expected_runbooks
+from pipeline.runbookfacts import load_tree
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessRequest:
+    fetch: bool = True
+    now: datetime | None = None  # default: the clock (tests fix it)
+
+
+def run(root: Path, request: ReadinessRequest) -> ReadinessReport:
+    """Measure every item of the checklist (``ITEMS``) and score them against the policy."""
+    now = request.now or datetime.now(UTC)
+    settings, facts = load_tree(root)
+    git = Git(root)
+    report = ReadinessReport(now, Policy.from_settings(settings), [])
+    store = RecordStore(git, (settings.get("records") or {}).get("branch", "knowngood/records"))
+    if request.fetch:
+        try:
+            store.fetch()
+        except GitError as e:
+            report.notices.append(f"{e.message}: using the records this clone has")
+    drills = store.list("drill")
+    agents = sorted(facts)
+    items: dict[str, Item] = {
+        "releases": releases_item(git, root, agents),
+        "vendors": vendors(facts),
+        "provider-suites": provider_suites(git, store, facts),
+        "breakers": breakers(facts),
+        "backups": backups_item(root, settings, now, report.notices),
+        "runbooks": runbooks(root, facts, expected_runbooks(store, facts, drills)),
+        "contacts": contacts(facts),
+        "drill-schedule": schedule_item(_workflows(git, root)),
+    }
+    for item_id in WINDOWS:
+        items[item_id] = drill_item(item_id, drills, agents, now)
+    report.items = [items[item_id] for item_id in ITEMS]
+    return report
+
+
+def _workflows(git: Git, root: Path) -> Path:
+    """.github/workflows of the git repository (the knowngood root may be a folder in it)."""
+    try:
+        return git.toplevel() / ".github" / "workflows"
+    except GitError:
+        return root / ".github" / "workflows"

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pipeline.findings import Finding
 from pipeline.layout import CONFIG_FILE, DATA_SUFFIXES, Layout, discover, rel
-from pipeline.repo import DEFAULT_ENVIRONMENTS, deep_merge
+from pipeline.repo import DEFAULT_ENVIRONMENTS
 
 RUNBOOK_DIR = "runbooks"
 FACTS_VERSION = 1
@@ -90,7 +90,7 @@ def agent_facts(
     runtime = settings.get("runtime") or {}
     environments = []
     for env in deploy.get("environments") or DEFAULT_ENVIRONMENTS:
-        resolved = deep_merge(agent, overlays.get(env) or {})
+        resolved = _merged(agent, overlays.get(env) or {})
         model = resolved.get("model") or {}
         chain = [model.get("provider"), *(model.get("fallbacks") or [])]
         evals = resolved.get("evals") or {}
@@ -133,8 +133,19 @@ def agent_facts(
         "suites": dict(agent.get("evals") or {}),
         "environments": environments,
     }
-    plain: Facts = json.loads(json.dumps(facts, sort_keys=True))  # plain JSON types, sorted
-    return plain
+    return facts
+
+
+def _merged(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``deep_merge`` without copying: the result shares the inputs' values (read only here)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        held = out.get(key)
+        if isinstance(value, Mapping) and isinstance(held, Mapping):
+            out[key] = _merged(held, value)
+        else:
+            out[key] = value
+    return out
 
 
 def fingerprint(facts: Facts) -> str:

@@ -108,7 +108,9 @@ class ReadyWorld:
 def ready_world(tmp: Path) -> ReadyWorld:
     """Everything passes at ``now``."""
     root = make_repo(tmp / "repo", AGENTS)
-    write_repo(root, {".github/workflows/drills.yml": WORKFLOW, ".gitignore": "backups/\n"})
+    write_repo(
+        root, {".github/workflows/drills.yml": WORKFLOW, ".gitignore": "backups/\n.knowngood/\n"}
+    )
     with (root / "knowngood.yaml").open("a", encoding="utf-8") as fh:
         fh.write(RUNTIME)
     for agent in AGENTS:

@@ -326,10 +326,36 @@ def test_schedules_limited_by_an_if_count_only_for_their_cron(tmp_path: Path) ->
     }
 
 
-def test_readiness_reads_only_what_it_needs(world: ReadyWorld) -> None:
-    """No record, tag or file is written: the records branch and the tags are unchanged."""
+def test_readiness_writes_nothing_but_its_cache(world: ReadyWorld) -> None:
+    """No record, tag or tracked file changes; only .knowngood/readiness/ (ignored) appears."""
     before = git(world.root, "for-each-ref")
-    status = git(world.root, "status", "--porcelain", "--ignored")
     measure(world)
     assert git(world.root, "for-each-ref") == before
-    assert git(world.root, "status", "--porcelain", "--ignored") == status
+    assert git(world.root, "status", "--porcelain") == ""
+    assert git(world.root, "status", "--porcelain", "--ignored").split() == [
+        "!!",
+        ".knowngood/",
+        "!!",
+        "backups/",
+    ]
+
+
+def test_bundle_verdicts_are_kept_per_commit_and_knowngood_version(world: ReadyWorld) -> None:
+    """Building every release's bundles is the slow part: a verdict is a pure function of the
+    commit and knowngood's version, so it is kept in .knowngood/readiness/bundles.json."""
+    cache = world.root / ".knowngood" / "readiness" / "bundles.json"
+    assert measure(world).exit_code == 0
+    data = json.loads(cache.read_text())
+    assert not list(validator("readiness-cache").iter_errors(data))
+    assert len(data["verdicts"]) == 6 and set(data["verdicts"].values()) == {None}
+    key = next(k for k in data["verdicts"] if k.endswith(":shop"))
+    data["verdicts"][key] = "planted: the kept verdict is what counts"
+    cache.write_text(json.dumps(data))
+    found = failing(measure(world))
+    assert any("planted: the kept verdict is what counts" in line for line in found["releases"])
+    data["knowngood"] = "0.0.0-other"  # another knowngood: every verdict is measured again
+    cache.write_text(json.dumps(data))
+    assert measure(world).exit_code == 0
+    cache.write_text("{not json")  # a broken cache is rebuilt, never trusted
+    assert measure(world).exit_code == 0
+    assert json.loads(cache.read_text())["verdicts"][key] is None

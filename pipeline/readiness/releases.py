@@ -3,11 +3,15 @@ builds, for every environment of that revision, exactly as ``knowngood deploy`` 
 
 Bundles are built per revision: the tags that point at one commit share one export and one
 validation of it (``bundle_from_repo``), so the cost grows with the distinct release commits,
-not with the tags.
+not with the tags. A verdict depends only on the commit and on knowngood itself, so it is kept
+in ``.knowngood/readiness/bundles.json`` (schemas/readiness-cache.schema.json) per knowngood
+version: a release commit is built once, later runs only read tags.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +23,7 @@ from pipeline.readiness.model import Check, Item
 from pipeline.release.tags import TagRef, release_tags
 
 RELEASES_NEEDED = 3
+CACHE = ".knowngood/readiness/bundles.json"
 
 
 def releases_item(git: Git, root: Path, agents: Iterable[str]) -> Item:
@@ -58,16 +63,44 @@ def releases_item(git: Git, root: Path, agents: Iterable[str]) -> Item:
 
 def _build_all(git: Git, root: Path, tags: list[TagRef]) -> dict[str, str]:
     """tag name -> why its bundle does not build, for the tags whose bundle does not."""
+    import pipeline
+
+    identity = pipeline.__version__
+    kept = _read_cache(root / CACHE, identity)
     by_commit: dict[str, list[TagRef]] = {}
     for tag in tags:
-        by_commit.setdefault(tag.commit, []).append(tag)
-    problems: dict[str, str] = {}
-    if not by_commit:
-        return problems
-    prefix = root_prefix(git, root)
-    for commit, group in sorted(by_commit.items()):
-        problems.update(_build_commit(git, prefix, commit, group))
-    return problems
+        if f"{tag.commit}:{tag.agent}" not in kept:
+            by_commit.setdefault(tag.commit, []).append(tag)
+    if by_commit:
+        prefix = root_prefix(git, root)
+        for commit, group in sorted(by_commit.items()):
+            problems = _build_commit(git, prefix, commit, group)
+            for tag in group:
+                kept[f"{tag.commit}:{tag.agent}"] = problems.get(tag.name)
+        _write_cache(root / CACHE, identity, kept)
+    return {t.name: why for t in tags if (why := kept.get(f"{t.commit}:{t.agent}")) is not None}
+
+
+def _read_cache(path: Path, identity: str) -> dict[str, str | None]:
+    """The kept verdicts, or none when the file is missing, broken or of another knowngood."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("knowngood") != identity:
+        return {}
+    verdicts = data.get("verdicts")
+    if not isinstance(verdicts, dict):
+        return {}
+    return {str(k): v for k, v in verdicts.items() if v is None or isinstance(v, str)}
+
+
+def _write_cache(path: Path, identity: str, verdicts: Mapping[str, str | None]) -> None:
+    from pipeline.runbook.core import write_atomic
+
+    doc = {"version": 1, "knowngood": identity, "verdicts": dict(sorted(verdicts.items()))}
+    with contextlib.suppress(OSError):  # a read-only checkout: the next run measures again
+        write_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
 def _build_commit(git: Git, prefix: str, commit: str, tags: list[TagRef]) -> Mapping[str, str]:

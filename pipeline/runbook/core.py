@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.errors import GitError, UsageError
 from pipeline.git import Git
 from pipeline.records import Record, RecordStore
-from pipeline.runbook.figures import agent_figures, newest_passed
+from pipeline.runbook.figures import agent_figures, newest_of_each_kind, newest_passed
 from pipeline.runbook.render import render
 from pipeline.runbookfacts import RUNBOOK_DIR, Facts, header_of, load_tree
 
@@ -109,11 +109,12 @@ def expected_runbooks(
     """agent -> the runbook it should have now (two reads of the records for any count;
     ``drills``: the drill records when the caller has them already)."""
     passed = newest_passed(store.list("drill") if drills is None else drills)
+    repository = newest_of_each_kind(passed)
     incidents: dict[str, list[dict[str, Any]]] = {}
     for incident in store.incidents():
         incidents.setdefault(incident.agent, []).append(incident.to_dict())
     return {
-        agent: render(f, agent_figures(agent, passed, incidents.get(agent, ())))
+        agent: render(f, agent_figures(agent, passed, incidents.get(agent, ()), repository))
         for agent, f in facts.items()
     }
 

@@ -76,19 +76,32 @@ def newest_passed(drills: Iterable[Record]) -> dict[tuple[str, str], Drill]:
     return {key: Drill.from_record(record) for key, record in best.items()}
 
 
+def newest_of_each_kind(passed: Mapping[tuple[str, str], Drill]) -> dict[str, Drill]:
+    """kind -> the newest passed drill of any agent (for the repository-wide kinds)."""
+    newest: dict[str, Drill] = {}
+    for (_, kind), drill in passed.items():
+        held = newest.get(kind)
+        if held is None or (drill.at, drill.agent) > (held.at, held.agent):
+            newest[kind] = drill
+    return newest
+
+
 def agent_figures(
     agent: str,
     passed: Mapping[tuple[str, str], Drill],
     incidents: Iterable[Mapping[str, Any]] = (),
+    repository: Mapping[str, Drill] | None = None,
 ) -> Figures:
     """The figures of ``agent``: its own drills, and for the repository-wide kinds the newest
-    one of any agent when it has none; with its resolved incidents' mean recovery time."""
+    one of any agent when it has none (``repository``: ``newest_of_each_kind(passed)``, when
+    the caller has it); with its resolved incidents' mean recovery time."""
+    if repository is None:
+        repository = newest_of_each_kind(passed)
     drills: dict[str, Drill] = {}
     for kind in DRILL_KINDS:
         own = passed.get((agent, kind))
         if own is None and kind in REPOSITORY_WIDE:
-            others = [d for (_, k), d in passed.items() if k == kind]
-            own = max(others, key=lambda d: (d.at, d.agent), default=None)
+            own = repository.get(kind)
         if own is not None:
             drills[kind] = own
     recoveries = [

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.findings import Finding
-from pipeline.layout import CONFIG_FILE, DATA_SUFFIXES, Layout, discover, rel
+from pipeline.layout import CONFIG_FILE, DATA_SUFFIXES, discover, rel
 from pipeline.repo import DEFAULT_ENVIRONMENTS
 
 RUNBOOK_DIR = "runbooks"
@@ -39,9 +39,10 @@ __all__ = [
     "agent_facts",
     "fingerprint",
     "header_of",
+    "orphan_runbooks",
     "recovery_targets",
     "runbook_path",
-    "stale_runbooks",
+    "stale_runbook",
     "vendor",
 ]
 
@@ -163,26 +164,6 @@ def header_of(text: str) -> tuple[str, str] | None:
 # -- the working tree, for validate --------------------------------------------------------------
 
 
-def tree_facts(root: Path, layout: Layout, settings: Mapping[str, Any], agent: str) -> Facts | None:
-    """The facts of ``agent`` from the files under ``root``; None when they do not load (then
-    validate reports the files themselves)."""
-    from pipeline.loading import load
-
-    files = layout.agents.get(agent)
-    if files is None:
-        return None
-    doc, _ = load(files.config, rel(root, files.config))
-    if doc is None or not isinstance(doc.data, Mapping):
-        return None
-    overlays: dict[str, Mapping[str, Any]] = {}
-    for path in files.environments:
-        env_doc, _ = load(path, rel(root, path))
-        if env_doc is None or not isinstance(env_doc.data, Mapping):
-            return None
-        overlays[path.stem] = env_doc.data
-    return agent_facts(settings, doc.data, overlays, tool_files(files.dir, doc.data))
-
-
 def tool_files(agent_dir: Path, agent: Mapping[str, Any]) -> list[str]:
     """The agent's tool files relative to its folder, as agent.yaml lists them or tools/ holds."""
     listed = agent.get("tools")
@@ -194,37 +175,48 @@ def tool_files(agent_dir: Path, agent: Mapping[str, Any]) -> list[str]:
     return sorted(f"tools/{p.name}" for p in folder.iterdir() if p.suffix in DATA_SUFFIXES)
 
 
-def stale_runbooks(root: Path) -> list[Finding]:
-    """A warning for each generated runbook under runbooks/ whose configuration fingerprint no
-    longer matches the configuration (or whose agent is gone); nothing without runbooks/."""
-    from pipeline.loading import load
+def stale_runbook(root: Path, agent: str, facts: Facts) -> Finding | None:
+    """A warning when runbooks/<agent>.md was generated from another configuration (its first
+    line's fingerprint differs from ``facts``'); None when it is current, absent or hand-written."""
+    where = runbook_path(agent)
+    header = header_of(_first_line(root / where))
+    if header is None or header[0] != agent or header[1] == fingerprint(facts):
+        return None
+    return Finding(
+        where,
+        1,
+        None,
+        "",
+        f"runbook is stale: {CONFIG_FILE} or agents/{agent}/ changed since it was generated",
+        "warning",
+        "runbook.stale",
+        hint=f"regenerate it with `knowngood runbook {agent}` and commit {where}",
+    )
 
+
+def orphan_runbooks(root: Path, agents: Collection[str]) -> list[Finding]:
+    """A warning for each generated runbook under runbooks/ whose agent no longer exists."""
     folder = root / RUNBOOK_DIR
     if not folder.is_dir():
         return []
-    layout = discover(root)
-    config, _ = load(layout.config, CONFIG_FILE)
-    if config is None or not isinstance(config.data, Mapping):
-        return []  # validate reports knowngood.yaml itself
     findings = []
     for path in sorted(folder.glob("*.md")):
-        where = rel(root, path)
         header = header_of(_first_line(path))
-        if header is None:
-            continue  # a hand-written page: not ours to judge
-        agent, recorded = header
-        if agent not in layout.agents:
-            message = f"runbook of agent {agent!r}, which no longer exists"
-            hint = f"delete it (`git rm {where}`)"
-        else:
-            facts = tree_facts(root, layout, config.data, agent)
-            if facts is None or fingerprint(facts) == recorded:
-                continue
-            message = (
-                f"runbook is stale: {CONFIG_FILE} or agents/{agent}/ changed since it was generated"
+        if header is None or header[0] in agents:
+            continue
+        where = rel(root, path)
+        findings.append(
+            Finding(
+                where,
+                1,
+                None,
+                "",
+                f"runbook of agent {header[0]!r}, which no longer exists",
+                "warning",
+                "runbook.stale",
+                hint=f"delete it (`git rm {where}`)",
             )
-            hint = f"regenerate it with `knowngood runbook {agent}` and commit {where}"
-        findings.append(Finding(where, 1, None, "", message, "warning", "runbook.stale", hint=hint))
+        )
     return findings
 
 

@@ -28,6 +28,7 @@ RUNBOOK_DIR = "runbooks"
 FACTS_VERSION = 1
 HEADER = re.compile(r"^<!-- knowngood-runbook agent=([a-z][a-z0-9_-]*) config=([0-9a-f]{16}) ")
 DEFAULT_STATE_STORE = "sqlite:///.knowngood/state.db"
+DEFAULT_BACKUP_TARGET = {"type": "directory", "path": ".knowngood/backups"}  # knowngood backup's
 DEFAULT_RTO_S = 900.0
 DEFAULT_RPO_S = 3600.0
 
@@ -114,7 +115,7 @@ def agent_facts(
             }
         )
     target = dict(deploy.get("target") or {"type": "directory", "path": ".knowngood/deployments"})
-    backup = (runtime.get("backup") or {}).get("target")
+    backup = (runtime.get("backup") or {}).get("target") or DEFAULT_BACKUP_TARGET
     facts: Facts = {
         "version": FACTS_VERSION,
         "agent": agent.get("name"),
@@ -125,7 +126,7 @@ def agent_facts(
         "records_branch": (settings.get("records") or {}).get("branch", "knowngood/records"),
         "deploy_target": {k: target[k] for k in sorted(target) if k != "secret_env"},
         "state_store": runtime.get("state_store") or DEFAULT_STATE_STORE,
-        "backup_target": dict(backup) if isinstance(backup, Mapping) else None,
+        "backup_target": dict(backup),
         "targets": recovery_targets(settings),
         "serves_locally": any(
             isinstance(p, Mapping) and p.get("serve") for p in providers.values()

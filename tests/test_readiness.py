@@ -7,6 +7,7 @@ fails, says what it measured and what to do, and that the policy turns it into t
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -36,8 +37,6 @@ def world(template: ReadyWorld, tmp_path: Path) -> ReadyWorld:
     git(tmp_path, "clone", "-q", "--no-local", str(template.root), str(root))
     git(root, "fetch", "-q", "origin", "knowngood/records:knowngood/records")
     git(root, "remote", "remove", "origin")
-    import shutil
-
     shutil.copytree(template.root / "backups", root / "backups")
     return ReadyWorld(root, template.now)
 
@@ -267,17 +266,45 @@ def test_an_invalid_configuration_fails_with_its_file_and_line(
     assert "knowngood.yaml:" in err and "min_score" in err and "run `knowngood validate`" in err
 
 
-def test_backups_are_read_from_the_newest_manifest(world: ReadyWorld) -> None:
+def test_backups_are_read_from_the_newest_manifests(world: ReadyWorld) -> None:
+    """Snapshot manifests (taken_at, ISO) and journal heads (through, unix seconds) at any
+    depth of the target; junk is named, not trusted."""
     from pipeline.readiness.backups import newest_backup
 
-    world.backup(300, "old")
-    (world.root / "backups" / "junk.json").write_text("not json")
-    notices: list[str] = []
-    newest = newest_backup(world.root / "backups", notices)
-    assert newest is not None and stamp(newest).startswith(
-        stamp(world.now - timedelta(minutes=10))[:16]
+    folder = world.root / "backups"
+    shutil.rmtree(folder)
+    snapshots = folder / "sqlite" / "snapshots"
+    snapshots.mkdir(parents=True)
+    taken = world.now - timedelta(hours=5)
+    (snapshots / "20261205T000000.000000Z-abc-0000000000000001.json").write_text(
+        json.dumps({"kind": "snapshot", "taken_at": stamp(taken)})
     )
+    (folder / "junk.json").write_text("not json")
+    notices: list[str] = []
+    assert newest_backup(folder, notices) == taken
     assert notices and "junk.json is unreadable" in notices[0]
+    head = folder / "sqlite" / "journal" / "abc" / "head.json"
+    head.parent.mkdir(parents=True)
+    shipped = world.now - timedelta(seconds=30)
+    head.write_text(json.dumps({"last": 7, "through": shipped.timestamp()}))
+    assert newest_backup(folder) == shipped
+    assert measure(world).items[5].passed
+
+
+def test_backups_default_to_the_knowngood_backups_folder(
+    world: ReadyWorld,
+) -> None:
+    text = (world.root / "knowngood.yaml").read_text()
+    (world.root / "knowngood.yaml").write_text(
+        text.replace("  backup:\n    target: {type: directory, path: backups}\n", "")
+    )
+    item = next(i for i in measure(world).items if i.id == "backups")
+    assert item.failed[0].detail == "no backup in .knowngood/backups"
+    (world.root / ".knowngood" / "backups").mkdir(parents=True)
+    shutil.copy(
+        world.root / "backups" / "snap" / "manifest.json", world.root / ".knowngood" / "backups"
+    )
+    assert next(i for i in measure(world).items if i.id == "backups").passed
 
 
 @pytest.mark.parametrize(
@@ -359,3 +386,17 @@ def test_bundle_verdicts_are_kept_per_commit_and_knowngood_version(world: ReadyW
     cache.write_text("{not json")  # a broken cache is rebuilt, never trusted
     assert measure(world).exit_code == 0
     assert json.loads(cache.read_text())["verdicts"][key] is None
+
+
+def test_a_command_backup_target_cannot_be_read_and_says_so(tmp_path: Path) -> None:
+    """The backups' own schema allows command targets; their manifests are not files here."""
+    from datetime import UTC, datetime
+
+    from pipeline.readiness.drills import backups_item
+
+    settings = {"runtime": {"backup": {"target": {"type": "command", "command": ["./b.sh"]}}}}
+    item = backups_item(tmp_path, settings, datetime.now(UTC), [])
+    assert [(c.ok, c.detail) for c in item.checks] == [
+        (False, "cannot read the manifests of a command backup target")
+    ]
+    assert item.checks[0].fix is not None and "knowngood backups list" in item.checks[0].fix

@@ -64,6 +64,9 @@ def test_commands_contacts_and_settings_are_this_repositorys(world: ReadyWorld) 
     text = (world.root / "runbooks" / "shop.md").read_text()
     for expected in (
         "knowngood rollback shop --env production --check",
+        'knowngood incident open shop --severity P1 --env production --what "<what you see>"',
+        "knowngood incident ack <incident-id>",
+        'knowngood incident resolve <incident-id> --note "<what fixed it>"',
         "knowngood check shop --env production",
         "knowngood drill fault local --for 3600",
         "git log --first-parent --merges --oneline origin/main -- agents/shop",

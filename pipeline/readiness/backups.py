@@ -1,15 +1,19 @@
 """The newest backup in a directory backup target, from its manifest files.
 
 Assumed layout (``knowngood backup`` is built elsewhere; this is the one place that reads it):
-the target directory holds, at its top or one folder down, JSON manifest files (``*.json``), one
-per snapshot, each an object naming the snapshot's time in one of ``TIME_KEYS`` as an ISO 8601
-UTC timestamp. The newest such time is the newest restorable point. Files that are not JSON
-objects with such a time are ignored; unreadable ones too (with a notice).
+the target directory holds, up to ``MAX_DEPTH`` folders down, JSON manifest files (``*.json``):
+snapshot manifests naming when they were taken (``taken_at``) and journal heads naming the
+newest point shipped (``through``), in one of ``TIME_KEYS`` as an ISO 8601 UTC time or unix
+seconds. The newest such time is taken as the newest restorable point. Only the ``NEWEST_FILES``
+most recently written manifests are read, so a target with years of snapshots costs the same.
+Files that are not JSON objects with such a time are ignored; unreadable ones with a notice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,30 +21,41 @@ from typing import Any
 
 # The keys a manifest may carry its time in, most precise first: the newest point it restores
 # to (a snapshot plus its change journal), else when the snapshot was taken.
-TIME_KEYS = ("restorable_until", "taken_at", "created_at", "at", "timestamp")
+TIME_KEYS = ("restorable_until", "through", "taken_at", "created_at", "at", "timestamp")
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_DEPTH = 4
+NEWEST_FILES = 50
+DEFAULT_DIRECTORY = ".knowngood/backups"  # where `knowngood backup` writes without runtime.backup
 
 
-def backup_directory(root: Path, settings: Mapping[str, Any]) -> Path | None:
-    """knowngood.yaml ``runtime.backup.target.path`` (relative to ``root``), or None."""
-    target = ((settings.get("runtime") or {}).get("backup") or {}).get("target") or {}
-    path = target.get("path") if isinstance(target, Mapping) else None
-    if not isinstance(path, str) or not path:
-        return None
-    folder = Path(path)
+def backup_directory(root: Path, settings: Mapping[str, Any]) -> Path | str:
+    """The directory of knowngood.yaml ``runtime.backup.target`` (relative to ``root``; default
+    .knowngood/backups), or the target's type when it is not a directory."""
+    target = ((settings.get("runtime") or {}).get("backup") or {}).get("target") or {
+        "type": "directory",
+        "path": DEFAULT_DIRECTORY,
+    }
+    if not isinstance(target, Mapping) or target.get("type", "directory") != "directory":
+        return str(target.get("type") if isinstance(target, Mapping) else target)
+    folder = Path(str(target.get("path") or DEFAULT_DIRECTORY))
     return folder if folder.is_absolute() else root / folder
 
 
 def newest_backup(directory: Path, notices: list[str] | None = None) -> datetime | None:
     """The newest restorable time among the manifests in ``directory`` (UTC), or None."""
-    if not directory.is_dir():
-        return None
-    newest: datetime | None = None
-    for path in sorted([*directory.glob("*.json"), *directory.glob("*/*.json")]):
-        when = _manifest_time(path, notices)
-        if when is not None and (newest is None or when > newest):
-            newest = when
-    return newest
+    found: list[tuple[float, str, Path]] = []
+    base = len(directory.parts)
+    for folder, dirs, files in os.walk(directory):
+        if len(Path(folder).parts) - base >= MAX_DEPTH:
+            dirs.clear()
+        for name in files:
+            if name.endswith(".json"):
+                path = Path(folder, name)
+                with contextlib.suppress(OSError):
+                    found.append((path.stat().st_mtime, str(path), path))
+    found.sort(reverse=True)
+    times = [_manifest_time(path, notices) for _, _, path in found[:NEWEST_FILES]]
+    return max((t for t in times if t is not None), default=None)
 
 
 def _manifest_time(path: Path, notices: list[str] | None) -> datetime | None:
@@ -56,10 +71,11 @@ def _manifest_time(path: Path, notices: list[str] | None) -> datetime | None:
         return None
     for key in TIME_KEYS:
         value = data.get(key)
-        if isinstance(value, str):
-            when = parse_utc(value)
-            if when is not None:
-                return when
+        if isinstance(value, str) and (when := parse_utc(value)) is not None:
+            return when
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            with contextlib.suppress(OverflowError, OSError, ValueError):
+                return datetime.fromtimestamp(value, UTC)
     return None
 
 

@@ -65,21 +65,27 @@ def backups_item(
     item = Item("backups")
     rpo = recovery_targets(settings)["rpo_s"]
     folder = backup_directory(root, settings)
-    if folder is None:
+    if isinstance(folder, str):
         item.checks.append(
             Check(
                 "repository",
                 False,
-                "no backup target configured",
-                "set runtime.backup.target {type: directory, path} in knowngood.yaml and "
-                "schedule `knowngood backup`",
+                f"cannot read the manifests of a {folder} backup target",
+                "check `knowngood backups list` by hand, or back up to a directory target",
             )
         )
         return item
     newest = newest_backup(folder, notices)
     if newest is None:
+        shown = _shown(root, folder)
         item.checks.append(
-            Check("repository", False, f"no backup in {folder}", "run `knowngood backup`")
+            Check(
+                "repository",
+                False,
+                f"no backup in {shown}",
+                "run `knowngood backup` (and set runtime.backup in knowngood.yaml so serve "
+                "backs up on a schedule)",
+            )
         )
         return item
     age = (now - newest).total_seconds()
@@ -128,3 +134,10 @@ def schedule_item(workflows: Path) -> Item:
             else:
                 item.checks.append(Check(kind, False, f"{detail} (needs {limit})", fix))
     return item
+
+
+def _shown(root: Path, folder: Path) -> str:
+    try:
+        return folder.relative_to(root).as_posix()
+    except ValueError:
+        return str(folder)

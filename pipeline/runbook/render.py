@@ -104,10 +104,7 @@ def _summary(facts: Facts) -> str:
         ("Environments", ", ".join(e["env"] for e in facts["environments"])),
         ("Deploy target", target_text(facts["deploy_target"])),
         ("State store", f"`{facts['state_store']}`"),
-        (
-            "Backups",
-            target_text(facts["backup_target"]) if facts["backup_target"] else "not configured",
-        ),
+        ("Backups", target_text(facts["backup_target"])),
         ("Records", f"branch `{facts['records_branch']}` (main branch `{facts['main_branch']}`)"),
         (
             "Targets",
@@ -122,7 +119,7 @@ def _summary(facts: Facts) -> str:
 def target_text(target: Mapping[str, Any]) -> str:
     kind = target.get("type", "directory")
     if kind == "directory":
-        return f"directory `{target.get('path', '.knowngood/deployments')}`"
+        return f"directory `{target.get('path')}`"
     if kind == "command":
         return f"command `{' '.join(target.get('command') or [])}`"
     return f"http `{target.get('url', '')}`"

@@ -67,41 +67,45 @@ def _rollback_timeline(facts: Facts, figures: Figures) -> str:
 def p1_playbook(facts: Facts, figures: Figures) -> str:
     agent, env = facts["agent"], main_env(facts)
     rto = seconds(facts["targets"]["rto_s"])
+    scenarios = [a for a in SECTIONS if a != "p1-playbook"]
     steps = [
-        "Open the incident so the timeline starts now:"
+        "Open the incident so its timeline starts now (it notifies at once and links the "
+        "section to follow; the scenario is one of "
+        + ", ".join(scenarios)
+        + "):"
         + _cmd(
-            f'knowngood incident open {agent} --severity P1 --env {env} --reason "<what you see>"'
+            f'knowngood incident open {agent} --severity P1 --env {env} --what "<what you see>" '
+            "--scenario <scenario>"
         ),
-        "See what runs, the last known good release, open incidents and the breakers:"
-        + _cmd(f"knowngood status {agent}"),
-        "Acknowledge it (the owner, or the first escalation contact who picks it up):"
-        + _cmd("knowngood incident ack <incident-id>"),
+        "Acknowledge it (the owner, or the first escalation contact who picks it up) and see "
+        "what runs, the last known good release and the breakers:"
+        + _cmd("knowngood incident ack <incident-id>", f"knowngood status {agent}"),
         "Mitigate with the section that matches: a provider down → [Model API outage](#model-api-outage); "
         "a bad change → [Prompt change breaks the agent](#prompt-change-breaks-the-agent); "
         "state lost or wrong → [State corruption](#state-corruption); a tool's API changed → "
         "[Tool API breaking change](#tool-api-breaking-change); the machine is gone → "
         "[Full rebuild](#full-rebuild). When unsure, roll back first:"
-        + _cmd(f"knowngood rollback {agent} --env {env} --check"),
-        "Resolve it once the check passes; this writes the post-mortem skeleton:"
-        + _cmd("knowngood incident resolve <incident-id>"),
+        + _cmd(
+            f"knowngood rollback {agent} --env {env} --check",
+            'knowngood incident mitigate <incident-id> --note "<what you did>"',
+        ),
+        "Resolve it once the check passes; this writes the post-mortem skeleton under "
+        "postmortems/ (fill in what worked and what took longer than this runbook says):"
+        + _cmd('knowngood incident resolve <incident-id> --note "<what fixed it>"'),
     ]
     verify = [
         f"`knowngood check {agent} --env {env}` exits 0.",
-        f"`knowngood status {agent}` shows {env} good and no open incident.",
+        f"`knowngood status {agent}` shows {env} good and `knowngood incident list {agent} --open` "
+        "lists nothing.",
     ]
-    timeline = (
-        f"serving a known good release again within {rto} (the RTO target); "
-        + _rollback_timeline(facts, figures)
+    timeline = f"serving a known good release again within {rto} (the RTO target); " + (
+        _rollback_timeline(facts, figures)
+    )
+    when = (
+        f"the agent is down or wrong for users in {env} (a P1: every user affected, no workaround)."
     )
     return (
-        _section(
-            "p1-playbook",
-            "the agent is down or wrong for users in "
-            f"{env} (a P1: every user affected, no workaround).",
-            steps,
-            verify,
-            timeline,
-        )
+        _section("p1-playbook", when, steps, verify, timeline)
         + "\n\n**Escalate:** "
         + _escalate(facts)
     )
@@ -191,7 +195,7 @@ def prompt_change_breaks(facts: Facts, figures: Figures) -> str:
 
 def state_corruption(facts: Facts, figures: Figures) -> str:
     agent, env = facts["agent"], main_env(facts)
-    backups = target_text(facts["backup_target"]) if facts["backup_target"] else None
+    backups = target_text(facts["backup_target"])
     steps = [
         f"Stop the workers that write the state store `{facts['state_store']}` "
         "(every `knowngood serve` of this repository).",

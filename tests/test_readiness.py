@@ -400,3 +400,27 @@ def test_a_command_backup_target_cannot_be_read_and_says_so(tmp_path: Path) -> N
         (False, "cannot read the manifests of a command backup target")
     ]
     assert item.checks[0].fix is not None and "knowngood backups list" in item.checks[0].fix
+
+
+def test_readiness_items_for_the_report(world: ReadyWorld) -> None:
+    """``knowngood report`` shows the checklist: one flat entry per check, with its agent."""
+    from pipeline.readiness import readiness_items
+
+    items = readiness_items(world.root, None)
+    assert len(items) == sum(len(i.checks) for i in measure(world).items)
+    by = {(i["id"], i["agent"]): i for i in items}
+    assert by[("releases", "shop")]["ok"] is True
+    assert (
+        by[("releases", "shop")]["item"]
+        == "Last three releases tagged, each one's bundle buildable"
+    )
+    assert by[("backups", None)]["detail"].startswith("newest backup ")
+    assert ("drill-schedule", None) in by and ("drill-schedule", "rollback") not in by
+    (world.root / "runbooks" / "desk.md").unlink()
+    missing = next(
+        i for i in readiness_items(world.root, None) if i["id"] == "runbooks" and not i["ok"]
+    )
+    assert missing["agent"] == "desk"
+    assert missing["detail"] == (
+        "runbooks/desk.md is missing -- run `knowngood runbook desk` and commit runbooks/desk.md"
+    )

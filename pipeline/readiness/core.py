@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import GitError
 from pipeline.git import Git
 from pipeline.readiness.agents import breakers, contacts, provider_suites, runbooks, vendors
 from pipeline.readiness.drills import WINDOWS, backups_item, drill_item, schedule_item
-from pipeline.readiness.model import ITEMS, Item, Policy, ReadinessReport
+from pipeline.readiness.model import AGENT_ITEMS, ITEMS, Item, Policy, ReadinessReport
 from pipeline.readiness.releases import releases_item
 from pipeline.records import RecordStore
 from pipeline.runbook import expected_runbooks
@@ -65,3 +66,22 @@ def _workflows(git: Git, root: Path) -> Path:
         return git.toplevel() / ".github" / "workflows"
     except GitError:
         return root / ".github" / "workflows"
+
+
+def readiness_items(root: Path, settings: object = None) -> list[dict[str, Any]]:
+    """The checklist as flat entries for ``knowngood report``: per check its item id and title,
+    whether it passed, what was measured (and what to do), and its agent (None for the
+    repository, a drill kind or a schedule). ``settings`` is unused: the configuration is read
+    from the working tree like ``knowngood readiness`` reads it; records are not fetched."""
+    report = run(root, ReadinessRequest(fetch=False))
+    return [
+        {
+            "id": item.id,
+            "item": item.title,
+            "ok": check.ok,
+            "detail": check.detail + (f" -- {check.fix}" if check.fix else ""),
+            "agent": check.subject if item.id in AGENT_ITEMS else None,
+        }
+        for item in report.items
+        for check in item.checks
+    ]

@@ -24,6 +24,19 @@ ITEMS: dict[str, str] = {
     "contacts": "An owner and an escalation contact per agent",
     "drill-schedule": "Drills scheduled in the workflows",
 }
+# The items measured per agent (the others: per drill kind, or the repository as a whole).
+AGENT_ITEMS = frozenset(
+    {
+        "releases",
+        "rollback-drill",
+        "vendors",
+        "provider-suites",
+        "breakers",
+        "failover-drill",
+        "runbooks",
+        "contacts",
+    }
+)
 DEFAULT_MIN_SCORE = 100.0
 
 

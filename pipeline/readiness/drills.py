@@ -32,10 +32,14 @@ def drill_item(
     kind, days, per_agent = WINDOWS[item_id]
     item = Item(item_id)
     since = now - timedelta(days=days)
-    passed = [d for d in drills if d.get("drill") == kind and d.get("outcome") == "passed"]
+    newest_of: dict[str, Record] = {}  # agent (or "repository") -> newest passed drill
+    for d in drills:
+        if d.get("drill") == kind and d.get("outcome") == "passed":
+            key = str(d.get("agent")) if per_agent else "repository"
+            if key not in newest_of or str(d["at"]) > str(newest_of[key]["at"]):
+                newest_of[key] = d
     for subject in agents if per_agent else ["repository"]:
-        mine = [d for d in passed if not per_agent or d.get("agent") == subject]
-        newest = max(mine, key=lambda d: str(d["at"]), default=None)
+        newest = newest_of.get(subject)
         command = f"knowngood drill {kind}" + (f" {subject}" if per_agent else "")
         when = parse_utc(str(newest["at"])) if newest is not None else None
         if newest is None or when is None:

@@ -222,6 +222,10 @@ def orphan_runbooks(root: Path, agents: Collection[str]) -> list[Finding]:
 
 
 def _first_line(path: Path) -> str:
+    """The first line (at most 512 characters) of a regular file; "" for anything else (a
+    symlink from a pull request must not make validate read outside the checkout)."""
+    if path.is_symlink() or not path.is_file():
+        return ""
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
             return fh.readline(512)

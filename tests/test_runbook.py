@@ -200,3 +200,21 @@ def test_validate_names_a_runbook_whose_agent_is_gone(
         code == 1
         and {"agent": "desk", "path": "runbooks/desk.md", "state": "orphan"} in out["files"]
     )
+
+
+def test_a_symlinked_runbook_is_not_followed(
+    world: ReadyWorld, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A pull request could point runbooks/shop.md anywhere: validate does not read it, and
+    readiness counts it as missing."""
+    from pipeline.readiness import ReadinessRequest
+    from pipeline.readiness import run as readiness
+
+    outside = tmp_path / "outside.md"
+    outside.write_text("<!-- knowngood-runbook agent=shop config=0000000000000000 -->\n")
+    (world.root / "runbooks" / "shop.md").unlink()
+    (world.root / "runbooks" / "shop.md").symlink_to(outside)
+    assert _validate(world, capsys) == (0, [])
+    report = readiness(world.root, ReadinessRequest(fetch=False, now=world.now))
+    item = next(i for i in report.items if i.id == "runbooks")
+    assert [c.detail for c in item.failed] == ["runbooks/shop.md is missing"]

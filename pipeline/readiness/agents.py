@@ -13,6 +13,7 @@ from pipeline.readiness.model import Check, Item
 from pipeline.records import RecordStore
 from pipeline.runbookfacts import Facts, fingerprint, header_of, runbook_path
 
+MAX_RUNBOOK_BYTES = 1024 * 1024
 RESULTS_LOOKBACK = 200  # first-parent commits of HEAD searched for stored eval results
 
 
@@ -94,10 +95,7 @@ def runbooks(root: Path, facts: Mapping[str, Facts], expected: Mapping[str, str]
     for agent, f in facts.items():
         rel = runbook_path(agent)
         fix = f"run `knowngood runbook {agent}` and commit {rel}"
-        try:
-            text: str | None = (root / rel).read_text(encoding="utf-8")
-        except (FileNotFoundError, UnicodeDecodeError):
-            text = None
+        text = _read_runbook(root / rel)
         if text is None:
             item.checks.append(Check(agent, False, f"{rel} is missing", fix))
         elif text == expected[agent]:
@@ -111,6 +109,17 @@ def runbooks(root: Path, facts: Mapping[str, Facts], expected: Mapping[str, str]
             )
             item.checks.append(Check(agent, False, f"{rel} is stale: {why}", fix))
     return item
+
+
+def _read_runbook(path: Path) -> str | None:
+    """The runbook's text; None when it is missing, not a regular file, not UTF-8 or over
+    MAX_RUNBOOK_BYTES (no generated runbook comes near it)."""
+    try:
+        if path.is_symlink() or path.stat().st_size > MAX_RUNBOOK_BYTES:
+            return None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def provider_suites(git: Git, store: RecordStore, facts: Mapping[str, Facts]) -> Item:

@@ -15,6 +15,7 @@ from repoutil import edit
 
 from pipeline.cli import main
 from pipeline.runbook import SECTIONS
+from pipeline.schemas import validator
 
 ANCHORS = [
     "model-api-outage",
@@ -132,6 +133,7 @@ def test_check_finds_stale_figures_and_config_and_writes_nothing(
     before = (world.root / "runbooks" / "shop.md").read_bytes()
     code, out = runbook(world, capsys, "--check")
     assert code == 1
+    assert not list(validator("runbook-report").iter_errors(out))
     assert {f["agent"]: f["state"] for f in out["files"]} == {"desk": "unchanged", "shop": "stale"}
     assert (world.root / "runbooks" / "shop.md").read_bytes() == before
     code, out = runbook(world, capsys)

@@ -212,8 +212,14 @@ def test_a_drill_older_than_its_window_fails(
 
 def test_a_failed_drill_does_not_count(world: ReadyWorld) -> None:
     git(world.root, "update-ref", "-d", "refs/heads/knowngood/records")
+    assert measure(world).notices == [
+        "this clone has no records branch knowngood/records: every drill and stored result "
+        "counts as missing (fetch it: git fetch origin knowngood/records:knowngood/records)"
+    ]
     world.drill("crash", "shop", 1, outcome="failed", recovery_s=None)
-    item = next(i for i in measure(world).items if i.id == "crash-drill")
+    report = measure(world)
+    assert report.notices == []
+    item = next(i for i in report.items if i.id == "crash-drill")
     assert item.failed[0].detail == "no crash drill ever passed"
 
 

@@ -42,6 +42,11 @@ def run(root: Path, request: ReadinessRequest) -> ReadinessReport:
             store.fetch()
         except GitError as e:
             report.notices.append(f"{e.message}: using the records this clone has")
+    if store.data.tip() is None:
+        report.notices.append(
+            f"this clone has no records branch {store.branch}: every drill and stored result "
+            f"counts as missing (fetch it: git fetch origin {store.branch}:{store.branch})"
+        )
     drills = store.list("drill")
     agents = sorted(facts)
     items: dict[str, Item] = {

@@ -53,7 +53,8 @@ def releases_item(git: Git, root: Path, agents: Iterable[str]) -> Item:
                     False,
                     f"{len(tags)} release(s) tagged ({names}); {RELEASES_NEEDED} are needed",
                     "release each change with `knowngood release` (the main-branch workflow "
-                    "does it), so a rollback can go back more than one step",
+                    "does it), so a rollback can go back more than one step; in CI, check out "
+                    "with fetch-depth: 0 so the tags are there",
                 )
             )
         else:

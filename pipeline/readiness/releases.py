@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -74,10 +75,13 @@ def _build_all(git: Git, root: Path, tags: list[TagRef]) -> dict[str, str]:
             by_commit.setdefault(tag.commit, []).append(tag)
     if by_commit:
         prefix = root_prefix(git, root)
-        for commit, group in sorted(by_commit.items()):
-            problems = _build_commit(git, prefix, commit, group)
-            for tag in group:
-                kept[f"{tag.commit}:{tag.agent}"] = problems.get(tag.name)
+        jobs = [
+            (str(git.cwd), prefix, commit, [(t.name, t.agent) for t in group])
+            for commit, group in sorted(by_commit.items())
+        ]
+        for job, problems in zip(jobs, _run_jobs(jobs), strict=True):
+            for name, agent in job[3]:
+                kept[f"{job[2]}:{agent}"] = problems.get(name)
         _write_cache(root / CACHE, identity, kept)
     return {t.name: why for t in tags if (why := kept.get(f"{t.commit}:{t.agent}")) is not None}
 
@@ -104,20 +108,44 @@ def _write_cache(path: Path, identity: str, verdicts: Mapping[str, str | None]) 
         write_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
-def _build_commit(git: Git, prefix: str, commit: str, tags: list[TagRef]) -> Mapping[str, str]:
+_Job = tuple[str, str, str, list[tuple[str, str]]]  # (git cwd, prefix, commit, [(tag, agent)])
+
+
+def _run_jobs(jobs: list[_Job]) -> list[Mapping[str, str]]:
+    """Each release commit's build, in forked processes when there are several commits and
+    cores (each build exports and validates a whole revision: seconds on a large repository)."""
+    workers = min(len(jobs), _cores())
+    if workers < 2:
+        return [_build_commit(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_build_commit, jobs))
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _build_commit(job: _Job) -> Mapping[str, str]:
+    """tag -> why its agent's bundle does not build at the job's commit (any environment)."""
     from pipeline.validate import valid_repo
 
+    cwd, prefix, commit, tags = job
     problems: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="knowngood-readiness-") as tmp:
         try:
-            export_revision(git, commit, prefix, Path(tmp))
+            export_revision(Git(Path(cwd)), commit, prefix, Path(tmp))
             repo = valid_repo(Path(tmp), f"{commit[:10]} does not validate", hint="", show=1)
         except KnowngoodError as e:
-            return {t.name: e.message.splitlines()[0] for t in tags}
-        for tag in tags:
+            return {name: e.message.splitlines()[0] for name, _ in tags}
+        for name, agent in tags:
             try:
                 for env in repo.settings.environments:
-                    bundle_from_repo(repo, tag.agent, env, tag.name, commit)
+                    bundle_from_repo(repo, agent, env, name, commit)
             except KnowngoodError as e:
-                problems[tag.name] = e.message.splitlines()[0]
+                problems[name] = e.message.splitlines()[0]
     return problems

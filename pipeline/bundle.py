@@ -29,10 +29,12 @@ _UNHASHED = ("content_hash", "built_at")
 
 __all__ = [
     "build_bundle",
+    "bundle_from_repo",
     "bundle_hash",
     "canonical_json",
     "export_revision",
     "release_of",
+    "root_prefix",
     "verify_bundle",
 ]
 
@@ -117,7 +119,7 @@ def build_bundle(
     from pipeline.validate import valid_repo
 
     commit = git.rev_parse(ref)
-    prefix = _prefix(git, root)
+    prefix = root_prefix(git, root)
     with tempfile.TemporaryDirectory(prefix="knowngood-bundle-") as tmp:
         export = Path(tmp)
         export_revision(git, commit, prefix, export)
@@ -136,8 +138,21 @@ def build_bundle(
                 f"unknown environment {env!r} at {ref} (environments: {', '.join(repo.settings.environments)})",
                 hint="list it under deploy.environments in knowngood.yaml",
             )
-        resolved = repo.agent(agent, env)
-        bundle = _assemble(repo, resolved, env, release_of(git, ref), commit)
+        return bundle_from_repo(repo, agent, env, release_of(git, ref), commit, built_at=built_at)
+
+
+def bundle_from_repo(
+    repo: Repo,
+    agent: str,
+    env: str,
+    release: str | None,
+    commit: str,
+    *,
+    built_at: str | None = None,
+) -> dict[str, Any]:
+    """The bundle of ``agent`` for ``env`` from ``repo``, the validated export of ``commit``
+    (so several agents and environments of one revision are built from one validation)."""
+    bundle = _assemble(repo, repo.agent(agent, env), env, release, commit)
     bundle["content_hash"] = bundle_hash(bundle)
     bundle["built_at"] = built_at or utc_now()
     verify_bundle(bundle)
@@ -182,7 +197,7 @@ def _assemble(
     return bundle
 
 
-def _prefix(git: Git, root: Path) -> str:
+def root_prefix(git: Git, root: Path) -> str:
     """``root`` relative to the top of the git repository, as "" or "sub/dir/"."""
     top = git.toplevel().resolve()
     try:

@@ -46,6 +46,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.scaffold",
                 "pipeline.runtime",
                 "pipeline.site",
+                "pipeline.runbook",
+                "pipeline.readiness",
             }
         ),
     ),
@@ -64,6 +66,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.records",
                 "pipeline.recordbuild",
                 "pipeline.source",
+                "pipeline.runbookfacts",
             }
         ),
     ),

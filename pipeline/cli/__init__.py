@@ -82,6 +82,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.incident",
         "Incidents with severity P1-P4 and a timeline: open, ack, mitigate, resolve, list, show.",
     ),
+    "runbook": (
+        "pipeline.cli.runbook",
+        "Write Markdown runbooks per agent from the configuration and the measured drill figures.",
+    ),
+    "readiness": (
+        "pipeline.cli.readiness",
+        "Score the repository against the disaster-recovery checklist; exit 1 below the policy.",
+    ),
     "serve": (
         "pipeline.cli.serve",
         "Serve the deployed agents over HTTP (OpenAI format), failing over between providers.",

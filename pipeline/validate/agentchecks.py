@@ -115,6 +115,7 @@ class AgentChecks(ValidatorBase):
         doc = self.load(path, "environment")
         if doc is None:
             return
+        info.overlays[path.stem] = doc.data
         envs = (
             (self.settings_data or {}).get("deploy", {})
             if isinstance(self.settings_data, dict)

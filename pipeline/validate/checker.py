@@ -28,6 +28,7 @@ class AgentInfo:
     template_vars: dict[str, int] = field(default_factory=dict)  # name -> line in the prompt
     prompt_rel: str | None = None
     prompts: list[prompts.Prompt] = field(default_factory=list)  # rendered with each case's vars
+    overlays: dict[str, Any] = field(default_factory=dict)  # environment -> overlay data
     ok: bool = True  # no errors: safe to build a typed Agent
 
 

@@ -12,6 +12,14 @@ from pipeline import schemas
 from pipeline.findings import Finding
 from pipeline.loading import load, read_text
 from pipeline.repo import Layout, Repo, Settings, build_agent, discover, rel
+from pipeline.runbookfacts import (
+    RUNBOOK_DIR,
+    agent_facts,
+    orphan_runbooks,
+    runbook_path,
+    stale_runbook,
+    tool_files,
+)
 from pipeline.validate import prompts, secretfiles, secrets
 from pipeline.validate.agentchecks import AgentChecks
 from pipeline.validate.suitechecks import SuiteChecks
@@ -69,6 +77,7 @@ class _Validator(AgentChecks, SuiteChecks):
             self.check_template_vars(info)
             self.findings.extend(prompts.check_renders(info.prompts, self.suites.get(name, {})))
         self.check_secrets()
+        self.check_runbooks()
         if self.paths is not None:
             self.findings = [
                 f for f in self.findings if not f.path or self.selected(self.root / f.path)
@@ -90,6 +99,23 @@ class _Validator(AgentChecks, SuiteChecks):
                 name = ev.get(key)
                 if isinstance(name, str) and name not in self.providers:
                     self.add(self.unknown_provider(doc, ("eval", key), name))
+
+    def check_runbooks(self) -> None:
+        """A committed runbook generated from another configuration is stale (a warning)."""
+        if not (self.root / RUNBOOK_DIR).is_dir() or not isinstance(self.settings_data, dict):
+            return
+        for name, info in self.agents.items():
+            if info.doc is None or not info.ok or not (self.root / runbook_path(name)).is_file():
+                continue
+            facts = agent_facts(
+                self.settings_data,
+                info.doc.data,
+                info.overlays,
+                tool_files(info.files.dir, info.doc.data),
+            )
+            finding = stale_runbook(self.root, name, facts)
+            if finding is not None:
+                self.add(finding)
 
     # -- secrets ----------------------------------------------------------------------------
     def check_secrets(self) -> None:
@@ -209,6 +235,7 @@ def validate_repo(
         found = [f for findings, _ in results for f in findings]
         findings = list(_dedupe(found))
         findings += _tracked_cache(root, cache_dir)
+        findings += orphan_runbooks(root, layout.agents)
         findings.sort(key=lambda f: (f.path, f.line or 0))
         return ValidationReport(root, findings, sum(n for _, n in results))
     v = _Validator(root, layout, paths)
@@ -223,6 +250,7 @@ def validate_repo(
         # After the build: committed cache files are an error of the checkout, not of the
         # agents. The cache never reads them, so the repository can still be evaluated truly.
         report.findings += _tracked_cache(root, cache_dir)
+        report.findings += orphan_runbooks(root, layout.agents)
         report.findings.sort(key=lambda f: (f.path, f.line or 0))
     return report
 

@@ -1,0 +1,88 @@
+"""The newest backup in a directory backup target, from its manifest files.
+
+Assumed layout (``knowngood backup`` is built elsewhere; this is the one place that reads it):
+the target directory holds, up to ``MAX_DEPTH`` folders down, JSON manifest files (``*.json``):
+snapshot manifests naming when they were taken (``taken_at``) and journal heads naming the
+newest point shipped (``through``), in one of ``TIME_KEYS`` as an ISO 8601 UTC time or unix
+seconds. The newest such time is taken as the newest restorable point. Only the ``NEWEST_FILES``
+most recently written manifests are read, so a target with years of snapshots costs the same.
+Files that are not JSON objects with such a time are ignored; unreadable ones with a notice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# The keys a manifest may carry its time in, most precise first: the newest point it restores
+# to (a snapshot plus its change journal), else when the snapshot was taken.
+TIME_KEYS = ("restorable_until", "through", "taken_at", "created_at", "at", "timestamp")
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_DEPTH = 4
+NEWEST_FILES = 50
+DEFAULT_DIRECTORY = ".knowngood/backups"  # where `knowngood backup` writes without runtime.backup
+
+
+def backup_directory(root: Path, settings: Mapping[str, Any]) -> Path | str:
+    """The directory of knowngood.yaml ``runtime.backup.target`` (relative to ``root``; default
+    .knowngood/backups), or the target's type when it is not a directory."""
+    target = ((settings.get("runtime") or {}).get("backup") or {}).get("target") or {
+        "type": "directory",
+        "path": DEFAULT_DIRECTORY,
+    }
+    if not isinstance(target, Mapping) or target.get("type", "directory") != "directory":
+        return str(target.get("type") if isinstance(target, Mapping) else target)
+    folder = Path(str(target.get("path") or DEFAULT_DIRECTORY))
+    return folder if folder.is_absolute() else root / folder
+
+
+def newest_backup(directory: Path, notices: list[str] | None = None) -> datetime | None:
+    """The newest restorable time among the manifests in ``directory`` (UTC), or None."""
+    found: list[tuple[float, str, Path]] = []
+    base = len(directory.parts)
+    for folder, dirs, files in os.walk(directory):
+        if len(Path(folder).parts) - base >= MAX_DEPTH:
+            dirs.clear()
+        for name in files:
+            if name.endswith(".json"):
+                path = Path(folder, name)
+                with contextlib.suppress(OSError):
+                    found.append((path.stat().st_mtime, str(path), path))
+    found.sort(reverse=True)
+    times = [_manifest_time(path, notices) for _, _, path in found[:NEWEST_FILES]]
+    return max((t for t in times if t is not None), default=None)
+
+
+def _manifest_time(path: Path, notices: list[str] | None) -> datetime | None:
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        if notices is not None:
+            notices.append(f"backup manifest {path} is unreadable: {e}")
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key in TIME_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and (when := parse_utc(value)) is not None:
+            return when
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            with contextlib.suppress(OverflowError, OSError, ValueError):
+                return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def parse_utc(text: str) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (naive means UTC), or None."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say
 
 
 @click.command("readiness")
@@ -36,10 +36,8 @@ def command(no_fetch: bool, repo: Path | None, fmt: str) -> int:
     """
     from pipeline.readiness import ReadinessRequest, run
     from pipeline.report.readiness import render_readiness
-    from pipeline.source import working_tree
 
     root = resolve_repo(repo)
-    say_read(working_tree(root))
-    report = run(root, ReadinessRequest(fetch=not no_fetch))
+    report = run(root, ReadinessRequest(fetch=not no_fetch, say=say))
     render_readiness(report, fmt)
     return report.exit_code

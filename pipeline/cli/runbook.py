@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say
 
 
 @click.command("runbook")
@@ -57,10 +57,8 @@ def command(
     """
     from pipeline.report.runbook import render_runbooks
     from pipeline.runbook import RunbookRequest, run
-    from pipeline.source import working_tree
 
     root = resolve_repo(repo)
-    say_read(working_tree(root))
     outcome = run(
         root,
         RunbookRequest(
@@ -68,6 +66,7 @@ def command(
             output=output if output is None or output.is_absolute() else Path.cwd() / output,
             check=check,
             fetch=not no_fetch,
+            say=say,
         ),
     )
     render_runbooks(outcome, fmt)

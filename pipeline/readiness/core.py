@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.errors import GitError
 from pipeline.git import Git
+from pipeline.outcome import Say, silent
 from pipeline.readiness.agents import breakers, contacts, provider_suites, runbooks, vendors
 from pipeline.readiness.drills import WINDOWS, backups_item, drill_item, schedule_item
 from pipeline.readiness.model import AGENT_ITEMS, ITEMS, Item, Policy, ReadinessReport
@@ -22,16 +23,19 @@ from pipeline.readiness.releases import releases_item
 from pipeline.records import RecordStore
 from pipeline.runbook import expected_runbooks
 from pipeline.runbookfacts import load_tree
+from pipeline.source import working_tree
 
 
 @dataclass(frozen=True, slots=True)
 class ReadinessRequest:
     fetch: bool = True
+    say: Say = silent  # the revision read (stderr)
     now: datetime | None = None  # default: the clock (tests fix it)
 
 
 def run(root: Path, request: ReadinessRequest) -> ReadinessReport:
     """Measure every item of the checklist (``ITEMS``) and score them against the policy."""
+    working_tree(root).tell(request.say)
     now = request.now or datetime.now(UTC)
     settings, facts = load_tree(root)
     git = Git(root)

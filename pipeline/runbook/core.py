@@ -17,10 +17,12 @@ from typing import Any
 
 from pipeline.errors import GitError, UsageError
 from pipeline.git import Git
+from pipeline.outcome import Say, silent
 from pipeline.records import Record, RecordStore
 from pipeline.runbook.figures import agent_figures, newest_of_each_kind, newest_passed
 from pipeline.runbook.render import render
 from pipeline.runbookfacts import RUNBOOK_DIR, Facts, header_of, load_tree
+from pipeline.source import working_tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class RunbookRequest:
     output: Path | None = None  # default <root>/runbooks
     check: bool = False  # compare only; write nothing
     fetch: bool = True
+    say: Say = silent  # the revision read (stderr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ def run(root: Path, request: RunbookRequest) -> RunbookOutcome:
     """Generate (or with ``check``, compare) the runbooks."""
     from pipeline.validate import valid_repo
 
+    working_tree(root).tell(request.say)
     valid_repo(root, "the configuration does not validate", hint="run `knowngood validate`")
     settings, facts = load_tree(root)
     unknown = sorted(set(request.agents) - set(facts))

@@ -1,12 +1,9 @@
-"""SLOT: the readiness checklist on the report's pages.
+"""The readiness checklist on the report's pages: ``pipeline.readiness.readiness_items``.
 
-``knowngood readiness`` (issue 12 item 3) lives in ``pipeline.readiness``, built in parallel with
-this report. When that module exists, its ``readiness_items(root, settings)`` is called and each
-item it returns is shown (a mapping, or an object with ``to_json()``/``to_dict()`` or dataclass
-fields: its name, whether it holds, what was measured, and the agent it is about, if one:
-such an item shows on that agent's page only). Until then the pages say, in a
-marked box, that this version has no readiness check. Wiring it at merge means only making
-:data:`ENTRY` name the real function.
+Each item (a mapping, or an object with ``to_json()``/``to_dict()`` or dataclass fields: its
+name, whether it holds, what was measured, and the agent it is about, if one) is shown; an
+item about one agent shows on that agent's page only. A build without the readiness module
+says so in a marked box instead.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from pipeline.errors import EvalError
 from pipeline.evals.budget import Bound, Budget, chat_bound, embedding_bound
+from pipeline.evals.lanes import PREPARED
 from pipeline.evals.results import EvalRun
 from pipeline.repo import Provider
 
@@ -38,11 +39,6 @@ class Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-# Calls in progress per request slot: while -j requests are in flight, as many more calls are
-# prepared (litellm builds their requests) and answers parsed, so no slot waits for the CPU.
-PREPARED: Final = 2
 
 
 class ProviderGate:

@@ -13,8 +13,7 @@ assertions and the results live in it. A lane only performs
 ProviderCallError with the HTTP requests it sent, so counts, costs and errors are the same
 whichever lane made the call. A provider's request slots (``-j``) are shared out between the
 processes (:func:`shares`); each process sends at most its share of requests at once and
-prepares its next calls meanwhile, and a call goes to the process with the fewest calls in
-progress per slot.
+prepares its next calls meanwhile, and the calls are given out in proportion to the shares.
 
 A lane that dies (killed, crashed) fails its calls in flight as connection failures whose
 answers were lost (their worst case stays counted against the budget, each counts one request,
@@ -52,6 +51,9 @@ CALLS_PER_PROCESS: Final = 200
 # lanes' messages: about half of litellm's CPU per call), so it gets a quarter of a provider's
 # request slots, the lanes the rest: with -j 4 and one lane, 1 and 3 (-j 2: 0 and 2).
 LOCAL_SHARE: Final = 3
+# Calls in progress per request slot: while -j requests are in flight, as many more calls are
+# prepared (litellm builds their requests) and answers parsed, so no slot waits for the CPU.
+PREPARED: Final = 2
 STOP_GRACE_S: Final = 5.0
 LANE_GRACE_S: Final = 30.0
 _HEADER: Final = struct.Struct("!I")
@@ -176,6 +178,7 @@ class _Provider:
     def __init__(self, slots: int, remotes: int) -> None:
         self.shares = shares(slots, remotes)
         self.busy = [0] * len(self.shares)  # calls in progress, per process
+        self.sent = [0] * len(self.shares)  # calls given, per process
         self.local = RequestSlots(self.shares[0])
 
 
@@ -199,8 +202,9 @@ class Lanes:
             await remote.start()
 
     def _process_for(self, provider: _Provider) -> int:
-        """Where the next call goes: the process with the lowest calls in progress per slot
-        (a lane before this process on a tie). A dead lane's slots come to this process."""
+        """Where the next call goes: calls are given out in proportion to the slots (the
+        fewest given per slot first, a lane before this process on a tie), to processes with
+        fewer than PREPARED calls in progress per slot. A dead lane's slots come to this one."""
         for i, remote in enumerate(self.remotes, start=1):
             if remote.dead is not None and provider.shares[i]:
                 for _ in range(provider.shares[i]):
@@ -208,7 +212,8 @@ class Lanes:
                 provider.shares[0] += provider.shares[i]
                 provider.shares[i] = 0
         open_ = [i for i, share in enumerate(provider.shares) if share]
-        return min(open_, key=lambda i: (provider.busy[i] / provider.shares[i], i == 0))
+        room = [i for i in open_ if provider.busy[i] < PREPARED * provider.shares[i]]
+        return min(room or open_, key=lambda i: (provider.sent[i] / provider.shares[i], i == 0))
 
     async def complete(
         self,
@@ -224,6 +229,7 @@ class Lanes:
             provider = self._providers[spec.name] = _Provider(slots, len(self.remotes))
         where = self._process_for(provider)
         provider.busy[where] += 1
+        provider.sent[where] += 1
         self.served[where] += 1
         try:
             if where == 0:

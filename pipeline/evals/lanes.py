@@ -1,10 +1,13 @@
-"""Spread a run's provider calls over processes when there are spare cores.
+"""Spread a run's provider calls over processes, one per CPU core.
 
 litellm spends 2-3 ms of CPU on every call (building the request, parsing and pricing the
 answer), so at low latency one process keeps one core busy while the others idle. A *lane* is a
 process that performs calls: the run's own process is one, and :func:`fork_lanes` adds
 ``processes - 1`` more, forked after litellm is imported (they share the import) and before the
-run's event loop starts.
+run's event loop starts. By default (:func:`auto_processes`) a run makes its calls from one
+process per core it may use (CPU affinity), at most ``-j``, and at least 200 calls each: a
+lane costs its fork and ~0.1 s of CPU, and on a machine whose cores are busy with other work
+it only takes its share of them.
 
 The run's process stays the only orchestrator: per-provider concurrency, retries, the budget
 (each request is reserved before it goes to any lane and settled after), the cache, the

@@ -58,7 +58,7 @@ class EvalOptions:
     retries: int | None = None
     backoff_base_s: float = 0.5
     cache_dir: Path | None = None
-    processes: int | None = None  # make the calls from N processes; None: one per spare core
+    processes: int | None = None  # make the calls from N processes; None: lanes.auto_processes
 
 
 @dataclass(slots=True)

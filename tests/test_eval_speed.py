@@ -487,3 +487,28 @@ def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> N
     assert done.returncode == 0, done.stderr
     # ollama's first call may ask its server for the model: it is left to the real call
     assert done.stdout.split("\n")[0] == "0 True ['openai'] []"
+
+
+def test_the_console_script_runs_exit_handlers_and_flushes_after_a_run_with_litellm(
+    tmp_path: Path, keys: None
+) -> None:
+    """It ends the process itself (os._exit) once litellm was imported, after the exit
+    handlers and with every byte of output written."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handlers ran', file=sys.stderr))\n"
+        "from pipeline.cli import run\n"
+        "run()\n"
+    )
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 12)
+        done = subprocess.run(
+            [sys.executable, "-c", script, *eval_args(root, "--no-cache", "--format", "json")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr  # c9 fails
+    assert "exit handlers ran" in done.stderr
+    assert len(results_of(done)["cases"]) == 12

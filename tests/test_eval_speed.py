@@ -512,3 +512,28 @@ def test_the_console_script_runs_exit_handlers_and_flushes_after_a_run_with_lite
     assert done.returncode == 1, done.stderr  # c9 fails
     assert "exit handlers ran" in done.stderr
     assert len(results_of(done)["cases"]) == 12
+
+
+def test_answers_cached_by_lanes_are_the_entries_one_process_writes(
+    tmp_path: Path, keys: None
+) -> None:
+    def entries(root: Path) -> dict[str, dict[str, Any]]:
+        found = {}
+        for path in (root / ".knowngood" / "cache").rglob("*.json"):
+            value = json.loads(path.read_text())["value"]
+            value.pop("latency_ms")  # each run measures its own
+            found[path.name] = value
+        return found
+
+    with FakeProvider(responder=acme) as server:
+        one = bench_repo(tmp_path / "one", server, 30)
+        three = bench_repo(tmp_path / "three", server, 30)
+        first = knowngood(*eval_args(one, "--processes", "1"))
+        second = knowngood(*eval_args(three, "--processes", "3"))
+        seen = server.count()
+        again = knowngood(*eval_args(three, "--processes", "3", "--format", "json"))
+        assert server.count() == seen == 60
+    assert first.returncode == second.returncode == again.returncode == 1, second.stderr
+    assert len(entries(one)) == 30
+    assert entries(one) == entries(three)
+    assert results_of(again)["summary"]["cache_hits"] == 30

@@ -104,8 +104,10 @@ class Sender:
         concurrency: int,
         timeout_s: float,
         retries: int,
+        store: str | None = None,
     ) -> Any:
-        """The provider's Completion; EvalError after the last attempt, Skip over budget."""
+        """The provider's Completion; EvalError after the last attempt, Skip over budget.
+        ``store``: the answer's cache key, for a lane to cache it (Lanes.stored)."""
         mod = self.providers
         if self.lanes is None:
             from pipeline.evals.lanes import Lanes
@@ -125,7 +127,7 @@ class Sender:
                     raise Skip(f"budget of ${self.budget.limit} reached")
                 try:
                     completion = await self.lanes.complete(
-                        spec, messages, tools, params, timeout_s, max(1, concurrency)
+                        spec, messages, tools, params, timeout_s, max(1, concurrency), store
                     )
                 except mod.ProviderCallError as e:
                     self._settle_failure(e, bound)

@@ -189,9 +189,11 @@ class Lanes:
     """The run's process plus forked lanes; :meth:`complete` is ``providers.complete``, with
     the provider's request slots (``-j``) shared out between the processes."""
 
-    def __init__(self, providers: Any, remotes: Sequence[_Remote]) -> None:
+    def __init__(self, providers: Any, remotes: Sequence[_Remote], caching: bool = False) -> None:
         self.providers = providers
         self.remotes = list(remotes)
+        self.caching = caching  # the lanes cache the answers they get (see :attr:`stored`)
+        self.stored: set[str] = set()  # cache keys whose answer a lane wrote
         self.served = [0] * (1 + len(self.remotes))  # calls answered: this process, then each lane
         self._providers: dict[str, _Provider] = {}
         self._ids = itertools.count()
@@ -226,7 +228,11 @@ class Lanes:
         params: Mapping[str, Any],
         timeout_s: float,
         slots: int,
+        store: str | None = None,
     ) -> Any:
+        """``store``: the answer's cache key; a lane that gets the answer caches it and adds the
+        key to :attr:`stored` (writing files from the run's loop, or a thread beside it, slows
+        every call down)."""
         provider = self._providers.get(spec.name)
         if provider is None:
             provider = self._providers[spec.name] = _Provider(slots, len(self.remotes))
@@ -248,10 +254,14 @@ class Lanes:
                 "params": dict(params),
                 "timeout_s": timeout_s,
                 "slots": provider.shares[where],
+                "store": store if self.caching else None,
             }
             # the lane's own deadline is timeout_s plus a grace: this one is a last resort
             reply = await remote.call(request, timeout_s + LANE_GRACE_S)
-            return _decode(self.providers, spec, remote, reply)
+            done = _decode(self.providers, spec, remote, reply)
+            if store is not None and reply.get("stored"):
+                self.stored.add(store)
+            return done
         finally:
             provider.busy[where] -= 1
 
@@ -321,8 +331,9 @@ def _decode(providers: Any, spec: Any, remote: _Remote, reply: dict[str, Any]) -
 # ------------------------------------------------------------------------------------------
 
 
-def fork_lanes(providers: Any, extra: int) -> Lanes:
+def fork_lanes(providers: Any, extra: int, cache: Any = None) -> Lanes:
     """The run's process plus up to ``extra`` forked lanes (none where forking is unsafe).
+    With the run's ``cache`` (pipeline.evals.cache.Cache), the lanes cache their answers.
 
     Call it with litellm imported (``providers.ready()``) and before the event loop starts.
     """
@@ -344,27 +355,28 @@ def fork_lanes(providers: Any, extra: int) -> Lanes:
             ours.close()
             for remote in remotes:
                 remote.sock.close()
-            _lane_main(theirs)
+            _lane_main(theirs, cache)
         theirs.close()
         ours.setblocking(False)
         remotes.append(_Remote(pid, ours))
-    return Lanes(providers, remotes)
+    return Lanes(providers, remotes, caching=cache is not None and bool(remotes))
 
 
-def _lane_main(sock: socket.socket) -> NoReturn:
+def _lane_main(sock: socket.socket, cache: Any) -> NoReturn:
     """Serve calls until the run closes the socket; never returns into the run's code."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides when a lane stops
-        asyncio.run(_serve(sock))
+        asyncio.run(_serve(sock, cache))
     except BaseException:  # nothing here may run the parent's handlers: the run reports
         code = 1
     finally:
         os._exit(code)
 
 
-async def _serve(sock: socket.socket) -> None:
+async def _serve(sock: socket.socket, cache: Any) -> None:
     from pipeline.evals import providers
+    from pipeline.evals.runner import answer_of
 
     sock.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=sock)
@@ -387,6 +399,12 @@ async def _serve(sock: socket.socket) -> None:
                 gate,
             )
             reply["ok"] = {**asdict(done), "tool_calls": [asdict(c) for c in done.tool_calls]}
+            if (key := request.get("store")) and cache is not None:
+                try:  # as the run would: the same answer, redacted, in the same entry
+                    cache.write(key, cache.encode(key, answer_of(done)))
+                    reply["stored"] = True
+                except Exception:  # the run writes it itself, and reports what fails
+                    pass
         except providers.ProviderCallError as e:
             reply["error"] = {
                 "message": e.message,

@@ -485,3 +485,53 @@ def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> N
     assert done.returncode == 0, done.stderr
     # ollama's first call may ask its server for the model: it is left to the real call
     assert done.stdout.split("\n")[0] == "0 True ['openai'] []"
+
+
+def test_the_console_script_runs_exit_handlers_and_flushes_after_a_run_with_litellm(
+    tmp_path: Path, keys: None
+) -> None:
+    """It ends the process itself (os._exit) once litellm was imported, after the exit
+    handlers and with every byte of output written."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handlers ran', file=sys.stderr))\n"
+        "from pipeline.cli import run\n"
+        "run()\n"
+    )
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 12)
+        done = subprocess.run(
+            [sys.executable, "-c", script, *eval_args(root, "--no-cache", "--format", "json")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr  # c9 fails
+    assert "exit handlers ran" in done.stderr
+    assert len(results_of(done)["cases"]) == 12
+
+
+def test_answers_cached_by_lanes_are_the_entries_one_process_writes(
+    tmp_path: Path, keys: None
+) -> None:
+    def entries(root: Path) -> dict[str, dict[str, Any]]:
+        found = {}
+        for path in (root / ".knowngood" / "cache").rglob("*.json"):
+            value = json.loads(path.read_text())["value"]
+            value.pop("latency_ms")  # each run measures its own
+            found[path.name] = value
+        return found
+
+    with FakeProvider(responder=acme) as server:
+        one = bench_repo(tmp_path / "one", server, 30)
+        three = bench_repo(tmp_path / "three", server, 30)
+        first = knowngood(*eval_args(one, "--processes", "1"))
+        second = knowngood(*eval_args(three, "--processes", "3"))
+        seen = server.count()
+        again = knowngood(*eval_args(three, "--processes", "3", "--format", "json"))
+        assert server.count() == seen == 60
+    assert first.returncode == second.returncode == again.returncode == 1, second.stderr
+    assert len(entries(one)) == 30
+    assert entries(one) == entries(three)
+    assert results_of(again)["summary"]["cache_hits"] == 30

@@ -44,6 +44,12 @@ if TYPE_CHECKING:
     from pipeline.evals.localserver import LocalServers
 
 
+# Cache writes slower than this on average (over at least SLOW_WRITES_SEEN, the first ones
+# creating folders) go to a thread from then on.
+SLOW_WRITE_S = 0.002
+SLOW_WRITES_SEEN = 32
+
+
 @dataclass(slots=True)
 class EvalOptions:
     providers: tuple[str, ...] = ()  # only these providers
@@ -58,7 +64,7 @@ class EvalOptions:
     retries: int | None = None
     backoff_base_s: float = 0.5
     cache_dir: Path | None = None
-    processes: int | None = None  # make the calls from N processes; None: one per spare core
+    processes: int | None = None  # make the calls from N processes; None: lanes.auto_processes
 
 
 @dataclass(slots=True)
@@ -132,11 +138,16 @@ class Runner:
     _server_lock: asyncio.Lock | None = None
     _providers_mod: Any = None
     _specs: dict[tuple[str, str | None], Any] = field(default_factory=dict)
-    # Cache writes go to one thread (creating a file is a few hundred microseconds of syscalls
-    # that would stall the event loop); the answers written in this run stay readable here.
+    # Cache writes happen on the loop's thread: creating a file takes tens of microseconds,
+    # less than what a writer thread costs in GIL hand-offs with the loop's many system calls
+    # (measured: +0.9 s of CPU for 1,000 answers). On storage where writes take more than
+    # SLOW_WRITE_S on average, they go to one thread from then on. The answers written in this run stay
+    # readable here; a failed write is raised when the run ends.
     _fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     _writer: ThreadPoolExecutor | None = None
     _writes: list[Future[None]] = field(default_factory=list)
+    _write_error: Exception | None = None
+    _write_s: list[float] = field(default_factory=lambda: [0.0, 0.0])  # writes, seconds
     _hits: dict[str, dict[str, Any]] = field(default_factory=dict)  # found before the loop
     _lanes: Lanes | None = None
 
@@ -308,31 +319,41 @@ class Runner:
         providers.ready(sorted({job.provider.model for job in sending}))
         concurrency = max(self._concurrency(job.provider) for job in sending)
         processes = self.options.processes or auto_processes(len(sending), concurrency)
-        self._lanes = fork_lanes(providers, processes - 1)
+        self._lanes = fork_lanes(providers, processes - 1, self._cache)
 
     def _store(self, key: str, value: dict[str, Any]) -> None:
-        """Cache ``value``: serialised here (a bad value raises now), written on the writer."""
+        """Cache ``value``: serialised here (a bad value raises now), then written."""
         if self._cache is None:
             return
         payload = self._cache.encode(key, value)
         self._fresh[key] = value
-        if self._writer is None:
+        if self._writer is not None:
+            self._writes.append(self._writer.submit(self._cache.write, key, payload))
+            return
+        started = time.perf_counter()
+        try:
+            self._cache.write(key, payload)
+        except Exception as e:
+            self._write_error = self._write_error or e
+        timing = self._write_s
+        timing[0] += 1
+        timing[1] += time.perf_counter() - started
+        if timing[0] >= SLOW_WRITES_SEEN and timing[1] / timing[0] > SLOW_WRITE_S:
             from concurrent.futures import ThreadPoolExecutor
 
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="knowngood-cache")
-        self._writes.append(self._writer.submit(self._cache.write, key, payload))
 
     def _flush(self, *, raise_errors: bool) -> None:
         """Wait for every cache write; raise the first that failed unless already failing."""
         writer, writes = self._writer, self._writes
-        self._writer, self._writes = None, []
-        if writer is None:
-            return
-        writer.shutdown(wait=True)
+        error: BaseException | None = self._write_error
+        self._writer, self._writes, self._write_error = None, [], None
+        if writer is not None:
+            writer.shutdown(wait=True)
         for write in writes:
-            error = write.exception()
-            if error is not None and raise_errors:
-                raise error
+            error = error or write.exception()
+        if error is not None and raise_errors:
+            raise error
 
     # -- one call -----------------------------------------------------------------------------
     async def complete(
@@ -370,30 +391,14 @@ class Runner:
         status = self.run.providers.get(provider.name)
         if status is not None and status.status != "ok":
             raise Skip(f"provider skipped: {status.reason}")
-        completion = await self._send(provider, messages, tools, params, agent)
-        actual = float(completion.cost_usd or 0.0)
-        response = {
-            "text": completion.text or "",
-            "tool_calls": [
-                {
-                    "name": c.name,
-                    "arguments": c.arguments,
-                    **(
-                        {"invalid_arguments": c.invalid_arguments}
-                        if c.invalid_arguments is not None
-                        else {}
-                    ),
-                }
-                for c in completion.tool_calls
-            ],
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-            "cost_usd": actual,
-            "latency_ms": completion.latency_ms,
-            "model": completion.model,
-        }
-        response = redact_data(response)  # a model may quote a key: gone before anyone sees it
-        self._store(key, response)
+        store = key if self._cache is not None else None
+        completion = await self._send(provider, messages, tools, params, agent, store)
+        response = answer_of(completion)
+        if self._lanes is not None and key in self._lanes.stored:
+            self._lanes.stored.discard(key)  # the lane that made the call cached it
+            self._fresh[key] = response
+        else:
+            self._store(key, response)
         return response, False
 
     def _retries(self, agent: Agent | None) -> int:
@@ -429,6 +434,7 @@ class Runner:
         tools: list[dict[str, Any]] | None,
         params: dict[str, Any],
         agent: Agent | None,
+        store: str | None = None,
     ) -> Any:
         spec = self._spec(provider, await self._api_base(provider))
         return await self._sending().send(
@@ -440,6 +446,7 @@ class Runner:
             concurrency=self._concurrency(provider),
             timeout_s=self.options.timeout_s or provider.timeout_s or self.settings.eval.timeout_s,
             retries=self._retries(agent),
+            store=store,
         )
 
     async def _run_job(self, job: _Job) -> None:
@@ -620,6 +627,33 @@ def _key_env_var(provider: Provider) -> str | None:
     from pipeline.evals.keys import key_env_var
 
     return key_env_var(provider)
+
+
+def answer_of(completion: Any) -> dict[str, Any]:
+    """A provider's Completion as the runner caches and judges it, redacted (a model may quote
+    a key: gone before anyone sees it)."""
+    return redact_data(
+        {
+            "text": completion.text or "",
+            "tool_calls": [
+                {
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    **(
+                        {"invalid_arguments": c.invalid_arguments}
+                        if c.invalid_arguments is not None
+                        else {}
+                    ),
+                }
+                for c in completion.tool_calls
+            ],
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "cost_usd": float(completion.cost_usd or 0.0),
+            "latency_ms": completion.latency_ms,
+            "model": completion.model,
+        }
+    )
 
 
 def _record(

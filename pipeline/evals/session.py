@@ -47,7 +47,7 @@ class EvalRequest:
     timeout_s: float | None = None
     retries: int | None = None
     cache_dir: Path | None = None
-    processes: int | None = None  # None: one per spare core when there are hundreds of calls
+    processes: int | None = None  # None: lanes.auto_processes
 
 
 def load_valid_repo(root: Path) -> Repo:

@@ -13,7 +13,7 @@ that still does not parse (a full disk, a power loss, a hand edit) reads as a mi
 removed. Reads are one ``open`` and one ``json.loads``: a warm run of 1,000 lookups takes a few
 tens of milliseconds.
 
-A file that git tracks is never an entry (:mod:`pipeline.evals.tracked`): a pull request can
+A file that git tracks is never an entry (:mod:`pipeline.gittracked`): a pull request can
 commit files under the cache folder, and nothing a pull request wrote may answer its evals. Such
 files are not read, overwritten, counted or pruned; ``knowngood validate`` reports them.
 """
@@ -163,7 +163,7 @@ class Cache:
     """Responses by key under ``dir``. Safe to share between threads and processes."""
 
     def __init__(self, dir: Path | str) -> None:
-        from pipeline.evals.tracked import tracked_files
+        from pipeline.gittracked import tracked_files
 
         self.dir = Path(dir)
         self.root = self.dir / CACHE_VERSION

@@ -535,3 +535,24 @@ def test_answers_cached_by_lanes_are_the_entries_one_process_writes(
     assert len(entries(one)) == 30
     assert entries(one) == entries(three)
     assert results_of(again)["summary"]["cache_hits"] == 30
+
+
+def test_the_console_script_waits_for_a_running_thread_before_it_ends_the_process() -> None:
+    """Ending the process itself skips the interpreter's join of non-daemon threads: with one
+    still running, the console script exits the usual way."""
+    script = (
+        "import sys, threading, time\n"
+        "sys.modules.setdefault('litellm', type(sys)('litellm'))  # as after a run with it\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "sys.argv = ['knowngood', '--version']\n"
+        "from pipeline.cli import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "thread finished" in done.stdout

@@ -10,6 +10,7 @@ import atexit
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -164,11 +165,14 @@ def run() -> NoReturn:
 
     After a run that imported litellm (millions of objects), the interpreter's own shutdown
     would spend ~0.15 s freeing them one by one. The process then runs its exit handlers,
-    flushes its output and ends there; otherwise it exits as usual.
+    flushes its output and ends there; otherwise (or while a non-daemon thread still runs,
+    which the interpreter would wait for) it exits as usual.
     """
     code = main()
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if "litellm" not in sys.modules or run_exit_handlers is None:
+    here = threading.current_thread()
+    waiting = any(t is not here and t.is_alive() and not t.daemon for t in threading.enumerate())
+    if "litellm" not in sys.modules or run_exit_handlers is None or waiting:
         sys.exit(code)
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipeline.evals.cache import Cache, RequestKeys, cache_key
-from pipeline.evals.runner import build_messages
+from pipeline.evals.plan import build_messages
 from pipeline.repo import Agent, Case, Suite
 
 

@@ -477,7 +477,8 @@ def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> N
         "before = gc.get_freeze_count()\n"
         "providers.ready(['openai/gpt-4o-mini', 'ollama/llama3'])\n"
         "import litellm.main\n"
-        "print(before, gc.get_freeze_count() > 100000, sorted(providers._WARMED), connects)\n"
+        "from pipeline.evals.litellmload import WARMED\n"
+        "print(before, gc.get_freeze_count() > 100000, sorted(WARMED), connects)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120

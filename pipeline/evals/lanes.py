@@ -32,18 +32,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Final, NoReturn
+from typing import Any, Final
+
+from pipeline.evals.laneprocess import RequestSlots, frame, lane_main, read_frame
 
 __all__ = ["CALLS_PER_PROCESS", "Lanes", "RequestSlots", "auto_processes", "fork_lanes", "shares"]
 
@@ -59,8 +58,6 @@ LOCAL_SHARE: Final = 3
 PREPARED: Final = 2
 STOP_GRACE_S: Final = 5.0
 LANE_GRACE_S: Final = 30.0
-_HEADER: Final = struct.Struct("!I")
-_MAX_FRAME: Final = 1 << 30
 
 
 def usable_cores() -> int:
@@ -102,7 +99,7 @@ class _Remote:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                reply = await _read_frame(reader)
+                reply = await read_frame(reader)
                 if reply is None:
                     break
                 future = self._pending.pop(int(reply["id"]), None)
@@ -124,7 +121,7 @@ class _Remote:
             return {"lost": self.dead}
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[int(request["id"])] = future
-        self._writer.write(_frame(request))
+        self._writer.write(frame(request))
         try:
             async with asyncio.timeout(deadline_s):
                 return await future
@@ -135,7 +132,7 @@ class _Remote:
     def send(self, message: dict[str, Any]) -> None:
         """A message that wants no answer."""
         if self.dead is None and self._writer is not None:
-            self._writer.write(_frame(message))
+            self._writer.write(frame(message))
 
     async def aclose(self) -> None:
         if self._writer is not None:
@@ -144,26 +141,6 @@ class _Remote:
                 await self._writer.wait_closed()
         if self._reading is not None:
             await self._reading
-
-
-class RequestSlots:
-    """A provider's request slots in one process, and its pause after a 429 ``Retry-After``:
-    a call takes one just before its request goes out (pipeline.evals.providers)."""
-
-    def __init__(self, slots: int) -> None:
-        self._free = asyncio.Semaphore(slots)
-        self.paused_until = 0.0  # time.monotonic()
-
-    async def acquire(self) -> None:
-        await self._free.acquire()
-        while (delay := self.paused_until - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
-
-    def release(self) -> None:
-        self._free.release()
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
 
 def shares(slots: int, remotes: int) -> list[int]:
@@ -355,114 +332,8 @@ def fork_lanes(providers: Any, extra: int, cache: Any = None) -> Lanes:
             ours.close()
             for remote in remotes:
                 remote.sock.close()
-            _lane_main(theirs, cache)
+            lane_main(theirs, cache)
         theirs.close()
         ours.setblocking(False)
         remotes.append(_Remote(pid, ours))
     return Lanes(providers, remotes, caching=cache is not None and bool(remotes))
-
-
-def _lane_main(sock: socket.socket, cache: Any) -> NoReturn:
-    """Serve calls until the run closes the socket; never returns into the run's code."""
-    code = 0
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides when a lane stops
-        asyncio.run(_serve(sock, cache))
-    except BaseException:  # nothing here may run the parent's handlers: the run reports
-        code = 1
-    finally:
-        os._exit(code)
-
-
-async def _serve(sock: socket.socket, cache: Any) -> None:
-    from pipeline.evals import providers
-    from pipeline.evals.runner import answer_of
-
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    tasks: set[asyncio.Task[None]] = set()
-    slots: dict[str, RequestSlots] = {}  # this lane's share of each provider's slots
-
-    async def handle(request: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"id": request["id"]}
-        try:
-            spec = providers.ProviderSpec(**request["spec"])
-            gate = slots.get(spec.name)
-            if gate is None:
-                gate = slots[spec.name] = RequestSlots(int(request["slots"]))
-            done = await providers.complete(
-                spec,
-                request["messages"],
-                request["tools"],
-                request["params"],
-                request["timeout_s"],
-                gate,
-            )
-            reply["ok"] = {**asdict(done), "tool_calls": [asdict(c) for c in done.tool_calls]}
-            if (key := request.get("store")) and cache is not None:
-                try:  # as the run would: the same answer, redacted, in the same entry
-                    cache.write(key, cache.encode(key, answer_of(done)))
-                    reply["stored"] = True
-                except Exception:  # the run writes it itself, and reports what fails
-                    pass
-        except providers.ProviderCallError as e:
-            reply["error"] = {
-                "message": e.message,
-                "hint": e.hint,
-                "provider": e.provider,
-                "model": e.model,
-                "kind": e.kind,
-                "retryable": e.retryable,
-                "status": e.status,
-                "retry_after_s": e.retry_after_s,
-                "retry_limit": e.retry_limit,
-                "cause": e.cause,
-                "requests": e.requests,
-            }
-        except Exception:
-            reply["bug"] = traceback.format_exc()
-        writer.write(_frame(reply))
-
-    try:
-        while (request := await _read_frame(reader)) is not None:
-            if "pause" in request:
-                if (paused := slots.get(str(request["pause"]))) is not None:
-                    paused.pause(float(request["seconds"]))
-                continue
-            task = asyncio.create_task(handle(request))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-    except (OSError, ValueError):
-        pass
-    finally:
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await providers.aclose()
-        writer.close()
-
-
-def _frame(message: Mapping[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return _HEADER.pack(len(body)) + body
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next message, or None at the end of the stream."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError as e:
-        if e.partial:
-            raise ValueError("truncated frame") from e
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > _MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes")
-    try:
-        body = await reader.readexactly(size)
-    except asyncio.IncompleteReadError as e:
-        raise ValueError("truncated frame") from e
-    message = json.loads(body)
-    if not isinstance(message, dict):
-        raise ValueError("frame is not an object")
-    return message

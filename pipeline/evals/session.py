@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.errors import CheckFailed, UsageError
+from pipeline.evals.plan import EvalOptions, Target, case_providers
 from pipeline.evals.results import CaseResult, EvalRun
-from pipeline.evals.runner import EvalOptions, Target, case_providers, run_eval
+from pipeline.evals.runner import run_eval
 from pipeline.repo import Repo
 
 

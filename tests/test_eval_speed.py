@@ -301,7 +301,9 @@ print(json.dumps({"texts": sorted({d.text for d in done}), "served": run.served,
         )
         seen = server.count()
     assert done.returncode == 0, done.stderr
-    assert meter.most == 4  # the provider's slots, shared by three processes, never exceeded
+    # the provider's 4 slots, shared by three processes, are never exceeded; whether all four
+    # are in flight at one instant depends on the machine's load, so that is not asserted
+    assert 2 <= meter.most <= 4
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["texts"] == ["hi"]
     assert out["requests"] == seen == 30

@@ -39,7 +39,7 @@ for keep-alive, sends each response in one write and sets TCP_NODELAY: a server 
 headers and body separately stalls ~40 ms per keep-alive request (Nagle plus delayed ACK) and the
 benchmark would measure the server. ``--quick`` runs N = 50 only.
 
-Each knowngood run goes through ``pipeline.cli.main`` exactly as the ``knowngood`` console script
+Each knowngood run goes through ``pipeline.cli.run`` exactly as the ``knowngood`` console script
 does, plus an exit hook that records whether litellm, jsonschema and deepdiff were imported.
 
 The children keep their bytecode in a cache of their own (PYTHONPYCACHEPREFIX, kept between
@@ -294,9 +294,14 @@ def _report():
     with open(os.environ["KG_BENCH_MODULES"], "w") as f:
         json.dump({m: m in sys.modules for m in WATCHED}, f)
 atexit.register(_report)
-from pipeline.cli import main
+try:
+    from pipeline.cli import run
+except ImportError:  # a checkout from before the console script was pipeline.cli:run
+    from pipeline.cli import main
+    def run():
+        sys.exit(main())
 sys.argv[0] = "knowngood"
-sys.exit(main())
+run()
 """.replace("WATCHED", repr(WATCHED))
 
 

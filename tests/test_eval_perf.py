@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipeline.evals.cache import Cache, RequestKeys, cache_key
-from pipeline.evals.runner import build_messages
+from pipeline.evals.plan import build_messages
 from pipeline.repo import Agent, Case, Suite
 
 
@@ -87,6 +87,21 @@ def test_memoised_prompts_render_each_case_as_the_plain_path_does() -> None:
         "You work for Acme. You talk to Ann; n=1.0.",
         "You work for Acme. You talk to Ann; n=True.",
     ]
+
+
+def test_a_final_prompt_is_sent_as_it_is_never_rendered_again() -> None:
+    """A deployed bundle's prompt (Target.prompt) was rendered at build time: text that looks
+    like a template in it is the prompt's own, and case variables do not apply."""
+    agent = _agent("unused {{ company }}")
+    suite = Suite("s", "shop", "evals/shop/s.yaml", (), vars={"customer": "Ann"})
+    case = Case(id="a", input="hi", expect=(), vars={"company": "Other"})
+    final = "Reply with {{ company }} literally; {% raw %} stays."
+    for prompts in (None, {}):
+        messages = build_messages(agent, suite, case, prompts, prompt=final)
+        assert messages == [
+            {"role": "system", "content": final},
+            {"role": "user", "content": "hi"},
+        ]
 
 
 def test_many_puts_leave_only_entries(tmp_path: Path) -> None:

@@ -301,7 +301,9 @@ print(json.dumps({"texts": sorted({d.text for d in done}), "served": run.served,
         )
         seen = server.count()
     assert done.returncode == 0, done.stderr
-    assert meter.most == 4  # the provider's slots, shared by three processes, never exceeded
+    # the provider's 4 slots, shared by three processes, are never exceeded; whether all four
+    # are in flight at one instant depends on the machine's load, so that is not asserted
+    assert 2 <= meter.most <= 4
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["texts"] == ["hi"]
     assert out["requests"] == seen == 30
@@ -477,7 +479,8 @@ def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> N
         "before = gc.get_freeze_count()\n"
         "providers.ready(['openai/gpt-4o-mini', 'ollama/llama3'])\n"
         "import litellm.main\n"
-        "print(before, gc.get_freeze_count() > 100000, sorted(providers._WARMED), connects)\n"
+        "from pipeline.evals.litellmload import WARMED\n"
+        "print(before, gc.get_freeze_count() > 100000, sorted(WARMED), connects)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
@@ -485,3 +488,74 @@ def test_litellms_set_up_runs_before_the_loop_sends_nothing_and_is_frozen() -> N
     assert done.returncode == 0, done.stderr
     # ollama's first call may ask its server for the model: it is left to the real call
     assert done.stdout.split("\n")[0] == "0 True ['openai'] []"
+
+
+def test_the_console_script_runs_exit_handlers_and_flushes_after_a_run_with_litellm(
+    tmp_path: Path, keys: None
+) -> None:
+    """It ends the process itself (os._exit) once litellm was imported, after the exit
+    handlers and with every byte of output written."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handlers ran', file=sys.stderr))\n"
+        "from pipeline.cli import run\n"
+        "run()\n"
+    )
+    with FakeProvider(responder=acme) as server:
+        root = bench_repo(tmp_path, server, 12)
+        done = subprocess.run(
+            [sys.executable, "-c", script, *eval_args(root, "--no-cache", "--format", "json")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr  # c9 fails
+    assert "exit handlers ran" in done.stderr
+    assert len(results_of(done)["cases"]) == 12
+
+
+def test_answers_cached_by_lanes_are_the_entries_one_process_writes(
+    tmp_path: Path, keys: None
+) -> None:
+    def entries(root: Path) -> dict[str, dict[str, Any]]:
+        found = {}
+        for path in (root / ".knowngood" / "cache").rglob("*.json"):
+            value = json.loads(path.read_text())["value"]
+            value.pop("latency_ms")  # each run measures its own
+            found[path.name] = value
+        return found
+
+    with FakeProvider(responder=acme) as server:
+        one = bench_repo(tmp_path / "one", server, 30)
+        three = bench_repo(tmp_path / "three", server, 30)
+        first = knowngood(*eval_args(one, "--processes", "1"))
+        second = knowngood(*eval_args(three, "--processes", "3"))
+        seen = server.count()
+        again = knowngood(*eval_args(three, "--processes", "3", "--format", "json"))
+        assert server.count() == seen == 60
+    assert first.returncode == second.returncode == again.returncode == 1, second.stderr
+    assert len(entries(one)) == 30
+    assert entries(one) == entries(three)
+    assert results_of(again)["summary"]["cache_hits"] == 30
+
+
+def test_the_console_script_waits_for_a_running_thread_before_it_ends_the_process() -> None:
+    """Ending the process itself skips the interpreter's join of non-daemon threads: with one
+    still running, the console script exits the usual way."""
+    script = (
+        "import sys, threading, time\n"
+        "sys.modules.setdefault('litellm', type(sys)('litellm'))  # as after a run with it\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "sys.argv = ['knowngood', '--version']\n"
+        "from pipeline.cli import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "thread finished" in done.stdout

@@ -17,7 +17,7 @@ import pytest
 from fakeproviders import FakeProvider, Fault, RecordedRequest, Reply, ToolCallReply
 
 from pipeline.errors import ProviderError
-from pipeline.evals import providers
+from pipeline.evals import httpclient, providers
 from pipeline.evals.budget import chat_bound as bound
 from pipeline.evals.providers import (
     Completion,
@@ -339,7 +339,7 @@ def test_litellm_never_resends_a_request_and_every_request_is_counted(
 
 # litellm's ollama request types warn once (pydantic, ReadOnly TypedDict items) when first built
 @pytest.mark.filterwarnings("ignore:.*using the `ReadOnly` qualifier")
-@pytest.mark.parametrize("prefix", sorted(providers._OWN_CLIENT | providers._OWN_CLIENT_OPENAI))
+@pytest.mark.parametrize("prefix", sorted(httpclient.OWN_CLIENT | httpclient.OWN_CLIENT_OPENAI))
 def test_every_provider_on_the_own_client_list_goes_through_it(
     server: FakeProvider, prefix: str
 ) -> None:

@@ -70,7 +70,7 @@ OPTIONS = (
         "--processes",
         type=click.IntRange(1, 64),
         metavar="N",
-        help="Make the calls from N processes (default: one per spare core, from a few hundred calls).",
+        help="Make the calls from N processes (default: one per CPU core, at most -j, 200 calls each).",
     ),
     click.option("--shard", "shard", metavar="K/N", help="Run only shard K of N (CI matrix jobs)."),
     out_file("--output", "Write results JSON here."),

@@ -93,7 +93,10 @@ def provider_options(func: F) -> F:
 
 def concurrency_option(func: F) -> F:
     return click.option(
-        "-j", "--concurrency", type=click.IntRange(1, 256), help="Concurrent calls per provider."
+        "-j",
+        "--concurrency",
+        type=click.IntRange(1, 256),
+        help="Requests in flight per provider (the next calls are prepared meanwhile).",
     )(func)
 
 

@@ -14,7 +14,7 @@ Every deployment, check, incident and drill is a record on the records branch
 from __future__ import annotations
 
 from pipeline.deploy.autorevert import RecoveryOutcome, introducing_commit, recover
-from pipeline.deploy.check import CheckOutcome, DeployedAgent, deployed_bundle, run_check
+from pipeline.deploy.check import CheckOutcome, deployed_bundle, run_check
 from pipeline.deploy.context import Context, load_settings
 from pipeline.deploy.core import (
     DeployBatch,
@@ -33,7 +33,6 @@ __all__ = [
     "Context",
     "DeployBatch",
     "DeployOutcome",
-    "DeployedAgent",
     "DrillOutcome",
     "DrillReport",
     "RecoveryOutcome",

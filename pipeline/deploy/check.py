@@ -29,24 +29,11 @@ from pipeline.repo import Agent, Provider, Repo, Settings, Suite, Tool
 from pipeline.targets import DirectoryTarget
 
 if TYPE_CHECKING:
+    from pipeline.evals.plan import Target
     from pipeline.evals.results import EvalRun
     from pipeline.evals.session import Progress
 
-__all__ = ["CheckOutcome", "DeployedAgent", "deployed_bundle", "run_check"]
-
-
-@dataclass(frozen=True, slots=True)
-class DeployedAgent(Agent):
-    """An agent as a bundle deployed it: its prompt is final unless it needs runtime variables."""
-
-    runtime_vars: tuple[str, ...] = ()
-
-    def render_prompt(self, extra_vars: Mapping[str, Any] | None = None) -> str:
-        if not self.runtime_vars:
-            return self.prompt_source  # rendered at build time, exactly as deployed
-        from pipeline.templates import render
-
-        return render(self.prompt_source, {**self.vars, **(extra_vars or {})})
+__all__ = ["CheckOutcome", "deployed_bundle", "run_check"]
 
 
 @dataclass(slots=True)
@@ -197,7 +184,6 @@ _SUMMARY_KEYS = ("total", "passed", "failed", "errors", "skipped", "pass_rate", 
 def _evaluate(
     ctx: Context, bundle: Mapping[str, Any], outcome: CheckOutcome, *, progress: Progress | None
 ) -> None:
-    from pipeline.evals.runner import Target
     from pipeline.evals.session import EvalRequest, load_valid_repo, run_targets
 
     config: Mapping[str, Any] = bundle["config"]
@@ -229,11 +215,10 @@ def _evaluate(
                 f"{outcome.commit[:12]} (evals/{outcome.agent}/<suite>.yaml)"
             )
         suites: list[Suite] = [available[n] for n in names]
-        agent = deployed_agent(bundle, export)
         deployed = dataclasses.replace(repo, settings=_settings(repo, bundle))
         run = run_targets(
             deployed,
-            [Target(agent, suites)],
+            [deployed_target(bundle, export, suites)],
             EvalRequest(agents=(outcome.agent,), use_cache=False),
             progress=progress,
             commit=outcome.commit,
@@ -279,7 +264,12 @@ def _verdict(outcome: CheckOutcome, run: EvalRun, threshold: float) -> None:
         outcome.message = f"{shown}; the rest are provider errors: {errors[0].error}"
 
 
-def deployed_agent(bundle: Mapping[str, Any], export: Path) -> DeployedAgent:
+def deployed_target(bundle: Mapping[str, Any], export: Path, suites: list[Suite]) -> Target:
+    """The agent as ``bundle`` deployed it, with ``suites``: the bundle's tools, and its system
+    prompt as a plain value, final unless it needs runtime variables (then it is the template,
+    rendered with each case's variables)."""
+    from pipeline.evals.plan import Target
+
     config: Mapping[str, Any] = bundle["config"]
     tools = tuple(
         Tool(
@@ -291,7 +281,7 @@ def deployed_agent(bundle: Mapping[str, Any], export: Path) -> DeployedAgent:
         )
         for fn in (t["function"] for t in bundle["tools"])
     )
-    return DeployedAgent(
+    agent = Agent(
         name=bundle["agent"],
         dir=export / "agents" / bundle["agent"],
         raw=config,
@@ -299,8 +289,9 @@ def deployed_agent(bundle: Mapping[str, Any], export: Path) -> DeployedAgent:
         prompt_source=bundle["system_prompt"],
         tools=tools,
         environment=bundle["env"],
-        runtime_vars=tuple(bundle["runtime_vars"]),
     )
+    final = None if bundle["runtime_vars"] else str(bundle["system_prompt"])
+    return Target(agent, suites, prompt=final)
 
 
 def _settings(repo: Repo, bundle: Mapping[str, Any]) -> Settings:

@@ -13,7 +13,7 @@ that still does not parse (a full disk, a power loss, a hand edit) reads as a mi
 removed. Reads are one ``open`` and one ``json.loads``: a warm run of 1,000 lookups takes a few
 tens of milliseconds.
 
-A file that git tracks is never an entry (:mod:`pipeline.evals.tracked`): a pull request can
+A file that git tracks is never an entry (:mod:`pipeline.gittracked`): a pull request can
 commit files under the cache folder, and nothing a pull request wrote may answer its evals. Such
 files are not read, overwritten, counted or pruned; ``knowngood validate`` reports them.
 """
@@ -163,7 +163,7 @@ class Cache:
     """Responses by key under ``dir``. Safe to share between threads and processes."""
 
     def __init__(self, dir: Path | str) -> None:
-        from pipeline.evals.tracked import tracked_files
+        from pipeline.gittracked import tracked_files
 
         self.dir = Path(dir)
         self.root = self.dir / CACHE_VERSION
@@ -193,19 +193,24 @@ class Cache:
         if self._tracked and self._is_tracked(key):
             return None
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-                try:
-                    document = json.loads(data)
-                except ValueError:  # also UnicodeDecodeError
-                    document = None
-                if isinstance(document, dict) and document.get("key") == key:
-                    value = document.get("value")
-                    if isinstance(value, dict):
-                        return value
-                seen = os.fstat(f.fileno())  # only for a bad entry: a hit costs no stat
+            fd = os.open(path, _READ_FLAGS)  # no file object: a warm run reads a thousand
         except OSError:  # FileNotFoundError mostly: a miss
             return None
+        try:
+            data = _read_all(fd)
+            try:
+                document = json.loads(data.decode("utf-8"))
+            except ValueError:  # also UnicodeDecodeError
+                document = None
+            if isinstance(document, dict) and document.get("key") == key:
+                value = document.get("value")
+                if isinstance(value, dict):
+                    return value
+            seen = os.fstat(fd)  # only for a bad entry: a hit costs no stat
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
         self._discard(path, seen)
         return None
 
@@ -348,6 +353,16 @@ def _under_root(under: tuple[str, ...]) -> frozenset[str]:
         elif path.startswith(prefix):
             out.add(path[len(prefix) :])
     return frozenset(out)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _TEMP_COUNTER = itertools.count()

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from pipeline.errors import EvalError
 from pipeline.evals.budget import Bound, Budget, chat_bound, embedding_bound
+from pipeline.evals.lanes import PREPARED
 from pipeline.evals.results import EvalRun
 from pipeline.repo import Provider
 
@@ -38,11 +39,6 @@ class Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-# Calls in progress per request slot: while -j requests are in flight, as many more calls are
-# prepared (litellm builds their requests) and answers parsed, so no slot waits for the CPU.
-PREPARED: Final = 2
 
 
 class ProviderGate:
@@ -108,8 +104,10 @@ class Sender:
         concurrency: int,
         timeout_s: float,
         retries: int,
+        store: str | None = None,
     ) -> Any:
-        """The provider's Completion; EvalError after the last attempt, Skip over budget."""
+        """The provider's Completion; EvalError after the last attempt, Skip over budget.
+        ``store``: the answer's cache key, for a lane to cache it (Lanes.stored)."""
         mod = self.providers
         if self.lanes is None:
             from pipeline.evals.lanes import Lanes
@@ -129,7 +127,7 @@ class Sender:
                     raise Skip(f"budget of ${self.budget.limit} reached")
                 try:
                     completion = await self.lanes.complete(
-                        spec, messages, tools, params, timeout_s, max(1, concurrency)
+                        spec, messages, tools, params, timeout_s, max(1, concurrency), store
                     )
                 except mod.ProviderCallError as e:
                     self._settle_failure(e, bound)

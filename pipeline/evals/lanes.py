@@ -1,10 +1,13 @@
-"""Spread a run's provider calls over processes when there are spare cores.
+"""Spread a run's provider calls over processes, one per CPU core.
 
 litellm spends 2-3 ms of CPU on every call (building the request, parsing and pricing the
 answer), so at low latency one process keeps one core busy while the others idle. A *lane* is a
 process that performs calls: the run's own process is one, and :func:`fork_lanes` adds
 ``processes - 1`` more, forked after litellm is imported (they share the import) and before the
-run's event loop starts.
+run's event loop starts. By default (:func:`auto_processes`) a run makes its calls from one
+process per core it may use (CPU affinity), at most ``-j``, and at least 200 calls each: a
+lane costs its fork and ~0.1 s of CPU, and on a machine whose cores are busy with other work
+it only takes its share of them.
 
 The run's process stays the only orchestrator: per-provider concurrency, retries, the budget
 (each request is reserved before it goes to any lane and settled after), the cache, the
@@ -13,8 +16,7 @@ assertions and the results live in it. A lane only performs
 ProviderCallError with the HTTP requests it sent, so counts, costs and errors are the same
 whichever lane made the call. A provider's request slots (``-j``) are shared out between the
 processes (:func:`shares`); each process sends at most its share of requests at once and
-prepares its next calls meanwhile, and a call goes to the process with the fewest calls in
-progress per slot.
+prepares its next calls meanwhile, and the calls are given out in proportion to the shares.
 
 A lane that dies (killed, crashed) fails its calls in flight as connection failures whose
 answers were lost (their worst case stays counted against the budget, each counts one request,
@@ -30,18 +32,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Final, NoReturn
+from typing import Any, Final
+
+from pipeline.evals.laneprocess import RequestSlots, frame, lane_main, read_frame
 
 __all__ = ["CALLS_PER_PROCESS", "Lanes", "RequestSlots", "auto_processes", "fork_lanes", "shares"]
 
@@ -52,10 +53,11 @@ CALLS_PER_PROCESS: Final = 200
 # lanes' messages: about half of litellm's CPU per call), so it gets a quarter of a provider's
 # request slots, the lanes the rest: with -j 4 and one lane, 1 and 3 (-j 2: 0 and 2).
 LOCAL_SHARE: Final = 3
+# Calls in progress per request slot: while -j requests are in flight, as many more calls are
+# prepared (litellm builds their requests) and answers parsed, so no slot waits for the CPU.
+PREPARED: Final = 2
 STOP_GRACE_S: Final = 5.0
 LANE_GRACE_S: Final = 30.0
-_HEADER: Final = struct.Struct("!I")
-_MAX_FRAME: Final = 1 << 30
 
 
 def usable_cores() -> int:
@@ -97,7 +99,7 @@ class _Remote:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                reply = await _read_frame(reader)
+                reply = await read_frame(reader)
                 if reply is None:
                     break
                 future = self._pending.pop(int(reply["id"]), None)
@@ -119,7 +121,7 @@ class _Remote:
             return {"lost": self.dead}
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[int(request["id"])] = future
-        self._writer.write(_frame(request))
+        self._writer.write(frame(request))
         try:
             async with asyncio.timeout(deadline_s):
                 return await future
@@ -130,7 +132,7 @@ class _Remote:
     def send(self, message: dict[str, Any]) -> None:
         """A message that wants no answer."""
         if self.dead is None and self._writer is not None:
-            self._writer.write(_frame(message))
+            self._writer.write(frame(message))
 
     async def aclose(self) -> None:
         if self._writer is not None:
@@ -139,26 +141,6 @@ class _Remote:
                 await self._writer.wait_closed()
         if self._reading is not None:
             await self._reading
-
-
-class RequestSlots:
-    """A provider's request slots in one process, and its pause after a 429 ``Retry-After``:
-    a call takes one just before its request goes out (pipeline.evals.providers)."""
-
-    def __init__(self, slots: int) -> None:
-        self._free = asyncio.Semaphore(slots)
-        self.paused_until = 0.0  # time.monotonic()
-
-    async def acquire(self) -> None:
-        await self._free.acquire()
-        while (delay := self.paused_until - time.monotonic()) > 0:
-            await asyncio.sleep(delay)
-
-    def release(self) -> None:
-        self._free.release()
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
 
 def shares(slots: int, remotes: int) -> list[int]:
@@ -176,6 +158,7 @@ class _Provider:
     def __init__(self, slots: int, remotes: int) -> None:
         self.shares = shares(slots, remotes)
         self.busy = [0] * len(self.shares)  # calls in progress, per process
+        self.sent = [0] * len(self.shares)  # calls given, per process
         self.local = RequestSlots(self.shares[0])
 
 
@@ -183,9 +166,11 @@ class Lanes:
     """The run's process plus forked lanes; :meth:`complete` is ``providers.complete``, with
     the provider's request slots (``-j``) shared out between the processes."""
 
-    def __init__(self, providers: Any, remotes: Sequence[_Remote]) -> None:
+    def __init__(self, providers: Any, remotes: Sequence[_Remote], caching: bool = False) -> None:
         self.providers = providers
         self.remotes = list(remotes)
+        self.caching = caching  # the lanes cache the answers they get (see :attr:`stored`)
+        self.stored: set[str] = set()  # cache keys whose answer a lane wrote
         self.served = [0] * (1 + len(self.remotes))  # calls answered: this process, then each lane
         self._providers: dict[str, _Provider] = {}
         self._ids = itertools.count()
@@ -199,8 +184,9 @@ class Lanes:
             await remote.start()
 
     def _process_for(self, provider: _Provider) -> int:
-        """Where the next call goes: the process with the lowest calls in progress per slot
-        (a lane before this process on a tie). A dead lane's slots come to this process."""
+        """Where the next call goes: calls are given out in proportion to the slots (the
+        fewest given per slot first, a lane before this process on a tie), to processes with
+        fewer than PREPARED calls in progress per slot. A dead lane's slots come to this one."""
         for i, remote in enumerate(self.remotes, start=1):
             if remote.dead is not None and provider.shares[i]:
                 for _ in range(provider.shares[i]):
@@ -208,7 +194,8 @@ class Lanes:
                 provider.shares[0] += provider.shares[i]
                 provider.shares[i] = 0
         open_ = [i for i, share in enumerate(provider.shares) if share]
-        return min(open_, key=lambda i: (provider.busy[i] / provider.shares[i], i == 0))
+        room = [i for i in open_ if provider.busy[i] < PREPARED * provider.shares[i]]
+        return min(room or open_, key=lambda i: (provider.sent[i] / provider.shares[i], i == 0))
 
     async def complete(
         self,
@@ -218,12 +205,17 @@ class Lanes:
         params: Mapping[str, Any],
         timeout_s: float,
         slots: int,
+        store: str | None = None,
     ) -> Any:
+        """``store``: the answer's cache key; a lane that gets the answer caches it and adds the
+        key to :attr:`stored` (writing files from the run's loop, or a thread beside it, slows
+        every call down)."""
         provider = self._providers.get(spec.name)
         if provider is None:
             provider = self._providers[spec.name] = _Provider(slots, len(self.remotes))
         where = self._process_for(provider)
         provider.busy[where] += 1
+        provider.sent[where] += 1
         self.served[where] += 1
         try:
             if where == 0:
@@ -239,10 +231,14 @@ class Lanes:
                 "params": dict(params),
                 "timeout_s": timeout_s,
                 "slots": provider.shares[where],
+                "store": store if self.caching else None,
             }
             # the lane's own deadline is timeout_s plus a grace: this one is a last resort
             reply = await remote.call(request, timeout_s + LANE_GRACE_S)
-            return _decode(self.providers, spec, remote, reply)
+            done = _decode(self.providers, spec, remote, reply)
+            if store is not None and reply.get("stored"):
+                self.stored.add(store)
+            return done
         finally:
             provider.busy[where] -= 1
 
@@ -312,8 +308,9 @@ def _decode(providers: Any, spec: Any, remote: _Remote, reply: dict[str, Any]) -
 # ------------------------------------------------------------------------------------------
 
 
-def fork_lanes(providers: Any, extra: int) -> Lanes:
+def fork_lanes(providers: Any, extra: int, cache: Any = None) -> Lanes:
     """The run's process plus up to ``extra`` forked lanes (none where forking is unsafe).
+    With the run's ``cache`` (pipeline.evals.cache.Cache), the lanes cache their answers.
 
     Call it with litellm imported (``providers.ready()``) and before the event loop starts.
     """
@@ -335,107 +332,8 @@ def fork_lanes(providers: Any, extra: int) -> Lanes:
             ours.close()
             for remote in remotes:
                 remote.sock.close()
-            _lane_main(theirs)
+            lane_main(theirs, cache)
         theirs.close()
         ours.setblocking(False)
         remotes.append(_Remote(pid, ours))
-    return Lanes(providers, remotes)
-
-
-def _lane_main(sock: socket.socket) -> NoReturn:
-    """Serve calls until the run closes the socket; never returns into the run's code."""
-    code = 0
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides when a lane stops
-        asyncio.run(_serve(sock))
-    except BaseException:  # nothing here may run the parent's handlers: the run reports
-        code = 1
-    finally:
-        os._exit(code)
-
-
-async def _serve(sock: socket.socket) -> None:
-    from pipeline.evals import providers
-
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    tasks: set[asyncio.Task[None]] = set()
-    slots: dict[str, RequestSlots] = {}  # this lane's share of each provider's slots
-
-    async def handle(request: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"id": request["id"]}
-        try:
-            spec = providers.ProviderSpec(**request["spec"])
-            gate = slots.get(spec.name)
-            if gate is None:
-                gate = slots[spec.name] = RequestSlots(int(request["slots"]))
-            done = await providers.complete(
-                spec,
-                request["messages"],
-                request["tools"],
-                request["params"],
-                request["timeout_s"],
-                gate,
-            )
-            reply["ok"] = {**asdict(done), "tool_calls": [asdict(c) for c in done.tool_calls]}
-        except providers.ProviderCallError as e:
-            reply["error"] = {
-                "message": e.message,
-                "hint": e.hint,
-                "provider": e.provider,
-                "model": e.model,
-                "kind": e.kind,
-                "retryable": e.retryable,
-                "status": e.status,
-                "retry_after_s": e.retry_after_s,
-                "retry_limit": e.retry_limit,
-                "cause": e.cause,
-                "requests": e.requests,
-            }
-        except Exception:
-            reply["bug"] = traceback.format_exc()
-        writer.write(_frame(reply))
-
-    try:
-        while (request := await _read_frame(reader)) is not None:
-            if "pause" in request:
-                if (paused := slots.get(str(request["pause"]))) is not None:
-                    paused.pause(float(request["seconds"]))
-                continue
-            task = asyncio.create_task(handle(request))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-    except (OSError, ValueError):
-        pass
-    finally:
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await providers.aclose()
-        writer.close()
-
-
-def _frame(message: Mapping[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return _HEADER.pack(len(body)) + body
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next message, or None at the end of the stream."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError as e:
-        if e.partial:
-            raise ValueError("truncated frame") from e
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > _MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes")
-    try:
-        body = await reader.readexactly(size)
-    except asyncio.IncompleteReadError as e:
-        raise ValueError("truncated frame") from e
-    message = json.loads(body)
-    if not isinstance(message, dict):
-        raise ValueError("frame is not an object")
-    return message
+    return Lanes(providers, remotes, caching=cache is not None and bool(remotes))

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.errors import CheckFailed, UsageError
+from pipeline.evals.plan import EvalOptions, Target, case_providers
 from pipeline.evals.results import CaseResult, EvalRun
-from pipeline.evals.runner import EvalOptions, Target, case_providers, run_eval
+from pipeline.evals.runner import run_eval
 from pipeline.repo import Repo
 
 
@@ -47,7 +48,7 @@ class EvalRequest:
     timeout_s: float | None = None
     retries: int | None = None
     cache_dir: Path | None = None
-    processes: int | None = None  # None: one per spare core when there are hundreds of calls
+    processes: int | None = None  # None: lanes.auto_processes
 
 
 def load_valid_repo(root: Path) -> Repo:

@@ -1,7 +1,7 @@
 """Files under the eval cache that git tracks: an error, whatever they hold.
 
 A cached answer decides a case without calling the provider, so a committed one would let a
-commit decide its own verdict. The cache never reads such files (:mod:`pipeline.evals.tracked`);
+commit decide its own verdict. The cache never reads such files (:mod:`pipeline.gittracked`);
 ``validate`` says so and how to untrack them, so the pull request that adds them learns it first.
 """
 
@@ -31,7 +31,7 @@ def cache_dir_setting(settings_data: Mapping[str, Any] | None) -> str:
 
 def tracked_cache_findings(root: Path, cache_dir: str) -> list[Finding]:
     """One error per tracked file under ``root / cache_dir`` (paths relative to ``root``)."""
-    from pipeline.evals.tracked import tracked_files
+    from pipeline.gittracked import tracked_files
 
     tracked = tracked_files(root / cache_dir)
     if not tracked or tracked.top is None:

@@ -262,14 +262,14 @@ class _Observer:
 
 
 def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[str, Any]] | None:
-    """The runtime's breakers from the state store, read-only (sqlite3 only); None without one."""
-    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_path
+    """The runtime's breakers from the state store, read-only; None without one."""
+    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_location
     from pipeline.runtime.storeview import read_breakers
 
     runtime = settings.raw.get("runtime") or {}
     url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
     try:
-        found = read_breakers(state_store_path(root, url), BREAKER_EVENTS)
+        found = read_breakers(state_store_location(root, url), BREAKER_EVENTS)
     except KnowngoodError as e:
         notices.append(f"circuit breakers not shown: {e.message}")
         return None

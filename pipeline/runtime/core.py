@@ -13,6 +13,7 @@ from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.failover import Engine, Observer
 from pipeline.runtime.model import Answer, ChatRequest, UnknownAgent
 from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
+from pipeline.runtime.sessions import Sessions
 from pipeline.runtime.settings import state_store_location
 from pipeline.runtime.store import StateStore
 
@@ -38,6 +39,7 @@ class Runtime:
         self.store = StateStore(state_store_location(self.root, state_store))
         self.breakers = Breakers(self.store, on_transition=self.observer.transition)
         self.engine = Engine(self.breakers, self.store, self.observer)
+        self.sessions = Sessions(self.store)
 
     def close(self) -> None:
         self.store.close()
@@ -71,10 +73,29 @@ class Runtime:
         return release
 
     async def complete(self, agent: str, chat: ChatRequest) -> Answer:
-        return await self.engine.complete(self.release(agent), chat)
+        return await self.ask(self.release(agent), chat)
 
     async def stream(self, agent: str, chat: ChatRequest) -> StreamAnswer:
-        return await self.engine.stream(self.release(agent), chat)
+        return await self.ask_stream(self.release(agent), chat)
+
+    async def ask(self, release: Release, chat: ChatRequest) -> Answer:
+        """The answer of ``release`` to ``chat``; with a session, the conversation so far is
+        sent first and the turn is stored once answered."""
+        answer = await self.engine.complete(release, self.sessions.prepare(release, chat))
+        self.sessions.record(release, chat, answer)
+        return answer
+
+    async def ask_stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
+        """:meth:`ask`, streamed: the turn is stored when the stream ends whole."""
+        stream = await self.engine.stream(release, self.sessions.prepare(release, chat))
+        if chat.session is not None:
+
+            def store_turn(failed: BaseException | None) -> None:
+                if failed is None:
+                    self.sessions.record(release, chat, stream.answer)
+
+            stream.after.append(store_turn)
+        return stream
 
     async def follow(
         self,

@@ -38,6 +38,7 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
+from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
 
@@ -77,6 +78,9 @@ def _headers(answer: Answer) -> dict[str, str]:
         headers["X-Knowngood-Provider"] = answer.provider
     if answer.fallback:
         headers["X-Knowngood-Fallback"] = answer.fallback
+    if answer.session is not None:
+        headers[SESSION_HEADER] = answer.session
+        headers["X-Knowngood-Turn"] = str(answer.turn)
     return headers
 
 
@@ -89,6 +93,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(400, f"the request body is not valid JSON: {e}", "invalid_request_error")
     try:
         agent, chat = parse_chat_request(data)
+        chat = with_session_header(chat, request.headers.get(SESSION_HEADER))
         release = runtime.release(agent)
     except BadRequest as e:
         return _error(400, e.message, "invalid_request_error")
@@ -96,9 +101,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(404, e.message, "invalid_request_error", "model_not_found", agents=e.known)
     try:
         if chat.stream:
-            stream = await runtime.engine.stream(release, chat)
+            stream = await runtime.ask_stream(release, chat)
             return await _stream(request, stream)
-        answer = await runtime.engine.complete(release, chat)
+        answer = await runtime.ask(release, chat)
+    except SessionTaken as e:
+        return _error(409, e.message, "invalid_request_error", "session_taken")
     except ConfigError as e:  # a prompt variable the request did not send
         return _error(400, e.message + (f" ({e.hint})" if e.hint else ""), "invalid_request_error")
     except RequestRejected as e:

@@ -13,7 +13,7 @@ from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.failover import Engine, Observer
 from pipeline.runtime.model import Answer, ChatRequest, UnknownAgent
 from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
-from pipeline.runtime.settings import state_store_path
+from pipeline.runtime.settings import state_store_path, state_store_url
 from pipeline.runtime.store import StateStore
 
 __all__ = ["FOLLOW_INTERVAL_S", "Runtime"]
@@ -35,7 +35,8 @@ class Runtime:
         self.env = env
         self.observer = observer or Observer()
         self.releases = Releases(deployments_dir(self.root, deployments), env)
-        self.store = StateStore(state_store_path(self.root, state_store))
+        self.state_store_url = state_store_url(self.root, state_store)
+        self.store = StateStore(state_store_path(self.root, self.state_store_url))
         self.breakers = Breakers(self.store, on_transition=self.observer.transition)
         self.engine = Engine(self.breakers, self.store, self.observer)
 

@@ -20,6 +20,7 @@ __all__ = [
     "BreakerSettings",
     "Resilience",
     "state_store_path",
+    "state_store_url",
 ]
 
 DEFAULT_STATE_STORE = "sqlite:///.knowngood/state.db"
@@ -96,11 +97,7 @@ class Resilience:
 def state_store_path(root: Path, url: str | None = None) -> Path:
     """The SQLite file of ``url`` (knowngood.yaml ``runtime.state_store``; default under
     ``.knowngood/``). ``sqlite:///rel/path`` is relative to ``root``, ``sqlite:////abs`` absolute."""
-    if url is None:
-        from pipeline.repo import load_settings
-
-        runtime = load_settings(root).raw.get("runtime") or {}
-        url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
+    url = state_store_url(root, url)
     if not url.startswith("sqlite:///") or url == "sqlite:///":
         scheme = url.split(":", 1)[0]
         raise UsageError(
@@ -111,3 +108,13 @@ def state_store_path(root: Path, url: str | None = None) -> Path:
     rest = url[len("sqlite:///") :]
     path = Path(rest)
     return path if path.is_absolute() else root / path
+
+
+def state_store_url(root: Path, url: str | None = None) -> str:
+    """``url``, or else knowngood.yaml's ``runtime.state_store``, or else the default."""
+    if url is not None:
+        return url
+    from pipeline.repo import load_settings
+
+    runtime = load_settings(root).raw.get("runtime") or {}
+    return str(runtime.get("state_store") or DEFAULT_STATE_STORE)

@@ -3,12 +3,15 @@ PostgreSQL, recovery after SIGKILL, and DBOS kept out of the commands that do no
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from durableutil import FLOWS
@@ -129,3 +132,83 @@ def test_validate_never_imports_dbos(world: World) -> None:
         env={**ENV, "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_a_worker_killed_between_effect_and_checkpoint_resumes_without_a_second_effect(
+    world: World,
+) -> None:
+    from durableutil import ToolServer
+
+    from pipeline.runtime.flowclient import FlowClient
+
+    effect = threading.Event()
+    with ToolServer() as tools:
+        tools.hold.set()
+        tools.on_effect = lambda key: effect.set()
+        worker = Serve(world.root, "--workflows", "flows").start()
+        with FlowClient.open(world.root) as client:
+            workflow_id = client.enqueue("mail", tools.url, "ops@example.com", workflow_id="w-1")
+            assert effect.wait(30), worker.stderr
+            worker.kill()  # the effect happened; its step was never checkpointed
+            tools.hold.clear()
+            tools.release.set()
+            assert client.show(workflow_id).status == "PENDING"
+            restarted = time.monotonic()
+            with Serve(world.root, "--workflows", "flows") as again:
+                result = client.result(workflow_id)
+                resumed = next(t for t, _, _ in tools.requests[1:])
+        assert time.time() - resumed < 60
+        assert again.proc is not None and result["pid"] == again.proc.pid
+        keys = [key for _, key, _ in tools.requests]
+        assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith("kg1-")
+        assert tools.total_effects() == 1 and tools.repeated_effects() == 0
+        assert result["sent"] == {"id": keys[0], "path": "/send"}
+        view = client_show(world, workflow_id)
+        assert view["status"] == "SUCCESS"
+        assert [s["name"] for s in view["steps"]] == ["prepare", "tool:send_email", "finish"]
+        del restarted
+
+
+def client_show(world: World, workflow_id: str) -> dict[str, Any]:
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(world.root) as client:
+        return client.show(workflow_id).to_json()
+
+
+def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from durableutil import ToolServer
+
+    from pipeline.cli import main
+    from pipeline.runtime.flowclient import FlowClient
+
+    root = str(world.root)
+    assert main(["workflows", "list", "--repo", root]) == 2  # no store yet: says so
+    assert "no state store" in capsys.readouterr().err
+    with ToolServer() as tools:
+        with Serve(world.root, "--workflows", "flows"):  # creates the store, runs nothing
+            pass
+        with FlowClient.open(world.root) as client:
+            client.enqueue("mail", tools.url, "a@example.com", workflow_id="w-cancel")
+        assert main(["workflows", "cancel", "w-cancel", "--repo", root, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "CANCELLED"
+        assert main(["workflows", "cancel", "w-cancel", "--repo", root]) == 2
+        assert "nothing to cancel" in capsys.readouterr().err
+        with Serve(world.root, "--workflows", "flows"):
+            time.sleep(1.0)  # a cancelled workflow is not run
+            assert tools.total_effects() == 0
+            assert main(["workflows", "resume", "w-cancel", "--repo", root]) == 0
+            assert "w-cancel: mail ENQUEUED" in capsys.readouterr().out
+            with FlowClient.open(world.root) as client:
+                assert client.result("w-cancel")["sent"]["path"] == "/send"
+        assert tools.total_effects() == 1
+    assert main(["workflows", "show", "w-cancel", "--repo", root]) == 0
+    out = capsys.readouterr().out
+    assert "w-cancel: mail SUCCESS" in out and "step 2 tool:send_email" in out
+    assert main(["workflows", "list", "--repo", root, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(w["id"], w["status"]) for w in listed] == [("w-cancel", "SUCCESS")]
+    assert main(["workflows", "show", "nosuch", "--repo", root]) == 2
+    assert "no workflow 'nosuch'" in capsys.readouterr().err

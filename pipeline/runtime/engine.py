@@ -24,7 +24,10 @@
   running.
 - **Recovery.** :meth:`DurableEngine.open` launches DBOS, which puts the workflows this
   executor left pending back on its internal queue; they resume from their last checkpoint
-  within a queue poll (about a second).
+  within a queue poll (``POLL_S``).
+- **The workflow queue.** Every worker listens to ``knowngood_workflows``
+  (:data:`pipeline.runtime.flowclient.WORKFLOW_QUEUE`), where :class:`FlowClient` (and so any
+  process that is not the worker) puts the workflows it wants run.
 - **Checkpoint cost.** On SQLite the engine's connections use WAL with ``synchronous=NORMAL``:
   a checkpoint survives the process being killed (SIGKILL), but the last ones before a power
   loss may be lost. About 1 ms a step instead of 2-13 ms (``benchmarks/durable.py``).
@@ -271,6 +274,11 @@ def _launch(
         if before_launch is not None:
             before_launch()
         DBOS.launch()
+        from pipeline.runtime.flowclient import WORKFLOW_QUEUE
+
+        DBOS.register_queue(
+            WORKFLOW_QUEUE, polling_interval_sec=POLL_S, on_conflict="always_update"
+        )
     except KnowngoodError:
         DBOS.destroy()
         raise

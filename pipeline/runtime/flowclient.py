@@ -100,6 +100,34 @@ def _plain(value: Any) -> Any:
         return repr(value)
 
 
+def _error(error: Any) -> str | None:
+    """The text of a checkpointed error: DBOSClient hands some back still serialized (base64
+    pickle, written by a worker of this store), which is decoded here."""
+    if error is None or error == "":
+        return None
+    if isinstance(error, str):
+        import base64
+        import binascii
+        import pickle
+
+        try:
+            error = pickle.loads(base64.b64decode(error, validate=True))
+        except (
+            binascii.Error,
+            pickle.UnpicklingError,
+            ValueError,
+            EOFError,
+            TypeError,
+            AttributeError,
+            ImportError,
+            IndexError,
+        ):
+            return str(error)
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return str(error)
+
+
 def _seconds(ms: int | None) -> float | None:
     return ms / 1000.0 if ms is not None else None
 
@@ -119,7 +147,7 @@ def _view(status: Any, steps: Sequence[Mapping[str, Any]] = ()) -> WorkflowView:
         app_version=status.app_version,
         inputs=inputs,
         output=status.output,
-        error=f"{type(status.error).__name__}: {status.error}" if status.error else None,
+        error=_error(status.error),
         steps=tuple(
             StepView(
                 step=int(s["function_id"]),
@@ -127,7 +155,7 @@ def _view(status: Any, steps: Sequence[Mapping[str, Any]] = ()) -> WorkflowView:
                 started_at=_seconds(s.get("started_at_epoch_ms")),
                 completed_at=_seconds(s.get("completed_at_epoch_ms")),
                 output=s.get("output"),
-                error=f"{type(s['error']).__name__}: {s['error']}" if s.get("error") else None,
+                error=_error(s.get("error")),
             )
             for s in steps
         ),

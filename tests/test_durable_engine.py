@@ -153,11 +153,11 @@ def test_a_worker_killed_between_effect_and_checkpoint_resumes_without_a_second_
             tools.hold.clear()
             tools.release.set()
             assert client.show(workflow_id).status == "PENDING"
-            restarted = time.monotonic()
+            restarted = time.time()
             with Serve(world.root, "--workflows", "flows") as again:
                 result = client.result(workflow_id)
                 resumed = next(t for t, _, _ in tools.requests[1:])
-        assert time.time() - resumed < 60
+        assert resumed - restarted < 30  # benchmarks/durable.py: 2-4 s here; loaded CI
         assert again.proc is not None and result["pid"] == again.proc.pid
         keys = [key for _, key, _ in tools.requests]
         assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith("kg1-")
@@ -166,7 +166,6 @@ def test_a_worker_killed_between_effect_and_checkpoint_resumes_without_a_second_
         view = client_show(world, workflow_id)
         assert view["status"] == "SUCCESS"
         assert [s["name"] for s in view["steps"]] == ["prepare", "tool:send_email", "finish"]
-        del restarted
 
 
 def client_show(world: World, workflow_id: str) -> dict[str, Any]:
@@ -212,3 +211,40 @@ def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
     assert [(w["id"], w["status"]) for w in listed] == [("w-cancel", "SUCCESS")]
     assert main(["workflows", "show", "nosuch", "--repo", root]) == 2
     assert "no workflow 'nosuch'" in capsys.readouterr().err
+
+
+def test_the_python_api_worker_runs_a_workflow_and_refuses_a_second_engine(
+    world: World, tmp_path: Path
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pipeline.runtime import workflows as wf
+        from pipeline.runtime.engine import DurableEngine, EngineError
+        with wf.Worker.open({str(world.root)!r}, modules=["flows"]) as worker:
+            import flows
+            first = worker.start(flows.count, 5, workflow_id="c-1")
+            again = worker.start(flows.count, 5, workflow_id="c-1")
+            assert first == again == "c-1"
+            print(worker.result("c-1"))
+            try:
+                DurableEngine.open("sqlite:///other.db")
+            except EngineError as e:
+                print(e.message)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**ENV, "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["10", "the durable engine is already open in this process"]
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(world.root) as client:
+        view = client.show("c-1")
+    assert view.status == "SUCCESS" and [s.name for s in view.steps] == ["add"] * 5

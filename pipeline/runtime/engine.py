@@ -21,7 +21,9 @@
   held by a session-level advisory lock) and runs as DBOS executor ``worker-N``. A worker
   that restarts takes the slot its predecessor left and recovers that slot's pending
   workflows; no two live workers ever share a slot, so none recovers a workflow another is
-  running.
+  running. A slot whose worker died and was not restarted is adopted: every ``ADOPT_S`` each
+  worker looks for pending workflows of other slots, and recovers those of a slot whose lock
+  it can take (its worker is gone) while holding that lock.
 - **Recovery.** :meth:`DurableEngine.open` launches DBOS, which puts the workflows this
   executor left pending back on its internal queue; they resume from their last checkpoint
   within a queue poll (``POLL_S``).
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import threading
@@ -64,6 +67,7 @@ APP_NAME = "knowngood"
 MAX_SLOTS = 1024  # PostgreSQL worker slots
 LOCK_SUFFIX = ".worker.lock"
 POLL_S = 0.2  # how often an idle worker looks at its queues (DBOS's default is 1 s)
+ADOPT_S = 5.0  # PostgreSQL: how often a worker looks for the workflows of dead workers
 
 _lock = threading.Lock()
 _open: DurableEngine | None = None
@@ -97,6 +101,7 @@ class _Holder:
 
     executor_id: str
     release: Callable[[], None] = field(default=lambda: None)
+    adopt: Callable[[], int] | None = None  # PostgreSQL: recover dead slots' workflows
 
 
 def _hold_sqlite(database: Path) -> _Holder:
@@ -140,9 +145,34 @@ def _hold_postgres(url: str, app_name: str) -> _Holder:
     for slot in range(1, MAX_SLOTS + 1):
         row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, slot)).fetchone()
         if row is not None and row[0]:
-            return _Holder(f"worker-{slot}", conn.close)
+            return _Holder(
+                f"worker-{slot}", conn.close, functools.partial(_adopt, conn, space, slot)
+            )
     conn.close()
     raise EngineError(f"all {MAX_SLOTS} worker slots of the state store are taken")
+
+
+def _adopt(conn: Any, space: int, own: int) -> int:
+    """Recover the pending workflows of every slot whose worker is gone; how many."""
+    from dbos import DBOS
+
+    pending = {
+        w.executor_id
+        for w in DBOS.list_workflows(status="PENDING", load_input=False, load_output=False)
+    }
+    adopted = 0
+    for executor in sorted(e for e in pending if e and e.startswith("worker-")):
+        slot = int(executor.removeprefix("worker-")) if executor[7:].isdigit() else 0
+        if slot in (0, own):
+            continue
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, slot)).fetchone()
+        if row is None or not row[0]:
+            continue  # its worker is alive
+        try:
+            adopted += len(DBOS._recover_pending_workflows([executor]))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, slot))
+    return adopted
 
 
 def _sqlite_engine(url: str) -> Any:
@@ -171,6 +201,9 @@ class DurableEngine:
         self.executor_id = holder.executor_id
         self._holder = holder
         self._sql_engine = sql_engine
+        self._stop = threading.Event()
+        self._adopt_lock = threading.Lock()  # the holder's connection: one user at a time
+        self._adopter: threading.Thread | None = None
 
     @property
     def postgres(self) -> bool:
@@ -210,7 +243,32 @@ class DurableEngine:
                     sql_engine.dispose()
                 raise
             _open = cls(url, app_name, holder, sql_engine)
+            _open._start_adopter()
             return _open
+
+    def _start_adopter(self) -> None:
+        adopt = self._holder.adopt
+        if adopt is None:
+            return
+        stop = self._stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(ADOPT_S):
+                try:
+                    with self._adopt_lock:
+                        adopt()
+                except Exception:  # a lost connection: the next round tries again
+                    continue
+
+        self._adopter = threading.Thread(target=run, daemon=True, name="kg-adopter")
+        self._adopter.start()
+
+    def adopt(self) -> int:
+        """PostgreSQL: recover the pending workflows of dead workers now; how many."""
+        if self._holder.adopt is None:
+            return 0
+        with self._adopt_lock:
+            return self._holder.adopt()
 
     def queue(self, name: str, **limits: Any) -> Any:
         """Register (or update) the DBOS queue ``name`` with ``limits`` (DBOS.register_queue's
@@ -229,6 +287,9 @@ class DurableEngine:
         with _lock:
             if _open is not self:
                 return
+            self._stop.set()
+            if self._adopter is not None:
+                self._adopter.join(ADOPT_S + 5)
             try:
                 DBOS.destroy(workflow_completion_timeout_sec=wait_s)
             finally:

@@ -367,7 +367,9 @@ def _check(record: Record | None) -> dict[str, Any] | None:
 
 
 def _drill(record: Record | None) -> dict[str, Any] | None:
-    return _pick(record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover"))
+    return _pick(
+        record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover", "crash")
+    )
 
 
 def _utc(date: str) -> str:

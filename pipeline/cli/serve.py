@@ -38,6 +38,15 @@ from pipeline.cli.options import repo_option, resolve_repo
     is_flag=True,
     help="Let several serve processes listen on the same port (SO_REUSEPORT).",
 )
+@click.option(
+    "--workflows",
+    "workflows",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE (importable from the repository root) for the durable workflows it "
+    "declares, and run them: this process becomes the state store's worker and resumes the "
+    "workflows a killed worker left pending. Repeatable.",
+)
 @repo_option
 def command(
     env: str,
@@ -46,6 +55,7 @@ def command(
     deployments: Path | None,
     state_store: str | None,
     reuse_port: bool,
+    workflows: tuple[str, ...],
     repo: Path | None,
 ) -> int:
     """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
@@ -61,10 +71,15 @@ def command(
     Keys come from the environment only (the providers' variables or api_key_env).
     SIGTERM or Ctrl-C stops it after the requests in flight finish.
 
+    With --workflows, serve also runs durable workflows (DBOS, in the state store): on a
+    SQLite store only one such worker may run (a second is refused, naming the first's
+    pid); on PostgreSQL any number may.
+
     \b
     Examples:
       knowngood serve
       knowngood serve --env staging --port 8001
+      knowngood serve --workflows flows.refunds
       curl localhost:8000/v1/chat/completions -d '{"model": "support",
         "messages": [{"role": "user", "content": "Where is my order?"}]}'
     """
@@ -86,6 +101,7 @@ def command(
             deployments=deployments,
             state_store=state_store,
             reuse_port=reuse_port,
+            workflows=workflows,
             log=log,
         )
     )

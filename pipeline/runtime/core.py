@@ -14,7 +14,7 @@ from pipeline.runtime.failover import Engine, Observer
 from pipeline.runtime.model import Answer, ChatRequest, UnknownAgent
 from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
 from pipeline.runtime.sessions import Sessions
-from pipeline.runtime.settings import state_store_location
+from pipeline.runtime.settings import state_store_location, state_store_url
 from pipeline.runtime.store import StateStore
 
 __all__ = ["FOLLOW_INTERVAL_S", "Runtime"]
@@ -36,7 +36,8 @@ class Runtime:
         self.env = env
         self.observer = observer or Observer()
         self.releases = Releases(deployments_dir(self.root, deployments), env)
-        self.store = StateStore(state_store_location(self.root, state_store))
+        self.state_store_url = state_store_url(self.root, state_store)
+        self.store = StateStore(state_store_location(self.root, self.state_store_url))
         self.breakers = Breakers(self.store, on_transition=self.observer.transition)
         self.engine = Engine(self.breakers, self.store, self.observer)
         self.sessions = Sessions(self.store)

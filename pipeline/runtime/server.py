@@ -19,7 +19,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,16 +209,26 @@ async def serve(
     deployments: Path | None = None,
     state_store: str | None = None,
     reuse_port: bool = False,
+    workflows: Sequence[str] = (),
     log: Callable[[str], None],
 ) -> None:
-    """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s)."""
+    """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s).
+
+    With ``workflows`` (modules that declare durable workflows) the process is also the
+    store's worker: the durable engine starts before anything else, so the workflows a killed
+    worker left pending resume at once (see :mod:`pipeline.runtime.engine`).
+    """
     observer = Metrics(log)
     runtime = Runtime(
         root, env, deployments=deployments, state_store=state_store, observer=observer
     )
     observer.watch(runtime)
+    engine = None
     try:
         runtime.refresh()
+        if needs_engine(runtime, workflows):
+            engine = await asyncio.to_thread(_open_engine, runtime, workflows)
+            log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
         started = time.perf_counter()
         await runtime.warm_up()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
@@ -241,7 +251,42 @@ async def serve(
             await runner.cleanup()
             await runtime.aclose()
     finally:
+        if engine is not None:
+            await asyncio.to_thread(_close_engine, engine)
         runtime.close()
+
+
+def needs_engine(runtime: Runtime, workflows: Sequence[str]) -> bool:
+    """Whether this serve process runs the durable engine: when it runs workflows."""
+    return bool(workflows)
+
+
+def _open_engine(runtime: Runtime, workflows: Sequence[str]) -> Any:
+    from pipeline.runtime.engine import DurableEngine
+    from pipeline.runtime.workflows import attach, detach, load_modules
+
+    load_modules(runtime.root, workflows)
+    attach(runtime)
+    try:
+        return DurableEngine.open(runtime.state_store_url, root=runtime.root)
+    except BaseException:
+        detach()
+        raise
+
+
+def _close_engine(engine: Any) -> None:
+    from pipeline.runtime.workflows import detach
+
+    try:
+        engine.shutdown()
+    finally:
+        detach()
+
+
+def _store(url: str) -> str:
+    from pipeline.runtime.engine import _shown
+
+    return _shown(url)
 
 
 def _address(runner: web.AppRunner, host: str) -> str:

@@ -97,19 +97,11 @@ class Resilience:
         )
 
 
-def state_store_url(root: Path) -> str:
-    """knowngood.yaml ``runtime.state_store``, or the default."""
-    from pipeline.repo import load_settings
-
-    runtime = load_settings(root).raw.get("runtime") or {}
-    return str(runtime.get("state_store") or DEFAULT_STATE_STORE)
-
-
 def state_store_location(root: Path, url: str | None = None) -> Path | str:
     """Where the state store of ``url`` (default: knowngood.yaml's) is: the SQLite file, or
     the ``postgresql://`` URL as it is. A URL with a password is refused: it would sit in
     knowngood.yaml or a command line; libpq reads ``PGPASSWORD`` or ``~/.pgpass``."""
-    url = url if url is not None else state_store_url(root)
+    url = state_store_url(root, url)
     if url.startswith(("postgresql://", "postgres://")):
         if _PASSWORD.match(url):
             raise UsageError(
@@ -124,7 +116,7 @@ def state_store_path(root: Path, url: str | None = None) -> Path:
     """The SQLite file of ``url`` (knowngood.yaml ``runtime.state_store``; default under
     ``.knowngood/``). ``sqlite:///rel/path`` is relative to ``root``, ``sqlite:////abs`` absolute.
     UsageError for any other URL (a PostgreSQL store has no file)."""
-    url = url if url is not None else state_store_url(root)
+    url = state_store_url(root, url)
     if not url.startswith("sqlite:///") or url == "sqlite:///":
         scheme = url.split(":", 1)[0]
         raise UsageError(
@@ -135,3 +127,13 @@ def state_store_path(root: Path, url: str | None = None) -> Path:
     rest = url[len("sqlite:///") :]
     path = Path(rest)
     return path if path.is_absolute() else root / path
+
+
+def state_store_url(root: Path, url: str | None = None) -> str:
+    """``url``, or else knowngood.yaml's ``runtime.state_store``, or else the default."""
+    if url is not None:
+        return url
+    from pipeline.repo import load_settings
+
+    runtime = load_settings(root).raw.get("runtime") or {}
+    return str(runtime.get("state_store") or DEFAULT_STATE_STORE)

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.breaker import Breakers
@@ -16,6 +17,9 @@ from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
 from pipeline.runtime.sessions import Sessions
 from pipeline.runtime.settings import state_store_location, state_store_url
 from pipeline.runtime.store import StateStore
+
+if TYPE_CHECKING:
+    from pipeline.runtime.queued import RequestQueue
 
 __all__ = ["FOLLOW_INTERVAL_S", "Runtime"]
 
@@ -41,6 +45,7 @@ class Runtime:
         self.breakers = Breakers(self.store, on_transition=self.observer.transition)
         self.engine = Engine(self.breakers, self.store, self.observer)
         self.sessions = Sessions(self.store)
+        self.queue: RequestQueue | None = None  # serve's, when an agent has on_all_down: queue
 
     def close(self) -> None:
         self.store.close()

@@ -48,8 +48,9 @@ PARAMS = frozenset(
     }
 )
 _OTHER_FIELDS = frozenset(
-    {"model", "messages", "stream", "stream_options", "vars", "metadata", "session"}
+    {"model", "messages", "stream", "stream_options", "vars", "metadata", "session", "callback"}
 )
+_URL = re.compile(r"^https?://[^\s/]+\S*$")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
@@ -140,6 +141,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     session: str | None = None  # the messages are the new ones of this session's next turn
+    callback: str | None = None  # on_all_down: queue -- where the answer is POSTed
 
 
 class Observer:
@@ -246,6 +248,9 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
     session = data.get("session")
     if session is not None:
         session = check_session_id(session)
+    callback = data.get("callback")
+    if callback is not None and not (isinstance(callback, str) and _URL.match(callback)):
+        raise BadRequest("'callback' must be an http:// or https:// URL")
     params = {k: v for k, v in data.items() if k in PARAMS}
     for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         if key in params and (
@@ -262,6 +267,7 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
         stream=stream,
         include_usage=bool(options.get("include_usage")),
         session=session,
+        callback=callback,
     )
 
 

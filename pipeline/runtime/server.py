@@ -38,6 +38,7 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
+from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
@@ -100,6 +101,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except UnknownAgent as e:
         return _error(404, e.message, "invalid_request_error", "model_not_found", agents=e.known)
     try:
+        later = await queue_if_waiting(request, runtime, release, chat)
+        if later is not None:  # the session has queued requests: this one goes behind them
+            return later
         if chat.stream:
             stream = await runtime.ask_stream(release, chat)
             return await _stream(request, stream)
@@ -118,6 +122,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             attempts=[a.to_json() for a in e.attempts],
         )
     except AllProvidersDown as e:
+        queued = await queue_if_down(request, runtime, release, chat, e)
+        if queued is not None:
+            return queued
         return _error(
             503,
             e.message,
@@ -164,6 +171,11 @@ async def models(request: web.Request) -> web.Response:
     return _json(200, {"object": "list", "data": data})
 
 
+async def queued(request: web.Request) -> web.Response:
+    """A request queued while every provider was down: its status, then its answer."""
+    return await queued_status(request, request.app[_RUNTIME])
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json(200, {"status": "ok"})
 
@@ -197,6 +209,7 @@ def make_app(runtime: Runtime, observer: Metrics) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/queued/{id}", queued)
     return app
 
 
@@ -228,6 +241,8 @@ async def serve(
         runtime.refresh()
         if needs_engine(runtime, workflows):
             engine = await asyncio.to_thread(_open_engine, runtime, workflows)
+            loop = asyncio.get_running_loop()
+            runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
             log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
         started = time.perf_counter()
         await runtime.warm_up()
@@ -247,6 +262,8 @@ async def serve(
             await stop.wait()
         finally:
             log("stopping: finishing the requests in flight")
+            if runtime.queue is not None:  # queued requests stay in the store for the next start
+                runtime.queue.stop()
             follower.cancel()
             await runner.cleanup()
             await runtime.aclose()
@@ -257,21 +274,34 @@ async def serve(
 
 
 def needs_engine(runtime: Runtime, workflows: Sequence[str]) -> bool:
-    """Whether this serve process runs the durable engine: when it runs workflows."""
-    return bool(workflows)
+    """Whether this serve process runs the durable engine: when it runs workflows, or an
+    agent deployed when it starts queues requests while every provider is down."""
+    from pipeline.runtime.queued import uses_queue
+
+    return bool(workflows) or uses_queue(runtime.releases.all())
 
 
 def _open_engine(runtime: Runtime, workflows: Sequence[str]) -> Any:
     from pipeline.runtime.engine import DurableEngine
+    from pipeline.runtime.queued import declare
     from pipeline.runtime.workflows import attach, detach, load_modules
 
     load_modules(runtime.root, workflows)
+    declare()  # the queue's workflow, so that the recovery finds it
     attach(runtime)
     try:
         return DurableEngine.open(runtime.state_store_url, root=runtime.root)
     except BaseException:
         detach()
         raise
+
+
+def _open_queue(runtime: Runtime, engine: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    from pipeline.runtime.queued import RequestQueue, uses_queue
+
+    if not uses_queue(runtime.releases.all()):
+        return None
+    return RequestQueue.open(runtime, engine, loop)
 
 
 def _close_engine(engine: Any) -> None:

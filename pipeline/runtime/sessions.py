@@ -85,24 +85,30 @@ class Sessions:
     def record(self, release: Release, chat: ChatRequest, answer: Answer) -> Turn | None:
         """Store the turn ``chat`` (the client's new messages) got ``answer``; sets
         ``answer.session`` and ``answer.turn``. None without a session."""
-        if chat.session is None:
+        turn = self.turn_for(release, chat, answer)
+        if turn is None:
             return None
-        turn = self.store.add_turn(
-            Turn(
-                session=chat.session,
-                n=0,
-                agent=release.agent,
-                env=release.env,
-                at=time.time(),
-                messages=[dict(m) for m in chat.messages],
-                answer=assistant_message(answer.response),
-                release=release.release,
-                version=release.version,
-                provider=answer.provider,
-                model=answer.model,
-                fallback=answer.fallback,
-                attempts=[a.to_json() for a in answer.attempts],
-            )
-        )
+        turn = self.store.add_turn(turn)
         answer.session, answer.turn = turn.session, turn.n
         return turn
+
+    @staticmethod
+    def turn_for(release: Release, chat: ChatRequest, answer: Answer) -> Turn | None:
+        """The turn to store (its ``n`` not given yet); None without a session."""
+        if chat.session is None:
+            return None
+        return Turn(
+            session=chat.session,
+            n=0,
+            agent=release.agent,
+            env=release.env,
+            at=time.time(),
+            messages=[dict(m) for m in chat.messages],
+            answer=assistant_message(answer.response),
+            release=release.release,
+            version=release.version,
+            provider=answer.provider,
+            model=answer.model,
+            fallback=answer.fallback,
+            attempts=[a.to_json() for a in answer.attempts],
+        )

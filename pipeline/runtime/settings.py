@@ -29,7 +29,7 @@ DEFAULT_STATE_STORE = "sqlite:///.knowngood/state.db"
 DEFAULT_HOLDING_MESSAGE = (
     "The assistant is unavailable right now. Please try again in a few minutes."
 )
-ON_ALL_DOWN = ("error", "message", "cached")
+ON_ALL_DOWN = ("error", "message", "cached", "queue")
 _PASSWORD = re.compile(r"^[a-z]+://[^/@:]*:[^/@]*@")
 
 

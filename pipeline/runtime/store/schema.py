@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["SCHEMA_VERSION", "statements"]
 
-SCHEMA_VERSION = 2  # 2: sessions and their turns
+SCHEMA_VERSION = 2  # 2: sessions and their turns, the queue of requests made while all was down
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -78,7 +78,26 @@ CREATE TABLE IF NOT EXISTS knowngood_turns (
     answer TEXT NOT NULL,          -- JSON: the assistant message
     attempts TEXT NOT NULL,        -- JSON: each provider tried, how it went, how long
     PRIMARY KEY (session, n)
-)
+);
+CREATE TABLE IF NOT EXISTS knowngood_queued (
+    id TEXT PRIMARY KEY,           -- the id the 202 gave (also the DBOS workflow id)
+    agent TEXT NOT NULL,
+    env TEXT NOT NULL,
+    session TEXT,                  -- answered in order with the session's other requests:
+    seq INTEGER NOT NULL,          -- 1, 2, ... per session (the DBOS priority in its partition)
+    status TEXT NOT NULL,          -- queued | answered | failed
+    created {real} NOT NULL,
+    answered {real},
+    provider TEXT,
+    release TEXT,
+    turn INTEGER,                  -- the session's turn the answer was stored as
+    response TEXT,                 -- JSON: the chat.completion, once answered
+    error TEXT,                    -- why it failed (a provider refused it, the agent is gone)
+    callback TEXT,                 -- the URL the answer is POSTed to, if any
+    delivered {real},              -- when the callback accepted it
+    callback_error TEXT
+);
+CREATE INDEX IF NOT EXISTS knowngood_queued_session ON knowngood_queued (session, status)
 """
 
 _SPELLING = {

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime.store.rows import StateStoreError, Turn, Tx
 
-__all__ = ["SessionTaken", "TurnRows"]
+__all__ = ["SessionTaken", "TurnRows", "insert_turn"]
 
 _TURN_COLUMNS = (
     "session, n, agent, env, at, messages, answer, release, version, provider, model, "
@@ -77,37 +77,42 @@ class TurnRows:
         the session's row is locked until the turn is in). SessionTaken when the session
         belongs to another agent or environment."""
         with self.transaction() as db:
-            row = db.execute(
-                "INSERT INTO knowngood_sessions (session, agent, env, turns, created, updated) "
-                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (session) DO UPDATE SET "
-                "turns = knowngood_sessions.turns + 1, updated = excluded.updated "
-                "RETURNING turns, agent, env",
-                (turn.session, turn.agent, turn.env, turn.at, turn.at),
-            ).fetchone()
-            n, agent, env = int(row[0]), str(row[1]), str(row[2])
-            if (agent, env) != (turn.agent, turn.env):
-                raise SessionTaken(
-                    f"session {turn.session!r} belongs to agent {agent} in {env}, "
-                    f"not {turn.agent} in {turn.env}",
-                    hint="use a new session id for another agent",
-                )
-            db.execute(
-                f"INSERT INTO knowngood_turns ({_TURN_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    turn.session,
-                    n,
-                    turn.agent,
-                    turn.env,
-                    turn.at,
-                    _dump(turn.messages),
-                    _dump(turn.answer),
-                    turn.release,
-                    turn.version,
-                    turn.provider,
-                    turn.model,
-                    turn.fallback,
-                    _dump(turn.attempts),
-                ),
-            )
-        return replace(turn, n=n)
+            return insert_turn(db, turn)
+
+
+def insert_turn(db: Tx, turn: Turn) -> Turn:
+    """:meth:`TurnRows.add_turn` inside the transaction ``db``."""
+    row = db.execute(
+        "INSERT INTO knowngood_sessions (session, agent, env, turns, created, updated) "
+        "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (session) DO UPDATE SET "
+        "turns = knowngood_sessions.turns + 1, updated = excluded.updated "
+        "RETURNING turns, agent, env",
+        (turn.session, turn.agent, turn.env, turn.at, turn.at),
+    ).fetchone()
+    n, agent, env = int(row[0]), str(row[1]), str(row[2])
+    if (agent, env) != (turn.agent, turn.env):
+        raise SessionTaken(
+            f"session {turn.session!r} belongs to agent {agent} in {env}, "
+            f"not {turn.agent} in {turn.env}",
+            hint="use a new session id for another agent",
+        )
+    db.execute(
+        f"INSERT INTO knowngood_turns ({_TURN_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            turn.session,
+            n,
+            turn.agent,
+            turn.env,
+            turn.at,
+            _dump(turn.messages),
+            _dump(turn.answer),
+            turn.release,
+            turn.version,
+            turn.provider,
+            turn.model,
+            turn.fallback,
+            _dump(turn.attempts),
+        ),
+    )
+    return replace(turn, n=n)

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Fault
+from pgstoreutil import cluster_for_module, fresh_database
+from pgutil import PostgresCluster
 from queueutil import HOLDING, QUEUEING, CallbackServer
 from runtimeutil import Clock, HttpAnswer, Serve, World, http, make_world, servers, wait_for
 
@@ -164,3 +166,55 @@ def status_in_store(world: World, answer: HttpAnswer) -> str | None:
     finally:
         store.close()
     return row.status if row is not None else None
+
+
+# -- several workers on PostgreSQL --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    yield from cluster_for_module()
+
+
+def test_two_workers_on_postgresql_share_the_queue_and_one_killed_loses_nothing(
+    tmp_path: Path, fakes: dict[str, FakeProvider], cluster: PostgresCluster
+) -> None:
+    """Requests accepted by two workers on one PostgreSQL; one is SIGKILLed while draining;
+    the other adopts what it left: every request answered once, each session in order."""
+    url = fresh_database(cluster)
+    world = make_world(
+        tmp_path / "repo",
+        fakes,
+        chain=["primary", "backup"],
+        resilience=QUEUEING,
+        extra_settings=f"runtime:\n  state_store: {url}\n",
+    )
+    clocks = outage(fakes)
+    n = 24
+    with Serve(world.root) as first, Serve(world.root) as second:
+        accepted = [ask((first, second)[i % 2].url, f"q{i}", f"s{i % 3}") for i in range(n)]
+        assert [a.status for a in accepted] == [202] * n
+        recover(clocks, Fault.delay(150))
+        assert wait_for(
+            lambda: sum(status(a, second.url)["status"] == "answered" for a in accepted) >= 3,
+            timeout_s=30,
+            every_s=0.05,
+        )
+        first.kill()
+        recover(clocks)
+        store = StateStore(url)
+        try:
+            assert store.queued_counts().get("queued", 0) > 0, "drained before the kill"
+        finally:
+            store.close()
+        settled = wait_for(lambda: all_settled(accepted, second.url), timeout_s=90, every_s=0.2)
+        assert settled, second.stderr
+        done = [status(a, second.url) for a in accepted]
+    assert [d["status"] for d in done] == ["answered"] * n
+    store = StateStore(url)
+    try:
+        for s in range(3):
+            turns = store.turns(f"s{s}")
+            assert [t.messages[0]["content"] for t in turns] == [f"q{i}" for i in range(s, n, 3)]
+    finally:
+        store.close()

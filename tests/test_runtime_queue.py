@@ -159,6 +159,25 @@ def test_a_worker_killed_while_draining_loses_and_repeats_nothing(
         store.close()
 
 
+def test_a_worker_stopped_with_sigterm_keeps_its_waiting_requests_for_the_next_one(
+    world: World, fakes: dict[str, FakeProvider]
+) -> None:
+    """A deploy restarts serve (SIGTERM) during the outage: the requests that were waiting are
+    not failed; the next worker answers them once the providers are back."""
+    clocks = outage(fakes)
+    with Serve(world.root) as first:
+        accepted = [ask(first.url, f"w{i}", "held") for i in range(3)]
+        assert [a.status for a in accepted] == [202] * 3
+        time.sleep(0.5)  # the first one is waiting in its step
+        assert first.stop() == 0
+    assert [status_in_store(world, a) for a in accepted] == ["queued"] * 3
+    recover(clocks)
+    with Serve(world.root) as second:
+        settled = wait_for(lambda: all_settled(accepted, second.url), timeout_s=30, every_s=0.1)
+        assert settled, second.stderr
+        assert [status(a, second.url)["turn"] for a in accepted] == [1, 2, 3]
+
+
 def status_in_store(world: World, answer: HttpAnswer) -> str | None:
     store = StateStore(world.root / ".knowngood" / "state.db")
     try:

@@ -212,3 +212,34 @@ def test_two_serve_processes_on_one_postgresql_share_a_breaker(
                 for row in conn.execute(f"SELECT * FROM {table}")
             )
         assert "primary" in dump and KEY not in dump  # keys never reach the store
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_queued_request_is_settled_once_with_its_turn(
+    backend: str, url: str, tmp_path: Path
+) -> None:
+    store = StateStore(url if backend == "postgresql" else tmp_path / "state.db")
+    try:
+        seqs = [
+            store.add_queued(f"q{i}", "a", "production", "s", 100.0 + i, None) for i in range(3)
+        ]
+        assert seqs == [1, 2, 3]  # the order of the session's requests
+        assert store.add_queued("lone", "a", "production", None, 1.0, None) == 1
+        assert store.waiting_in_session("s") == 3
+        user = {"role": "user", "content": "hi"}
+        turn = Turn("s", 0, "a", "production", 1.0, [user], {"role": "assistant", "content": "yo"})
+        first = store.settle_queued("q0", 200.0, response={"id": "r"}, provider="p", turn=turn)
+        again = store.settle_queued("q0", 300.0, response={"id": "other"}, turn=turn)
+        assert (first.status, first.turn, again.answered, again.response) == (
+            "answered",
+            1,
+            200.0,
+            {"id": "r"},
+        )
+        assert len(store.turns("s")) == 1  # the second settle stored nothing
+        assert store.settle_queued("q1", 210.0, error="refused").status == "failed"
+        assert store.queued_counts() == {"answered": 1, "failed": 1, "queued": 2}
+        assert store.prune_queued(before=205.0) == 1  # q0; q1 is newer, q2 still queued
+        assert store.queued("q0") is None and store.queued("q2") is not None
+    finally:
+        store.close()

@@ -105,6 +105,8 @@ def test_requests_wait_out_an_outage_and_are_answered_in_order_once(
         tried = sum(c.after(recovered) for c in clocks.values())
         assert tried <= 4 + 2  # the four answers, and at most a probe per provider besides
         assert http(f"{server.url}/v1/queued/kgq-nothing").status == 404
+        metrics = http(f"{server.url}/metrics").body.decode()
+        assert 'knowngood_queued_requests{status="answered"} 4.0' in metrics
 
 
 def test_a_session_with_queued_requests_queues_the_next_one_behind_them(

@@ -23,7 +23,8 @@ is back:
   takes its slot) resumes them. A worker stopped with SIGTERM leaves them pending the same way.
 - **Bounded.** A request no provider answers within ``MAX_WAIT_S`` fails (status ``failed``),
   as does one a provider refuses (a 4xx: it would fail everywhere) or whose agent is no longer
-  deployed. Each worker answers at most ``DRAIN_CONCURRENCY`` requests at once.
+  deployed. Each worker answers at most ``DRAIN_CONCURRENCY`` requests at once. A settled
+  request's row (its status URL) is kept ``KEEP_S``, then pruned when a worker starts.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ WORKFLOW_NAME = "knowngood_queued_answer"
 DRAIN_CONCURRENCY = 64  # requests one worker answers at once
 POLL_S = 0.25  # how often a waiting request looks at the breakers
 MAX_WAIT_S = 24 * 3600.0
+KEEP_S = 7 * 24 * 3600.0  # a settled request's status URL answers this long
 CALLBACK_ATTEMPTS = 6  # 0.5, 1, 2, 4, 8 s apart
 CALLBACK_TIMEOUT_S = 10.0
 
@@ -144,6 +146,7 @@ class RequestQueue:
             QUEUE_NAME, worker_concurrency=DRAIN_CONCURRENCY, partition_concurrency=1
         )
         _active = cls(runtime, loop, dbos_queue)
+        runtime.store.prune_queued(time.time() - KEEP_S)
         return _active
 
     def stop(self) -> None:

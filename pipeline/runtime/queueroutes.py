@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pipeline.runtime.model import AllProvidersDown, ChatRequest
 from pipeline.runtime.queued import Queued
 from pipeline.runtime.releases import Release
 
-__all__ = ["queue_if_down", "queue_if_waiting", "queued_status"]
+__all__ = ["QueueCollector", "queue_if_down", "queue_if_waiting", "queued_status"]
 
 
 def _status_url(request: web.Request, qid: str) -> str:
@@ -102,3 +105,22 @@ async def queued_status(request: web.Request, runtime: Any) -> web.Response:
     return web.Response(
         body=json.dumps(document, ensure_ascii=False).encode(), content_type="application/json"
     )
+
+
+class QueueCollector(Collector):
+    """``knowngood_queued_requests{status}``: the queue as every worker shares it, at scrape."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "knowngood_queued_requests",
+            "Requests queued while every provider was down, by status (queued, answered, "
+            "failed), in the state store.",
+            labels=["status"],
+        )
+        counts = self.runtime.store.queued_counts()
+        for status in ("queued", "answered", "failed"):
+            gauge.add_metric([status], float(counts.get(status, 0)))
+        yield gauge

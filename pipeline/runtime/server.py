@@ -38,7 +38,12 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
-from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
+from pipeline.runtime.queueroutes import (
+    QueueCollector,
+    queue_if_down,
+    queue_if_waiting,
+    queued_status,
+)
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
@@ -243,6 +248,8 @@ async def serve(
             engine = await asyncio.to_thread(_open_engine, runtime, workflows)
             loop = asyncio.get_running_loop()
             runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
+            if runtime.queue is not None:
+                observer.registry.register(QueueCollector(runtime))
             log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
         started = time.perf_counter()
         await runtime.warm_up()

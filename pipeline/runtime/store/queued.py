@@ -121,6 +121,15 @@ class QueuedRows:
         rows = self._all("SELECT status, count(*) FROM knowngood_queued GROUP BY status")
         return {str(status): int(n) for status, n in rows}
 
+    def prune_queued(self, before: float) -> int:
+        """Forget the requests settled before ``before`` (unix time); how many were."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM knowngood_queued WHERE status <> 'queued' AND answered < ?",
+                (before,),
+            )
+            return int(cursor.rowcount)
+
     def settle_queued(
         self,
         id: str,

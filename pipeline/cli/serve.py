@@ -31,7 +31,8 @@ from pipeline.cli.options import repo_option, resolve_repo
     "state_store",
     default=None,
     metavar="URL",
-    help="Override runtime.state_store (sqlite:///path).",
+    help="Override runtime.state_store (sqlite:///path, or postgresql://user@host/db for "
+    "several workers).",
 )
 @click.option(
     "--reuse-port",
@@ -66,7 +67,14 @@ def command(
     circuit breakers live in the state store, shared by every serve process using it.
 
     Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
-    /readyz (503 while nothing is deployed), /metrics (Prometheus).
+    /readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID.
+
+    A request naming a session (`session` in the body or the X-Knowngood-Session header)
+    sends only its new messages: the conversation so far comes from the state store, and
+    the turn is stored once answered. With `on_all_down: queue`, a request made while every
+    provider is down gets 202 (the holding message, an id, a status URL) and is answered
+    when a provider is back, at GET /v1/queued/ID and POSTed to its `callback` URL if given;
+    this runs the durable engine like --workflows does.
 
     Keys come from the environment only (the providers' variables or api_key_env).
     SIGTERM or Ctrl-C stops it after the requests in flight finish.

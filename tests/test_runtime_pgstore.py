@@ -153,6 +153,18 @@ def test_status_reads_a_postgresql_store_and_never_creates_one(
         ).fetchone() == (0,)
 
 
+def test_a_broken_connection_is_opened_again(store: StateStore, url: str) -> None:
+    """The server ends the worker's connection (a restart, a failover): the next read works."""
+    store.set_fault("p", 2000.0, "drill", 1000.0)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'knowngood' AND pid <> pg_backend_pid()"
+        )
+    assert store.fault("p", 1500.0) is not None
+    store.lift_fault("p")  # and writes go on
+
+
 def test_state_store_urls_for_postgresql(tmp_path: Path) -> None:
     url = "postgresql://knowngood@db.internal:5432/state"
     assert state_store_location(tmp_path, url) == url

@@ -97,7 +97,16 @@ class PostgresBackend:
             raise StateStoreError(f"cannot create the tables of {self.where}: {e}") from e
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
-        return _PgTx(self._live()).execute(sql, args)
+        """One statement in autocommit (the store's reads): tried once more on a new
+        connection when the one it had broke (the server restarted, a failover)."""
+        import psycopg
+
+        try:
+            return _PgTx(self._live()).execute(sql, args)
+        except psycopg.OperationalError:
+            if self._conn is None or not (self._conn.closed or self._conn.broken):
+                raise
+        return _PgTx(self._connect()).execute(sql, args)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -206,6 +206,7 @@ class RequestQueue:
         if row is None or row.status != "queued":
             return row.status if row is not None else "missing"
         _, chat = parse_chat_request(body)
+        trouble = ""
         while True:
             if self.stopping.is_set():
                 raise Interrupted()
@@ -213,6 +214,8 @@ class RequestQueue:
                 answered = self._try(agent, chat)
             except KnowngoodError as e:  # refused, agent gone, session taken, bad variables
                 return store.settle_queued(qid, time.time(), error=e.message).status
+            except Exception as e:  # the store or the loop hiccuped: not the request's fault
+                answered, trouble = None, f" (last: {type(e).__name__}: {e})"
             if answered is not None:
                 release, answer = answered
                 turn = self.runtime.sessions.turn_for(release, chat, answer)
@@ -225,7 +228,7 @@ class RequestQueue:
                     turn=turn,
                 ).status
             if time.time() > row.created + MAX_WAIT_S:
-                error = f"no provider answered within {MAX_WAIT_S / 3600:.0f} h"
+                error = f"no provider answered within {MAX_WAIT_S / 3600:.0f} h{trouble}"
                 return store.settle_queued(qid, time.time(), error=error).status
             self.stopping.wait(POLL_S)
 

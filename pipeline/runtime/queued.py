@@ -10,9 +10,13 @@ is back:
   breakers every ``POLL_S``; once an open interval ends it goes through the failover path like
   any request, so the breaker's half-open probe is what finds the provider back (at most
   ``half_open_calls`` requests are let through; the others wait for the breaker to close).
-- **Order per session.** The queue is partitioned by session (one request at a time per
-  session, oldest first; a request without a session is its own partition), and a request of a
-  session that still has queued requests is queued behind them even once providers are back.
+- **Order per session.** Each request of a session gets the next number of that session,
+  which is its DBOS priority: the queue hands out lower numbers first, so a request's
+  predecessors are always taken before it, and it waits (a cheap indexed read every
+  ``ORDER_POLL_S``) until they are settled. A request of a session that still has queued
+  requests is queued behind them even once providers are back. (DBOS's partitioned queues
+  would do the same, but poll every partition in its own transaction: ~3 times slower to
+  drain with many sessions.)
 - **Once.** The answer is written once, with the session's turn, in one transaction; a step
   that runs again (its worker was killed after the provider answered, before the checkpoint)
   finds it there and does not ask again. The status URL shows it; the callback URL, when the
@@ -63,6 +67,7 @@ QUEUE_NAME = "knowngood_queued"
 WORKFLOW_NAME = "knowngood_queued_answer"
 DRAIN_CONCURRENCY = 64  # requests one worker answers at once
 POLL_S = 0.25  # how often a waiting request looks at the breakers
+ORDER_POLL_S = 0.02  # how often a request looks whether its session's earlier ones are done
 MAX_WAIT_S = 24 * 3600.0
 KEEP_S = 7 * 24 * 3600.0  # a settled request's status URL answers this long
 CALLBACK_ATTEMPTS = 6  # 0.5, 1, 2, 4, 8 s apart
@@ -142,9 +147,7 @@ class RequestQueue:
     def open(cls, runtime: Runtime, engine: Any, loop: asyncio.AbstractEventLoop) -> RequestQueue:
         """Listen to the queue (the engine is open and :func:`declare` ran before it)."""
         global _active
-        dbos_queue = engine.queue(
-            QUEUE_NAME, worker_concurrency=DRAIN_CONCURRENCY, partition_concurrency=1
-        )
+        dbos_queue = engine.queue(QUEUE_NAME, worker_concurrency=DRAIN_CONCURRENCY)
         _active = cls(runtime, loop, dbos_queue)
         runtime.store.prune_queued(time.time() - KEEP_S)
         return _active
@@ -187,11 +190,12 @@ class RequestQueue:
     def _enqueue(
         self, qid: str, agent: str, body: dict[str, Any], chat: ChatRequest, seq: int
     ) -> None:
-        """On the queue, in the session's partition: one at a time, by ``seq`` (DBOS orders a
-        partition by priority, then by a creation time that SQLite keeps to the second)."""
+        """On the queue with priority ``seq``: DBOS takes lower priorities first (then the
+        oldest, by a creation time SQLite keeps to the second), so a session's requests leave
+        the queue in their order."""
         from dbos import SetEnqueueOptions, SetWorkflowID
 
-        options = SetEnqueueOptions(queue_partition_key=chat.session or qid, priority=seq)
+        options = SetEnqueueOptions(priority=seq)
         with SetWorkflowID(qid), options:
             self._dbos_queue.enqueue(_workflow, qid, agent, body, chat.callback)
 
@@ -206,6 +210,7 @@ class RequestQueue:
         if row is None or row.status != "queued":
             return row.status if row is not None else "missing"
         _, chat = parse_chat_request(body)
+        self._wait_turn(row)
         trouble = ""
         while True:
             if self.stopping.is_set():
@@ -231,6 +236,14 @@ class RequestQueue:
                 error = f"no provider answered within {MAX_WAIT_S / 3600:.0f} h{trouble}"
                 return store.settle_queued(qid, time.time(), error=error).status
             self.stopping.wait(POLL_S)
+
+    def _wait_turn(self, row: QueuedRow) -> None:
+        """Wait until the requests queued before this one in its session are settled."""
+        if row.session is None or row.seq <= 1:
+            return
+        while self.runtime.store.waiting_in_session(row.session, before=row.seq) > 0:
+            if self.stopping.wait(ORDER_POLL_S):
+                raise Interrupted()
 
     def _try(self, agent: str, chat: ChatRequest) -> tuple[Release, Answer] | None:
         """One go through the failover path, when a breaker may let a call through."""

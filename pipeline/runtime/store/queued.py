@@ -16,7 +16,7 @@ __all__ = ["QueuedRow", "QueuedRows"]
 
 _COLUMNS = (
     "id, agent, env, session, status, created, answered, provider, release, turn, response, "
-    "error, callback, delivered, callback_error"
+    "error, callback, delivered, callback_error, seq"
 )
 
 
@@ -37,6 +37,7 @@ class QueuedRow:
     callback: str | None = None
     delivered: float | None = None
     callback_error: str | None = None
+    seq: int = 1  # its number in its session
 
     @classmethod
     def from_row(cls, row: Any) -> QueuedRow:
@@ -108,12 +109,15 @@ class QueuedRows:
         row = self._one(f"SELECT {_COLUMNS} FROM knowngood_queued WHERE id = ?", (id,))
         return QueuedRow.from_row(row) if row is not None else None
 
-    def waiting_in_session(self, session: str) -> int:
-        """Requests of ``session`` still queued (a new one goes behind them)."""
-        row = self._one(
-            "SELECT count(*) FROM knowngood_queued WHERE session = ? AND status = 'queued'",
-            (session,),
-        )
+    def waiting_in_session(self, session: str, before: int | None = None) -> int:
+        """Requests of ``session`` still queued (a new one goes behind them); with ``before``,
+        those of them numbered below it (the ones a request waits for)."""
+        query = "SELECT count(*) FROM knowngood_queued WHERE session = ? AND status = 'queued'"
+        args: tuple[Any, ...] = (session,)
+        if before is not None:
+            query += " AND seq < ?"
+            args += (before,)
+        row = self._one(query, args)
         return int(row[0])
 
     def queued_counts(self) -> dict[str, int]:

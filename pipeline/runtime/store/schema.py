@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS knowngood_queued (
     agent TEXT NOT NULL,
     env TEXT NOT NULL,
     session TEXT,                  -- answered in order with the session's other requests:
-    seq INTEGER NOT NULL,          -- 1, 2, ... per session (the DBOS priority in its partition)
+    seq INTEGER NOT NULL,          -- 1, 2, ... per session (its DBOS priority: the order)
     status TEXT NOT NULL,          -- queued | answered | failed
     created {real} NOT NULL,
     answered {real},

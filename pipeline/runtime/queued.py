@@ -14,9 +14,9 @@ is back:
   which is its DBOS priority: the queue hands out lower numbers first, so a request's
   predecessors are always taken before it, and it waits (a cheap indexed read every
   ``ORDER_POLL_S``) until they are settled. A request of a session that still has queued
-  requests is queued behind them even once providers are back. (DBOS's partitioned queues
-  would do the same, but poll every partition in its own transaction: ~3 times slower to
-  drain with many sessions.)
+  requests is queued behind them even once providers are back. (A DBOS queue partitioned
+  by session would do the same, but it polls each partition in its own transaction: 15-25%
+  slower to drain 1,000 requests in ``benchmarks/outage_queue.py``.)
 - **Once.** The answer is written once, with the session's turn, in one transaction; a step
   that runs again (its worker was killed after the provider answered, before the checkpoint)
   finds it there and does not ask again. The status URL shows it; the callback URL, when the

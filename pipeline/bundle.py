@@ -190,6 +190,9 @@ def _assemble(
         "tools": [tool.openai_format() for tool in agent.tools],
         "model_chain": chain,
     }
+    endpoints = {t.name: e for t in agent.tools if (e := t.runtime_format()) is not None}
+    if endpoints:  # only then: bundles of agents without endpoints keep their content hash
+        bundle["tool_endpoints"] = endpoints
     try:
         canonical_json(bundle)
     except ValueError as e:  # NaN or infinity in a YAML file

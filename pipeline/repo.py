@@ -130,6 +130,17 @@ class Tool:
     parameters: Mapping[str, Any]
     path: str  # repo-relative
     strict: bool = False
+    endpoint: Mapping[str, Any] | None = None  # where the runtime calls it (never sent to models)
+    response_schema: Mapping[str, Any] | None = None
+
+    def runtime_format(self) -> dict[str, Any] | None:
+        """The bundle's ``tool_endpoints`` entry: None for a tool without an endpoint."""
+        if self.endpoint is None:
+            return None
+        entry: dict[str, Any] = {"name": self.name, "endpoint": copy.deepcopy(dict(self.endpoint))}
+        if self.response_schema is not None:
+            entry["response_schema"] = copy.deepcopy(dict(self.response_schema))
+        return entry
 
     def openai_format(self) -> dict[str, Any]:
         function: dict[str, Any] = {
@@ -340,6 +351,10 @@ def build_agent(
                 parameters=t.get("parameters") or {"type": "object", "properties": {}},
                 path=rel(root, path),
                 strict=bool(t.get("strict", False)),
+                endpoint=t["endpoint"] if isinstance(t.get("endpoint"), Mapping) else None,
+                response_schema=(
+                    t["response_schema"] if isinstance(t.get("response_schema"), Mapping) else None
+                ),
             )
         )
     return Agent(data["name"], agent_dir, data, prompt_rel, source, tuple(tools), env)

@@ -269,14 +269,14 @@ class _Observer:
 
 
 def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[str, Any]] | None:
-    """The runtime's breakers from the state store, read-only (sqlite3 only); None without one."""
-    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_path
+    """The runtime's breakers from the state store, read-only; None without one."""
+    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_location
     from pipeline.runtime.storeview import read_breakers
 
     runtime = settings.raw.get("runtime") or {}
     url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
     try:
-        found = read_breakers(state_store_path(root, url), BREAKER_EVENTS)
+        found = read_breakers(state_store_location(root, url), BREAKER_EVENTS)
     except KnowngoodError as e:
         notices.append(f"circuit breakers not shown: {e.message}")
         return None
@@ -382,7 +382,9 @@ def _check(record: Record | None) -> dict[str, Any] | None:
 
 
 def _drill(record: Record | None) -> dict[str, Any] | None:
-    return _pick(record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover"))
+    return _pick(
+        record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover", "crash")
+    )
 
 
 def _utc(date: str) -> str:

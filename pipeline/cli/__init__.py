@@ -102,6 +102,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.run",
         "One answer from an agent as deployed, through the same failover as serve.",
     ),
+    "workflows": (
+        "pipeline.cli.workflows",
+        "List, show, resume or cancel the durable workflows of the state store.",
+    ),
 }
 
 

@@ -10,7 +10,7 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
 
 
 @click.command("drill")
-@click.argument("kind", type=click.Choice(["rollback", "failover", "fault"]))
+@click.argument("kind", type=click.Choice(["rollback", "failover", "fault", "crash"]))
 @click.argument("agent", required=False)
 @click.option(
     "--env",
@@ -68,6 +68,12 @@ def command(
     It sends real requests to the providers (at most 1000, 5 a second while the breaker is
     open).
 
+    crash: for AGENT (default: every deployed agent), start a worker (serve --workflows) on a
+    scratch state store (or --state-store), run a workflow that asks the agent and calls a
+    tool with an effect, kill the worker with SIGKILL after the effect and before its
+    checkpoint, restart it, and measure the time to resume (goal < 5 s), the time to finish
+    and the effects made twice (goal 0). It sends one real request to the providers.
+
     fault: AGENT is a provider name: every runtime sharing the state store treats it as down
     (each call fails at once) for --for seconds, or until --lift.
 
@@ -79,6 +85,7 @@ def command(
       knowngood drill rollback
       knowngood drill rollback support --env staging --format json
       knowngood drill failover support
+      knowngood drill crash support
       knowngood drill fault openai-main --for 120
       knowngood drill fault openai-main --lift
     """
@@ -89,6 +96,14 @@ def command(
     from pipeline.git import Git
     from pipeline.report.deploy import render
 
+    if kind == "crash":
+        from pipeline.deploy.crash_drill import drill_crash
+
+        crash = drill_crash(
+            Git(root), root, agent, env=env or "production", state_store=state_store, remote=remote
+        )
+        render(crash, fmt)
+        return crash.exit_code
     if kind == "failover":
         from pipeline.deploy.failover_drill import drill_failover
 

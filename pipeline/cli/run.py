@@ -27,6 +27,13 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo
     default=None,
     help="Read bundles from this directory instead of the directory deploy target.",
 )
+@click.option(
+    "--session",
+    default=None,
+    metavar="ID",
+    help="Continue the conversation ID (the turns so far come from the state store; this one "
+    "is stored after the answer).",
+)
 @repo_option
 @format_option("text", "json")
 def command(
@@ -35,6 +42,7 @@ def command(
     env: str,
     variables: tuple[str, ...],
     deployments: Path | None,
+    session: str | None,
     repo: Path | None,
     fmt: str,
 ) -> int:
@@ -52,6 +60,7 @@ def command(
     Examples:
       knowngood run support "Where is my order A1?"
       knowngood run support "Hi" --env staging --var customer=Ann --format json
+      knowngood run support "And the second one?" --session chat-42
     """
     from pipeline.runtime import Agent
 
@@ -63,7 +72,7 @@ def command(
         parsed[name] = value
     root = resolve_repo(repo)
     with Agent.load(root, agent, env, deployments=deployments) as loaded:
-        answer = loaded.send(message, vars=parsed or None)
+        answer = loaded.send(message, vars=parsed or None, session=session)
     if fmt == "json":
         click.echo(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
         return 0
@@ -72,6 +81,8 @@ def command(
         text = json.dumps(answer.tool_calls, indent=2, ensure_ascii=False)
     click.echo(text)
     who = answer.provider or f"on_all_down: {answer.fallback}"
+    if answer.session is not None:
+        who += f" (session {answer.session}, turn {answer.turn})"
     tried = ", ".join(
         f"{a.provider} {a.outcome}" + (f" ({a.kind})" if a.kind else "") + f" {a.ms:.0f} ms"
         for a in answer.attempts

@@ -31,7 +31,8 @@ from pipeline.cli.options import repo_option, resolve_repo
     "state_store",
     default=None,
     metavar="URL",
-    help="Override runtime.state_store (sqlite:///path).",
+    help="Override runtime.state_store (sqlite:///path, or postgresql://user@host/db for "
+    "several workers).",
 )
 @click.option(
     "--reuse-port",
@@ -46,6 +47,15 @@ from pipeline.cli.options import repo_option, resolve_repo
     "/knowngood/deploy and report what runs at GET /knowngood/current (kept in "
     "--deployments, default .knowngood/received).",
 )
+@click.option(
+    "--workflows",
+    "workflows",
+    multiple=True,
+    metavar="MODULE",
+    help="Import MODULE (importable from the repository root) for the durable workflows it "
+    "declares, and run them: this process becomes the state store's worker and resumes the "
+    "workflows a killed worker left pending. Repeatable.",
+)
 @repo_option
 def command(
     env: str,
@@ -55,6 +65,7 @@ def command(
     state_store: str | None,
     reuse_port: bool,
     receive_deploys: bool,
+    workflows: tuple[str, ...],
     repo: Path | None,
 ) -> int:
     """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
@@ -65,16 +76,28 @@ def command(
     circuit breakers live in the state store, shared by every serve process using it.
 
     Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
-    /readyz (503 while nothing is deployed), /metrics (Prometheus).
+    /readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID.
+
+    A request naming a session (`session` in the body or the X-Knowngood-Session header)
+    sends only its new messages: the conversation so far comes from the state store, and
+    the turn is stored once answered. With `on_all_down: queue`, a request made while every
+    provider is down gets 202 (the holding message, an id, a status URL) and is answered
+    when a provider is back, at GET /v1/queued/ID and POSTed to its `callback` URL if given;
+    this runs the durable engine like --workflows does.
 
     Keys come from the environment only (the providers' variables or api_key_env).
     SIGTERM or Ctrl-C stops it after the requests in flight finish.
+
+    With --workflows, serve also runs durable workflows (DBOS, in the state store): on a
+    SQLite store only one such worker may run (a second is refused, naming the first's
+    pid); on PostgreSQL any number may.
 
     \b
     Examples:
       knowngood serve
       knowngood serve --env staging --port 8001
       knowngood serve --host 0.0.0.0 --receive-deploys   (deploy.target: {type: http, ...})
+      knowngood serve --workflows flows.refunds
       curl localhost:8000/v1/chat/completions -d '{"model": "support",
         "messages": [{"role": "user", "content": "Where is my order?"}]}'
     """
@@ -97,6 +120,7 @@ def command(
             state_store=state_store,
             reuse_port=reuse_port,
             receive_deploys=receive_deploys,
+            workflows=workflows,
             log=log,
         )
     )

@@ -111,7 +111,7 @@ def set_fault(root: Path, provider: str, seconds: float, state_store: str | None
     """The documented switch: every call to ``provider`` by every runtime sharing the state
     store fails at once for ``seconds``. Returns the :class:`~pipeline.runtime.store.Fault`."""
     from pipeline.repo import load_settings
-    from pipeline.runtime.settings import state_store_path
+    from pipeline.runtime.settings import state_store_location
     from pipeline.runtime.store import StateStore
 
     if not seconds > 0:
@@ -122,7 +122,7 @@ def set_fault(root: Path, provider: str, seconds: float, state_store: str | None
             f"no provider named {provider!r} in knowngood.yaml",
             hint=f"providers: {', '.join(providers) or 'none'}",
         )
-    store = StateStore(state_store_path(root, state_store))
+    store = StateStore(state_store_location(root, state_store))
     try:
         now = time.time()
         return store.set_fault(provider, now + seconds, "set by knowngood drill fault", now)
@@ -131,11 +131,11 @@ def set_fault(root: Path, provider: str, seconds: float, state_store: str | None
 
 
 def lift_fault(root: Path, provider: str, state_store: str | None = None) -> bool:
-    from pipeline.runtime.settings import state_store_path
+    from pipeline.runtime.settings import state_store_location
     from pipeline.runtime.store import StateStore
 
-    path = state_store_path(root, state_store)
-    if not path.is_file():
+    path = state_store_location(root, state_store)
+    if isinstance(path, Path) and not path.is_file():
         return False  # no store: no fault (and none is created to say so)
     store = StateStore(path)
     try:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         RecoveryOutcome,
         RollbackOutcome,
     )
+    from pipeline.deploy.crash_drill import CrashReport
     from pipeline.deploy.failover_drill import FailoverReport
 
 MAX_LISTED = 20
@@ -36,6 +37,7 @@ def text(outcome: Outcome) -> Rendered:
         DrillReport,
         RollbackOutcome,
     )
+    from pipeline.deploy.crash_drill import CrashReport
     from pipeline.deploy.failover_drill import FailoverReport
 
     if isinstance(outcome, DeployOutcome):
@@ -50,6 +52,8 @@ def text(outcome: Outcome) -> Rendered:
         out, notes = drill_lines(outcome)
     elif isinstance(outcome, FailoverReport):
         out, notes = failover_lines(outcome)
+    elif isinstance(outcome, CrashReport):
+        out, notes = crash_lines(outcome)
     else:  # pragma: no cover - a new outcome type without a renderer
         raise TypeError(f"no text renderer for {type(outcome).__name__}")
     warnings = [click.style(f"warning: {note}", fg="yellow") for note in notes]
@@ -215,6 +219,22 @@ def failover_lines(report: FailoverReport) -> tuple[list[str], list[str]]:
     lines += [f"skipped: {s}" for s in report.skipped]
     if not report.drills:
         lines.append("no failover drill ran")
+    return lines, report.warnings
+
+
+def crash_lines(report: CrashReport) -> tuple[list[str], list[str]]:
+    lines: list[str] = []
+    for d in report.drills:
+        verdict = _ok("drill passed") if d.outcome == "passed" else _bad("drill failed")
+        lines.append(f"{verdict} {d.agent} in {d.env}: {d.message}")
+        lines.append(
+            f"  workflow {d.workflow_id or '-'} on {d.store}: worker {d.killed_pid} killed after "
+            f"the effect, resumed by {d.resumed_pid}; {d.effects} effect(s), "
+            f"{d.repeated_effects} repeated"
+        )
+    lines += [f"skipped: {s}" for s in report.skipped]
+    if not report.drills:
+        lines.append("no crash drill ran")
     return lines, report.warnings
 
 

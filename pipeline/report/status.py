@@ -140,7 +140,10 @@ def _drill(env: EnvStatus) -> str:
         else ""
     )
     kind = f"{d['drill']} " if d.get("drill") not in (None, "rollback") else ""
-    return f"{kind}{d.get('outcome')}{took} {_when(d.get('at'))}{_failover(d.get('failover'))}"
+    return (
+        f"{kind}{d.get('outcome')}{took} {_when(d.get('at'))}{_failover(d.get('failover'))}"
+        f"{_crash(d.get('crash'))}"
+    )
 
 
 def _failover(figures: Any) -> str:
@@ -152,6 +155,16 @@ def _failover(figures: Any) -> str:
         f"breaker open after {_ms(figures.get('breaker_open_s'))}, "
         f"{figures.get('failed_requests', '?')} of {figures.get('requests', '?')} requests "
         f"failed, primary back {_ms(figures.get('primary_back_s'))} after the fault was lifted)"
+    )
+
+
+def _crash(figures: Any) -> str:
+    """A crash drill's figures, in brief."""
+    if not isinstance(figures, dict):
+        return ""
+    return (
+        f" (resumed {_ms(figures.get('resume_s'))} after the restart, "
+        f"{figures.get('repeated_effects', '?')} repeated effects)"
     )
 
 
@@ -216,6 +229,8 @@ def _extra(r: Record) -> str:
         bits.append(f"recovery {_seconds(r['recovery_s'])}")
     if r.get("failover"):
         bits.append(_failover(r["failover"]).strip(" ()"))
+    if r.get("crash"):
+        bits.append(_crash(r["crash"]).strip(" ()"))
     if r.get("why"):
         bits.append(f"why: {r['why']}")
     return f" ({'; '.join(bits)})" if bits else ""

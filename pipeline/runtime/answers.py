@@ -35,41 +35,74 @@ class StreamAnswer:
         self.answer = answer
         self._opened = opened
         self._finish = finish
+        # called once the stream is over, with its failure or None (a session stores its turn)
+        self.after: list[Callable[[BaseException | None], None]] = []
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        if self._opened is None:  # on_all_down answered: its document as one chunk
-            yield _as_chunk(self.answer.response)
-            return
+        failed: BaseException | None = None
+        try:
+            if self._opened is None:  # on_all_down answered: its document as one chunk
+                yield _as_chunk(self.answer.response)
+            else:
+                async for chunk in self._relay(self._opened):
+                    yield chunk
+        except BaseException as e:
+            failed = e
+            raise
+        finally:
+            for hook in self.after:
+                hook(failed)
+
+    async def _relay(self, opened: calls.OpenStream) -> AsyncIterator[dict[str, Any]]:
         text: list[str] = []
         finish_reason: str | None = None
-        tool_calls = False
+        tool_calls: dict[int, dict[str, Any]] = {}
         failed: BaseException | None = None
 
         def take(chunk: dict[str, Any]) -> None:
-            nonlocal finish_reason, tool_calls
+            nonlocal finish_reason
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
                 if isinstance(delta.get("content"), str):
                     text.append(delta["content"])
-                tool_calls = tool_calls or bool(delta.get("tool_calls"))
+                for part in delta.get("tool_calls") or ():
+                    _add_tool_call(tool_calls, part)
                 finish_reason = choice.get("finish_reason") or finish_reason
 
         try:
-            for chunk in self._opened.first:
+            for chunk in opened.first:
                 take(chunk)
                 yield chunk
-            async for chunk in self._opened.rest():
+            async for chunk in opened.rest():
                 take(chunk)
                 yield chunk
         except BaseException as e:
             failed = e
             raise
         finally:
-            await self._opened.aclose()
-            self.answer.response = _document(self.answer, "".join(text), finish_reason or "stop")
+            await opened.aclose()
+            calls_made = [tool_calls[i] for i in sorted(tool_calls)]
+            self.answer.response = _document(
+                self.answer, "".join(text), finish_reason or "stop", calls_made
+            )
             if self._finish is not None:
                 # only a whole text answer can be served again from the cache
-                self._finish(failed, failed is None and not tool_calls)
+                self._finish(failed, failed is None and not calls_made)
+
+
+def _add_tool_call(found: dict[int, dict[str, Any]], part: Mapping[str, Any]) -> None:
+    """Add one streamed piece of a tool call (OpenAI deltas: by index, arguments in parts)."""
+    index = int(part.get("index") or 0)
+    call = found.setdefault(
+        index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if part.get("id"):
+        call["id"] = part["id"]
+    function = part.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] = function["name"]
+    if isinstance(function.get("arguments"), str):
+        call["function"]["arguments"] += function["arguments"]
 
 
 def cache_key(release: Release, messages: list[dict[str, Any]], chat: ChatRequest) -> str:
@@ -102,8 +135,13 @@ def holding_answer(release: Release, text: str) -> dict[str, Any]:
     }
 
 
-def _document(answer: Answer, text: str, finish_reason: str) -> dict[str, Any]:
+def _document(
+    answer: Answer, text: str, finish_reason: str, tool_calls: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The chat.completion a stream added up to (cached like a non-streamed answer)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     return {
         "id": f"knowngood-stream-{int(time.time() * 1000)}",
         "object": "chat.completion",
@@ -112,7 +150,7 @@ def _document(answer: Answer, text: str, finish_reason: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "finish_reason": finish_reason,
             }
         ],

@@ -7,6 +7,8 @@
     with Agent.load(".", "support", env="production") as agent:
         answer = agent.send("Where is my order A1?")
         print(answer.text, answer.provider, [(a.provider, a.outcome, a.ms) for a in answer.attempts])
+        agent.send("My order is A1.", session="chat-42")   # a conversation: turn 1
+        agent.send("When does it arrive?", session="chat-42")  # turn 2 knows about A1
 
 ``send`` blocks; ``await agent.asend(...)`` is the same inside an event loop. The agent follows
 deploys and rollbacks: before a request, if 200 ms have passed since it last looked, it looks
@@ -89,9 +91,19 @@ class Agent:
         return self.runtime.release(self.name)
 
     async def asend(
-        self, messages: Messages, *, vars: Mapping[str, Any] | None = None, **params: Any
+        self,
+        messages: Messages,
+        *,
+        vars: Mapping[str, Any] | None = None,
+        session: str | None = None,
+        **params: Any,
     ) -> Answer:
-        """Ask the agent. ``messages``: a user message, or chat messages (OpenAI format)."""
+        """Ask the agent. ``messages``: a user message, or chat messages (OpenAI format).
+
+        ``session``: a conversation id. The messages are then the new ones of its next turn:
+        the conversation so far (from the state store, whichever worker stored it) is sent
+        before them, and the turn is stored once answered (``answer.turn`` is its number).
+        """
         if time.monotonic() - self._looked >= FOLLOW_INTERVAL_S:
             self.runtime.refresh(only=self.name)
             self._looked = time.monotonic()
@@ -100,13 +112,20 @@ class Agent:
         body = {"model": self.name, "messages": list(messages), **params}
         if vars:
             body["vars"] = dict(vars)
+        if session is not None:
+            body["session"] = session
         _, chat = parse_chat_request(body)
         if chat.stream:
             raise UsageError("send() returns whole answers; serve streams them")
         return await self.runtime.complete(self.name, chat)
 
     def send(
-        self, messages: Messages, *, vars: Mapping[str, Any] | None = None, **params: Any
+        self,
+        messages: Messages,
+        *,
+        vars: Mapping[str, Any] | None = None,
+        session: str | None = None,
+        **params: Any,
     ) -> Answer:
         """:meth:`asend`, blocking. Inside a running event loop, await :meth:`asend` instead."""
         try:
@@ -115,7 +134,7 @@ class Agent:
             pass
         else:
             raise UsageError("send() blocks: inside an event loop, use `await agent.asend(...)`")
-        return self._run(self.asend(messages, vars=vars, **params))
+        return self._run(self.asend(messages, vars=vars, session=session, **params))
 
     def close(self) -> None:
         """Close the HTTP clients litellm opened for this agent, and the state store."""

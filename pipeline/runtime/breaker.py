@@ -12,8 +12,8 @@
   and another probe goes.
 
 The state is a row per provider in the state store, read and changed in short write
-transactions, so every worker sharing the file sees a transition at its next call; each
-transition is one row of ``knowngood_breaker_events``. Outcomes carry the generation of the
+transactions (the row locked on PostgreSQL), so every worker sharing the store sees a
+transition at its next call; each transition is one row of ``knowngood_breaker_events``. Outcomes carry the generation of the
 state they were let through in: a late outcome from before a transition is ignored.
 
 When agents that share a provider set different breaker settings, each call is judged by the
@@ -23,13 +23,12 @@ settings of the agent that made it, against the shared window.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pipeline.runtime.settings import BreakerSettings
-from pipeline.runtime.store import BreakerEvent, BreakerRow, StateStore
+from pipeline.runtime.store import BreakerEvent, BreakerRow, StateStore, Tx
 
 __all__ = ["STATES", "Breakers", "Ticket", "rates"]
 
@@ -195,7 +194,7 @@ class Breakers:
 
     def _transition(
         self,
-        db: sqlite3.Connection,
+        db: Tx,
         row: BreakerRow,
         to: str,
         now: float,

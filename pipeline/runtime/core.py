@@ -7,14 +7,19 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.failover import Engine, Observer
 from pipeline.runtime.model import Answer, ChatRequest, UnknownAgent
 from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
-from pipeline.runtime.settings import state_store_path
+from pipeline.runtime.sessions import Sessions
+from pipeline.runtime.settings import state_store_location, state_store_url
 from pipeline.runtime.store import StateStore
+
+if TYPE_CHECKING:
+    from pipeline.runtime.queued import RequestQueue
 
 __all__ = ["FOLLOW_INTERVAL_S", "Runtime"]
 
@@ -35,9 +40,12 @@ class Runtime:
         self.env = env
         self.observer = observer or Observer()
         self.releases = Releases(deployments_dir(self.root, deployments), env)
-        self.store = StateStore(state_store_path(self.root, state_store))
+        self.state_store_url = state_store_url(self.root, state_store)
+        self.store = StateStore(state_store_location(self.root, self.state_store_url))
         self.breakers = Breakers(self.store, on_transition=self.observer.transition)
         self.engine = Engine(self.breakers, self.store, self.observer)
+        self.sessions = Sessions(self.store)
+        self.queue: RequestQueue | None = None  # serve's, when an agent has on_all_down: queue
 
     def close(self) -> None:
         self.store.close()
@@ -71,10 +79,29 @@ class Runtime:
         return release
 
     async def complete(self, agent: str, chat: ChatRequest) -> Answer:
-        return await self.engine.complete(self.release(agent), chat)
+        return await self.ask(self.release(agent), chat)
 
     async def stream(self, agent: str, chat: ChatRequest) -> StreamAnswer:
-        return await self.engine.stream(self.release(agent), chat)
+        return await self.ask_stream(self.release(agent), chat)
+
+    async def ask(self, release: Release, chat: ChatRequest) -> Answer:
+        """The answer of ``release`` to ``chat``; with a session, the conversation so far is
+        sent first and the turn is stored once answered."""
+        answer = await self.engine.complete(release, self.sessions.prepare(release, chat))
+        self.sessions.record(release, chat, answer)
+        return answer
+
+    async def ask_stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
+        """:meth:`ask`, streamed: the turn is stored when the stream ends whole."""
+        stream = await self.engine.stream(release, self.sessions.prepare(release, chat))
+        if chat.session is not None:
+
+            def store_turn(failed: BaseException | None) -> None:
+                if failed is None:
+                    self.sessions.record(release, chat, stream.answer)
+
+            stream.after.append(store_turn)
+        return stream
 
     async def follow(
         self,

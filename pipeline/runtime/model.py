@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ __all__ = [
     "Observer",
     "RequestRejected",
     "UnknownAgent",
+    "check_session_id",
     "parse_chat_request",
 ]
 
@@ -45,7 +47,11 @@ PARAMS = frozenset(
         "n",
     }
 )
-_OTHER_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "vars", "metadata"})
+_OTHER_FIELDS = frozenset(
+    {"model", "messages", "stream", "stream_options", "vars", "metadata", "session", "callback"}
+)
+_URL = re.compile(r"^https?://[^\s/]+\S*$")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
@@ -91,6 +97,8 @@ class Answer:
     attempts: list[Attempt] = field(default_factory=list)
     fallback: str | None = None  # "message" or "cached" when no provider answered
     ms: float = 0.0
+    session: str | None = None  # the session the turn was stored in ...
+    turn: int | None = None  # ... as its turn number
 
     @property
     def text(self) -> str:
@@ -117,6 +125,8 @@ class Answer:
             "tool_calls": self.tool_calls,
             "ms": round(self.ms, 3),
             "attempts": [a.to_json() for a in self.attempts],
+            "session": self.session,
+            "turn": self.turn,
             "response": self.response,
         }
 
@@ -130,6 +140,8 @@ class ChatRequest:
     vars: Mapping[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    session: str | None = None  # the messages are the new ones of this session's next turn
+    callback: str | None = None  # on_all_down: queue -- where the answer is POSTed
 
 
 class Observer:
@@ -233,6 +245,12 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
     variables = data.get("vars") or {}
     if not isinstance(variables, dict):
         raise BadRequest("'vars' must be an object of prompt variables")
+    session = data.get("session")
+    if session is not None:
+        session = check_session_id(session)
+    callback = data.get("callback")
+    if callback is not None and not (isinstance(callback, str) and _URL.match(callback)):
+        raise BadRequest("'callback' must be an http:// or https:// URL")
     params = {k: v for k, v in data.items() if k in PARAMS}
     for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         if key in params and (
@@ -248,7 +266,19 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
         vars=variables,
         stream=stream,
         include_usage=bool(options.get("include_usage")),
+        session=session,
+        callback=callback,
     )
+
+
+def check_session_id(value: Any, where: str = "'session'") -> str:
+    """``value`` when it is a session id (1-128 letters, digits, ``._:@-``); BadRequest else."""
+    if not isinstance(value, str) or not _SESSION_ID.match(value):
+        raise BadRequest(
+            f"{where} must be a session id: 1 to 128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit"
+        )
+    return value
 
 
 def _kind(value: Any) -> str:

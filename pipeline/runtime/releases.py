@@ -65,6 +65,7 @@ class Release:
     config: Mapping[str, Any]  # agent.yaml with the environment overlay merged in
     path: str  # the bundle file it was read from
     loaded_at: float  # time.time()
+    tool_endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by tool
 
     @property
     def version(self) -> str:
@@ -120,6 +121,9 @@ class Release:
             config=config,
             path=path,
             loaded_at=time.time(),
+            tool_endpoints={
+                str(name): dict(spec) for name, spec in (bundle.get("tool_endpoints") or {}).items()
+            },
         )
 
 

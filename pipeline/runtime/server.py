@@ -19,7 +19,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,14 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
+from pipeline.runtime.queueroutes import (
+    QueueCollector,
+    queue_if_down,
+    queue_if_waiting,
+    queued_status,
+)
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, receiver_secret_env
+from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
 
@@ -78,6 +85,9 @@ def _headers(answer: Answer) -> dict[str, str]:
         headers["X-Knowngood-Provider"] = answer.provider
     if answer.fallback:
         headers["X-Knowngood-Fallback"] = answer.fallback
+    if answer.session is not None:
+        headers[SESSION_HEADER] = answer.session
+        headers["X-Knowngood-Turn"] = str(answer.turn)
     return headers
 
 
@@ -90,16 +100,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(400, f"the request body is not valid JSON: {e}", "invalid_request_error")
     try:
         agent, chat = parse_chat_request(data)
+        chat = with_session_header(chat, request.headers.get(SESSION_HEADER))
         release = runtime.release(agent)
     except BadRequest as e:
         return _error(400, e.message, "invalid_request_error")
     except UnknownAgent as e:
         return _error(404, e.message, "invalid_request_error", "model_not_found", agents=e.known)
     try:
+        later = await queue_if_waiting(request, runtime, release, chat)
+        if later is not None:  # the session has queued requests: this one goes behind them
+            return later
         if chat.stream:
-            stream = await runtime.engine.stream(release, chat)
+            stream = await runtime.ask_stream(release, chat)
             return await _stream(request, stream)
-        answer = await runtime.engine.complete(release, chat)
+        answer = await runtime.ask(release, chat)
+    except SessionTaken as e:
+        return _error(409, e.message, "invalid_request_error", "session_taken")
     except ConfigError as e:  # a prompt variable the request did not send
         return _error(400, e.message + (f" ({e.hint})" if e.hint else ""), "invalid_request_error")
     except RequestRejected as e:
@@ -112,6 +128,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             attempts=[a.to_json() for a in e.attempts],
         )
     except AllProvidersDown as e:
+        queued = await queue_if_down(request, runtime, release, chat, e)
+        if queued is not None:
+            return queued
         return _error(
             503,
             e.message,
@@ -158,6 +177,11 @@ async def models(request: web.Request) -> web.Response:
     return _json(200, {"object": "list", "data": data})
 
 
+async def queued(request: web.Request) -> web.Response:
+    """A request queued while every provider was down: its status, then its answer."""
+    return await queued_status(request, request.app[_RUNTIME])
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json(200, {"status": "ok"})
 
@@ -191,6 +215,7 @@ def make_app(runtime: Runtime, observer: Metrics) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/queued/{id}", queued)
     return app
 
 
@@ -204,12 +229,17 @@ async def serve(
     state_store: str | None = None,
     reuse_port: bool = False,
     receive_deploys: bool = False,
+    workflows: Sequence[str] = (),
     log: Callable[[str], None],
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s).
 
     ``receive_deploys``: also be the http deploy target (:mod:`pipeline.runtime.receiver`),
     keeping what it receives under ``deployments`` (default ``.knowngood/received``).
+
+    With ``workflows`` (modules that declare durable workflows) the process is also the
+    store's worker: the durable engine starts before anything else, so the workflows a killed
+    worker left pending resume at once (see :mod:`pipeline.runtime.engine`).
     """
     receiver_secret = None
     if receive_deploys:
@@ -225,8 +255,16 @@ async def serve(
     )
     observer.watch(runtime)
     incidents.attach(runtime)
+    engine = None
     try:
         runtime.refresh()
+        if needs_engine(runtime, workflows):
+            engine = await asyncio.to_thread(_open_engine, runtime, workflows)
+            loop = asyncio.get_running_loop()
+            runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
+            if runtime.queue is not None:
+                observer.registry.register(QueueCollector(runtime))
+            log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
         started = time.perf_counter()
         await runtime.warm_up()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
@@ -247,10 +285,14 @@ async def serve(
             await stop.wait()
         finally:
             log("stopping: finishing the requests in flight")
+            if runtime.queue is not None:  # queued requests stay in the store for the next start
+                runtime.queue.stop()
             follower.cancel()
             await runner.cleanup()
             await runtime.aclose()
     finally:
+        if engine is not None:
+            await asyncio.to_thread(_close_engine, engine)
         incidents.close()
         runtime.close()
 
@@ -266,6 +308,52 @@ def _deploy_secret(root: Path) -> str:
             hint=f"export {name} (the same secret the deploying side signs with)",
         )
     return secret
+
+
+def needs_engine(runtime: Runtime, workflows: Sequence[str]) -> bool:
+    """Whether this serve process runs the durable engine: when it runs workflows, or an
+    agent deployed when it starts queues requests while every provider is down."""
+    from pipeline.runtime.queued import uses_queue
+
+    return bool(workflows) or uses_queue(runtime.releases.all())
+
+
+def _open_engine(runtime: Runtime, workflows: Sequence[str]) -> Any:
+    from pipeline.runtime.engine import DurableEngine
+    from pipeline.runtime.queued import declare
+    from pipeline.runtime.workflows import attach, detach, load_modules
+
+    load_modules(runtime.root, workflows)
+    declare()  # the queue's workflow, so that the recovery finds it
+    attach(runtime)
+    try:
+        return DurableEngine.open(runtime.state_store_url, root=runtime.root)
+    except BaseException:
+        detach()
+        raise
+
+
+def _open_queue(runtime: Runtime, engine: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    from pipeline.runtime.queued import RequestQueue, uses_queue
+
+    if not uses_queue(runtime.releases.all()):
+        return None
+    return RequestQueue.open(runtime, engine, loop)
+
+
+def _close_engine(engine: Any) -> None:
+    from pipeline.runtime.workflows import detach
+
+    try:
+        engine.shutdown()
+    finally:
+        detach()
+
+
+def _store(url: str) -> str:
+    from pipeline.runtime.engine import _shown
+
+    return _shown(url)
 
 
 def _address(runner: web.AppRunner, host: str) -> str:

@@ -7,6 +7,7 @@ built), so this only fills in what is absent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,17 @@ __all__ = [
     "DEFAULT_STATE_STORE",
     "BreakerSettings",
     "Resilience",
+    "state_store_location",
     "state_store_path",
+    "state_store_url",
 ]
 
 DEFAULT_STATE_STORE = "sqlite:///.knowngood/state.db"
 DEFAULT_HOLDING_MESSAGE = (
     "The assistant is unavailable right now. Please try again in a few minutes."
 )
-ON_ALL_DOWN = ("error", "message", "cached")
+ON_ALL_DOWN = ("error", "message", "cached", "queue")
+_PASSWORD = re.compile(r"^[a-z]+://[^/@:]*:[^/@]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +97,43 @@ class Resilience:
         )
 
 
+def state_store_location(root: Path, url: str | None = None) -> Path | str:
+    """Where the state store of ``url`` (default: knowngood.yaml's) is: the SQLite file, or
+    the ``postgresql://`` URL as it is. A URL with a password is refused: it would sit in
+    knowngood.yaml or a command line; libpq reads ``PGPASSWORD`` or ``~/.pgpass``."""
+    url = state_store_url(root, url)
+    if url.startswith(("postgresql://", "postgres://")):
+        if _PASSWORD.match(url):
+            raise UsageError(
+                "runtime.state_store: the PostgreSQL URL holds a password",
+                hint="drop it from the URL and set PGPASSWORD (or ~/.pgpass) where the workers run",
+            )
+        return url
+    return state_store_path(root, url)
+
+
 def state_store_path(root: Path, url: str | None = None) -> Path:
     """The SQLite file of ``url`` (knowngood.yaml ``runtime.state_store``; default under
-    ``.knowngood/``). ``sqlite:///rel/path`` is relative to ``root``, ``sqlite:////abs`` absolute."""
-    if url is None:
-        from pipeline.repo import load_settings
-
-        runtime = load_settings(root).raw.get("runtime") or {}
-        url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
+    ``.knowngood/``). ``sqlite:///rel/path`` is relative to ``root``, ``sqlite:////abs`` absolute.
+    UsageError for any other URL (a PostgreSQL store has no file)."""
+    url = state_store_url(root, url)
     if not url.startswith("sqlite:///") or url == "sqlite:///":
         scheme = url.split(":", 1)[0]
         raise UsageError(
-            f"runtime.state_store {scheme}:... is not supported: this version keeps the state "
-            "in SQLite",
-            hint=f"use {DEFAULT_STATE_STORE} (one machine; every worker shares the file)",
+            f"runtime.state_store {scheme}:... is not a SQLite file",
+            hint=f"use {DEFAULT_STATE_STORE} (one machine) or postgresql://host/db "
+            "(several machines)",
         )
     rest = url[len("sqlite:///") :]
     path = Path(rest)
     return path if path.is_absolute() else root / path
+
+
+def state_store_url(root: Path, url: str | None = None) -> str:
+    """``url``, or else knowngood.yaml's ``runtime.state_store``, or else the default."""
+    if url is not None:
+        return url
+    from pipeline.repo import load_settings
+
+    runtime = load_settings(root).raw.get("runtime") or {}
+    return str(runtime.get("state_store") or DEFAULT_STATE_STORE)

@@ -1,13 +1,17 @@
-"""Read the state store without writing it: for ``knowngood status`` (sqlite3 only, none of the
-runtime's machinery; a store that does not exist is never created)."""
+"""Read the state store without writing it: for ``knowngood status`` (sqlite3, or psycopg for
+a PostgreSQL store; none of the runtime's machinery; a store that does not exist is never
+created)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from pipeline.runtime.store import (
+from pipeline.runtime.store.rows import (
     BUSY_TIMEOUT_MS,
     BreakerEvent,
     BreakerRow,
@@ -17,61 +21,97 @@ from pipeline.runtime.store import (
 
 __all__ = ["read_breakers"]
 
+Found = tuple[list[BreakerRow], dict[str, list[BreakerEvent]], list[Fault]]
+Query = Callable[[str, Sequence[Any]], list[Any]]
 
-def read_breakers(
-    path: Path, events_per_provider: int = 5
-) -> tuple[list[BreakerRow], dict[str, list[BreakerEvent]], list[Fault]] | None:
+
+def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | None:
     """The breakers, the newest transitions of each provider (oldest first) and the injected
     faults in force, read-only.
 
-    None when the store does not exist (nothing ever ran): it is never created here. For
-    ``knowngood status``: sqlite3 only, no runtime machinery.
+    ``where``: the SQLite file, or a ``postgresql://`` URL. None when the store does not
+    exist (nothing ever ran): it is never created here.
     """
-    if not Path(path).is_file():
+    if isinstance(where, str):
+        return _read_postgres(where, events_per_provider)
+    if not Path(where).is_file():
         return None
     try:
         db = sqlite3.connect(
-            f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+            f"{Path(where).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
         )
     except sqlite3.Error as e:
-        raise StateStoreError(f"cannot read the state store {path}: {e}") from e
+        raise StateStoreError(f"cannot read the state store {where}: {e}") from e
     try:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "knowngood_breakers" not in tables:
-            return None
-        rows = [
-            BreakerRow(*r)
-            for r in db.execute(
-                "SELECT provider, state, generation, since, outcomes, permits, permit_at "
-                "FROM knowngood_breakers ORDER BY provider"
-            )
-        ]
-        events: dict[str, list[BreakerEvent]] = {}
-        for row in rows:
-            found = db.execute(
-                "SELECT at, provider, from_state, to_state, reason, calls, failure_rate, "
-                "slow_call_rate, agent, pid, id FROM knowngood_breaker_events "
-                "WHERE provider = ? ORDER BY id DESC LIMIT ?",
-                (row.provider, events_per_provider),
-            ).fetchall()
-            events[row.provider] = [BreakerEvent(*r) for r in reversed(found)]
-        faults = (
-            [
-                Fault(*r)
-                for r in db.execute(
-                    "SELECT provider, until, set_at, reason FROM knowngood_faults "
-                    "WHERE until > ? ORDER BY provider",
-                    (time.time(),),
-                )
-            ]
-            if "knowngood_faults" in tables
-            else []
+        return _read(
+            lambda sql, args: db.execute(sql, tuple(args)).fetchall(), tables, events_per_provider
         )
-        return rows, events, faults
     except sqlite3.Error as e:
         raise StateStoreError(
-            f"cannot read the state store {path}: {e}",
+            f"cannot read the state store {where}: {e}",
             hint="check runtime.state_store in knowngood.yaml",
         ) from e
     finally:
         db.close()
+
+
+def _read_postgres(url: str, events_per_provider: int) -> Found | None:
+    import psycopg
+
+    from pipeline.runtime.store.postgres import CONNECT_TIMEOUT_S, shown_url
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+            conn.read_only = True
+
+            def query(sql: str, args: Sequence[Any]) -> list[Any]:
+                return conn.execute(re.sub(r"\?", "%s", sql), tuple(args)).fetchall()
+
+            tables = {
+                r[0]
+                for r in query(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", ()
+                )
+            }
+            return _read(query, tables, events_per_provider)
+    except psycopg.Error as e:
+        raise StateStoreError(
+            f"cannot read the state store {shown_url(url)}: {str(e).strip()}",
+            hint="check runtime.state_store in knowngood.yaml and that the server runs",
+        ) from e
+
+
+def _read(query: Query, tables: set[str], events_per_provider: int) -> Found | None:
+    if "knowngood_breakers" not in tables:
+        return None
+    rows = [
+        BreakerRow(*r)
+        for r in query(
+            "SELECT provider, state, generation, since, outcomes, permits, permit_at "
+            "FROM knowngood_breakers ORDER BY provider",
+            (),
+        )
+    ]
+    events: dict[str, list[BreakerEvent]] = {}
+    for row in rows:
+        found = query(
+            "SELECT at, provider, from_state, to_state, reason, calls, failure_rate, "
+            "slow_call_rate, agent, pid, id FROM knowngood_breaker_events "
+            "WHERE provider = ? ORDER BY id DESC LIMIT ?",
+            (row.provider, events_per_provider),
+        )
+        events[row.provider] = [BreakerEvent(*r) for r in reversed(found)]
+    faults = (
+        [
+            Fault(*r)
+            for r in query(
+                "SELECT provider, until, set_at, reason FROM knowngood_faults "
+                "WHERE until > ? ORDER BY provider",
+                (time.time(),),
+            )
+        ]
+        if "knowngood_faults" in tables
+        else []
+    )
+    return rows, events, faults

@@ -94,6 +94,22 @@ class AgentChecks(ValidatorBase):
             tool = tool_doc.data
             if isinstance(tool.get("parameters"), dict):
                 self.findings.extend(toolcompat.check_parameters_schema(tool_doc, ("parameters",)))
+            if "response_schema" in tool and "endpoint" not in tool:
+                self.add(
+                    tool_doc.finding(
+                        ("response_schema",),
+                        "response_schema needs an endpoint: only the runtime's calls to the "
+                        "endpoint check responses",
+                        rule="tool.response-schema",
+                        hint="add endpoint: {url, method, read_only}, or drop response_schema",
+                    )
+                )
+            if isinstance(tool.get("response_schema"), dict):
+                self.findings.extend(
+                    toolcompat.check_parameters_schema(
+                        tool_doc, ("response_schema",), "tool.response-schema"
+                    )
+                )
             tool_name = tool.get("name")
             if isinstance(tool_name, str):
                 if tool_name in first_seen:

@@ -270,14 +270,17 @@ def _slow_errors(schema: Any) -> _ErrorRows:
     return tuple(rows)
 
 
-def check_parameters_schema(doc: Document, base: Path) -> list[Finding]:
+def check_parameters_schema(
+    doc: Document, base: Path, rule: str = "tool.parameters-schema"
+) -> list[Finding]:
     """``doc.data`` at ``base`` must be a valid JSON Schema (2020-12) whose references stay in
-    it and end (``pipeline.userschemas``), reported where it breaks."""
+    it and end (``pipeline.userschemas``), reported where it breaks (a tool's ``parameters``,
+    or with ``rule`` ``tool.response-schema`` its ``response_schema``)."""
     from pipeline.userschemas import problems
 
     schema = _get(doc.data, base)
     found = [
-        doc.finding((*base, *path), message, rule="tool.parameters-schema", hint=hint)
+        doc.finding((*base, *path), message, rule=rule, hint=hint)
         for path, message, hint in metaschema_errors(schema)
     ]
     found += [

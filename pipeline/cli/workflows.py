@@ -1,0 +1,108 @@
+"""``knowngood workflows list|show|resume|cancel``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.cli.options import format_option, repo_option, resolve_repo
+
+STORE_HELP = "Override runtime.state_store (sqlite:///path or postgresql://...)."
+
+
+@click.group("workflows")
+def command() -> None:
+    """See and steer the durable workflows of the state store.
+
+    They run in a worker (`knowngood serve --workflows MODULE`, or `Worker` in the Python
+    API); these commands only read and change the store, so they work beside the worker and
+    while none runs. resume puts a workflow back on the queue: the worker continues it from
+    its last checkpointed step. cancel stops it before its next step.
+
+    \b
+    Examples:
+      knowngood workflows list --status PENDING
+      knowngood workflows show 6f1c2e80-... --format json
+      knowngood workflows resume 6f1c2e80-...
+    """
+
+
+def _store_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--state-store", "state_store", default=None, metavar="URL", help=STORE_HELP
+    )(func)
+
+
+@command.command("list")
+@click.option(
+    "--status",
+    default=None,
+    help="Only workflows in this status (PENDING, ENQUEUED, SUCCESS, ERROR, CANCELLED).",
+)
+@click.option("--name", default=None, help="Only workflows of this name.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_store_option
+@repo_option
+@format_option("text", "json")
+def list_command(
+    status: str | None,
+    name: str | None,
+    limit: int,
+    state_store: str | None,
+    repo: Path | None,
+    fmt: str,
+) -> int:
+    """The newest workflows, newest first."""
+    from pipeline.report.workflows import render
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(resolve_repo(repo), state_store) as client:
+        found = client.list(status=status.upper() if status else None, name=name, limit=limit)
+    render(found, fmt)
+    return 0
+
+
+@command.command("show")
+@click.argument("workflow_id")
+@_store_option
+@repo_option
+@format_option("text", "json")
+def show_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
+    """One workflow: its status, inputs, result and every checkpointed step."""
+    from pipeline.report.workflows import render
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(resolve_repo(repo), state_store) as client:
+        render(client.show(workflow_id), fmt)
+    return 0
+
+
+@command.command("resume")
+@click.argument("workflow_id")
+@_store_option
+@repo_option
+@format_option("text", "json")
+def resume_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
+    """Continue a cancelled or failed workflow from its last checkpointed step."""
+    from pipeline.report.workflows import render
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(resolve_repo(repo), state_store) as client:
+        render(client.resume(workflow_id), fmt)
+    return 0
+
+
+@command.command("cancel")
+@click.argument("workflow_id")
+@_store_option
+@repo_option
+@format_option("text", "json")
+def cancel_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
+    """Stop a workflow before its next step (resume continues it)."""
+    from pipeline.report.workflows import render
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(resolve_repo(repo), state_store) as client:
+        render(client.cancel(workflow_id), fmt)
+    return 0

@@ -1,0 +1,56 @@
+"""Text and JSON for ``knowngood workflows``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+__all__ = ["render"]
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def render(found: Any, fmt: str) -> None:
+    """A list of workflows, or one with its steps (a WorkflowView)."""
+    if fmt == "json":
+        data = [w.to_json() for w in found] if isinstance(found, list) else found.to_json()
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if isinstance(found, list):
+        if not found:
+            click.echo("no workflows")
+        for w in found:
+            click.echo(
+                f"{w.id}  {w.status:<9} {w.name:<24} {_when(w.created_at)}  {w.executor or '-'}"
+            )
+        return
+    w = found
+    click.echo(
+        f"{w.id}: {w.name} {w.status} (worker {w.executor or '-'}, version {w.app_version or '-'})"
+    )
+    click.echo(f"  created {_when(w.created_at)}, updated {_when(w.updated_at)}")
+    if w.inputs is not None:
+        click.echo(f"  inputs: {json.dumps(w.to_json()['inputs'], ensure_ascii=False)}")
+    for s in w.steps:
+        took = (
+            f"{(s.completed_at - s.started_at) * 1000:.0f} ms"
+            if s.completed_at and s.started_at
+            else "running"
+        )
+        outcome = (
+            f"error: {s.error}"
+            if s.error
+            else json.dumps(s.to_json()["output"], ensure_ascii=False)
+        )
+        click.echo(f"  step {s.step} {s.name} ({took}): {outcome[:200]}")
+    if w.error:
+        click.echo(f"  error: {w.error}")
+    elif w.status == "SUCCESS":
+        click.echo(f"  result: {json.dumps(w.to_json()['output'], ensure_ascii=False)[:500]}")

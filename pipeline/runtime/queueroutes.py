@@ -1,0 +1,126 @@
+"""``serve``'s side of the queue (``on_all_down: queue``): the 202 that accepts a request while
+every provider is down, and ``GET /v1/queued/{id}``, where its answer appears.
+
+The 202's body is a chat.completion whose message is the holding message (so a client that
+only knows the OpenAI format shows it), plus ``knowngood``: ``{id, status, status_url,
+session, callback, attempts}``; ``Location`` is the status URL. The status document is
+``{id, object: "knowngood.queued", status: queued|answered|failed, response, provider,
+release, turn, error, callback: {delivered, error}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipeline.runtime.model import AllProvidersDown, ChatRequest
+from pipeline.runtime.queued import Queued
+from pipeline.runtime.releases import Release
+
+__all__ = ["QueueCollector", "queue_if_down", "queue_if_waiting", "queued_status"]
+
+
+def _status_url(request: web.Request, qid: str) -> str:
+    return f"{request.url.origin()}/v1/queued/{qid}"
+
+
+def accepted(request: web.Request, queued: Queued) -> web.Response:
+    row = queued.row
+    url = _status_url(request, row.id)
+    document: dict[str, Any] = {
+        "id": row.id,
+        "object": "chat.completion",
+        "created": int(row.created),
+        "model": row.agent,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": queued.holding},
+                "finish_reason": "stop",
+            }
+        ],
+        "knowngood": {
+            "id": row.id,
+            "status": row.status,
+            "status_url": url,
+            "session": row.session,
+            "callback": row.callback is not None,
+            "attempts": [a.to_json() for a in queued.attempts],
+        },
+    }
+    return web.Response(
+        status=202,
+        body=json.dumps(document, ensure_ascii=False).encode(),
+        content_type="application/json",
+        headers={
+            "Location": url,
+            "X-Knowngood-Queued": row.id,
+            "X-Knowngood-Fallback": "queue",
+            "X-Knowngood-Agent": row.agent,
+        },
+    )
+
+
+async def queue_if_waiting(
+    request: web.Request, runtime: Any, release: Release, chat: ChatRequest
+) -> web.Response | None:
+    """The 202 when the request's session still has queued requests (it goes behind them)."""
+    queue = runtime.queue
+    if queue is None or chat.session is None or not queue.waiting(chat.session):
+        return None
+    return accepted(request, await queue.accept(release, chat, []))
+
+
+async def queue_if_down(
+    request: web.Request, runtime: Any, release: Release, chat: ChatRequest, down: AllProvidersDown
+) -> web.Response | None:
+    """The 202 when every provider is down and the agent queues (None: answer the error)."""
+    queue = runtime.queue
+    if queue is None or runtime.engine.resilience(release).on_all_down != "queue":
+        return None
+    return accepted(request, await queue.accept(release, chat, down.attempts))
+
+
+async def queued_status(request: web.Request, runtime: Any) -> web.Response:
+    qid = request.match_info["id"]
+    row = runtime.store.queued(qid)
+    if row is None:
+        document = {
+            "error": {
+                "message": f"no queued request {qid!r}",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "queued_not_found",
+            }
+        }
+        return web.json_response(document, status=404)
+    document = row.to_json()
+    document["age_s"] = round(time.time() - row.created, 3)
+    return web.Response(
+        body=json.dumps(document, ensure_ascii=False).encode(), content_type="application/json"
+    )
+
+
+class QueueCollector(Collector):
+    """``knowngood_queued_requests{status}``: the queue as every worker shares it, at scrape."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "knowngood_queued_requests",
+            "Requests queued while every provider was down, by status (queued, answered, "
+            "failed), in the state store.",
+            labels=["status"],
+        )
+        counts = self.runtime.store.queued_counts()
+        for status in ("queued", "answered", "failed"):
+            gauge.add_metric([status], float(counts.get(status, 0)))
+        yield gauge

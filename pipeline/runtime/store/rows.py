@@ -1,0 +1,153 @@
+"""What the state store holds, as values: breaker rows, transitions, injected faults, turns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pipeline.errors import KnowngoodError
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "BreakerEvent",
+    "BreakerRow",
+    "Cursor",
+    "Fault",
+    "StateStoreError",
+    "Turn",
+    "Tx",
+]
+
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another worker's (SQLite) or a row lock (PG)
+
+
+class StateStoreError(KnowngoodError):
+    """The state store cannot be opened or used (exit 3)."""
+
+
+class Cursor(Protocol):
+    """What a statement returns, on either backend."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Tx(Protocol):
+    """A connection inside a write transaction (``?`` placeholders on both backends)."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRow:
+    provider: str
+    state: str
+    generation: int
+    since: float
+    outcomes: str
+    permits: int
+    permit_at: float
+
+    @classmethod
+    def closed(cls, provider: str, now: float) -> BreakerRow:
+        return cls(provider, "closed", 0, now, "", 0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEvent:
+    at: float
+    provider: str
+    from_state: str
+    to_state: str
+    reason: str
+    calls: int
+    failure_rate: float
+    slow_call_rate: float
+    agent: str | None = None
+    pid: int = 0
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "provider": self.provider,
+            "from": self.from_state,
+            "to": self.to_state,
+            "reason": self.reason,
+            "calls": self.calls,
+            "failure_rate": self.failure_rate,
+            "slow_call_rate": self.slow_call_rate,
+            "agent": self.agent,
+            "pid": self.pid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """An injected fault: calls to ``provider`` fail at once (kind ``injected``) until ``until``."""
+
+    provider: str
+    until: float
+    set_at: float
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "until": self.until,
+            "set_at": self.set_at,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One turn of a session: the client's messages, the answer, and who gave it.
+
+    ``messages`` are the messages the client sent in this turn (user messages, tool results);
+    ``answer`` is the assistant message (text and tool calls). ``fallback`` is ``message`` or
+    ``cached`` when no provider answered: such an answer is kept but never sent to a model.
+    """
+
+    session: str
+    n: int
+    agent: str
+    env: str
+    at: float
+    messages: list[dict[str, Any]]
+    answer: dict[str, Any]
+    release: str | None = None
+    version: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    fallback: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def history(self) -> list[dict[str, Any]]:
+        """What this turn adds to the conversation a model is sent."""
+        return [*self.messages, *([] if self.fallback else [self.answer])]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "n": self.n,
+            "agent": self.agent,
+            "env": self.env,
+            "at": self.at,
+            "release": self.release,
+            "version": self.version,
+            "provider": self.provider,
+            "model": self.model,
+            "fallback": self.fallback,
+            "messages": self.messages,
+            "answer": self.answer,
+            "attempts": self.attempts,
+        }

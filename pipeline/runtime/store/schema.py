@@ -1,0 +1,116 @@
+"""The tables of the state store, for SQLite and PostgreSQL (one text, two spellings).
+
+Tables are prefixed ``knowngood_`` so that other tenants (DBOS's system tables) can live in the
+same database. ``{real}`` is a float of 8 bytes (PostgreSQL's ``REAL`` has 4: unix times would
+lose their milliseconds), ``{serial}`` an auto-increment key.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCHEMA_VERSION", "statements"]
+
+SCHEMA_VERSION = 2  # 2: sessions and their turns, the queue of requests made while all was down
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS knowngood_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS knowngood_breakers (
+    provider TEXT PRIMARY KEY,
+    state TEXT NOT NULL,           -- closed | open | half_open
+    generation INTEGER NOT NULL,   -- +1 at every transition: late outcomes are ignored
+    since {real} NOT NULL,         -- unix time of the last transition
+    outcomes TEXT NOT NULL,        -- the window, oldest first: o ok, s slow, f failed, x both
+    permits INTEGER NOT NULL,      -- half-open: probe calls let through so far
+    permit_at {real} NOT NULL      -- unix time the last probe was let through
+);
+CREATE TABLE IF NOT EXISTS knowngood_breaker_events (
+    id {serial},
+    at {real} NOT NULL,
+    provider TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    failure_rate {real} NOT NULL,
+    slow_call_rate {real} NOT NULL,
+    agent TEXT,
+    pid INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS knowngood_breaker_events_provider
+    ON knowngood_breaker_events (provider, id);
+CREATE TABLE IF NOT EXISTS knowngood_answers (
+    key TEXT PRIMARY KEY,          -- sha256 of the agent, environment and the exact request
+    agent TEXT NOT NULL,
+    env TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    at {real} NOT NULL,
+    response TEXT NOT NULL         -- the chat.completion JSON that was answered
+);
+CREATE INDEX IF NOT EXISTS knowngood_answers_age ON knowngood_answers (agent, at);
+CREATE TABLE IF NOT EXISTS knowngood_faults (
+    provider TEXT PRIMARY KEY,     -- injected fault: every call to it fails at once ...
+    until {real} NOT NULL,         -- ... until this unix time
+    set_at {real} NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS knowngood_sessions (
+    session TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,           -- a session belongs to one agent ...
+    env TEXT NOT NULL,             -- ... in one environment
+    turns INTEGER NOT NULL,        -- turns stored so far (the last one's n)
+    created {real} NOT NULL,
+    updated {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS knowngood_turns (
+    session TEXT NOT NULL,
+    n INTEGER NOT NULL,            -- 1, 2, ... in the order they were answered
+    at {real} NOT NULL,
+    agent TEXT NOT NULL,
+    env TEXT NOT NULL,
+    release TEXT,                  -- the release that served it (agent/vX.Y.Z)
+    version TEXT,
+    provider TEXT,                 -- the provider that answered (NULL: on_all_down did)
+    model TEXT,
+    fallback TEXT,                 -- message | cached when no provider answered
+    messages TEXT NOT NULL,        -- JSON: the client's messages of this turn
+    answer TEXT NOT NULL,          -- JSON: the assistant message
+    attempts TEXT NOT NULL,        -- JSON: each provider tried, how it went, how long
+    PRIMARY KEY (session, n)
+);
+CREATE TABLE IF NOT EXISTS knowngood_queued (
+    id TEXT PRIMARY KEY,           -- the id the 202 gave (also the DBOS workflow id)
+    agent TEXT NOT NULL,
+    env TEXT NOT NULL,
+    session TEXT,                  -- answered in order with the session's other requests:
+    seq INTEGER NOT NULL,          -- 1, 2, ... per session (its DBOS priority: the order)
+    status TEXT NOT NULL,          -- queued | answered | failed
+    created {real} NOT NULL,
+    answered {real},
+    provider TEXT,
+    release TEXT,
+    turn INTEGER,                  -- the session's turn the answer was stored as
+    response TEXT,                 -- JSON: the chat.completion, once answered
+    error TEXT,                    -- why it failed (a provider refused it, the agent is gone)
+    callback TEXT,                 -- the URL the answer is POSTed to, if any
+    delivered {real},              -- when the callback accepted it
+    callback_error TEXT
+);
+CREATE INDEX IF NOT EXISTS knowngood_queued_session ON knowngood_queued (session, status)
+"""
+
+_SPELLING = {
+    "sqlite": {"real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {
+        "real": "DOUBLE PRECISION",
+        "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    },
+}
+
+
+def statements(dialect: str) -> list[str]:
+    """The CREATE statements for ``dialect`` (sqlite or postgresql), in order."""
+    text = _SCHEMA.format(**_SPELLING[dialect])
+    lines = [line.split("--")[0].rstrip() for line in text.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

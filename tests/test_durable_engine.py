@@ -1,0 +1,250 @@
+"""The durable engine (DBOS) in the state store: one worker per SQLite store, several on
+PostgreSQL, recovery after SIGKILL, and DBOS kept out of the commands that do not need it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from durableutil import FLOWS
+from fakeproviders import FakeProvider
+from pgutil import PostgresCluster
+from runtimeutil import ENV, Serve, World, make_world, servers
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with servers("primary") as found:
+        yield found
+
+
+@pytest.fixture
+def world(tmp_path: Path, fakes: dict[str, FakeProvider]) -> World:
+    built = make_world(tmp_path / "repo", fakes)
+    built.write("flows.py", FLOWS)
+    return built
+
+
+def test_a_second_worker_on_one_sqlite_store_is_refused_naming_the_first(world: World) -> None:
+    with Serve(world.root, "--workflows", "flows") as first:
+        assert "durable engine started: worker local" in first.stderr
+        assert first.proc is not None
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "serve",
+                "--repo",
+                str(world.root),
+                "--port",
+                "0",
+                "--workflows",
+                "flows",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**first.env},
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert f"pid {first.proc.pid}" in proc.stderr
+        assert "PostgreSQL" in proc.stderr
+        # serve without workflows is no worker: it still runs beside it (breakers shared)
+        with Serve(world.root) as plain:
+            assert "durable engine" not in plain.stderr
+
+
+def test_a_sigkilled_worker_never_blocks_its_restart(world: World) -> None:
+    first = Serve(world.root, "--workflows", "flows").start()
+    first.kill()
+    started = time.monotonic()
+    with Serve(world.root, "--workflows", "flows") as again:
+        assert "durable engine started" in again.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_several_workers_on_postgresql_take_slots_of_their_own(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from pipeline.runtime.engine import DurableEngine
+        engine = DurableEngine.open(sys.argv[1])
+        print(engine.executor_id, flush=True)
+        time.sleep(float(sys.argv[2]))
+        engine.shutdown()
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, postgres.url, "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    ids = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        ids.append(out.strip())
+    assert sorted(ids) == ["worker-1", "worker-2"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["serve", "--help"], ["workflows", "--help"], ["drill", "--help"]],
+)
+def test_commands_that_do_not_run_workflows_never_import_dbos(argv: list[str]) -> None:
+    code = (
+        "import sys\nfrom pipeline.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('dbos', 'sqlalchemy', 'psycopg') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=None)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_validate_never_imports_dbos(world: World) -> None:
+    code = (
+        "import sys\nfrom pipeline.cli import main\n"
+        f"main(['validate', '--repo', {str(world.root)!r}])\n"
+        "bad = [m for m in ('dbos', 'sqlalchemy', 'psycopg') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_a_worker_killed_between_effect_and_checkpoint_resumes_without_a_second_effect(
+    world: World,
+) -> None:
+    from durableutil import ToolServer
+
+    from pipeline.runtime.flowclient import FlowClient
+
+    effect = threading.Event()
+    with ToolServer() as tools:
+        tools.hold.set()
+        tools.on_effect = lambda key: effect.set()
+        worker = Serve(world.root, "--workflows", "flows").start()
+        with FlowClient.open(world.root) as client:
+            workflow_id = client.enqueue("mail", tools.url, "ops@example.com", workflow_id="w-1")
+            assert effect.wait(30), worker.stderr
+            worker.kill()  # the effect happened; its step was never checkpointed
+            tools.hold.clear()
+            tools.release.set()
+            assert client.show(workflow_id).status == "PENDING"
+            restarted = time.time()
+            with Serve(world.root, "--workflows", "flows") as again:
+                result = client.result(workflow_id)
+                resumed = next(t for t, _, _ in tools.requests[1:])
+        assert resumed - restarted < 30  # benchmarks/durable.py: 2-4 s here; loaded CI
+        assert again.proc is not None and result["pid"] == again.proc.pid
+        keys = [key for _, key, _ in tools.requests]
+        assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith("kg1-")
+        assert tools.total_effects() == 1 and tools.repeated_effects() == 0
+        assert result["sent"] == {"id": keys[0], "path": "/send"}
+        view = client_show(world, workflow_id)
+        assert view["status"] == "SUCCESS"
+        assert [s["name"] for s in view["steps"]] == ["prepare", "tool:send_email", "finish"]
+
+
+def client_show(world: World, workflow_id: str) -> dict[str, Any]:
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(world.root) as client:
+        return client.show(workflow_id).to_json()
+
+
+def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from durableutil import ToolServer
+
+    from pipeline.cli import main
+    from pipeline.runtime.flowclient import FlowClient
+
+    root = str(world.root)
+    assert main(["workflows", "list", "--repo", root]) == 2  # no store yet: says so
+    assert "no state store" in capsys.readouterr().err
+    with ToolServer() as tools:
+        with Serve(world.root, "--workflows", "flows"):  # creates the store, runs nothing
+            pass
+        with FlowClient.open(world.root) as client:
+            client.enqueue("mail", tools.url, "a@example.com", workflow_id="w-cancel")
+        assert main(["workflows", "cancel", "w-cancel", "--repo", root, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "CANCELLED"
+        assert main(["workflows", "cancel", "w-cancel", "--repo", root]) == 2
+        assert "nothing to cancel" in capsys.readouterr().err
+        with Serve(world.root, "--workflows", "flows"):
+            time.sleep(1.0)  # a cancelled workflow is not run
+            assert tools.total_effects() == 0
+            assert main(["workflows", "resume", "w-cancel", "--repo", root]) == 0
+            assert "w-cancel: mail ENQUEUED" in capsys.readouterr().out
+            with FlowClient.open(world.root) as client:
+                assert client.result("w-cancel")["sent"]["path"] == "/send"
+        assert tools.total_effects() == 1
+    assert main(["workflows", "show", "w-cancel", "--repo", root]) == 0
+    out = capsys.readouterr().out
+    assert "w-cancel: mail SUCCESS" in out and "step 2 tool:send_email" in out
+    assert main(["workflows", "list", "--repo", root, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(w["id"], w["status"]) for w in listed] == [("w-cancel", "SUCCESS")]
+    assert main(["workflows", "show", "nosuch", "--repo", root]) == 2
+    assert "no workflow 'nosuch'" in capsys.readouterr().err
+
+
+def test_the_python_api_worker_runs_a_workflow_and_refuses_a_second_engine(
+    world: World, tmp_path: Path
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pipeline.runtime import workflows as wf
+        from pipeline.runtime.engine import DurableEngine, EngineError
+        with wf.Worker.open({str(world.root)!r}, modules=["flows"]) as worker:
+            import flows
+            first = worker.start(flows.count, 5, workflow_id="c-1")
+            again = worker.start(flows.count, 5, workflow_id="c-1")
+            assert first == again == "c-1"
+            print(worker.result("c-1"))
+            try:
+                DurableEngine.open("sqlite:///other.db")
+            except EngineError as e:
+                print(e.message)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**ENV, "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["10", "the durable engine is already open in this process"]
+    from pipeline.runtime.flowclient import FlowClient
+
+    with FlowClient.open(world.root) as client:
+        view = client.show("c-1")
+    assert view.status == "SUCCESS" and [s.name for s in view.steps] == ["add"] * 5

@@ -55,11 +55,10 @@ def list_command(
 ) -> int:
     """The newest workflows, newest first."""
     from pipeline.report.workflows import render
-    from pipeline.runtime.flowclient import FlowClient
+    from pipeline.runtime.flowclient import WorkflowsRequest, run
 
-    with FlowClient.open(resolve_repo(repo), state_store) as client:
-        found = client.list(status=status.upper() if status else None, name=name, limit=limit)
-    render(found, fmt)
+    request = WorkflowsRequest("list", None, status, name, limit, state_store)
+    render(run(resolve_repo(repo), request), fmt)
     return 0
 
 
@@ -71,10 +70,10 @@ def list_command(
 def show_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """One workflow: its status, inputs, result and every checkpointed step."""
     from pipeline.report.workflows import render
-    from pipeline.runtime.flowclient import FlowClient
+    from pipeline.runtime.flowclient import WorkflowsRequest, run
 
-    with FlowClient.open(resolve_repo(repo), state_store) as client:
-        render(client.show(workflow_id), fmt)
+    request = WorkflowsRequest("show", workflow_id, state_store=state_store)
+    render(run(resolve_repo(repo), request), fmt)
     return 0
 
 
@@ -86,10 +85,10 @@ def show_command(workflow_id: str, state_store: str | None, repo: Path | None, f
 def resume_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """Continue a cancelled or failed workflow from its last checkpointed step."""
     from pipeline.report.workflows import render
-    from pipeline.runtime.flowclient import FlowClient
+    from pipeline.runtime.flowclient import WorkflowsRequest, run
 
-    with FlowClient.open(resolve_repo(repo), state_store) as client:
-        render(client.resume(workflow_id), fmt)
+    request = WorkflowsRequest("resume", workflow_id, state_store=state_store)
+    render(run(resolve_repo(repo), request), fmt)
     return 0
 
 
@@ -101,8 +100,8 @@ def resume_command(workflow_id: str, state_store: str | None, repo: Path | None,
 def cancel_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """Stop a workflow before its next step (resume continues it)."""
     from pipeline.report.workflows import render
-    from pipeline.runtime.flowclient import FlowClient
+    from pipeline.runtime.flowclient import WorkflowsRequest, run
 
-    with FlowClient.open(resolve_repo(repo), state_store) as client:
-        render(client.cancel(workflow_id), fmt)
+    request = WorkflowsRequest("cancel", workflow_id, state_store=state_store)
+    render(run(resolve_repo(repo), request), fmt)
     return 0

@@ -244,3 +244,29 @@ class FlowClient:
             )
         self._client.cancel_workflow(workflow_id)
         return self.show(workflow_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowsRequest:
+    """``knowngood workflows ACTION``: list (with its filters), show, resume or cancel."""
+
+    action: str  # list | show | resume | cancel
+    workflow_id: str | None = None
+    status: str | None = None
+    name: str | None = None
+    limit: int = 50
+    state_store: str | None = None
+
+
+def run(root: Path, request: WorkflowsRequest) -> list[WorkflowView] | WorkflowView:
+    """The core of ``knowngood workflows``: open the state store's DBOS client, act, close."""
+    with FlowClient.open(root, request.state_store) as client:
+        if request.action == "list":
+            status = request.status.upper() if request.status else None
+            return client.list(status=status, name=request.name, limit=request.limit)
+        assert request.workflow_id is not None
+        if request.action == "show":
+            return client.show(request.workflow_id)
+        if request.action == "resume":
+            return client.resume(request.workflow_id)
+        return client.cancel(request.workflow_id)

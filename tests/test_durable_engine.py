@@ -185,9 +185,13 @@ def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
 
     root = str(world.root)
     assert main(["workflows", "list", "--repo", root]) == 2  # no store yet: says so
-    assert "no state store" in capsys.readouterr().err
+    assert "no workflows in the state store" in capsys.readouterr().err
+    with Serve(world.root):  # a store without DBOS's tables: the same
+        pass
+    assert main(["workflows", "list", "--repo", root]) == 2
+    assert "no worker has run there" in capsys.readouterr().err
     with ToolServer() as tools:
-        with Serve(world.root, "--workflows", "flows"):  # creates the store, runs nothing
+        with Serve(world.root, "--workflows", "flows"):  # creates DBOS's tables, runs nothing
             pass
         with FlowClient.open(world.root) as client:
             client.enqueue("mail", tools.url, "a@example.com", workflow_id="w-cancel")

@@ -252,3 +252,29 @@ def test_the_python_api_worker_runs_a_workflow_and_refuses_a_second_engine(
     with FlowClient.open(world.root) as client:
         view = client.show("c-1")
     assert view.status == "SUCCESS" and [s.name for s in view.steps] == ["add"] * 5
+
+
+def test_sigterm_mid_step_stops_the_worker_and_the_restart_finishes_the_workflow(
+    world: World,
+) -> None:
+    from durableutil import ToolServer
+
+    from pipeline.runtime.flowclient import FlowClient
+
+    effect = threading.Event()
+    with ToolServer() as tools:
+        tools.hold.set()
+        tools.on_effect = lambda key: effect.set()
+        worker = Serve(world.root, "--workflows", "flows").start()
+        with FlowClient.open(world.root) as client:
+            client.enqueue("mail", tools.url, "ops@example.com", workflow_id="w-term")
+            assert effect.wait(30), worker.stderr
+            started = time.monotonic()
+            assert worker.stop() == 0  # SIGTERM while the tool step waits for its answer
+            assert time.monotonic() - started < 15
+            tools.hold.clear()
+            tools.release.set()
+            assert client.show("w-term").status == "PENDING"
+            with Serve(world.root, "--workflows", "flows"):
+                assert client.result("w-term")["sent"]["path"] == "/send"
+        assert tools.total_effects() == 1 and tools.repeated_effects() == 0

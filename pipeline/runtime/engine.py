@@ -47,6 +47,7 @@ import functools
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +304,22 @@ class DurableEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def running_steps(grace_s: float) -> int:
+    """After :meth:`DurableEngine.shutdown`: wait up to ``grace_s`` for the steps still running
+    in DBOS's threads; how many are left. Their workflows are pending in the store: a process
+    may end without them (exit with ``os._exit``), the next worker runs those steps again."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        left = [
+            t
+            for t in threading.enumerate()
+            if t.name.startswith("dbos-executor-") and t.is_alive() and not t.daemon
+        ]
+        if not left or time.monotonic() >= deadline:
+            return len(left)
+        left[0].join(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 def current() -> DurableEngine | None:

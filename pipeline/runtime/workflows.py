@@ -58,6 +58,7 @@ __all__ = [
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+DRAIN_S = 30.0  # at close, model calls of running steps get this long to end
 
 
 class _Context:
@@ -73,11 +74,19 @@ class _Context:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:
+        """Let the model calls of running steps end (bounded: they have timeouts), close the
+        loop's clients, stop the loop."""
+
         async def _aclose() -> None:
+            running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if running:
+                await asyncio.wait(running, timeout=DRAIN_S)
             await self.runtime.aclose()
 
         try:
-            self.run(_aclose())
+            asyncio.run_coroutine_threadsafe(_aclose(), self.loop).result(DRAIN_S + 15)
+        except Exception:  # closing anyway: what did not end is left to the next worker
+            pass
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)

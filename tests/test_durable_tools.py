@@ -165,3 +165,25 @@ def test_a_workflow_asks_the_agent_and_calls_its_declared_tool_once(
     sent_to_model = fakes["primary"].requests[-1].body
     assert [t["function"]["name"] for t in sent_to_model["tools"]] == ["send_email"]
     assert "endpoint" not in json.dumps(sent_to_model["tools"])
+
+
+def test_headers_come_from_the_environment_and_a_missing_one_sends_nothing(
+    store: StateStore, tools: ToolServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = {
+        "name": "send_email",
+        "endpoint": {"url": tools.url + "/send", "headers_env": {"Authorization": "MAIL_TOKEN"}},
+    }
+    send = Endpoint.from_tool(tool)
+    assert send is not None
+    monkeypatch.delenv("MAIL_TOKEN", raising=False)
+    with pytest.raises(ToolRejected, match=r"MAIL_TOKEN .*Authorization.* is not set"):
+        _call(store, send, {"to": "x"}, "k1")
+    assert tools.requests == [] and store.breaker(send.breaker) is None
+    token = "Bearer tok-0123456789abcdef"  # knowngood: allow-secret
+    monkeypatch.setenv("MAIL_TOKEN", token)
+    assert _call(store, send, {"to": "x"}, "k1").status == 200
+    assert tools.headers[-1]["authorization"] == token
+    from pipeline import redaction
+
+    assert token not in redaction.redact(f"echoed {token}")

@@ -278,3 +278,17 @@ def test_sigterm_mid_step_stops_the_worker_and_the_restart_finishes_the_workflow
             with Serve(world.root, "--workflows", "flows"):
                 assert client.result("w-term")["sent"]["path"] == "/send"
         assert tools.total_effects() == 1 and tools.repeated_effects() == 0
+
+
+def test_a_store_the_engine_creates_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    script = (
+        "import sys\nfrom pipeline.runtime.engine import DurableEngine\n"
+        "DurableEngine.open(sys.argv[1]).shutdown()\n"
+    )
+    store = tmp_path / "new" / "state.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{store}"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new" / "state.db.worker.lock").stat().st_mode & 0o777 == 0o600

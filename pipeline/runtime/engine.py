@@ -123,6 +123,8 @@ def _hold_sqlite(database: Path) -> _Holder:
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    if not database.exists():  # workflow inputs and results: readable by the owner only
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
     def release() -> None:
         with contextlib.suppress(OSError):

@@ -19,6 +19,8 @@ your own code, each checkpointed in the state store.
   needs its code). Its arguments and result must be picklable; keep them small and plain.
 - :func:`ask` asks a deployed agent through the runtime's failover path (chain, breakers,
   ``on_all_down``) and checkpoints the answer: ``{text, tool_calls, provider, release, ...}``.
+  When no provider answers, the step fails (AllProvidersDown; ``retries`` retry it): a
+  holding message is no answer. A cached answer (``on_all_down: cached``) is one.
 - :func:`tool` calls a tool of the agent's deployed release that declares an ``endpoint``, with
   an ``Idempotency-Key`` header derived from the workflow id and the step number, through the
   endpoint's breaker (:mod:`pipeline.runtime.toolcalls`). :func:`call` does the same for an
@@ -199,6 +201,10 @@ def ask(
         _, chat = parse_chat_request(body)
         assert _context is not None
         answer = _context.run(runtime.complete(agent, chat))
+        if answer.provider is None and answer.fallback != "cached":
+            from pipeline.runtime.model import AllProvidersDown
+
+            raise AllProvidersDown(agent, answer.attempts)  # a holding message is no answer
         document: dict[str, Any] = answer.to_json()
         return document
 

@@ -29,7 +29,8 @@
   within a queue poll (``POLL_S``).
 - **The workflow queue.** Every worker listens to ``knowngood_workflows``
   (:data:`pipeline.runtime.flowclient.WORKFLOW_QUEUE`), where :class:`FlowClient` (and so any
-  process that is not the worker) puts the workflows it wants run.
+  process that is not the worker) puts the workflows it wants run; a worker runs at most
+  ``WORKER_CONCURRENCY`` of them at once (DBOS gives each a thread), the others wait there.
 - **Checkpoint cost.** On SQLite the engine's connections use WAL with ``synchronous=NORMAL``:
   a checkpoint survives the process being killed (SIGKILL), but the last ones before a power
   loss may be lost. About 1 ms a step instead of 2-13 ms (``benchmarks/durable.py``).
@@ -68,6 +69,7 @@ APP_NAME = "knowngood"
 MAX_SLOTS = 1024  # PostgreSQL worker slots
 LOCK_SUFFIX = ".worker.lock"
 POLL_S = 0.2  # how often an idle worker looks at its queues (DBOS's default is 1 s)
+WORKER_CONCURRENCY = 32  # workflows of the queue one worker runs at once (a thread each)
 ADOPT_S = 5.0  # PostgreSQL: how often a worker looks for the workflows of dead workers
 
 _lock = threading.Lock()
@@ -357,7 +359,10 @@ def _launch(
         from pipeline.runtime.flowclient import WORKFLOW_QUEUE
 
         DBOS.register_queue(
-            WORKFLOW_QUEUE, polling_interval_sec=POLL_S, on_conflict="always_update"
+            WORKFLOW_QUEUE,
+            worker_concurrency=WORKER_CONCURRENCY,
+            polling_interval_sec=POLL_S,
+            on_conflict="always_update",
         )
     except KnowngoodError:
         DBOS.destroy()

@@ -61,7 +61,9 @@ __all__ = [
     "DurableEngine",
     "EngineError",
     "WorkerBusy",
+    "current",
     "is_postgres",
+    "running_steps",
     "system_database_url",
 ]
 

@@ -23,6 +23,20 @@ class KnowngoodError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled whole, whatever a subclass's ``__init__`` takes: durable workflows keep the
+        error a step raised in the state store and raise it again on replay."""
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(
+    cls: type[KnowngoodError], args: tuple[object, ...], state: dict[str, object]
+) -> KnowngoodError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(KnowngoodError):
     """Bad option or not a knowngood repository (exit 2)."""

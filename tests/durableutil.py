@@ -53,6 +53,7 @@ class ToolServer:
     def __init__(self) -> None:
         self.effects: dict[str, int] = {}
         self.requests: list[tuple[float, str | None, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.responses: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.hold = threading.Event()
@@ -111,6 +112,7 @@ class _Handler(LoopbackHandler):
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else dict(urllib.parse.parse_qsl(self.path.partition("?")[2]))
         owner: ToolServer = self.server.owner
+        owner.headers.append({k.lower(): v for k, v in self.headers.items()})
         status, reply = owner.handle(
             self.path.partition("?")[0], self.headers.get("Idempotency-Key"), body
         )

@@ -185,9 +185,13 @@ def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
 
     root = str(world.root)
     assert main(["workflows", "list", "--repo", root]) == 2  # no store yet: says so
-    assert "no state store" in capsys.readouterr().err
+    assert "no workflows in the state store" in capsys.readouterr().err
+    with Serve(world.root):  # a store without DBOS's tables: the same
+        pass
+    assert main(["workflows", "list", "--repo", root]) == 2
+    assert "no worker has run there" in capsys.readouterr().err
     with ToolServer() as tools:
-        with Serve(world.root, "--workflows", "flows"):  # creates the store, runs nothing
+        with Serve(world.root, "--workflows", "flows"):  # creates DBOS's tables, runs nothing
             pass
         with FlowClient.open(world.root) as client:
             client.enqueue("mail", tools.url, "a@example.com", workflow_id="w-cancel")
@@ -248,3 +252,43 @@ def test_the_python_api_worker_runs_a_workflow_and_refuses_a_second_engine(
     with FlowClient.open(world.root) as client:
         view = client.show("c-1")
     assert view.status == "SUCCESS" and [s.name for s in view.steps] == ["add"] * 5
+
+
+def test_sigterm_mid_step_stops_the_worker_and_the_restart_finishes_the_workflow(
+    world: World,
+) -> None:
+    from durableutil import ToolServer
+
+    from pipeline.runtime.flowclient import FlowClient
+
+    effect = threading.Event()
+    with ToolServer() as tools:
+        tools.hold.set()
+        tools.on_effect = lambda key: effect.set()
+        worker = Serve(world.root, "--workflows", "flows").start()
+        with FlowClient.open(world.root) as client:
+            client.enqueue("mail", tools.url, "ops@example.com", workflow_id="w-term")
+            assert effect.wait(30), worker.stderr
+            started = time.monotonic()
+            assert worker.stop() == 0  # SIGTERM while the tool step waits for its answer
+            assert time.monotonic() - started < 15
+            tools.hold.clear()
+            tools.release.set()
+            assert client.show("w-term").status == "PENDING"
+            with Serve(world.root, "--workflows", "flows"):
+                assert client.result("w-term")["sent"]["path"] == "/send"
+        assert tools.total_effects() == 1 and tools.repeated_effects() == 0
+
+
+def test_a_store_the_engine_creates_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    script = (
+        "import sys\nfrom pipeline.runtime.engine import DurableEngine\n"
+        "DurableEngine.open(sys.argv[1]).shutdown()\n"
+    )
+    store = tmp_path / "new" / "state.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{store}"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new" / "state.db.worker.lock").stat().st_mode & 0o777 == 0o600

@@ -125,13 +125,13 @@ def test_two_workers_on_one_postgresql_run_every_workflow_once(
     (_, first), (_, second) = workers.start(), workers.start()
     assert sorted([first, second]) == ["worker-1", "worker-2"]
     with FlowClient.open(tmp_path, workers.url) as client:
-        ids = [client.enqueue("pgjob", 0.05, workflow_id=f"job-{i}") for i in range(60)]
+        ids = [client.enqueue("pgjob", 0.3, workflow_id=f"job-{i}") for i in range(60)]
         states = _wait_all(client, ids, 120)
         assert set(states.values()) == {"SUCCESS"}, states
         executors = collections.Counter(client.show(i).executor for i in ids)
     runs = collections.Counter((tag, wid) for tag, wid, _ in workers.lines())
     assert all(runs[("work", i)] == 1 and runs[("done", i)] == 1 for i in ids), runs
-    assert set(executors) == {"worker-1", "worker-2"}  # both took part
+    assert set(executors) == {"worker-1", "worker-2"}  # both took part (32 at most each)
 
 
 def test_a_killed_workers_workflows_are_finished_by_the_other_without_repeating_checkpoints(

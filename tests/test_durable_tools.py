@@ -165,3 +165,67 @@ def test_a_workflow_asks_the_agent_and_calls_its_declared_tool_once(
     sent_to_model = fakes["primary"].requests[-1].body
     assert [t["function"]["name"] for t in sent_to_model["tools"]] == ["send_email"]
     assert "endpoint" not in json.dumps(sent_to_model["tools"])
+
+
+def test_headers_come_from_the_environment_and_a_missing_one_sends_nothing(
+    store: StateStore, tools: ToolServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = {
+        "name": "send_email",
+        "endpoint": {"url": tools.url + "/send", "headers_env": {"Authorization": "MAIL_TOKEN"}},
+    }
+    send = Endpoint.from_tool(tool)
+    assert send is not None
+    monkeypatch.delenv("MAIL_TOKEN", raising=False)
+    with pytest.raises(ToolRejected, match=r"MAIL_TOKEN .*Authorization.* is not set"):
+        _call(store, send, {"to": "x"}, "k1")
+    assert tools.requests == [] and store.breaker(send.breaker) is None
+    token = "Bearer tok-0123456789abcdef"  # knowngood: allow-secret
+    monkeypatch.setenv("MAIL_TOKEN", token)
+    assert _call(store, send, {"to": "x"}, "k1").status == 200
+    assert tools.headers[-1]["authorization"] == token
+    from pipeline import redaction
+
+    assert token not in redaction.redact(f"echoed {token}")
+
+
+def test_errors_a_step_raised_survive_the_state_store() -> None:
+    import pickle
+
+    from pipeline.runtime.model import AllProvidersDown, Attempt
+
+    attempt = Attempt("primary", "openai/x", "failed", 12.0, 0.0, "timeout", None, "timed out")
+    for error in (
+        ToolRejected("tool t: HTTP 422", 422),
+        ToolUnavailable("tool t: open"),
+        AllProvidersDown("support", [attempt]),
+    ):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+        assert again.__dict__ == error.__dict__
+
+
+def test_a_holding_message_is_no_answer_for_a_workflow_step(
+    tmp_path: Path, fakes: dict[str, FakeProvider], tools: ToolServer
+) -> None:
+    from fakeproviders import Fault
+    from runtimeutil import RESILIENCE
+
+    from pipeline.runtime.flowclient import FlowClient
+
+    held = RESILIENCE.replace("on_all_down: error", "on_all_down: message")
+    world = make_world(tmp_path / "repo", fakes, resilience=held)
+    world.write("flows.py", FLOWS)
+    fakes["primary"].fault_hook = lambda record: Fault(status=500)
+    try:
+        with Serve(world.root, "--workflows", "flows"), FlowClient.open(world.root) as client:
+            workflow_id = client.enqueue("agent_mail", "ops@example.com")
+            with pytest.raises(Exception, match="every provider of the chain failed"):
+                client.result(workflow_id)
+            view = client.show(workflow_id)
+    finally:
+        fakes["primary"].fault_hook = None
+    assert view.status == "ERROR"
+    assert view.error is not None and view.error.startswith("AllProvidersDown: support:")
+    assert [s.name for s in view.steps] == ["ask:support"]
+    assert tools.requests == []  # the tool step never ran on a holding message

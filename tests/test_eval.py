@@ -88,6 +88,7 @@ def test_second_run_is_fully_cached_and_never_imports_litellm(
         "import sys\nfrom pipeline.cli import main\n"
         f"code = main(['eval', '--repo', {str(root)!r}])\n"
         "assert 'litellm' not in sys.modules, 'a fully cached run imported litellm'\n"
+        "assert 'dbos' not in sys.modules, 'eval imported the durable engine'\n"
         "sys.exit(code)\n"
     )
     proc = subprocess.run(

@@ -61,3 +61,18 @@ def test_drill_crash_of_an_agent_not_deployed_is_a_usage_error(
 ) -> None:
     assert main(["drill", "crash", "nosuch", "--repo", str(world.root)]) == 2
     assert "nosuch is not deployed to production" in capsys.readouterr().err
+
+
+def test_the_text_report_says_what_was_killed_and_what_resumed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pipeline.deploy.crash_drill import CrashDrill, CrashReport
+    from pipeline.report.deploy import render
+
+    drill = CrashDrill(AGENT, "production", "support/v0.1.0", outcome="passed", effects=1)
+    drill.message, drill.workflow_id = "resumed 1.20s after the restart (goal met)", "drill-crash-x"
+    drill.killed_pid, drill.resumed_pid = 101, 202
+    render(CrashReport("production", [drill]), "text")
+    out = capsys.readouterr().out
+    assert "drill passed support in production: resumed 1.20s after the restart" in out
+    assert "worker 101 killed after the effect, resumed by 202; 1 effect(s), 0 repeated" in out

@@ -171,6 +171,7 @@ def test_python_dash_m_and_no_litellm_import(tmp_path: Path) -> None:
         "try:\n    runpy.run_module('pipeline', run_name='__main__')\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
         "assert 'litellm' not in sys.modules, 'validate imported litellm'\n"
+        "assert 'dbos' not in sys.modules, 'validate imported the durable engine'\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}

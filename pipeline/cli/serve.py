@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
 
 from pipeline.cli.options import repo_option, resolve_repo
+
+STEP_GRACE_S = 5.0  # on SIGTERM, workflow steps running get this long to finish
 
 
 @click.command("serve")
@@ -124,4 +128,13 @@ def command(
             log=log,
         )
     )
+    if "dbos" in sys.modules:  # the durable engine ran: do not wait for steps still running
+        from pipeline.runtime.engine import running_steps
+
+        left = running_steps(STEP_GRACE_S)
+        if left:
+            log(f"{left} workflow step(s) still running are left to the next worker")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # their workflows are pending in the store: the restart resumes them
     return 0

@@ -37,7 +37,7 @@ def render(found: Any, fmt: str) -> None:
     )
     click.echo(f"  created {_when(w.created_at)}, updated {_when(w.updated_at)}")
     if w.inputs is not None:
-        click.echo(f"  inputs: {json.dumps(w.to_json()['inputs'], ensure_ascii=False)}")
+        click.echo(f"  inputs: {json.dumps(w.to_json()['inputs'], ensure_ascii=False)[:500]}")
     for s in w.steps:
         took = (
             f"{(s.completed_at - s.started_at) * 1000:.0f} ms"

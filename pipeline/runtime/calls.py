@@ -166,9 +166,12 @@ async def close_shared_client() -> None:
 
 
 async def settle(timeout_s: float = 10.0) -> None:
-    """Wait (at most ``timeout_s``) for abandoned attempts to end: call before closing a loop."""
-    if _ABANDONED:
-        await asyncio.wait(set(_ABANDONED), timeout=timeout_s)
+    """Wait (at most ``timeout_s``) for the abandoned attempts of the running loop to end: call
+    before closing it (workflow steps run on a loop of their own beside serve's)."""
+    loop = asyncio.get_running_loop()
+    mine = {f for f in _ABANDONED if f.get_loop() is loop}
+    if mine:
+        await asyncio.wait(mine, timeout=timeout_s)
 
 
 async def complete(

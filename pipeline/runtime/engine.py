@@ -29,7 +29,8 @@
   within a queue poll (``POLL_S``).
 - **The workflow queue.** Every worker listens to ``knowngood_workflows``
   (:data:`pipeline.runtime.flowclient.WORKFLOW_QUEUE`), where :class:`FlowClient` (and so any
-  process that is not the worker) puts the workflows it wants run.
+  process that is not the worker) puts the workflows it wants run; a worker runs at most
+  ``WORKER_CONCURRENCY`` of them at once (DBOS gives each a thread), the others wait there.
 - **Checkpoint cost.** On SQLite the engine's connections use WAL with ``synchronous=NORMAL``:
   a checkpoint survives the process being killed (SIGKILL), but the last ones before a power
   loss may be lost. About 1 ms a step instead of 2-13 ms (``benchmarks/durable.py``).
@@ -47,6 +48,7 @@ import functools
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +61,9 @@ __all__ = [
     "DurableEngine",
     "EngineError",
     "WorkerBusy",
+    "current",
     "is_postgres",
+    "running_steps",
     "system_database_url",
 ]
 
@@ -67,6 +71,7 @@ APP_NAME = "knowngood"
 MAX_SLOTS = 1024  # PostgreSQL worker slots
 LOCK_SUFFIX = ".worker.lock"
 POLL_S = 0.2  # how often an idle worker looks at its queues (DBOS's default is 1 s)
+WORKER_CONCURRENCY = 32  # workflows of the queue one worker runs at once (a thread each)
 ADOPT_S = 5.0  # PostgreSQL: how often a worker looks for the workflows of dead workers
 
 _lock = threading.Lock()
@@ -122,6 +127,8 @@ def _hold_sqlite(database: Path) -> _Holder:
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    if not database.exists():  # workflow inputs and results: readable by the owner only
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
 
     def release() -> None:
         with contextlib.suppress(OSError):
@@ -305,6 +312,22 @@ class DurableEngine:
         self.shutdown()
 
 
+def running_steps(grace_s: float) -> int:
+    """After :meth:`DurableEngine.shutdown`: wait up to ``grace_s`` for the steps still running
+    in DBOS's threads; how many are left. Their workflows are pending in the store: a process
+    may end without them (exit with ``os._exit``), the next worker runs those steps again."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        left = [
+            t
+            for t in threading.enumerate()
+            if t.name.startswith("dbos-executor-") and t.is_alive() and not t.daemon
+        ]
+        if not left or time.monotonic() >= deadline:
+            return len(left)
+        left[0].join(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
 def current() -> DurableEngine | None:
     """The engine open in this process, if any."""
     return _open
@@ -338,7 +361,10 @@ def _launch(
         from pipeline.runtime.flowclient import WORKFLOW_QUEUE
 
         DBOS.register_queue(
-            WORKFLOW_QUEUE, polling_interval_sec=POLL_S, on_conflict="always_update"
+            WORKFLOW_QUEUE,
+            worker_concurrency=WORKER_CONCURRENCY,
+            polling_interval_sec=POLL_S,
+            on_conflict="always_update",
         )
     except KnowngoodError:
         DBOS.destroy()

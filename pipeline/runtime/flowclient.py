@@ -162,6 +162,25 @@ def _view(status: Any, steps: Sequence[Mapping[str, Any]] = ()) -> WorkflowView:
     )
 
 
+def _has_workflows(path: Path) -> bool:
+    """Whether the SQLite file exists and DBOS's tables are in it (read-only look)."""
+    import sqlite3
+
+    if not path.is_file():
+        return False
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_status'"
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
 class FlowClient:
     """The workflows of one state store. Build with :meth:`open`; :meth:`close` when done."""
 
@@ -174,9 +193,10 @@ class FlowClient:
         from pipeline.runtime.settings import state_store_url
 
         url = system_database_url(root, state_store_url(root, state_store))
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        if url.startswith("sqlite:///") and not _has_workflows(Path(url[len("sqlite:///") :])):
             raise UsageError(
-                f"no state store at {url[len('sqlite:///') :]}: no workflow has run here",
+                f"no workflows in the state store {url[len('sqlite:///') :]}: no worker has run "
+                "there",
                 hint="start a worker: knowngood serve --workflows MODULE",
             )
         from dbos import DBOSClient

@@ -19,18 +19,22 @@ the header (Stripe's convention, the IETF draft) makes no second effect.
   kept in the store; while its breaker is open (or it fails) that response is served, marked
   ``cached``. A tool that is not read-only is never answered from the cache.
 - **Response schema**: a response that does not match is a ToolFailed naming the first error.
+- **Credentials**: ``endpoint.headers_env`` names, per header, the environment variable that
+  holds its value; the values are declared secrets (:mod:`pipeline.redaction`) and never
+  appear in a message, a checkpoint or the bundle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import KnowngoodError
@@ -75,6 +79,7 @@ class Endpoint:
     method: str = "POST"
     read_only: bool = False
     response_schema: Mapping[str, Any] | None = None
+    headers_env: Mapping[str, str] = field(default_factory=dict)  # header -> variable
 
     @property
     def breaker(self) -> str:
@@ -87,22 +92,15 @@ class Endpoint:
         if not isinstance(endpoint, Mapping):
             return None
         schema = tool.get("response_schema")
+        headers = endpoint.get("headers_env")
         return cls(
             tool=str(tool["name"]),
             url=str(endpoint["url"]),
             method=str(endpoint.get("method", "POST")).upper(),
             read_only=bool(endpoint.get("read_only", False)),
             response_schema=schema if isinstance(schema, Mapping) else None,
+            headers_env=dict(headers) if isinstance(headers, Mapping) else {},
         )
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.tool,
-            "endpoint": {"url": self.url, "method": self.method, "read_only": self.read_only},
-        }
-        if self.response_schema is not None:
-            data["response_schema"] = dict(self.response_schema)
-        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +144,14 @@ def call(
     env: str = "",
 ) -> ToolResult:
     """Call ``endpoint`` once through its breaker; see the module's docstring."""
+    headers = _secret_headers(endpoint)  # before the breaker: a missing variable is not its fault
     cache = _cache_key(endpoint, arguments) if endpoint.read_only else None
     ticket = breakers.acquire(endpoint.breaker, resilience.breaker)
     if ticket is None:
         return _stand_in(endpoint, store, cache, f"the breaker of {endpoint.breaker} is open")
     started = time.monotonic()
     try:
-        status, body = _send(endpoint, arguments, key, resilience.timeout_s)
+        status, body = _send(endpoint, arguments, key, resilience.timeout_s, headers)
         _check_schema(endpoint, body)
     except ToolFailed as e:
         slow = time.monotonic() - started >= resilience.slow_after_s
@@ -180,11 +179,33 @@ def _stand_in(endpoint: Endpoint, store: StateStore, cache: str | None, why: str
     return ToolResult(endpoint.tool, int(saved.get("status", 200)), saved.get("body"), True)
 
 
+def _secret_headers(endpoint: Endpoint) -> dict[str, str]:
+    """The headers of ``headers_env``, from the environment (declared secret: redacted)."""
+    from pipeline import redaction
+
+    headers: dict[str, str] = {}
+    for header, variable in endpoint.headers_env.items():
+        value = os.environ.get(variable)
+        if not value:
+            raise ToolRejected(
+                f"tool {endpoint.tool}: the environment variable {variable} (its "
+                f"{header} header) is not set in this worker",
+                0,
+            )
+        redaction.declare(variable)
+        headers[header] = value
+    return headers
+
+
 def _send(
-    endpoint: Endpoint, arguments: Mapping[str, Any], key: str | None, timeout_s: float
+    endpoint: Endpoint,
+    arguments: Mapping[str, Any],
+    key: str | None,
+    timeout_s: float,
+    secret_headers: Mapping[str, str],
 ) -> tuple[int, Any]:
     url, data = endpoint.url, None
-    headers = {"Accept": "application/json", "User-Agent": "knowngood-runtime"}
+    headers = {"Accept": "application/json", "User-Agent": "knowngood-runtime", **secret_headers}
     if endpoint.method in BODY_METHODS:
         data = json.dumps(dict(arguments)).encode()
         headers["Content-Type"] = "application/json"

@@ -19,6 +19,8 @@ your own code, each checkpointed in the state store.
   needs its code). Its arguments and result must be picklable; keep them small and plain.
 - :func:`ask` asks a deployed agent through the runtime's failover path (chain, breakers,
   ``on_all_down``) and checkpoints the answer: ``{text, tool_calls, provider, release, ...}``.
+  When no provider answers, the step fails (AllProvidersDown; ``retries`` retry it): a
+  holding message is no answer. A cached answer (``on_all_down: cached``) is one.
 - :func:`tool` calls a tool of the agent's deployed release that declares an ``endpoint``, with
   an ``Idempotency-Key`` header derived from the workflow id and the step number, through the
   endpoint's breaker (:mod:`pipeline.runtime.toolcalls`). :func:`call` does the same for an
@@ -58,6 +60,7 @@ __all__ = [
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+DRAIN_S = 30.0  # at close, model calls of running steps get this long to end
 
 
 class _Context:
@@ -73,11 +76,19 @@ class _Context:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:
+        """Let the model calls of running steps end (bounded: they have timeouts), close the
+        loop's clients, stop the loop."""
+
         async def _aclose() -> None:
+            running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if running:
+                await asyncio.wait(running, timeout=DRAIN_S)
             await self.runtime.aclose()
 
         try:
-            self.run(_aclose())
+            asyncio.run_coroutine_threadsafe(_aclose(), self.loop).result(DRAIN_S + 15)
+        except Exception:  # closing anyway: what did not end is left to the next worker
+            pass
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
@@ -190,6 +201,10 @@ def ask(
         _, chat = parse_chat_request(body)
         assert _context is not None
         answer = _context.run(runtime.complete(agent, chat))
+        if answer.provider is None and answer.fallback != "cached":
+            from pipeline.runtime.model import AllProvidersDown
+
+            raise AllProvidersDown(agent, answer.attempts)  # a holding message is no answer
         document: dict[str, Any] = answer.to_json()
         return document
 

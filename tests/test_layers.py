@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.status",
                 "pipeline.scaffold",
                 "pipeline.runtime",
+                "pipeline.backup",
             }
         ),
     ),

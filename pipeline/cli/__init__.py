@@ -74,6 +74,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipeline.cli.drill",
         "Disaster recovery drills (rollback): records the measured recovery time.",
     ),
+    "backup": (
+        "pipeline.cli.backup",
+        "Back up the runtime's state store now: a checked snapshot and the change journal.",
+    ),
+    "backups": (
+        "pipeline.cli.backups",
+        "List the backups of the state store and what they can restore.",
+    ),
+    "restore": (
+        "pipeline.cli.restore",
+        "Bring the state store back to a point in time, verified in scratch, then swapped in.",
+    ),
     "serve": (
         "pipeline.cli.serve",
         "Serve the deployed agents over HTTP (OpenAI format), failing over between providers.",

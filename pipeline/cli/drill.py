@@ -10,7 +10,7 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
 
 
 @click.command("drill")
-@click.argument("kind", type=click.Choice(["rollback", "failover", "fault"]))
+@click.argument("kind", type=click.Choice(["rollback", "failover", "fault", "restore"]))
 @click.argument("agent", required=False)
 @click.option(
     "--env",
@@ -26,7 +26,8 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
     default=None,
     metavar="URL",
     help="failover: drill this state store (every runtime sharing it fails over too); default "
-    "a scratch one. fault: the store to set the fault in (default knowngood.yaml's).",
+    "a scratch one. fault: the store to set the fault in (default knowngood.yaml's). "
+    "restore: the store whose backups are drilled (default knowngood.yaml's).",
 )
 @click.option(
     "--for",
@@ -68,6 +69,11 @@ def command(
     It sends real requests to the providers (at most 1000, 5 a second while the breaker is
     open).
 
+    restore: restore the latest backup of the state store (runtime.backup.target) into a
+    scratch store, verify it (checksums, integrity, row counts, canary) and measure RTO (to
+    the verified copy) and RPO (the age of the newest restorable point). The live store is
+    never touched. Recorded for every agent; a failed verification is a failed drill.
+
     fault: AGENT is a provider name: every runtime sharing the state store treats it as down
     (each call fails at once) for --for seconds, or until --lift.
 
@@ -79,6 +85,7 @@ def command(
       knowngood drill rollback
       knowngood drill rollback support --env staging --format json
       knowngood drill failover support
+      knowngood drill restore
       knowngood drill fault openai-main --for 120
       knowngood drill fault openai-main --lift
     """
@@ -89,6 +96,15 @@ def command(
     from pipeline.git import Git
     from pipeline.report.deploy import render
 
+    if kind == "restore":
+        from pipeline.backup.drill import drill_restore
+        from pipeline.report.backup import render_drill
+
+        drilled = drill_restore(
+            Git(root), root, env=env or "production", state_store=state_store, remote=remote
+        )
+        render_drill(drilled, fmt)
+        return drilled.exit_code
     if kind == "failover":
         from pipeline.deploy.failover_drill import drill_failover
 

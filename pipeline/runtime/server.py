@@ -210,7 +210,13 @@ async def serve(
         root, env, deployments=deployments, state_store=state_store, observer=observer
     )
     observer.watch(runtime)
+    from pipeline.backup.runner import BackupCollector, BackupRunner, start_backups
+
+    backups: tuple[BackupRunner, BackupCollector] | None = None
     try:
+        backups = start_backups(root, state_store, log)
+        if backups is not None:
+            observer.registry.register(backups[1])
         runtime.refresh()
         started = time.perf_counter()
         await runtime.warm_up()
@@ -234,6 +240,8 @@ async def serve(
             await runner.cleanup()
             await runtime.aclose()
     finally:
+        if backups is not None:
+            backups[0].stop()
         runtime.close()
 
 

@@ -33,10 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.backup.core import RestoreRequest, backup, describe_target, restore  # noqa: E402
-from pipeline.backup.runner import BackupRunner  # noqa: E402
-from pipeline.backup.settings import BackupSettings  # noqa: E402
-from pipeline.backup.targets import DirectoryStore  # noqa: E402
+from pipeline.runtime.backup.core import backup, describe_target  # noqa: E402
+from pipeline.runtime.backup.restore import RestoreRequest, restore  # noqa: E402
+from pipeline.runtime.backup.runner import BackupRunner  # noqa: E402
+from pipeline.runtime.backup.settings import BackupSettings  # noqa: E402
+from pipeline.runtime.backup.targets import DirectoryStore  # noqa: E402
 from pipeline.runtime.store import StateStore  # noqa: E402
 
 

@@ -311,9 +311,9 @@ def _backups(root: Path, settings: Settings, notices: list[str]) -> dict[str, An
     runtime = settings.raw.get("runtime") or {}
     if not runtime.get("backup"):
         return None
-    from pipeline.backup.core import describe_target
-    from pipeline.backup.settings import BackupSettings
-    from pipeline.backup.targets import make_store
+    from pipeline.runtime.backup.core import describe_target
+    from pipeline.runtime.backup.settings import BackupSettings
+    from pipeline.runtime.backup.targets import make_store
 
     try:
         target = make_store(BackupSettings.from_config(runtime["backup"]).target, root)

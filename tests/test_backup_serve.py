@@ -15,8 +15,8 @@ from backuputil import cli, dump
 from fakeproviders import FakeProvider
 from runtimeutil import ENV, Serve, chat, http, make_world, servers, wait_for
 
-from pipeline.backup.core import describe_target
-from pipeline.backup.targets import DirectoryStore
+from pipeline.runtime.backup.core import describe_target
+from pipeline.runtime.backup.targets import DirectoryStore
 
 
 @pytest.fixture(scope="module")

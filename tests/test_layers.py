@@ -43,7 +43,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.status",
                 "pipeline.scaffold",
                 "pipeline.runtime",
-                "pipeline.backup",
             }
         ),
     ),

@@ -42,8 +42,8 @@ def command(state_store: str | None, journal_only: bool, repo: Path | None, fmt:
       knowngood backup
       knowngood backup --format json
     """
-    from pipeline.backup.core import backup
     from pipeline.report.backup import render_backup
+    from pipeline.runtime.backup.core import backup
 
     outcome = backup(resolve_repo(repo), state_store, snapshot=not journal_only)
     render_backup(outcome, fmt)

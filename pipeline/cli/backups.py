@@ -33,8 +33,8 @@ def list_(state_store: str | None, repo: Path | None, fmt: str) -> int:
       knowngood backups list
       knowngood backups list --format json
     """
-    from pipeline.backup.core import list_backups
     from pipeline.report.backup import render_list
+    from pipeline.runtime.backup.core import list_backups
 
     render_list(list_backups(resolve_repo(repo), state_store), fmt)
     return 0

@@ -97,7 +97,7 @@ def command(
     from pipeline.report.deploy import render
 
     if kind == "restore":
-        from pipeline.backup.drill import drill_restore
+        from pipeline.deploy.restore_drill import drill_restore
         from pipeline.report.backup import render_drill
 
         drilled = drill_restore(

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from pipeline.backup.core import BackupOutcome, ListOutcome, RestoreOutcome
-    from pipeline.backup.drill import RestoreDrill
+    from pipeline.deploy.restore_drill import RestoreDrill
+    from pipeline.runtime.backup.core import BackupOutcome, ListOutcome
+    from pipeline.runtime.backup.restore import PgRestoreOutcome, RestoreOutcome
 
 
 def _json(outcome: Any) -> None:
@@ -33,6 +34,10 @@ def render_backup(outcome: BackupOutcome, fmt: str) -> None:
     click.echo(f"store {outcome.store} -> {outcome.target}")
     if outcome.journaled:
         click.echo(f"journaling {len(outcome.journaled)} table(s): {', '.join(outcome.journaled)}")
+    if outcome.postgres is not None:
+        p = outcome.postgres
+        size = sum(f["bytes"] for f in p["files"])
+        click.echo(f"base backup {p['taken_at']} ({size} bytes, from WAL {p['start_wal']})")
     if outcome.snapshot is not None:
         m = outcome.snapshot.manifest
         rows = sum(m["tables"].values())
@@ -69,9 +74,21 @@ def render_list(outcome: ListOutcome, fmt: str) -> None:
     )
 
 
-def render_restore(outcome: RestoreOutcome, fmt: str) -> None:
+def render_restore(outcome: RestoreOutcome | PgRestoreOutcome, fmt: str) -> None:
     if fmt == "json":
         _json(outcome)
+        return
+    from pipeline.runtime.backup.restore import PgRestoreOutcome
+
+    if isinstance(outcome, PgRestoreOutcome):
+        data = outcome.to_json()
+        click.echo(
+            f"restored {outcome.store} as of {data['restored_to']} (base backup "
+            f"{data['base_backup']}) into {data['data_dir']} in {data['seconds']:.2f}s"
+        )
+        for check in data["checks"]:
+            click.echo(f"  verified: {check}")
+        click.echo(f"to swap it in: {data['swap']}")
         return
     r = outcome.rebuilt
     click.echo(

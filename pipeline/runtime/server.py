@@ -210,7 +210,7 @@ async def serve(
         root, env, deployments=deployments, state_store=state_store, observer=observer
     )
     observer.watch(runtime)
-    from pipeline.backup.runner import BackupCollector, BackupRunner, start_backups
+    from pipeline.runtime.backup.runner import BackupCollector, BackupRunner, start_backups
 
     backups: tuple[BackupRunner, BackupCollector] | None = None
     try:

@@ -28,11 +28,11 @@ from typing import IO
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from pipeline.backup.core import describe_target, read_catalog, retain
-from pipeline.backup.settings import BackupSettings
-from pipeline.backup.sqlitebackup import SqliteBackup
-from pipeline.backup.targets import BackupTarget, make_store
 from pipeline.errors import KnowngoodError
+from pipeline.runtime.backup.core import describe_target, read_catalog, retain
+from pipeline.runtime.backup.settings import BackupSettings
+from pipeline.runtime.backup.sqlitebackup import SqliteBackup
+from pipeline.runtime.backup.targets import BackupTarget, make_store
 
 __all__ = ["BackupRunner", "start_backups"]
 

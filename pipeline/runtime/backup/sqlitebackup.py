@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.backup import journal
-from pipeline.backup.catalog import head_name, iso, segment_name, snapshot_names
-from pipeline.backup.targets import BackupTarget
 from pipeline.errors import KnowngoodError
+from pipeline.runtime.backup import journal
+from pipeline.runtime.backup.catalog import head_name, iso, segment_name, snapshot_names
+from pipeline.runtime.backup.targets import BackupTarget
 
 __all__ = ["BUSY_TIMEOUT_S", "BackupError", "ShipResult", "SnapshotResult", "SqliteBackup"]
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.backup import journal
-from pipeline.backup.catalog import Plan, Segment
-from pipeline.backup.sqlitebackup import sha256_file, table_counts
-from pipeline.backup.targets import BackupTarget
 from pipeline.errors import CheckFailed
+from pipeline.runtime.backup import journal
+from pipeline.runtime.backup.catalog import Plan, Segment
+from pipeline.runtime.backup.sqlitebackup import sha256_file, table_counts
+from pipeline.runtime.backup.targets import BackupTarget
 
 __all__ = ["Rebuilt", "VerificationFailed", "rebuild"]
 

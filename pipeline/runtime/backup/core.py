@@ -1,5 +1,5 @@
-"""``knowngood backup``, ``knowngood backups list`` and ``knowngood restore``: one core
-function each, ``run(root, request) -> Outcome``; nothing here prints.
+"""``knowngood backup`` and ``knowngood backups list`` (``restore``: :mod:`.restore`): one
+core function each, returning an outcome; nothing here prints.
 
 The state store is knowngood.yaml ``runtime.state_store`` (or ``--state-store``); the target
 is ``runtime.backup.target``. On SQLite the backup is snapshots plus the change journal
@@ -8,34 +8,35 @@ is ``runtime.backup.target``. On SQLite the backup is snapshots plus the change 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
-import shutil
-import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.backup.catalog import Catalog, Plan, iso, parse_time
-from pipeline.backup.replay import Rebuilt, rebuild
-from pipeline.backup.settings import BackupSettings
-from pipeline.backup.sqlitebackup import BackupError, ShipResult, SnapshotResult, SqliteBackup
-from pipeline.backup.targets import BackupTarget, make_store
-from pipeline.errors import UsageError
+from pipeline.runtime.backup.catalog import Catalog, iso
+from pipeline.runtime.backup.postgres import Postgres
+from pipeline.runtime.backup.settings import BackupSettings
+from pipeline.runtime.backup.sqlitebackup import (
+    BackupError,
+    ShipResult,
+    SnapshotResult,
+    SqliteBackup,
+)
+from pipeline.runtime.backup.targets import BackupTarget, make_store
 
 __all__ = [
     "BackupOutcome",
     "ListOutcome",
-    "RestoreOutcome",
-    "RestoreRequest",
+    "Where",
     "backup",
+    "describe_target",
     "head_reader",
     "list_backups",
-    "restore",
+    "read_catalog",
+    "retain",
+    "where",
 ]
 
 
@@ -43,19 +44,30 @@ __all__ = [
 class Where:
     """The store, the target and how to name the setting in a message."""
 
-    path: Path
+    path: Path  # the SQLite file (for PostgreSQL: unused, see ``url``)
     target: BackupTarget
     settings: BackupSettings
     setting: str  # "knowngood.yaml:12: runtime.backup.target" (or the default's name)
+    url: str = ""  # a postgresql:// state store (may hold a password: never shown)
+
+    @property
+    def postgres(self) -> Postgres:
+        return Postgres(self.url, self.target)
 
 
 def where(root: Path, state_store: str | None = None) -> Where:
-    from pipeline.runtime.settings import state_store_path
+    from pipeline.repo import load_settings
+    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_path
 
     settings = BackupSettings.load(root)
-    path = state_store_path(root, state_store)
     target = make_store(settings.target, root)
-    return Where(path, target, settings, _setting(root, settings, target))
+    url = state_store or str(
+        (load_settings(root).raw.get("runtime") or {}).get("state_store") or DEFAULT_STATE_STORE
+    )
+    setting = _setting(root, settings, target)
+    if url.startswith(("postgresql://", "postgres://")):
+        return Where(root, target, settings, setting, url)
+    return Where(state_store_path(root, url), target, settings, setting)
 
 
 def _setting(root: Path, settings: BackupSettings, target: BackupTarget) -> str:
@@ -76,7 +88,7 @@ def head_reader(target: BackupTarget) -> Any:
 
     def head(chain: str) -> tuple[int, float] | None:
         if chain not in cache:
-            from pipeline.backup.catalog import head_name
+            from pipeline.runtime.backup.catalog import head_name
 
             with tempfile.TemporaryDirectory(prefix="knowngood-head-") as tmp:
                 try:
@@ -105,6 +117,7 @@ class BackupOutcome:
     shipped: ShipResult | None = None
     deleted: list[str] = field(default_factory=list)
     journaled: list[str] = field(default_factory=list)  # tables newly journaled
+    postgres: dict[str, Any] | None = None  # a PostgreSQL base backup's manifest
 
     def to_json(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -123,6 +136,7 @@ class BackupOutcome:
             else None,
             "deleted": self.deleted,
             "journaled": self.journaled,
+            "postgres": self.postgres,
         }
 
 
@@ -130,6 +144,14 @@ def backup(root: Path, state_store: str | None = None, *, snapshot: bool = True)
     """Journal every table, take a snapshot (unless only shipping), ship the journal, apply the
     retention."""
     w = where(root, state_store)
+    if w.url:
+        from pipeline.runtime.backup.pgrestore import pg_retain
+        from pipeline.runtime.backup.postgres import public_url
+
+        pg = w.postgres
+        outcome = BackupOutcome(public_url(w.url), w.setting, postgres=pg.base_backup())
+        outcome.deleted = pg_retain(pg, w.settings, time.time())
+        return outcome
     engine = SqliteBackup(w.path, w.target)
     outcome = BackupOutcome(str(w.path), w.setting)
     try:
@@ -205,6 +227,13 @@ class ListOutcome:
 
 def list_backups(root: Path, state_store: str | None = None) -> ListOutcome:
     w = where(root, state_store)
+    if w.url:
+        pg = w.postgres
+        bases = pg.bases()
+        newest = pg.newest_point()
+        ranges = [(bases[0].taken_at, newest)] if bases and newest is not None else []
+        snapshots = [{"taken_at": iso(b.taken_at), "base": b.folder} for b in reversed(bases)]
+        return ListOutcome(w.setting, snapshots, ranges, newest, time.time())
     return describe_target(w.target, w.setting)
 
 
@@ -217,137 +246,3 @@ def describe_target(target: BackupTarget, label: str) -> ListOutcome:
     ]
     newest = max((b for _a, b in ranges), default=None)
     return ListOutcome(label, snapshots, ranges, newest, time.time())
-
-
-# -- restore ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreRequest:
-    timestamp: str  # ISO 8601, or "latest"
-    state_store: str | None = None
-    swap: bool = True  # False: build and verify the copy only (a drill)
-
-
-@dataclass(slots=True)
-class RestoreOutcome:
-    store: str
-    target: str
-    at: float
-    rebuilt: Rebuilt
-    swapped: bool = False
-    kept: str | None = None  # where the store that was replaced was kept
-    snapshot_after: SnapshotResult | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        r = self.rebuilt
-        return {
-            "store": self.store,
-            "target": self.target,
-            "restored_to": iso(self.at),
-            "snapshot": iso(r.snapshot_at),
-            "segments": r.segments,
-            "changes": r.applied,
-            "tables": r.tables,
-            "checks": r.checks,
-            "seconds": round(r.seconds, 3),
-            "swapped": self.swapped,
-            "kept": self.kept,
-            "warnings": self.warnings,
-        }
-
-
-def resolve_time(text: str, catalog: Catalog, head: Any, setting: str) -> float:
-    ranges = catalog.ranges(head)
-    if text == "latest":
-        if not ranges:
-            raise UsageError(
-                f"{setting} holds no complete backup: there is nothing to restore",
-                hint="run `knowngood backup` (serve backs up on a schedule when runtime.backup is set)",
-            )
-        return ranges[-1][1]
-    at = parse_time(text)
-    if at is None:
-        raise UsageError(
-            f"--timestamp {text!r} is not a time",
-            hint="use ISO 8601 in UTC, e.g. 2026-12-05T13:00:00Z, or `latest`",
-        )
-    return at
-
-
-def plan_for(root: Path, request: RestoreRequest) -> tuple[Where, Plan]:
-    w = where(root, request.state_store)
-    catalog = read_catalog(w.target)
-    head = head_reader(w.target)
-    at = resolve_time(request.timestamp, catalog, head, w.setting)
-    plan = catalog.plan(at, head)
-    if plan is None:
-        ranges = catalog.ranges(head)
-        shown = ", ".join(f"{iso(a)} to {iso(b)}" for a, b in ranges) or "nothing"
-        raise UsageError(
-            f"{w.setting} holds no restorable point at {iso(at)}: it can restore {shown}",
-            hint="pick a time in one of those ranges (`knowngood backups list` shows them)",
-        )
-    return w, plan
-
-
-def restore(root: Path, request: RestoreRequest) -> RestoreOutcome:
-    """Rebuild the store at the requested time in a scratch folder beside it, verify it, then
-    (``request.swap``) swap it in and back up the restored store at once."""
-    w, plan = plan_for(root, request)
-    w.path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".knowngood-restore-", dir=w.path.parent))
-    try:
-        rebuilt = rebuild(w.target, plan, scratch / "state.db", scratch)
-        outcome = RestoreOutcome(str(w.path), w.setting, plan.at, rebuilt)
-        if request.swap:
-            outcome.kept = swap_in(scratch / "state.db", w.path)
-            outcome.swapped = True
-            try:
-                outcome.snapshot_after = backup(root, request.state_store).snapshot
-            except BackupError as e:
-                outcome.warnings.append(f"the restored store is not backed up yet: {e.message}")
-        return outcome
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-class StoreInUse(BackupError):
-    """Another process has the store open (exit 3)."""
-
-
-def swap_in(new: Path, live: Path) -> str | None:
-    """Replace ``live`` with ``new`` in one rename, keeping the old file beside it. Refuses
-    while another process has the store open (its WAL could not be folded in)."""
-    os.chmod(new, 0o600)
-    if not live.exists():
-        os.replace(new, live)
-        return None
-    kept = live.with_name(
-        f"{live.name}.before-restore-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
-    )
-    db = sqlite3.connect(live, isolation_level=None, timeout=1.0)
-    try:
-        try:
-            mode = db.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-                mode = "wal"
-            else:
-                mode = "delete"  # not a database any more: nothing to fold in
-        if str(mode).lower() != "delete":
-            raise StoreInUse(
-                f"the state store {live} is open in another process: it cannot be swapped",
-                hint="stop `knowngood serve` (and any worker using the store), then restore "
-                "again; nothing was changed",
-            )
-        with contextlib.suppress(sqlite3.DatabaseError):
-            db.execute("BEGIN EXCLUSIVE")  # nobody writes the old file while it is replaced
-        os.link(live, kept)
-        os.replace(new, live)
-    finally:
-        db.close()
-    for suffix in ("-wal", "-shm", "-journal"):
-        Path(f"{live}{suffix}").unlink(missing_ok=True)
-    return str(kept)

@@ -311,13 +311,10 @@ def _backups(root: Path, settings: Settings, notices: list[str]) -> dict[str, An
     runtime = settings.raw.get("runtime") or {}
     if not runtime.get("backup"):
         return None
-    from pipeline.runtime.backup.core import describe_target
-    from pipeline.runtime.backup.settings import BackupSettings
-    from pipeline.runtime.backup.targets import make_store
+    from pipeline.runtime.backup.core import list_backups
 
     try:
-        target = make_store(BackupSettings.from_config(runtime["backup"]).target, root)
-        listed = describe_target(target, f"{target.type} {target.location}")
+        listed = list_backups(root)
     except KnowngoodError as e:
         notices.append(f"backups not shown: {e.message}")
         return None

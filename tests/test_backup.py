@@ -252,3 +252,37 @@ def test_a_command_target_stores_and_restores(
         assert dump(path) == expected
     finally:
         del os.environ["STORE_DIR"]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "1, (SELECT token FROM knowngood_backup_canary), 0, 'x', 0.0, NULL",  # reads elsewhere
+        "1, 's', 0, 'x', 0.0, NULL); ATTACH DATABASE '{evil}' AS evil; --",  # a second statement
+        "1, 's', load_extension('{evil}'), 'x', 0.0, NULL",  # a function
+    ],
+)
+def test_a_tampered_change_cannot_reach_beyond_its_own_table(
+    root: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, row: str
+) -> None:
+    import hashlib
+
+    path = store_path(root)
+    assert cli(root, capsys, "backup")[0] == 0
+    add_turns(path, "s1", 2)
+    assert cli(root, capsys, "backup", "--journal-only")[0] == 0
+    before = dump(path)
+    evil = tmp_path / "evil.db"
+    (segment,) = (tmp_path / "backups" / "sqlite" / "journal").rglob("*.jsonl.gz")
+    lines = gzip.decompress(segment.read_bytes()).splitlines(keepends=True)
+    change = json.loads(lines[1])
+    change[5] = row.format(evil=evil)
+    lines[1] = json.dumps(change).encode() + b"\n"
+    header = json.loads(lines[0])
+    header["sha256"] = hashlib.sha256(b"".join(lines[1:])).hexdigest()
+    segment.write_bytes(gzip.compress(json.dumps(header).encode() + b"\n" + b"".join(lines[1:])))
+    code, _, err = cli(root, capsys, "restore", "--timestamp", "latest")
+    assert code == 1, err
+    assert "cannot be applied" in err and "nothing was swapped" in err
+    assert not evil.exists()
+    assert dump(path) == before

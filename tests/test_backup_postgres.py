@@ -5,6 +5,7 @@ and a restore to a time between two writes (recovery_target_time), verified."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from backuputil import backup_repo, cli, pause
 from pgutil import PostgresCluster, find_bindir, free_port
+from runtimeutil import wait_for
 
 PASSWORD = "pg-secret-7c1f0a9e"  # knowngood: allow-secret
 
@@ -141,3 +143,34 @@ def test_a_server_that_does_not_archive_is_refused_with_the_settings_to_add(
     code, _, err = cli(root, capsys, "backup", "--state-store", postgres.url)
     assert code == 2
     assert "does not archive its WAL" in err and "archive_command = 'test ! -f" in err
+
+
+def test_the_serve_schedule_backs_up_postgres_and_reports_the_rpo(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pipeline.runtime.backup.runner import start_backups
+
+    _base, cluster, target = world
+    block = (
+        f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n"
+        "    ship_every_s: 0.5\n    canary_every_s: 1\n"
+    )
+    root = backup_repo(tmp_path / "repo", block)
+    lines: list[str] = []
+    started = start_backups(root, cluster.url, lines.append)
+    assert started is not None
+    runner, collector = started
+    try:
+        _archived(cluster.url)
+        assert wait_for(lambda: runner.newest is not None and runner.shipping, 60), lines
+        assert list((target / "postgresql" / "base").rglob("manifest.json")), lines
+        registry = CollectorRegistry()
+        registry.register(collector)
+        text = generate_latest(registry).decode()
+        rpo = float(re.search(r"^knowngood_backup_rpo_seconds (\S+)$", text, re.M).group(1))
+        assert 0 <= rpo < 60, text
+        assert any("base backup" in line for line in lines), lines
+    finally:
+        runner.stop()

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
-from pipeline.runtime.backup.catalog import iso
+from pipeline.runtime.backup.catalog import iso, stamp
 from pipeline.runtime.backup.postgres import (
+    CANARIES,
     START_TIMEOUT_S,
     WAL,
     PgRestored,
@@ -197,6 +198,13 @@ def pg_retain(pg: Postgres, settings: BackupSettings, now: float) -> list[str]:
             for name in sorted(names, key=lambda n: not n.endswith("manifest.json")):
                 pg.target.delete(name)
                 deleted.append(name)
+    oldest_stamp = stamp(oldest.taken_at)
+    older = sorted(
+        n for n in pg.target.list(CANARIES.rstrip("/")) if n.rsplit("/", 1)[-1][:23] < oldest_stamp
+    )
+    for name in older[:-1]:  # the newest one before the oldest base still checks its restores
+        pg.target.delete(name)
+        deleted.append(name)
     for name in pg.target.list(WAL.rstrip("/")):
         wal = name.rsplit("/", 1)[-1]
         if len(wal) >= 24 and wal[:24] < start_wal and not wal.endswith(".history"):

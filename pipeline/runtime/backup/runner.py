@@ -19,20 +19,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pipeline.errors import KnowngoodError
 from pipeline.runtime.backup.core import describe_target, read_catalog, retain
+from pipeline.runtime.backup.pgrestore import pg_retain
+from pipeline.runtime.backup.postgres import Postgres
 from pipeline.runtime.backup.settings import BackupSettings
 from pipeline.runtime.backup.sqlitebackup import SqliteBackup
-from pipeline.runtime.backup.targets import BackupTarget, make_store
+from pipeline.runtime.backup.targets import BackupTarget
 
 __all__ = ["BackupRunner", "start_backups"]
 
@@ -97,7 +100,7 @@ class BackupRunner:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    engine = engine or SqliteBackup(self.path, self.target)
+                    engine = engine or self._engine()
                     canary_at = self._cycle(engine, canary_at)
                 except (KnowngoodError, OSError) as e:
                     self.failures += 1
@@ -111,6 +114,9 @@ class BackupRunner:
             self.shipping = False
             if engine is not None:
                 engine.close()
+
+    def _engine(self) -> SqliteBackup:
+        return SqliteBackup(self.path, self.target)
 
     def _cycle(self, engine: SqliteBackup, canary_at: float) -> float:
         s = self.settings
@@ -142,8 +148,74 @@ class BackupRunner:
             return self.newest
         self._read_at = time.monotonic()
         with contextlib.suppress(KnowngoodError, OSError):
-            self.newest = describe_target(self.target, "").newest
+            self.newest = self._read_newest()
         return self.newest
+
+    def _read_newest(self) -> float | None:
+        return describe_target(self.target, "").newest
+
+
+class PgBackupRunner(BackupRunner):
+    """The same schedule for a PostgreSQL store: the server archives its WAL itself; this
+    writes the canary, takes a base backup every ``snapshot_every_s`` (and applies the
+    retention), and reads the newest restorable point (the last archived WAL file). One
+    process of all those sharing the database does it: the holder of an advisory lock."""
+
+    LOCK_KEY = 0x6B6E6F776E676F6F  # "knowngoo"
+
+    def __init__(self, pg: Postgres, settings: BackupSettings, log: Callable[[str], None]):
+        super().__init__(Path("."), pg.target, settings, log)
+        self.pg = pg
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[bool]:
+        try:
+            conn_cm = self.pg.connect()
+            conn = conn_cm.__enter__()
+        except KnowngoodError:
+            yield False
+            return
+        try:
+            held = bool(
+                conn.execute("SELECT pg_try_advisory_lock(%s)", (self.LOCK_KEY,)).fetchone()[0]
+            )
+            yield held
+        finally:
+            conn_cm.__exit__(None, None, None)
+
+    def _engine(self) -> Any:
+        return _Unclosed(self.pg)
+
+    def _read_newest(self) -> float | None:
+        return self.pg.newest_point()
+
+    def _cycle(self, engine: Any, canary_at: float) -> float:
+        s, pg = self.settings, self.pg
+        now = time.time()
+        if now - canary_at >= s.canary_every_s:
+            with tempfile.TemporaryDirectory(prefix="knowngood-canary-") as tmp:
+                pg.canary(Path(tmp))
+            canary_at = now
+        if self.last_snapshot is None:
+            bases = pg.bases()
+            self.last_snapshot = bases[-1].taken_at if bases else None
+        if self.last_snapshot is None or now - self.last_snapshot >= s.snapshot_every_s:
+            manifest = pg.base_backup()
+            self.last_snapshot = time.time()
+            self.log(f"backup: base backup {manifest['taken_at']}")
+            deleted = pg_retain(pg, s, time.time())
+            if deleted:
+                self.log(f"backup: retention deleted {len(deleted)} object(s)")
+        self.newest = pg.newest_point()
+        return canary_at
+
+
+class _Unclosed:
+    def __init__(self, pg: Postgres) -> None:
+        self.pg = pg
+
+    def close(self) -> None:
+        pass
 
 
 class BackupCollector(Collector):
@@ -179,16 +251,21 @@ def start_backups(
     root: Path, state_store: str | None, log: Callable[[str], None]
 ) -> tuple[BackupRunner, BackupCollector] | None:
     """The schedule for serve, started; None when knowngood.yaml sets no runtime.backup."""
-    from pipeline.runtime.settings import state_store_path
+    from pipeline.runtime.backup.core import where
 
     settings = BackupSettings.load(root)
     if not settings.configured:
         return None
-    path = state_store_path(root, state_store)
-    runner = BackupRunner(path, make_store(settings.target, root), settings, log).start()
+    w = where(root, state_store)
+    runner: BackupRunner
+    if w.url:
+        runner = PgBackupRunner(w.postgres, settings, log).start()
+        what = "the server archives its WAL, a base backup every"
+    else:
+        runner = BackupRunner(w.path, w.target, settings, log).start()
+        what = f"journal shipped every {settings.ship_every_s:g}s, a snapshot every"
     log(
-        f"backups: journal shipped every {settings.ship_every_s:g}s, a snapshot every "
-        f"{settings.snapshot_every_s:g}s, to {runner.target.type} {runner.target.location} "
-        f"(pid {os.getpid()})"
+        f"backups: {what} {settings.snapshot_every_s:g}s, to {runner.target.type} "
+        f"{runner.target.location} (pid {os.getpid()})"
     )
     return runner, BackupCollector(runner)

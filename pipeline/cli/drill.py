@@ -10,7 +10,7 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
 
 
 @click.command("drill")
-@click.argument("kind", type=click.Choice(["rollback", "failover", "fault", "restore"]))
+@click.argument("kind", type=click.Choice(["rollback", "failover", "fault", "restore", "rebuild"]))
 @click.argument("agent", required=False)
 @click.option(
     "--env",
@@ -39,6 +39,9 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
 )
 @click.option("--lift", is_flag=True, help="fault: end the provider's fault now.")
 @click.option(
+    "--keep", is_flag=True, help="rebuild: keep the scratch directory (its path is printed)."
+)
+@click.option(
     "--remote", default="origin", show_default=True, help="The git remote of the records."
 )
 @repo_option
@@ -50,6 +53,7 @@ def command(
     state_store: str | None,
     seconds: float,
     lift: bool,
+    keep: bool,
     remote: str,
     repo: Path | None,
     fmt: str,
@@ -74,6 +78,11 @@ def command(
     the verified copy) and RPO (the age of the newest restorable point). The live store is
     never touched. Recorded for every agent; a failed verification is a failed drill.
 
+    rebuild: build the whole runtime in a fresh scratch directory from the remote and the
+    latest backup alone: clone, install (.ci/install), restore the state, deploy every agent's
+    last known good release (to a scratch target), serve, answer one request per agent. Each
+    stage is timed; the total is recorded for every agent. Real targets are never touched.
+
     fault: AGENT is a provider name: every runtime sharing the state store treats it as down
     (each call fails at once) for --for seconds, or until --lift.
 
@@ -86,6 +95,7 @@ def command(
       knowngood drill rollback support --env staging --format json
       knowngood drill failover support
       knowngood drill restore
+      knowngood drill rebuild --keep
       knowngood drill fault openai-main --for 120
       knowngood drill fault openai-main --lift
     """
@@ -96,6 +106,22 @@ def command(
     from pipeline.git import Git
     from pipeline.report.deploy import render
 
+    if kind == "rebuild":
+        from pipeline.deploy.rebuild_drill import drill_rebuild
+        from pipeline.report.backup import render_rebuild
+
+        rebuilt = drill_rebuild(
+            Git(root),
+            root,
+            env=env or "production",
+            remote=remote,
+            keep=keep,
+            progress=(lambda m: click.echo(f"drill rebuild: {m}", err=True))
+            if fmt == "text"
+            else None,
+        )
+        render_rebuild(rebuilt, fmt)
+        return rebuilt.exit_code
     if kind == "restore":
         from pipeline.deploy.restore_drill import drill_restore
         from pipeline.report.backup import render_drill

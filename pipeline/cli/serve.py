@@ -38,6 +38,12 @@ from pipeline.cli.options import repo_option, resolve_repo
     is_flag=True,
     help="Let several serve processes listen on the same port (SO_REUSEPORT).",
 )
+@click.option(
+    "--no-backups",
+    "no_backups",
+    is_flag=True,
+    help="Do not run the backup schedule of runtime.backup (e.g. a copy started by a drill).",
+)
 @repo_option
 def command(
     env: str,
@@ -46,6 +52,7 @@ def command(
     deployments: Path | None,
     state_store: str | None,
     reuse_port: bool,
+    no_backups: bool,
     repo: Path | None,
 ) -> int:
     """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
@@ -57,6 +64,10 @@ def command(
 
     Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
     /readyz (503 while nothing is deployed), /metrics (Prometheus).
+
+    With runtime.backup set in knowngood.yaml, one serve process per state store also backs
+    it up on a schedule (journal every ship_every_s, a snapshot every snapshot_every_s, the
+    retention); /metrics reports the achieved RPO as knowngood_backup_rpo_seconds.
 
     Keys come from the environment only (the providers' variables or api_key_env).
     SIGTERM or Ctrl-C stops it after the requests in flight finish.
@@ -86,6 +97,7 @@ def command(
             deployments=deployments,
             state_store=state_store,
             reuse_port=reuse_port,
+            backups=not no_backups,
             log=log,
         )
     )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from pipeline.deploy.rebuild_drill import RebuildDrill
     from pipeline.deploy.restore_drill import RestoreDrill
     from pipeline.runtime.backup.core import BackupOutcome, ListOutcome
     from pipeline.runtime.backup.restore import PgRestoreOutcome, RestoreOutcome
@@ -113,5 +114,20 @@ def render_drill(outcome: RestoreDrill, fmt: str) -> None:
     click.echo(f"restore drill: {outcome.outcome}: {outcome.message}")
     for check in outcome.checks:
         click.echo(f"  verified: {check}")
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def render_rebuild(outcome: RebuildDrill, fmt: str) -> None:
+    if fmt == "json":
+        _json(outcome)
+        return
+    click.echo(f"rebuild drill: {outcome.outcome}: {outcome.message}")
+    for stage in outcome.stages:
+        mark = "ok" if stage.ok else "FAILED"
+        click.echo(f"  {stage.name:<8} {mark:<6} {stage.seconds:7.1f}s  {stage.detail}")
+    click.echo(f"  total    {outcome.total_s:.1f}s")
+    if outcome.scratch:
+        click.echo(f"kept: {outcome.scratch}")
     for warning in outcome.warnings:
         click.echo(f"warning: {warning}", err=True)

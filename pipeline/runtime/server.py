@@ -202,6 +202,7 @@ async def serve(
     deployments: Path | None = None,
     state_store: str | None = None,
     reuse_port: bool = False,
+    backups: bool = True,
     log: Callable[[str], None],
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s)."""
@@ -212,11 +213,11 @@ async def serve(
     observer.watch(runtime)
     from pipeline.runtime.backup.runner import BackupCollector, BackupRunner, start_backups
 
-    backups: tuple[BackupRunner, BackupCollector] | None = None
+    schedule: tuple[BackupRunner, BackupCollector] | None = None
     try:
-        backups = start_backups(root, state_store, log)
-        if backups is not None:
-            observer.registry.register(backups[1])
+        schedule = start_backups(root, state_store, log) if backups else None
+        if schedule is not None:
+            observer.registry.register(schedule[1])
         runtime.refresh()
         started = time.perf_counter()
         await runtime.warm_up()
@@ -240,8 +241,8 @@ async def serve(
             await runner.cleanup()
             await runtime.aclose()
     finally:
-        if backups is not None:
-            backups[0].stop()
+        if schedule is not None:
+            schedule[0].stop()
         runtime.close()
 
 

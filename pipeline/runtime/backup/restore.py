@@ -39,6 +39,7 @@ class RestoreRequest:
     state_store: str | None = None
     swap: bool = True  # False: build and verify the copy only (a drill)
     data_dir: Path | None = None  # PostgreSQL: the new data directory to restore into
+    backup_after: bool = True  # back up the restored store at once (a new journal chain)
 
 
 @dataclass(slots=True)
@@ -164,6 +165,7 @@ def restore(root: Path, request: RestoreRequest) -> RestoreOutcome | PgRestoreOu
         if request.swap:
             outcome.kept = swap_in(scratch / "state.db", w.path)
             outcome.swapped = True
+        if request.swap and request.backup_after:
             try:
                 outcome.snapshot_after = backup(root, request.state_store).snapshot
             except BackupError as e:

@@ -40,7 +40,8 @@ def store_path(root: Path) -> Path:
 
 def make_store(root: Path) -> Path:
     """The runtime's own store plus tables of other shapes: a rowid table with blobs and
-    reals, a WITHOUT ROWID table, a table with AUTOINCREMENT and a trigger of its own."""
+    reals, a WITHOUT ROWID table, a table with AUTOINCREMENT and a trigger of its own, and a
+    full-text (virtual) table."""
     path = store_path(root)
     StateStore(path).close()
     with connect(path) as db:
@@ -56,6 +57,8 @@ def make_store(root: Path) -> Path:
             CREATE TRIGGER log_counter AFTER INSERT ON log BEGIN
                 UPDATE log_count SET n = n + 1;
             END;
+            CREATE VIRTUAL TABLE notes USING fts5(body);
+            INSERT INTO notes VALUES ('a full-text index restored with its shadow tables');
             """
         )
     return path

@@ -286,3 +286,22 @@ def test_a_tampered_change_cannot_reach_beyond_its_own_table(
     assert "cannot be applied" in err and "nothing was swapped" in err
     assert not evil.exists()
     assert dump(path) == before
+
+
+def test_a_full_text_table_comes_back_as_the_snapshot_holds_it(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = store_path(root)
+    assert cli(root, capsys, "backup")[0] == 0
+    with connect(path) as db:  # writes to a virtual table go on working beside the journal
+        db.execute("INSERT INTO notes VALUES ('written after the snapshot')")
+        db.execute("INSERT INTO kv VALUES ('k', 'journaled')")
+    assert cli(root, capsys, "backup", "--journal-only")[0] == 0
+    code, _, err = cli(root, capsys, "restore", "--timestamp", "latest")
+    assert code == 0, err
+    with connect(path) as db:
+        assert db.execute("SELECT v FROM kv").fetchall() == [("journaled",)]
+        found = db.execute("SELECT body FROM notes WHERE notes MATCH 'restored'").fetchall()
+        assert found == [("a full-text index restored with its shadow tables",)]
+        assert not db.execute("SELECT 1 FROM notes WHERE notes MATCH 'after'").fetchall()
+        db.execute("INSERT INTO notes(notes) VALUES ('integrity-check')")

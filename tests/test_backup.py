@@ -305,3 +305,24 @@ def test_a_full_text_table_comes_back_as_the_snapshot_holds_it(
         assert found == [("a full-text index restored with its shadow tables",)]
         assert not db.execute("SELECT 1 FROM notes WHERE notes MATCH 'after'").fetchall()
         db.execute("INSERT INTO notes(notes) VALUES ('integrity-check')")
+
+
+def test_without_runtime_backup_a_snapshot_only_and_no_journal_grows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = backup_repo(tmp_path / "repo", "")
+    path = make_store(root)
+    add_turns(path, "s1", 5)
+    code, out, err = cli(root, capsys, "backup")
+    assert code == 0, err
+    assert out["snapshot"] and out["shipped"] is None
+    assert "runtime.backup is not set" in out["notes"][0]
+    add_turns(path, "s1", 50, start=5)
+    with connect(path) as db:
+        assert db.execute("SELECT count(*) FROM knowngood_journal").fetchone()[0] == 0
+    expected_at_snapshot = 5
+    code, _, err = cli(root, capsys, "restore", "--timestamp", "latest")
+    assert code == 0, err
+    with connect(path) as db:
+        assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == expected_at_snapshot
+    assert (root / ".knowngood" / "backups" / "sqlite" / "snapshots").is_dir()

@@ -53,6 +53,8 @@ def render_backup(outcome: BackupOutcome, fmt: str) -> None:
         )
     if outcome.deleted:
         click.echo(f"retention: deleted {len(outcome.deleted)} object(s)")
+    for note in outcome.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 def render_list(outcome: ListOutcome, fmt: str) -> None:

@@ -118,6 +118,7 @@ class BackupOutcome:
     deleted: list[str] = field(default_factory=list)
     journaled: list[str] = field(default_factory=list)  # tables newly journaled
     postgres: dict[str, Any] | None = None  # a PostgreSQL base backup's manifest
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -137,12 +138,14 @@ class BackupOutcome:
             "deleted": self.deleted,
             "journaled": self.journaled,
             "postgres": self.postgres,
+            "notes": self.notes,
         }
 
 
 def backup(root: Path, state_store: str | None = None, *, snapshot: bool = True) -> BackupOutcome:
     """Journal every table, take a snapshot (unless only shipping), ship the journal, apply the
-    retention."""
+    retention. Without ``runtime.backup`` in knowngood.yaml nothing would ship the journal, so
+    nothing is journaled (a journal would only grow): a snapshot alone, restorable at its time."""
     w = where(root, state_store)
     if w.url:
         from pipeline.runtime.backup.pgrestore import pg_retain
@@ -155,6 +158,16 @@ def backup(root: Path, state_store: str | None = None, *, snapshot: bool = True)
     engine = SqliteBackup(w.path, w.target)
     outcome = BackupOutcome(str(w.path), w.setting)
     try:
+        if not w.settings.configured:
+            engine.stop_journal()
+            engine.canary()
+            outcome.snapshot = engine.snapshot()
+            outcome.deleted = retain(w.target, w.settings, time.time())
+            outcome.notes.append(
+                "runtime.backup is not set in knowngood.yaml: a snapshot only (restorable at its "
+                "time); set it for the change journal and serve's schedule (point-in-time restore)"
+            )
+            return outcome
         _chain, outcome.journaled, new = engine.prepare(dump=True)
         if snapshot or new or not _has_snapshot(w.target, engine.chain):
             engine.canary()

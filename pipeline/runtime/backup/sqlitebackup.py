@@ -163,6 +163,20 @@ class SqliteBackup:
             changed = journal.install(db, dump=dump and not new)
         return chain, changed, new
 
+    def stop_journal(self) -> None:
+        """No journal (nothing ships it): triggers dropped, journal emptied; the chain stays, so
+        snapshots still name it. A later prepare() journals every table again, with its rows."""
+        with write(self.db) as db:
+            journal.ensure_tables(db)
+            journal.chain_of(db, create=True)
+            journal.drop_triggers(db)
+            db.execute("DELETE FROM knowngood_journal")
+            db.execute("DELETE FROM knowngood_journal_tables")
+            db.execute(
+                "INSERT OR REPLACE INTO knowngood_journal_meta (key, value) VALUES ('shipped', ?)",
+                (str(_journal_seq(db)),),
+            )
+
     def canary(self) -> tuple[int, float, str]:
         with write(self.db) as db:
             return journal.write_canary(db, self.clock())

@@ -174,3 +174,21 @@ def test_the_serve_schedule_backs_up_postgres_and_reports_the_rpo(
         assert any("base backup" in line for line in lines), lines
     finally:
         runner.stop()
+
+
+def test_every_file_written_to_the_target_matches_its_schema(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from pipeline.schemas import validator
+
+    _base, cluster, target = world
+    root = backup_repo(
+        tmp_path / "repo", f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n"
+    )
+    assert cli(root, capsys, "backup", "--state-store", cluster.url)[0] == 0
+    manifests = [*target.rglob("manifest.json"), *(target / "postgresql" / "canaries").glob("*")]
+    assert len(manifests) == 2
+    for path in manifests:
+        assert not list(validator("backup-manifest").iter_errors(json.loads(path.read_text())))

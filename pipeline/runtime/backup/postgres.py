@@ -171,7 +171,15 @@ class Postgres:
                 "INSERT INTO knowngood_backup_canary (at, token) VALUES (%s, %s)", (before, token)
             )
         committed = time.time()
-        document = {"token": token, "before": before, "committed": committed}
+        document = checked(
+            {
+                "version": 1,
+                "kind": "postgresql-canary",
+                "token": token,
+                "before": before,
+                "committed": committed,
+            }
+        )
         path = scratch / "canary.json"
         path.write_text(json.dumps(document))
         self.target.put(f"{CANARIES}{stamp(committed)}-{token}.json", path)

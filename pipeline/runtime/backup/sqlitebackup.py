@@ -246,14 +246,31 @@ class SqliteBackup:
         return int(row[0]) if row else 0
 
     def ship(self) -> ShipResult:
-        """Ship every journaled change (in segments), or refresh the head when there is none."""
+        """Ship every journaled change (in segments), then the chain's head: the newest point
+        restorable (kept up to date even while nothing changes, and after retention deleted
+        segments a snapshot made unnecessary)."""
         result = ShipResult()
         chain = self.chain
         with self.scratch() as scratch:
             while True:
                 shipped = self._shipped()
                 changes, through, point = self._read(shipped)
-                if not changes:
+                if changes:
+                    result.segments.append(
+                        self._put_segment(chain, changes, through, point, scratch)
+                    )
+                    with write(self.db) as db:
+                        db.execute(
+                            "DELETE FROM knowngood_journal WHERE seq <= ?", (changes[-1].seq,)
+                        )
+                        db.execute(
+                            "UPDATE knowngood_journal_meta SET value = ? WHERE key = 'shipped'",
+                            (str(changes[-1].seq),),
+                        )
+                    result.changes += len(changes)
+                    shipped = changes[-1].seq
+                result.through = through
+                if point is not None:  # complete up to ``through``: the head says so
                     head = {
                         "version": MANIFEST_VERSION,
                         "kind": "sqlite-journal-head",
@@ -263,19 +280,6 @@ class SqliteBackup:
                         "through": through,
                     }
                     put_json(self.target, head_name(chain), head, scratch)
-                    result.through = through
-                    return result
-                name = self._put_segment(chain, changes, through, point, scratch)
-                with write(self.db) as db:
-                    db.execute("DELETE FROM knowngood_journal WHERE seq <= ?", (changes[-1].seq,))
-                    db.execute(
-                        "UPDATE knowngood_journal_meta SET value = ? WHERE key = 'shipped'",
-                        (str(changes[-1].seq),),
-                    )
-                result.segments.append(name)
-                result.changes += len(changes)
-                result.through = through
-                if point is not None:
                     return result
 
     def _put_segment(

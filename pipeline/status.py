@@ -117,6 +117,9 @@ class StatusReport:
     # The runtime's circuit breakers, from the state store (None: no store, nothing ran yet):
     # per provider its state, since when, its newest transitions and any injected fault.
     breakers: list[dict[str, Any]] | None = None
+    # The state store's backups (None: knowngood.yaml sets no runtime.backup): the newest
+    # restorable point and its age, the recovery point objective achieved now.
+    backups: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +128,7 @@ class StatusReport:
             "fetched": self.fetched,
             "agents": [a.to_json() for a in self.agents],
             "breakers": self.breakers,
+            "backups": self.backups,
             "notices": self.notices,
         }
 
@@ -153,6 +157,7 @@ def status(
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
     report.breakers = _breakers(root, settings, report.notices)
+    report.backups = _backups(root, settings, report.notices)
     if not report.fetched and not store.data.tip():
         report.notices.append(
             f"no records yet (branch {settings.records_branch}): nothing was deployed from any clone"
@@ -306,6 +311,27 @@ def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[s
         {"provider": p, "state": "closed", "since": None, "transitions": [], "fault": f}
         for p, f in sorted(injected.items())
     ]
+
+
+def _backups(root: Path, settings: Settings, notices: list[str]) -> dict[str, Any] | None:
+    """The achieved RPO of the state store's backups, when knowngood.yaml sets them up."""
+    runtime = settings.raw.get("runtime") or {}
+    if not runtime.get("backup"):
+        return None
+    from pipeline.runtime.backup.core import list_backups
+
+    try:
+        listed = list_backups(root)
+    except KnowngoodError as e:
+        notices.append(f"backups not shown: {e.message}")
+        return None
+    data = listed.to_json()
+    return {
+        "target": listed.target,
+        "snapshots": len(listed.snapshots),
+        "newest_restorable": data["newest_restorable"],
+        "rpo_s": data["rpo_s"],
+    }
 
 
 def _unix_utc(at: float) -> str:

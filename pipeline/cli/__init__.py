@@ -80,7 +80,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "drill": (
         "pipeline.cli.drill",
-        "Disaster recovery drills (rollback): records the measured recovery time.",
+        "Disaster recovery drills (rollback, failover, crash, restore, rebuild), each recorded.",
     ),
     "incident": (
         "pipeline.cli.incident",
@@ -93,6 +93,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "readiness": (
         "pipeline.cli.readiness",
         "Score the repository against the disaster-recovery checklist; exit 1 below the policy.",
+    ),
+    "backup": (
+        "pipeline.cli.backup",
+        "Back up the runtime's state store now: a checked snapshot and the change journal.",
+    ),
+    "backups": (
+        "pipeline.cli.backups",
+        "List the backups of the state store and what they can restore.",
+    ),
+    "restore": (
+        "pipeline.cli.restore",
+        "Bring the state store back to a point in time, verified in scratch, then swapped in.",
     ),
     "serve": (
         "pipeline.cli.serve",

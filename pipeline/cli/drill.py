@@ -10,7 +10,10 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
 
 
 @click.command("drill")
-@click.argument("kind", type=click.Choice(["rollback", "failover", "fault", "crash"]))
+@click.argument(
+    "kind",
+    type=click.Choice(["rollback", "failover", "fault", "crash", "restore", "rebuild"]),
+)
 @click.argument("agent", required=False)
 @click.option(
     "--env",
@@ -26,7 +29,8 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
     default=None,
     metavar="URL",
     help="failover: drill this state store (every runtime sharing it fails over too); default "
-    "a scratch one. fault: the store to set the fault in (default knowngood.yaml's).",
+    "a scratch one. fault: the store to set the fault in (default knowngood.yaml's). "
+    "restore: the store whose backups are drilled (default knowngood.yaml's).",
 )
 @click.option(
     "--for",
@@ -37,6 +41,9 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
     help="fault: how long the provider fails.",
 )
 @click.option("--lift", is_flag=True, help="fault: end the provider's fault now.")
+@click.option(
+    "--keep", is_flag=True, help="rebuild: keep the scratch directory (its path is printed)."
+)
 @click.option(
     "--remote", default="origin", show_default=True, help="The git remote of the records."
 )
@@ -49,6 +56,7 @@ def command(
     state_store: str | None,
     seconds: float,
     lift: bool,
+    keep: bool,
     remote: str,
     repo: Path | None,
     fmt: str,
@@ -74,6 +82,16 @@ def command(
     checkpoint, restart it, and measure the time to resume (goal < 5 s), the time to finish
     and the effects made twice (goal 0). It sends one real request to the providers.
 
+    restore: restore the latest backup of the state store (runtime.backup.target) into a
+    scratch store, verify it (checksums, integrity, row counts, canary) and measure RTO (to
+    the verified copy) and RPO (the age of the newest restorable point). The live store is
+    never touched. Recorded for every agent; a failed verification is a failed drill.
+
+    rebuild: build the whole runtime in a fresh scratch directory from the remote and the
+    latest backup alone: clone, install (.ci/install), restore the state, deploy every agent's
+    last known good release (to a scratch target), serve, answer one request per agent. Each
+    stage is timed; the total is recorded for every agent. Real targets are never touched.
+
     fault: AGENT is a provider name: every runtime sharing the state store treats it as down
     (each call fails at once) for --for seconds, or until --lift.
 
@@ -86,6 +104,8 @@ def command(
       knowngood drill rollback support --env staging --format json
       knowngood drill failover support
       knowngood drill crash support
+      knowngood drill restore
+      knowngood drill rebuild --keep
       knowngood drill fault openai-main --for 120
       knowngood drill fault openai-main --lift
     """
@@ -104,6 +124,31 @@ def command(
         )
         render(crash, fmt)
         return crash.exit_code
+    if kind == "rebuild":
+        from pipeline.deploy.rebuild_drill import drill_rebuild
+        from pipeline.report.backup import render_rebuild
+
+        rebuilt = drill_rebuild(
+            Git(root),
+            root,
+            env=env or "production",
+            remote=remote,
+            keep=keep,
+            progress=(lambda m: click.echo(f"drill rebuild: {m}", err=True))
+            if fmt == "text"
+            else None,
+        )
+        render_rebuild(rebuilt, fmt)
+        return rebuilt.exit_code
+    if kind == "restore":
+        from pipeline.deploy.restore_drill import drill_restore
+        from pipeline.report.backup import render_drill
+
+        drilled = drill_restore(
+            Git(root), root, env=env or "production", state_store=state_store, remote=remote
+        )
+        render_drill(drilled, fmt)
+        return drilled.exit_code
     if kind == "failover":
         from pipeline.deploy.failover_drill import drill_failover
 

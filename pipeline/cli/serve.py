@@ -60,6 +60,12 @@ STEP_GRACE_S = 5.0  # on SIGTERM, workflow steps running get this long to finish
     "declares, and run them: this process becomes the state store's worker and resumes the "
     "workflows a killed worker left pending. Repeatable.",
 )
+@click.option(
+    "--no-backups",
+    "no_backups",
+    is_flag=True,
+    help="Do not run the backup schedule of runtime.backup (e.g. a copy started by a drill).",
+)
 @repo_option
 def command(
     env: str,
@@ -70,6 +76,7 @@ def command(
     reuse_port: bool,
     receive_deploys: bool,
     workflows: tuple[str, ...],
+    no_backups: bool,
     repo: Path | None,
 ) -> int:
     """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
@@ -88,6 +95,10 @@ def command(
     provider is down gets 202 (the holding message, an id, a status URL) and is answered
     when a provider is back, at GET /v1/queued/ID and POSTed to its `callback` URL if given;
     this runs the durable engine like --workflows does.
+
+    With runtime.backup set in knowngood.yaml, one serve process per state store also backs
+    it up on a schedule (journal every ship_every_s, a snapshot every snapshot_every_s, the
+    retention); /metrics reports the achieved RPO as knowngood_backup_rpo_seconds.
 
     Keys come from the environment only (the providers' variables or api_key_env).
     SIGTERM or Ctrl-C stops it after the requests in flight finish.
@@ -125,6 +136,7 @@ def command(
             reuse_port=reuse_port,
             receive_deploys=receive_deploys,
             workflows=workflows,
+            backups=not no_backups,
             log=log,
         )
     )

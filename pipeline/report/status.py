@@ -60,7 +60,21 @@ def status_text(report: StatusReport) -> str:
         out += [f"  {line}" for line in _incident_lines(agent)]
         out += [f"  {line}" for line in _recovery_lines(agent)]
     out += _breaker_lines(report)
+    out += _backup_lines(report)
     return "\n".join(out) + "\n"
+
+
+def _backup_lines(report: StatusReport) -> list[str]:
+    """The state store's backups and the RPO achieved now, when they are set up."""
+    b = report.backups
+    if b is None:
+        return []
+    if b["newest_restorable"] is None:
+        return [f"backups: nothing restorable yet in {b['target']} (run `knowngood backup`)"]
+    return [
+        f"backups: newest restorable point {_when(b['newest_restorable'])} "
+        f"(RPO {b['rpo_s']:.1f}s), {b['snapshots']} snapshot(s) in {b['target']}"
+    ]
 
 
 def _breaker_lines(report: StatusReport) -> list[str]:
@@ -291,5 +305,5 @@ def _rich_status(report: StatusReport) -> None:
                 console.print(f"  ! {env.env}: {note}", highlight=False, markup=False)
         for line in [*_incident_lines(agent), *_recovery_lines(agent)]:
             console.print(f"  {line}", highlight=False, markup=False)
-    for line in _breaker_lines(report):
+    for line in [*_breaker_lines(report), *_backup_lines(report)]:
         console.print(line, highlight=False, markup=False)

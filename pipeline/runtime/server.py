@@ -230,6 +230,7 @@ async def serve(
     reuse_port: bool = False,
     receive_deploys: bool = False,
     workflows: Sequence[str] = (),
+    backups: bool = True,
     log: Callable[[str], None],
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s).
@@ -256,7 +257,13 @@ async def serve(
     observer.watch(runtime)
     incidents.attach(runtime)
     engine = None
+    from pipeline.runtime.backup.runner import BackupCollector, BackupRunner, start_backups
+
+    schedule: tuple[BackupRunner, BackupCollector] | None = None
     try:
+        schedule = start_backups(root, state_store, log) if backups else None
+        if schedule is not None:
+            observer.registry.register(schedule[1])
         runtime.refresh()
         if needs_engine(runtime, workflows):
             engine = await asyncio.to_thread(_open_engine, runtime, workflows)
@@ -291,6 +298,8 @@ async def serve(
             await runner.cleanup()
             await runtime.aclose()
     finally:
+        if schedule is not None:
+            schedule[0].stop()
         if engine is not None:
             await asyncio.to_thread(_close_engine, engine)
         incidents.close()

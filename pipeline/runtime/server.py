@@ -242,11 +242,9 @@ async def serve(
     store's worker: the durable engine starts before anything else, so the workflows a killed
     worker left pending resume at once (see :mod:`pipeline.runtime.engine`).
     """
-    receiver_secret = None
-    if receive_deploys:
-        receiver_secret = deploy_secret(root)
-        if deployments is None:
-            deployments = root / DEFAULT_RECEIVED
+    receiver_secret = deploy_secret(root) if receive_deploys else None
+    if receive_deploys and deployments is None:
+        deployments = root / DEFAULT_RECEIVED
     from pipeline.runtime.backup.runner import start_backups
     from pipeline.runtime.incidents import RuntimeIncidents
 

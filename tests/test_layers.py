@@ -356,9 +356,8 @@ CLI_FILE_CALLS = frozenset({"open", "read_text", "write_text", "read_bytes", "wr
 # Command-line modules still holding work of their own: module -> why, and the way out.
 CLI_NOT_THIN_YET: dict[str, str] = {
     "pipeline.cli.crash": "the error boundary's crash log: written where the boundary is",
-    "pipeline.cli.options": "say_read_head() serves cli/drill.py: goes when drill has a run()",
-    "pipeline.cli.drill": "drill is being reworked with the runtime (issue 10): run() comes with it",
     "pipeline.cli.status": "status is being reworked with the runtime (issue 10): idem",
+    "pipeline.cli.options": "say_read(source) types its argument with pipeline.source (TYPE_CHECKING only)",
     "pipeline.cli.cache": "its core is pipeline/evals/cache.py, reworked with the eval path",
 }
 

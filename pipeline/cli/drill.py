@@ -6,49 +6,61 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read_head
+from pipeline.cli.options import (
+    eval_progress,
+    format_option,
+    repo_option,
+    resolve_repo,
+    say,
+    with_options,
+)
+from pipeline.deploy.drills import KINDS
+
+OPTIONS = (
+    click.argument(
+        "kind",
+        type=click.Choice(KINDS),
+    ),
+    click.argument("agent", required=False),
+    click.option(
+        "--env",
+        "env",
+        default=None,
+        help="Where to drill. rollback: the scratch environment 'drill' of the deploy target "
+        "(production overlay) by default, or a real environment. failover: the environment whose "
+        "deployed release the runtime serves (default production; nothing is deployed).",
+    ),
+    click.option(
+        "--state-store",
+        "state_store",
+        default=None,
+        metavar="URL",
+        help="failover: drill this state store (every runtime sharing it fails over too); default "
+        "a scratch one. fault: the store to set the fault in (default knowngood.yaml's). "
+        "restore: the store whose backups are drilled (default knowngood.yaml's).",
+    ),
+    click.option(
+        "--for",
+        "seconds",
+        type=float,
+        default=300.0,
+        show_default=True,
+        help="fault: how long the provider fails.",
+    ),
+    click.option("--lift", is_flag=True, help="fault: end the provider's fault now."),
+    click.option(
+        "--keep", is_flag=True, help="rebuild: keep the scratch directory (its path is printed)."
+    ),
+    click.option(
+        "--remote", default="origin", show_default=True, help="The git remote of the records."
+    ),
+    repo_option,
+    format_option("text", "json"),
+)
 
 
 @click.command("drill")
-@click.argument(
-    "kind",
-    type=click.Choice(["rollback", "failover", "fault", "crash", "restore", "rebuild"]),
-)
-@click.argument("agent", required=False)
-@click.option(
-    "--env",
-    "env",
-    default=None,
-    help="Where to drill. rollback: the scratch environment 'drill' of the deploy target "
-    "(production overlay) by default, or a real environment. failover: the environment whose "
-    "deployed release the runtime serves (default production; nothing is deployed).",
-)
-@click.option(
-    "--state-store",
-    "state_store",
-    default=None,
-    metavar="URL",
-    help="failover: drill this state store (every runtime sharing it fails over too); default "
-    "a scratch one. fault: the store to set the fault in (default knowngood.yaml's). "
-    "restore: the store whose backups are drilled (default knowngood.yaml's).",
-)
-@click.option(
-    "--for",
-    "seconds",
-    type=float,
-    default=300.0,
-    show_default=True,
-    help="fault: how long the provider fails.",
-)
-@click.option("--lift", is_flag=True, help="fault: end the provider's fault now.")
-@click.option(
-    "--keep", is_flag=True, help="rebuild: keep the scratch directory (its path is printed)."
-)
-@click.option(
-    "--remote", default="origin", show_default=True, help="The git remote of the records."
-)
-@repo_option
-@format_option("text", "json")
+@with_options(OPTIONS)
 def command(
     kind: str,
     agent: str | None,
@@ -109,88 +121,13 @@ def command(
       knowngood drill fault openai-main --for 120
       knowngood drill fault openai-main --lift
     """
-    root = resolve_repo(repo)
-    if kind == "fault":
-        return _fault(root, agent, seconds, lift, state_store, fmt)
-    say_read_head(root)
-    from pipeline.git import Git
-    from pipeline.report.deploy import render
+    from pipeline.deploy.drills import DrillRequest, run
+    from pipeline.report.drills import render_drill_outcome
 
-    if kind == "crash":
-        from pipeline.deploy.crash_drill import drill_crash
-
-        crash = drill_crash(
-            Git(root), root, agent, env=env or "production", state_store=state_store, remote=remote
-        )
-        render(crash, fmt)
-        return crash.exit_code
-    if kind == "rebuild":
-        from pipeline.deploy.rebuild_drill import drill_rebuild
-        from pipeline.report.backup import render_rebuild
-
-        rebuilt = drill_rebuild(
-            Git(root),
-            root,
-            env=env or "production",
-            remote=remote,
-            keep=keep,
-            progress=(lambda m: click.echo(f"drill rebuild: {m}", err=True))
-            if fmt == "text"
-            else None,
-        )
-        render_rebuild(rebuilt, fmt)
-        return rebuilt.exit_code
-    if kind == "restore":
-        from pipeline.deploy.restore_drill import drill_restore
-        from pipeline.report.backup import render_drill
-
-        drilled = drill_restore(
-            Git(root), root, env=env or "production", state_store=state_store, remote=remote
-        )
-        render_drill(drilled, fmt)
-        return drilled.exit_code
-    if kind == "failover":
-        from pipeline.deploy.failover_drill import drill_failover
-
-        failover = drill_failover(
-            Git(root), root, agent, env=env or "production", state_store=state_store, remote=remote
-        )
-        render(failover, fmt)
-        return failover.exit_code
-    from pipeline.cli.options import eval_progress
-    from pipeline.deploy import DRILL_ENV, drill_rollback
-    from pipeline.github import optional_client
-
-    report = drill_rollback(
-        Git(root),
-        root,
-        agent,
-        env=env or DRILL_ENV,
-        github=optional_client(),
-        remote=remote,
-        progress=eval_progress(fmt == "text"),
-    )
-    render(report, fmt)
-    return report.exit_code
-
-
-def _fault(
-    root: Path, provider: str | None, seconds: float, lift: bool, store: str | None, fmt: str
-) -> int:
-    import json
-
-    from pipeline.deploy.failover_drill import lift_fault, set_fault
-    from pipeline.errors import EXIT_OK, UsageError
-
-    if not provider:
-        raise UsageError("drill fault needs the provider's name (as in knowngood.yaml)")
-    if lift:
-        lifted = lift_fault(root, provider, store)
-        data = {"provider": provider, "lifted": lifted}
-        text = f"{provider}: fault lifted" if lifted else f"{provider} had no fault"
-    else:
-        fault = set_fault(root, provider, seconds, store)
-        data = {"provider": provider, "until": fault.until, "reason": fault.reason}
-        text = f"{provider} fails for every runtime sharing the state store for {seconds:g}s"
-    click.echo(json.dumps(data) if fmt == "json" else text)
-    return EXIT_OK
+    request = DrillRequest(
+        kind, agent, env, state_store, seconds, lift, keep, remote,
+        say=say, progress=eval_progress(fmt == "text") if kind == "rollback" else None,
+    )  # fmt: skip
+    outcome = run(resolve_repo(repo), request)
+    render_drill_outcome(outcome, fmt)
+    return int(outcome.exit_code)

@@ -119,14 +119,6 @@ def say_read(source: Source) -> None:
         click.echo(line, err=True)
 
 
-def say_read_head(root: Path) -> None:
-    """For the commands that read knowngood.yaml as committed at HEAD (status, check, ...)."""
-    from pipeline.git import Git
-    from pipeline.source import revisions
-
-    say_read(revisions(root, ("HEAD", Git(root).head())))
-
-
 def eval_progress(show: bool) -> CaseProgress | None:
     """What the core tells each finished eval case to: a bar or a line per case on stderr, or
     nobody (JSON output keeps stderr for diagnostics only)."""

@@ -7,35 +7,39 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, with_options
+
+OPTIONS = (
+    click.argument("agent"),
+    click.argument("message"),
+    click.option("--env", "env", default="production", show_default=True, help="The environment."),
+    click.option(
+        "--var",
+        "variables",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A prompt variable the deployed prompt needs (repeatable).",
+    ),
+    click.option(
+        "--deployments",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Read bundles from this directory instead of the directory deploy target.",
+    ),
+    click.option(
+        "--session",
+        default=None,
+        metavar="ID",
+        help="Continue the conversation ID (the turns so far come from the state store; this one "
+        "is stored after the answer).",
+    ),
+    repo_option,
+    format_option("text", "json"),
+)
 
 
 @click.command("run")
-@click.argument("agent")
-@click.argument("message")
-@click.option("--env", "env", default="production", show_default=True, help="The environment.")
-@click.option(
-    "--var",
-    "variables",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A prompt variable the deployed prompt needs (repeatable).",
-)
-@click.option(
-    "--deployments",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Read bundles from this directory instead of the directory deploy target.",
-)
-@click.option(
-    "--session",
-    default=None,
-    metavar="ID",
-    help="Continue the conversation ID (the turns so far come from the state store; this one "
-    "is stored after the answer).",
-)
-@repo_option
-@format_option("text", "json")
+@with_options(OPTIONS)
 def command(
     agent: str,
     message: str,

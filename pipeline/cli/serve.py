@@ -8,65 +8,70 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import repo_option, resolve_repo
+from pipeline.cli.options import repo_option, resolve_repo, with_options
 
 STEP_GRACE_S = 5.0  # on SIGTERM, workflow steps running get this long to finish
 
 
+OPTIONS = (
+    click.option("--env", "env", default="production", show_default=True, help="The environment."),
+    click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+    click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8000,
+        show_default=True,
+        help="0: any free port.",
+    ),
+    click.option(
+        "--deployments",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Read bundles from this directory (<env>/<agent>/current.json) instead of the "
+        "directory deploy target of knowngood.yaml.",
+    ),
+    click.option(
+        "--state-store",
+        "state_store",
+        default=None,
+        metavar="URL",
+        help="Override runtime.state_store (sqlite:///path, or postgresql://user@host/db for "
+        "several workers).",
+    ),
+    click.option(
+        "--reuse-port",
+        is_flag=True,
+        help="Let several serve processes listen on the same port (SO_REUSEPORT).",
+    ),
+    click.option(
+        "--receive-deploys",
+        "receive_deploys",
+        is_flag=True,
+        help="Be the http deploy target of knowngood.yaml: accept signed bundles at POST "
+        "/knowngood/deploy and report what runs at GET /knowngood/current (kept in "
+        "--deployments, default .knowngood/received).",
+    ),
+    click.option(
+        "--workflows",
+        "workflows",
+        multiple=True,
+        metavar="MODULE",
+        help="Import MODULE (importable from the repository root) for the durable workflows it "
+        "declares, and run them: this process becomes the state store's worker and resumes the "
+        "workflows a killed worker left pending. Repeatable.",
+    ),
+    click.option(
+        "--no-backups",
+        "no_backups",
+        is_flag=True,
+        help="Do not run the backup schedule of runtime.backup (e.g. a copy started by a drill).",
+    ),
+    repo_option,
+)
+
+
 @click.command("serve")
-@click.option("--env", "env", default="production", show_default=True, help="The environment.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8000,
-    show_default=True,
-    help="0: any free port.",
-)
-@click.option(
-    "--deployments",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Read bundles from this directory (<env>/<agent>/current.json) instead of the "
-    "directory deploy target of knowngood.yaml.",
-)
-@click.option(
-    "--state-store",
-    "state_store",
-    default=None,
-    metavar="URL",
-    help="Override runtime.state_store (sqlite:///path, or postgresql://user@host/db for "
-    "several workers).",
-)
-@click.option(
-    "--reuse-port",
-    is_flag=True,
-    help="Let several serve processes listen on the same port (SO_REUSEPORT).",
-)
-@click.option(
-    "--receive-deploys",
-    "receive_deploys",
-    is_flag=True,
-    help="Be the http deploy target of knowngood.yaml: accept signed bundles at POST "
-    "/knowngood/deploy and report what runs at GET /knowngood/current (kept in "
-    "--deployments, default .knowngood/received).",
-)
-@click.option(
-    "--workflows",
-    "workflows",
-    multiple=True,
-    metavar="MODULE",
-    help="Import MODULE (importable from the repository root) for the durable workflows it "
-    "declares, and run them: this process becomes the state store's worker and resumes the "
-    "workflows a killed worker left pending. Repeatable.",
-)
-@click.option(
-    "--no-backups",
-    "no_backups",
-    is_flag=True,
-    help="Do not run the backup schedule of runtime.backup (e.g. a copy started by a drill).",
-)
-@repo_option
+@with_options(OPTIONS)
 def command(
     env: str,
     host: str,

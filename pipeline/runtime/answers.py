@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from pipeline.runtime import calls
-from pipeline.runtime.model import Answer, ChatRequest
+from pipeline.runtime.model import AllProvidersDown, Answer, Attempt, ChatRequest, Observer
 from pipeline.runtime.releases import Release
 from pipeline.runtime.settings import Resilience
 from pipeline.runtime.store import StateStore
@@ -191,3 +191,33 @@ def fallback_answer(
     ):
         return holding_answer(release, res.holding_text), "message"
     return None, None
+
+
+def all_down(
+    release: Release,
+    res: Resilience,
+    store: StateStore | None,
+    observer: Observer,
+    key: str,
+    attempts: list[Attempt],
+    start: float,
+) -> Answer:
+    """No provider answered: what ``on_all_down`` says, or :class:`AllProvidersDown`."""
+    response, fallback = fallback_answer(release, res, store, key)
+    seconds = time.perf_counter() - start
+    if response is None or fallback is None:
+        observer.answered(release.agent, "error", seconds)
+        raise AllProvidersDown(release.agent, attempts)
+    observer.answered(release.agent, fallback, seconds)
+    return Answer(
+        agent=release.agent,
+        env=release.env,
+        release=release.release,
+        version=release.version,
+        response=response,
+        provider=None,
+        model=None,
+        attempts=attempts,
+        fallback=fallback,
+        ms=seconds * 1000.0,
+    )

@@ -24,20 +24,21 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from pipeline.runtime import calls
-from pipeline.runtime.answers import StreamAnswer, cache_key, fallback_answer, messages_for
-from pipeline.runtime.breaker import Breakers, Ticket
+from pipeline.runtime.answers import StreamAnswer, all_down, cache_key, messages_for
+from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.model import (
-    AllProvidersDown,
     Answer,
     Attempt,
     ChatRequest,
     Observer,
     RequestRejected,
 )
+from pipeline.runtime.racing import Running as _Running
+from pipeline.runtime.racing import Won as _Won
+from pipeline.runtime.racing import injected as _injected
 from pipeline.runtime.releases import ChainEntry, Release
 from pipeline.runtime.settings import Resilience
 from pipeline.runtime.store import StateStore
@@ -46,29 +47,6 @@ __all__ = ["Engine", "Observer"]  # Observer: re-exported from model
 
 T = TypeVar("T")
 PROBE_GRACE_S = 5.0  # a half-open probe that has not reported after timeout_s + this is lost
-
-
-@dataclass(slots=True)
-class _Running:
-    entry: ChainEntry
-    ticket: Ticket
-    started: float
-    at_ms: float
-    slow: bool = False
-
-
-@dataclass(slots=True)
-class _Won(Generic[T]):
-    value: T
-    entry: ChainEntry
-    ticket: Ticket
-    started: float
-    slow: bool
-
-
-async def _injected(reason: str) -> Any:
-    """A call to a provider with an injected fault (``knowngood drill fault``): fails at once."""
-    raise calls.AttemptFailed("injected", f"injected fault: {reason}")
 
 
 class Engine:
@@ -391,27 +369,8 @@ class Engine:
         attempts.append(item)
         self.observer.attempt(release.agent, item)
 
-    # -- when every provider is down -------------------------------------------------------------
-
     def _all_down(
         self, release: Release, res: Resilience, key: str, attempts: list[Attempt], start: float
     ) -> Answer:
         """No provider answered: what ``on_all_down`` says (or AllProvidersDown)."""
-        response, fallback = fallback_answer(release, res, self.store, key)
-        seconds = time.perf_counter() - start
-        if response is None or fallback is None:
-            self.observer.answered(release.agent, "error", seconds)
-            raise AllProvidersDown(release.agent, attempts)
-        self.observer.answered(release.agent, fallback, seconds)
-        return Answer(
-            agent=release.agent,
-            env=release.env,
-            release=release.release,
-            version=release.version,
-            response=response,
-            provider=None,
-            model=None,
-            attempts=attempts,
-            fallback=fallback,
-            ms=seconds * 1000.0,
-        )
+        return all_down(release, res, self.store, self.observer, key, attempts, start)

@@ -34,7 +34,7 @@ from aiohttp import web
 
 from pipeline.errors import ConfigError, UsageError
 
-__all__ = ["DEFAULT_RECEIVED", "DeployReceiver", "receiver_secret_env"]
+__all__ = ["DEFAULT_RECEIVED", "DeployReceiver", "deploy_secret", "receiver_secret_env"]
 
 DEFAULT_RECEIVED = ".knowngood/received"
 MAX_BUNDLE = 8 * 1024 * 1024
@@ -135,3 +135,17 @@ class DeployReceiver:
             return _answer(409, {"error": f"this runtime serves {self.runtime.env}, not {env}"})
         served = self.runtime.releases.get(agent)
         return _answer(200, {"content_hash": served.content_hash if served else None})
+
+
+def deploy_secret(root: Path) -> str:
+    """The deploy secret from the environment; UsageError when it is not set."""
+    from pipeline.redaction import secret_env
+
+    name = receiver_secret_env(root)
+    secret = secret_env(name) or ""
+    if not secret:
+        raise UsageError(
+            f"${name} is not set: --receive-deploys checks every deploy's signature with it",
+            hint=f"export {name} (the same secret the deploying side signs with)",
+        )
+    return secret

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import ConfigError
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.calls import AttemptFailed
 from pipeline.runtime.core import Runtime
@@ -44,7 +44,7 @@ from pipeline.runtime.queueroutes import (
     queue_if_waiting,
     queued_status,
 )
-from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, receiver_secret_env
+from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
@@ -242,11 +242,10 @@ async def serve(
     store's worker: the durable engine starts before anything else, so the workflows a killed
     worker left pending resume at once (see :mod:`pipeline.runtime.engine`).
     """
-    receiver_secret = None
-    if receive_deploys:
-        receiver_secret = _deploy_secret(root)
-        if deployments is None:
-            deployments = root / DEFAULT_RECEIVED
+    receiver_secret = deploy_secret(root) if receive_deploys else None
+    if receive_deploys and deployments is None:
+        deployments = root / DEFAULT_RECEIVED
+    from pipeline.runtime.backup.runner import start_backups
     from pipeline.runtime.incidents import RuntimeIncidents
 
     observer = Metrics(log)
@@ -257,46 +256,21 @@ async def serve(
     observer.watch(runtime)
     incidents.attach(runtime)
     engine = None
-    from pipeline.runtime.backup.runner import BackupCollector, BackupRunner, start_backups
-
-    schedule: tuple[BackupRunner, BackupCollector] | None = None
+    schedule = None
     try:
         schedule = start_backups(root, state_store, log) if backups else None
         if schedule is not None:
             observer.registry.register(schedule[1])
         runtime.refresh()
         if needs_engine(runtime, workflows):
-            engine = await asyncio.to_thread(_open_engine, runtime, workflows)
-            loop = asyncio.get_running_loop()
-            runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
-            if runtime.queue is not None:
-                observer.registry.register(QueueCollector(runtime))
-            log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
+            engine = await _start_engine(runtime, workflows, observer, log)
         started = time.perf_counter()
         await runtime.warm_up()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
         app = make_app(runtime, observer)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
-        follower = asyncio.create_task(runtime.follow(on_error=log))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        log(f"listening on {_address(runner, host)} ({_summary(runtime)})")
-        try:
-            await stop.wait()
-        finally:
-            log("stopping: finishing the requests in flight")
-            if runtime.queue is not None:  # queued requests stay in the store for the next start
-                runtime.queue.stop()
-            follower.cancel()
-            await runner.cleanup()
-            await runtime.aclose()
+        await _run_until_stopped(app, runtime, host, port, reuse_port, log)
     finally:
         if schedule is not None:
             schedule[0].stop()
@@ -306,17 +280,47 @@ async def serve(
         runtime.close()
 
 
-def _deploy_secret(root: Path) -> str:
-    from pipeline.redaction import secret_env
+async def _start_engine(
+    runtime: Runtime, workflows: Sequence[str], observer: Metrics, log: Callable[[str], None]
+) -> Any:
+    """The durable engine, and the outage queue when an agent uses it (before any request)."""
+    engine = await asyncio.to_thread(_open_engine, runtime, workflows)
+    loop = asyncio.get_running_loop()
+    runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
+    if runtime.queue is not None:
+        observer.registry.register(QueueCollector(runtime))
+    log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
+    return engine
 
-    name = receiver_secret_env(root)
-    secret = secret_env(name) or ""
-    if not secret:
-        raise UsageError(
-            f"${name} is not set: --receive-deploys checks every deploy's signature with it",
-            hint=f"export {name} (the same secret the deploying side signs with)",
-        )
-    return secret
+
+async def _run_until_stopped(
+    app: web.Application,
+    runtime: Runtime,
+    host: str,
+    port: int,
+    reuse_port: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Listen, follow the deploy target, and on SIGTERM/SIGINT let requests in flight finish."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    follower = asyncio.create_task(runtime.follow(on_error=log))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log(f"listening on {_address(runner, host)} ({_summary(runtime)})")
+    try:
+        await stop.wait()
+    finally:
+        log("stopping: finishing the requests in flight")
+        if runtime.queue is not None:  # queued requests stay in the store for the next start
+            runtime.queue.stop()
+        follower.cancel()
+        await runner.cleanup()
+        await runtime.aclose()
 
 
 def needs_engine(runtime: Runtime, workflows: Sequence[str]) -> bool:

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pipeline.errors import KnowngoodError
 from pipeline.records import Record, new_record
-from pipeline.targets import Observed
+from pipeline.repo import Settings
+from pipeline.targets import Observed, Target, make_target
 
-__all__ = ["SETTLED", "Running", "resolve", "settlement"]
+__all__ = ["SETTLED", "Running", "TargetObserver", "resolve", "settlement"]
 
 SETTLED = ("success", "removed")  # deployment outcomes that decide what runs
 
@@ -199,3 +202,26 @@ def settlement(running: Running, *, by: str) -> list[Record]:
             )
         )
     return out
+
+
+class TargetObserver:
+    """Asks the deploy target what runs (``resolve``'s ``observe``), building the target only
+    when a deploy was interrupted; a target that cannot be built answers "unknown"."""
+
+    def __init__(self, settings: Settings, root: Path, timeout_s: float) -> None:
+        self.settings = settings
+        self.root = root
+        self.timeout_s = timeout_s
+        self._target: Target | KnowngoodError | None = None
+
+    def __call__(self, agent: str, env: str) -> Observed:
+        if self._target is None:
+            try:
+                self._target = make_target(
+                    self.settings.deploy.get("target"), self.root, timeout_s=self.timeout_s
+                )
+            except KnowngoodError as e:
+                self._target = e
+        if isinstance(self._target, KnowngoodError):
+            return Observed.unknown(self._target.message)
+        return self._target.running(agent, env)

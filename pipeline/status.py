@@ -25,11 +25,12 @@ from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
+from pipeline.outcome import Say, silent
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
-from pipeline.running import Running, resolve
-from pipeline.targets import Observed, Target, make_target
+from pipeline.running import Running, TargetObserver, resolve
+from pipeline.source import committed_settings
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
@@ -128,6 +129,24 @@ class StatusReport:
             "notices": self.notices,
         }
 
+    @property
+    def exit_code(self) -> int:
+        return 0  # whatever it shows
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    agent: str | None = None  # only this agent (None: every agent)
+    fetch: bool = True  # fetch the records branch first
+    say: Say = silent
+
+
+def run(root: Path, request: StatusRequest) -> StatusReport:
+    """``knowngood status``, with knowngood.yaml (where the records live) as committed at HEAD."""
+    settings, source = committed_settings(root)
+    source.tell(request.say)
+    return status(Git(root), root, settings, request.agent, fetch=request.fetch)
+
 
 def status(
     git: Git, root: Path, settings: Settings, agent: str | None = None, *, fetch: bool = True
@@ -149,7 +168,7 @@ def status(
                 hint=f"agents: {', '.join(sorted(names)) or 'none'}",
             )
         names = {agent}
-    observer = _Observer(settings, root)
+    observer = TargetObserver(settings, root, TARGET_TIMEOUT_S)
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
     report.breakers = _breakers(root, settings, report.notices)
@@ -247,27 +266,6 @@ def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
         return False
 
 
-class _Observer:
-    """Asks the deploy target what runs, building it only when a deploy was interrupted."""
-
-    def __init__(self, settings: Settings, root: Path) -> None:
-        self.settings = settings
-        self.root = root
-        self._target: Target | KnowngoodError | None = None
-
-    def __call__(self, agent: str, env: str) -> Observed:
-        if self._target is None:
-            try:
-                self._target = make_target(
-                    self.settings.deploy.get("target"), self.root, timeout_s=TARGET_TIMEOUT_S
-                )
-            except KnowngoodError as e:
-                self._target = e
-        if isinstance(self._target, KnowngoodError):
-            return Observed.unknown(self._target.message)
-        return self._target.running(agent, env)
-
-
 def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[str, Any]] | None:
     """The runtime's breakers from the state store, read-only (sqlite3 only); None without one."""
     from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_path
@@ -313,7 +311,7 @@ def _unix_utc(at: float) -> str:
 
 
 def _agent_status(
-    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: _Observer
+    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: TargetObserver
 ) -> AgentStatus:
     envs = list(settings.environments) + sorted(store.envs(agent) - set(settings.environments))
     environments = []

@@ -363,7 +363,6 @@ CLI_NOT_THIN_YET: dict[str, str] = {
     "pipeline.cli.crash": "the error boundary's crash log: written where the boundary is",
     "pipeline.cli.options": "say_read_head() serves cli/drill.py: goes when drill has a run()",
     "pipeline.cli.drill": "drill is being reworked with the runtime (issue 10): run() comes with it",
-    "pipeline.cli.status": "status is being reworked with the runtime (issue 10): idem",
     "pipeline.cli.cache": "its core is pipeline/evals/cache.py, reworked with the eval path",
 }
 

@@ -3,7 +3,6 @@ otherwise (CI logs, pipes), or JSON. Data goes to stdout, notices to stderr."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from pipeline.records import Incident, Record
     from pipeline.status import AgentStatus, EnvStatus, StatusReport
 
@@ -30,15 +33,18 @@ def fancy() -> bool:
     return sys.stdout.isatty() and not os.environ.get("CI")
 
 
-def render_status(report: StatusReport, fmt: str) -> None:
-    for notice in report.notices:
-        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
-    if fmt == "json":
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    elif fancy():
-        _rich_status(report)
-    else:
-        click.echo(status_text(report), nl=False)
+def _notices(report: StatusReport) -> Rendered:
+    return Rendered(err=block([click.style(f"notice: {n}", fg="yellow") for n in report.notices]))
+
+
+def text(report: StatusReport) -> Rendered:
+    """Rich tables on an interactive terminal, plain lines otherwise."""
+    body = _rich_status(report) if fancy() else status_text(report)
+    return _notices(report) + Rendered(out=body)
+
+
+def json_(report: StatusReport) -> Rendered:
+    return _notices(report) + json_reporter(ensure_ascii=False)(report)
 
 
 # -- plain text -------------------------------------------------------------------------------
@@ -249,11 +255,19 @@ def _seconds(value: Any) -> str:
 # -- rich -------------------------------------------------------------------------------------
 
 
-def _rich_status(report: StatusReport) -> None:
+def _rich_status(report: StatusReport) -> str:
+    """The rich tables, as the terminal would show them (its width, its colours)."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
+    with console.capture() as captured:
+        _rich_print(console, report)
+    return captured.get()
+
+
+def _rich_print(console: Console, report: StatusReport) -> None:
+    from rich.table import Table
+
     if not report.agents:
         console.print("no agents, releases or records")
     for agent in report.agents:
@@ -278,3 +292,6 @@ def _rich_status(report: StatusReport) -> None:
             console.print(f"  {line}", highlight=False, markup=False)
     for line in _breaker_lines(report):
         console.print(line, highlight=False, markup=False)
+
+
+REPORTERS: dict[str, Reporter[StatusReport]] = {"text": text, "json": json_}

@@ -14,12 +14,12 @@ settlement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, KnowngoodError, UsageError
@@ -27,6 +27,7 @@ from pipeline.git import Git
 from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
 from pipeline.outcome import Say, silent
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
+from pipeline.recordtypes import CheckRecord, Deployed, DeploymentRecord, DrillRecord
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
 from pipeline.running import Running, TargetObserver, resolve
@@ -39,14 +40,30 @@ TARGET_TIMEOUT_S = 10.0  # asking the deploy target what runs, for an interrupte
 Records = list[Record]
 
 
+class ReleaseRow(TypedDict):
+    """A release tag among an agent's records in its history (kind "release")."""
+
+    kind: Literal["release"]
+    agent: str
+    at: str
+    actor: str
+    what: str
+    outcome: Literal["tagged"]
+    release: str
+    commit: str
+
+
+HistoryRow = Record | ReleaseRow
+
+
 @dataclass(slots=True)
 class EnvStatus:
     env: str
-    current: Record | None  # the newest successful deployment: what runs there
-    current_check: Record | None  # the newest check of that deployment
-    last_check: Record | None  # the newest check in the environment (of any deployment)
-    last_known_good: Record | None  # the newest deployment whose check passed
-    last_drill: Record | None
+    current: Deployed | None  # the newest successful deployment: what runs there
+    current_check: CheckRecord | None  # the newest check of that deployment
+    last_check: CheckRecord | None  # the newest check in the environment (of any deployment)
+    last_known_good: DeploymentRecord | None  # the newest deployment whose check passed
+    last_drill: DrillRecord | None
     running: Running  # how ``current`` was decided (settled, or an interrupted deploy)
 
     @property
@@ -188,7 +205,7 @@ def history(
     *,
     fetch: bool = True,
     notices: list[str] | None = None,
-) -> Records:
+) -> list[HistoryRow]:
     """``agent``'s records (deployment, check, revert, incident, drill) and releases (kind
     "release"), newest first, at most ``limit``. Notices (e.g. a failed fetch) go to ``notices``."""
     git = at_root(git, root)
@@ -196,7 +213,7 @@ def history(
         raise UsageError("--limit must be at least 1")
     store = RecordStore(git, settings.records_branch)
     _fetch(store, fetch, notices if notices is not None else [])
-    rows: Records = []
+    rows: list[HistoryRow] = []
     for kind in KIND_DIRS:
         rows += store.list(kind, agent, limit=limit)
     for tag in release_tags(git, agent):
@@ -218,7 +235,7 @@ def history(
             f"no agent named {agent!r}: no folder, release tag or record has it",
             hint=f"agents: {', '.join(sorted(known)) or 'none'}",
         )
-    rows.sort(key=lambda r: (str(r.get("at", "")), str(r.get("id", ""))), reverse=True)
+    rows.sort(key=lambda r: (r["at"], str(r.get("id", ""))), reverse=True)
     return rows[:limit]
 
 
@@ -232,7 +249,7 @@ class _Snapshot(RecordStore):
         super().__init__(git, branch)
         self._all: dict[str, Records] = {}
 
-    def list(
+    def read(
         self,
         kind: str,
         agent: str | None = None,
@@ -241,19 +258,19 @@ class _Snapshot(RecordStore):
         limit: int | None = None,
     ) -> Records:
         if kind not in self._all:
-            self._all[kind] = super().list(kind)
+            self._all[kind] = super().read(kind)
         rows = [
             r
             for r in self._all[kind]
-            if (agent is None or r.get("agent") == agent) and (env is None or r.get("env") == env)
+            if (agent is None or r["agent"] == agent) and (env is None or r["env"] == env)
         ]
         return rows[:limit] if limit is not None else rows
 
     def agents(self) -> set[str]:
-        return {str(r["agent"]) for kind in KIND_DIRS for r in self.list(kind) if r.get("agent")}
+        return {r["agent"] for kind in KIND_DIRS for r in self.read(kind)}
 
     def envs(self, agent: str) -> set[str]:
-        return {str(r["env"]) for kind in KIND_DIRS for r in self.list(kind, agent) if r.get("env")}
+        return {r["env"] for kind in KIND_DIRS for r in self.read(kind, agent)}
 
 
 def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
@@ -326,9 +343,7 @@ def _agent_status(
         current = running.deployment
         checks = store.list("check", agent, env)
         current_check = (
-            next((c for c in checks if c.get("deployment") == current["id"]), None)
-            if current
-            else None
+            next((c for c in checks if c["deployment"] == current["id"]), None) if current else None
         )
         drills = store.list("drill", agent, env, limit=1)
         environments.append(
@@ -365,21 +380,21 @@ def _agent_status(
     )
 
 
-def _pick(record: Record | None, keys: Iterable[str]) -> dict[str, Any] | None:
+def _pick(record: Mapping[str, object] | None, keys: Iterable[str]) -> dict[str, Any] | None:
     if record is None:
         return None
     return {k: record.get(k) for k in keys}
 
 
-def _deployment(record: Record | None) -> dict[str, Any] | None:
+def _deployment(record: Deployed | None) -> dict[str, Any] | None:
     return _pick(record, ("id", "release", "commit", "at", "actor", "content_hash", "rollback"))
 
 
-def _check(record: Record | None) -> dict[str, Any] | None:
+def _check(record: CheckRecord | None) -> dict[str, Any] | None:
     return _pick(record, ("id", "deployment", "release", "outcome", "at", "summary"))
 
 
-def _drill(record: Record | None) -> dict[str, Any] | None:
+def _drill(record: DrillRecord | None) -> dict[str, Any] | None:
     return _pick(record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover"))
 
 

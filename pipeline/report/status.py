@@ -15,8 +15,8 @@ from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pipeline.records import Incident, Record
-    from pipeline.status import AgentStatus, EnvStatus, StatusReport
+    from pipeline.records import Incident
+    from pipeline.status import AgentStatus, EnvStatus, HistoryRow, StatusReport
 
 HEALTH_COLOUR = {
     "good": "green",
@@ -92,7 +92,7 @@ def _breaker_lines(report: StatusReport) -> list[str]:
     return lines
 
 
-def history_text(agent: str, rows: Sequence[Record]) -> str:
+def history_text(agent: str, rows: Sequence[HistoryRow]) -> str:
     if not rows:
         return f"no history for {agent}\n"
     return "".join(
@@ -145,11 +145,11 @@ def _drill(env: EnvStatus) -> str:
         if d.get("recovery_s") is not None and not d.get("failover")
         else ""
     )
-    kind = f"{d['drill']} " if d.get("drill") not in (None, "rollback") else ""
-    return f"{kind}{d.get('outcome')}{took} {_when(d.get('at'))}{_failover(d.get('failover'))}"
+    kind = f"{d['drill']} " if d["drill"] not in (None, "rollback") else ""
+    return f"{kind}{d['outcome']}{took} {_when(d['at'])}{_failover(d.get('failover'))}"
 
 
-def _failover(figures: Any) -> str:
+def _failover(figures: object) -> str:
     """A failover drill's figures, in brief."""
     if not isinstance(figures, dict):
         return ""
@@ -216,13 +216,13 @@ def _incident(i: Incident) -> str:
     return f"{head}{failed}, recovered in {_seconds(i.recovery_s)}{restored}"
 
 
-def _extra(r: Record) -> str:
+def _extra(r: HistoryRow) -> str:
     bits = []
-    if r.get("recovery_s") is not None:
-        bits.append(f"recovery {_seconds(r['recovery_s'])}")
-    if r.get("failover"):
+    if (r["kind"] == "incident" or r["kind"] == "drill") and r.get("recovery_s") is not None:
+        bits.append(f"recovery {_seconds(r.get('recovery_s'))}")
+    if r["kind"] == "drill" and "failover" in r:
         bits.append(_failover(r["failover"]).strip(" ()"))
-    if r.get("why"):
+    if r["kind"] != "release" and r["why"]:
         bits.append(f"why: {r['why']}")
     return f" ({'; '.join(bits)})" if bits else ""
 

@@ -26,6 +26,7 @@ from pipeline.recordtypes import (
     RevertRecord,
     Severity,
     Step,
+    TimelineEntry,
 )
 
 DEFAULT_BRANCH = "knowngood/records"
@@ -284,13 +285,13 @@ class Incident:
             return None
         return seconds_between(self.detected_at, self.acknowledged_at)
 
-    def timeline(self) -> list[dict[str, Any]]:
+    def timeline(self) -> list[TimelineEntry]:
         """Each step: when, who or what, what was said."""
         return [
             {
                 "step": incident_step(r),
                 "at": r["at"],
-                "by": r.get("by") or r.get("actor"),
+                "by": r.get("by") or r["actor"],
                 "what": r.get("what", ""),
                 "why": r.get("why", ""),
                 "record": r["id"],
@@ -320,12 +321,12 @@ class Incident:
 
 
 def _first_at(records: IncidentRecords, steps: tuple[str, ...]) -> str | None:
-    found = [str(r["at"]) for r in records if incident_step(r) in steps]
+    found = [r["at"] for r in records if incident_step(r) in steps]
     return min(found) if found else None
 
 
 def assemble_incident(incident_id: str, records: IncidentRecords) -> Incident:
-    records = sorted(records, key=lambda r: (str(r["at"]), STEPS.index(incident_step(r))))
+    records = sorted(records, key=lambda r: (r["at"], STEPS.index(incident_step(r))))
     first = records[0]
     resolved = [r for r in records if r["outcome"] == "resolved"]
     last = resolved[-1] if resolved else None

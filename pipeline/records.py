@@ -73,7 +73,7 @@ _Reverts = list[RevertRecord]
 _IncidentRecords = list[IncidentRecord]
 _Drills = list[DrillRecord]
 _Untyped = list[Any]  # the implementation behind the typed overloads of RecordStore.list
-_COMMON = ("id", "agent", "env", "at")  # what every reader relies on: checked on reading
+_COMMON = ("id", "agent", "env", "at", "outcome")  # what every reader relies on: checked on reading
 
 __all__ = [
     "DEFAULT_BRANCH",

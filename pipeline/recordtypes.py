@@ -20,7 +20,7 @@ Kind = Literal["intent", "deployment", "check", "revert", "incident", "drill"]
 TargetType = Literal["directory", "command", "http"]
 Step = Literal["detected", "acknowledged", "mitigated", "resolved"]
 Severity = Literal["P1", "P2", "P3", "P4"]
-JSONObject = dict[str, Any]  # a free-form JSON object (``details``, the eval results document)
+JSONObject = dict[str, object]  # a free-form JSON object (``details``)
 
 
 class _Event(TypedDict):
@@ -139,6 +139,17 @@ class DrillRecord(_Event):
     steps: NotRequired[list[DrillStep]]
 
 
+class TimelineEntry(TypedDict):
+    """One step of an incident's timeline (not a record: a view of one, ``Incident.timeline``)."""
+
+    step: Step
+    at: str
+    by: str  # who or what took the step
+    what: str
+    why: str
+    record: str  # the id of the incident record that took it
+
+
 class ResultsRecord(TypedDict):
     """The eval results of one main-branch commit (results/<commit>.json)."""
 
@@ -147,7 +158,7 @@ class ResultsRecord(TypedDict):
     commit: str
     at: str
     actor: str
-    results: JSONObject
+    results: dict[str, Any]  # the eval results document (pipeline.evals.results)
 
 
 Record = IntentRecord | DeploymentRecord | CheckRecord | RevertRecord | IncidentRecord | DrillRecord

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.check import CheckOutcome
 from pipeline.deploy.context import Context, version_of_tag
@@ -34,6 +34,9 @@ from pipeline.incidents.lifecycle import new_incident
 from pipeline.records import resolve_incident, utc_now
 from pipeline.recordtypes import DeploymentRecord, IncidentRecord
 from pipeline.repo import CONFIG_FILE
+
+if TYPE_CHECKING:
+    from pipeline.revert import RevertOutcome
 
 BY = "knowngood auto-revert"  # who detects and resolves the incident (the actor runs it)
 SCENARIO = "prompt-change-breaks-the-agent"  # the runbook section a failed release follows
@@ -51,7 +54,7 @@ class RecoveryOutcome:
     restore_s: float | None = None  # detection -> the known good bundle is published
     restore_error: str | None = None
     merge: str | None = None  # the commit asked to be reverted
-    revert: Any = None  # pipeline.revert.RevertOutcome
+    revert: RevertOutcome | None = None
     revert_s: float | None = None  # detection -> the revert is pushed (or its PR opened)
     recovery_s: float | None = None  # detection -> everything done
     resolved: bool = False

@@ -58,8 +58,8 @@ def drill_item(
     return item
 
 
-def _recovery(drill: Mapping[str, Any]) -> str:
-    value = drill.get("recovery_s")
+def _recovery(drill: DrillRecord) -> str:
+    value = drill["recovery_s"]
     return f", recovery {value:g} s" if isinstance(value, int | float) else ""
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.outcome import Say, silent
 
 if TYPE_CHECKING:
-    from pipeline.status import HistoryRow
+    from pipeline.recordtypes import HistoryRow
 
 
 @dataclass(frozen=True, slots=True)

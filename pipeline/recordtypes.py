@@ -161,8 +161,22 @@ class ResultsRecord(TypedDict):
     results: dict[str, Any]  # the eval results document (pipeline.evals.results)
 
 
+class ReleaseRow(TypedDict):
+    """A release tag among an agent's records in its history (kind "release")."""
+
+    kind: Literal["release"]
+    agent: str
+    at: str
+    actor: str
+    what: str
+    outcome: Literal["tagged"]
+    release: str
+    commit: str
+
+
 Record = IntentRecord | DeploymentRecord | CheckRecord | RevertRecord | IncidentRecord | DrillRecord
 AnyRecord = Record | ResultsRecord
+HistoryRow = Record | ReleaseRow  # ``knowngood history``: records and release tags
 # What runs: a deployment, or an intent the target confirmed (pipeline.running).
 Deployed = DeploymentRecord | IntentRecord
 # A record read as it is, whatever version wrote it, for a view that shows what it finds

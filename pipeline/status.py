@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, KnowngoodError, UsageError
@@ -27,7 +27,13 @@ from pipeline.git import Git
 from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
 from pipeline.outcome import Say, silent
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
-from pipeline.recordtypes import CheckRecord, Deployed, DeploymentRecord, DrillRecord
+from pipeline.recordtypes import (
+    CheckRecord,
+    Deployed,
+    DeploymentRecord,
+    DrillRecord,
+    HistoryRow,
+)
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
 from pipeline.running import Running, TargetObserver, resolve
@@ -38,22 +44,6 @@ RECENT_INCIDENTS = 3
 BREAKER_EVENTS = 5  # transitions shown per provider
 TARGET_TIMEOUT_S = 10.0  # asking the deploy target what runs, for an interrupted deploy
 Records = list[Record]
-
-
-class ReleaseRow(TypedDict):
-    """A release tag among an agent's records in its history (kind "release")."""
-
-    kind: Literal["release"]
-    agent: str
-    at: str
-    actor: str
-    what: str
-    outcome: Literal["tagged"]
-    release: str
-    commit: str
-
-
-HistoryRow = Record | ReleaseRow
 
 
 @dataclass(slots=True)

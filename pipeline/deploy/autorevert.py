@@ -42,6 +42,7 @@ BY = "knowngood auto-revert"  # who detects and resolves the incident (the actor
 SCENARIO = "prompt-change-breaks-the-agent"  # the runbook section a failed release follows
 
 __all__ = ["RecoveryOutcome", "introducing_commit", "recover", "restore_target"]
+_Deployment = DeploymentRecord | None
 
 
 @dataclass(slots=True)
@@ -181,9 +182,7 @@ def _close_incident(ctx: Context, out: RecoveryOutcome, opening: IncidentRecord,
     out.resolved = True
 
 
-def restore_target(
-    ctx: Context, failing: DeploymentRecord
-) -> tuple[DeploymentRecord | None, DeploymentRecord | None]:
+def restore_target(ctx: Context, failing: DeploymentRecord) -> tuple[_Deployment, _Deployment]:
     """(what to restore, a known good deployment of the failing bundle itself).
 
     What ran before the failing deployment, when that content passed a check in this

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pipeline.records import Incident
-    from pipeline.status import AgentStatus, EnvStatus, HistoryRow, StatusReport
+    from pipeline.recordtypes import HistoryRow
+    from pipeline.status import AgentStatus, EnvStatus, StatusReport
 
 HEALTH_COLOUR = {
     "good": "green",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.outcome import Say, silent
 
 if TYPE_CHECKING:
-    from pipeline.records import Record
+    from pipeline.recordtypes import HistoryRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class HistoryRequest:
 @dataclass(frozen=True, slots=True)
 class HistoryOutcome:
     agent: str
-    rows: list[Record] = field(default_factory=list)
+    rows: list[HistoryRow] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # e.g. the records could not be fetched
     exit_code: int = 0  # whatever it shows
 

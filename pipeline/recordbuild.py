@@ -11,10 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from pipeline.errors import GitError, KnowngoodError
 from pipeline.git import Git
+from pipeline.recordtypes import (
+    AnyRecord,
+    CheckRecord,
+    DeploymentRecord,
+    DrillRecord,
+    IncidentRecord,
+    IntentRecord,
+    Record,
+    RevertRecord,
+    Severity,
+    Step,
+    TimelineEntry,
+)
 
 DEFAULT_BRANCH = "knowngood/records"
 RECORD_VERSION = 1
@@ -28,8 +41,8 @@ KIND_DIRS = {
 }
 RESULTS_DIR = "results"
 
-Record = dict[str, Any]
 Records = list[Record]
+IncidentRecords = list[IncidentRecord]
 Incidents = list["Incident"]
 
 
@@ -76,6 +89,36 @@ def actor(git: Git | None = None) -> str:
         return "unknown"
 
 
+@overload
+def new_record(
+    kind: Literal["intent"], *, agent: str, env: str, what: str, outcome: str, why: str = ...,
+    at: str | None = ..., by: str | None = ..., **fields: Any,
+) -> IntentRecord: ...  # fmt: skip
+@overload
+def new_record(
+    kind: Literal["deployment"], *, agent: str, env: str, what: str, outcome: str, why: str = ...,
+    at: str | None = ..., by: str | None = ..., **fields: Any,
+) -> DeploymentRecord: ...  # fmt: skip
+@overload
+def new_record(
+    kind: Literal["check"], *, agent: str, env: str, what: str, outcome: str, why: str = ...,
+    at: str | None = ..., by: str | None = ..., **fields: Any,
+) -> CheckRecord: ...  # fmt: skip
+@overload
+def new_record(
+    kind: Literal["revert"], *, agent: str, env: str, what: str, outcome: str, why: str = ...,
+    at: str | None = ..., by: str | None = ..., **fields: Any,
+) -> RevertRecord: ...  # fmt: skip
+@overload
+def new_record(
+    kind: Literal["incident"], *, agent: str, env: str, what: str, outcome: str, why: str = ...,
+    at: str | None = ..., by: str | None = ..., **fields: Any,
+) -> IncidentRecord: ...  # fmt: skip
+@overload
+def new_record(
+    kind: Literal["drill"], *, agent: str, env: str, what: str, outcome: str, why: str = ...,
+    at: str | None = ..., by: str | None = ..., **fields: Any,
+) -> DrillRecord: ...  # fmt: skip
 def new_record(
     kind: str,
     *,
@@ -88,8 +131,9 @@ def new_record(
     by: str | None = None,
     **fields: Any,
 ) -> Record:
-    """A record with the common fields filled in; ``fields`` are the kind-specific ones."""
-    record: Record = {
+    """A record with the common fields filled in; ``fields`` are the kind-specific ones (the
+    writer checks them against the schema). The overloads give each kind its type."""
+    record: dict[str, Any] = {
         "version": RECORD_VERSION,
         "kind": kind,
         "id": new_id(),
@@ -108,11 +152,11 @@ def new_record(
     if kind == "incident":
         record.setdefault("step", "resolved" if outcome == "resolved" else "detected")
         record.setdefault("by", record["actor"])
-    return record
+    return cast("Record", record)
 
 
 def resolve_incident(
-    opening: Mapping[str, Any],
+    opening: IncidentRecord,
     *,
     restored: str | None = None,
     restored_release: str | None = None,
@@ -121,7 +165,7 @@ def resolve_incident(
     by: str | None = None,
     what: str | None = None,
     done_by: str | None = None,
-) -> Record:
+) -> IncidentRecord:
     """The record that closes the incident ``opening`` opened, with its recovery time.
     ``by`` is the actor; ``done_by`` who or what resolved it (default: the actor)."""
     at = at or utc_now()
@@ -170,7 +214,7 @@ def validate(record: Mapping[str, Any]) -> None:
         raise InvalidRecord(f"invalid {record.get('kind', '?')} record: {where}: {error.message}")
 
 
-def record_path(record: Mapping[str, Any]) -> str:
+def record_path(record: AnyRecord) -> str:
     """Where a record lives on the branch."""
     if record["kind"] == "results":
         return f"{RESULTS_DIR}/{record['commit']}.json"
@@ -180,7 +224,7 @@ def record_path(record: Mapping[str, Any]) -> str:
     )
 
 
-def dump(record: Mapping[str, Any]) -> str:
+def dump(record: AnyRecord) -> str:
     return json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -199,11 +243,11 @@ STEPS = ("detected", "acknowledged", "mitigated", "resolved")
 SEVERITIES = ("P1", "P2", "P3", "P4")
 
 
-def incident_step(record: Mapping[str, Any]) -> str:
+def incident_step(record: IncidentRecord) -> Step:
     """The timeline step of an incident record (records written before steps: from the outcome)."""
     step = record.get("step")
-    if step in STEPS:
-        return str(step)
+    if step is not None and step in STEPS:
+        return step
     return "resolved" if record.get("outcome") == "resolved" else "detected"
 
 
@@ -224,8 +268,8 @@ class Incident:
     recovery_s: float | None
     release: str | None
     restored_release: str | None
-    records: tuple[Record, ...] = field(default_factory=tuple)
-    severity: str | None = None  # None: written before severities
+    records: tuple[IncidentRecord, ...] = field(default_factory=tuple)
+    severity: Severity | None = None  # None: written before severities
     scenario: str | None = None
     acknowledged_at: str | None = None
     mitigated_at: str | None = None
@@ -241,13 +285,13 @@ class Incident:
             return None
         return seconds_between(self.detected_at, self.acknowledged_at)
 
-    def timeline(self) -> list[dict[str, Any]]:
+    def timeline(self) -> list[TimelineEntry]:
         """Each step: when, who or what, what was said."""
         return [
             {
                 "step": incident_step(r),
                 "at": r["at"],
-                "by": r.get("by") or r.get("actor"),
+                "by": r.get("by") or r["actor"],
                 "what": r.get("what", ""),
                 "why": r.get("why", ""),
                 "record": r["id"],
@@ -276,13 +320,13 @@ class Incident:
         }
 
 
-def _first_at(records: Records, steps: tuple[str, ...]) -> str | None:
-    found = [str(r["at"]) for r in records if incident_step(r) in steps]
+def _first_at(records: IncidentRecords, steps: tuple[str, ...]) -> str | None:
+    found = [r["at"] for r in records if incident_step(r) in steps]
     return min(found) if found else None
 
 
-def assemble_incident(incident_id: str, records: Records) -> Incident:
-    records = sorted(records, key=lambda r: (str(r["at"]), STEPS.index(incident_step(r))))
+def assemble_incident(incident_id: str, records: IncidentRecords) -> Incident:
+    records = sorted(records, key=lambda r: (r["at"], STEPS.index(incident_step(r))))
     first = records[0]
     resolved = [r for r in records if r["outcome"] == "resolved"]
     last = resolved[-1] if resolved else None

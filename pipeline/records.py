@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from pipeline.errors import KnowngoodError
 from pipeline.git import Git
@@ -36,7 +36,6 @@ from pipeline.recordbuild import (
     Incident,
     Incidents,
     InvalidRecord,
-    Record,
     Records,
     actor,
     assemble_incident,
@@ -51,11 +50,30 @@ from pipeline.recordbuild import (
     utc_now,
     validate,
 )
+from pipeline.recordtypes import (
+    AnyRecord,
+    CheckRecord,
+    DeploymentRecord,
+    DrillRecord,
+    IncidentRecord,
+    IntentRecord,
+    Record,
+    ResultsRecord,
+    RevertRecord,
+)
 from pipeline.repo import Settings
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _Named = list[tuple[str, str]]
 _Paths = list[str]
+_Intents = list[IntentRecord]
+_Deployments = list[DeploymentRecord]
+_Checks = list[CheckRecord]
+_Reverts = list[RevertRecord]
+_IncidentRecords = list[IncidentRecord]
+_Drills = list[DrillRecord]
+_Untyped = list[Any]  # the implementation behind the typed overloads of RecordStore.list
+_COMMON = ("id", "agent", "env", "at", "outcome")  # what every reader relies on: checked on reading
 
 __all__ = [
     "DEFAULT_BRANCH",
@@ -101,8 +119,9 @@ class RecordStore:
         return cls(git, settings.records_branch, remote)
 
     # -- writing ---------------------------------------------------------------------------
-    def append(self, record: Mapping[str, Any]) -> str:
-        """Validate and commit one record on the local branch; returns the commit sha."""
+    def append(self, record: AnyRecord) -> str:
+        """The one writer: validate ``record`` against the schema and commit it on the local
+        branch as it is (the JSON on disk is the TypedDict); returns the commit sha."""
         validate(record)
         path = record_path(record)
         if record["kind"] == "results":
@@ -113,7 +132,7 @@ class RecordStore:
 
     def put_results(self, commit: str, results: Mapping[str, Any]) -> str:
         """Store the eval results of ``commit`` (replacing earlier ones); returns the records commit."""
-        doc = {
+        doc: ResultsRecord = {
             "version": RECORD_VERSION,
             "kind": "results",
             "commit": self._full_sha(commit),
@@ -124,6 +143,69 @@ class RecordStore:
         return self.append(doc)
 
     # -- reading ---------------------------------------------------------------------------
+    @overload
+    def list(
+        self,
+        kind: Literal["intent"],
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> _Intents: ...
+    @overload
+    def list(
+        self,
+        kind: Literal["deployment"],
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> _Deployments: ...
+    @overload
+    def list(
+        self,
+        kind: Literal["check"],
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> _Checks: ...
+    @overload
+    def list(
+        self,
+        kind: Literal["revert"],
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> _Reverts: ...
+    @overload
+    def list(
+        self,
+        kind: Literal["incident"],
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> _IncidentRecords: ...
+    @overload
+    def list(
+        self,
+        kind: Literal["drill"],
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> _Drills: ...
+    @overload
+    def list(
+        self,
+        kind: str,
+        agent: str | None = ...,
+        env: str | None = ...,
+        *,
+        limit: int | None = ...,
+    ) -> Records: ...
     def list(
         self,
         kind: str,
@@ -131,8 +213,20 @@ class RecordStore:
         env: str | None = None,
         *,
         limit: int | None = None,
+    ) -> _Untyped:
+        """The one reader: records of ``kind`` (intent, deployment, check, revert, incident,
+        drill), newest first, typed by kind."""
+        return self.read(kind, agent, env, limit=limit)
+
+    def read(
+        self,
+        kind: str,
+        agent: str | None = None,
+        env: str | None = None,
+        *,
+        limit: int | None = None,
     ) -> Records:
-        """Records of ``kind`` (intent, deployment, check, revert, incident, drill), newest first."""
+        """:meth:`list` without the type by kind (a kind only known at run time)."""
         prefix = (
             kind_dir(kind) + (f"/{agent}" if agent else "") + (f"/{env}" if agent and env else "")
         )
@@ -148,7 +242,8 @@ class RecordStore:
             entries = entries[:limit]
         blobs = self.data.read_blobs([blob for _, blob in entries])
         return [
-            _parse(self.branch, path, data) for (path, _), data in zip(entries, blobs, strict=True)
+            _parse(self.branch, path, data, kind_dir(kind))
+            for (path, _), data in zip(entries, blobs, strict=True)
         ]
 
     def get_results(self, commit: str) -> dict[str, Any] | None:
@@ -156,14 +251,14 @@ class RecordStore:
         data = self.data.read(f"{RESULTS_DIR}/{self._full_sha(commit)}.json")
         if data is None:
             return None
-        results: dict[str, Any] = json.loads(data)["results"]
-        return results
+        record = cast("ResultsRecord", json.loads(data))
+        return record["results"]
 
     def _full_sha(self, commit: str) -> str:
         return commit if _SHA.match(commit) else self.git.rev_parse(commit)
 
     # -- queries ---------------------------------------------------------------------------
-    def current(self, agent: str, env: str) -> Record | None:
+    def current(self, agent: str, env: str) -> DeploymentRecord | None:
         """What the records say runs of ``agent`` in ``env``: the newest successful deployment,
         None when there is none or a later one removed it. A deploy that was interrupted is not
         in it: :mod:`pipeline.running` settles those with what the target reports."""
@@ -173,7 +268,7 @@ class RecordStore:
         newest = next(settled, None)
         return newest if newest is not None and newest["outcome"] == "success" else None
 
-    def known_good(self, agent: str, env: str) -> Records:
+    def known_good(self, agent: str, env: str) -> _Deployments:
         """Successful deployments whose newest check passed, newest first."""
         verdict: dict[str, str] = {}
         for check in self.list("check", agent, env):  # newest first: the first one seen decides
@@ -184,14 +279,14 @@ class RecordStore:
             if d["outcome"] == "success" and verdict.get(d["id"]) == "passed"
         ]
 
-    def last_known_good(self, agent: str, env: str) -> Record | None:
+    def last_known_good(self, agent: str, env: str) -> DeploymentRecord | None:
         """The newest deployment whose post-deploy check passed (and no later check failed)."""
         good = self.known_good(agent, env)
         return good[0] if good else None
 
     def incidents(self, agent: str | None = None, env: str | None = None) -> Incidents:
         """Incidents, open and resolved, with their recovery times; newest first."""
-        groups: dict[str, Records] = {}
+        groups: dict[str, _IncidentRecords] = {}
         for record in reversed(self.list("incident", agent, env)):  # oldest first
             groups.setdefault(record["incident"], []).append(record)
         incidents = [
@@ -214,7 +309,10 @@ class RecordStore:
         return self.data.unpushed()
 
 
-def _parse(branch: str, path: str, data: bytes) -> Record:
+def _parse(branch: str, path: str, data: bytes, folder: str) -> Record:
+    """One record as the writer wrote it (validated then), or by an older or newer knowngood:
+    its kind must be its folder's and the fields every reader relies on must be strings; the
+    kind-specific fields are read as they are (the types mark the ones older records lack)."""
     hint = "fix or remove it with a commit on that branch"
     try:
         record = json.loads(data)
@@ -222,4 +320,12 @@ def _parse(branch: str, path: str, data: bytes) -> Record:
         raise KnowngoodError(f"{branch}:{path} is not valid JSON: {e}", hint=hint) from e
     if not isinstance(record, dict):
         raise KnowngoodError(f"{branch}:{path} is not a JSON object", hint=hint)
-    return record
+    kind = record.get("kind")
+    if not isinstance(kind, str) or KIND_DIRS.get(kind) != folder:
+        raise KnowngoodError(
+            f"{branch}:{path}: kind {kind!r} does not belong in {folder}/", hint=hint
+        )
+    for key in _COMMON:
+        if not isinstance(record.get(key), str):
+            raise KnowngoodError(f"{branch}:{path}: {key} is missing or not a string", hint=hint)
+    return cast("Record", record)

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipeline.records import Record, new_record
-from pipeline.targets import Observed
+from pipeline.errors import KnowngoodError
+from pipeline.records import new_record
+from pipeline.recordtypes import Deployed, DeploymentRecord, IntentRecord
+from pipeline.repo import Settings
+from pipeline.targets import Observed, Target, make_target
 
-__all__ = ["SETTLED", "Running", "resolve", "settlement"]
+__all__ = ["SETTLED", "Running", "TargetObserver", "resolve", "settlement"]
 
 SETTLED = ("success", "removed")  # deployment outcomes that decide what runs
 
@@ -37,12 +41,10 @@ SETTLED = ("success", "removed")  # deployment outcomes that decide what runs
 class Running:
     agent: str
     env: str
-    recorded: Record | None  # the newest success or removed deployment: what the records say
-    unsettled: tuple[
-        Record, ...
-    ] = ()  # intents newer than it that no deployment names, newest first
+    recorded: DeploymentRecord | None  # the newest success or removed deployment
+    unsettled: tuple[IntentRecord, ...] = ()  # newer intents no deployment names, newest first
     observed: Observed | None = None  # what the target reported (asked only for unsettled intents)
-    applied: Record | None = None  # the unsettled intent whose change the target shows
+    applied: IntentRecord | None = None  # the unsettled intent whose change the target shows
 
     @property
     def state(self) -> str:
@@ -61,18 +63,18 @@ class Running:
         return "unknown"
 
     @property
-    def deployment(self) -> Record | None:
+    def deployment(self) -> Deployed | None:
         """What runs, as far as anyone can tell: the intent the target confirmed, else the
         records' deployment (None when nothing runs). When the state is unknown, this is what
         ran before the interrupted change, which may or may not have taken effect."""
         if self.applied is not None:
-            return None if self.applied.get("action") == "remove" else self.applied
+            return None if self.applied["action"] == "remove" else self.applied
         if self.recorded is not None and self.recorded["outcome"] == "success":
             return self.recorded
         return None
 
     @property
-    def interrupted(self) -> Record | None:
+    def interrupted(self) -> IntentRecord | None:
         """The newest unsettled intent, if any."""
         return self.unsettled[0] if self.unsettled else None
 
@@ -115,36 +117,36 @@ class Running:
         }
 
 
-def label(record: Mapping[str, Any]) -> str:
+def label(record: Mapping[str, object]) -> str:
     """``shop/v1.2.0``, or the short commit of a deployment without a release."""
     return str(record.get("release") or str(record["commit"])[:12])
 
 
-def _runs(record: Record | None) -> str | None:
+def _runs(record: DeploymentRecord | None) -> str | None:
     """The content hash that runs after ``record`` settled (None: nothing runs)."""
     if record is None or record["outcome"] != "success":
         return None
-    return str(record["content_hash"])
+    return record["content_hash"]
 
 
-def _leaves(intent: Record) -> str | None:
+def _leaves(intent: IntentRecord) -> str | None:
     """The content hash that runs once ``intent`` took effect."""
-    return None if intent.get("action") == "remove" else str(intent["content_hash"])
+    return None if intent["action"] == "remove" else intent["content_hash"]
 
 
 def resolve(
     agent: str,
     env: str,
-    deployments: Sequence[Record],
-    intents: Sequence[Record],
+    deployments: Sequence[DeploymentRecord],
+    intents: Sequence[IntentRecord],
     observe: Callable[[], Observed],
 ) -> Running:
     """What runs of ``agent`` in ``env``, from its deployment and intent records (each newest
     first); ``observe`` asks the target, and is called only when an intent is unsettled."""
     recorded = next((d for d in deployments if d["outcome"] in SETTLED), None)
     named = {d.get("intent") for d in deployments}
-    since = str(recorded["at"]) if recorded is not None else ""
-    unsettled = tuple(i for i in intents if i["id"] not in named and str(i["at"]) > since)
+    since = recorded["at"] if recorded is not None else ""
+    unsettled = tuple(i for i in intents if i["id"] not in named and i["at"] > since)
     if not unsettled:
         return Running(agent, env, recorded)
     observed = observe()
@@ -154,7 +156,7 @@ def resolve(
     return Running(agent, env, recorded, unsettled, observed, applied)
 
 
-def settlement(running: Running, *, by: str) -> list[Record]:
+def settlement(running: Running, *, by: str) -> list[DeploymentRecord]:
     """The deployment records that settle ``running``'s unsettled intents (none when the
     target could not tell)."""
     state = running.state
@@ -166,12 +168,12 @@ def settlement(running: Running, *, by: str) -> list[Record]:
     for intent in reversed(running.unsettled):  # oldest first: the records keep their order
         took = intent is running.applied
         if took:
-            outcome = "removed" if intent.get("action") == "remove" else "success"
+            outcome = "removed" if intent["action"] == "remove" else "success"
             why = f"settled after an interrupted deploy: the target reports it runs {shown}"
         else:
             outcome = "failure"
             why = f"settled after an interrupted deploy: it did not take effect, the target runs {shown}"
-        details = dict(intent.get("details") or {})
+        details = dict(intent.get("details", {}))
         details["settled"] = {
             "observed": observed.content_hash,
             "how": observed.how,
@@ -193,9 +195,32 @@ def settlement(running: Running, *, by: str) -> list[Record]:
                 commit=intent["commit"],
                 content_hash=intent["content_hash"],
                 target=intent["target"],
-                rollback=bool(intent.get("rollback", False)),
+                rollback=intent.get("rollback", False),
                 previous=intent.get("previous"),
                 details=details,
             )
         )
     return out
+
+
+class TargetObserver:
+    """Asks the deploy target what runs (``resolve``'s ``observe``), building the target only
+    when a deploy was interrupted; a target that cannot be built answers "unknown"."""
+
+    def __init__(self, settings: Settings, root: Path, timeout_s: float) -> None:
+        self.settings = settings
+        self.root = root
+        self.timeout_s = timeout_s
+        self._target: Target | KnowngoodError | None = None
+
+    def __call__(self, agent: str, env: str) -> Observed:
+        if self._target is None:
+            try:
+                self._target = make_target(
+                    self.settings.deploy.get("target"), self.root, timeout_s=self.timeout_s
+                )
+            except KnowngoodError as e:
+                self._target = e
+        if isinstance(self._target, KnowngoodError):
+            return Observed.unknown(self._target.message)
+        return self._target.running(agent, env)

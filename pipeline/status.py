@@ -14,7 +14,7 @@ settlement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -25,11 +25,19 @@ from pipeline.changes.revision import at_root
 from pipeline.errors import GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
+from pipeline.outcome import Say, silent
 from pipeline.records import KIND_DIRS, Incident, Record, RecordStore
+from pipeline.recordtypes import (
+    CheckRecord,
+    Deployed,
+    DeploymentRecord,
+    DrillRecord,
+    HistoryRow,
+)
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
-from pipeline.running import Running, resolve
-from pipeline.targets import Observed, Target, make_target
+from pipeline.running import Running, TargetObserver, resolve
+from pipeline.source import committed_settings
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
@@ -41,11 +49,11 @@ Records = list[Record]
 @dataclass(slots=True)
 class EnvStatus:
     env: str
-    current: Record | None  # the newest successful deployment: what runs there
-    current_check: Record | None  # the newest check of that deployment
-    last_check: Record | None  # the newest check in the environment (of any deployment)
-    last_known_good: Record | None  # the newest deployment whose check passed
-    last_drill: Record | None
+    current: Deployed | None  # the newest successful deployment: what runs there
+    current_check: CheckRecord | None  # the newest check of that deployment
+    last_check: CheckRecord | None  # the newest check in the environment (of any deployment)
+    last_known_good: DeploymentRecord | None  # the newest deployment whose check passed
+    last_drill: DrillRecord | None
     running: Running  # how ``current`` was decided (settled, or an interrupted deploy)
 
     @property
@@ -132,6 +140,24 @@ class StatusReport:
             "notices": self.notices,
         }
 
+    @property
+    def exit_code(self) -> int:
+        return 0  # whatever it shows
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    agent: str | None = None  # only this agent (None: every agent)
+    fetch: bool = True  # fetch the records branch first
+    say: Say = silent
+
+
+def run(root: Path, request: StatusRequest) -> StatusReport:
+    """``knowngood status``, with knowngood.yaml (where the records live) as committed at HEAD."""
+    settings, source = committed_settings(root)
+    source.tell(request.say)
+    return status(Git(root), root, settings, request.agent, fetch=request.fetch)
+
 
 def status(
     git: Git, root: Path, settings: Settings, agent: str | None = None, *, fetch: bool = True
@@ -153,7 +179,7 @@ def status(
                 hint=f"agents: {', '.join(sorted(names)) or 'none'}",
             )
         names = {agent}
-    observer = _Observer(settings, root)
+    observer = TargetObserver(settings, root, TARGET_TIMEOUT_S)
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
     report.breakers = _breakers(root, settings, report.notices)
@@ -174,7 +200,7 @@ def history(
     *,
     fetch: bool = True,
     notices: list[str] | None = None,
-) -> Records:
+) -> list[HistoryRow]:
     """``agent``'s records (deployment, check, revert, incident, drill) and releases (kind
     "release"), newest first, at most ``limit``. Notices (e.g. a failed fetch) go to ``notices``."""
     git = at_root(git, root)
@@ -182,7 +208,7 @@ def history(
         raise UsageError("--limit must be at least 1")
     store = RecordStore(git, settings.records_branch)
     _fetch(store, fetch, notices if notices is not None else [])
-    rows: Records = []
+    rows: list[HistoryRow] = []
     for kind in KIND_DIRS:
         rows += store.list(kind, agent, limit=limit)
     for tag in release_tags(git, agent):
@@ -204,7 +230,7 @@ def history(
             f"no agent named {agent!r}: no folder, release tag or record has it",
             hint=f"agents: {', '.join(sorted(known)) or 'none'}",
         )
-    rows.sort(key=lambda r: (str(r.get("at", "")), str(r.get("id", ""))), reverse=True)
+    rows.sort(key=lambda r: (r["at"], str(r.get("id", ""))), reverse=True)
     return rows[:limit]
 
 
@@ -218,7 +244,7 @@ class _Snapshot(RecordStore):
         super().__init__(git, branch)
         self._all: dict[str, Records] = {}
 
-    def list(
+    def read(
         self,
         kind: str,
         agent: str | None = None,
@@ -227,19 +253,19 @@ class _Snapshot(RecordStore):
         limit: int | None = None,
     ) -> Records:
         if kind not in self._all:
-            self._all[kind] = super().list(kind)
+            self._all[kind] = super().read(kind)
         rows = [
             r
             for r in self._all[kind]
-            if (agent is None or r.get("agent") == agent) and (env is None or r.get("env") == env)
+            if (agent is None or r["agent"] == agent) and (env is None or r["env"] == env)
         ]
         return rows[:limit] if limit is not None else rows
 
     def agents(self) -> set[str]:
-        return {str(r["agent"]) for kind in KIND_DIRS for r in self.list(kind) if r.get("agent")}
+        return {r["agent"] for kind in KIND_DIRS for r in self.read(kind)}
 
     def envs(self, agent: str) -> set[str]:
-        return {str(r["env"]) for kind in KIND_DIRS for r in self.list(kind, agent) if r.get("env")}
+        return {r["env"] for kind in KIND_DIRS for r in self.read(kind, agent)}
 
 
 def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
@@ -250,27 +276,6 @@ def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
     except GitError as e:
         notices.append(f"{e.message}: showing the records this clone has")
         return False
-
-
-class _Observer:
-    """Asks the deploy target what runs, building it only when a deploy was interrupted."""
-
-    def __init__(self, settings: Settings, root: Path) -> None:
-        self.settings = settings
-        self.root = root
-        self._target: Target | KnowngoodError | None = None
-
-    def __call__(self, agent: str, env: str) -> Observed:
-        if self._target is None:
-            try:
-                self._target = make_target(
-                    self.settings.deploy.get("target"), self.root, timeout_s=TARGET_TIMEOUT_S
-                )
-            except KnowngoodError as e:
-                self._target = e
-        if isinstance(self._target, KnowngoodError):
-            return Observed.unknown(self._target.message)
-        return self._target.running(agent, env)
 
 
 def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[str, Any]] | None:
@@ -339,7 +344,7 @@ def _unix_utc(at: float) -> str:
 
 
 def _agent_status(
-    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: _Observer
+    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: TargetObserver
 ) -> AgentStatus:
     envs = list(settings.environments) + sorted(store.envs(agent) - set(settings.environments))
     environments = []
@@ -354,9 +359,7 @@ def _agent_status(
         current = running.deployment
         checks = store.list("check", agent, env)
         current_check = (
-            next((c for c in checks if c.get("deployment") == current["id"]), None)
-            if current
-            else None
+            next((c for c in checks if c["deployment"] == current["id"]), None) if current else None
         )
         drills = store.list("drill", agent, env, limit=1)
         environments.append(
@@ -393,21 +396,21 @@ def _agent_status(
     )
 
 
-def _pick(record: Record | None, keys: Iterable[str]) -> dict[str, Any] | None:
+def _pick(record: Mapping[str, object] | None, keys: Iterable[str]) -> dict[str, Any] | None:
     if record is None:
         return None
     return {k: record.get(k) for k in keys}
 
 
-def _deployment(record: Record | None) -> dict[str, Any] | None:
+def _deployment(record: Deployed | None) -> dict[str, Any] | None:
     return _pick(record, ("id", "release", "commit", "at", "actor", "content_hash", "rollback"))
 
 
-def _check(record: Record | None) -> dict[str, Any] | None:
+def _check(record: CheckRecord | None) -> dict[str, Any] | None:
     return _pick(record, ("id", "deployment", "release", "outcome", "at", "summary"))
 
 
-def _drill(record: Record | None) -> dict[str, Any] | None:
+def _drill(record: DrillRecord | None) -> dict[str, Any] | None:
     return _pick(
         record, ("id", "drill", "outcome", "at", "recovery_s", "to_release", "failover", "crash")
     )

@@ -65,6 +65,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.changes",
                 "pipeline.records",
                 "pipeline.recordbuild",
+                "pipeline.recordtypes",
                 "pipeline.source",
                 "pipeline.runbookfacts",
             }
@@ -356,7 +357,6 @@ CLI_FILE_CALLS = frozenset({"open", "read_text", "write_text", "read_bytes", "wr
 # Command-line modules still holding work of their own: module -> why, and the way out.
 CLI_NOT_THIN_YET: dict[str, str] = {
     "pipeline.cli.crash": "the error boundary's crash log: written where the boundary is",
-    "pipeline.cli.status": "status is being reworked with the runtime (issue 10): idem",
     "pipeline.cli.options": "say_read(source) types its argument with pipeline.source (TYPE_CHECKING only)",
     "pipeline.cli.cache": "its core is pipeline/evals/cache.py, reworked with the eval path",
 }

@@ -15,6 +15,7 @@ from gitutil import ROOT, clone, commit_all, git, init_repo, make_remote
 
 from pipeline.errors import GitError, KnowngoodError
 from pipeline.git import Git
+from pipeline.recordbuild import dump
 from pipeline.records import (
     InvalidRecord,
     RecordStore,
@@ -187,6 +188,47 @@ def test_a_hand_edited_broken_record_is_named(a: Path) -> None:
         match=r"knowngood/records:deployments/bot/production/.*0badf00d\.json is not valid JSON",
     ):
         s.list("deployment")
+
+
+def test_a_record_in_the_wrong_folder_or_without_its_common_fields_is_named(a: Path) -> None:
+    s = store(a)
+    stray = {**check(deployment(), "passed"), "id": "0badf00d"}
+    s.data.write(
+        {"deployments/bot/production/20990101T000000.000000Z-0badf00d.json": dump(stray)}, "x"
+    )
+    with pytest.raises(
+        KnowngoodError, match=r"0badf00d\.json: kind 'check' does not belong in deployments/"
+    ):
+        s.list("deployment")
+    nameless = {**check(deployment(), "passed"), "id": "0badf00e"}
+    del nameless["agent"]
+    s.data.write(
+        {"checks/bot/production/20990101T000000.000000Z-0badf00e.json": dump(nameless)}, "y"
+    )
+    with pytest.raises(KnowngoodError, match=r"0badf00e\.json: agent is missing or not a string"):
+        s.list("check")
+
+
+def test_records_older_versions_wrote_still_read_byte_for_byte(a: Path) -> None:
+    """An incident from before steps, severities and ``by``; a deployment from before intents:
+    read as they are, and the incident assembles (its step from its outcome)."""
+    s = store(a)
+    old_incident = {
+        "version": 1, "kind": "incident", "id": "aaaaaaaaaaaa", "incident": "aaaaaaaaaaaa",
+        "agent": "bot", "env": "production", "at": "2025-01-01T00:00:00.000000Z",
+        "detected_at": "2025-01-01T00:00:00.000000Z", "actor": "octocat",
+        "what": "post-deploy check failed", "why": "", "outcome": "open",
+    }  # fmt: skip
+    old_deployment = deployment()
+    assert "intent" not in old_deployment
+    files = {record_path(r): dump(r) for r in (old_incident, old_deployment)}
+    s.data.write(files, "records of an older knowngood")
+    assert s.list("incident") == [old_incident]
+    assert s.list("deployment") == [old_deployment]
+    (incident,) = s.incidents()
+    assert (incident.step, incident.severity, incident.status) == ("detected", None, "open")
+    for path, text in files.items():
+        assert git(a, "show", f"{BRANCH}:{path}") == text
 
 
 def test_results_roundtrip_and_replace(a: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import format_option, repo_option, resolve_repo, say, show
 
 
 @click.command("status")
@@ -30,14 +30,9 @@ def command(agent: str | None, no_fetch: bool, repo: Path | None, fmt: str) -> i
       knowngood status
       knowngood status support --format json
     """
-    from pipeline.git import Git
-    from pipeline.report.status import render_status
-    from pipeline.source import committed_settings
-    from pipeline.status import status
+    from pipeline.report.status import REPORTERS
+    from pipeline.status import StatusRequest, run
 
-    root = resolve_repo(repo)
-    settings, source = committed_settings(root)
-    say_read(source)
-    report = status(Git(root), root, settings, agent, fetch=not no_fetch)
-    render_status(report, fmt)
-    return 0
+    outcome = run(resolve_repo(repo), StatusRequest(agent, fetch=not no_fetch, say=say))
+    show(REPORTERS[fmt](outcome))
+    return outcome.exit_code

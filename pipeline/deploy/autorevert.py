@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.check import CheckOutcome
 from pipeline.deploy.context import Context, version_of_tag
@@ -31,13 +31,18 @@ from pipeline.errors import KnowngoodError
 from pipeline.git import Git
 from pipeline.incidents import paging, severity_for_env
 from pipeline.incidents.lifecycle import new_incident
-from pipeline.records import Record, resolve_incident, utc_now
+from pipeline.records import resolve_incident, utc_now
+from pipeline.recordtypes import DeploymentRecord, IncidentRecord
 from pipeline.repo import CONFIG_FILE
+
+if TYPE_CHECKING:
+    from pipeline.revert import RevertOutcome
 
 BY = "knowngood auto-revert"  # who detects and resolves the incident (the actor runs it)
 SCENARIO = "prompt-change-breaks-the-agent"  # the runbook section a failed release follows
 
 __all__ = ["RecoveryOutcome", "introducing_commit", "recover", "restore_target"]
+_Deployment = DeploymentRecord | None
 
 
 @dataclass(slots=True)
@@ -50,7 +55,7 @@ class RecoveryOutcome:
     restore_s: float | None = None  # detection -> the known good bundle is published
     restore_error: str | None = None
     merge: str | None = None  # the commit asked to be reverted
-    revert: Any = None  # pipeline.revert.RevertOutcome
+    revert: RevertOutcome | None = None
     revert_s: float | None = None  # detection -> the revert is pushed (or its PR opened)
     recovery_s: float | None = None  # detection -> everything done
     resolved: bool = False
@@ -90,7 +95,7 @@ class RecoveryOutcome:
 
 def recover(
     ctx: Context,
-    deployment: Mapping[str, Any],
+    deployment: DeploymentRecord,
     bundle: Mapping[str, Any],
     check: CheckOutcome,
     *,
@@ -103,7 +108,7 @@ def recover(
     started = check.detected_clock or time.perf_counter()
     opening = _open_incident(ctx, deployment, bundle, check, shown)
     out = RecoveryOutcome(opening["incident"], check.detected_at, release)
-    out.severity = str(opening["severity"])
+    out.severity = opening["severity"]
     good, passed_before = restore_target(ctx, deployment)
     resolved_at: str | None = None
     if passed_before is not None:
@@ -133,11 +138,11 @@ def recover(
 
 def _open_incident(
     ctx: Context,
-    deployment: Mapping[str, Any],
+    deployment: DeploymentRecord,
     bundle: Mapping[str, Any],
     check: CheckOutcome,
     shown: str,
-) -> Record:
+) -> IncidentRecord:
     """The incident a failed check opens (P1 in production, P2 elsewhere), recorded."""
     env = str(bundle["env"])
     opening = new_incident(
@@ -162,7 +167,7 @@ def _open_incident(
     return opening
 
 
-def _close_incident(ctx: Context, out: RecoveryOutcome, opening: Record, at: str) -> None:
+def _close_incident(ctx: Context, out: RecoveryOutcome, opening: IncidentRecord, at: str) -> None:
     closing = resolve_incident(
         opening,
         at=at,
@@ -177,7 +182,7 @@ def _close_incident(ctx: Context, out: RecoveryOutcome, opening: Record, at: str
     out.resolved = True
 
 
-def restore_target(ctx: Context, failing: Mapping[str, Any]) -> tuple[Record | None, Record | None]:
+def restore_target(ctx: Context, failing: DeploymentRecord) -> tuple[_Deployment, _Deployment]:
     """(what to restore, a known good deployment of the failing bundle itself).
 
     What ran before the failing deployment, when that content passed a check in this
@@ -201,8 +206,8 @@ def restore_target(ctx: Context, failing: Mapping[str, Any]) -> tuple[Record | N
 def _restore(
     ctx: Context,
     out: RecoveryOutcome,
-    good: Record,
-    failing: Mapping[str, Any],
+    good: DeploymentRecord,
+    failing: DeploymentRecord,
     started: float,
 ) -> str | None:
     """Publish the last known good bundle; returns when service was restored (None: it was not)."""
@@ -228,7 +233,7 @@ def _restore(
     out.restored, out.restored_release = record["id"], good.get("release")
     out.restore_s = round(time.perf_counter() - started, 6)
     out.messages.append(f"restored {label} in {record['env']} ({result.target} target)")
-    return str(record["at"])
+    return record["at"]
 
 
 def _revert(
@@ -237,7 +242,7 @@ def _revert(
     agent: str,
     env: str,
     release: str,
-    good: Record | None,
+    good: DeploymentRecord | None,
     check: CheckOutcome,
     started: float,
 ) -> None:

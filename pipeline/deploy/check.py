@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline.bundle import export_revision, verify_bundle
 from pipeline.deploy.context import Bundle, Context
 from pipeline.errors import ConfigError, DeployError, KnowngoodError, UsageError
-from pipeline.records import Record, utc_now
+from pipeline.records import utc_now
+from pipeline.recordtypes import CheckRecord, Deployed
 from pipeline.repo import Agent, Provider, Repo, Settings, Suite, Tool
 from pipeline.targets import DirectoryTarget
 
@@ -53,7 +54,7 @@ class CheckOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
     failing: list[str] = field(default_factory=list)  # suite/case@provider
     notices: list[str] = field(default_factory=list)
-    record: Record | None = None
+    record: CheckRecord | None = None
     run: EvalRun | None = None
 
     @property
@@ -85,7 +86,7 @@ class CheckOutcome:
         }
 
 
-def deployed_bundle(ctx: Context, agent: str, env: str) -> tuple[Record, Bundle, list[str]]:
+def deployed_bundle(ctx: Context, agent: str, env: str) -> tuple[Deployed, Bundle, list[str]]:
     """(the current deployment record, the bundle that runs, warnings)."""
     run = ctx.running(agent, env)
     if run.state == "unknown":
@@ -124,7 +125,7 @@ def deployed_bundle(ctx: Context, agent: str, env: str) -> tuple[Record, Bundle,
 def run_check(
     ctx: Context,
     bundle: Mapping[str, Any],
-    deployment: Mapping[str, Any],
+    deployment: Deployed,
     *,
     why: str = "",
     progress: Progress | None = None,

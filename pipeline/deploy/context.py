@@ -17,12 +17,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pipeline.bundle import build_bundle, bundle_hash, verify_bundle
 from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
-from pipeline.records import Record, RecordStore, actor, new_record
+from pipeline.records import RecordStore, actor, new_record
+from pipeline.recordtypes import (
+    CheckRecord,
+    Deployed,
+    DeploymentRecord,
+    DrillRecord,
+    IntentRecord,
+    Kind,
+    Record,
+)
 from pipeline.repo import Settings, load_settings
 from pipeline.running import Running, label, resolve, settlement
 from pipeline.source import settings_at
@@ -102,7 +111,16 @@ class Context:
                 f"{self.store.branch} and go out with the next push"
             )
 
-    def record(self, kind: str, **fields: Any) -> Record:
+    @overload
+    def record(self, kind: Literal["intent"], **fields: Any) -> IntentRecord: ...
+    @overload
+    def record(self, kind: Literal["deployment"], **fields: Any) -> DeploymentRecord: ...
+    @overload
+    def record(self, kind: Literal["check"], **fields: Any) -> CheckRecord: ...
+    @overload
+    def record(self, kind: Literal["drill"], **fields: Any) -> DrillRecord: ...
+    def record(self, kind: Kind, **fields: Any) -> Record:
+        """Write a new record of ``kind`` (``fields``: new_record's, checked by the schema)."""
         record = new_record(kind, by=self.by, **fields)
         self.store.append(record)
         return record
@@ -193,7 +211,7 @@ class Context:
         bundle = build_bundle(self.git, self.root, agent, ref, source)
         return retarget(bundle, env) if source != env else bundle
 
-    def bundle_for_record(self, deployment: Mapping[str, Any]) -> Bundle:
+    def bundle_for_record(self, deployment: Deployed) -> Bundle:
         """The exact bundle a deployment record published: the copy the directory target keeps,
         else rebuilt from its release (or commit); its content hash must match the record's."""
         agent, env, wanted = deployment["agent"], deployment["env"], deployment["content_hash"]
@@ -203,7 +221,7 @@ class Context:
             if bundle is not None and bundle.get("content_hash") == wanted:
                 return bundle
         ref = deployment.get("release") or deployment["commit"]
-        source = (deployment.get("details") or {}).get("built_for") or self.source_env(env)
+        source = str(deployment.get("details", {}).get("built_for") or self.source_env(env))
         try:
             bundle = build_bundle(self.git, self.root, agent, ref, source)
         except KnowngoodError as e:
@@ -224,10 +242,10 @@ class Context:
         bundle: Mapping[str, Any],
         *,
         why: str,
-        previous: Mapping[str, Any] | None,
+        previous: Deployed | None,
         rollback: bool = False,
         details: Mapping[str, Any] | None = None,
-    ) -> tuple[Record, PublishResult]:
+    ) -> tuple[DeploymentRecord, PublishResult]:
         """Publish ``bundle``: record and push the intent, publish, record the deployment
         (whatever the outcome; the caller pushes it)."""
         extra: dict[str, Any] = dict(details or {})
@@ -245,8 +263,8 @@ class Context:
         return self._settle(intent, result, start, extra), result
 
     def remove(
-        self, deployment: Mapping[str, Any], *, why: str, details: Mapping[str, Any] | None = None
-    ) -> tuple[Record, PublishResult] | None:
+        self, deployment: Deployed, *, why: str, details: Mapping[str, Any] | None = None
+    ) -> tuple[DeploymentRecord, PublishResult] | None:
         """Make nothing run of ``deployment``'s agent in its environment (a drill putting back
         an environment it found empty), recorded like ``publish``. None when the target cannot
         remove a deployment (only the directory target can)."""
@@ -265,10 +283,10 @@ class Context:
         bundle: Mapping[str, Any],
         what: str,
         why: str,
-        previous: Mapping[str, Any] | None,
+        previous: Deployed | None,
         rollback: bool,
         details: Mapping[str, Any],
-    ) -> Record:
+    ) -> IntentRecord:
         """Record what is about to change, and push it before anything changes: a process
         that dies after this leaves an intent that ``running`` settles, from any clone."""
         intent = self.record(
@@ -292,13 +310,13 @@ class Context:
 
     def _settle(
         self,
-        intent: Record,
+        intent: IntentRecord,
         result: PublishResult,
         start: float,
         details: Mapping[str, Any],
         *,
         removed: bool = False,
-    ) -> Record:
+    ) -> DeploymentRecord:
         extra = dict(details)
         if not result.ok:
             extra["error"] = result.message

@@ -14,7 +14,7 @@ from pipeline.deploy.context import Bundle, Context
 from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError
 from pipeline.git import Git
-from pipeline.records import Record
+from pipeline.recordtypes import Deployed, DeploymentRecord
 
 if TYPE_CHECKING:
     from pipeline.evals.session import Progress
@@ -33,7 +33,7 @@ class DeployOutcome:
     commit: str
     content_hash: str
     previous: str | None  # what ran before (a release, or a short commit), None for the first
-    deployment: Record | None  # None when a safeguard refused: nothing was published
+    deployment: DeploymentRecord | None  # None when a safeguard refused: nothing was published
     build_s: float
     publish_s: float
     safeguard: str | None = None
@@ -130,7 +130,7 @@ def _publish(
     ctx: Context,
     bundle: Bundle,
     tag: str,
-    previous: Record | None,
+    previous: Deployed | None,
     build_s: float,
     *,
     why: str,

@@ -36,7 +36,8 @@ from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_OK, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents import drill_outcome
-from pipeline.records import Record, new_id
+from pipeline.records import new_id
+from pipeline.recordtypes import Deployed, DeploymentRecord, DrillRecord
 
 if TYPE_CHECKING:
     from pipeline.evals.session import Progress
@@ -75,7 +76,7 @@ class DrillOutcome:
     left: str | None = None  # what the environment was left running when not as found
     steps: list[DrillStep] = field(default_factory=list)
     check: CheckOutcome | None = None
-    record: Record | None = None
+    record: DrillRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -165,9 +166,9 @@ class Skip:
 class Plan:
     start: str  # the last known good release: the drill deploys it first
     to: str  # the older release the drill rolls back to
-    start_good: Record | None  # their known good deployments in the environment drilled
-    to_good: Record | None  # (a real one): their exact bundles are republished
-    before: Record | None  # what ran before the drill: put back at the end (None: nothing)
+    start_good: DeploymentRecord | None  # their known good deployments in the environment drilled
+    to_good: DeploymentRecord | None  # (a real one): their exact bundles are republished
+    before: Deployed | None  # what ran before the drill: put back at the end (None: nothing)
 
 
 def _plan(ctx: Context, agent: str, env: str) -> Plan | Skip:
@@ -183,7 +184,9 @@ def _plan(ctx: Context, agent: str, env: str) -> Plan | Skip:
     good = [
         d
         for d in ctx.store.known_good(agent, source)  # newest first
-        if d.get("release") in tags and failed_check(ctx, agent, source, d["release"]) is None
+        if (release := d.get("release")) in tags
+        and release is not None
+        and failed_check(ctx, agent, source, release) is None
     ]
     if not good:
         return Skip(
@@ -235,7 +238,7 @@ def _drill(
         out.steps.append(DrillStep(name, ok, round(time.perf_counter() - start, 6), message))
         return value if ok else None
 
-    def publish(bundle_fn: Any, why: str, prev: Mapping[str, Any] | None, rollback: bool) -> Any:
+    def publish(bundle_fn: Any, why: str, prev: Deployed | None, rollback: bool) -> Any:
         def action() -> tuple[Any, bool, str]:
             bundle: Bundle = bundle_fn()
             record, result = ctx.publish(
@@ -309,11 +312,11 @@ def _conclude(
 
 
 def _restore(
-    ctx: Context, out: DrillOutcome, plan: Plan, last: Record, tag: Mapping[str, Any]
-) -> tuple[Record, bool, str]:
+    ctx: Context, out: DrillOutcome, plan: Plan, last: DeploymentRecord, tag: Mapping[str, Any]
+) -> tuple[DeploymentRecord, bool, str]:
     """Put back what ran before the drill: its exact bundle, or nothing."""
     if plan.before is not None:
-        label = plan.before.get("release") or str(plan.before["commit"])[:12]
+        label = plan.before.get("release") or plan.before["commit"][:12]
         record, result = ctx.publish(
             ctx.bundle_for_record(plan.before),
             why=f"drill rollback: put back {label}",
@@ -339,7 +342,10 @@ def _restore(
 
 
 def _check(
-    ctx: Context, out: DrillOutcome, rolled: tuple[Bundle, Record], progress: Progress | None
+    ctx: Context,
+    out: DrillOutcome,
+    rolled: tuple[Bundle, DeploymentRecord],
+    progress: Progress | None,
 ) -> tuple[CheckOutcome, bool, str]:
     bundle, record = rolled
     outcome = run_check(ctx, bundle, record, why="drill rollback", progress=progress)

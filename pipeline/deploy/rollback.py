@@ -9,7 +9,6 @@ what already runs changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from pipeline.deploy.context import Bundle, Context, release_order
 from pipeline.deploy.safeguards import Refusal, daily_limit, failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError, UsageError
 from pipeline.git import Git
-from pipeline.records import Record
+from pipeline.recordtypes import Deployed, DeploymentRecord
 
 if TYPE_CHECKING:
     from pipeline.evals.session import Progress
@@ -37,7 +36,7 @@ class RollbackOutcome:
     status: str  # rolled-back | skipped | refused | failed
     message: str
     safeguard: str | None = None
-    deployment: Record | None = None
+    deployment: DeploymentRecord | None = None
     check: CheckOutcome | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -88,7 +87,7 @@ def rollback(
     # A deploy that was interrupted, and the target cannot say whether it took effect: roll
     # back from the change that may run (it is newer), and never take "already runs" for granted.
     unsure = run.state == "unknown" and run.interrupted is not None
-    if unsure and run.interrupted is not None and run.interrupted.get("action") == "publish":
+    if unsure and run.interrupted is not None and run.interrupted["action"] == "publish":
         current = run.interrupted
     if current is None:
         raise UsageError(
@@ -122,7 +121,7 @@ def _publish(
     ctx: Context,
     out: RollbackOutcome,
     bundle: Bundle,
-    previous: Record | None,
+    previous: Deployed | None,
     *,
     reason: str | None,
     force: bool,
@@ -146,8 +145,8 @@ def _publish(
 
 
 def _destination(
-    ctx: Context, agent: str, env: str, current: Mapping[str, Any], to: str | None
-) -> tuple[str, Record | None]:
+    ctx: Context, agent: str, env: str, current: Deployed, to: str | None
+) -> tuple[str, DeploymentRecord | None]:
     """The release to go back to, and its known good deployment (None: none is known)."""
     good = ctx.store.known_good(agent, env)
     if to is not None:
@@ -164,7 +163,7 @@ def _destination(
 
 
 def bundle_of(
-    ctx: Context, agent: str, tag: str, env: str, known: Mapping[str, Any] | None = None
+    ctx: Context, agent: str, tag: str, env: str, known: Deployed | None = None
 ) -> Bundle:
     """The bundle of ``tag`` for ``env``: the exact one a known good deployment published when
     there is one (no rebuild), else built from the tag."""
@@ -174,8 +173,8 @@ def bundle_of(
 
 
 def _older_known_good(
-    ctx: Context, agent: str, current: Mapping[str, Any], good: list[Record]
-) -> Record | None:
+    ctx: Context, agent: str, current: Deployed, good: list[DeploymentRecord]
+) -> DeploymentRecord | None:
     order = release_order(ctx.git, agent)
     now = order.get(str(current.get("release")))
     for deployment in good:  # newest first

@@ -46,7 +46,7 @@ def daily_limit(ctx: Context, agent: str, env: str) -> Refusal | None:
     recent = [
         d
         for d in ctx.store.list("deployment", agent, env)
-        if (d.get("details") or {}).get("kind") == "rollback" and parse_time(d["at"]) >= since
+        if d.get("details", {}).get("kind") == "rollback" and parse_time(d["at"]) >= since
     ]
     if len(recent) >= limit:
         return (

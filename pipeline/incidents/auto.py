@@ -18,8 +18,8 @@ from typing import Any
 
 from pipeline.incidents import lifecycle
 from pipeline.incidents.paging import DRILL_SCENARIO, page
-from pipeline.recordbuild import Record
 from pipeline.records import RecordStore
+from pipeline.recordtypes import IncidentRecord, Record
 from pipeline.repo import Settings
 
 DRILL_SEVERITY = "P3"
@@ -46,7 +46,7 @@ def open_once(
     at: str | None = None,
     details: Mapping[str, Any] | None = None,
     **fields: Any,
-) -> tuple[Record, dict[str, Any] | None] | None:
+) -> tuple[IncidentRecord, dict[str, Any] | None] | None:
     """Open an incident (and page for a P1 or P2 when ``settings`` is given), unless one with
     ``key`` is open for ``agent`` in ``env``: then None, nothing written."""
     if lifecycle.open_incidents(store, agent, env, key):
@@ -80,10 +80,10 @@ def close_open(
     why: str,
     actor: str | None = None,
     at: str | None = None,
-) -> list[Record]:
+) -> list[IncidentRecord]:
     """Record ``step`` (mitigated or resolved) on each open incident with ``key`` that has not
     taken it yet; returns the records written."""
-    written = []
+    written: list[IncidentRecord] = []
     for incident in lifecycle.open_incidents(store, agent, env, key):
         if any(r.get("step") == step for r in incident.records):
             continue
@@ -96,19 +96,21 @@ def close_open(
 
 
 def drill_outcome(
-    store: RecordStore, settings: Settings | None, drill: Mapping[str, Any]
-) -> Record | None:
+    store: RecordStore, settings: Settings | None, drill: Record
+) -> IncidentRecord | None:
     """The hook every drill calls with the drill record it wrote.
 
     A failed drill opens a P3 incident (one per agent, environment and drill kind while open)
     naming the runbook section the drill rehearses; a passed drill resolves the incident its
     kind's last failure opened. Returns the incident record written, if any.
     """
-    kind = str(drill.get("drill") or "drill")
+    if drill["kind"] != "drill":
+        raise TypeError(f"drill_outcome() takes a drill record, not a {drill['kind']} record")
+    kind = drill["drill"] or "drill"
     key = f"drill:{kind}"
-    agent, env = str(drill["agent"]), str(drill["env"])
-    message = str((drill.get("details") or {}).get("message") or drill.get("what") or "")
-    if drill.get("outcome") == "passed":
+    agent, env = drill["agent"], drill["env"]
+    message = str(drill.get("details", {}).get("message") or drill["what"])
+    if drill["outcome"] == "passed":
         closed = close_open(
             store,
             key=key,

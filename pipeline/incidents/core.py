@@ -21,12 +21,12 @@ from pipeline.incidents.paging import page, runbook_sections
 from pipeline.recordbuild import (
     SEVERITIES,
     Incident,
-    Record,
     actor,
     assemble_incident,
     parse_time,
 )
 from pipeline.records import RecordStore
+from pipeline.recordtypes import IncidentRecord
 from pipeline.repo import Settings
 
 ACTIONS = ("open", "ack", "mitigate", "resolve", "list", "show")
@@ -58,7 +58,7 @@ class Outcome:
     action: str
     incident: Incident | None = None
     incidents: list[Incident] = field(default_factory=list)
-    record: Record | None = None  # the record written
+    record: IncidentRecord | None = None  # the record written
     notification: dict[str, Any] | None = None
     runbook: list[str] = field(default_factory=list)
     postmortem: str | None = None  # its path, relative to the repository

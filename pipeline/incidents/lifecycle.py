@@ -9,7 +9,6 @@ resolved.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import CheckFailed, UsageError
@@ -17,13 +16,13 @@ from pipeline.recordbuild import (
     SEVERITIES,
     STEPS,
     Incident,
-    Record,
     incident_step,
     new_record,
     resolve_incident,
     utc_now,
 )
 from pipeline.records import RecordStore
+from pipeline.recordtypes import IncidentRecord
 
 MIN_PREFIX = 4  # an incident id may be given by a unique prefix this long
 
@@ -53,7 +52,7 @@ def new_incident(
     scenario: str | None = None,
     at: str | None = None,
     **fields: Any,
-) -> Record:
+) -> IncidentRecord:
     """The record that detects a new incident (not written: :meth:`RecordStore.append` it)."""
     extra = {k: v for k, v in fields.items() if v is not None}
     if scenario:
@@ -122,28 +121,29 @@ def step_record(
     at: str | None = None,
     what: str | None = None,
     **fields: Any,
-) -> Record:
+) -> IncidentRecord:
     """The record of ``step`` (acknowledged, mitigated or resolved) of ``incident``, not written.
     IncidentError when the incident was resolved or already took that step."""
     if step not in STEPS[1:]:
         raise UsageError(f"unknown incident step {step!r} (steps: {', '.join(STEPS[1:])})")
     _refuse(incident, step)
-    opening = incident.records[0]
-    base: Mapping[str, Any] = {
+    opening: IncidentRecord = {
+        **incident.records[0],
         "agent": incident.agent,
         "env": incident.env,
         "incident": incident.id,
         "detected_at": incident.detected_at,
         "release": incident.release,
-        "severity": incident.severity,
     }
+    if incident.severity:
+        opening["severity"] = incident.severity
     text = what or f"{step} incident {incident.id} of {incident.agent} in {incident.env}"
     extra = {k: v for k, v in fields.items() if v is not None}
     if step == "resolved":
         record = resolve_incident(
-            {**opening, **base}, at=at or utc_now(), why=why, by=actor, what=text, done_by=by
+            opening, at=at or utc_now(), why=why, by=actor, what=text, done_by=by
         )
-        record.update(extra)
+        record.update(extra)  # type: ignore[typeddict-item]  # the writer validates them
         return record
     record = new_record(
         "incident",

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.recordbuild import SEVERITIES, Incident, Record, parse_time
+from pipeline.recordbuild import SEVERITIES, Incident, parse_time
+from pipeline.recordtypes import DrillRecord
 
 DEFAULT_RTO_S = 900.0  # the seeds: a P1 recovers within 15 minutes
 DEFAULT_RPO_S = 3600.0  # the seeds: at most one hour of state lost
@@ -147,7 +148,7 @@ class Recovery:
         }
 
 
-def drill_figure(drill: Mapping[str, Any], name: str) -> float | None:
+def drill_figure(drill: Mapping[str, object], name: str) -> float | None:
     """A named figure of a drill record: in its kind's figures (``restore: {rpo_s}``), else in
     its details."""
     for holder in (drill.get(str(drill.get("drill"))), drill.get("details")):
@@ -159,21 +160,21 @@ def drill_figure(drill: Mapping[str, Any], name: str) -> float | None:
 
 
 def recovery(
-    drills: Iterable[Record], incidents: Iterable[Incident], targets: Targets, now: datetime
+    drills: Iterable[DrillRecord], incidents: Iterable[Incident], targets: Targets, now: datetime
 ) -> Recovery:
     """``drills``: one agent's drill records (any order); ``incidents``: its incidents."""
     since = now - timedelta(seconds=DRILL_WINDOW_S)
     recent = sorted(
-        (d for d in drills if parse_time(str(d["at"])) >= since),
-        key=lambda d: str(d["at"]),
+        (d for d in drills if parse_time(d["at"]) >= since),
+        key=lambda d: d["at"],
         reverse=True,
     )
     newest_passed: dict[str, float] = {}
     for d in recent:
-        if d["outcome"] == "passed" and d.get("recovery_s") is not None:
-            newest_passed.setdefault(str(d.get("drill")), float(d["recovery_s"]))
+        if d["outcome"] == "passed" and (seconds := d["recovery_s"]) is not None:
+            newest_passed.setdefault(d["drill"], float(seconds))
     slowest = max(newest_passed.items(), key=lambda kv: kv[1], default=None)
-    restores = [d for d in recent if d.get("drill") == "restore"]
+    restores = [d for d in recent if d["drill"] == "restore"]
     rpo = next((f for d in restores if (f := drill_figure(d, "rpo_s")) is not None), None)
     rows = list(incidents)
     return Recovery(

@@ -6,9 +6,9 @@ anchors below are the ones the runbook generator writes. A P1 also names the P1 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from pipeline.recordtypes import IncidentRecord
 from pipeline.repo import Settings
 
 RUNBOOK_DIR = "runbooks"
@@ -50,15 +50,15 @@ def runbook_sections(agent: str, severity: str | None, scenario: str | None) -> 
     return [f"{RUNBOOK_DIR}/{agent}.md#{a}" for a in anchors]
 
 
-def incident_event(opening: Mapping[str, Any]) -> dict[str, Any]:
+def incident_event(opening: IncidentRecord) -> dict[str, Any]:
     """The notification of a newly detected incident (webhook JSON; chat text; PR comment)."""
-    agent, env = str(opening["agent"]), str(opening["env"])
-    severity = str(opening.get("severity") or "")
+    agent, env = opening["agent"], opening["env"]
+    severity = opening.get("severity", "")
     sections = runbook_sections(agent, severity, opening.get("scenario"))
     title = f"{severity} incident {opening['incident']}: {opening['what']} ({agent}, {env})"
     follow = "Follow " + " then ".join(sections)
     lines = [title, follow]
-    if opening.get("why"):
+    if opening["why"]:
         lines.insert(1, f"Why: {opening['why']}")
     lines.append(f"Acknowledge: knowngood incident ack {opening['incident']}")
     return {
@@ -70,7 +70,7 @@ def incident_event(opening: Mapping[str, Any]) -> dict[str, Any]:
         "agent": agent,
         "environment": env,
         "release": opening.get("release"),
-        "reason": opening.get("why") or None,
+        "reason": opening["why"] or None,
         "detected_at": opening["detected_at"],
         "detected_by": opening.get("by"),
         "scenario": opening.get("scenario"),
@@ -81,7 +81,7 @@ def incident_event(opening: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def page(settings: Settings, opening: Mapping[str, Any]) -> dict[str, Any] | None:
+def page(settings: Settings, opening: IncidentRecord) -> dict[str, Any] | None:
     """Notify at once when ``opening`` is a P1 or P2 (never raises); None for P3 and P4."""
     if opening.get("severity") not in PAGED:
         return None

@@ -18,7 +18,8 @@ from typing import Any
 
 from pipeline.incidents.metrics import Targets
 from pipeline.incidents.paging import SCENARIO_DRILL, runbook_sections
-from pipeline.recordbuild import Incident, Record
+from pipeline.recordbuild import Incident
+from pipeline.recordtypes import DrillRecord
 
 POSTMORTEM_DIR = "postmortems"
 
@@ -39,22 +40,24 @@ def duration(seconds: float | None) -> str:
 
 
 def expectations(
-    incident: Incident, drills: Sequence[Record], targets: Targets
+    incident: Incident, drills: Sequence[DrillRecord], targets: Targets
 ) -> list[tuple[str, float, str]]:
     """(what the runbook expects, seconds, where that figure comes from) for this incident."""
     out: list[tuple[str, float, str]] = []
     kind = SCENARIO_DRILL.get(incident.scenario or "")
     passed = [
-        d
+        (d, seconds)
         for d in drills
-        if d.get("drill") == kind and d["outcome"] == "passed" and d.get("recovery_s") is not None
+        if d["drill"] == kind
+        and d["outcome"] == "passed"
+        and (seconds := d["recovery_s"]) is not None
     ]
     if passed:
-        newest = max(passed, key=lambda d: str(d["at"]))
+        newest, seconds = max(passed, key=lambda p: p[0]["at"])
         out.append(
             (
                 f"recovery as in the {kind} drill",
-                float(newest["recovery_s"]),
+                float(seconds),
                 f"{kind} drill {newest['id']} at {newest['at']}",
             )
         )
@@ -63,7 +66,7 @@ def expectations(
     return out
 
 
-def render(incident: Incident, drills: Sequence[Record], targets: Targets) -> str:
+def render(incident: Incident, drills: Sequence[DrillRecord], targets: Targets) -> str:
     """The skeleton (Markdown) for a resolved ``incident``; ``drills``: the agent's drills."""
     opening = incident.records[0]
     title = f"# Post-mortem: {opening['what']}"

@@ -11,7 +11,7 @@ from pipeline.errors import KnowngoodError
 from pipeline.readiness.backups import backup_directory, newest_backup, parse_utc
 from pipeline.readiness.model import Check, Item
 from pipeline.readiness.schedule import MAX_GAP_DAYS, max_gap_days, scheduled_drills
-from pipeline.records import Record
+from pipeline.recordtypes import DrillRecord
 from pipeline.runbookfacts import recovery_targets
 
 QUARTER_DAYS = (
@@ -27,12 +27,12 @@ WINDOWS: dict[str, tuple[str, int, bool]] = {
 
 
 def drill_item(
-    item_id: str, drills: Sequence[Record], agents: Sequence[str], now: datetime
+    item_id: str, drills: Sequence[DrillRecord], agents: Sequence[str], now: datetime
 ) -> Item:
     kind, days, per_agent = WINDOWS[item_id]
     item = Item(item_id)
     since = now - timedelta(days=days)
-    newest_of: dict[str, Record] = {}  # agent (or "repository") -> newest passed drill
+    newest_of: dict[str, DrillRecord] = {}  # agent (or "repository") -> newest passed drill
     for d in drills:
         if d.get("drill") == kind and d.get("outcome") == "passed":
             key = str(d.get("agent")) if per_agent else "repository"
@@ -58,8 +58,8 @@ def drill_item(
     return item
 
 
-def _recovery(drill: Mapping[str, Any]) -> str:
-    value = drill.get("recovery_s")
+def _recovery(drill: DrillRecord) -> str:
+    value = drill["recovery_s"]
     return f", recovery {value:g} s" if isinstance(value, int | float) else ""
 
 

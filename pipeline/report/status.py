@@ -3,7 +3,6 @@ otherwise (CI logs, pipes), or JSON. Data goes to stdout, notices to stderr."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -11,8 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+
 if TYPE_CHECKING:
-    from pipeline.records import Incident, Record
+    from rich.console import Console
+
+    from pipeline.records import Incident
+    from pipeline.recordtypes import HistoryRow
     from pipeline.status import AgentStatus, EnvStatus, StatusReport
 
 HEALTH_COLOUR = {
@@ -30,15 +34,18 @@ def fancy() -> bool:
     return sys.stdout.isatty() and not os.environ.get("CI")
 
 
-def render_status(report: StatusReport, fmt: str) -> None:
-    for notice in report.notices:
-        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
-    if fmt == "json":
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    elif fancy():
-        _rich_status(report)
-    else:
-        click.echo(status_text(report), nl=False)
+def _notices(report: StatusReport) -> Rendered:
+    return Rendered(err=block([click.style(f"notice: {n}", fg="yellow") for n in report.notices]))
+
+
+def text(report: StatusReport) -> Rendered:
+    """Rich tables on an interactive terminal, plain lines otherwise."""
+    body = _rich_status(report) if fancy() else status_text(report)
+    return _notices(report) + Rendered(out=body)
+
+
+def json_(report: StatusReport) -> Rendered:
+    return _notices(report) + json_reporter(ensure_ascii=False)(report)
 
 
 # -- plain text -------------------------------------------------------------------------------
@@ -100,7 +107,7 @@ def _breaker_lines(report: StatusReport) -> list[str]:
     return lines
 
 
-def history_text(agent: str, rows: Sequence[Record]) -> str:
+def history_text(agent: str, rows: Sequence[HistoryRow]) -> str:
     if not rows:
         return f"no history for {agent}\n"
     return "".join(
@@ -153,14 +160,14 @@ def _drill(env: EnvStatus) -> str:
         if d.get("recovery_s") is not None and not d.get("failover")
         else ""
     )
-    kind = f"{d['drill']} " if d.get("drill") not in (None, "rollback") else ""
+    kind = f"{d['drill']} " if d["drill"] not in (None, "rollback") else ""
     return (
-        f"{kind}{d.get('outcome')}{took} {_when(d.get('at'))}{_failover(d.get('failover'))}"
+        f"{kind}{d['outcome']}{took} {_when(d['at'])}{_failover(d.get('failover'))}"
         f"{_crash(d.get('crash'))}"
     )
 
 
-def _failover(figures: Any) -> str:
+def _failover(figures: object) -> str:
     """A failover drill's figures, in brief."""
     if not isinstance(figures, dict):
         return ""
@@ -237,15 +244,15 @@ def _incident(i: Incident) -> str:
     return f"{head}{failed}, recovered in {_seconds(i.recovery_s)}{restored}"
 
 
-def _extra(r: Record) -> str:
+def _extra(r: HistoryRow) -> str:
     bits = []
-    if r.get("recovery_s") is not None:
-        bits.append(f"recovery {_seconds(r['recovery_s'])}")
-    if r.get("failover"):
+    if (r["kind"] == "incident" or r["kind"] == "drill") and r.get("recovery_s") is not None:
+        bits.append(f"recovery {_seconds(r.get('recovery_s'))}")
+    if r["kind"] == "drill" and "failover" in r:
         bits.append(_failover(r["failover"]).strip(" ()"))
-    if r.get("crash"):
+    if r["kind"] == "drill" and "crash" in r:
         bits.append(_crash(r["crash"]).strip(" ()"))
-    if r.get("why"):
+    if r["kind"] != "release" and r["why"]:
         bits.append(f"why: {r['why']}")
     return f" ({'; '.join(bits)})" if bits else ""
 
@@ -278,11 +285,19 @@ def _seconds(value: Any) -> str:
 # -- rich -------------------------------------------------------------------------------------
 
 
-def _rich_status(report: StatusReport) -> None:
+def _rich_status(report: StatusReport) -> str:
+    """The rich tables, as the terminal would show them (its width, its colours)."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
+    with console.capture() as captured:
+        _rich_print(console, report)
+    return captured.get()
+
+
+def _rich_print(console: Console, report: StatusReport) -> None:
+    from rich.table import Table
+
     if not report.agents:
         console.print("no agents, releases or records")
     for agent in report.agents:
@@ -307,3 +322,6 @@ def _rich_status(report: StatusReport) -> None:
             console.print(f"  {line}", highlight=False, markup=False)
     for line in [*_breaker_lines(report), *_backup_lines(report)]:
         console.print(line, highlight=False, markup=False)
+
+
+REPORTERS: dict[str, Reporter[StatusReport]] = {"text": text, "json": json_}

@@ -74,7 +74,7 @@ def write_record(
             details=details,
         )
         records.append(record)
-        outcome.record_id = str(record["id"])
+        outcome.record_id = record["id"]
         records.push()
     except KnowngoodError as e:
         outcome.notes.append(f"revert record: {e}")

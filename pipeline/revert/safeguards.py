@@ -234,14 +234,15 @@ def reverts_since(
         from pipeline.records import parse_time
 
         for record in records.list("revert"):
-            if record.get("outcome") not in _COUNTED or not record.get("reverted"):
+            sha = record.get("reverted")
+            if record["outcome"] not in _COUNTED or not sha:
                 continue
             try:
-                at = parse_time(str(record["at"]))
-            except (KeyError, ValueError):
+                at = parse_time(record["at"])
+            except ValueError:
                 continue
             if at >= since:
-                shas.add(str(record["reverted"]))
+                shas.add(sha)
     out = git.run(
         "log",
         "-z",

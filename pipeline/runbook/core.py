@@ -18,7 +18,8 @@ from typing import Any
 from pipeline.errors import GitError, UsageError
 from pipeline.git import Git
 from pipeline.outcome import Say, silent
-from pipeline.records import Record, RecordStore
+from pipeline.records import RecordStore
+from pipeline.recordtypes import DrillRecord
 from pipeline.runbook.figures import agent_figures, newest_of_each_kind, newest_passed
 from pipeline.runbook.render import render
 from pipeline.runbookfacts import RUNBOOK_DIR, Facts, header_of, load_tree
@@ -108,7 +109,7 @@ def run(root: Path, request: RunbookRequest) -> RunbookOutcome:
 
 
 def expected_runbooks(
-    store: RecordStore, facts: Mapping[str, Facts], drills: Sequence[Record] | None = None
+    store: RecordStore, facts: Mapping[str, Facts], drills: Sequence[DrillRecord] | None = None
 ) -> dict[str, str]:
     """agent -> the runbook it should have now (two reads of the records for any count;
     ``drills``: the drill records when the caller has them already)."""

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.records import Record
+from pipeline.recordtypes import DrillRecord, RawRecord
 
 DRILL_KINDS = ("rollback", "failover", "crash", "restore", "rebuild")
 # Drills of the whole runtime (its state store, its machine): one of any agent measures them all.
@@ -32,9 +32,10 @@ class Drill:
         return self.at[:10]
 
     @classmethod
-    def from_record(cls, record: Record) -> Drill:
-        kind = str(record["drill"])
-        own = record.get(kind)
+    def from_record(cls, record: DrillRecord) -> Drill:
+        kind = record["drill"]
+        raw: RawRecord = record  # a drill's own figures are under its kind's name
+        own = raw.get(kind)
         steps = tuple(
             (str(s.get("name")), s.get("duration_s"))
             for s in record.get("steps") or ()
@@ -42,10 +43,10 @@ class Drill:
         )
         return cls(
             kind,
-            str(record["agent"]),
-            str(record["env"]),
-            str(record["at"]),
-            record.get("recovery_s"),
+            record["agent"],
+            record["env"],
+            record["at"],
+            record["recovery_s"],
             dict(own) if isinstance(own, Mapping) else {},
             steps,
         )
@@ -63,13 +64,13 @@ class Figures:
         return self.drills.get(kind)
 
 
-def newest_passed(drills: Iterable[Record]) -> dict[tuple[str, str], Drill]:
+def newest_passed(drills: Iterable[DrillRecord]) -> dict[tuple[str, str], Drill]:
     """(agent, kind) -> the newest passed drill, from drill records in any order."""
-    best: dict[tuple[str, str], Record] = {}
+    best: dict[tuple[str, str], DrillRecord] = {}
     for record in drills:
-        if record.get("outcome") != "passed" or not isinstance(record.get("drill"), str):
+        if record["outcome"] != "passed" or not isinstance(record["drill"], str):
             continue
-        key = (str(record["agent"]), str(record["drill"]))
+        key = (record["agent"], record["drill"])
         held = best.get(key)
         if held is None or (record["at"], record["id"]) > (held["at"], held["id"]):
             best[key] = record

@@ -136,7 +136,7 @@ def drills(views: Sequence[DrillView], targets: Targets) -> Markup:
     chart = _chart(
         "Line",
         "Drill recovery time (s) against the RTO",
-        [day(v.record["at"]) for v in views],
+        [day(str(v.record["at"])) for v in views],
         include_x_axis=True,
     )
     for kind in kinds:

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.records import Record, parse_time, seconds_between
+from pipeline.records import parse_time, seconds_between
+from pipeline.recordtypes import RawRecord
 
 STEPS = ("detected", "acknowledged", "mitigated", "resolved")
 _OUTCOME_STEP = {"open": "detected", "resolved": "resolved"}
@@ -50,7 +51,7 @@ class IncidentView:
 
 @dataclass(slots=True)
 class DrillView:
-    record: Record
+    record: RawRecord
     kind: str
     recovery_s: float | None
     rpo_s: float | None
@@ -80,9 +81,9 @@ class Targets:
         return cls(configured.rto_s, configured.rpo_s, "knowngood.yaml runtime.targets")
 
 
-def incidents(records: Iterable[Record]) -> list[IncidentView]:
+def incidents(records: Iterable[RawRecord]) -> list[IncidentView]:
     """Incidents, newest detection first."""
-    groups: dict[str, list[Record]] = {}
+    groups: dict[str, list[RawRecord]] = {}
     for record in sorted(records, key=lambda r: str(r.get("at", ""))):
         groups.setdefault(str(record.get("incident") or record.get("id")), []).append(record)
     views = [_incident(incident_id, rows) for incident_id, rows in groups.items()]
@@ -90,7 +91,7 @@ def incidents(records: Iterable[Record]) -> list[IncidentView]:
     return views
 
 
-def _incident(incident_id: str, rows: list[Record]) -> IncidentView:
+def _incident(incident_id: str, rows: list[RawRecord]) -> IncidentView:
     steps: dict[str, Step] = {}
     for row in rows:
         for step in _steps(row):
@@ -112,9 +113,10 @@ def _incident(incident_id: str, rows: list[Record]) -> IncidentView:
         env=str(first.get("env", "")),
         status="resolved" if resolved else "open",
         severity=severity,
-        release=first.get("release"),
+        release=_text(first.get("release")),
         restored_release=next(
-            (r.get("restored_release") for r in reversed(rows) if r.get("restored_release")), None
+            (_text(r.get("restored_release")) for r in reversed(rows) if r.get("restored_release")),
+            None,
         ),
         what=str(first.get("what", "")),
         steps=ordered,
@@ -122,7 +124,7 @@ def _incident(incident_id: str, rows: list[Record]) -> IncidentView:
     )
 
 
-def _timeline(row: Record) -> list[Mapping[str, Any]]:
+def _timeline(row: RawRecord) -> list[Mapping[str, Any]]:
     """A record's ``timeline``: a list of ``{step, at, by}``, or a mapping of step to
     ``{at, by}`` or to a time."""
     timeline = row.get("timeline")
@@ -131,19 +133,23 @@ def _timeline(row: Record) -> list[Mapping[str, Any]]:
             {"step": k, **v} if isinstance(v, Mapping) else {"step": k, "at": v}
             for k, v in timeline.items()
         ]
-    return [e for e in timeline or [] if isinstance(e, Mapping)]
+    return [e for e in timeline if isinstance(e, Mapping)] if isinstance(timeline, list) else []
 
 
-def _steps(row: Record) -> list[Step]:
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _steps(row: RawRecord) -> list[Step]:
     by = str(row.get("actor", ""))
     found = []
     for entry in _timeline(row):
         if entry.get("step") and isinstance(entry.get("at"), str):
             found.append(Step(str(entry["step"]), str(entry["at"]), str(entry.get("by") or by)))
     for name in STEPS:
-        if isinstance(row.get(f"{name}_at"), str):
+        if isinstance(at := row.get(f"{name}_at"), str):
             actor = row.get(f"{name}_by")
-            found.append(Step(name, row[f"{name}_at"], str(actor) if actor else by))
+            found.append(Step(name, at, str(actor) if actor else by))
     outcome = str(row.get("outcome", ""))
     name = str(row.get("step") or _OUTCOME_STEP.get(outcome, outcome))
     if name and row.get("at"):
@@ -190,7 +196,7 @@ def mttr_trend(views: Iterable[IncidentView]) -> list[tuple[str, float, float]]:
     return trend
 
 
-def drills(records: Iterable[Record]) -> list[DrillView]:
+def drills(records: Iterable[RawRecord]) -> list[DrillView]:
     """Drills oldest first, with their figures objects (failover, crash, restore, rebuild ...)
     and the data-loss window (RPO) a drill measured, where one did."""
     views = []

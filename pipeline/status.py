@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.changes.revision import at_root
-from pipeline.errors import GitError, KnowngoodError, UsageError
+from pipeline.errors import GitError, UsageError
 from pipeline.git import Git
 from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
 from pipeline.outcome import Say, silent
@@ -37,11 +37,11 @@ from pipeline.recordtypes import (
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
 from pipeline.running import Running, TargetObserver, resolve
+from pipeline.runtime.statusview import runtime_backups, runtime_breakers
 from pipeline.source import committed_settings
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
-BREAKER_EVENTS = 5  # transitions shown per provider
 TARGET_TIMEOUT_S = 10.0  # asking the deploy target what runs, for an interrupted deploy
 Records = list[Record]
 
@@ -182,8 +182,8 @@ def status(
     observer = TargetObserver(settings, root, TARGET_TIMEOUT_S)
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
-    report.breakers = _breakers(root, settings, report.notices)
-    report.backups = _backups(root, settings, report.notices)
+    report.breakers = runtime_breakers(root, settings, report.notices)
+    report.backups = runtime_backups(root, settings, report.notices)
     if not report.fetched and not store.data.tip():
         report.notices.append(
             f"no records yet (branch {settings.records_branch}): nothing was deployed from any clone"
@@ -276,71 +276,6 @@ def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
     except GitError as e:
         notices.append(f"{e.message}: showing the records this clone has")
         return False
-
-
-def _breakers(root: Path, settings: Settings, notices: list[str]) -> list[dict[str, Any]] | None:
-    """The runtime's breakers from the state store, read-only; None without one."""
-    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_location
-    from pipeline.runtime.storeview import read_breakers
-
-    runtime = settings.raw.get("runtime") or {}
-    url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
-    try:
-        found = read_breakers(state_store_location(root, url), BREAKER_EVENTS)
-    except KnowngoodError as e:
-        notices.append(f"circuit breakers not shown: {e.message}")
-        return None
-    if found is None:
-        return None
-    rows, events, faults = found
-    injected = {
-        f.provider: {
-            "until": _unix_utc(f.until),
-            "set_at": _unix_utc(f.set_at),
-            "reason": f.reason,
-        }
-        for f in faults
-    }
-    return [
-        {
-            "provider": row.provider,
-            "state": row.state,
-            "since": _unix_utc(row.since),
-            "transitions": [
-                {**e.to_json(), "at": _unix_utc(e.at)} for e in events.get(row.provider, [])
-            ],
-            "fault": injected.pop(row.provider, None),
-        }
-        for row in rows
-    ] + [
-        {"provider": p, "state": "closed", "since": None, "transitions": [], "fault": f}
-        for p, f in sorted(injected.items())
-    ]
-
-
-def _backups(root: Path, settings: Settings, notices: list[str]) -> dict[str, Any] | None:
-    """The achieved RPO of the state store's backups, when knowngood.yaml sets them up."""
-    runtime = settings.raw.get("runtime") or {}
-    if not runtime.get("backup"):
-        return None
-    from pipeline.runtime.backup.core import list_backups
-
-    try:
-        listed = list_backups(root)
-    except KnowngoodError as e:
-        notices.append(f"backups not shown: {e.message}")
-        return None
-    data = listed.to_json()
-    return {
-        "target": listed.target,
-        "snapshots": len(listed.snapshots),
-        "newest_restorable": data["newest_restorable"],
-        "rpo_s": data["rpo_s"],
-    }
-
-
-def _unix_utc(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _agent_status(

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgutil import PostgresCluster, find_bindir
+from pgutil import PostgresCluster, throwaway_cluster
 
 # Importing litellm must never reach for the network (price map, Anthropic beta headers).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -47,14 +45,4 @@ def repo_root() -> Path:
 @pytest.fixture
 def postgres() -> Iterator[PostgresCluster]:
     """A real PostgreSQL cluster of its own on a free loopback port, thrown away afterwards."""
-    if find_bindir() is None:
-        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
-    # Not under tmp_path: pytest makes it 0700, and the server may run as another user.
-    base = Path(tempfile.mkdtemp(prefix="knowngood-pg-"))
-    cluster = PostgresCluster.create(base)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from throwaway_cluster()

@@ -18,11 +18,13 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PostgresCluster", "find_bindir", "free_port"]
+__all__ = ["PostgresCluster", "find_bindir", "free_port", "throwaway_cluster"]
 
 START_TIMEOUT_S = 60
 
@@ -166,3 +168,21 @@ class PostgresCluster:
             return (self.datadir / "server.log").read_text(errors="replace")
         except OSError:
             return ""
+
+
+def throwaway_cluster() -> Iterator[PostgresCluster]:
+    """The body of a fixture: a real cluster of its own on a free loopback port, thrown away
+    afterwards; the test is skipped, saying why, only where PostgreSQL is not installed."""
+    import pytest
+
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    # Not under tmp_path: pytest makes it 0700, and the server may run as another user.
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pg-"))
+    cluster = PostgresCluster.create(base)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -125,7 +125,9 @@ def test_two_workers_on_one_postgresql_run_every_workflow_once(
     (_, first), (_, second) = workers.start(), workers.start()
     assert sorted([first, second]) == ["worker-1", "worker-2"]
     with FlowClient.open(tmp_path, workers.url) as client:
-        ids = [client.enqueue("pgjob", 0.3, workflow_id=f"job-{i}") for i in range(60)]
+        # each job outlasts a dequeue poll (0.2 s) many times over: a worker cannot finish its
+        # 32 and take the rest before the other one polls
+        ids = [client.enqueue("pgjob", 1.5, workflow_id=f"job-{i}") for i in range(60)]
         states = _wait_all(client, ids, 120)
         assert set(states.values()) == {"SUCCESS"}, states
         executors = collections.Counter(client.show(i).executor for i in ids)

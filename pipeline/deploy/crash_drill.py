@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.deploy.context import Context
 from pipeline.deploy.crash_worker import EffectCounter, Worker
-from pipeline.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+from pipeline.deploy.drillset import DrillSet, agent_json
+from pipeline.errors import UsageError
 from pipeline.git import Git
 from pipeline.records import Record, new_id
 
@@ -70,39 +71,13 @@ class CrashDrill:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent,
-            "env": self.env,
-            "outcome": self.outcome,
-            "message": self.message,
-            **self.figures(),
-            "killed_pid": self.killed_pid,
-            "resumed_pid": self.resumed_pid,
-            "record": self.record["id"] if self.record else None,
-        }
+        return agent_json(
+            self, self.figures(), killed_pid=self.killed_pid, resumed_pid=self.resumed_pid
+        )
 
 
-@dataclass(slots=True)
-class CrashReport:
-    env: str
-    drills: list[CrashDrill] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FINDINGS if any(d.outcome != "passed" for d in self.drills) else EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "drill",
-            "drill": "crash",
-            "env": self.env,
-            "drills": [d.to_json() for d in self.drills],
-            "skipped": self.skipped,
-            "warnings": self.warnings,
-            "exit_code": self.exit_code,
-        }
+class CrashReport(DrillSet[CrashDrill]):
+    KIND = "crash"
 
 
 def drill_crash(

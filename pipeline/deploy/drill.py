@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.check import CheckOutcome, run_check
 from pipeline.deploy.context import Bundle, Context
+from pipeline.deploy.drillset import DrillSet
 from pipeline.deploy.rollback import bundle_of
 from pipeline.deploy.safeguards import failed_check
-from pipeline.errors import EXIT_FINDINGS, EXIT_OK, KnowngoodError, UsageError
+from pipeline.errors import KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents import drill_outcome
 from pipeline.records import new_id
@@ -94,28 +95,8 @@ class DrillOutcome:
         }
 
 
-@dataclass(slots=True)
-class DrillReport:
-    kind: str
-    env: str
-    drills: list[DrillOutcome] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FINDINGS if any(d.outcome != "passed" for d in self.drills) else EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "drill",
-            "drill": self.kind,
-            "env": self.env,
-            "drills": [d.to_json() for d in self.drills],
-            "skipped": self.skipped,
-            "warnings": self.warnings,
-            "exit_code": self.exit_code,
-        }
+class DrillReport(DrillSet[DrillOutcome]):
+    KIND = "rollback"
 
 
 def drill_rollback(
@@ -131,7 +112,7 @@ def drill_rollback(
     ctx = Context.open(git, root, remote=remote, github=github)
     if env != DRILL_ENV:
         ctx.require_env(env)  # a typo must not become a scratch environment silently
-    report = DrillReport("rollback", env)
+    report = DrillReport(env)
     names = [agent] if agent else _released_agents(git)
     for name in names:
         plan = _plan(ctx, name, env)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.deploy.context import Context
-from pipeline.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+from pipeline.deploy.drillset import DrillSet, agent_json
+from pipeline.errors import UsageError
 from pipeline.git import Git
 from pipeline.incidents import drill_outcome
 from pipeline.records import Record, new_id
@@ -74,37 +75,11 @@ class FailoverDrill:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent,
-            "env": self.env,
-            "outcome": self.outcome,
-            "message": self.message,
-            **self.figures(),
-            "record": self.record["id"] if self.record else None,
-        }
+        return agent_json(self, self.figures())
 
 
-@dataclass(slots=True)
-class FailoverReport:
-    env: str
-    drills: list[FailoverDrill] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FINDINGS if any(d.outcome != "passed" for d in self.drills) else EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "drill",
-            "drill": "failover",
-            "env": self.env,
-            "drills": [d.to_json() for d in self.drills],
-            "skipped": self.skipped,
-            "warnings": self.warnings,
-            "exit_code": self.exit_code,
-        }
+class FailoverReport(DrillSet[FailoverDrill]):
+    KIND = "failover"
 
 
 def set_fault(root: Path, provider: str, seconds: float, state_store: str | None = None) -> Any:

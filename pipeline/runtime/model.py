@@ -209,7 +209,10 @@ class AllProvidersDown(KnowngoodError):
 
 
 def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
-    """(agent, request) from an OpenAI chat-completions body; BadRequest says what is wrong."""
+    """(agent, request) from an OpenAI chat-completions body; BadRequest says what is wrong.
+
+    Long on purpose: one check per field of the body, in the order a client reads the errors.
+    """
     if not isinstance(data, dict):
         raise BadRequest(f"the request body must be a JSON object, not {_kind(data)}")
     agent = data.get("model")

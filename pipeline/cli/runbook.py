@@ -8,8 +8,28 @@ import click
 
 from pipeline.cli.options import format_option, repo_option, resolve_repo, say
 
+HELP = """Write runbooks/<agent>.md for every agent (or the AGENTs named): the P1 playbook and one
+section per failure scenario (model API outage, prompt change breaks the agent, state
+corruption, tool API breaking change, full rebuild), with the exact commands for this
+repository, the owner and escalation contacts, and the expected timelines measured by the
+drills in the records ("not measured yet" when a drill never passed).
 
-@click.command("runbook")
+The output depends only on the configuration and the records (no dates of its own), so a
+committed runbook can be checked: `validate` warns when the configuration changed since,
+`--check` also compares the drill figures.
+
+Exit 0 written or current; 1 with --check when a runbook is missing or stale, or for an
+invalid configuration; 2 for an unknown AGENT.
+
+\b
+Examples:
+  knowngood runbook
+  knowngood runbook support --output /tmp/runbooks
+  knowngood runbook --check --format json
+"""
+
+
+@click.command("runbook", help=HELP)
 @click.argument("agents", nargs=-1)
 @click.option(
     "--output",
@@ -36,25 +56,6 @@ def command(
     repo: Path | None,
     fmt: str,
 ) -> int:
-    """Write runbooks/<agent>.md for every agent (or the AGENTs named): the P1 playbook and one
-    section per failure scenario (model API outage, prompt change breaks the agent, state
-    corruption, tool API breaking change, full rebuild), with the exact commands for this
-    repository, the owner and escalation contacts, and the expected timelines measured by the
-    drills in the records ("not measured yet" when a drill never passed).
-
-    The output depends only on the configuration and the records (no dates of its own), so a
-    committed runbook can be checked: `validate` warns when the configuration changed since,
-    `--check` also compares the drill figures.
-
-    Exit 0 written or current; 1 with --check when a runbook is missing or stale, or for an
-    invalid configuration; 2 for an unknown AGENT.
-
-    \b
-    Examples:
-      knowngood runbook
-      knowngood runbook support --output /tmp/runbooks
-      knowngood runbook --check --format json
-    """
     from pipeline.report.runbook import render_runbooks
     from pipeline.runbook import RunbookRequest, run
 

@@ -70,7 +70,46 @@ OPTIONS = (
 )
 
 
-@click.command("serve")
+HELP = """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
+
+`model` names the agent. What runs is the release the deploy target says is current,
+never the working tree; a deploy, rollback or auto-revert is picked up within a second.
+Each request fails over through the agent's chain as its `resilience` settings say;
+circuit breakers live in the state store, shared by every serve process using it.
+
+Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
+/readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID.
+
+A request naming a session (`session` in the body or the X-Knowngood-Session header)
+sends only its new messages: the conversation so far comes from the state store, and
+the turn is stored once answered. With `on_all_down: queue`, a request made while every
+provider is down gets 202 (the holding message, an id, a status URL) and is answered
+when a provider is back, at GET /v1/queued/ID and POSTed to its `callback` URL if given;
+this runs the durable engine like --workflows does.
+
+With runtime.backup set in knowngood.yaml, one serve process per state store also backs
+it up on a schedule (journal every ship_every_s, a snapshot every snapshot_every_s, the
+retention); /metrics reports the achieved RPO as knowngood_backup_rpo_seconds.
+
+Keys come from the environment only (the providers' variables or api_key_env).
+SIGTERM or Ctrl-C stops it after the requests in flight finish.
+
+With --workflows, serve also runs durable workflows (DBOS, in the state store): on a
+SQLite store only one such worker may run (a second is refused, naming the first's
+pid); on PostgreSQL any number may.
+
+\b
+Examples:
+  knowngood serve
+  knowngood serve --env staging --port 8001
+  knowngood serve --host 0.0.0.0 --receive-deploys   (deploy.target: {type: http, ...})
+  knowngood serve --workflows flows.refunds
+  curl localhost:8000/v1/chat/completions -d '{"model": "support",
+    "messages": [{"role": "user", "content": "Where is my order?"}]}'
+"""
+
+
+@click.command("serve", help=HELP)
 @with_options(OPTIONS)
 def command(
     env: str,
@@ -84,43 +123,6 @@ def command(
     no_backups: bool,
     repo: Path | None,
 ) -> int:
-    """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-completions format.
-
-    `model` names the agent. What runs is the release the deploy target says is current,
-    never the working tree; a deploy, rollback or auto-revert is picked up within a second.
-    Each request fails over through the agent's chain as its `resilience` settings say;
-    circuit breakers live in the state store, shared by every serve process using it.
-
-    Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
-    /readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID.
-
-    A request naming a session (`session` in the body or the X-Knowngood-Session header)
-    sends only its new messages: the conversation so far comes from the state store, and
-    the turn is stored once answered. With `on_all_down: queue`, a request made while every
-    provider is down gets 202 (the holding message, an id, a status URL) and is answered
-    when a provider is back, at GET /v1/queued/ID and POSTed to its `callback` URL if given;
-    this runs the durable engine like --workflows does.
-
-    With runtime.backup set in knowngood.yaml, one serve process per state store also backs
-    it up on a schedule (journal every ship_every_s, a snapshot every snapshot_every_s, the
-    retention); /metrics reports the achieved RPO as knowngood_backup_rpo_seconds.
-
-    Keys come from the environment only (the providers' variables or api_key_env).
-    SIGTERM or Ctrl-C stops it after the requests in flight finish.
-
-    With --workflows, serve also runs durable workflows (DBOS, in the state store): on a
-    SQLite store only one such worker may run (a second is refused, naming the first's
-    pid); on PostgreSQL any number may.
-
-    \b
-    Examples:
-      knowngood serve
-      knowngood serve --env staging --port 8001
-      knowngood serve --host 0.0.0.0 --receive-deploys   (deploy.target: {type: http, ...})
-      knowngood serve --workflows flows.refunds
-      curl localhost:8000/v1/chat/completions -d '{"model": "support",
-        "messages": [{"role": "user", "content": "Where is my order?"}]}'
-    """
     import asyncio
 
     from pipeline.runtime.server import serve

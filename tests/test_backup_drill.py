@@ -67,6 +67,11 @@ def test_a_damaged_backup_is_a_failed_drill(
     assert "checksum" in out["message"]
     (record,) = _drills(root)
     assert record["outcome"] == "failed" and record["recovery_s"] is None
+    # a failed restore verification opens an incident, like every failed drill
+    store = RecordStore.for_settings(Git(root), load_settings(root))
+    (opened,) = store.list("incident", "shop", "production")
+    assert opened["severity"] == "P3" and opened["outcome"] == "open"
+    assert record["id"] in str(opened["why"]) or "restore" in str(opened["what"])
 
 
 def test_no_backup_at_all_is_a_failed_drill(root: Path, capsys: pytest.CaptureFixture[str]) -> None:

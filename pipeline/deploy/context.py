@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from pipeline.bundle import build_bundle, bundle_hash, verify_bundle
 from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
+from pipeline.incidents import drill_outcome
 from pipeline.records import RecordStore, actor, new_record
 from pipeline.recordtypes import (
     CheckRecord,
@@ -120,9 +121,15 @@ class Context:
     @overload
     def record(self, kind: Literal["drill"], **fields: Any) -> DrillRecord: ...
     def record(self, kind: Kind, **fields: Any) -> Record:
-        """Write a new record of ``kind`` (``fields``: new_record's, checked by the schema)."""
+        """Write a new record of ``kind`` (``fields``: new_record's, checked by the schema).
+
+        Every drill record goes through here, so every drill reports its outcome to the
+        incidents: a failure opens one, the next passed drill of its kind resolves it.
+        """
         record = new_record(kind, by=self.by, **fields)
         self.store.append(record)
+        if record["kind"] == "drill":
+            drill_outcome(self.store, self.settings, record)
         return record
 
     def running(self, agent: str, env: str) -> Running:

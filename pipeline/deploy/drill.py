@@ -36,7 +36,6 @@ from pipeline.deploy.rollback import bundle_of
 from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import KnowngoodError, UsageError
 from pipeline.git import Git
-from pipeline.incidents import drill_outcome
 from pipeline.records import new_id
 from pipeline.recordtypes import Deployed, DeploymentRecord, DrillRecord
 
@@ -289,7 +288,6 @@ def _conclude(
         steps=[{"name": s.name, "ok": s.ok, "duration_s": s.duration_s} for s in out.steps],
         details={"id": drill_id, "message": out.message, "left": out.left},
     )
-    drill_outcome(ctx.store, ctx.settings, out.record)  # a failure opens an incident
 
 
 def _restore(

@@ -33,7 +33,6 @@ from pipeline.deploy.context import Context
 from pipeline.deploy.drillset import DrillSet, agent_json
 from pipeline.errors import UsageError
 from pipeline.git import Git
-from pipeline.incidents import drill_outcome
 from pipeline.records import Record, new_id
 
 __all__ = ["FailoverDrill", "FailoverReport", "drill_failover", "lift_fault", "set_fault"]
@@ -285,4 +284,3 @@ def _record(ctx: Context, drill: FailoverDrill) -> None:
         failover=drill.figures(),
         details={"id": new_id(), "message": drill.message},
     )
-    drill_outcome(ctx.store, ctx.settings, drill.record)  # a failure opens an incident

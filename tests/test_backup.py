@@ -148,6 +148,14 @@ def test_a_damaged_backup_fails_verification_and_nothing_is_swapped(
     code, out, err = cli(root, capsys, "restore", "--timestamp", "latest")
     assert code == 1, out
     assert "row counts differ" in err and "turns" in err
+    # a failed restore verification opens one incident (not one per attempt), P2, state-corruption
+    from pipeline.git import Git
+    from pipeline.records import RecordStore
+    from pipeline.repo import load_settings
+
+    store = RecordStore.for_settings(Git(root), load_settings(root))
+    (opened,) = store.list("incident", "shop", "production")
+    assert opened["severity"] == "P2" and opened.get("scenario") == "state-corruption"
     assert dump(path) == before
     assert not list(path.parent.glob(".knowngood-restore-*"))
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import UsageError
+from pipeline.errors import KnowngoodError, UsageError
 from pipeline.runtime.backup.catalog import Catalog, Plan, iso, parse_time
 from pipeline.runtime.backup.core import Where, backup, head_reader, read_catalog, where
 from pipeline.runtime.backup.postgres import PgRestored
-from pipeline.runtime.backup.replay import Rebuilt, rebuild
+from pipeline.runtime.backup.replay import Rebuilt, VerificationFailed, rebuild
 from pipeline.runtime.backup.sqlitebackup import BackupError, SnapshotResult
 
 __all__ = [
@@ -152,7 +152,47 @@ def restore_postgres(w: Where, request: RestoreRequest) -> PgRestoreOutcome:
 def restore(root: Path, request: RestoreRequest) -> RestoreOutcome | PgRestoreOutcome:
     """Rebuild the store at the requested time in a scratch folder beside it, verify it, then
     (``request.swap``) swap it in and back up the restored store at once. PostgreSQL: into a
-    new data directory (``request.data_dir``), verified, left for the operator to swap."""
+    new data directory (``request.data_dir``), verified, left for the operator to swap.
+
+    A copy that fails its verification opens an incident (nothing is swapped)."""
+    try:
+        return _restore(root, request)
+    except VerificationFailed as e:
+        if request.swap:
+            _open_incident(root, e.message)
+        raise
+
+
+def _open_incident(root: Path, why: str) -> None:
+    """One P2 incident per agent the store serves (``state-corruption``, in production, where
+    the drills put it), unless one is open already. Best effort: the failed verification is
+    what the command reports, whether or not the records can be written."""
+    from pipeline.git import Git
+    from pipeline.incidents import open_once
+    from pipeline.records import RecordStore
+    from pipeline.repo import discover, load_settings
+
+    try:
+        settings = load_settings(root)
+        store = RecordStore.for_settings(Git(root), settings)
+        for agent in sorted(discover(root).agents):
+            open_once(
+                store,
+                settings,
+                key="restore:verification",
+                agent=agent,
+                env="production",
+                severity="P2",
+                what="a restore of the state store failed its verification",
+                by="knowngood restore",
+                why=why,
+                scenario="state-corruption",
+            )
+    except KnowngoodError:
+        return
+
+
+def _restore(root: Path, request: RestoreRequest) -> RestoreOutcome | PgRestoreOutcome:
     w = where(root, request.state_store)
     if w.url:
         return restore_postgres(w, request)

@@ -5,69 +5,63 @@ The sandbox matters: the pull-request gate renders templates from forks, and a t
 never be able to reach Python internals, read other files, or take the machine's memory or time
 (``pipeline.sandbox`` has the limits). A prompt is one self-contained file: ``include``,
 ``import`` and ``extends`` are refused where they are written, when the template is parsed.
+
+A prompt with no template syntax at all (no ``{{``, ``{%`` or ``{#``) is plain text: it renders
+to itself exactly as Jinja2 renders it (line ends made ``\\n``, then stripped), uses no
+variables and is rendered here without Jinja2, whose import and compile cost ~20 ms: a warm
+``eval`` of plain prompts never imports it. Everything else goes to
+:mod:`pipeline.jinjatemplates`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
-from functools import lru_cache
-from types import TracebackType
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import (
-    StrictUndefined,
-    Template,
-    TemplateError,
-    TemplateSyntaxError,
-    UndefinedError,
-    meta,
-    nodes,
-)
+from pipeline.templatelimits import MAX_CHARS, ONE_FILE_HINT, TemplateProblem
 
-from pipeline import sandbox
-from pipeline.errors import ConfigError
+if TYPE_CHECKING:
+    from jinja2 import nodes
 
-_REFUSED: dict[type[nodes.Node], str] = {
-    nodes.Include: "include",
-    nodes.Import: "import",
-    nodes.FromImport: "from ... import",
-    nodes.Extends: "extends",
-}
-ONE_FILE_HINT = "a prompt is one self-contained file: copy the text in, or use a {% macro %}"
+    from pipeline.sandbox import BoundedSandbox
+
+__all__ = [
+    "ONE_FILE_HINT",
+    "TemplateProblem",
+    "environment",
+    "parse",
+    "plain",
+    "render",
+    "render_metered",
+    "variables_used",
+]
+
+# What starts a block, an expression or a comment (the sandbox sets no line statements).
+_SYNTAX = ("{{", "{%", "{#")
 
 
-class TemplateProblem(ConfigError):
-    """A template that fails to render: ``line`` (1-based, None when unknown) and ``reason``."""
+def plain(source: str) -> str | None:
+    """What ``source`` renders to when it has no template syntax (Jinja2 turns ``\\r\\n`` and
+    ``\\r`` into ``\\n``; a render is stripped), else None. A text over the sandbox's size limit
+    is None too, so that Jinja2 reports the limit on its line."""
+    if len(source) > MAX_CHARS or any(mark in source for mark in _SYNTAX):
+        return None
+    return source.replace("\r\n", "\n").replace("\r", "\n").strip()
 
-    def __init__(self, reason: str, line: int | None, *, hint: str | None = None) -> None:
-        where = f"prompt template line {line}" if line else "prompt template"
-        super().__init__(f"{where}: {reason}", hint=hint)
-        self.reason = reason
-        self.line = line
 
+def environment() -> BoundedSandbox:
+    """The one sandboxed Jinja2 environment every prompt renders in."""
+    from pipeline import jinjatemplates
 
-@lru_cache(maxsize=1)
-def environment() -> sandbox.BoundedSandbox:
-    return sandbox.BoundedSandbox(
-        undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False
-    )
+    return jinjatemplates.environment()
 
 
 def parse(source: str) -> nodes.Template:
     """The template's syntax tree. Raises TemplateSyntaxError, also for what a prompt may not do
     (include, import, extends), on the line where it is written."""
-    ast = environment().parse(source)
-    for kind, what in _REFUSED.items():
-        for node in ast.find_all(kind):
-            raise TemplateSyntaxError(f"{{% {what} %}} is not allowed in a prompt", node.lineno)
-    return ast
+    from pipeline import jinjatemplates
 
-
-@lru_cache(maxsize=256)
-def _compiled(source: str) -> Template:
-    """Compiling costs ~0.3 ms a template; a run renders the same few sources many times."""
-    env = environment()
-    return env.from_string(sandbox.instrument(parse(source), env))
+    return jinjatemplates.parse(source)
 
 
 def render(source: str, variables: Mapping[str, Any]) -> str:
@@ -77,62 +71,13 @@ def render(source: str, variables: Mapping[str, Any]) -> str:
 
 
 def render_metered(source: str, variables: Mapping[str, Any]) -> tuple[str, int]:
-    """``render``, and the units of work the render took."""
-    try:
-        template = _compiled(source)
-    except TemplateSyntaxError as e:
-        raise TemplateProblem(e.message or "syntax error", e.lineno, hint=_hint(e)) from e
-    token, budget = sandbox.begin()
-    try:
-        return _generate(template, variables).strip(), budget.work
-    except UndefinedError as e:
-        raise TemplateProblem(e.message or "undefined variable", _line(e)) from e
-    except TemplateError as e:  # SecurityError and LimitExceeded from the sandbox, and the rest
-        raise TemplateProblem(e.message or type(e).__name__, _line(e), hint=_hint(e)) from e
-    except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as e:
-        raise TemplateProblem(f"{type(e).__name__}: {e}", _line(e)) from e
-    finally:
-        sandbox.end(token)
+    """``render``, and the units of work the render took (none for plain text)."""
+    text = plain(source)
+    if text is not None:
+        return text, 0
+    from pipeline import jinjatemplates
 
-
-def _generate(template: Template, variables: Mapping[str, Any]) -> str:
-    """Render piece by piece, so literal text repeated by a loop cannot pass MAX_CHARS either:
-    the limit is raised inside the template, where its line is known."""
-    parts: list[str] = []
-    size = 0
-    stream: Generator[str, None, None] = template.generate(**variables)  # type: ignore[assignment]
-    for part in stream:
-        size += len(part)
-        if size > sandbox.MAX_CHARS:
-            stream.throw(
-                sandbox.LimitExceeded(
-                    f"the prompt would be more than {sandbox.MAX_CHARS:,} characters"
-                )
-            )
-        parts.append(part)
-    return "".join(parts)
-
-
-def _line(error: BaseException) -> int | None:
-    """The template line an exception was raised on: Jinja2 rewrites the traceback so that
-    the template's frames carry its line numbers."""
-    line = None
-    tb: TracebackType | None = error.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _hint(error: TemplateError) -> str | None:
-    if isinstance(error, TemplateSyntaxError) and "not allowed in a prompt" in (
-        error.message or ""
-    ):
-        return ONE_FILE_HINT
-    if isinstance(error, sandbox.LimitExceeded):
-        return "a prompt template formats its variables: compute large or repeated text elsewhere"
-    return None
+    return jinjatemplates.render_metered(source, variables)
 
 
 def variables_used(source: str) -> dict[str, int]:
@@ -142,21 +87,8 @@ def variables_used(source: str) -> dict[str, int]:
     optional and not listed. Raises TemplateSyntaxError for a template that does not parse or
     does what a prompt may not.
     """
-    ast = parse(source)
-    names = meta.find_undeclared_variables(ast) - _guarded(ast)
-    lines: dict[str, int] = {}
-    for node in ast.find_all(nodes.Name):
-        if node.name in names and node.name not in lines:
-            lines[node.name] = node.lineno
-    return {name: lines.get(name, 1) for name in sorted(names)}
+    if plain(source) is not None:
+        return {}
+    from pipeline import jinjatemplates
 
-
-def _guarded(ast: nodes.Template) -> set[str]:
-    guarded: set[str] = set()
-    for test in ast.find_all(nodes.Test):
-        if test.name in ("defined", "undefined", "none") and isinstance(test.node, nodes.Name):
-            guarded.add(test.node.name)
-    for flt in ast.find_all(nodes.Filter):
-        if flt.name in ("default", "d") and isinstance(flt.node, nodes.Name):
-            guarded.add(flt.node.name)
-    return guarded
+    return jinjatemplates.variables_used(source)

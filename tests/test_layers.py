@@ -80,6 +80,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.schemas",
                 "pipeline.userschemas",
                 "pipeline.templates",
+                "pipeline.jinjatemplates",
                 "pipeline.git",
                 "pipeline.gitbranch",
                 "pipeline.gittracked",
@@ -92,7 +93,13 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "redaction/yamlsafe/sandbox",
         frozenset(
-            {"pipeline.redaction", "pipeline.yamlsafe", "pipeline.sandbox", "pipeline.outputs"}
+            {
+                "pipeline.redaction",
+                "pipeline.yamlsafe",
+                "pipeline.sandbox",
+                "pipeline.templatelimits",
+                "pipeline.outputs",
+            }
         ),
     ),
     (

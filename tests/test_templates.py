@@ -3,12 +3,17 @@ may not do is refused, and every failure names the template line -- in bounded t
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
+from repoutil import repo_files, write_repo
 
 from pipeline import sandbox
 from pipeline.templates import TemplateProblem, render, variables_used
@@ -175,3 +180,58 @@ def test_renders_do_not_share_a_budget() -> None:
     source = "{% for i in range(90000) %}{% endfor %}{{ company }}"
     for _ in range(20):  # 20 x 90,000 iterations: over the limit together, each well under it
         assert render(source, VARS) == "Acme"
+
+
+def _plain_texts() -> list[str]:
+    """Texts without template syntax, built from the characters that could make plain text
+    render differently (line ends of every kind, braces, percent and hash signs, whitespace,
+    Unicode line separators), plus a few prompts as people write them."""
+    alphabet = ["a", " ", "\t", "\n", "\r", "\r\n", "{", "}", "%", "#", "-", "é", "\u2028", "\x0c"]
+    rng = random.Random(13)
+    texts = ["", "\n", "You are a helpful assistant.\n", 'Reply in JSON: {"ok": true}\r\n']
+    texts += ["100% sure # not a comment } {", "Line one\r\nLine two\rLine three\n\n\n"]
+    for _ in range(400):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        if not any(mark in text for mark in ("{{", "{%", "{#")):
+            texts.append(text)
+    return texts
+
+
+def test_plain_text_renders_without_jinja_exactly_as_jinja_renders_it() -> None:
+    """A prompt with no template syntax takes the fast path; what it renders to and the
+    variables it uses are what the sandboxed Jinja2 path gives for the same text."""
+    from pipeline import jinjatemplates
+    from pipeline.templates import plain, render_metered
+
+    texts = _plain_texts()
+    assert len(texts) > 200
+    for text in texts:
+        assert plain(text) is not None, repr(text)
+        assert render_metered(text, VARS) == jinjatemplates.render_metered(text, VARS), repr(text)
+        assert variables_used(text) == jinjatemplates.variables_used(text) == {}, repr(text)
+    for text in (
+        "{{ x }}",
+        "a {% if 1 %}b{% endif %}",
+        "{# note #}",
+        "x" * (sandbox.MAX_CHARS + 1),
+    ):
+        assert plain(text) is None
+
+
+def test_an_eval_of_plain_prompts_never_imports_jinja(tmp_path: Path) -> None:
+    """Validating and rendering plain prompts happens without Jinja2 (its import is ~20 ms of a
+    warm eval); a prompt with syntax still gets the sandbox."""
+    files = repo_files(("shop",))
+    prompts = [rel for rel in files if rel.startswith("agents/shop/prompts/")]
+    assert prompts
+    for rel in prompts:
+        files[rel] = "You are a plain assistant.\r\nAnswer briefly: 100% {sure}.\n"
+    root = write_repo(tmp_path / "repo", files)
+    script = (
+        "import sys\nfrom pipeline.cli import main\n"
+        f"code = main(['validate', '--repo', {str(root)!r}])\n"
+        "print('jinja2' in sys.modules)\nsys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -10,14 +10,36 @@ from typing import Any
 
 from jinja2.exceptions import SecurityError
 
-MAX_CHARS = 1_000_000  # characters (or items) of any value a template makes, and of the prompt
-MAX_WORK = 1_000_000  # units of work per render
-MAX_SECONDS = 5.0  # wall time per render, whatever the units say
-MAX_RANGE = 100_000  # numbers from one range()
-MAX_INT_BITS = 4_096  # bits of a number a template makes (about 1,200 digits)
-UNIT_CHARS = 10  # characters or items touched per unit of work
-CALL_UNITS = 10  # a call (a macro, a method) costs about as much as ten loop iterations
-REMOVED_FILTERS = ("random", "urlize")
+from pipeline.templatelimits import (
+    CALL_UNITS,
+    MAX_CHARS,
+    MAX_INT_BITS,
+    MAX_RANGE,
+    MAX_SECONDS,
+    MAX_WORK,
+    REMOVED_FILTERS,
+    UNIT_CHARS,
+)
+
+__all__ = [
+    "CALL_UNITS",
+    "MAX_CHARS",
+    "MAX_INT_BITS",
+    "MAX_RANGE",
+    "MAX_SECONDS",
+    "MAX_WORK",
+    "REMOVED_FILTERS",
+    "UNIT_CHARS",
+    "Budget",
+    "LimitExceeded",
+    "begin",
+    "charge",
+    "check_result",
+    "check_size",
+    "end",
+    "too_long",
+    "units",
+]
 
 
 class LimitExceeded(SecurityError):

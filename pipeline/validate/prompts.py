@@ -12,12 +12,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import sandbox
 from pipeline.findings import Finding
 from pipeline.loading import Document
 from pipeline.repo import deep_merge
+from pipeline.templatelimits import MAX_WORK
 
-TRIAL_WORK = 2 * sandbox.MAX_WORK
+TRIAL_WORK = 2 * MAX_WORK
 
 
 @dataclass(slots=True)
@@ -55,9 +55,11 @@ def _prompt_vars(data: Any) -> dict[str, Any]:
 def check_source(rel: str, text: str) -> tuple[dict[str, int] | None, list[Finding]]:
     """The variables ``text`` requires (name -> first line), or None and the finding that says
     why it does not parse or does what a prompt may not (include, import, extends)."""
-    from jinja2 import TemplateSyntaxError
+    from pipeline.templates import ONE_FILE_HINT, plain, variables_used
 
-    from pipeline.templates import ONE_FILE_HINT, variables_used
+    if plain(text) is not None:
+        return {}, []  # no template syntax: nothing to parse (and no Jinja2 to import)
+    from jinja2 import TemplateSyntaxError
 
     try:
         return variables_used(text), []

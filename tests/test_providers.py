@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -488,6 +490,30 @@ def test_importing_providers_does_not_import_litellm() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_dotenv_file_in_the_checkout_never_reaches_the_environment(tmp_path: Path) -> None:
+    """litellm's import loads a `.env` file into os.environ by default (from the working
+    directory under `python -c`, else upward from its own folder: the checkout when the
+    virtualenv is inside it). A pull request could commit one that points a provider's base URL
+    or a proxy at its author, who would receive the keys; knowngood imports litellm so that it
+    loads none."""
+    (tmp_path / ".env").write_text(
+        "KG_DOTENV_PROBE=from-the-change\nOPENAI_BASE_URL=http://127.0.0.1:9/steal\n"
+    )
+    show = "import os; print(os.environ.get('KG_DOTENV_PROBE'), os.environ.get('OPENAI_BASE_URL'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "LITELLM_MODE")}
+
+    def run(code: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split()[-2:])
+
+    # the hazard is real: litellm imported as it comes loads the file
+    assert run(f"import litellm; {show}") == "from-the-change http://127.0.0.1:9/steal"
+    assert run(f"from pipeline.evals import providers; providers.ready(); {show}") == "None None"
 
 
 # --- the fake server itself -------------------------------------------------------------------

@@ -31,6 +31,8 @@ __all__ = ["import_litellm", "logged_again", "ready", "unlogged", "warm"]
 _INTERNAL_CALL: Any = None
 
 
+_LITELLM_MODE: Final = "LITELLM_MODE"  # read once, by litellm's import
+
 # Module attributes set on litellm after import: quiet, no callbacks, no network, no retries.
 _LITELLM_SETTINGS: Final[Mapping[str, object]] = {
     "suppress_debug_info": True,  # else it prints "Give Feedback / Get Help" to stdout on errors
@@ -76,6 +78,14 @@ def import_litellm() -> Any:
     # the import's 2-3 s. Nothing the import creates is garbage worth collecting then.
     collecting = gc.isenabled()
     gc.disable()
+    # In its default mode ("DEV") litellm's import loads a `.env` file into os.environ: the
+    # first one found upward from litellm's own folder (from the working directory when run
+    # as `python -c`). With the virtualenv inside a checkout, as `.ci/install` makes it, that
+    # is a file of the change, and it could point a provider's base URL or a proxy at its
+    # author, who would then receive the keys. Keys and settings come from the environment
+    # only: the import runs in "PRODUCTION" mode, which loads no file.
+    mode = os.environ.get(_LITELLM_MODE)
+    os.environ[_LITELLM_MODE] = "PRODUCTION"
     try:
         import litellm
     except ImportError as e:  # pragma: no cover - litellm is a dependency
@@ -83,6 +93,10 @@ def import_litellm() -> Any:
             f"litellm is not importable: {e}", hint="Install with: pip install knowngood"
         ) from e
     finally:
+        if mode is None:
+            os.environ.pop(_LITELLM_MODE, None)
+        else:
+            os.environ[_LITELLM_MODE] = mode
         if collecting:
             gc.enable()
     _configure_litellm(litellm)

@@ -221,6 +221,12 @@ NEGATIVE = [
     ("code-call", "        token = match.group(1)\n"),
     ("code-regex", 'AZURE = r"AccountKey=[a-zA-Z0-9+/=]{88}"\n'),
     ("url-template-field", "registry: https://deploy:{password}@registry.acme.dev/v2\n"),
+    # how a tool's description says what a URL looks like (a real one, from the BFCL corpus)
+    (
+        "url-format-example",
+        "proxy: Optional HTTP proxy, in the format 'http://user:password@host:port'.\n",
+    ),
+    ("url-format-example-short", "Use https://username:pass@your.registry/ with your login.\n"),
     (
         "prose",
         "The secret of a good prompt is a clear key result; pass the token count in the header.\n",
@@ -476,3 +482,15 @@ def test_outside_git_every_file_but_vcs_venvs_and_caches(
         ("notes/todo.txt", "secret.openai-key")
     ]
     assert code == 1
+
+
+def test_only_a_format_example_login_in_a_url_is_not_a_secret() -> None:
+    """``user:password@`` says what a URL looks like; any other password in a URL is one."""
+    for text in (
+        "db: postgresql://admin:password@db.internal/app\n",  # knowngood: allow-secret
+        "proxy: http://user:Tr0ub4dor3x@proxy.internal:3128\n",  # knowngood: allow-secret
+        "proxy: http://user:password1@proxy.internal:3128\n",  # knowngood: allow-secret
+    ):
+        assert [f.rule for f in scan_text("agents/a/tools/t.json", text)] == [
+            "secret.url-password"
+        ], text

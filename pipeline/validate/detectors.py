@@ -314,12 +314,21 @@ def _confirm(plugin: Any, rule: str, what: str, segment: str, after: str) -> Ite
             secret = match.group()
             if groups and groups[-1][1] > match.start():
                 secret = groups[-1][0]
-            if placeholder(secret) or (
-                rule == "secret.private-key" and not _key_body(segment[match.end() :] + after)
+            if (
+                placeholder(secret)
+                or (rule == "secret.url-password" and _FORMAT_EXAMPLE.search(match.group()))
+                or (rule == "secret.private-key" and not _key_body(segment[match.end() :] + after))
             ):
                 continue
             size = "" if rule == "secret.private-key" else f" ({len(secret)} characters)"
             yield Hit(match.start(), match.end(), rule, f"{what}{size} is committed", priority=2)
+
+
+# A URL's login as documentation writes it to show the format (``http://user:password@host``,
+# in real tool descriptions): a generic user name with a generic password word.
+_FORMAT_EXAMPLE: Final = re.compile(
+    r"://(?:user(?:name)?|login|usr|name)?:(?:password|passwd|pass|pwd|pw|secret)@", re.I
+)
 
 
 def _key_body(following: str) -> bool:

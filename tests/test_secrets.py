@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bfclutil import SKIP_WITHOUT, bfcl_tools
 from repoutil import BASE, run_validate, write_repo
 
 from pipeline.validate import secretfiles
@@ -494,3 +495,16 @@ def test_only_a_format_example_login_in_a_url_is_not_a_secret() -> None:
         assert [f.rule for f in scan_text("agents/a/tools/t.json", text)] == [
             "secret.url-password"
         ], text
+
+
+@SKIP_WITHOUT
+def test_no_false_alarm_in_thousands_of_real_tool_definitions() -> None:
+    """The Berkeley Function Calling Leaderboard's tools are public documentation: no secret."""
+    tools = bfcl_tools()
+    assert len(tools) > 5000
+    found = [
+        (i, f.rule, f.message)
+        for i, tool in enumerate(tools)
+        for f in scan_text(f"agents/bfcl/tools/t{i}.json", json.dumps(tool, indent=2))
+    ]
+    assert found == []

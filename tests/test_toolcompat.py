@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bfclutil import SKIP_WITHOUT, bfcl_tools
 
 from pipeline.findings import Finding
 from pipeline.loading import Document, load
@@ -25,7 +26,6 @@ from pipeline.validate.toolcompat import (
 )
 
 DATA = Path(__file__).parent / "data" / "toolcompat"
-BFCL = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bfcl"
 
 OPENAI = ("openai", "openai/gpt-4o-mini")
 LOCAL = ("local", "openai/smollm2")
@@ -537,19 +537,7 @@ def test_anthropic_claims_match_litellm(litellm_anthropic: Any) -> None:
 # --------------------------------------------------------------------------- the real-world corpus
 
 
-def bfcl_tools() -> list[dict[str, Any]]:
-    tools: list[dict[str, Any]] = []
-    for path in sorted(BFCL.glob("*.json")):
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    tools.extend(json.loads(line)["function"])
-    return tools
-
-
-@pytest.mark.skipif(
-    not BFCL.is_dir(), reason="the BFCL corpus lives in ../shared/corpora, absent in a fresh clone"
-)
+@SKIP_WITHOUT
 def test_bfcl_corpus(capsys: pytest.CaptureFixture[str]) -> None:
     tools = bfcl_tools()
     by_provider: collections.Counter[tuple[str, str]] = collections.Counter()

@@ -32,14 +32,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Cycler, Joiner, Namespace
 
 from pipeline.sandbox.budget import (
-    CALL_UNITS,
-    MAX_CHARS,
-    MAX_INT_BITS,
-    MAX_RANGE,
-    MAX_SECONDS,
-    MAX_WORK,
-    REMOVED_FILTERS,
-    UNIT_CHARS,
     Budget,
     LimitExceeded,
     begin,
@@ -50,6 +42,16 @@ from pipeline.sandbox.budget import (
     units,
 )
 from pipeline.sandbox.checks import FILTER_CHECKS, METHODS, check_binop
+from pipeline.templatelimits import (
+    CALL_UNITS,
+    MAX_CHARS,
+    MAX_INT_BITS,
+    MAX_RANGE,
+    MAX_SECONDS,
+    MAX_WORK,
+    REMOVED_FILTERS,
+    UNIT_CHARS,
+)
 
 __all__ = [
     "MAX_CHARS",

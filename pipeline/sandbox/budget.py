@@ -10,36 +10,7 @@ from typing import Any
 
 from jinja2.exceptions import SecurityError
 
-from pipeline.templatelimits import (
-    CALL_UNITS,
-    MAX_CHARS,
-    MAX_INT_BITS,
-    MAX_RANGE,
-    MAX_SECONDS,
-    MAX_WORK,
-    REMOVED_FILTERS,
-    UNIT_CHARS,
-)
-
-__all__ = [
-    "CALL_UNITS",
-    "MAX_CHARS",
-    "MAX_INT_BITS",
-    "MAX_RANGE",
-    "MAX_SECONDS",
-    "MAX_WORK",
-    "REMOVED_FILTERS",
-    "UNIT_CHARS",
-    "Budget",
-    "LimitExceeded",
-    "begin",
-    "charge",
-    "check_result",
-    "check_size",
-    "end",
-    "too_long",
-    "units",
-]
+from pipeline.templatelimits import MAX_CHARS, MAX_INT_BITS, MAX_SECONDS, MAX_WORK, UNIT_CHARS
 
 
 class LimitExceeded(SecurityError):

@@ -7,7 +7,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pipeline.sandbox.budget import MAX_INT_BITS, LimitExceeded, check_size
+from pipeline.sandbox.budget import LimitExceeded, check_size
+from pipeline.templatelimits import MAX_INT_BITS
 
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _FORMAT_NUMBERS = re.compile(r"\d+")

@@ -308,6 +308,17 @@ def test_the_drill_workflow_runs_rollback_monthly_and_the_others_quarterly() -> 
     assert "failover" in other["strategy"]["matrix"]["drill"]
     assert all(k in other["strategy"]["matrix"]["drill"] for k in ("crash", "restore"))
     assert other["steps"][-2]["run"] == '.venv/bin/knowngood drill "$DRILL"'
+    # and `knowngood readiness` reads the same schedule from it (the matrix is a literal list)
+    from pipeline.readiness.schedule import max_gap_days, scheduled_drills
+
+    seen = scheduled_drills(ROOT / ".github" / "workflows")
+    assert {kind: [cron for _, cron in found] for kind, found in seen.items()} == {
+        "rollback": [monthly],
+        "failover": [quarterly],
+        "crash": [quarterly],
+        "restore": [quarterly],
+    }
+    assert max_gap_days(monthly) <= 31 and max_gap_days(quarterly) <= 92
     # least privilege: nothing at the top, contents: write (the records branch) per job
     assert flow["permissions"] == {}
     assert rollback["permissions"] == other["permissions"] == {"contents": "write"}

@@ -359,6 +359,28 @@ def test_schedules_limited_by_an_if_count_only_for_their_cron(tmp_path: Path) ->
     }
 
 
+def test_a_drill_passed_through_an_environment_variable_counts(tmp_path: Path) -> None:
+    """``knowngood drill "$DRILL"`` with DRILL set (step, job or workflow env) to a kind or to
+    ``${{ matrix.X }}``, as workflows that keep expressions out of `run:` write it."""
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "d.yml").write_text(
+        "on:\n  schedule:\n    - cron: '0 0 1 * *'\n"
+        "env:\n  KIND: crash\n"
+        "jobs:\n"
+        "  a:\n    strategy:\n      matrix:\n        drill: [failover, restore]\n"
+        "    steps:\n"
+        "      - env:\n          DRILL: ${{ matrix.drill }}\n"
+        '        run: .venv/bin/knowngood drill "$DRILL"\n'
+        "      - run: knowngood drill ${KIND}\n"
+        "      - run: knowngood drill $UNSET\n"
+        "  b:\n    env:\n      WHICH: rollback\n"
+        "    steps:\n      - run: knowngood drill $WHICH --env staging\n"
+    )
+    found = scheduled_drills(workflows)
+    assert sorted(found) == ["crash", "failover", "restore", "rollback"]
+
+
 def test_readiness_writes_nothing_but_its_cache(world: ReadyWorld) -> None:
     """No record, tag or tracked file changes; only .knowngood/readiness/ (ignored) appears."""
     before = git(world.root, "for-each-ref")

@@ -2,8 +2,10 @@
 and the longest gap between two runs over a year.
 
 A step counts for KIND when its ``run`` calls ``knowngood drill KIND`` (through any path, e.g.
-``.venv/bin/knowngood``; ``${{ matrix.NAME }}`` is expanded from the job's matrix) in a workflow
-with ``on.schedule`` crons. A step or job whose ``if:`` compares ``github.event.schedule`` with
+``.venv/bin/knowngood``; ``${{ matrix.NAME }}`` is expanded from the job's matrix, and so is an
+environment variable, ``"$DRILL"``, that the step, job or workflow sets to a kind or to
+``${{ matrix.NAME }}``, as zizmor has workflows pass expressions) in a workflow with
+``on.schedule`` crons. A step or job whose ``if:`` compares ``github.event.schedule`` with
 cron strings runs only on those. Cron fields: numbers, ``*``, ranges, steps, lists and names
 (jan..dec, sun..sat); day-of-month and day-of-week both restricted means either (cron's rule).
 """
@@ -21,7 +23,11 @@ from pipeline.errors import KnowngoodError
 
 # The seeds' schedule: rollback monthly; failover, crash and restore quarterly.
 MAX_GAP_DAYS: dict[str, int] = {"rollback": 31, "failover": 92, "crash": 92, "restore": 92}
-_DRILL = re.compile(r"knowngood\s+drill\s+(\$\{\{\s*matrix\.([\w-]+)\s*\}\}|[a-z]+)")
+_DRILL = re.compile(
+    r"knowngood\s+drill\s+(\$\{\{\s*matrix\.[\w-]+\s*\}\}|\"?\$\{?\w+\}?\"?|[a-z]+)"
+)
+_MATRIX = re.compile(r"\$\{\{\s*matrix\.([\w-]+)\s*\}\}")
+_VARIABLE = re.compile(r"\"?\$\{?(\w+)\}?\"?")
 _SCHEDULE_IF = re.compile(r"github\.event\.schedule\s*==\s*'([^']+)'")
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
@@ -67,10 +73,28 @@ def _drill_steps(workflow: Mapping[str, Any]) -> Iterator[tuple[str, set[str]]]:
             if not isinstance(step, Mapping) or not isinstance(step.get("run"), str):
                 continue
             only = job_only | set(_SCHEDULE_IF.findall(str(step.get("if", ""))))
-            for literal, axis in _DRILL.findall(step["run"]):
-                values = matrix.get(axis) if axis else [literal]
-                for kind in values if isinstance(values, list) else []:
-                    yield str(kind), only
+            env = {**_env(workflow), **_env(job), **_env(step)}
+            for argument in _DRILL.findall(step["run"]):
+                for kind in _kinds(argument, env, matrix):
+                    yield kind, only
+
+
+def _env(holder: Mapping[str, Any]) -> dict[str, str]:
+    env = holder.get("env")
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, Mapping) else {}
+
+
+def _kinds(argument: str, env: Mapping[str, str], matrix: Mapping[str, Any]) -> list[str]:
+    """The drill kinds ``knowngood drill ARGUMENT`` runs: a literal, a matrix axis, or an
+    environment variable set to either (none when it cannot be read without running it)."""
+    variable = _VARIABLE.fullmatch(argument)
+    if variable is not None:
+        argument = env.get(variable.group(1), "").strip()
+    axis = _MATRIX.fullmatch(argument)
+    if axis is not None:
+        values = matrix.get(axis.group(1))
+        return [str(v) for v in values] if isinstance(values, list) else []
+    return [argument] if re.fullmatch(r"[a-z]+", argument) else []
 
 
 def max_gap_days(cron: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import parsecache
 from pipeline.findings import Finding
 from pipeline.yamlsafe import (
     MAX_NESTING,
@@ -288,6 +289,12 @@ _FLATTEN = "flatten it: nothing knowngood reads needs that many levels"
 
 
 def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[Finding]]:
+    kept = None
+    if len(text) >= parsecache.MIN_BYTES and "*" not in text:  # large, and no aliases
+        kept = parsecache.key(text)
+        data = parsecache.get(kept)
+        if data is not None:
+            return Document(path, rel, text, data), []
     loader = StrictLoader(text)
     loader.has_aliases = "*" in text
     try:
@@ -338,4 +345,6 @@ def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
         loader.dispose()
     if data is None:
         return None, [_finding(rel, 1, 1, "file is empty (only comments or `null`)", "file.empty")]
+    if kept is not None:
+        parsecache.put(kept, data)
     return Document(path, rel, text, data), []

@@ -45,6 +45,7 @@ __all__ = [
     "MIN_LENGTH",
     "RedactingStream",
     "declare",
+    "holds_secret",
     "redact",
     "redact_bytes",
     "redact_data",
@@ -243,6 +244,11 @@ def redact_bytes(data: bytes) -> bytes:
             _count(replacement.decode(), data.count(spelling))
             data = data.replace(spelling, replacement)
     return data
+
+
+def holds_secret(data: bytes) -> bool:
+    """Whether ``data`` holds any spelling of a secret (nothing is counted as redacted)."""
+    return any(spelling in data for spelling, _ in _current().data)
 
 
 def redact_data(value: T) -> T:

@@ -32,6 +32,8 @@ def _isolated_git(
         "GITHUB_OUTPUT",
         "GITHUB_TOKEN",
         "GITHUB_WORKSPACE",
+        "XDG_CACHE_HOME",  # the parse cache goes under the test's own HOME
+        "KNOWNGOOD_PARSE_CACHE",
     ):
         monkeypatch.delenv(var, raising=False)
     yield

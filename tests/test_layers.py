@@ -77,6 +77,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "pipeline.loading",
+                "pipeline.parsecache",
                 "pipeline.schemas",
                 "pipeline.userschemas",
                 "pipeline.templates",

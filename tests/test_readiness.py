@@ -336,18 +336,28 @@ def test_unreadable_crons_are_errors(cron: str) -> None:
         max_gap_days(cron)
 
 
+def workflow(root: Path, name: str, text: str) -> Path:
+    """``text`` as .github/workflows/NAME under ``root``; returns the workflows folder."""
+    workflows = root / ".github" / "workflows"
+    workflows.mkdir(parents=True, exist_ok=True)
+    (workflows / name).write_text(text)
+    return workflows
+
+
 def test_schedules_limited_by_an_if_count_only_for_their_cron(tmp_path: Path) -> None:
-    workflows = tmp_path / ".github" / "workflows"
-    workflows.mkdir(parents=True)
-    (workflows / "d.yml").write_text(
+    workflows = workflow(
+        tmp_path,
+        "d.yml",
         "on:\n  schedule:\n    - cron: '0 0 1 * *'\n    - cron: '0 0 1 1 *'\n"
         "jobs:\n  a:\n    steps:\n"
         "      - if: github.event.schedule == '0 0 1 1 *'\n"
         "        run: knowngood drill restore\n"
-        "      - run: knowngood drill rollback\n"
+        "      - run: knowngood drill rollback\n",
     )
-    (workflows / "manual.yml").write_text(
-        "on: workflow_dispatch\njobs:\n  a:\n    steps:\n      - run: knowngood drill crash\n"
+    workflow(
+        tmp_path,
+        "manual.yml",
+        "on: workflow_dispatch\njobs:\n  a:\n    steps:\n      - run: knowngood drill crash\n",
     )
     found = scheduled_drills(workflows)
     assert found == {
@@ -362,9 +372,9 @@ def test_schedules_limited_by_an_if_count_only_for_their_cron(tmp_path: Path) ->
 def test_a_drill_passed_through_an_environment_variable_counts(tmp_path: Path) -> None:
     """``knowngood drill "$DRILL"`` with DRILL set (step, job or workflow env) to a kind or to
     ``${{ matrix.X }}``, as workflows that keep expressions out of `run:` write it."""
-    workflows = tmp_path / ".github" / "workflows"
-    workflows.mkdir(parents=True)
-    (workflows / "d.yml").write_text(
+    workflows = workflow(
+        tmp_path,
+        "d.yml",
         "on:\n  schedule:\n    - cron: '0 0 1 * *'\n"
         "env:\n  KIND: crash\n"
         "jobs:\n"
@@ -375,7 +385,7 @@ def test_a_drill_passed_through_an_environment_variable_counts(tmp_path: Path) -
         "      - run: knowngood drill ${KIND}\n"
         "      - run: knowngood drill $UNSET\n"
         "  b:\n    env:\n      WHICH: rollback\n"
-        "    steps:\n      - run: knowngood drill $WHICH --env staging\n"
+        "    steps:\n      - run: knowngood drill $WHICH --env staging\n",
     )
     found = scheduled_drills(workflows)
     assert sorted(found) == ["crash", "failover", "restore", "rollback"]

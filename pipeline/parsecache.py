@@ -14,7 +14,8 @@ data exactly: no aliases in the file (JSON would unshare them), string keys, fin
 and never when it holds the value of a secret from the environment
 (:mod:`pipeline.redaction`): a file that does is parsed each time. Entries are written to a
 temp file and renamed; one that does not read back is a miss. The folder holds one entry per
-large file version ever parsed, a few hundred KB each: remove it at will.
+large file version ever parsed, a few hundred KB each: ``knowngood cache stats`` counts them and
+``knowngood cache prune`` removes them with the eval cache's answers (or remove it at will).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["MIN_BYTES", "folder", "get", "key", "put"]
+__all__ = ["MIN_BYTES", "folder", "get", "key", "prune", "put", "usage"]
 
 MIN_BYTES: Final = 16_384  # smaller files parse in about a millisecond
 _SETTING: Final = "KNOWNGOOD_PARSE_CACHE"
@@ -118,3 +120,50 @@ def _exact(data: Any) -> bool:
         elif kind not in (str, int, bool) and value is not None:
             return False
     return True
+
+
+def usage() -> tuple[int, int]:
+    """How many entries the folder holds and their bytes (0, 0 when off or absent)."""
+    sizes = [size for _, size, _ in _entries()]
+    return len(sizes), sum(sizes)
+
+
+def prune(older_than_s: float | None = None, max_bytes: int | None = None) -> int:
+    """Remove entries written more than ``older_than_s`` ago, then the oldest until at most
+    ``max_bytes`` remain (with neither: every entry). Returns how many were removed."""
+    now = time.time()
+    everything = older_than_s is None and max_bytes is None
+    kept: list[tuple[Path, int, float]] = []
+    removed = 0
+    for path, size, mtime in sorted(_entries(), key=lambda e: e[2]):
+        if everything or (older_than_s is not None and now - mtime > older_than_s):
+            removed += _unlink(path)
+        else:
+            kept.append((path, size, mtime))
+    total = sum(size for _, size, _ in kept)
+    for path, size, _ in kept:  # oldest first
+        if max_bytes is None or total <= max_bytes:
+            break
+        removed += _unlink(path)
+        total -= size
+    return removed
+
+
+def _entries() -> list[tuple[Path, int, float]]:
+    where = folder()
+    if where is None or not where.is_dir():
+        return []
+    found = []
+    for path in where.glob("*/*.json"):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            found.append((path, st.st_size, st.st_mtime))
+    return found
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except OSError:
+        return 0
+    return 1

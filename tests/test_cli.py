@@ -14,6 +14,7 @@ from fakeproviders import FakeProvider
 from gitutil import commit_all, init_repo
 
 from pipeline.cli import main
+from pipeline.loading import load
 
 
 def test_help_lists_every_command_without_importing_heavy_modules() -> None:
@@ -86,18 +87,29 @@ def test_cache_stats_and_prune(
     with FakeProvider(responder=responder) as server:
         root = make_repo(tmp_path, server)
         assert main(["eval", "--repo", str(root), "--provider", "openai"]) == 0
+    # a large YAML file parsed once: an entry of the parse cache, which the commands cover too
+    parsed = tmp_path / "parsed"
+    monkeypatch.setenv("KNOWNGOOD_PARSE_CACHE", str(parsed))
+    big = tmp_path / "big.yaml"
+    big.write_text("cases:\n" + "".join(f"  - {{id: c{i}, input: q{i}}}\n" for i in range(2000)))
+    assert load(big, "big.yaml")[0] is not None
     capsys.readouterr()
     assert main(["cache", "stats", "--repo", str(root), "--format", "json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["entries"] == 3 and stats["bytes"] > 0
+    assert stats["parsed"]["dir"] == str(parsed) and stats["parsed"]["entries"] == 1
+    assert main(["cache", "stats", "--repo", str(root)]) == 0
+    assert "3 cached answers" in (text := capsys.readouterr().out)
+    assert "1 parsed YAML files" in text
     assert main(["cache", "prune", "--repo", str(root), "--older-than", "1"]) == 0  # all are fresh
     capsys.readouterr()
     assert main(["cache", "stats", "--repo", str(root), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["entries"] == 3
-    assert main(["cache", "prune", "--repo", str(root)]) == 0
-    capsys.readouterr()
-    assert main(["cache", "stats", "--repo", str(root), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["entries"] == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["entries"], stats["parsed"]["entries"]) == (3, 1)
+    assert main(["cache", "prune", "--repo", str(root), "--format", "json"]) == 0
+    pruned = json.loads(capsys.readouterr().out)
+    assert (pruned["removed"], pruned["parsed"]["removed"]) == (3, 1)
+    assert (pruned["entries"], pruned["parsed"]["entries"]) == (0, 0)
 
 
 def test_eval_changed_since_runs_only_the_agents_that_changed(

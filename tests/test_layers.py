@@ -366,7 +366,6 @@ CLI_FILE_CALLS = frozenset({"open", "read_text", "write_text", "read_bytes", "wr
 CLI_NOT_THIN_YET: dict[str, str] = {
     "pipeline.cli.crash": "the error boundary's crash log: written where the boundary is",
     "pipeline.cli.options": "say_read(source) types its argument with pipeline.source (TYPE_CHECKING only)",
-    "pipeline.cli.cache": "its core is pipeline/evals/cache.py, reworked with the eval path",
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,44 +9,21 @@ import click
 from pipeline.cli.options import format_option, repo_option, resolve_repo
 
 
-def _cache_dir(repo: Path | None) -> Path:
-    from pipeline.loading import load
-    from pipeline.repo import CONFIG_FILE, EvalDefaults
-
-    root = resolve_repo(repo)
-    doc, _ = load(root / CONFIG_FILE, CONFIG_FILE)
-    configured = None
-    if doc is not None and isinstance(doc.data, dict) and isinstance(doc.data.get("eval"), dict):
-        configured = doc.data["eval"].get("cache_dir")
-    return root / (configured or EvalDefaults().cache_dir)
-
-
 @click.group("cache")
 def command() -> None:
-    """Inspect or prune the eval response cache (eval.cache_dir, default .knowngood/cache)."""
+    """Inspect or prune the eval response cache (eval.cache_dir, default .knowngood/cache) and
+    the parse cache of large YAML files (~/.cache/knowngood/parsed)."""
 
 
 @command.command("stats")
 @repo_option
 @format_option("text", "json")
 def stats_command(repo: Path | None, fmt: str) -> int:
-    """How many answers are cached, their size, and their age."""
-    from pipeline.evals.cache import Cache
+    """How many answers and parsed files are cached, their size, and their age."""
+    from pipeline.evals.cachecmd import stats
+    from pipeline.report.cache import render
 
-    directory = _cache_dir(repo)
-    stats = Cache(directory).stats()
-    data = {
-        "dir": str(directory),
-        "entries": stats.entries,
-        "bytes": stats.bytes,
-        "oldest": stats.oldest,
-        "newest": stats.newest,
-    }
-    if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo(f"{directory}: {stats.entries} cached answers, {stats.bytes / 1024:.1f} KiB")
-    return 0
+    return render(stats(resolve_repo(repo)), fmt)
 
 
 @command.command("prune")
@@ -56,34 +32,22 @@ def stats_command(repo: Path | None, fmt: str) -> int:
     "older_than",
     type=click.FloatRange(0),
     metavar="DAYS",
-    help="Remove answers older than DAYS.",
+    help="Remove answers (and parsed files) older than DAYS.",
 )
 @click.option(
     "--max-size",
     "max_size",
     type=click.FloatRange(0),
     metavar="MB",
-    help="Keep the cache under MB (oldest go first).",
+    help="Keep each cache under MB (oldest go first).",
 )
 @repo_option
 @format_option("text", "json")
 def prune_command(
     older_than: float | None, max_size: float | None, repo: Path | None, fmt: str
 ) -> int:
-    """Remove old answers. Without options, removes everything."""
-    from pipeline.evals.cache import Cache
+    """Remove old answers and parsed files. Without options, removes everything."""
+    from pipeline.evals.cachecmd import PruneRequest, prune
+    from pipeline.report.cache import render
 
-    directory = _cache_dir(repo)
-    cache = Cache(directory)
-    if older_than is None and max_size is None:
-        removed = cache.prune(older_than_s=0.0)
-    else:
-        removed = cache.prune(
-            older_than_s=older_than * 86400 if older_than is not None else None,
-            max_bytes=int(max_size * 1024 * 1024) if max_size is not None else None,
-        )
-    if fmt == "json":
-        click.echo(json.dumps({"dir": str(directory), "removed": removed}))
-    else:
-        click.echo(f"removed {removed} cached answers from {directory}")
-    return 0
+    return render(prune(resolve_repo(repo), PruneRequest(older_than, max_size)), fmt)

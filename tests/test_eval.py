@@ -64,12 +64,21 @@ def test_every_wire_format_and_tool_calls_normalised(
     assert not list(Draft202012Validator(schema).iter_errors(results))
     assert "<testsuites" in (tmp_path / "junit.xml").read_text()
     assert "all cases passed" in (tmp_path / "summary.md").read_text()
-    # the agent's rendered system prompt and its tools went with every call
-    body = next(r.body for r in server.requests if r.wire == "openai")
-    assert body["messages"][0] == {
-        "role": "system",
-        "content": "You work for Acme.\nYou are talking to Ann.",
+    # the agent's rendered system prompt (with each suite's or case's vars) and its tools went
+    # with every call; the calls run concurrently, so in no particular order
+    systems = {
+        json.dumps(r.body["messages"][0], sort_keys=True)
+        for r in server.requests
+        if r.wire == "openai"
     }
+    assert systems == {
+        json.dumps(
+            {"role": "system", "content": f"You work for Acme.\nYou are talking to {who}."},
+            sort_keys=True,
+        )
+        for who in ("Ann", "Bob")
+    }
+    body = next(r.body for r in server.requests if r.wire == "openai")
     assert {t["function"]["name"] for t in body["tools"]} == {"lookup_order", "issue_refund"}
     # keys never reach results or caches
     everything = json.dumps(results) + "".join(

@@ -54,14 +54,10 @@ def _compiled(source: str) -> Template:
     return env.from_string(sandbox.instrument(parse(source), env))
 
 
-def render(source: str, variables: Mapping[str, Any]) -> str:
-    """The rendered prompt, stripped. Raises TemplateProblem (a ConfigError) when the template
-    does not parse, misses a variable, fails, or goes past a limit of the sandbox."""
-    return render_metered(source, variables)[0]
-
-
 def render_metered(source: str, variables: Mapping[str, Any]) -> tuple[str, int]:
-    """``render``, and the units of work the render took."""
+    """The rendered prompt, stripped, and the units of work the render took. Raises
+    TemplateProblem (a ConfigError) when the template does not parse, misses a variable, fails,
+    or goes past a limit of the sandbox."""
     try:
         template = _compiled(source)
     except TemplateSyntaxError as e:

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from pipeline.pruning import Entry, doomed
+
 __all__ = ["MIN_BYTES", "folder", "get", "key", "prune", "put", "usage"]
 
 MIN_BYTES: Final = 16_384  # smaller files parse in about a millisecond
@@ -82,6 +84,7 @@ def put(entry_key: str, data: Any) -> None:
     where = folder()
     if where is None or not _exact(data):
         return
+    from pipeline.outputs import write_atomic
     from pipeline.redaction import holds_secret
 
     try:
@@ -90,16 +93,8 @@ def put(entry_key: str, data: Any) -> None:
         return
     if holds_secret(payload):
         return  # it holds a secret's value: never copied out of the repository
-    shard = where / entry_key[:2]
-    tmp = shard / f".{entry_key}.{os.getpid()}.tmp"
-    try:
-        shard.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, shard / f"{entry_key}.json")
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with contextlib.suppress(OSError):  # best effort: a folder that cannot be written is no error
+        write_atomic(where / entry_key[:2] / f"{entry_key}.json", payload)
 
 
 def _exact(data: Any) -> bool:
@@ -124,32 +119,22 @@ def _exact(data: Any) -> bool:
 
 def usage() -> tuple[int, int]:
     """How many entries the folder holds and their bytes (0, 0 when off or absent)."""
-    sizes = [size for _, size, _ in _entries()]
-    return len(sizes), sum(sizes)
+    entries = _entries()
+    return len(entries), sum(e.size for e in entries)
 
 
 def prune(older_than_s: float | None = None, max_bytes: int | None = None) -> int:
     """Remove entries written more than ``older_than_s`` ago, then the oldest until at most
-    ``max_bytes`` remain (with neither: every entry). Returns how many were removed."""
-    now = time.time()
-    everything = older_than_s is None and max_bytes is None
-    kept: list[tuple[Path, int, float]] = []
+    ``max_bytes`` remain (:func:`pipeline.pruning.doomed`). Returns how many were removed."""
     removed = 0
-    for path, size, mtime in sorted(_entries(), key=lambda e: e[2]):
-        if everything or (older_than_s is not None and now - mtime > older_than_s):
-            removed += _unlink(path)
-        else:
-            kept.append((path, size, mtime))
-    total = sum(size for _, size, _ in kept)
-    for path, size, _ in kept:  # oldest first
-        if max_bytes is None or total <= max_bytes:
-            break
-        removed += _unlink(path)
-        total -= size
+    for entry in doomed(_entries(), older_than_s, max_bytes, time.time()):
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
     return removed
 
 
-def _entries() -> list[tuple[Path, int, float]]:
+def _entries() -> list[Entry]:
     where = folder()
     if where is None or not where.is_dir():
         return []
@@ -157,13 +142,5 @@ def _entries() -> list[tuple[Path, int, float]]:
     for path in where.glob("*/*.json"):
         with contextlib.suppress(OSError):
             st = path.stat()
-            found.append((path, st.st_size, st.st_mtime))
+            found.append(Entry(str(path), st.st_size, st.st_mtime))
     return found
-
-
-def _unlink(path: Path) -> int:
-    try:
-        path.unlink()
-    except OSError:
-        return 0
-    return 1

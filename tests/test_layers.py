@@ -99,6 +99,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.yamlsafe",
                 "pipeline.sandbox",
                 "pipeline.templatelimits",
+                "pipeline.pruning",
                 "pipeline.outputs",
             }
         ),

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.pruning import Entry, doomed
 from pipeline.redaction import redact_bytes
 
 __all__ = ["CACHE_VERSION", "Cache", "CacheStats", "RequestKeys", "cache_key"]
@@ -149,13 +150,6 @@ class CacheStats:
     bytes: int
     oldest: float | None  # modification time (epoch seconds) of the oldest entry
     newest: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    path: str
-    size: int
-    mtime: float
 
 
 class Cache:
@@ -287,7 +281,7 @@ class Cache:
                 elif entry.name.endswith(".tmp"):
                     yield entry, True
 
-    def _entries(self) -> list[_Entry]:
+    def _entries(self) -> list[Entry]:
         out = []
         for entry, is_temp in self._scan():
             if is_temp:
@@ -296,7 +290,7 @@ class Cache:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            out.append(_Entry(entry.path, st.st_size, st.st_mtime))
+            out.append(Entry(entry.path, st.st_size, st.st_mtime))
         return out
 
     def stats(self) -> CacheStats:
@@ -325,19 +319,8 @@ class Cache:
                 with contextlib.suppress(OSError):
                     if now - found.stat(follow_symlinks=False).st_mtime > TEMP_GRACE_S:
                         os.unlink(found.path)
-        kept: list[_Entry] = []
-        for entry in sorted(self._entries(), key=lambda e: e.mtime):
-            if older_than_s is not None and now - entry.mtime > older_than_s:
-                removed += _unlink(entry.path)
-            else:
-                kept.append(entry)
-        if max_bytes is not None:
-            total = sum(e.size for e in kept)
-            for entry in kept:  # oldest first
-                if total <= max_bytes:
-                    break
-                removed += _unlink(entry.path)
-                total -= entry.size
+        for entry in doomed(self._entries(), older_than_s, max_bytes, now):
+            removed += _unlink(entry.path)
         return removed
 
 

@@ -69,12 +69,7 @@ def list_command(
 @format_option("text", "json")
 def show_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """One workflow: its status, inputs, result and every checkpointed step."""
-    from pipeline.report.workflows import render
-    from pipeline.runtime.flowclient import WorkflowsRequest, run
-
-    request = WorkflowsRequest("show", workflow_id, state_store=state_store)
-    render(run(resolve_repo(repo), request), fmt)
-    return 0
+    return _one("show", workflow_id, state_store, repo, fmt)
 
 
 @command.command("resume")
@@ -84,12 +79,7 @@ def show_command(workflow_id: str, state_store: str | None, repo: Path | None, f
 @format_option("text", "json")
 def resume_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """Continue a cancelled or failed workflow from its last checkpointed step."""
-    from pipeline.report.workflows import render
-    from pipeline.runtime.flowclient import WorkflowsRequest, run
-
-    request = WorkflowsRequest("resume", workflow_id, state_store=state_store)
-    render(run(resolve_repo(repo), request), fmt)
-    return 0
+    return _one("resume", workflow_id, state_store, repo, fmt)
 
 
 @command.command("cancel")
@@ -99,9 +89,16 @@ def resume_command(workflow_id: str, state_store: str | None, repo: Path | None,
 @format_option("text", "json")
 def cancel_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """Stop a workflow before its next step (resume continues it)."""
+    return _one("cancel", workflow_id, state_store, repo, fmt)
+
+
+def _one(
+    action: str, workflow_id: str, state_store: str | None, repo: Path | None, fmt: str
+) -> int:
+    """show, resume or cancel one workflow: the request, the core, the reporter."""
     from pipeline.report.workflows import render
     from pipeline.runtime.flowclient import WorkflowsRequest, run
 
-    request = WorkflowsRequest("cancel", workflow_id, state_store=state_store)
+    request = WorkflowsRequest(action, workflow_id, state_store=state_store)
     render(run(resolve_repo(repo), request), fmt)
     return 0

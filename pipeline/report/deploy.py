@@ -6,7 +6,8 @@ JSON is the outcome's ``to_json()`` on stdout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -187,55 +188,63 @@ def rollback_lines(out: RollbackOutcome) -> tuple[list[str], list[str]]:
     return lines, notes
 
 
+def _drill_set_lines(
+    report: Any, kind: str, each: Callable[[Any], list[str]]
+) -> tuple[list[str], list[str]]:
+    """A drill report's lines: each drill's (``each``), what was skipped, or that none ran."""
+    lines = [line for d in report.drills for line in each(d)]
+    lines += [f"skipped: {s}" for s in report.skipped]
+    if not report.drills:
+        lines.append(f"no {kind} drill ran")
+    return lines, report.warnings
+
+
+def _verdict(d: Any, detail: str) -> list[str]:
+    verdict = _ok("drill passed") if d.outcome == "passed" else _bad("drill failed")
+    return [f"{verdict} {d.agent} in {d.env}: {d.message}", f"  {detail}"]
+
+
 def drill_lines(report: DrillReport) -> tuple[list[str], list[str]]:
-    lines: list[str] = []
-    for d in report.drills:
+    def each(d: Any) -> list[str]:
         if d.outcome == "passed" and d.recovery_s is not None:
             head = f"{_ok('drill passed')} {d.agent} in {d.env}: {d.from_release} -> {d.to_release}, recovered in {d.recovery_s:.2f}s"
         else:
             head = f"{_bad('drill failed')} {d.agent} in {d.env}: {d.message}"
-        lines.append(head)
+        lines = [head]
         for s in d.steps:
             mark = "ok" if s.ok else _bad("FAILED")
             lines.append(
                 f"  {mark:>6} {s.name} ({s.duration_s:.2f}s)" + ("" if s.ok else f": {s.message}")
             )
-    lines += [f"skipped: {s}" for s in report.skipped]
-    if not report.drills:
-        lines.append("no rollback drill ran")
-    return lines, report.warnings
+        return lines
+
+    return _drill_set_lines(report, "rollback", each)
 
 
 def failover_lines(report: FailoverReport) -> tuple[list[str], list[str]]:
-    lines: list[str] = []
-    for d in report.drills:
-        verdict = _ok("drill passed") if d.outcome == "passed" else _bad("drill failed")
-        lines.append(f"{verdict} {d.agent} in {d.env}: {d.message}")
-        lines.append(
-            f"  {d.requests} requests; first fallback answer {_ms(d.first_fallback_s)} after the "
+    return _drill_set_lines(
+        report,
+        "failover",
+        lambda d: _verdict(
+            d,
+            f"{d.requests} requests; first fallback answer {_ms(d.first_fallback_s)} after the "
             f"first failed call; breaker open after {_ms(d.breaker_open_s)}; "
-            f"primary back {_ms(d.primary_back_s)} after the fault was lifted (open_s {d.open_s:g})"
-        )
-    lines += [f"skipped: {s}" for s in report.skipped]
-    if not report.drills:
-        lines.append("no failover drill ran")
-    return lines, report.warnings
+            f"primary back {_ms(d.primary_back_s)} after the fault was lifted (open_s {d.open_s:g})",
+        ),
+    )
 
 
 def crash_lines(report: CrashReport) -> tuple[list[str], list[str]]:
-    lines: list[str] = []
-    for d in report.drills:
-        verdict = _ok("drill passed") if d.outcome == "passed" else _bad("drill failed")
-        lines.append(f"{verdict} {d.agent} in {d.env}: {d.message}")
-        lines.append(
-            f"  workflow {d.workflow_id or '-'} on {d.store}: worker {d.killed_pid} killed after "
+    return _drill_set_lines(
+        report,
+        "crash",
+        lambda d: _verdict(
+            d,
+            f"workflow {d.workflow_id or '-'} on {d.store}: worker {d.killed_pid} killed after "
             f"the effect, resumed by {d.resumed_pid}; {d.effects} effect(s), "
-            f"{d.repeated_effects} repeated"
-        )
-    lines += [f"skipped: {s}" for s in report.skipped]
-    if not report.drills:
-        lines.append("no crash drill ran")
-    return lines, report.warnings
+            f"{d.repeated_effects} repeated",
+        ),
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -355,3 +355,34 @@ def servers(*names: str, **kwargs: Any) -> Iterator[dict[str, FakeProvider]]:
             name: stack.enter_context(FakeProvider(naming_responder(name), **kwargs))
             for name in names
         }
+
+
+# A worker process that drives one breaker: argv = state store (file or URL), provider, outcome
+# ("f" fails, anything else succeeds), calls, window. Prints "refused" if the breaker refuses a
+# call, then the breaker's state.
+BREAKER_WORKER = """
+import sys
+from pipeline.runtime.breaker import Breakers
+from pipeline.runtime.settings import BreakerSettings
+from pipeline.runtime.store import StateStore
+store, provider, outcome, n, window = sys.argv[1:6]
+settings = BreakerSettings(window=int(window), minimum_calls=4, failure_rate=0.5,
+                           slow_call_rate=1.0, open_s=60, half_open_calls=1)
+breakers = Breakers(StateStore(store))
+for _ in range(int(n)):
+    ticket = breakers.acquire(provider, settings)
+    if ticket is None:
+        print("refused"); break
+    breakers.record(ticket, settings, failed=outcome == "f", slow=False)
+print(breakers.state(provider))
+"""
+
+
+def breaker_worker(store: str, *args: str) -> subprocess.Popen[str]:
+    """:data:`BREAKER_WORKER` on ``store`` with ``args`` (provider, outcome, calls, window)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", BREAKER_WORKER, store, *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from runtimeutil import breaker_worker
 
 from pipeline.runtime.breaker import Breakers, Ticket
 from pipeline.runtime.settings import BreakerSettings, Resilience, state_store_path
@@ -151,32 +150,9 @@ def test_a_transition_made_by_one_process_is_seen_by_the_others(
     provider at its next call; and concurrent writers lose no outcome."""
     breakers = Breakers(store)
     assert breakers.acquire("p", SETTINGS) is not None
-    child = textwrap.dedent(
-        """
-        import sys
-        from pipeline.runtime.breaker import Breakers
-        from pipeline.runtime.settings import BreakerSettings
-        from pipeline.runtime.store import StateStore
-        path, provider, outcome, n, window = sys.argv[1:6]
-        settings = BreakerSettings(window=int(window), minimum_calls=4, failure_rate=0.5,
-                                   slow_call_rate=1.0, open_s=60, half_open_calls=1)
-        breakers = Breakers(StateStore(path))
-        for _ in range(int(n)):
-            ticket = breakers.acquire(provider, settings)
-            if ticket is None:
-                print("refused"); break
-            breakers.record(ticket, settings, failed=outcome == "f", slow=False)
-        print(breakers.state(provider))
-        """
-    )
 
     def run(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-c", child, str(store.path), *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        return breaker_worker(str(store.path), *args)
 
     opener = run("p", "f", "4", "4")
     out, _ = opener.communicate(timeout=30)

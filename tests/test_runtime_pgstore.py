@@ -4,8 +4,6 @@ other processes, ``status`` reading it, and two ``knowngood serve`` processes sh
 from __future__ import annotations
 
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from fakeproviders import Fault
 from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
-from runtimeutil import KEY, RESILIENCE, Clock, Serve, chat, make_world, servers
+from runtimeutil import KEY, RESILIENCE, Clock, Serve, breaker_worker, chat, make_world, servers
 
 from pipeline.errors import UsageError
 from pipeline.runtime.breaker import Breakers
@@ -86,29 +84,8 @@ def test_a_breaker_opens_probes_and_closes_on_postgresql(store: StateStore) -> N
 def test_concurrent_worker_processes_lose_no_outcome_and_see_each_others_transitions(
     store: StateStore, url: str
 ) -> None:
-    child = textwrap.dedent(
-        """
-        import sys
-        from pipeline.runtime.breaker import Breakers
-        from pipeline.runtime.settings import BreakerSettings
-        from pipeline.runtime.store import StateStore
-        url, provider, outcome, n, window = sys.argv[1:6]
-        settings = BreakerSettings(window=int(window), minimum_calls=4, failure_rate=0.5,
-                                   slow_call_rate=1.0, open_s=60, half_open_calls=1)
-        breakers = Breakers(StateStore(url))
-        for _ in range(int(n)):
-            ticket = breakers.acquire(provider, settings)
-            if ticket is None:
-                print("refused"); break
-            breakers.record(ticket, settings, failed=outcome == "f", slow=False)
-        print(breakers.state(provider))
-        """
-    )
-
     def run(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-c", child, url, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
+        return breaker_worker(url, *args)
 
     opener = run("p", "f", "4", "4")
     assert opener.communicate(timeout=60)[0].split() == ["open"]

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.runtime.store.rows import BUSY_TIMEOUT_MS, Cursor, StateStoreError, Tx
-from pipeline.runtime.store.schema import statements
+from pipeline.runtime.store.schema import create as create_tables
 
 __all__ = ["PostgresBackend", "shown_url"]
 
@@ -86,13 +86,7 @@ class PostgresBackend:
         try:
             with self.transaction() as db:
                 db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
-                for statement in statements(self.dialect):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT INTO knowngood_meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (str(version),),
-                )
+                create_tables(db, self.dialect, version)
         except psycopg.Error as e:
             raise StateStoreError(f"cannot create the tables of {self.where}: {e}") from e
 

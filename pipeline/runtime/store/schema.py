@@ -7,7 +7,12 @@ lose their milliseconds), ``{serial}`` an auto-increment key.
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_VERSION", "statements"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.runtime.store.rows import Tx
+
+__all__ = ["SCHEMA_VERSION", "create", "statements"]
 
 SCHEMA_VERSION = 2  # 2: sessions and their turns, the queue of requests made while all was down
 
@@ -114,3 +119,15 @@ def statements(dialect: str) -> list[str]:
     text = _SCHEMA.format(**_SPELLING[dialect])
     lines = [line.split("--")[0].rstrip() for line in text.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def create(db: Tx, dialect: str, version: int) -> None:
+    """Create the tables in ``db`` (inside the caller's transaction) and record ``version``
+    unless a version is recorded already."""
+    for statement in statements(dialect):
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO knowngood_meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO NOTHING",
+        (str(version),),
+    )

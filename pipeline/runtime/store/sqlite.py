@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.runtime.store.rows import BUSY_TIMEOUT_MS, Cursor, StateStoreError, Tx
-from pipeline.runtime.store.schema import statements
+from pipeline.runtime.store.schema import create as create_tables
 
 __all__ = ["SqliteBackend"]
 
@@ -51,13 +51,7 @@ class SqliteBackend:
     def create(self, version: int) -> None:
         try:
             with self.transaction() as db:
-                for statement in statements(self.dialect):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT INTO knowngood_meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (str(version),),
-                )
+                create_tables(db, self.dialect, version)
         except sqlite3.Error as e:
             raise StateStoreError(f"cannot create the tables of {self.path}: {e}") from e
 

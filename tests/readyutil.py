@@ -6,12 +6,13 @@ one thing at a time."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gitutil import commit_all
+from gitutil import commit_all, git
 from repoutil import do, edit, make_repo, write_repo
 
 from pipeline.git import Git
@@ -154,3 +155,15 @@ def ready_world(tmp: Path) -> ReadyWorld:
     world.backup(10)
     world.runbooks()
     return world
+
+
+def private_copy(template: ReadyWorld, tmp: Path, *, backups: bool = False) -> ReadyWorld:
+    """A copy of ``template``'s repository under ``tmp`` that a test may change: a clone (which
+    keeps the tags) with the records branch, and with ``backups`` the backup folder too."""
+    root = tmp / "repo"
+    git(tmp, "clone", "-q", "--no-local", str(template.root), str(root))
+    git(root, "fetch", "-q", "origin", "knowngood/records:knowngood/records")
+    git(root, "remote", "remove", "origin")
+    if backups:
+        shutil.copytree(template.root / "backups", root / "backups")
+    return ReadyWorld(root, template.now)

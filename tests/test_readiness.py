@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from gitutil import git
-from readyutil import ReadyWorld, ready_world, stamp
+from readyutil import ReadyWorld, private_copy, ready_world, stamp
 from repoutil import edit
 
 from pipeline.cli import main
@@ -33,12 +33,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> ReadyWorld:
 @pytest.fixture
 def world(template: ReadyWorld, tmp_path: Path) -> ReadyWorld:
     """A private copy of the ready repository (a clone keeps tags and the records branch)."""
-    root = tmp_path / "repo"
-    git(tmp_path, "clone", "-q", "--no-local", str(template.root), str(root))
-    git(root, "fetch", "-q", "origin", "knowngood/records:knowngood/records")
-    git(root, "remote", "remove", "origin")
-    shutil.copytree(template.root / "backups", root / "backups")
-    return ReadyWorld(root, template.now)
+    return private_copy(template, tmp_path, backups=True)
 
 
 def measure(world: ReadyWorld, **kw: Any) -> ReadinessReport:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from gitutil import git
-from readyutil import ReadyWorld, ready_world
+from readyutil import ReadyWorld, private_copy, ready_world
 from repoutil import edit
 
 from pipeline.cli import main
@@ -34,11 +34,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> ReadyWorld:
 
 @pytest.fixture
 def world(template: ReadyWorld, tmp_path: Path) -> ReadyWorld:
-    root = tmp_path / "repo"
-    git(tmp_path, "clone", "-q", "--no-local", str(template.root), str(root))
-    git(root, "fetch", "-q", "origin", "knowngood/records:knowngood/records")
-    git(root, "remote", "remove", "origin")
-    return ReadyWorld(root, template.now)
+    return private_copy(template, tmp_path)
 
 
 def runbook(world: ReadyWorld, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:

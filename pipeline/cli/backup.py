@@ -6,17 +6,11 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, state_store_option
 
 
 @click.command("backup")
-@click.option(
-    "--state-store",
-    "state_store",
-    default=None,
-    metavar="URL",
-    help="Override runtime.state_store.",
-)
+@state_store_option()
 @click.option(
     "--journal-only",
     is_flag=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, state_store_option
 
 
 @click.group("backups")
@@ -15,13 +15,7 @@ def command() -> None:
 
 
 @command.command("list")
-@click.option(
-    "--state-store",
-    "state_store",
-    default=None,
-    metavar="URL",
-    help="Override runtime.state_store.",
-)
+@state_store_option()
 @repo_option
 @format_option("text", "json")
 def list_(state_store: str | None, repo: Path | None, fmt: str) -> int:

@@ -12,6 +12,7 @@ from pipeline.cli.options import (
     repo_option,
     resolve_repo,
     say,
+    state_store_option,
     with_options,
 )
 from pipeline.deploy.drills import KINDS
@@ -30,12 +31,8 @@ OPTIONS = (
         "(production overlay) by default, or a real environment. failover: the environment whose "
         "deployed release the runtime serves (default production; nothing is deployed).",
     ),
-    click.option(
-        "--state-store",
-        "state_store",
-        default=None,
-        metavar="URL",
-        help="failover: drill this state store (every runtime sharing it fails over too); default "
+    state_store_option(
+        "failover: drill this state store (every runtime sharing it fails over too); default "
         "a scratch one. fault: the store to set the fault in (default knowngood.yaml's). "
         "restore: the store whose backups are drilled (default knowngood.yaml's).",
     ),

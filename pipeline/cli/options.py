@@ -38,6 +38,17 @@ def repo_option(func: F) -> F:
     )(func)
 
 
+def state_store_option(help_text: str = "Override runtime.state_store.") -> Callable[[F], F]:
+    """``--state-store URL``, with what it means for the command."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--state-store", "state_store", default=None, metavar="URL", help=help_text
+        )(func)
+
+    return decorate
+
+
 def format_option(*choices: str) -> Callable[[F], F]:
     names = choices or ("text", "json")
     text = "Output format"

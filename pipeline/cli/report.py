@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, say_read
+from pipeline.cli.options import (
+    format_option,
+    repo_option,
+    resolve_repo,
+    say_read,
+    state_store_option,
+)
 
 
 @click.command("report")
@@ -18,13 +24,9 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo, say_r
     type=click.Path(path_type=Path),
     help="The directory to write the site into: new, empty, or a previous report.",
 )
-@click.option(
-    "--state-store",
-    "state_store",
-    default=None,
-    metavar="URL",
-    help="Read the circuit breakers' events from this state store (default: knowngood.yaml's "
-    "runtime.state_store, when it exists).",
+@state_store_option(
+    "Read the circuit breakers' events from this state store (default: knowngood.yaml's "
+    "runtime.state_store, when it exists)."
 )
 @click.option(
     "--no-fetch", "no_fetch", is_flag=True, help="Use this clone's records; do not fetch them."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, state_store_option
 
 
 @click.command("restore")
@@ -18,13 +18,7 @@ from pipeline.cli.options import format_option, repo_option, resolve_repo
     help="The time to bring the state back to: ISO 8601 (UTC unless it says otherwise), or "
     "`latest` for the newest restorable point.",
 )
-@click.option(
-    "--state-store",
-    "state_store",
-    default=None,
-    metavar="URL",
-    help="Override runtime.state_store.",
-)
+@state_store_option()
 @click.option(
     "--data-dir",
     "data_dir",

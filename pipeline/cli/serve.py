@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import repo_option, resolve_repo, with_options
+from pipeline.cli.options import repo_option, resolve_repo, state_store_option, with_options
 
 STEP_GRACE_S = 5.0  # on SIGTERM, workflow steps running get this long to finish
 
@@ -30,12 +30,8 @@ OPTIONS = (
         help="Read bundles from this directory (<env>/<agent>/current.json) instead of the "
         "directory deploy target of knowngood.yaml.",
     ),
-    click.option(
-        "--state-store",
-        "state_store",
-        default=None,
-        metavar="URL",
-        help="Override runtime.state_store (sqlite:///path, or postgresql://user@host/db for "
+    state_store_option(
+        "Override runtime.state_store (sqlite:///path, or postgresql://user@host/db for "
         "several workers).",
     ),
     click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo
+from pipeline.cli.options import format_option, repo_option, resolve_repo, state_store_option
 
 STORE_HELP = "Override runtime.state_store (sqlite:///path or postgresql://...)."
 
@@ -28,12 +28,6 @@ def command() -> None:
     """
 
 
-def _store_option(func: click.decorators.FC) -> click.decorators.FC:
-    return click.option(
-        "--state-store", "state_store", default=None, metavar="URL", help=STORE_HELP
-    )(func)
-
-
 @command.command("list")
 @click.option(
     "--status",
@@ -42,7 +36,7 @@ def _store_option(func: click.decorators.FC) -> click.decorators.FC:
 )
 @click.option("--name", default=None, help="Only workflows of this name.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@_store_option
+@state_store_option(STORE_HELP)
 @repo_option
 @format_option("text", "json")
 def list_command(
@@ -64,7 +58,7 @@ def list_command(
 
 @command.command("show")
 @click.argument("workflow_id")
-@_store_option
+@state_store_option(STORE_HELP)
 @repo_option
 @format_option("text", "json")
 def show_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
@@ -74,7 +68,7 @@ def show_command(workflow_id: str, state_store: str | None, repo: Path | None, f
 
 @command.command("resume")
 @click.argument("workflow_id")
-@_store_option
+@state_store_option(STORE_HELP)
 @repo_option
 @format_option("text", "json")
 def resume_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
@@ -84,7 +78,7 @@ def resume_command(workflow_id: str, state_store: str | None, repo: Path | None,
 
 @command.command("cancel")
 @click.argument("workflow_id")
-@_store_option
+@state_store_option(STORE_HELP)
 @repo_option
 @format_option("text", "json")
 def cancel_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:

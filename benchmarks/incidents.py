@@ -25,17 +25,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from gitutil import BENCH_IDENTITY as IDENTITY  # noqa: E402
 
 from pipeline.git import Git  # noqa: E402
 from pipeline.recordbuild import dump, new_record, record_path  # noqa: E402
 from pipeline.records import RecordStore  # noqa: E402
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-}
 STEPS = ("acknowledged", "mitigated", "resolved")
 
 

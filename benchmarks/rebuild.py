@@ -28,16 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from backuputil import add_turns, make_store  # noqa: E402
 from deployutil import KEYS, make_world, responder  # noqa: E402
 from fakeproviders import FakeProvider  # noqa: E402
+from gitutil import BENCH_IDENTITY as IDENTITY  # noqa: E402
 from gitutil import git  # noqa: E402
 
 from pipeline.cli import main as knowngood  # noqa: E402
-
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-}
 
 
 def main() -> None:

@@ -38,17 +38,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakeproviders import FakeProvider, Reply  # noqa: E402
+from gitutil import BENCH_IDENTITY as IDENTITY  # noqa: E402
 
 from pipeline.deploy import deploy  # noqa: E402
 from pipeline.git import Git  # noqa: E402
 from pipeline.release import create_releases  # noqa: E402
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-}
 KEYS = {
     "FAKE_KEY": "fake-key-0123456789",  # knowngood: allow-secret
     "OPENAI_API_KEY": "sk-test-openai-0123456789",  # knowngood: allow-secret

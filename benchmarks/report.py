@@ -31,18 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from gitutil import BENCH_IDENTITY as IDENTITY  # noqa: E402
 from repoutil import repo_files  # noqa: E402
 
 from pipeline.recordbuild import dump, record_path  # noqa: E402
 from pipeline.records import new_record, resolve_incident  # noqa: E402
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@localhost",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@localhost",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 HASH = "cd" * 32
 BASE_TIME = 1_780_000_000  # 2026-05-28
 

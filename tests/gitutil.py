@@ -10,6 +10,25 @@ from pipeline.git import Git
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A fixed author, committer and date, for commits whose ids and times a test pins.
+IDENTITY = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Committer",
+    "GIT_COMMITTER_EMAIL": "committer@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+}
+# The identity the benchmarks commit with (their dates are the clock's).
+BENCH_IDENTITY = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
+
 
 def git(cwd: Path, *args: str) -> str:
     return Git(cwd).run(*args)

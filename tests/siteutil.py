@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gitutil import clone, commit_all, git, make_remote
+from gitutil import IDENTITY, clone, commit_all, git, make_remote
 from repoutil import do, edit, make_repo
 
 from pipeline.git import Git
@@ -20,15 +20,6 @@ from pipeline.records import RecordStore, new_record, resolve_incident
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HASH = "ab" * 32
-IDENTITY = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.com",
-    "GIT_COMMITTER_NAME": "Test Committer",
-    "GIT_COMMITTER_EMAIL": "committer@example.com",
-    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-}
 # (passed, failed, skipped) per provider, per release of shop: what the results records hold.
 SHOP_CASES = {
     "shop/v0.1.0": {"openai": (3, 1, 0), "anthropic": (4, 0, 1)},

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gitutil import clone, commit_all, git, make_remote
+from gitutil import IDENTITY, clone, commit_all, git, make_remote
 from repoutil import do, edit, make_repo
 
 from pipeline.cli import main
@@ -61,17 +61,6 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
         git(seed, "push", "-q", str(bare), "main")
         record_history(clone(bare, tmp / "writer"))
     return bare
-
-
-IDENTITY = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.com",
-    "GIT_COMMITTER_NAME": "Test Committer",
-    "GIT_COMMITTER_EMAIL": "committer@example.com",
-    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-}
 
 
 def record_history(a: Path) -> None:

@@ -21,7 +21,6 @@ from pipeline.runtime.settings import BreakerSettings, state_store_location
 from pipeline.runtime.store import StateStore, Turn
 from pipeline.runtime.storeview import read_breakers
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = BreakerSettings(
     window=4, minimum_calls=4, failure_rate=0.5, slow_call_rate=0.75, open_s=10, half_open_calls=2
 )

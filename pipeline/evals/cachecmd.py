@@ -71,25 +71,25 @@ def cache_dir(root: Path) -> Path:
 
 
 def stats(root: Path) -> CacheReport:
-    return _report(cache_dir(root))
+    return _report(Cache(cache_dir(root)))
 
 
 def prune(root: Path, request: PruneRequest) -> CacheReport:
-    directory = cache_dir(root)
+    cache = Cache(cache_dir(root))
     older_than_s = request.older_than_days * 86400 if request.older_than_days is not None else None
     max_bytes = int(request.max_size_mb * 1024 * 1024) if request.max_size_mb is not None else None
     if older_than_s is None and max_bytes is None:
         older_than_s = 0.0  # everything
-    removed = Cache(directory).prune(older_than_s=older_than_s, max_bytes=max_bytes)
+    removed = cache.prune(older_than_s=older_than_s, max_bytes=max_bytes)
     parsed_removed = parsecache.prune(older_than_s, max_bytes)
-    return replace(_report(directory), removed=removed, parsed_removed=parsed_removed)
+    return replace(_report(cache), removed=removed, parsed_removed=parsed_removed)
 
 
-def _report(directory: Path) -> CacheReport:
-    held = Cache(directory).stats()
+def _report(cache: Cache) -> CacheReport:
+    held = cache.stats()
     parsed_entries, parsed_bytes = parsecache.usage()
     return CacheReport(
-        directory,
+        cache.dir,
         held.entries,
         held.bytes,
         held.oldest,

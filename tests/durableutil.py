@@ -42,6 +42,19 @@ def count(n: int) -> int:
     for i in range(n):
         total += wf.step(lambda i=i: i, name="add")
     return total
+
+
+@wf.workflow("family")
+def family(n: int) -> int:
+    return count(n) + count(n + 1)  # two child workflows, waited for
+
+
+@wf.workflow("launcher")
+def launcher(tool_url: str) -> str:
+    from dbos import DBOS
+
+    child = DBOS.start_workflow(mail, tool_url, "child@example.com")  # not waited for
+    return child.get_workflow_id()
 '''
 
 

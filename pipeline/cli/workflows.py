@@ -1,4 +1,4 @@
-"""``knowngood workflows list|show|resume|cancel``."""
+"""``knowngood workflows list|show|resume|cancel|prune``."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ def command() -> None:
     They run in a worker (`knowngood serve --workflows MODULE`, or `Worker` in the Python
     API); these commands only read and change the store, so they work beside the worker and
     while none runs. resume puts a workflow back on the queue: the worker continues it from
-    its last checkpointed step. cancel stops it before its next step.
+    its last checkpointed step. cancel stops it before its next step. prune deletes the
+    workflows that ended long ago (every worker also does, per runtime.workflows_keep_days).
 
     \b
     Examples:
       knowngood workflows list --status PENDING
       knowngood workflows show 6f1c2e80-... --format json
       knowngood workflows resume 6f1c2e80-...
+      knowngood workflows prune --older-than 90
     """
 
 
@@ -84,6 +86,34 @@ def resume_command(workflow_id: str, state_store: str | None, repo: Path | None,
 def cancel_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
     """Stop a workflow before its next step (resume continues it)."""
     return _one("cancel", workflow_id, state_store, repo, fmt)
+
+
+@command.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="DAYS",
+    help="Delete the workflows that ended over DAYS ago (default: runtime.workflows_keep_days, 30).",
+)
+@state_store_option(STORE_HELP)
+@repo_option
+@format_option("text", "json")
+def prune_command(
+    older_than: float | None, state_store: str | None, repo: Path | None, fmt: str
+) -> int:
+    """Delete the workflows that ended over DAYS ago, with what they started and checkpointed.
+
+    Their ids can then be used again: enqueueing one runs it anew. Running workflows, and
+    those whose children still run, are kept.
+    """
+    from pipeline.report.workflows import render
+    from pipeline.runtime.flowclient import WorkflowsRequest, run
+
+    request = WorkflowsRequest("prune", state_store=state_store, older_than_days=older_than)
+    render(run(resolve_repo(repo), request), fmt)
+    return 0
 
 
 def _one(

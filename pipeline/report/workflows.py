@@ -18,7 +18,10 @@ def _when(seconds: float | None) -> str:
 
 
 def render(found: Any, fmt: str) -> None:
-    """A list of workflows, or one with its steps (a WorkflowView)."""
+    """A list of workflows, one with its steps (a WorkflowView), or what a prune deleted."""
+    if hasattr(found, "kept"):
+        _pruned(found, fmt)
+        return
     if fmt == "json":
         data = [w.to_json() for w in found] if isinstance(found, list) else found.to_json()
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -54,3 +57,15 @@ def render(found: Any, fmt: str) -> None:
         click.echo(f"  error: {w.error}")
     elif w.status == "SUCCESS":
         click.echo(f"  result: {json.dumps(w.to_json()['output'], ensure_ascii=False)[:500]}")
+
+
+def _pruned(pruned: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(pruned.to_json(), indent=2))
+        return
+    click.echo(
+        f"deleted {pruned.deleted} workflows that ended before {_when(pruned.before)} UTC "
+        f"(over {pruned.older_than_days:g} days ago), with the workflows they started"
+    )
+    if pruned.kept:
+        click.echo(f"kept {pruned.kept} of them: a workflow they started is still running")

@@ -211,6 +211,7 @@ class DurableEngine:
         self._stop = threading.Event()
         self._adopt_lock = threading.Lock()  # the holder's connection: one user at a time
         self._adopter: threading.Thread | None = None
+        self._retention: Any = None  # retention.Schedule, when workflows are not kept forever
 
     @property
     def postgres(self) -> bool:
@@ -224,16 +225,21 @@ class DurableEngine:
         *,
         root: Path | None = None,
         before_launch: Callable[[], None] | None = None,
+        log: Callable[[str], None] = lambda line: None,
     ) -> DurableEngine:
         """Launch DBOS on ``state_store`` (a ``sqlite:///`` or ``postgresql://`` URL) and recover
         the workflows this worker left pending. ``before_launch`` runs once DBOS exists and
-        before it launches (declare what must exist at recovery there).
+        before it launches (declare what must exist at recovery there). With ``root``, apply
+        its ``runtime.workflows_keep_days`` (:mod:`pipeline.runtime.retention`).
 
         WorkerBusy (exit 2) when another process is the worker of a SQLite store;
         EngineError (exit 3) when DBOS cannot launch.
         """
         global _open
+        from pipeline.runtime import retention
+
         url = system_database_url(Path(root or "."), state_store)
+        keep_days = retention.keep_days(root) if root is not None else None
         with _lock:
             if _open is not None:
                 raise EngineError("the durable engine is already open in this process")
@@ -251,6 +257,8 @@ class DurableEngine:
                 raise
             _open = cls(url, app_name, holder, sql_engine)
             _open._start_adopter()
+            if keep_days is not None:
+                _open._retention = retention.Schedule.start(keep_days, log)
             return _open
 
     def _start_adopter(self) -> None:
@@ -295,6 +303,8 @@ class DurableEngine:
             if _open is not self:
                 return
             self._stop.set()
+            if self._retention is not None:
+                self._retention.stop()
             if self._adopter is not None:
                 self._adopter.join(ADOPT_S + 5)
             try:

@@ -5,10 +5,13 @@ code and is no worker, so it works beside the one worker a SQLite store allows. 
 workflows list|show|resume|cancel`` and :func:`enqueue` use it.
 
 - :meth:`FlowClient.enqueue` puts a declared workflow on the queue every worker listens to
-  (:data:`WORKFLOW_QUEUE`); the worker runs it. The same ``workflow_id`` never runs twice.
+  (:data:`WORKFLOW_QUEUE`); the worker runs it. The same ``workflow_id`` never runs twice
+  while the store keeps it (:mod:`pipeline.runtime.retention`).
 - :meth:`FlowClient.resume` puts a cancelled or failed workflow back on the queue: it
   continues from its last checkpointed step. :meth:`FlowClient.cancel` stops it at its next
   step (a step already running finishes).
+- :meth:`FlowClient.prune` deletes the workflows that ended some days ago
+  (:mod:`pipeline.runtime.retention`, which every worker also applies on its own).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import KnowngoodError, UsageError
+from pipeline.runtime import retention
 
 __all__ = ["WORKFLOW_QUEUE", "FlowClient", "StepView", "WorkflowView"]
 
@@ -265,22 +269,41 @@ class FlowClient:
         self._client.cancel_workflow(workflow_id)
         return self.show(workflow_id)
 
+    def prune(self, older_than_days: float) -> retention.Pruned:
+        """Delete the workflows that ended over ``older_than_days`` ago (with their children)."""
+        return retention.prune(self._client, older_than_days)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowsRequest:
-    """``knowngood workflows ACTION``: list (with its filters), show, resume or cancel."""
+    """``knowngood workflows ACTION``: list (with its filters), show, resume, cancel or prune."""
 
-    action: str  # list | show | resume | cancel
+    action: str  # list | show | resume | cancel | prune
     workflow_id: str | None = None
     status: str | None = None
     name: str | None = None
     limit: int = 50
     state_store: str | None = None
+    older_than_days: float | None = None  # prune; None: runtime.workflows_keep_days
 
 
-def run(root: Path, request: WorkflowsRequest) -> list[WorkflowView] | WorkflowView:
+def run(
+    root: Path, request: WorkflowsRequest
+) -> list[WorkflowView] | WorkflowView | retention.Pruned:
     """The core of ``knowngood workflows``: open the state store's DBOS client, act, close."""
+    days = request.older_than_days
+    if request.action == "prune" and days is None:
+        days = retention.keep_days(root)
+        if days is None:
+            raise UsageError(
+                "runtime.workflows_keep_days is 0 in knowngood.yaml: workflows are kept forever",
+                hint="say how old a workflow must be to go: knowngood workflows prune "
+                "--older-than DAYS",
+            )
     with FlowClient.open(root, request.state_store) as client:
+        if request.action == "prune":
+            assert days is not None
+            return client.prune(days)
         if request.action == "list":
             status = request.status.upper() if request.status else None
             return client.list(status=status, name=request.name, limit=request.limit)

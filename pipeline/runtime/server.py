@@ -290,7 +290,7 @@ async def _start_engine(
     runtime: Runtime, workflows: Sequence[str], observer: Metrics, log: Callable[[str], None]
 ) -> Any:
     """The durable engine, and the outage queue when an agent uses it (before any request)."""
-    engine = await asyncio.to_thread(_open_engine, runtime, workflows)
+    engine = await asyncio.to_thread(_open_engine, runtime, workflows, log)
     loop = asyncio.get_running_loop()
     runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
     if runtime.queue is not None:
@@ -337,7 +337,7 @@ def needs_engine(runtime: Runtime, workflows: Sequence[str]) -> bool:
     return bool(workflows) or uses_queue(runtime.releases.all())
 
 
-def _open_engine(runtime: Runtime, workflows: Sequence[str]) -> Any:
+def _open_engine(runtime: Runtime, workflows: Sequence[str], log: Callable[[str], None]) -> Any:
     from pipeline.runtime.engine import DurableEngine
     from pipeline.runtime.queued import declare
     from pipeline.runtime.workflows import attach, detach, load_modules
@@ -346,7 +346,7 @@ def _open_engine(runtime: Runtime, workflows: Sequence[str]) -> Any:
     declare()  # the queue's workflow, so that the recovery finds it
     attach(runtime)
     try:
-        return DurableEngine.open(runtime.state_store_url, root=runtime.root)
+        return DurableEngine.open(runtime.state_store_url, root=runtime.root, log=log)
     except BaseException:
         detach()
         raise

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -306,7 +307,8 @@ class Worker:
         try:
             runtime.refresh()
             attach(runtime)
-            engine = DurableEngine.open(runtime.state_store_url, root=root)
+            log = logging.getLogger("knowngood.workflows").warning
+            engine = DurableEngine.open(runtime.state_store_url, root=root, log=log)
         except BaseException:
             detach()
             runtime.close()
@@ -315,7 +317,8 @@ class Worker:
 
     def start(self, fn: Callable[..., Any], *args: Any, workflow_id: str | None = None) -> str:
         """Start ``fn(*args)`` (a declared workflow) in the background: its workflow id.
-        Starting again with the same ``workflow_id`` does not run it twice."""
+        Starting again with the same ``workflow_id`` does not run it twice (while the store
+        keeps it: :mod:`pipeline.runtime.retention`)."""
         from dbos import DBOS, SetWorkflowID
 
         if workflow_id is None:

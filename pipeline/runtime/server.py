@@ -39,13 +39,9 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
-from pipeline.runtime.queueroutes import (
-    QueueCollector,
-    queue_if_down,
-    queue_if_waiting,
-    queued_status,
-)
+from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
+from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
@@ -265,7 +261,7 @@ async def serve(
             observer.registry.register(schedule[1])
         runtime.refresh()
         if needs_engine(runtime, workflows):
-            engine = await _start_engine(runtime, workflows, observer, log)
+            engine = await start_engine(runtime, workflows, observer, log)
         started = time.perf_counter()
         await runtime.warm_up()
         # What is alive now (litellm's modules and tables, the releases) lives as long as the
@@ -281,22 +277,9 @@ async def serve(
         if schedule is not None:
             schedule[0].stop()
         if engine is not None:
-            await asyncio.to_thread(_close_engine, engine)
+            await asyncio.to_thread(close_engine, engine)
         incidents.close()
         runtime.close()
-
-
-async def _start_engine(
-    runtime: Runtime, workflows: Sequence[str], observer: Metrics, log: Callable[[str], None]
-) -> Any:
-    """The durable engine, and the outage queue when an agent uses it (before any request)."""
-    engine = await asyncio.to_thread(_open_engine, runtime, workflows, log)
-    loop = asyncio.get_running_loop()
-    runtime.queue = await asyncio.to_thread(_open_queue, runtime, engine, loop)
-    if runtime.queue is not None:
-        observer.registry.register(QueueCollector(runtime))
-    log(f"durable engine started: worker {engine.executor_id} of {_store(engine.url)}")
-    return engine
 
 
 async def _run_until_stopped(
@@ -327,52 +310,6 @@ async def _run_until_stopped(
         follower.cancel()
         await runner.cleanup()
         await runtime.aclose()
-
-
-def needs_engine(runtime: Runtime, workflows: Sequence[str]) -> bool:
-    """Whether this serve process runs the durable engine: when it runs workflows, or an
-    agent deployed when it starts queues requests while every provider is down."""
-    from pipeline.runtime.queued import uses_queue
-
-    return bool(workflows) or uses_queue(runtime.releases.all())
-
-
-def _open_engine(runtime: Runtime, workflows: Sequence[str], log: Callable[[str], None]) -> Any:
-    from pipeline.runtime.engine import DurableEngine
-    from pipeline.runtime.queued import declare
-    from pipeline.runtime.workflows import attach, detach, load_modules
-
-    load_modules(runtime.root, workflows)
-    declare()  # the queue's workflow, so that the recovery finds it
-    attach(runtime)
-    try:
-        return DurableEngine.open(runtime.state_store_url, root=runtime.root, log=log)
-    except BaseException:
-        detach()
-        raise
-
-
-def _open_queue(runtime: Runtime, engine: Any, loop: asyncio.AbstractEventLoop) -> Any:
-    from pipeline.runtime.queued import RequestQueue, uses_queue
-
-    if not uses_queue(runtime.releases.all()):
-        return None
-    return RequestQueue.open(runtime, engine, loop)
-
-
-def _close_engine(engine: Any) -> None:
-    from pipeline.runtime.workflows import detach
-
-    try:
-        engine.shutdown()
-    finally:
-        detach()
-
-
-def _store(url: str) -> str:
-    from pipeline.runtime.engine import _shown
-
-    return _shown(url)
 
 
 def _address(runner: web.AppRunner, host: str) -> str:

@@ -14,6 +14,7 @@ from fakeproviders import Fault
 from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
 from runtimeutil import KEY, RESILIENCE, Clock, Serve, breaker_worker, chat, make_world, servers
+from sessionutil import check_deletion_waits_for_the_queue
 
 from pipeline.errors import UsageError
 from pipeline.runtime.breaker import Breakers
@@ -232,3 +233,7 @@ def test_a_queued_request_is_settled_once_with_its_turn(
         assert store.queued("q0") is None and store.queued("q2") is not None
     finally:
         store.close()
+
+
+def test_sessions_are_deleted_and_pruned_as_on_sqlite(store: StateStore) -> None:
+    check_deletion_waits_for_the_queue(store)

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS knowngood_sessions (
     created {real} NOT NULL,
     updated {real} NOT NULL
 );
+CREATE INDEX IF NOT EXISTS knowngood_sessions_updated ON knowngood_sessions (updated);
 CREATE TABLE IF NOT EXISTS knowngood_turns (
     session TEXT NOT NULL,
     n INTEGER NOT NULL,            -- 1, 2, ... in the order they were answered

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime.store.rows import StateStoreError, Turn, Tx
 
-__all__ = ["SessionTaken", "TurnRows", "insert_turn"]
+__all__ = ["SessionBusy", "SessionTaken", "TurnRows", "insert_turn"]
 
 _TURN_COLUMNS = (
     "session, n, agent, env, at, messages, answer, release, version, provider, model, "
@@ -22,6 +22,16 @@ class SessionTaken(StateStoreError):
     """The session id belongs to another agent or environment (HTTP 409)."""
 
     exit_code = 2
+
+
+class SessionBusy(StateStoreError):
+    """The outage queue still holds a request of the session (HTTP 409)."""
+
+    exit_code = 2
+
+
+_WAITING = "SELECT count(*) FROM knowngood_queued WHERE session = ? AND status = 'queued'"
+_SETTLED = "status <> 'queued'"  # a request queued meanwhile is never lost
 
 
 def _dump(value: Any) -> str:
@@ -53,6 +63,9 @@ class TurnRows:
 
     if TYPE_CHECKING:
 
+        @property
+        def dialect(self) -> str: ...
+
         def transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
 
         def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]: ...
@@ -71,6 +84,48 @@ class TurnRows:
         """(agent, environment) of ``session``, or None when it has no turn yet."""
         row = self._one("SELECT agent, env FROM knowngood_sessions WHERE session = ?", (session,))
         return (str(row[0]), str(row[1])) if row is not None else None
+
+    def delete_session(self, session: str) -> int | None:
+        """Delete ``session``: its turns and the requests of it the queue has settled (their
+        answers). How many turns it had; None when there is no such session. SessionBusy
+        while the queue still holds a request of it (its answer would start it again)."""
+        with self.transaction() as db:
+            if self.dialect == "postgresql":  # as add_queued does: no request queued meanwhile
+                db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (session,))
+            if int(db.execute(_WAITING, (session,)).fetchone()[0]):
+                raise SessionBusy(
+                    f"session {session!r} has requests waiting in the outage queue",
+                    hint="delete it once they are answered (GET /v1/queued/ID says when)",
+                )
+            row = db.execute(
+                "DELETE FROM knowngood_sessions WHERE session = ? RETURNING turns", (session,)
+            ).fetchone()
+            db.execute("DELETE FROM knowngood_turns WHERE session = ?", (session,))
+            db.execute(f"DELETE FROM knowngood_queued WHERE session = ? AND {_SETTLED}", (session,))
+        return int(row[0]) if row is not None else None
+
+    def prune_sessions(self, before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` sessions whose last turn is older than ``before`` (unix time),
+        as :meth:`delete_session` does, oldest first; those with a request waiting in the
+        outage queue stay. How many went."""
+        with self.transaction() as db:
+            rows = db.execute(
+                # updated < ? twice: PostgreSQL checks the outer one again on a row a turn
+                # changed meanwhile, and so keeps a session that was just used
+                "DELETE FROM knowngood_sessions WHERE updated < ? AND session IN (SELECT "
+                "s.session FROM knowngood_sessions s WHERE s.updated < ? AND NOT EXISTS "
+                "(SELECT 1 FROM knowngood_queued q WHERE q.session = s.session AND "
+                "q.status = 'queued') ORDER BY s.updated LIMIT ?) RETURNING session",
+                (before, before, limit),
+            ).fetchall()
+            gone = [str(r[0]) for r in rows]
+            if gone:
+                marks = ", ".join("?" * len(gone))
+                db.execute(f"DELETE FROM knowngood_turns WHERE session IN ({marks})", gone)
+                db.execute(
+                    f"DELETE FROM knowngood_queued WHERE session IN ({marks}) AND {_SETTLED}", gone
+                )
+        return len(gone)
 
     def add_turn(self, turn: Turn) -> Turn:
         """Store ``turn`` as the next one of its session (its ``n`` is given here, atomically:

@@ -16,7 +16,7 @@ the retention's pruning.
    the time from the restart to the interrupted step running again is measured, with the
    effects made twice. Goals: resume < 5 s, 0 repeated effects.
 3. Retention: --prune workflows of two steps each run on a scratch SQLite store, made 40 days
-   old, then deleted as ``knowngood workflows prune`` does (``retention.prune`` over DBOS's
+   old, then deleted as ``knowngood workflows prune`` does (``retention.prune_workflows`` over DBOS's
    client, 30 days). Figures: workflows deleted per second, and the longest batch (the longest
    the store's write lock is held); goal: a batch well under a second.
 """
@@ -106,7 +106,7 @@ PRUNE_SCRIPT = textwrap.dedent(
 
     client.delete_workflows = timed
     started = time.perf_counter()
-    pruned = retention.prune(client, 30)
+    pruned = retention.prune_workflows(client, 30)
     wall = time.perf_counter() - started
     client.destroy()
     print(json.dumps({

@@ -10,6 +10,9 @@ tests, with ``fsync=off``):
   transaction; on PostgreSQL the row is locked with ``SELECT ... FOR UPDATE``);
 - **open**: acquire of an open breaker (one SELECT, the provider is skipped);
 - **turn**: storing a session's turn, and reading a 20-turn conversation back;
+- **prune 500 sessions**: one batch of the session retention (``runtime.sessions_keep_days``),
+  over 2 x --calls sessions of 2 turns each, all past the window: the time a batch holds the
+  store's write lock;
 - **contended write**: 4 processes recording outcomes on the same breaker at once (the
   figure is per write, wall time over all writes).
 
@@ -77,6 +80,15 @@ def measure(where: str | Path, calls: int) -> dict[str, tuple[float, float]]:
         for _ in range(20):
             store.add_turn(Turn("long", 0, "a", "production", time.time(), [user], answer))
         figures["20-turn read"] = _timed(lambda i: store.turns("long"), min(calls, 500))
+        old = time.time() - 40 * 86400
+        for i in range(calls * 2):
+            for _ in range(2):
+                store.add_turn(Turn(f"old{i}", 0, "a", "production", old, [user], answer))
+        batches = (calls * 2 + 499) // 500
+        figures["prune 500 sessions"] = _timed(
+            lambda i: store.prune_sessions(old + 1, 500), batches
+        )
+        assert store.session_owner("old0") is None
     finally:
         store.close()
     figures["contended write"] = _contended(where, calls // 4)

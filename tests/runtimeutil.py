@@ -311,12 +311,13 @@ def http(
     raw: bytes | None = None,
     timeout_s: float = 10.0,
     headers: Mapping[str, str] | None = None,
+    method: str | None = None,
 ) -> HttpAnswer:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(
         url,
         data=data,
-        method="POST" if data is not None else "GET",
+        method=method or ("POST" if data is not None else "GET"),
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:

@@ -133,7 +133,7 @@ def test_a_worker_applies_the_retention_when_it_starts(
         while ids(world) != ["w-2"] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert ids(world) == ["w-2"], worker.stderr
-    assert "workflow retention: deleted 2 workflows that ended over 7 days ago" in worker.stderr
+    assert "retention: deleted 2 workflows that ended over 7 days ago" in worker.stderr
 
 
 def test_keep_days_0_keeps_every_workflow_and_prune_then_needs_an_age(
@@ -186,7 +186,7 @@ def test_on_postgresql_a_worker_and_the_command_prune_alike(
         deadline = time.monotonic() + 30
         while len(aged(0)) != 2 * 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-    assert "workflow retention: deleted 2 workflows" in worker.stderr
+    assert "retention: deleted 2 workflows that ended" in worker.stderr
     assert [i for i in aged(3, "f-2") if "-" not in i[2:]] == ["f-2", "f-3"]
     pruned = prune(world, capsys, "--older-than", "2", "--state-store", url)
     assert pruned["deleted"] == 1

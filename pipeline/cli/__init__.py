@@ -116,7 +116,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "workflows": (
         "pipeline.cli.workflows",
-        "List, show, resume or cancel the durable workflows of the state store.",
+        "List, show, resume, cancel or prune the durable workflows of the state store.",
+    ),
+    "sessions": (
+        "pipeline.cli.sessions",
+        "Show, delete or prune the conversations (sessions) of the state store.",
     ),
 }
 

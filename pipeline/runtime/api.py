@@ -9,6 +9,7 @@
         print(answer.text, answer.provider, [(a.provider, a.outcome, a.ms) for a in answer.attempts])
         agent.send("My order is A1.", session="chat-42")   # a conversation: turn 1
         agent.send("When does it arrive?", session="chat-42")  # turn 2 knows about A1
+        agent.history("chat-42")  # its turns; agent.forget("chat-42") deletes them
 
 ``send`` blocks; ``await agent.asend(...)`` is the same inside an event loop. The agent follows
 deploys and rollbacks: before a request, if 200 ms have passed since it last looked, it looks
@@ -26,8 +27,9 @@ from typing import Any, TypeVar
 from pipeline.errors import UsageError
 from pipeline.runtime.core import FOLLOW_INTERVAL_S, Runtime
 from pipeline.runtime.failover import Observer
-from pipeline.runtime.model import Answer, parse_chat_request
+from pipeline.runtime.model import Answer, check_session_id, parse_chat_request
 from pipeline.runtime.releases import Release
+from pipeline.runtime.store import Turn
 
 __all__ = ["Agent"]
 
@@ -135,6 +137,18 @@ class Agent:
         else:
             raise UsageError("send() blocks: inside an event loop, use `await agent.asend(...)`")
         return self._run(self.asend(messages, vars=vars, session=session, **params))
+
+    def history(self, session: str) -> list[Turn]:
+        """The stored turns of this agent's ``session`` in its environment, oldest first (none:
+        no such session)."""
+        check_session_id(session)
+        return self.runtime.sessions.history(session, self.runtime.env, self.name) or []
+
+    def forget(self, session: str) -> int:
+        """Delete this agent's ``session`` with its turns: how many it had (0: no such session).
+        SessionBusy (exit 2) while the outage queue holds a request of it."""
+        check_session_id(session)
+        return self.runtime.sessions.forget(session, self.runtime.env, self.name) or 0
 
     def close(self) -> None:
         """Close the HTTP clients litellm opened for this agent, and the state store."""

@@ -239,7 +239,7 @@ class DurableEngine:
         from pipeline.runtime import retention
 
         url = system_database_url(Path(root or "."), state_store)
-        keep_days = retention.keep_days(root) if root is not None else None
+        keep_days = retention.workflows_keep_days(root) if root is not None else None
         with _lock:
             if _open is not None:
                 raise EngineError("the durable engine is already open in this process")
@@ -258,7 +258,7 @@ class DurableEngine:
             _open = cls(url, app_name, holder, sql_engine)
             _open._start_adopter()
             if keep_days is not None:
-                _open._retention = retention.Schedule.start(keep_days, log)
+                _open._retention = retention.Schedule.workflows(keep_days, log)
             return _open
 
     def _start_adopter(self) -> None:

@@ -271,7 +271,7 @@ class FlowClient:
 
     def prune(self, older_than_days: float) -> retention.Pruned:
         """Delete the workflows that ended over ``older_than_days`` ago (with their children)."""
-        return retention.prune(self._client, older_than_days)
+        return retention.prune_workflows(self._client, older_than_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +293,7 @@ def run(
     """The core of ``knowngood workflows``: open the state store's DBOS client, act, close."""
     days = request.older_than_days
     if request.action == "prune" and days is None:
-        days = retention.keep_days(root)
+        days = retention.workflows_keep_days(root)
         if days is None:
             raise UsageError(
                 "runtime.workflows_keep_days is 0 in knowngood.yaml: workflows are kept forever",

@@ -1,12 +1,13 @@
-"""How long the state store keeps the workflows that ended (knowngood.yaml
-``runtime.workflows_keep_days``, default 30).
+"""How long the state store keeps what no one needs any more (knowngood.yaml ``runtime``):
 
-A workflow that ended (SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED) more than
-that many days ago is deleted with its inputs, checkpointed steps and result:
-
-- by every worker (``serve --workflows``, a ``serve`` that runs the outage queue, the Python
-  API's ``Worker``): when its engine starts, then every ``EVERY_S``;
-- on command: ``knowngood workflows prune [--older-than DAYS]``.
+- ``workflows_keep_days`` (default 30): a durable workflow that ended (SUCCESS, ERROR,
+  CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED) that many days ago is deleted with its inputs,
+  checkpointed steps and result, by every worker (``serve --workflows``, a ``serve`` that runs
+  the outage queue, the Python API's ``Worker``) when its engine starts, then every
+  ``EVERY_S``; ``knowngood workflows prune`` does it on command.
+- ``sessions_keep_days`` (default 0: kept until deleted): a session whose last turn is that
+  many days old is deleted with its turns, by every ``serve`` when it starts, then every
+  ``EVERY_S``; ``knowngood sessions prune`` does it on command.
 
 - **Children go with their parent.** A workflow started by another one is deleted when its
   parent is (``delete_children``), never on its own: the parent may still need its result.
@@ -14,8 +15,10 @@ that many days ago is deleted with its inputs, checkpointed steps and result:
 - **Idempotency has a window.** A workflow id is unique while its workflow is in the store:
   enqueueing the same id after the deletion runs it again. Keep the window longer than any
   retry of yours; 0 keeps every workflow forever.
-- **Bounded.** At most ``BATCH`` workflows per transaction, so a worker never holds a SQLite
-  store's write lock for long; the workflows still running are never touched.
+- **Waiting requests hold their session.** A session the outage queue still holds a request
+  of is kept until it is answered.
+- **Bounded.** At most ``BATCH`` workflows or sessions per transaction, so a pass never holds a
+  SQLite store's write lock for long; what still runs is never touched.
 """
 
 from __future__ import annotations
@@ -28,10 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_KEEP_DAYS", "ENDED", "EVERY_S", "Pruned", "Schedule", "keep_days", "prune"]
+__all__ = [
+    "ENDED",
+    "EVERY_S",
+    "Pruned",
+    "Schedule",
+    "prune_sessions",
+    "prune_workflows",
+    "sessions_keep_days",
+    "workflows_keep_days",
+]
 
-DEFAULT_KEEP_DAYS = 30.0
-EVERY_S = 3600.0  # how often a worker applies the retention
+EVERY_S = 3600.0  # how often a worker or serve applies the retention
 BATCH = 500
 ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 DAY_S = 86400.0
@@ -39,8 +50,9 @@ DAY_S = 86400.0
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    """What one pass deleted: ``deleted`` workflows (with the ones they started) that ended
-    before ``before`` (epoch seconds); ``kept`` of them wait for a child still running."""
+    """What one pass deleted: ``deleted`` workflows (with the ones they started) that ended,
+    or sessions last used, before ``before`` (epoch seconds); ``kept`` workflows of those wait
+    for a child still running."""
 
     older_than_days: float
     before: float
@@ -56,16 +68,29 @@ class Pruned:
         }
 
 
-def keep_days(root: Path) -> float | None:
-    """knowngood.yaml ``runtime.workflows_keep_days``; None when workflows are kept forever."""
+def workflows_keep_days(root: Path) -> float | None:
+    """knowngood.yaml ``runtime.workflows_keep_days`` (30); None when kept forever (0)."""
+    return _days(root, "workflows_keep_days", 30.0)
+
+
+def sessions_keep_days(root: Path) -> float | None:
+    """knowngood.yaml ``runtime.sessions_keep_days`` (0); None when kept until deleted (0)."""
+    return _days(root, "sessions_keep_days", 0.0)
+
+
+def _days(root: Path, key: str, default: float) -> float | None:
     from pipeline.repo import load_settings
 
     runtime = load_settings(root).raw.get("runtime") or {}
-    days = runtime.get("workflows_keep_days", DEFAULT_KEEP_DAYS)
+    days = runtime.get(key, default)
     return float(days) if days else None
 
 
-def prune(
+def _before(older_than_days: float, now: float | None) -> float:
+    return (time.time() if now is None else now) - older_than_days * DAY_S
+
+
+def prune_workflows(
     dbos: Any,
     older_than_days: float,
     now: float | None = None,
@@ -74,7 +99,7 @@ def prune(
     """Delete the workflows that ended over ``older_than_days`` ago. ``dbos`` is the ``DBOS``
     class (in a worker) or a ``DBOSClient``: both list and delete workflows alike. Between
     batches, ``stopping()`` ends the pass early (the rest waits for the next one)."""
-    before = (time.time() if now is None else now) - older_than_days * DAY_S
+    before = _before(older_than_days, now)
     stamp = datetime.datetime.fromtimestamp(before, tz=datetime.UTC).isoformat()
     deleted = 0
     kept: set[str] = set()
@@ -102,42 +127,77 @@ def prune(
     return Pruned(older_than_days, before, deleted, len(kept))
 
 
-class Schedule:
-    """A worker's retention: a daemon thread that prunes at once, then every ``EVERY_S``,
-    until :meth:`stop` (before the engine shuts down)."""
+def prune_sessions(
+    store: Any,
+    older_than_days: float,
+    now: float | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Pruned:
+    """Delete the sessions (with their turns) last used over ``older_than_days`` ago, in
+    batches of ``BATCH``; ``store`` is a :class:`~pipeline.runtime.store.StateStore`."""
+    before = _before(older_than_days, now)
+    deleted = 0
+    while not stopping():
+        went = int(store.prune_sessions(before, BATCH))
+        deleted += went
+        if went < BATCH:
+            break
+    return Pruned(older_than_days, before, deleted, 0)
 
-    def __init__(self, days: float, log: Callable[[str], None]) -> None:
-        self.days = days
+
+class Schedule:
+    """A retention pass at once, then every ``EVERY_S``, in a daemon thread of its own, until
+    :meth:`stop` (before what it prunes closes). Build with :meth:`workflows` or
+    :meth:`sessions`."""
+
+    def __init__(
+        self, what: str, apply: Callable[[Callable[[], bool]], Pruned], log: Callable[[str], None]
+    ) -> None:
+        self.what = what  # "workflows that ended" | "sessions last used"
+        self.apply = apply
         self.log = log
         self.last: Pruned | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="kg-retention")
+        self._thread.start()
 
     @classmethod
-    def start(cls, days: float, log: Callable[[str], None]) -> Schedule:
-        schedule = cls(days, log)
-        schedule._thread.start()
-        return schedule
+    def workflows(cls, days: float, log: Callable[[str], None]) -> Schedule:
+        """In a worker, once its engine (DBOS) is launched."""
+        from dbos import DBOS
+
+        return cls(
+            "workflows that ended",
+            lambda stopping: prune_workflows(DBOS, days, stopping=stopping),
+            log,
+        )
+
+    @classmethod
+    def sessions(cls, store: Any, days: float, log: Callable[[str], None]) -> Schedule:
+        return cls(
+            "sessions last used",
+            lambda stopping: prune_sessions(store, days, stopping=stopping),
+            log,
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        from dbos import DBOS
-
         while True:
             try:
-                self.last = prune(DBOS, self.days, stopping=self._stop.is_set)
+                self.last = self.apply(self._stop.is_set)
             except Exception as e:  # the store is busy or away: the next pass tries again
                 self.log(
-                    f"workflow retention failed ({type(e).__name__}: {e}); next try in {EVERY_S / 3600:g} h"
+                    f"retention of {self.what.split()[0]} failed ({type(e).__name__}: {e}); "
+                    f"next try in {EVERY_S / 3600:g} h"
                 )
             else:
                 if self.last.deleted:
                     self.log(
-                        f"workflow retention: deleted {self.last.deleted} workflows that ended "
-                        f"over {self.days:g} days ago"
+                        f"retention: deleted {self.last.deleted} {self.what} over "
+                        f"{self.last.older_than_days:g} days ago"
                     )
             if self._stop.wait(EVERY_S):
                 return

@@ -6,6 +6,8 @@
 - ``GET /v1/models``: the agents deployed to the environment.
 - ``GET /healthz``: the process answers. ``GET /readyz``: 503 until a release is deployed.
 - ``GET /metrics``: Prometheus text format.
+- ``GET``/``DELETE /v1/sessions/{id}``: a conversation's turns; its deletion
+  (:mod:`pipeline.runtime.sessionroutes`).
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 malformed
 request (what is wrong), 404 unknown agent (the ones deployed), 4xx from the provider
@@ -41,7 +43,9 @@ from pipeline.runtime.model import (
 )
 from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
+from pipeline.runtime.retention import Schedule, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
+from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 
 __all__ = ["make_app", "serve"]
@@ -179,6 +183,13 @@ async def queued(request: web.Request) -> web.Response:
     return await queued_status(request, request.app[_RUNTIME])
 
 
+async def session(request: web.Request) -> web.Response:
+    """A conversation's turns (GET) or its deletion (DELETE): see pipeline.runtime.sessionroutes."""
+    if request.method == "DELETE":
+        return await delete_session(request, request.app[_RUNTIME])
+    return await get_session(request, request.app[_RUNTIME])
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json(200, {"status": "ok"})
 
@@ -213,6 +224,8 @@ def make_app(runtime: Runtime, observer: Metrics) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/queued/{id}", queued)
+    app.router.add_get("/v1/sessions/{id}", session)
+    app.router.add_delete("/v1/sessions/{id}", session)
     return app
 
 
@@ -255,11 +268,14 @@ async def serve(
     incidents.attach(runtime)
     engine = None
     schedule = None
+    retention = None
     try:
         schedule = start_backups(root, state_store, log) if backups else None
         if schedule is not None:
             observer.registry.register(schedule[1])
         runtime.refresh()
+        if (days := sessions_keep_days(root)) is not None:
+            retention = Schedule.sessions(runtime.store, days, log)
         if needs_engine(runtime, workflows):
             engine = await start_engine(runtime, workflows, observer, log)
         started = time.perf_counter()
@@ -276,6 +292,8 @@ async def serve(
     finally:
         if schedule is not None:
             schedule[0].stop()
+        if retention is not None:
+            await asyncio.to_thread(retention.stop)
         if engine is not None:
             await asyncio.to_thread(close_engine, engine)
         incidents.close()

@@ -12,6 +12,11 @@ A turn whose answer came from ``on_all_down`` (the holding message, a cached ans
 with it but the answer is not sent to the model again; a turn that failed is not stored (the
 client may send it again). A session belongs to the agent and environment of its first turn.
 Turns of one session are numbered in the order they are stored; send one at a time.
+
+A session can be read back (``GET /v1/sessions/{id}``, ``Agent.history``, ``knowngood
+sessions show``) and deleted with its turns (``DELETE``, ``Agent.forget``, ``knowngood sessions
+delete``); ``runtime.sessions_keep_days`` deletes those left unused (:mod:`pipeline.runtime.retention`).
+``serve`` and an ``Agent`` see only the sessions of their own environment (and agent).
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from typing import Any
 from pipeline.runtime.model import Answer, BadRequest, ChatRequest, check_session_id
 from pipeline.runtime.releases import Release
 from pipeline.runtime.store import StateStore, Turn
-from pipeline.runtime.store.turns import SessionTaken
+from pipeline.runtime.store.turns import SessionBusy, SessionTaken
 
 __all__ = [
     "SESSION_HEADER",
+    "SessionBusy",
     "SessionTaken",
     "Sessions",
     "assistant_message",
@@ -81,6 +87,24 @@ class Sessions:
             )
         history = [m for turn in self.store.turns(chat.session) for m in turn.history()]
         return replace(chat, messages=(*history, *chat.messages))
+
+    def history(self, session: str, env: str, agent: str | None = None) -> list[Turn] | None:
+        """The turns of ``session``, oldest first; None unless it belongs to ``env`` (and to
+        ``agent``, when given)."""
+        if not self._owned(session, env, agent):
+            return None
+        return self.store.turns(session)
+
+    def forget(self, session: str, env: str, agent: str | None = None) -> int | None:
+        """Delete ``session`` with its turns: how many it had; None unless it belongs to
+        ``env`` (and ``agent``). SessionBusy while the outage queue holds a request of it."""
+        if not self._owned(session, env, agent):
+            return None
+        return self.store.delete_session(session)
+
+    def _owned(self, session: str, env: str, agent: str | None) -> bool:
+        owner = self.store.session_owner(session)
+        return owner is not None and owner[1] == env and agent in (None, owner[0])
 
     def record(self, release: Release, chat: ChatRequest, answer: Answer) -> Turn | None:
         """Store the turn ``chat`` (the client's new messages) got ``answer``; sets

@@ -1,0 +1,39 @@
+"""Text and JSON for ``knowngood sessions``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+__all__ = ["render"]
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def render(found: Any, fmt: str) -> None:
+    """A session with its turns, a deleted one, or what a prune deleted."""
+    if fmt == "json":
+        click.echo(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
+        return
+    if hasattr(found, "older_than_days"):
+        click.echo(
+            f"deleted {found.deleted} sessions last used before {_when(found.before)} UTC "
+            f"(over {found.older_than_days:g} days ago), with their turns"
+        )
+    elif hasattr(found, "turns") and isinstance(found.turns, int):
+        click.echo(f"deleted session {found.session} and its {found.turns} turns")
+    else:
+        first = found.turns[0]
+        click.echo(f"{found.session}: {first.agent} in {first.env}, {len(found.turns)} turns")
+        for t in found.turns:
+            said = " | ".join(str(m.get("content") or "")[:120] for m in t.messages)
+            answer = str(t.answer.get("content") or "")[:200]
+            who = t.provider or f"fallback {t.fallback}"
+            click.echo(f"  turn {t.n} {_when(t.at)} {t.version or '-'} via {who}")
+            click.echo(f"    client: {said}")
+            click.echo(f"    answer: {answer}")

@@ -1,0 +1,82 @@
+"""``serve``'s session routes: read a conversation back, and delete it.
+
+- ``GET /v1/sessions/{id}``: ``{id, object: "knowngood.session", agent, env, turns: [...]}``,
+  each turn as stored (the client's messages, the answer, who served it, each attempt).
+- ``DELETE /v1/sessions/{id}``: the session and its turns are deleted (and the queue's settled
+  requests of it): ``{id, object: "knowngood.session.deleted", deleted: true, turns: N}``.
+  409 ``session_busy`` while the outage queue still holds a request of it.
+
+Both answer 404 ``session_not_found`` for a session of another environment than the one
+``serve`` serves, and 400 for a malformed id. The store is read and written off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.runtime.model import BadRequest, check_session_id
+from pipeline.runtime.sessions import SessionBusy
+
+__all__ = ["delete_session", "get_session"]
+
+
+def _error(status: int, message: str, kind: str, code: str) -> web.Response:
+    document = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return web.json_response(document, status=status)
+
+
+def _session_id(request: web.Request) -> str:
+    return check_session_id(request.match_info["id"], "the session id in the URL")
+
+
+def _not_found(session: str, env: str) -> web.Response:
+    return _error(
+        404, f"no session {session!r} in {env}", "invalid_request_error", "session_not_found"
+    )
+
+
+async def get_session(request: web.Request, runtime: Any) -> web.Response:
+    try:
+        session = _session_id(request)
+    except BadRequest as e:
+        return _error(400, e.message, "invalid_request_error", "invalid_session")
+    turns = await asyncio.to_thread(runtime.sessions.history, session, runtime.env)
+    if not turns:
+        return _not_found(session, runtime.env)
+    document = {
+        "id": session,
+        "object": "knowngood.session",
+        "agent": turns[0].agent,
+        "env": turns[0].env,
+        "turns": [t.to_json() for t in turns],
+    }
+    return web.json_response(document, dumps=_dumps)
+
+
+async def delete_session(request: web.Request, runtime: Any) -> web.Response:
+    try:
+        session = _session_id(request)
+    except BadRequest as e:
+        return _error(400, e.message, "invalid_request_error", "invalid_session")
+    try:
+        turns = await asyncio.to_thread(runtime.sessions.forget, session, runtime.env)
+    except SessionBusy as e:
+        return _error(409, e.message, "invalid_request_error", "session_busy")
+    if turns is None:
+        return _not_found(session, runtime.env)
+    document = {
+        "id": session,
+        "object": "knowngood.session.deleted",
+        "deleted": True,
+        "turns": turns,
+    }
+    return web.json_response(document)
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,156 @@
+"""A conversation's life after its turns: read back and deleted over HTTP (a real ``serve``), by
+the Python API and by ``knowngood sessions``; pruned by ``serve`` once unused for
+``runtime.sessions_keep_days``; never deleted while the outage queue holds a request of it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeproviders import FakeProvider
+from runtimeutil import KEY, Serve, World, http, make_world, naming_responder
+from sessionutil import DAY_S, check_deletion_waits_for_the_queue, turn
+
+from pipeline.runtime import Agent
+from pipeline.runtime.store import StateStore
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with FakeProvider(naming_responder("primary")) as primary:
+        yield {"primary": primary}
+
+
+def build(tmp_path: Path, fakes: dict[str, FakeProvider], settings: str = "") -> World:
+    return make_world(tmp_path / "repo", fakes, extra_settings=settings)
+
+
+def store_of(world: World) -> StateStore:
+    return StateStore(world.root / ".knowngood" / "state.db")
+
+
+def ask(url: str, text: str, session: str) -> Any:
+    body = {"model": "support", "session": session, "messages": [{"role": "user", "content": text}]}
+    return http(f"{url}/v1/chat/completions", body)
+
+
+def test_serve_reads_a_session_back_and_deletes_it(
+    tmp_path: Path, fakes: dict[str, FakeProvider]
+) -> None:
+    world = build(tmp_path, fakes)
+    with Serve(world.root) as server:
+        assert ask(server.url, "My order is A1.", "chat-1").status == 200
+        assert ask(server.url, "Where is it?", "chat-1").status == 200
+        got = http(f"{server.url}/v1/sessions/chat-1")
+        assert got.status == 200, got.body
+        document = got.json()
+        assert (document["id"], document["agent"], document["env"]) == (
+            "chat-1",
+            "support",
+            "production",
+        )
+        assert [t["n"] for t in document["turns"]] == [1, 2]
+        assert document["turns"][1]["messages"] == [{"role": "user", "content": "Where is it?"}]
+        assert document["turns"][0]["provider"] == "primary"
+
+        gone = http(f"{server.url}/v1/sessions/chat-1", method="DELETE")
+        assert gone.status == 200 and gone.json()["turns"] == 2
+        for method in ("GET", "DELETE"):
+            again = http(f"{server.url}/v1/sessions/chat-1", method=method)
+            assert again.status == 404 and again.json()["error"]["code"] == "session_not_found"
+        bad = http(f"{server.url}/v1/sessions/bad%20id!")
+        assert bad.status == 400 and bad.json()["error"]["code"] == "invalid_session"
+
+        assert ask(server.url, "Hello again.", "chat-1").headers["x-knowngood-turn"] == "1"
+        sent = [m for m in fakes["primary"].last.body["messages"] if m["role"] != "system"]
+        assert sent == [{"role": "user", "content": "Hello again."}]  # nothing of before
+
+        store = store_of(world)  # another environment's session: not this serve's to show
+        try:
+            store.add_turn(turn("stage-1", time.time(), env="staging"))
+        finally:
+            store.close()
+        for method in ("GET", "DELETE"):
+            assert http(f"{server.url}/v1/sessions/stage-1", method=method).status == 404
+    store = store_of(world)
+    try:
+        assert store.session_owner("stage-1") == ("support", "staging")
+    finally:
+        store.close()
+
+
+def test_a_session_with_a_request_waiting_in_the_queue_is_kept(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    try:
+        check_deletion_waits_for_the_queue(store)  # and on PostgreSQL: test_runtime_pgstore
+    finally:
+        store.close()
+
+
+def test_serve_prunes_the_sessions_left_unused_per_sessions_keep_days(
+    tmp_path: Path, fakes: dict[str, FakeProvider]
+) -> None:
+    world = build(tmp_path, fakes, "runtime:\n  sessions_keep_days: 2\n")
+    store = store_of(world)
+    now = time.time()
+    try:
+        for n in range(3):
+            store.add_turn(turn(f"old-{n}", now - 5 * DAY_S))
+        store.add_turn(turn("recent", now - 5 * DAY_S))
+        store.add_turn(turn("recent", now - DAY_S))  # its last turn is what counts
+    finally:
+        store.close()
+    with Serve(world.root) as server:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if http(f"{server.url}/v1/sessions/old-2").status == 404:
+                break
+            time.sleep(0.1)
+        assert http(f"{server.url}/v1/sessions/old-0").status == 404
+        assert len(http(f"{server.url}/v1/sessions/recent").json()["turns"]) == 2
+    assert "retention: deleted 3 sessions last used over 2 days ago" in server.stderr
+
+
+def test_the_python_api_and_the_command_read_and_delete_sessions(
+    tmp_path: Path,
+    fakes: dict[str, FakeProvider],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.cli import main
+
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    world = build(tmp_path, fakes)
+    root = str(world.root)
+    assert main(["sessions", "show", "chat-9", "--repo", root]) == 2
+    assert "no state store at" in capsys.readouterr().err
+    with Agent.load(world.root, "support") as agent:
+        agent.send("My order is A9.", session="chat-9")
+        agent.send("Thanks.", session="chat-9")
+        assert [t.n for t in agent.history("chat-9")] == [1, 2]
+        assert agent.history("nobody") == []
+
+    assert main(["sessions", "show", "chat-9", "--repo", root]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("chat-9: support in production, 2 turns")
+    assert "client: My order is A9." in out and "via primary" in out
+    assert main(["sessions", "show", "chat-9", "--repo", root, "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["turns"]) == 2
+    assert main(["sessions", "show", "nobody", "--repo", root]) == 2
+    assert "no session 'nobody'" in capsys.readouterr().err
+    assert main(["sessions", "prune", "--repo", root]) == 2  # sessions_keep_days is 0
+    assert "--older-than DAYS" in capsys.readouterr().err
+
+    with Agent.load(world.root, "support") as agent:
+        agent.send("Another one.", session="chat-10")
+        assert agent.forget("chat-10") == 1 and agent.history("chat-10") == []
+        assert agent.forget("chat-10") == 0
+    assert main(["sessions", "prune", "--repo", root, "--older-than", "1"]) == 0
+    assert capsys.readouterr().out.startswith("deleted 0 sessions last used before ")
+    assert main(["sessions", "delete", "chat-9", "--repo", root]) == 0
+    assert capsys.readouterr().out == "deleted session chat-9 and its 2 turns\n"
+    assert main(["sessions", "delete", "chat-9", "--repo", root]) == 2

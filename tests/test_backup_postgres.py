@@ -96,7 +96,15 @@ def test_restore_to_a_time_between_two_writes(
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         conn.execute("INSERT INTO turns (text) VALUES ('c')")
     _archived(cluster.url)
+    archived = time.time()
     from backuputil import iso
+
+    from pipeline.readiness.backups import newest_backup, parse_utc
+
+    newest = newest_backup(target)  # readiness: the WAL the server archived after the base
+    taken = parse_utc(out["postgres"]["taken_at"])
+    assert newest is not None and taken is not None and newest > taken
+    assert abs(newest.timestamp() - archived) < 5
 
     code, out, err = cli(
         root, capsys, "restore", "--state-store", url, "--timestamp", iso(between),

@@ -7,6 +7,7 @@ fails, says what it measured and what to do, and that the policy turns it into t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from datetime import timedelta
@@ -289,6 +290,38 @@ def test_backups_are_read_from_the_newest_manifests(world: ReadyWorld) -> None:
     shipped = world.now - timedelta(seconds=30)
     head.write_text(json.dumps({"last": 7, "through": shipped.timestamp()}))
     assert newest_backup(folder) == shipped
+    assert measure(world).items[5].passed
+
+
+def test_a_postgresql_target_is_restorable_to_its_newest_archived_wal(
+    world: ReadyWorld,
+) -> None:
+    """Its layout: base backups named by when (complete with their manifest.json), the WAL the
+    server archived, and canaries by the hundred, which are no backups. The real server's
+    archive is checked in test_backup_postgres."""
+    from pipeline.readiness.backups import newest_backup
+
+    folder = world.root / "backups"
+    shutil.rmtree(folder)
+    wal = folder / "postgresql" / "wal"
+    wal.mkdir(parents=True)
+    segment = wal / "000000010000000000000007"
+    segment.write_bytes(b"")
+    archived = world.now - timedelta(minutes=2)
+    os.utime(segment, (archived.timestamp(), archived.timestamp()))
+    (wal / "000000010000000000000003").write_bytes(b"")  # older, by its name
+    assert newest_backup(folder) is None  # WAL without a base backup restores nothing
+
+    taken = world.now - timedelta(hours=30)
+    unfinished = folder / "postgresql" / "base" / taken.strftime("%Y%m%dT%H%M%S.%fZ")
+    unfinished.mkdir(parents=True)
+    assert newest_backup(folder) is None  # its manifest.json is written last
+    canaries = folder / "postgresql" / "canaries"
+    canaries.mkdir()
+    for n in range(120):
+        (canaries / f"c{n}.json").write_text(json.dumps({"committed": world.now.timestamp()}))
+    (unfinished / "manifest.json").write_text(json.dumps({"kind": "postgresql-base"}))
+    assert newest_backup(folder) == archived
     assert measure(world).items[5].passed
 
 

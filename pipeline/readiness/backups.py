@@ -7,6 +7,14 @@ newest point shipped (``through``), in one of ``TIME_KEYS`` as an ISO 8601 UTC t
 seconds. The newest such time is taken as the newest restorable point. Only the ``NEWEST_FILES``
 most recently written manifests are read, so a target with years of snapshots costs the same.
 Files that are not JSON objects with such a time are ignored; unreadable ones with a notice.
+
+A PostgreSQL store's target has a layout of its own (:mod:`pipeline.runtime.backup.postgres`):
+base backups ``postgresql/base/<stamp>/`` (complete once their ``manifest.json`` is there; the
+stamp is when), the WAL the server archived (``postgresql/wal/``, a file per segment, copied
+when the segment is closed) and canaries (``postgresql/canaries/``, not backups: skipped,
+however many). Once a base backup exists, the newest WAL segment is restorable up to when it
+was archived (its mtime), as ``pg_stat_archiver.last_archived_time`` says to ``knowngood
+backups``. Only the newest WAL name is looked at (names sort by timeline, then position).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +35,10 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 4
 NEWEST_FILES = 50
 DEFAULT_DIRECTORY = ".knowngood/backups"  # where `knowngood backup` writes without runtime.backup
+PG_BASES = ("postgresql", "base")  # <target>/postgresql/base/<stamp>/manifest.json
+PG_WAL = ("postgresql", "wal")  # <target>/postgresql/wal/<segment>
+PG_CANARIES = ("postgresql", "canaries")
+_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 
 
 def backup_directory(root: Path, settings: Mapping[str, Any]) -> Path | str:
@@ -45,9 +58,21 @@ def newest_backup(directory: Path, notices: list[str] | None = None) -> datetime
     """The newest restorable time among the manifests in ``directory`` (UTC), or None."""
     found: list[tuple[float, str, Path]] = []
     base = len(directory.parts)
+    segments: list[str] = []
+    pg_bases: list[datetime] = []
     for folder, dirs, files in os.walk(directory):
-        if len(Path(folder).parts) - base >= MAX_DEPTH:
+        where = Path(folder).parts[base:]
+        if len(where) >= MAX_DEPTH:
             dirs.clear()
+        if where == PG_WAL:
+            segments += [name for name in files if _SEGMENT.match(name)]
+        if where in (PG_WAL, PG_CANARIES):
+            dirs.clear()
+            continue
+        if where[:2] == PG_BASES and len(where) == 3 and "manifest.json" in files:
+            with contextlib.suppress(ValueError):
+                taken = datetime.strptime(where[2], "%Y%m%dT%H%M%S.%fZ")
+                pg_bases.append(taken.replace(tzinfo=UTC))
         for name in files:
             if name.endswith(".json"):
                 path = Path(folder, name)
@@ -55,7 +80,12 @@ def newest_backup(directory: Path, notices: list[str] | None = None) -> datetime
                     found.append((path.stat().st_mtime, str(path), path))
     found.sort(reverse=True)
     times = [_manifest_time(path, notices) for _, _, path in found[:NEWEST_FILES]]
-    return max((t for t in times if t is not None), default=None)
+    newest = max((t for t in [*times, *pg_bases] if t is not None), default=None)
+    if segments and newest is not None and pg_bases:
+        with contextlib.suppress(OSError):
+            archived = directory.joinpath(*PG_WAL, max(segments)).stat().st_mtime
+            newest = max(newest, datetime.fromtimestamp(archived, UTC))
+    return newest
 
 
 def _manifest_time(path: Path, notices: list[str] | None) -> datetime | None:

@@ -49,6 +49,25 @@ def state_store_option(help_text: str = "Override runtime.state_store.") -> Call
     return decorate
 
 
+STORE_HELP = "Override runtime.state_store (sqlite:///path or postgresql://...)."
+
+
+def older_than_option(help_text: str) -> Callable[[F], F]:
+    """``--older-than DAYS`` (a positive number; None when not given) of a prune."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--older-than",
+            "older_than",
+            type=click.FloatRange(0, min_open=True),
+            default=None,
+            metavar="DAYS",
+            help=help_text,
+        )(func)
+
+    return decorate
+
+
 def format_option(*choices: str) -> Callable[[F], F]:
     names = choices or ("text", "json")
     text = "Output format"

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, state_store_option
-
-STORE_HELP = "Override runtime.state_store (sqlite:///path or postgresql://...)."
+from pipeline.cli.options import (
+    STORE_HELP,
+    format_option,
+    older_than_option,
+    repo_option,
+    resolve_repo,
+    state_store_option,
+)
 
 
 @click.group("sessions")
@@ -48,13 +53,8 @@ def delete_command(session: str, state_store: str | None, repo: Path | None, fmt
 
 
 @command.command("prune")
-@click.option(
-    "--older-than",
-    "older_than",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    metavar="DAYS",
-    help="Delete the sessions last used over DAYS ago (default: runtime.sessions_keep_days).",
+@older_than_option(
+    "Delete the sessions last used over DAYS ago (default: runtime.sessions_keep_days)."
 )
 @state_store_option(STORE_HELP)
 @repo_option

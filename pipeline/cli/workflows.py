@@ -6,9 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, state_store_option
-
-STORE_HELP = "Override runtime.state_store (sqlite:///path or postgresql://...)."
+from pipeline.cli.options import (
+    STORE_HELP,
+    format_option,
+    older_than_option,
+    repo_option,
+    resolve_repo,
+    state_store_option,
+)
 
 
 @click.group("workflows")
@@ -89,13 +94,8 @@ def cancel_command(workflow_id: str, state_store: str | None, repo: Path | None,
 
 
 @command.command("prune")
-@click.option(
-    "--older-than",
-    "older_than",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    metavar="DAYS",
-    help="Delete the workflows that ended over DAYS ago (default: runtime.workflows_keep_days, 30).",
+@older_than_option(
+    "Delete the workflows that ended over DAYS ago (default: runtime.workflows_keep_days, 30)."
 )
 @state_store_option(STORE_HELP)
 @repo_option

@@ -154,3 +154,18 @@ def test_the_python_api_and_the_command_read_and_delete_sessions(
     assert main(["sessions", "delete", "chat-9", "--repo", root]) == 0
     assert capsys.readouterr().out == "deleted session chat-9 and its 2 turns\n"
     assert main(["sessions", "delete", "chat-9", "--repo", root]) == 2
+
+
+def test_a_retention_pass_that_fails_is_logged_and_tried_again_later(tmp_path: Path) -> None:
+    from pipeline.runtime.retention import Schedule
+
+    store = StateStore(tmp_path / "state.db")
+    store.close()  # every statement now fails
+    lines: list[str] = []
+    schedule = Schedule.sessions(store, 1, lines.append)
+    deadline = time.monotonic() + 10
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.01)
+    schedule.stop()
+    assert len(lines) == 1 and lines[0].startswith("retention of sessions failed (")
+    assert lines[0].endswith("next try in 1 h")

@@ -56,6 +56,11 @@ def test_serve_reads_a_session_back_and_deletes_it(
         assert [t["n"] for t in document["turns"]] == [1, 2]
         assert document["turns"][1]["messages"] == [{"role": "user", "content": "Where is it?"}]
         assert document["turns"][0]["provider"] == "primary"
+        newer = http(f"{server.url}/v1/sessions/chat-1?after=1").json()["turns"]
+        assert [t["n"] for t in newer] == [2]
+        assert http(f"{server.url}/v1/sessions/chat-1?after=2").json()["turns"] == []
+        bad_after = http(f"{server.url}/v1/sessions/chat-1?after=-1")
+        assert bad_after.status == 400 and bad_after.json()["error"]["code"] == "invalid_after"
 
         gone = http(f"{server.url}/v1/sessions/chat-1", method="DELETE")
         assert gone.status == 200 and gone.json()["turns"] == 2

@@ -142,7 +142,8 @@ class Agent:
         """The stored turns of this agent's ``session`` in its environment, oldest first (none:
         no such session)."""
         check_session_id(session)
-        return self.runtime.sessions.history(session, self.runtime.env, self.name) or []
+        found = self.runtime.sessions.history(session, self.runtime.env, self.name)
+        return found[1] if found is not None else []
 
     def forget(self, session: str) -> int:
         """Delete this agent's ``session`` with its turns: how many it had (0: no such session).

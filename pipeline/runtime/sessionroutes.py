@@ -1,7 +1,8 @@
 """``serve``'s session routes: read a conversation back, and delete it.
 
 - ``GET /v1/sessions/{id}``: ``{id, object: "knowngood.session", agent, env, turns: [...]}``,
-  each turn as stored (the client's messages, the answer, who served it, each attempt).
+  each turn as stored (the client's messages, the answer, who served it, each attempt);
+  ``?after=N``: only the turns after the N-th (a client that has N fetches the new ones).
 - ``DELETE /v1/sessions/{id}``: the session and its turns are deleted (and the queue's settled
   requests of it): ``{id, object: "knowngood.session.deleted", deleted: true, turns: N}``.
   409 ``session_busy`` while the outage queue still holds a request of it.
@@ -43,15 +44,21 @@ async def get_session(request: web.Request, runtime: Any) -> web.Response:
         session = _session_id(request)
     except BadRequest as e:
         return _error(400, e.message, "invalid_request_error", "invalid_session")
-    turns = await asyncio.to_thread(runtime.sessions.history, session, runtime.env)
-    if not turns:
+    after = request.query.get("after", "0")
+    if not after.isdigit() or len(after) > 9:
+        message = f"'after' must be a turn number (0 or more), not {after[:40]!r}"
+        return _error(400, message, "invalid_request_error", "invalid_after")
+    found = await asyncio.to_thread(
+        runtime.sessions.history, session, runtime.env, None, int(after)
+    )
+    if found is None:
         return _not_found(session, runtime.env)
     document = {
         "id": session,
         "object": "knowngood.session",
-        "agent": turns[0].agent,
-        "env": turns[0].env,
-        "turns": [t.to_json() for t in turns],
+        "agent": found[0],
+        "env": runtime.env,
+        "turns": [t.to_json() for t in found[1]],
     }
     return web.json_response(document, dumps=_dumps)
 

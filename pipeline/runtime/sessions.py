@@ -88,23 +88,23 @@ class Sessions:
         history = [m for turn in self.store.turns(chat.session) for m in turn.history()]
         return replace(chat, messages=(*history, *chat.messages))
 
-    def history(self, session: str, env: str, agent: str | None = None) -> list[Turn] | None:
-        """The turns of ``session``, oldest first; None unless it belongs to ``env`` (and to
-        ``agent``, when given)."""
-        if not self._owned(session, env, agent):
+    def history(
+        self, session: str, env: str, agent: str | None = None, after: int = 0
+    ) -> tuple[str, list[Turn]] | None:
+        """(its agent, its turns after the ``after``-th, oldest first) of ``session``; None
+        unless it belongs to ``env`` (and to ``agent``, when given)."""
+        owner = self.store.session_owner(session)
+        if owner is None or owner[1] != env or agent not in (None, owner[0]):
             return None
-        return self.store.turns(session)
+        return owner[0], self.store.turns(session, after)
 
     def forget(self, session: str, env: str, agent: str | None = None) -> int | None:
         """Delete ``session`` with its turns: how many it had; None unless it belongs to
         ``env`` (and ``agent``). SessionBusy while the outage queue holds a request of it."""
-        if not self._owned(session, env, agent):
+        owner = self.store.session_owner(session)
+        if owner is None or owner[1] != env or agent not in (None, owner[0]):
             return None
         return self.store.delete_session(session)
-
-    def _owned(self, session: str, env: str, agent: str | None) -> bool:
-        owner = self.store.session_owner(session)
-        return owner is not None and owner[1] == env and agent in (None, owner[0])
 
     def record(self, release: Release, chat: ChatRequest, answer: Answer) -> Turn | None:
         """Store the turn ``chat`` (the client's new messages) got ``answer``; sets

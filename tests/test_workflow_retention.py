@@ -32,8 +32,8 @@ def build(tmp_path: Path, fakes: dict[str, FakeProvider], settings: str = "") ->
     return built
 
 
-def run(world: World, *calls: tuple[str, object, str], state_store: str | None = None) -> None:
-    """Start a worker, have it run ``(workflow, argument, id)`` each, and stop it."""
+def run(world: World, *calls: tuple[str, object, str], state_store: str | None = None) -> str:
+    """Start a worker, have it run ``(workflow, argument, id)`` each, stop it: its log."""
     from pipeline.runtime.flowclient import FlowClient
 
     extra = ("--state-store", state_store) if state_store else ()
@@ -43,6 +43,7 @@ def run(world: World, *calls: tuple[str, object, str], state_store: str | None =
             client.enqueue(name, argument, workflow_id=workflow_id)
         for _, _, workflow_id in calls:
             client.result(workflow_id)
+    return worker.stderr
 
 
 def store(world: World) -> sqlite3.Connection:
@@ -144,10 +145,8 @@ def test_keep_days_0_keeps_every_workflow_and_prune_then_needs_an_age(
     world = build(tmp_path, fakes, "runtime:\n  workflows_keep_days: 0\n")
     run(world, ("count", 1, "ancient"))
     age(world, 3650, "ancient")
-    with Serve(world.root, "--workflows", "flows") as worker:
-        time.sleep(1.0)  # a worker with a retention prunes within milliseconds of its start
-        assert ids(world) == ["ancient"]
-    assert "retention" not in worker.stderr
+    log = run(world, ("count", 2, "fresh"))  # a worker, from its start to a workflow's end
+    assert ids(world) == ["ancient", "fresh"] and "retention" not in log
     root = str(world.root)
     assert main(["workflows", "prune", "--repo", root]) == 2
     err = capsys.readouterr().err
@@ -156,7 +155,7 @@ def test_keep_days_0_keeps_every_workflow_and_prune_then_needs_an_age(
     capsys.readouterr()
     assert main(["workflows", "prune", "--repo", root, "--older-than", "3000"]) == 0
     assert capsys.readouterr().out.startswith("deleted 1 workflows that ended before ")
-    assert ids(world) == []
+    assert ids(world) == ["fresh"]
 
 
 def test_on_postgresql_a_worker_and_the_command_prune_alike(

@@ -139,6 +139,15 @@ def test_the_python_api_and_the_command_read_and_delete_sessions(
         assert [t.n for t in agent.history("chat-9")] == [1, 2]
         assert agent.history("nobody") == []
 
+    assert main(["sessions", "list", "--repo", root, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(s["id"], s["agent"], s["env"], s["turns"]) for s in listed] == [
+        ("chat-9", "support", "production", 2)
+    ]
+    assert main(["sessions", "list", "--repo", root, "--env", "staging"]) == 0
+    assert capsys.readouterr().out == "no sessions\n"
+    assert main(["sessions", "list", "--repo", root, "--agent", "support"]) == 0
+    assert capsys.readouterr().out.startswith("chat-9  support in production, 2 turns, last ")
     assert main(["sessions", "show", "chat-9", "--repo", root]) == 0
     out = capsys.readouterr().out
     assert out.startswith("chat-9: support in production, 2 turns")

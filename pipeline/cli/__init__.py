@@ -120,7 +120,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sessions": (
         "pipeline.cli.sessions",
-        "Show, delete or prune the conversations (sessions) of the state store.",
+        "List, show, delete or prune the conversations (sessions) of the state store.",
     ),
 }
 

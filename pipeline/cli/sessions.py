@@ -1,4 +1,4 @@
-"""``knowngood sessions show|delete|prune``."""
+"""``knowngood sessions list|show|delete|prune``."""
 
 from __future__ import annotations
 
@@ -26,10 +26,35 @@ def command() -> None:
 
     \b
     Examples:
+      knowngood sessions list --agent support --env production
       knowngood sessions show chat-42
       knowngood sessions delete chat-42
       knowngood sessions prune --older-than 90
     """
+
+
+@command.command("list")
+@click.option("--agent", default=None, help="Only this agent's sessions.")
+@click.option("--env", default=None, help="Only this environment's sessions.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@state_store_option(STORE_HELP)
+@repo_option
+@format_option("text", "json")
+def list_command(
+    agent: str | None,
+    env: str | None,
+    limit: int,
+    state_store: str | None,
+    repo: Path | None,
+    fmt: str,
+) -> int:
+    """The most recently used sessions first."""
+    from pipeline.report.sessions import render
+    from pipeline.runtime.sessionadmin import SessionsRequest, run
+
+    request = SessionsRequest("list", None, None, state_store, agent, env, limit)
+    render(run(resolve_repo(repo), request), fmt)
+    return 0
 
 
 @command.command("show")

@@ -16,11 +16,20 @@ def _when(seconds: float) -> str:
 
 
 def render(found: Any, fmt: str) -> None:
-    """A session with its turns, a deleted one, or what a prune deleted."""
+    """Sessions listed, one with its turns, a deleted one, or what a prune deleted."""
     if fmt == "json":
-        click.echo(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
+        data = [s.to_json() for s in found] if isinstance(found, list) else found.to_json()
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    if hasattr(found, "older_than_days"):
+    if isinstance(found, list):
+        if not found:
+            click.echo("no sessions")
+        for row in found:
+            click.echo(
+                f"{row.session}  {row.agent} in {row.env}, {row.turns} turns, "
+                f"last used {_when(row.updated)}"
+            )
+    elif hasattr(found, "older_than_days"):
         click.echo(
             f"deleted {found.deleted} sessions last used before {_when(found.before)} UTC "
             f"(over {found.older_than_days:g} days ago), with their turns"

@@ -1,4 +1,4 @@
-"""The core of ``knowngood sessions show|delete|prune``: the operator's view of the sessions in
+"""The core of ``knowngood sessions list|show|delete|prune``: the operator's view of the sessions in
 the state store (every environment's; ``serve`` and the Python API see only their own).
 
 A SQLite store that does not exist is never created: the command says nothing ran there.
@@ -13,6 +13,7 @@ from typing import Any
 from pipeline.errors import UsageError
 from pipeline.runtime import retention
 from pipeline.runtime.store import Turn
+from pipeline.runtime.store.turns import SessionRow
 
 __all__ = ["SessionDeleted", "SessionView", "SessionsRequest", "UnknownSession", "run"]
 
@@ -23,10 +24,13 @@ class UnknownSession(UsageError):
 
 @dataclass(frozen=True, slots=True)
 class SessionsRequest:
-    action: str  # show | delete | prune
+    action: str  # list | show | delete | prune
     session: str | None = None
     older_than_days: float | None = None  # prune; None: runtime.sessions_keep_days
     state_store: str | None = None
+    agent: str | None = None  # list: only this agent's
+    env: str | None = None  # list: only this environment's
+    limit: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,9 @@ class SessionDeleted:
         return {"id": self.session, "deleted": True, "turns": self.turns}
 
 
-def run(root: Path, request: SessionsRequest) -> SessionView | SessionDeleted | retention.Pruned:
+def run(
+    root: Path, request: SessionsRequest
+) -> list[SessionRow] | SessionView | SessionDeleted | retention.Pruned:
     from pipeline.runtime.model import BadRequest, check_session_id
     from pipeline.runtime.settings import state_store_location
     from pipeline.runtime.store import StateStore
@@ -84,6 +90,8 @@ def run(root: Path, request: SessionsRequest) -> SessionView | SessionDeleted | 
         if request.action == "prune":
             assert days is not None
             return retention.prune_sessions(store, days)
+        if request.action == "list":
+            return store.sessions(request.agent, request.env, request.limit)
         assert request.session is not None
         if store.session_owner(request.session) is None:
             raise UnknownSession(f"no session {request.session!r} in the state store {store.where}")

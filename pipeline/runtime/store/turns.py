@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime.store.rows import StateStoreError, Turn, Tx
 
-__all__ = ["SessionBusy", "SessionTaken", "TurnRows", "insert_turn"]
+__all__ = ["SessionBusy", "SessionRow", "SessionTaken", "TurnRows", "insert_turn"]
 
 _TURN_COLUMNS = (
     "session, n, agent, env, at, messages, answer, release, version, provider, model, "
@@ -22,6 +22,28 @@ class SessionTaken(StateStoreError):
     """The session id belongs to another agent or environment (HTTP 409)."""
 
     exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A session as listed: whose it is, how many turns, when it began and was last used."""
+
+    session: str
+    agent: str
+    env: str
+    turns: int
+    created: float
+    updated: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.session,
+            "agent": self.agent,
+            "env": self.env,
+            "turns": self.turns,
+            "created": self.created,
+            "updated": self.updated,
+        }
 
 
 class SessionBusy(StateStoreError):
@@ -84,6 +106,23 @@ class TurnRows:
         """(agent, environment) of ``session``, or None when it has no turn yet."""
         row = self._one("SELECT agent, env FROM knowngood_sessions WHERE session = ?", (session,))
         return (str(row[0]), str(row[1])) if row is not None else None
+
+    def sessions(
+        self, agent: str | None = None, env: str | None = None, limit: int = 50
+    ) -> list[SessionRow]:
+        """The most recently used sessions first (of ``agent`` and ``env`` when given)."""
+        where, args = [], []
+        for column, value in (("agent", agent), ("env", env)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        query = "SELECT session, agent, env, turns, created, updated FROM knowngood_sessions"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        rows = self._all(query + " ORDER BY updated DESC LIMIT ?", (*args, limit))
+        return [
+            SessionRow(str(r[0]), str(r[1]), str(r[2]), int(r[3]), *map(float, r[4:])) for r in rows
+        ]
 
     def delete_session(self, session: str) -> int | None:
         """Delete ``session``: its turns and the requests of it the queue has settled (their

@@ -27,7 +27,8 @@ def turn(session: str, at: float, env: str = "production", text: str = "hi") -> 
 
 def check_deletion_waits_for_the_queue(store: StateStore) -> None:
     """A session the outage queue holds a request of is neither deleted nor pruned; once the
-    request is answered it is, with the answer; pruning goes oldest first, in batches."""
+    request is answered it is, with the answer; listing goes newest first, pruning oldest
+    first, in batches."""
     now = time.time()
     store.add_turn(turn("s-1", now - 10 * DAY_S))
     store.add_queued("q-1", "support", "production", "s-1", now, None)
@@ -43,6 +44,8 @@ def check_deletion_waits_for_the_queue(store: StateStore) -> None:
     for n in range(5):
         store.add_turn(turn(f"old-{n}", now - (20 - n) * DAY_S))
     store.add_turn(turn("new", now))
+    assert [r.session for r in store.sessions(limit=2)] == ["new", "old-4"]
+    assert store.sessions(env="staging") == [] and store.sessions("support")[0].turns == 1
     assert store.prune_sessions(now - DAY_S, limit=2) == 2
     assert store.session_owner("old-0") is None and store.session_owner("old-2") is not None
     assert store.prune_sessions(now - DAY_S) == 3

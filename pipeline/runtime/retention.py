@@ -54,18 +54,21 @@ class Pruned:
     or sessions last used, before ``before`` (epoch seconds); ``kept`` workflows of those wait
     for a child still running."""
 
+    kind: str  # workflows | sessions
     older_than_days: float
     before: float
     deleted: int
-    kept: int
+    kept: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "older_than_days": self.older_than_days,
             "before": self.before,
             "deleted": self.deleted,
-            "kept_for_running_children": self.kept,
         }
+        if self.kind == "workflows":
+            data["kept_for_running_children"] = self.kept
+        return data
 
 
 def workflows_keep_days(root: Path) -> float | None:
@@ -124,7 +127,7 @@ def prune_workflows(
         kept |= busy
         if len(ids) < BATCH:
             break
-    return Pruned(older_than_days, before, deleted, len(kept))
+    return Pruned("workflows", older_than_days, before, deleted, len(kept))
 
 
 def prune_sessions(
@@ -142,7 +145,7 @@ def prune_sessions(
         deleted += went
         if went < BATCH:
             break
-    return Pruned(older_than_days, before, deleted, 0)
+    return Pruned("sessions", older_than_days, before, deleted)
 
 
 class Schedule:

@@ -1,5 +1,6 @@
-"""The core of ``knowngood sessions list|show|delete|prune``: the operator's view of the sessions in
-the state store (every environment's; ``serve`` and the Python API see only their own).
+"""The core of ``knowngood sessions list|show|delete|prune``: the operator's view of the
+sessions in the state store (every environment's; ``serve`` and the Python API see only their
+own).
 
 A SQLite store that does not exist is never created: the command says nothing ran there.
 """

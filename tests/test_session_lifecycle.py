@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider
-from runtimeutil import KEY, Serve, World, http, make_world, naming_responder
+from runtimeutil import KEY, Serve, World, http, make_world, naming_responder, wait_for
 from sessionutil import DAY_S, check_deletion_waits_for_the_queue, turn
 
 from pipeline.runtime import Agent
@@ -31,6 +31,10 @@ def build(tmp_path: Path, fakes: dict[str, FakeProvider], settings: str = "") ->
 
 def store_of(world: World) -> StateStore:
     return StateStore(world.root / ".knowngood" / "state.db")
+
+
+def scrape(url: str) -> str:
+    return http(f"{url}/metrics").body.decode()
 
 
 def ask(url: str, text: str, session: str) -> Any:
@@ -117,6 +121,11 @@ def test_serve_prunes_the_sessions_left_unused_per_sessions_keep_days(
             time.sleep(0.1)
         assert http(f"{server.url}/v1/sessions/old-0").status == 404
         assert len(http(f"{server.url}/v1/sessions/recent").json()["turns"]) == 2
+        counted = 'knowngood_retention_deleted_total{kind="sessions"} 3.0'
+        assert wait_for(lambda: counted in scrape(server.url)), "the pass was not counted"
+        metrics = scrape(server.url)
+        assert 'knowngood_retention_failures_total{kind="sessions"} 0.0' in metrics
+        assert 'knowngood_retention_last_pass_timestamp_seconds{kind="sessions"}' in metrics
     assert "retention: deleted 3 sessions last used over 2 days ago" in server.stderr
 
 

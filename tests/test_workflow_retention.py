@@ -15,7 +15,7 @@ import pytest
 from durableutil import FLOWS, ToolServer
 from fakeproviders import FakeProvider
 from pgutil import PostgresCluster
-from runtimeutil import Serve, World, make_world, servers
+from runtimeutil import Serve, World, http, make_world, servers, wait_for
 
 DAY_MS = 86_400_000
 
@@ -134,6 +134,8 @@ def test_a_worker_applies_the_retention_when_it_starts(
         while ids(world) != ["w-2"] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert ids(world) == ["w-2"], worker.stderr
+        counted = 'knowngood_retention_deleted_total{kind="workflows"} 2.0'
+        assert wait_for(lambda: counted in http(f"{worker.url}/metrics").body.decode())
     assert "retention: deleted 2 workflows that ended over 7 days ago" in worker.stderr
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pipeline.runtime.breaker import STATES
@@ -87,8 +87,10 @@ class Metrics(Observer):
         )
 
     def watch(self, runtime: Runtime) -> None:
-        """Report ``runtime``'s breaker states and releases at every scrape."""
+        """Report ``runtime``'s breaker states and releases, and this process's retention
+        passes, at every scrape."""
         self.registry.register(_StateCollector(runtime))
+        self.registry.register(_RetentionCollector())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -160,3 +162,35 @@ class _StateCollector(Collector):
                 [release.agent, release.env, release.version, release.content_hash[:12]], 1.0
             )
         yield info
+
+
+class _RetentionCollector(Collector):
+    """The retention passes of this process (:mod:`pipeline.runtime.retention`), by kind."""
+
+    def collect(self) -> Iterator[Metric]:
+        from pipeline.runtime.retention import live
+
+        deleted = CounterMetricFamily(
+            "knowngood_retention_deleted",
+            "Workflows (that ended) and sessions (unused) this process deleted for the "
+            "retention (runtime.workflows_keep_days, runtime.sessions_keep_days).",
+            labels=["kind"],
+        )
+        failures = CounterMetricFamily(
+            "knowngood_retention_failures",
+            "Retention passes of this process that failed (the log says why).",
+            labels=["kind"],
+        )
+        last = GaugeMetricFamily(
+            "knowngood_retention_last_pass_timestamp_seconds",
+            "When this process's last retention pass that did not fail ended (unix time).",
+            labels=["kind"],
+        )
+        for schedule in live():
+            deleted.add_metric([schedule.kind], float(schedule.deleted))
+            failures.add_metric([schedule.kind], float(schedule.failures))
+            if schedule.last_pass_at is not None:
+                last.add_metric([schedule.kind], schedule.last_pass_at)
+        yield deleted
+        yield failures
+        yield last

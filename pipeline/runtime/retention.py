@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "EVERY_S",
     "Pruned",
     "Schedule",
+    "live",
     "prune_sessions",
     "prune_workflows",
     "sessions_keep_days",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 EVERY_S = 3600.0  # how often a worker or serve applies the retention
+_LIVE: list[Schedule] = []  # this process's schedules, for /metrics
+_LIVE_LOCK = threading.Lock()
 BATCH = 500
 ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 DAY_S = 86400.0
@@ -157,11 +161,17 @@ class Schedule:
         self, what: str, apply: Callable[[Callable[[], bool]], Pruned], log: Callable[[str], None]
     ) -> None:
         self.what = what  # "workflows that ended" | "sessions last used"
+        self.kind = what.split()[0]
         self.apply = apply
         self.log = log
         self.last: Pruned | None = None
+        self.deleted = 0  # over every pass
+        self.failures = 0
+        self.last_pass_at: float | None = None  # when the last pass that did not fail ended
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="kg-retention")
+        with _LIVE_LOCK:
+            _LIVE.append(self)
         self._thread.start()
 
     @classmethod
@@ -186,17 +196,22 @@ class Schedule:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
+        with _LIVE_LOCK, contextlib.suppress(ValueError):
+            _LIVE.remove(self)
 
     def _run(self) -> None:
         while True:
             try:
                 self.last = self.apply(self._stop.is_set)
             except Exception as e:  # the store is busy or away: the next pass tries again
+                self.failures += 1
                 self.log(
-                    f"retention of {self.what.split()[0]} failed ({type(e).__name__}: {e}); "
+                    f"retention of {self.kind} failed ({type(e).__name__}: {e}); "
                     f"next try in {EVERY_S / 3600:g} h"
                 )
             else:
+                self.deleted += self.last.deleted
+                self.last_pass_at = time.time()
                 if self.last.deleted:
                     self.log(
                         f"retention: deleted {self.last.deleted} {self.what} over "
@@ -204,6 +219,12 @@ class Schedule:
                     )
             if self._stop.wait(EVERY_S):
                 return
+
+
+def live() -> list[Schedule]:
+    """The schedules running in this process."""
+    with _LIVE_LOCK:
+        return list(_LIVE)
 
 
 def _with_running_children(dbos: Any, ids: list[str]) -> set[str]:

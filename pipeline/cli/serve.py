@@ -74,11 +74,13 @@ Each request fails over through the agent's chain as its `resilience` settings s
 circuit breakers live in the state store, shared by every serve process using it.
 
 Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
-/readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID.
+/readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID,
+GET and DELETE /v1/sessions/ID.
 
 A request naming a session (`session` in the body or the X-Knowngood-Session header)
 sends only its new messages: the conversation so far comes from the state store, and
-the turn is stored once answered. With `on_all_down: queue`, a request made while every
+the turn is stored once answered (runtime.sessions_keep_days deletes those left unused).
+With `on_all_down: queue`, a request made while every
 provider is down gets 202 (the holding message, an id, a status URL) and is answered
 when a provider is back, at GET /v1/queued/ID and POSTed to its `callback` URL if given;
 this runs the durable engine like --workflows does.
@@ -92,7 +94,8 @@ SIGTERM or Ctrl-C stops it after the requests in flight finish.
 
 With --workflows, serve also runs durable workflows (DBOS, in the state store): on a
 SQLite store only one such worker may run (a second is refused, naming the first's
-pid); on PostgreSQL any number may.
+pid); on PostgreSQL any number may. A worker deletes the workflows that ended
+runtime.workflows_keep_days (default 30) ago.
 
 \b
 Examples:

@@ -37,6 +37,12 @@ def block(items: list[str]) -> str:
     return "".join(f"{item}\n" for item in items)
 
 
+def json_text(found: Any) -> str:
+    """``found`` (one value with ``to_json()``, or a list of them) as indented JSON."""
+    data = [x.to_json() for x in found] if isinstance(found, list) else found.to_json()
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
 def json_reporter(**dumps: Any) -> Callable[[Outcome], Rendered]:
     """The ``json`` format: the outcome's ``to_json()`` on stdout (``dumps``: json.dumps options)."""
     options = {"indent": 2, **dumps}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import click
+
+from pipeline.report.reporter import json_text
 
 __all__ = ["render"]
 
@@ -18,8 +19,7 @@ def _when(seconds: float) -> str:
 def render(found: Any, fmt: str) -> None:
     """Sessions listed, one with its turns, a deleted one, or what a prune deleted."""
     if fmt == "json":
-        data = [s.to_json() for s in found] if isinstance(found, list) else found.to_json()
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(json_text(found))
         return
     if isinstance(found, list):
         if not found:

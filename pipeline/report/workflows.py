@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from pipeline.report.reporter import json_text
+
 __all__ = ["render"]
 
 
@@ -23,8 +25,7 @@ def render(found: Any, fmt: str) -> None:
         _pruned(found, fmt)
         return
     if fmt == "json":
-        data = [w.to_json() for w in found] if isinstance(found, list) else found.to_json()
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(json_text(found))
         return
     if isinstance(found, list):
         if not found:

@@ -27,10 +27,12 @@ def turn(session: str, at: float, env: str = "production", text: str = "hi") -> 
 
 def check_deletion_waits_for_the_queue(store: StateStore) -> None:
     """A session the outage queue holds a request of is neither deleted nor pruned; once the
-    request is answered it is, with the answer; listing goes newest first, pruning oldest
-    first, in batches."""
+    request is answered it is, with the answer and its cached answers; listing goes newest
+    first, pruning oldest first, in batches."""
     now = time.time()
     store.add_turn(turn("s-1", now - 10 * DAY_S))
+    store.save_answer("k-1", "support", "production", "p", now, {"id": "cached"}, "s-1")
+    store.save_answer("k-2", "support", "production", "p", now, {"id": "other"})
     store.add_queued("q-1", "support", "production", "s-1", now, None)
     with pytest.raises(SessionBusy, match="waiting in the outage queue"):
         store.delete_session("s-1")
@@ -39,14 +41,35 @@ def check_deletion_waits_for_the_queue(store: StateStore) -> None:
     assert store.prune_sessions(now - DAY_S) == 0  # its answer made it recent again
     assert store.delete_session("s-1") == 2
     assert store.queued("q-1") is None  # the answer went with it
+    assert store.cached_answer("k-1") is None  # and its cached answer
+    assert store.cached_answer("k-2") is not None  # not another request's
     assert store.turns("s-1") == [] and store.delete_session("s-1") is None
 
     for n in range(5):
         store.add_turn(turn(f"old-{n}", now - (20 - n) * DAY_S))
+    store.save_answer("k-old", "support", "production", "p", now, {"id": "x"}, "old-1")
     store.add_turn(turn("new", now))
     assert [r.session for r in store.sessions(limit=2)] == ["new", "old-4"]
     assert store.sessions(env="staging") == [] and store.sessions("support")[0].turns == 1
     assert store.prune_sessions(now - DAY_S, limit=2) == 2
     assert store.session_owner("old-0") is None and store.session_owner("old-2") is not None
+    assert store.cached_answer("k-old") is None
     assert store.prune_sessions(now - DAY_S) == 3
     assert store.session_owner("new") is not None and store.turns("old-4") == []
+
+
+# knowngood_answers as schema version 2 made it, before it had a session column.
+OLD_ANSWERS = (
+    "CREATE TABLE knowngood_answers (key TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT "
+    "NOT NULL, provider TEXT NOT NULL, at {real} NOT NULL, response TEXT NOT NULL)"
+)
+
+
+def check_an_older_store_gains_the_session_column(store: StateStore) -> None:
+    """Opened on a version-2 store (``OLD_ANSWERS`` holding one answer), the store keeps that
+    answer and takes a session for the next one."""
+    assert store.cached_answer("old") is not None
+    store.save_answer("new", "support", "production", "p", time.time(), {"id": "n"}, "s-9")
+    store.add_turn(turn("s-9", time.time()))
+    assert store.delete_session("s-9") == 1
+    assert store.cached_answer("new") is None and store.cached_answer("old") is not None

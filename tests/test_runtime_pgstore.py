@@ -14,7 +14,11 @@ from fakeproviders import Fault
 from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
 from runtimeutil import KEY, RESILIENCE, Clock, Serve, breaker_worker, chat, make_world, servers
-from sessionutil import check_deletion_waits_for_the_queue
+from sessionutil import (
+    OLD_ANSWERS,
+    check_an_older_store_gains_the_session_column,
+    check_deletion_waits_for_the_queue,
+)
 
 from pipeline.errors import UsageError
 from pipeline.runtime.breaker import Breakers
@@ -237,3 +241,18 @@ def test_a_queued_request_is_settled_once_with_its_turn(
 
 def test_sessions_are_deleted_and_pruned_as_on_sqlite(store: StateStore) -> None:
     check_deletion_waits_for_the_queue(store)
+
+
+def test_a_store_of_schema_version_2_gains_the_session_column(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(OLD_ANSWERS.format(real="DOUBLE PRECISION"))
+        conn.execute(
+            "INSERT INTO knowngood_answers VALUES ('old', 'support', 'production', 'p', 1.0, "
+            '\'{"id": "o"}\')'
+        )
+    store = StateStore(url)
+    try:
+        check_an_older_store_gains_the_session_column(store)
+    finally:
+        store.close()
+    StateStore(url).close()  # opening again changes nothing

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from fakeproviders import FakeProvider
 from runtimeutil import KEY, Serve, World, http, make_world, naming_responder, wait_for
-from sessionutil import DAY_S, check_deletion_waits_for_the_queue, turn
+from sessionutil import (
+    DAY_S,
+    OLD_ANSWERS,
+    check_an_older_store_gains_the_session_column,
+    check_deletion_waits_for_the_queue,
+    turn,
+)
 
 from pipeline.runtime import Agent
 from pipeline.runtime.store import StateStore
@@ -98,6 +104,30 @@ def test_a_session_with_a_request_waiting_in_the_queue_is_kept(tmp_path: Path) -
         check_deletion_waits_for_the_queue(store)  # and on PostgreSQL: test_runtime_pgstore
     finally:
         store.close()
+
+
+def test_a_store_of_schema_version_2_gains_the_session_of_cached_answers(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_ANSWERS.format(real="REAL"))
+        db.execute(
+            "INSERT INTO knowngood_answers VALUES ('old', 'support', 'production', 'p', 1.0, "
+            '\'{"id": "o"}\')'
+        )
+    store = StateStore(path)
+    try:
+        check_an_older_store_gains_the_session_column(store)
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute(
+            "SELECT value FROM knowngood_meta WHERE key = 'schema_version'"
+        ).fetchone() == ("3",)
+    StateStore(path).close()  # opening again changes nothing
 
 
 def test_serve_prunes_the_sessions_left_unused_per_sessions_keep_days(

@@ -104,7 +104,13 @@ class Engine:
         if res.on_all_down == "cached" and self.store is not None:
             key = cache_key(release, messages, chat)
             self.store.save_answer(
-                key, release.agent, release.env, won.entry.provider, time.time(), won.value
+                key,
+                release.agent,
+                release.env,
+                won.entry.provider,
+                time.time(),
+                won.value,
+                chat.session,
             )
         self.observer.answered(release.agent, "ok", answer.ms / 1000.0)
         return answer
@@ -151,6 +157,7 @@ class Engine:
                     won.entry.provider,
                     time.time(),
                     answer.response,
+                    chat.session,
                 )
             outcome = "ok" if failed is None else "cut"
             self.observer.answered(release.agent, outcome, time.perf_counter() - start)

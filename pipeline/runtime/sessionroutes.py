@@ -3,8 +3,8 @@
 - ``GET /v1/sessions/{id}``: ``{id, object: "knowngood.session", agent, env, turns: [...]}``,
   each turn as stored (the client's messages, the answer, who served it, each attempt);
   ``?after=N``: only the turns after the N-th (a client that has N fetches the new ones).
-- ``DELETE /v1/sessions/{id}``: the session and its turns are deleted (and the queue's settled
-  requests of it): ``{id, object: "knowngood.session.deleted", deleted: true, turns: N}``.
+- ``DELETE /v1/sessions/{id}``: the session and its turns are deleted (with its cached
+  answers and the queue's settled requests of it): ``{id, object: "knowngood.session.deleted", deleted: true, turns: N}``.
   409 ``session_busy`` while the outage queue still holds a request of it.
 
 Both answer 404 ``session_not_found`` for a session of another environment than the one

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "create", "statements"]
 
-SCHEMA_VERSION = 2  # 2: sessions and their turns, the queue of requests made while all was down
+SCHEMA_VERSION = 3  # 2: sessions and their turns, the queue of requests made while all was down
+# 3: knowngood_answers.session (a session's cached answers go with it; added to older stores)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS knowngood_answers (
     env TEXT NOT NULL,
     provider TEXT NOT NULL,
     at {real} NOT NULL,
-    response TEXT NOT NULL         -- the chat.completion JSON that was answered
+    response TEXT NOT NULL,        -- the chat.completion JSON that was answered
+    session TEXT                   -- the session of the request, if any (version 3)
 );
 CREATE INDEX IF NOT EXISTS knowngood_answers_age ON knowngood_answers (agent, at);
 CREATE TABLE IF NOT EXISTS knowngood_faults (
@@ -122,13 +124,37 @@ def statements(dialect: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+# Columns later versions added to a table older stores already have: (table, column, type).
+_ADDED = (("knowngood_answers", "session", "TEXT"),)
+_ADDED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS knowngood_answers_session ON knowngood_answers (session)",
+)
+
+
 def create(db: Tx, dialect: str, version: int) -> None:
-    """Create the tables in ``db`` (inside the caller's transaction) and record ``version``
-    unless a version is recorded already."""
+    """Create the tables in ``db`` (inside the caller's transaction, which the backends hold
+    alone: SQLite's write lock, a PostgreSQL advisory lock), add the columns later versions
+    added to an older store's tables, and record ``version``."""
     for statement in statements(dialect):
+        db.execute(statement)
+    for table, column, kind in _ADDED:
+        if not _has_column(db, dialect, table, column):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in _ADDED_INDEXES:
         db.execute(statement)
     db.execute(
         "INSERT INTO knowngood_meta (key, value) VALUES ('schema_version', ?) "
-        "ON CONFLICT (key) DO NOTHING",
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (str(version),),
     )
+
+
+def _has_column(db: Tx, dialect: str, table: str, column: str) -> bool:
+    if dialect == "sqlite":
+        query = "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?"
+    else:
+        query = (
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = ? AND column_name = ?"
+        )
+    return bool(int(db.execute(query, (table, column)).fetchone()[0]))

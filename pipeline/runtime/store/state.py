@@ -194,16 +194,25 @@ class StateStore(TurnRows, QueuedRows):
     # -- cached answers ------------------------------------------------------------------------
 
     def save_answer(
-        self, key: str, agent: str, env: str, provider: str, at: float, response: Mapping[str, Any]
+        self,
+        key: str,
+        agent: str,
+        env: str,
+        provider: str,
+        at: float,
+        response: Mapping[str, Any],
+        session: str | None = None,
     ) -> None:
+        """Keep ``response`` as the cached answer to the request ``key`` (of ``session``: it
+        goes when the session is deleted)."""
         text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO knowngood_answers (key, agent, env, provider, at, response) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "INSERT INTO knowngood_answers (key, agent, env, provider, at, response, "
+                "session) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
                 "agent = excluded.agent, env = excluded.env, provider = excluded.provider, "
-                "at = excluded.at, response = excluded.response",
-                (key, agent, env, provider, at, text),
+                "at = excluded.at, response = excluded.response, session = excluded.session",
+                (key, agent, env, provider, at, text, session),
             )
         self._saved += 1
         if self._saved % PRUNE_EVERY == 0:

@@ -125,8 +125,8 @@ class TurnRows:
         ]
 
     def delete_session(self, session: str) -> int | None:
-        """Delete ``session``: its turns and the requests of it the queue has settled (their
-        answers). How many turns it had; None when there is no such session. SessionBusy
+        """Delete ``session``: its turns, its cached answers and the requests of it the queue
+        has settled (their answers). How many turns it had; None when there is no such session. SessionBusy
         while the queue still holds a request of it (its answer would start it again)."""
         with self.transaction() as db:
             if self.dialect == "postgresql":  # as add_queued does: no request queued meanwhile
@@ -141,6 +141,7 @@ class TurnRows:
             ).fetchone()
             db.execute("DELETE FROM knowngood_turns WHERE session = ?", (session,))
             db.execute(f"DELETE FROM knowngood_queued WHERE session = ? AND {_SETTLED}", (session,))
+            db.execute("DELETE FROM knowngood_answers WHERE session = ?", (session,))
         return int(row[0]) if row is not None else None
 
     def prune_sessions(self, before: float, limit: int = 500) -> int:
@@ -164,6 +165,7 @@ class TurnRows:
                 db.execute(
                     f"DELETE FROM knowngood_queued WHERE session IN ({marks}) AND {_SETTLED}", gone
                 )
+                db.execute(f"DELETE FROM knowngood_answers WHERE session IN ({marks})", gone)
         return len(gone)
 
     def add_turn(self, turn: Turn) -> Turn:

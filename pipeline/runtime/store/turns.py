@@ -53,7 +53,18 @@ class SessionBusy(StateStoreError):
 
 
 _WAITING = "SELECT count(*) FROM knowngood_queued WHERE session = ? AND status = 'queued'"
-_SETTLED = "status <> 'queued'"  # a request queued meanwhile is never lost
+
+
+def _delete_what_they_held(db: Tx, sessions: list[str]) -> None:
+    """The rows of the deleted ``sessions``: their turns, cached answers and the requests of
+    them the queue settled (one queued meanwhile is never lost: only settled ones go)."""
+    marks = ", ".join("?" * len(sessions))
+    db.execute(f"DELETE FROM knowngood_turns WHERE session IN ({marks})", sessions)
+    db.execute(
+        f"DELETE FROM knowngood_queued WHERE session IN ({marks}) AND status <> 'queued'",
+        sessions,
+    )
+    db.execute(f"DELETE FROM knowngood_answers WHERE session IN ({marks})", sessions)
 
 
 def _dump(value: Any) -> str:
@@ -126,8 +137,9 @@ class TurnRows:
 
     def delete_session(self, session: str) -> int | None:
         """Delete ``session``: its turns, its cached answers and the requests of it the queue
-        has settled (their answers). How many turns it had; None when there is no such session. SessionBusy
-        while the queue still holds a request of it (its answer would start it again)."""
+        has settled (their answers). How many turns it had; None when there is no such
+        session. SessionBusy while the queue still holds a request of it (its answer would
+        start it again)."""
         with self.transaction() as db:
             if self.dialect == "postgresql":  # as add_queued does: no request queued meanwhile
                 db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (session,))
@@ -139,9 +151,7 @@ class TurnRows:
             row = db.execute(
                 "DELETE FROM knowngood_sessions WHERE session = ? RETURNING turns", (session,)
             ).fetchone()
-            db.execute("DELETE FROM knowngood_turns WHERE session = ?", (session,))
-            db.execute(f"DELETE FROM knowngood_queued WHERE session = ? AND {_SETTLED}", (session,))
-            db.execute("DELETE FROM knowngood_answers WHERE session = ?", (session,))
+            _delete_what_they_held(db, [session])
         return int(row[0]) if row is not None else None
 
     def prune_sessions(self, before: float, limit: int = 500) -> int:
@@ -160,12 +170,7 @@ class TurnRows:
             ).fetchall()
             gone = [str(r[0]) for r in rows]
             if gone:
-                marks = ", ".join("?" * len(gone))
-                db.execute(f"DELETE FROM knowngood_turns WHERE session IN ({marks})", gone)
-                db.execute(
-                    f"DELETE FROM knowngood_queued WHERE session IN ({marks}) AND {_SETTLED}", gone
-                )
-                db.execute(f"DELETE FROM knowngood_answers WHERE session IN ({marks})", gone)
+                _delete_what_they_held(db, gone)
         return len(gone)
 
     def add_turn(self, turn: Turn) -> Turn:

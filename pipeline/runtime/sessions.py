@@ -93,18 +93,22 @@ class Sessions:
     ) -> tuple[str, list[Turn]] | None:
         """(its agent, its turns after the ``after``-th, oldest first) of ``session``; None
         unless it belongs to ``env`` (and to ``agent``, when given)."""
-        owner = self.store.session_owner(session)
-        if owner is None or owner[1] != env or agent not in (None, owner[0]):
-            return None
-        return owner[0], self.store.turns(session, after)
+        owner = self._owner(session, env, agent)
+        return (owner, self.store.turns(session, after)) if owner is not None else None
 
     def forget(self, session: str, env: str, agent: str | None = None) -> int | None:
         """Delete ``session`` with its turns: how many it had; None unless it belongs to
         ``env`` (and ``agent``). SessionBusy while the outage queue holds a request of it."""
+        if self._owner(session, env, agent) is None:
+            return None
+        return self.store.delete_session(session)
+
+    def _owner(self, session: str, env: str, agent: str | None) -> str | None:
+        """The agent ``session`` belongs to, when it is of ``env`` (and of ``agent``)."""
         owner = self.store.session_owner(session)
         if owner is None or owner[1] != env or agent not in (None, owner[0]):
             return None
-        return self.store.delete_session(session)
+        return owner[0]
 
     def record(self, release: Release, chat: ChatRequest, answer: Answer) -> Turn | None:
         """Store the turn ``chat`` (the client's new messages) got ``answer``; sets

@@ -10,7 +10,6 @@ release, turn, error, callback: {delivered, error}}``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from prometheus_client.registry import Collector
 from pipeline.runtime.model import AllProvidersDown, ChatRequest
 from pipeline.runtime.queued import Queued
 from pipeline.runtime.releases import Release
+from pipeline.runtime.responses import error_response, json_response
 
 __all__ = ["QueueCollector", "queue_if_down", "queue_if_waiting", "queued_status"]
 
@@ -54,11 +54,10 @@ def accepted(request: web.Request, queued: Queued) -> web.Response:
             "attempts": [a.to_json() for a in queued.attempts],
         },
     }
-    return web.Response(
-        status=202,
-        body=json.dumps(document, ensure_ascii=False).encode(),
-        content_type="application/json",
-        headers={
+    return json_response(
+        202,
+        document,
+        {
             "Location": url,
             "X-Knowngood-Queued": row.id,
             "X-Knowngood-Fallback": "queue",
@@ -91,20 +90,11 @@ async def queued_status(request: web.Request, runtime: Any) -> web.Response:
     qid = request.match_info["id"]
     row = runtime.store.queued(qid)
     if row is None:
-        document = {
-            "error": {
-                "message": f"no queued request {qid!r}",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "queued_not_found",
-            }
-        }
-        return web.json_response(document, status=404)
+        message = f"no queued request {qid!r}"
+        return error_response(404, message, "invalid_request_error", "queued_not_found")
     document = row.to_json()
     document["age_s"] = round(time.time() - row.created, 3)
-    return web.Response(
-        body=json.dumps(document, ensure_ascii=False).encode(), content_type="application/json"
-    )
+    return json_response(200, document)
 
 
 class QueueCollector(Collector):

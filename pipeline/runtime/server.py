@@ -22,7 +22,7 @@ import gc
 import json
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from pipeline.runtime.model import (
 )
 from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
+from pipeline.runtime.responses import error_response, json_response
 from pipeline.runtime.retention import Schedule, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
 from pipeline.runtime.sessionroutes import delete_session, get_session
@@ -54,26 +55,6 @@ MAX_BODY = 8 * 1024 * 1024
 SHUTDOWN_GRACE_S = 30.0  # requests in flight get this long to finish on SIGTERM
 _RUNTIME = web.AppKey("runtime", Runtime)
 _METRICS = web.AppKey("metrics", Metrics)
-
-
-def _json(status: int, document: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(document, ensure_ascii=False).encode(),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def _error(
-    status: int, message: str, kind: str, code: str | None = None, **extra: Any
-) -> web.Response:
-    document: dict[str, Any] = {
-        "error": {"message": message, "type": kind, "param": None, "code": code}
-    }
-    if extra:
-        document["knowngood"] = extra
-    return _json(status, document)
 
 
 def _headers(answer: Answer) -> dict[str, str]:
@@ -98,15 +79,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         data = json.loads(raw)
     except ValueError as e:
-        return _error(400, f"the request body is not valid JSON: {e}", "invalid_request_error")
+        return error_response(
+            400, f"the request body is not valid JSON: {e}", "invalid_request_error"
+        )
     try:
         agent, chat = parse_chat_request(data)
         chat = with_session_header(chat, request.headers.get(SESSION_HEADER))
         release = runtime.release(agent)
     except BadRequest as e:
-        return _error(400, e.message, "invalid_request_error")
+        return error_response(400, e.message, "invalid_request_error")
     except UnknownAgent as e:
-        return _error(404, e.message, "invalid_request_error", "model_not_found", agents=e.known)
+        return error_response(
+            404, e.message, "invalid_request_error", "model_not_found", agents=e.known
+        )
     try:
         later = await queue_if_waiting(request, runtime, release, chat)
         if later is not None:  # the session has queued requests: this one goes behind them
@@ -116,12 +101,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return await _stream(request, stream)
         answer = await runtime.ask(release, chat)
     except SessionTaken as e:
-        return _error(409, e.message, "invalid_request_error", "session_taken")
+        return error_response(409, e.message, "invalid_request_error", "session_taken")
     except ConfigError as e:  # a prompt variable the request did not send
-        return _error(400, e.message + (f" ({e.hint})" if e.hint else ""), "invalid_request_error")
+        return error_response(
+            400, e.message + (f" ({e.hint})" if e.hint else ""), "invalid_request_error"
+        )
     except RequestRejected as e:
         status = e.status if 400 <= e.status < 500 else 400
-        return _error(
+        return error_response(
             status,
             e.message,
             "invalid_request_error",
@@ -132,14 +119,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         queued = await queue_if_down(request, runtime, release, chat, e)
         if queued is not None:
             return queued
-        return _error(
+        return error_response(
             503,
             e.message,
             "service_unavailable",
             "all_providers_down",
             attempts=[a.to_json() for a in e.attempts],
         )
-    return _json(200, answer.response, _headers(answer))
+    return json_response(200, answer.response, _headers(answer))
 
 
 async def _stream(request: web.Request, stream: StreamAnswer) -> web.StreamResponse:
@@ -175,7 +162,7 @@ async def models(request: web.Request) -> web.Response:
         }
         for release in runtime.releases.all()
     ]
-    return _json(200, {"object": "list", "data": data})
+    return json_response(200, {"object": "list", "data": data})
 
 
 async def queued(request: web.Request) -> web.Response:
@@ -191,7 +178,7 @@ async def session(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json(200, {"status": "ok"})
+    return json_response(200, {"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -204,8 +191,8 @@ async def readyz(request: web.Request) -> web.Response:
         document["reason"] = (
             f"no release is deployed to {runtime.env} in {runtime.releases.env_dir}"
         )
-        return _json(503, document)
-    return _json(200, document)
+        return json_response(503, document)
+    return json_response(200, document)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -19,14 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.runtime.model import BadRequest, check_session_id
+from pipeline.runtime.responses import error_response, json_response
 from pipeline.runtime.sessions import SessionBusy
 
 __all__ = ["delete_session", "get_session"]
-
-
-def _error(status: int, message: str, kind: str, code: str) -> web.Response:
-    document = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.json_response(document, status=status)
 
 
 def _session_id(request: web.Request) -> str:
@@ -34,7 +30,7 @@ def _session_id(request: web.Request) -> str:
 
 
 def _not_found(session: str, env: str) -> web.Response:
-    return _error(
+    return error_response(
         404, f"no session {session!r} in {env}", "invalid_request_error", "session_not_found"
     )
 
@@ -43,11 +39,11 @@ async def get_session(request: web.Request, runtime: Any) -> web.Response:
     try:
         session = _session_id(request)
     except BadRequest as e:
-        return _error(400, e.message, "invalid_request_error", "invalid_session")
+        return error_response(400, e.message, "invalid_request_error", "invalid_session")
     after = request.query.get("after", "0")
     if not after.isdigit() or len(after) > 9:
         message = f"'after' must be a turn number (0 or more), not {after[:40]!r}"
-        return _error(400, message, "invalid_request_error", "invalid_after")
+        return error_response(400, message, "invalid_request_error", "invalid_after")
     found = await asyncio.to_thread(
         runtime.sessions.history, session, runtime.env, None, int(after)
     )
@@ -60,18 +56,18 @@ async def get_session(request: web.Request, runtime: Any) -> web.Response:
         "env": runtime.env,
         "turns": [t.to_json() for t in found[1]],
     }
-    return web.json_response(document, dumps=_dumps)
+    return json_response(200, document)
 
 
 async def delete_session(request: web.Request, runtime: Any) -> web.Response:
     try:
         session = _session_id(request)
     except BadRequest as e:
-        return _error(400, e.message, "invalid_request_error", "invalid_session")
+        return error_response(400, e.message, "invalid_request_error", "invalid_session")
     try:
         turns = await asyncio.to_thread(runtime.sessions.forget, session, runtime.env)
     except SessionBusy as e:
-        return _error(409, e.message, "invalid_request_error", "session_busy")
+        return error_response(409, e.message, "invalid_request_error", "session_busy")
     if turns is None:
         return _not_found(session, runtime.env)
     document = {
@@ -80,10 +76,4 @@ async def delete_session(request: web.Request, runtime: Any) -> web.Response:
         "deleted": True,
         "turns": turns,
     }
-    return web.json_response(document)
-
-
-def _dumps(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
+    return json_response(200, document)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -49,12 +50,7 @@ def list_command(
     fmt: str,
 ) -> int:
     """The most recently used sessions first."""
-    from pipeline.report.sessions import render
-    from pipeline.runtime.sessionadmin import SessionsRequest, run
-
-    request = SessionsRequest("list", None, None, state_store, agent, env, limit)
-    render(run(resolve_repo(repo), request), fmt)
-    return 0
+    return _run("list", None, None, state_store, repo, fmt, agent=agent, env=env, limit=limit)
 
 
 @command.command("show")
@@ -98,11 +94,12 @@ def _run(
     state_store: str | None,
     repo: Path | None,
     fmt: str,
+    **filters: Any,
 ) -> int:
-    """The request, the core, the reporter."""
+    """The request, the core, the reporter (``filters``: list's agent, env and limit)."""
     from pipeline.report.sessions import render
     from pipeline.runtime.sessionadmin import SessionsRequest, run
 
-    request = SessionsRequest(action, session, older_than, state_store)
+    request = SessionsRequest(action, session, older_than, state_store, **filters)
     render(run(resolve_repo(repo), request), fmt)
     return 0

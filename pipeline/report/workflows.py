@@ -21,11 +21,11 @@ def _when(seconds: float | None) -> str:
 
 def render(found: Any, fmt: str) -> None:
     """A list of workflows, one with its steps (a WorkflowView), or what a prune deleted."""
-    if hasattr(found, "kept"):
-        _pruned(found, fmt)
-        return
     if fmt == "json":
         click.echo(json_text(found))
+        return
+    if hasattr(found, "kept"):
+        _pruned(found)
         return
     if isinstance(found, list):
         if not found:
@@ -60,10 +60,7 @@ def render(found: Any, fmt: str) -> None:
         click.echo(f"  result: {json.dumps(w.to_json()['output'], ensure_ascii=False)[:500]}")
 
 
-def _pruned(pruned: Any, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(pruned.to_json(), indent=2))
-        return
+def _pruned(pruned: Any) -> None:
     click.echo(
         f"deleted {pruned.deleted} workflows that ended before {_when(pruned.before)} UTC "
         f"(over {pruned.older_than_days:g} days ago), with the workflows they started"

@@ -50,6 +50,7 @@ _LIVE_LOCK = threading.Lock()
 BATCH = 500
 ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 DAY_S = 86400.0
+_WHAT = {"workflows": "that ended", "sessions": "last used"}  # what the age counts from
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +159,9 @@ class Schedule:
     :meth:`sessions`."""
 
     def __init__(
-        self, what: str, apply: Callable[[Callable[[], bool]], Pruned], log: Callable[[str], None]
+        self, kind: str, apply: Callable[[Callable[[], bool]], Pruned], log: Callable[[str], None]
     ) -> None:
-        self.what = what  # "workflows that ended" | "sessions last used"
-        self.kind = what.split()[0]
+        self.kind = kind  # workflows | sessions
         self.apply = apply
         self.log = log
         self.last: Pruned | None = None
@@ -180,7 +180,7 @@ class Schedule:
         from dbos import DBOS
 
         return cls(
-            "workflows that ended",
+            "workflows",
             lambda stopping: prune_workflows(DBOS, days, stopping=stopping),
             log,
         )
@@ -188,7 +188,7 @@ class Schedule:
     @classmethod
     def sessions(cls, store: Any, days: float, log: Callable[[str], None]) -> Schedule:
         return cls(
-            "sessions last used",
+            "sessions",
             lambda stopping: prune_sessions(store, days, stopping=stopping),
             log,
         )
@@ -214,7 +214,7 @@ class Schedule:
                 self.last_pass_at = time.time()
                 if self.last.deleted:
                     self.log(
-                        f"retention: deleted {self.last.deleted} {self.what} over "
+                        f"retention: deleted {self.last.deleted} {self.kind} {_WHAT[self.kind]} over "
                         f"{self.last.older_than_days:g} days ago"
                     )
             if self._stop.wait(EVERY_S):

@@ -63,6 +63,10 @@ OLD_ANSWERS = (
     "CREATE TABLE knowngood_answers (key TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT "
     "NOT NULL, provider TEXT NOT NULL, at {real} NOT NULL, response TEXT NOT NULL)"
 )
+OLD_ANSWER = (  # the one answer such a store holds
+    "INSERT INTO knowngood_answers VALUES ('old', 'support', 'production', 'p', 1.0, "
+    '\'{"id": "o"}\')'
+)
 
 
 def check_an_older_store_gains_the_session_column(store: StateStore) -> None:

@@ -15,6 +15,7 @@ from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
 from runtimeutil import KEY, RESILIENCE, Clock, Serve, breaker_worker, chat, make_world, servers
 from sessionutil import (
+    OLD_ANSWER,
     OLD_ANSWERS,
     check_an_older_store_gains_the_session_column,
     check_deletion_waits_for_the_queue,
@@ -246,10 +247,7 @@ def test_sessions_are_deleted_and_pruned_as_on_sqlite(store: StateStore) -> None
 def test_a_store_of_schema_version_2_gains_the_session_column(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(OLD_ANSWERS.format(real="DOUBLE PRECISION"))
-        conn.execute(
-            "INSERT INTO knowngood_answers VALUES ('old', 'support', 'production', 'p', 1.0, "
-            '\'{"id": "o"}\')'
-        )
+        conn.execute(OLD_ANSWER)
     store = StateStore(url)
     try:
         check_an_older_store_gains_the_session_column(store)

@@ -15,6 +15,7 @@ from fakeproviders import FakeProvider
 from runtimeutil import KEY, Serve, World, http, make_world, naming_responder, wait_for
 from sessionutil import (
     DAY_S,
+    OLD_ANSWER,
     OLD_ANSWERS,
     check_an_older_store_gains_the_session_column,
     check_deletion_waits_for_the_queue,
@@ -114,10 +115,7 @@ def test_a_store_of_schema_version_2_gains_the_session_of_cached_answers(
     path = tmp_path / "state.db"
     with sqlite3.connect(path) as db:
         db.execute(OLD_ANSWERS.format(real="REAL"))
-        db.execute(
-            "INSERT INTO knowngood_answers VALUES ('old', 'support', 'production', 'p', 1.0, "
-            '\'{"id": "o"}\')'
-        )
+        db.execute(OLD_ANSWER)
     store = StateStore(path)
     try:
         check_an_older_store_gains_the_session_column(store)

@@ -16,7 +16,8 @@
 - **SQLite: one worker per store.** Two DBOS processes on one SQLite file can both run the same
   enqueued workflow, so the engine holds an OS file lock (``<store>.worker.lock``, ``flock``)
   for the life of the process; a second worker is refused with the holder's pid. The kernel
-  drops the lock when its holder dies, SIGKILL included, so a restart is never blocked.
+  drops the lock when its holder dies, SIGKILL included, so a restart is never blocked
+  (:mod:`pipeline.runtime.workerslot`, as the slots below).
 - **PostgreSQL: several workers.** Each worker takes a slot ``worker-N`` (the lowest free one,
   held by a session-level advisory lock) and runs as DBOS executor ``worker-N``. A worker
   that restarts takes the slot its predecessor left and recovers that slot's pending
@@ -42,19 +43,14 @@ does not import DBOS; :meth:`DurableEngine.open` does.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import functools
-import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import KnowngoodError, UsageError
+from pipeline.errors import KnowngoodError
+from pipeline.runtime.workerslot import EngineError, Holder, WorkerBusy, hold_postgres, hold_sqlite
 
 __all__ = [
     "APP_NAME",
@@ -68,22 +64,12 @@ __all__ = [
 ]
 
 APP_NAME = "knowngood"
-MAX_SLOTS = 1024  # PostgreSQL worker slots
-LOCK_SUFFIX = ".worker.lock"
 POLL_S = 0.2  # how often an idle worker looks at its queues (DBOS's default is 1 s)
 WORKER_CONCURRENCY = 32  # workflows of the queue one worker runs at once (a thread each)
 ADOPT_S = 5.0  # PostgreSQL: how often a worker looks for the workflows of dead workers
 
 _lock = threading.Lock()
 _open: DurableEngine | None = None
-
-
-class EngineError(KnowngoodError):
-    """The engine could not start or stop (exit 3)."""
-
-
-class WorkerBusy(UsageError):
-    """A second worker on a SQLite state store (exit 2)."""
 
 
 def is_postgres(url: str) -> bool:
@@ -98,88 +84,6 @@ def system_database_url(root: Path, url: str) -> str:
     from pipeline.runtime.settings import state_store_path
 
     return f"sqlite:///{state_store_path(root, url).resolve()}"
-
-
-@dataclass(slots=True)
-class _Holder:
-    """What keeps this process the store's worker: a locked file or a PostgreSQL session."""
-
-    executor_id: str
-    release: Callable[[], None] = field(default=lambda: None)
-    adopt: Callable[[], int] | None = None  # PostgreSQL: recover dead slots' workflows
-
-
-def _hold_sqlite(database: Path) -> _Holder:
-    """flock ``<database>.worker.lock`` for the life of the process, or say who holds it."""
-    path = database.with_name(database.name + LOCK_SUFFIX)
-    database.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise WorkerBusy(
-            f"the state store {database} already has a worker (pid {holder}): on SQLite one "
-            "worker process runs a store's workflows",
-            hint="stop that process first, or point every worker at PostgreSQL "
-            "(knowngood.yaml runtime.state_store: postgresql://...) to run several",
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    if not database.exists():  # workflow inputs and results: readable by the owner only
-        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
-
-    def release() -> None:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # closing the descriptor drops the flock
-
-    return _Holder("local", release)
-
-
-def _hold_postgres(url: str, app_name: str) -> _Holder:
-    """The lowest free slot ``worker-N``, held by an advisory lock of a session of our own."""
-    import psycopg
-
-    space = int.from_bytes(hashlib.sha256(app_name.encode()).digest()[:4], "big", signed=True)
-    try:
-        conn = psycopg.connect(url, autocommit=True)
-    except psycopg.Error as e:
-        raise EngineError(
-            f"cannot reach the state store's PostgreSQL: {e}",
-            hint="check runtime.state_store and that the server accepts connections",
-        ) from e
-    for slot in range(1, MAX_SLOTS + 1):
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, slot)).fetchone()
-        if row is not None and row[0]:
-            return _Holder(
-                f"worker-{slot}", conn.close, functools.partial(_adopt, conn, space, slot)
-            )
-    conn.close()
-    raise EngineError(f"all {MAX_SLOTS} worker slots of the state store are taken")
-
-
-def _adopt(conn: Any, space: int, own: int) -> int:
-    """Recover the pending workflows of every slot whose worker is gone; how many."""
-    from dbos import DBOS
-
-    pending = {
-        w.executor_id
-        for w in DBOS.list_workflows(status="PENDING", load_input=False, load_output=False)
-    }
-    adopted = 0
-    for executor in sorted(e for e in pending if e and e.startswith("worker-")):
-        slot = int(executor.removeprefix("worker-")) if executor[7:].isdigit() else 0
-        if slot in (0, own):
-            continue
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (space, slot)).fetchone()
-        if row is None or not row[0]:
-            continue  # its worker is alive
-        try:
-            adopted += len(DBOS._recover_pending_workflows([executor]))
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (space, slot))
-    return adopted
 
 
 def _sqlite_engine(url: str) -> Any:
@@ -202,7 +106,7 @@ def _sqlite_engine(url: str) -> Any:
 class DurableEngine:
     """DBOS launched on a state store. Build it with :meth:`open`; end it with :meth:`shutdown`."""
 
-    def __init__(self, url: str, app_name: str, holder: _Holder, sql_engine: Any) -> None:
+    def __init__(self, url: str, app_name: str, holder: Holder, sql_engine: Any) -> None:
         self.url = url  # DBOS's system database URL
         self.app_name = app_name
         self.executor_id = holder.executor_id
@@ -244,9 +148,9 @@ class DurableEngine:
             if _open is not None:
                 raise EngineError("the durable engine is already open in this process")
             if is_postgres(url):
-                holder, sql_engine = _hold_postgres(url, app_name), None
+                holder, sql_engine = hold_postgres(url, app_name), None
             else:
-                holder = _hold_sqlite(Path(url[len("sqlite:///") :]))
+                holder = hold_sqlite(Path(url[len("sqlite:///") :]))
                 sql_engine = _sqlite_engine(url)
             try:
                 _launch(url, app_name, holder.executor_id, sql_engine, before_launch)

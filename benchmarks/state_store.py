@@ -13,6 +13,8 @@ tests, with ``fsync=off``):
 - **prune 500 sessions**: one batch of the session retention (``runtime.sessions_keep_days``),
   over 2 x --calls sessions of 2 turns each, all past the window: the time a batch holds the
   store's write lock;
+- **prune 500 transitions**: one batch of the breakers' retention
+  (``runtime.breaker_events_keep_days``), over 2 x --calls transitions past the window;
 - **contended write**: 4 processes recording outcomes on the same breaker at once (the
   figure is per write, wall time over all writes).
 
@@ -50,7 +52,7 @@ def _timed(fn: Callable[[int], object], n: int) -> tuple[float, float]:
 def measure(where: str | Path, calls: int) -> dict[str, tuple[float, float]]:
     from pipeline.runtime.breaker import Breakers
     from pipeline.runtime.settings import BreakerSettings
-    from pipeline.runtime.store import StateStore, Turn
+    from pipeline.runtime.store import BreakerEvent, StateStore, Turn
 
     store = StateStore(where)
     try:
@@ -89,6 +91,13 @@ def measure(where: str | Path, calls: int) -> dict[str, tuple[float, float]]:
             lambda i: store.prune_sessions(old + 1, 500), batches
         )
         assert store.session_owner("old0") is None
+        with store.transaction() as db:
+            for i in range(calls * 2):
+                store.add_event(db, BreakerEvent(old, f"p{i % 5}", "closed", "open", "", 10, 1, 0))
+        figures["prune 500 transitions"] = _timed(
+            lambda i: store.prune_events(old + 1, 500), batches
+        )
+        assert store.events("p0") == []
     finally:
         store.close()
     figures["contended write"] = _contended(where, calls // 4)

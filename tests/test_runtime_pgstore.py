@@ -84,6 +84,8 @@ def test_a_breaker_opens_probes_and_closes_on_postgresql(store: StateStore) -> N
         ("half_open", "closed"),
     ]
     assert events[0].at == 1000.0 and events[0].failure_rate == 0.5  # 8-byte floats
+    assert store.prune_events(before=1005.0) == 1  # runtime.breaker_events_keep_days
+    assert [e.to_state for e in store.events("p")] == ["half_open", "closed"]
 
 
 def test_concurrent_worker_processes_lose_no_outcome_and_see_each_others_transitions(

@@ -1,6 +1,7 @@
 """A conversation's life after its turns: read back and deleted over HTTP (a real ``serve``), by
 the Python API and by ``knowngood sessions``; pruned by ``serve`` once unused for
-``runtime.sessions_keep_days``; never deleted while the outage queue holds a request of it."""
+``runtime.sessions_keep_days``; never deleted while the outage queue holds a request of it.
+Breaker transitions go likewise after ``runtime.breaker_events_keep_days``."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from sessionutil import (
 )
 
 from pipeline.runtime import Agent
-from pipeline.runtime.store import StateStore
+from pipeline.runtime.store import BreakerEvent, StateStore
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +129,11 @@ def test_a_store_of_schema_version_2_gains_the_session_of_cached_answers(
     StateStore(path).close()  # opening again changes nothing
 
 
-def test_serve_prunes_the_sessions_left_unused_per_sessions_keep_days(
+def test_serve_prunes_unused_sessions_and_old_breaker_transitions(
     tmp_path: Path, fakes: dict[str, FakeProvider]
 ) -> None:
-    world = build(tmp_path, fakes, "runtime:\n  sessions_keep_days: 2\n")
+    settings = "runtime:\n  sessions_keep_days: 2\n  breaker_events_keep_days: 3\n"
+    world = build(tmp_path, fakes, settings)
     store = store_of(world)
     now = time.time()
     try:
@@ -139,6 +141,10 @@ def test_serve_prunes_the_sessions_left_unused_per_sessions_keep_days(
             store.add_turn(turn(f"old-{n}", now - 5 * DAY_S))
         store.add_turn(turn("recent", now - 5 * DAY_S))
         store.add_turn(turn("recent", now - DAY_S))  # its last turn is what counts
+        with store.transaction() as db:
+            for days, to in ((5, "open"), (4, "half_open"), (1, "open")):
+                event = BreakerEvent(now - days * DAY_S, "primary", "closed", to, "drill", 4, 1, 0)
+                store.add_event(db, event)
     finally:
         store.close()
     with Serve(world.root) as server:
@@ -154,7 +160,15 @@ def test_serve_prunes_the_sessions_left_unused_per_sessions_keep_days(
         metrics = scrape(server.url)
         assert 'knowngood_retention_failures_total{kind="sessions"} 0.0' in metrics
         assert 'knowngood_retention_last_pass_timestamp_seconds{kind="sessions"}' in metrics
+        transitions = 'knowngood_retention_deleted_total{kind="breaker_events"} 2.0'
+        assert wait_for(lambda: transitions in scrape(server.url)), "no transition was pruned"
     assert "retention: deleted 3 sessions last used over 2 days ago" in server.stderr
+    assert "retention: deleted 2 breaker transitions made over 3 days ago" in server.stderr
+    store = store_of(world)
+    try:
+        assert [e.at for e in store.events()] == [pytest.approx(now - DAY_S)]
+    finally:
+        store.close()
 
 
 def test_the_python_api_and_the_command_read_and_delete_sessions(

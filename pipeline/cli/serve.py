@@ -71,7 +71,8 @@ HELP = """Serve the agents deployed to ENV over HTTP, in the OpenAI chat-complet
 `model` names the agent. What runs is the release the deploy target says is current,
 never the working tree; a deploy, rollback or auto-revert is picked up within a second.
 Each request fails over through the agent's chain as its `resilience` settings say;
-circuit breakers live in the state store, shared by every serve process using it.
+circuit breakers live in the state store, shared by every serve process using it, and
+their transitions are kept runtime.breaker_events_keep_days (default 90).
 
 Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
 /readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID,

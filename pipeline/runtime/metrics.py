@@ -172,8 +172,9 @@ class _RetentionCollector(Collector):
 
         deleted = CounterMetricFamily(
             "knowngood_retention_deleted",
-            "Workflows (that ended) and sessions (unused) this process deleted for the "
-            "retention (runtime.workflows_keep_days, runtime.sessions_keep_days).",
+            "Workflows (that ended), sessions (unused) and breaker transitions this process "
+            "deleted for the retention (runtime.workflows_keep_days, sessions_keep_days, "
+            "breaker_events_keep_days).",
             labels=["kind"],
         )
         failures = CounterMetricFamily(

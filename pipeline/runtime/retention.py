@@ -8,6 +8,8 @@
 - ``sessions_keep_days`` (default 0: kept until deleted): a session whose last turn is that
   many days old is deleted with its turns, by every ``serve`` when it starts, then every
   ``EVERY_S``; ``knowngood sessions prune`` does it on command.
+- ``breaker_events_keep_days`` (default 90): a circuit breaker's transition (a row of
+  ``knowngood_breaker_events``) that many days old is deleted by every ``serve``, likewise.
 
 - **Children go with their parent.** A workflow started by another one is deleted when its
   parent is (``delete_children``), never on its own: the parent may still need its result.
@@ -17,7 +19,7 @@
   retry of yours; 0 keeps every workflow forever.
 - **Waiting requests hold their session.** A session the outage queue still holds a request
   of is kept until it is answered.
-- **Bounded.** At most ``BATCH`` workflows or sessions per transaction, so a pass never holds a
+- **Bounded.** At most ``BATCH`` workflows, sessions or transitions per transaction, so a pass never holds a
   SQLite store's write lock for long; what still runs is never touched.
 """
 
@@ -37,7 +39,9 @@ __all__ = [
     "EVERY_S",
     "Pruned",
     "Schedule",
+    "breaker_events_keep_days",
     "live",
+    "prune_breaker_events",
     "prune_sessions",
     "prune_workflows",
     "sessions_keep_days",
@@ -50,16 +54,20 @@ _LIVE_LOCK = threading.Lock()
 BATCH = 500
 ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 DAY_S = 86400.0
-_WHAT = {"workflows": "that ended", "sessions": "last used"}  # what the age counts from
+_WHAT = {  # what is deleted, and what its age counts from
+    "workflows": "workflows that ended",
+    "sessions": "sessions last used",
+    "breaker_events": "breaker transitions made",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
     """What one pass deleted: ``deleted`` workflows (with the ones they started) that ended,
-    or sessions last used, before ``before`` (epoch seconds); ``kept`` workflows of those wait
-    for a child still running."""
+    sessions last used, or breaker transitions made, before ``before`` (epoch seconds);
+    ``kept`` workflows of those wait for a child still running."""
 
-    kind: str  # workflows | sessions
+    kind: str  # workflows | sessions | breaker_events
     older_than_days: float
     before: float
     deleted: int
@@ -84,6 +92,11 @@ def workflows_keep_days(root: Path) -> float | None:
 def sessions_keep_days(root: Path) -> float | None:
     """knowngood.yaml ``runtime.sessions_keep_days`` (0); None when kept until deleted (0)."""
     return _days(root, "sessions_keep_days", 0.0)
+
+
+def breaker_events_keep_days(root: Path) -> float | None:
+    """knowngood.yaml ``runtime.breaker_events_keep_days`` (90); None when kept forever (0)."""
+    return _days(root, "breaker_events_keep_days", 90.0)
 
 
 def _days(root: Path, key: str, default: float) -> float | None:
@@ -143,25 +156,46 @@ def prune_sessions(
 ) -> Pruned:
     """Delete the sessions (with their turns) last used over ``older_than_days`` ago, in
     batches of ``BATCH``; ``store`` is a :class:`~pipeline.runtime.store.StateStore`."""
+    return _in_batches("sessions", store.prune_sessions, older_than_days, now, stopping)
+
+
+def prune_breaker_events(
+    store: Any,
+    older_than_days: float,
+    now: float | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Pruned:
+    """Delete the circuit breakers' transitions made over ``older_than_days`` ago, in batches
+    of ``BATCH``."""
+    return _in_batches("breaker_events", store.prune_events, older_than_days, now, stopping)
+
+
+def _in_batches(
+    kind: str,
+    prune: Callable[[float, int], int],
+    older_than_days: float,
+    now: float | None,
+    stopping: Callable[[], bool],
+) -> Pruned:
     before = _before(older_than_days, now)
     deleted = 0
     while not stopping():
-        went = int(store.prune_sessions(before, BATCH))
+        went = int(prune(before, BATCH))
         deleted += went
         if went < BATCH:
             break
-    return Pruned("sessions", older_than_days, before, deleted)
+    return Pruned(kind, older_than_days, before, deleted)
 
 
 class Schedule:
     """A retention pass at once, then every ``EVERY_S``, in a daemon thread of its own, until
-    :meth:`stop` (before what it prunes closes). Build with :meth:`workflows` or
-    :meth:`sessions`."""
+    :meth:`stop` (before what it prunes closes). Build with :meth:`workflows`,
+    :meth:`sessions` or :meth:`breaker_events`."""
 
     def __init__(
         self, kind: str, apply: Callable[[Callable[[], bool]], Pruned], log: Callable[[str], None]
     ) -> None:
-        self.kind = kind  # workflows | sessions
+        self.kind = kind  # workflows | sessions | breaker_events
         self.apply = apply
         self.log = log
         self.last: Pruned | None = None
@@ -193,6 +227,14 @@ class Schedule:
             log,
         )
 
+    @classmethod
+    def breaker_events(cls, store: Any, days: float, log: Callable[[str], None]) -> Schedule:
+        return cls(
+            "breaker_events",
+            lambda stopping: prune_breaker_events(store, days, stopping=stopping),
+            log,
+        )
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
@@ -214,7 +256,7 @@ class Schedule:
                 self.last_pass_at = time.time()
                 if self.last.deleted:
                     self.log(
-                        f"retention: deleted {self.last.deleted} {self.kind} {_WHAT[self.kind]} over "
+                        f"retention: deleted {self.last.deleted} {_WHAT[self.kind]} over "
                         f"{self.last.older_than_days:g} days ago"
                     )
             if self._stop.wait(EVERY_S):

@@ -44,7 +44,7 @@ from pipeline.runtime.model import (
 from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
 from pipeline.runtime.responses import error_response, json_response
-from pipeline.runtime.retention import Schedule, sessions_keep_days
+from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
@@ -255,14 +255,16 @@ async def serve(
     incidents.attach(runtime)
     engine = None
     schedule = None
-    retention = None
+    retention: list[Schedule] = []
     try:
         schedule = start_backups(root, state_store, log) if backups else None
         if schedule is not None:
             observer.registry.register(schedule[1])
         runtime.refresh()
         if (days := sessions_keep_days(root)) is not None:
-            retention = Schedule.sessions(runtime.store, days, log)
+            retention.append(Schedule.sessions(runtime.store, days, log))
+        if (days := breaker_events_keep_days(root)) is not None:
+            retention.append(Schedule.breaker_events(runtime.store, days, log))
         if needs_engine(runtime, workflows):
             engine = await start_engine(runtime, workflows, observer, log)
         started = time.perf_counter()
@@ -279,8 +281,8 @@ async def serve(
     finally:
         if schedule is not None:
             schedule[0].stop()
-        if retention is not None:
-            await asyncio.to_thread(retention.stop)
+        for pruning in retention:
+            await asyncio.to_thread(pruning.stop)
         if engine is not None:
             await asyncio.to_thread(close_engine, engine)
         incidents.close()

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS knowngood_breaker_events (
 );
 CREATE INDEX IF NOT EXISTS knowngood_breaker_events_provider
     ON knowngood_breaker_events (provider, id);
+CREATE INDEX IF NOT EXISTS knowngood_breaker_events_at ON knowngood_breaker_events (at);
 CREATE TABLE IF NOT EXISTS knowngood_answers (
     key TEXT PRIMARY KEY,          -- sha256 of the agent, environment and the exact request
     agent TEXT NOT NULL,

@@ -154,6 +154,17 @@ class StateStore(TurnRows, QueuedRows):
         rows = self._all(query, (*args, limit))
         return [BreakerEvent(*row) for row in reversed(rows)]
 
+    def prune_events(self, before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` breaker transitions made before ``before`` (unix time), oldest
+        first; how many went."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM knowngood_breaker_events WHERE id IN (SELECT id FROM "
+                "knowngood_breaker_events WHERE at < ? ORDER BY at LIMIT ?)",
+                (before, limit),
+            )
+            return int(cursor.rowcount)
+
     # -- injected faults (drills) -------------------------------------------------------------
 
     def set_fault(self, provider: str, until: float, reason: str, now: float) -> Fault:

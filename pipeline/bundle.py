@@ -176,6 +176,8 @@ def _assemble(
             entry["api_base"] = provider.api_base
         if provider.api_key_env:
             entry["api_key_env"] = provider.api_key_env
+        if provider.serve:
+            entry["serve"] = provider.serve
         entry["params"] = {**provider.params, **agent.params}
         chain.append(entry)
     bundle: dict[str, Any] = {

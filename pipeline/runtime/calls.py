@@ -77,8 +77,21 @@ def spec_of(entry: ChainEntry) -> ProviderSpec:
 
 
 def missing_key_of(entry: ChainEntry) -> str | None:
-    """The environment variable this provider needs and does not have, if any."""
-    return missing_key(spec_of(entry))
+    """The environment variable this provider needs and does not have, if any (a local model
+    knowngood serves needs none)."""
+    return None if entry.serve else missing_key(spec_of(entry))
+
+
+async def _local(entry: ChainEntry) -> ChainEntry:
+    """``entry`` pointed at its local model's server, if it names one (started if needed)."""
+    if not entry.serve:
+        return entry
+    from pipeline.runtime.localmodel import LocalModelDown, resolve
+
+    try:
+        return await resolve(entry)
+    except LocalModelDown as e:
+        raise AttemptFailed("local_model", f"{entry.provider}: {e.message}") from None
 
 
 def _request(
@@ -182,6 +195,7 @@ async def complete(
     timeout_s: float,
 ) -> dict[str, Any]:
     """One chat completion, as an OpenAI ``chat.completion`` document; AttemptFailed else."""
+    entry = await _local(entry)
     request, key = _request(entry, messages, tools, params, timeout_s)
     litellm = _providers._litellm()
     failed: AttemptFailed | None = None
@@ -292,6 +306,7 @@ async def open_stream(
 ) -> OpenStream:
     """Start a streamed completion and wait (up to ``timeout_s``) for its first meaningful
     chunk: a stream that is refused, cut or stalled before it fails this attempt."""
+    entry = await _local(entry)
     request, key = _request(entry, messages, tools, params, timeout_s)
     request["stream"] = True
     if include_usage:
@@ -325,7 +340,8 @@ def _finished(chunk: Mapping[str, Any]) -> bool:
 
 async def warm_up(entries: Sequence[ChainEntry]) -> None:
     """Make litellm import and build what each provider's first call needs, without calling
-    anyone: each model is sent to a loopback port that refuses connections.
+    anyone: each model is sent to a loopback port that refuses connections. The local models
+    (``serve:``) are started meanwhile.
 
     The first call of each wire format costs hundreds of milliseconds of imports; paid by a
     real request, it would look like a timeout with a sub-second attempt budget. Warnings
@@ -337,6 +353,10 @@ async def warm_up(entries: Sequence[ChainEntry]) -> None:
 
 
 async def _warm_up(entries: Sequence[ChainEntry]) -> None:
+    local = {(e.serve, e.model): e for e in entries if e.serve}
+    # their servers start meanwhile; one that cannot start fails its calls (kind local_model)
+    starting = asyncio.gather(*(_local(e) for e in local.values()), return_exceptions=True)
+    await asyncio.sleep(0)  # their threads start before litellm's import below holds the loop
     litellm = _providers._litellm()
     with contextlib.suppress(Exception):  # pydantic builds these types on first use
         from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
@@ -372,3 +392,4 @@ async def _warm_up(entries: Sequence[ChainEntry]) -> None:
                     pass
     finally:
         holder.close()
+        await starting

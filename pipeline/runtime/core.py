@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.runtime import localmodel
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.failover import Engine, Observer
@@ -46,8 +47,13 @@ class Runtime:
         self.engine = Engine(self.breakers, self.store, self.observer)
         self.sessions = Sessions(self.store)
         self.queue: RequestQueue | None = None  # serve's, when an agent has on_all_down: queue
+        localmodel.acquire()  # the local models (serve:) it starts live until the last close
+        self._closed = False
 
     def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            localmodel.release()
         self.store.close()
 
     async def aclose(self) -> None:

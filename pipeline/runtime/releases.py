@@ -46,6 +46,7 @@ class ChainEntry:
     api_base: str | None = None
     api_key_env: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    serve: str | None = None  # a local model knowngood starts itself (runtime.localmodel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Release:
                 api_base=item.get("api_base"),
                 api_key_env=item.get("api_key_env"),
                 params=dict(item.get("params") or {}),
+                serve=item.get("serve"),
             )
             for item in bundle["model_chain"]
         )

@@ -204,7 +204,8 @@ def test_an_open_incident_and_a_failing_check(writer: Path, reader: Path) -> Non
     assert prod.health == "failing"
     assert prod.last_known_good is not None and prod.last_known_good["release"] == "shop/v0.1.0"
     assert [i.status for i in shop.incidents] == ["open", "resolved"]
-    assert "open     " in status_text(report)
+    text = status_text(report)
+    assert "open     " in text and " P2 production: check failed (shop/v0.2.0), detected " in text
 
 
 def test_history_newest_first_with_releases(

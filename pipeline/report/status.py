@@ -236,12 +236,18 @@ def _recovery_lines(agent: AgentStatus) -> list[str]:
 
 
 def _incident(i: Incident) -> str:
-    head = f"{i.status:<8} {i.id} {i.severity or '--'} {i.env}: detected {_when(i.detected_at)}"
-    failed = f", {i.release} failed" if i.release else ""
+    what = (i.records[0].get("what") if i.records else None) or "incident"
+    release = f" ({i.release})" if i.release else ""
+    head = (
+        f"{i.status:<8} {i.id} {i.severity or '--'} {i.env}: {what}{release}, "
+        f"detected {_when(i.detected_at)}"
+    )
     if i.status == "open":
-        return head + failed
+        if i.mitigated_at is not None:  # service is back; someone still has to resolve it
+            return f"{head}, mitigated after {_seconds(i.recovery_s)}"
+        return head + (", acknowledged" if i.acknowledged_at is not None else "")
     restored = f", {i.restored_release} restored" if i.restored_release else ""
-    return f"{head}{failed}, recovered in {_seconds(i.recovery_s)}{restored}"
+    return f"{head}, recovered in {_seconds(i.recovery_s)}{restored}"
 
 
 def _extra(r: HistoryRow) -> str:

@@ -91,6 +91,9 @@ it up on a schedule (journal every ship_every_s, a snapshot every snapshot_every
 retention); /metrics reports the achieved RPO as knowngood_backup_rpo_seconds.
 
 Keys come from the environment only (the providers' variables or api_key_env).
+With runtime.api_key_env set, clients must send one of that variable's keys as
+`Authorization: Bearer KEY` (an OpenAI client's api_key) on the /v1/ routes; serve
+does not start while it is unset. Without it, serve takes every request.
 SIGTERM or Ctrl-C stops it after the requests in flight finish.
 
 With --workflows, serve also runs durable workflows (DBOS, in the state store): on a

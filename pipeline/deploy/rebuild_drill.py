@@ -332,6 +332,9 @@ class _Serve:
 
 
 def _answer(url: str, clone: Path, scratch: Path, drill: RebuildDrill) -> str:
+    from pipeline.runtime.auth import bearer
+
+    key = bearer(clone)  # runtime.api_key_env: the clone's serve wants the key too
     for agent in drill.deployed:
         current = json.loads(
             (scratch / "deployments" / drill.env / agent / "current.json").read_text()
@@ -344,7 +347,7 @@ def _answer(url: str, clone: Path, scratch: Path, drill: RebuildDrill) -> str:
         request = urllib.request.Request(
             f"{url}/v1/chat/completions",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **key},
         )
         try:
             with urllib.request.urlopen(request, timeout=120) as r:

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from pipeline.errors import ConfigError
 from pipeline.runtime.answers import StreamAnswer
+from pipeline.runtime.auth import api_keys, guard
 from pipeline.runtime.calls import AttemptFailed
 from pipeline.runtime.core import Runtime
 from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
@@ -200,8 +201,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def make_app(runtime: Runtime, observer: Metrics) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def make_app(
+    runtime: Runtime, observer: Metrics, keys: tuple[bytes, ...] | None = None
+) -> web.Application:
+    """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one."""
+    middlewares = [guard(keys)] if keys else []
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     app[_RUNTIME] = runtime
     app[_METRICS] = observer
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -241,6 +246,7 @@ async def serve(
     worker left pending resume at once (see :mod:`pipeline.runtime.engine`).
     """
     receiver_secret = deploy_secret(root) if receive_deploys else None
+    keys = api_keys(root)  # before anything starts: a key that is not set stops serve here
     if receive_deploys and deployments is None:
         deployments = root / DEFAULT_RECEIVED
     from pipeline.runtime.backup.runner import start_backups
@@ -274,7 +280,7 @@ async def serve(
         # requests make.
         gc.freeze()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
-        app = make_app(runtime, observer)
+        app = make_app(runtime, observer, keys)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
         await _run_until_stopped(app, runtime, host, port, reuse_port, log)

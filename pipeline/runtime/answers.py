@@ -31,10 +31,13 @@ class StreamAnswer:
         answer: Answer,
         opened: calls.OpenStream | None = None,
         finish: Callable[[BaseException | None, bool], None] | None = None,
+        *,
+        show_usage: bool = False,
     ) -> None:
         self.answer = answer
         self._opened = opened
         self._finish = finish
+        self._show_usage = show_usage  # the client asked for stream_options.include_usage
         # called once the stream is over, with its failure or None (a session stores its turn)
         self.after: list[Callable[[BaseException | None], None]] = []
 
@@ -57,10 +60,18 @@ class StreamAnswer:
         text: list[str] = []
         finish_reason: str | None = None
         tool_calls: dict[int, dict[str, Any]] = {}
+        usage: dict[str, Any] | None = None
         failed: BaseException | None = None
 
-        def take(chunk: dict[str, Any]) -> None:
-            nonlocal finish_reason
+        def take(chunk: dict[str, Any]) -> dict[str, Any] | None:
+            """Add ``chunk`` up; what of it the client gets (its usage only if it asked)."""
+            nonlocal finish_reason, usage
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+                if not self._show_usage:
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                    if not any(_says_something(c) for c in chunk.get("choices") or ()):
+                        return None  # the usage chunk (litellm adds an empty choice to it)
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
                 if isinstance(delta.get("content"), str):
@@ -68,14 +79,15 @@ class StreamAnswer:
                 for part in delta.get("tool_calls") or ():
                     _add_tool_call(tool_calls, part)
                 finish_reason = choice.get("finish_reason") or finish_reason
+            return chunk
 
         try:
             for chunk in opened.first:
-                take(chunk)
-                yield chunk
+                if (shown := take(chunk)) is not None:
+                    yield shown
             async for chunk in opened.rest():
-                take(chunk)
-                yield chunk
+                if (shown := take(chunk)) is not None:
+                    yield shown
         except BaseException as e:
             failed = e
             raise
@@ -85,9 +97,16 @@ class StreamAnswer:
             self.answer.response = _document(
                 self.answer, "".join(text), finish_reason or "stop", calls_made
             )
+            if usage is not None:
+                self.answer.response["usage"] = usage
             if self._finish is not None:
                 # only a whole text answer can be served again from the cache
                 self._finish(failed, failed is None and not calls_made)
+
+
+def _says_something(choice: Mapping[str, Any]) -> bool:
+    delta = choice.get("delta") or {}
+    return bool(choice.get("finish_reason") or any(v for k, v in delta.items() if k != "role"))
 
 
 def _add_tool_call(found: dict[int, dict[str, Any]], part: Mapping[str, Any]) -> None:

@@ -302,15 +302,14 @@ async def open_stream(
     tools: Sequence[Mapping[str, Any]],
     params: Mapping[str, Any],
     timeout_s: float,
-    include_usage: bool = False,
 ) -> OpenStream:
     """Start a streamed completion and wait (up to ``timeout_s``) for its first meaningful
-    chunk: a stream that is refused, cut or stalled before it fails this attempt."""
+    chunk: a stream that is refused, cut or stalled before it fails this attempt. The usage is
+    always asked for (the metrics count it); the client sees it only if it asked too."""
     entry = await _local(entry)
     request, key = _request(entry, messages, tools, params, timeout_s)
     request["stream"] = True
-    if include_usage:
-        request["stream_options"] = {"include_usage": True}
+    request["stream_options"] = {"include_usage": True}
     failed: AttemptFailed | None = None
     token = _providers._unlogged()
     try:

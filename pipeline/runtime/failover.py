@@ -90,6 +90,7 @@ class Engine:
         if won is None:
             return self._all_down(release, res, cache_key(release, messages, chat), attempts, start)
         self._settle(release, res, won, attempts, start, failed=None)
+        self.observer.used(release.agent, won.entry.provider, won.entry.model, won.value)
         answer = Answer(
             agent=release.agent,
             env=release.env,
@@ -121,9 +122,7 @@ class Engine:
         start = time.perf_counter()
 
         def attempt(entry: ChainEntry) -> Awaitable[calls.OpenStream]:
-            return calls.open_stream(
-                entry, messages, release.tools, chat.params, res.timeout_s, chat.include_usage
-            )
+            return calls.open_stream(entry, messages, release.tools, chat.params, res.timeout_s)
 
         attempts: list[Attempt] = []
         try:
@@ -148,6 +147,7 @@ class Engine:
 
         def finish(failed: BaseException | None, whole: bool) -> None:
             self._settle(release, res, won, attempts, start, failed=failed)
+            self.observer.used(release.agent, won.entry.provider, won.entry.model, answer.response)
             if whole and res.on_all_down == "cached" and self.store is not None:
                 key = cache_key(release, messages, chat)
                 self.store.save_answer(
@@ -162,7 +162,7 @@ class Engine:
             outcome = "ok" if failed is None else "cut"
             self.observer.answered(release.agent, outcome, time.perf_counter() - start)
 
-        return StreamAnswer(answer, won.value, finish)
+        return StreamAnswer(answer, won.value, finish, show_usage=chat.include_usage)
 
     # -- the race through the chain --------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,9 @@ class RuntimeIncidents(Observer):
 
     def failover(self, agent: str, from_provider: str, to_provider: str) -> None:
         self.inner.failover(agent, from_provider, to_provider)
+
+    def used(self, agent: str, provider: str, model: str, response: Mapping[str, Any]) -> None:
+        self.inner.used(agent, provider, model, response)
 
     def answered(self, agent: str, outcome: str, seconds: float) -> None:
         self.inner.answered(agent, outcome, seconds)

@@ -6,8 +6,8 @@ state store when scraped, so every worker reports the state they all share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -67,6 +67,20 @@ class Metrics(Observer):
             ["agent", "from_provider", "to_provider"],
             registry=r,
         )
+        self.tokens = Counter(
+            "knowngood_tokens",
+            "Tokens of the answers given, as the provider reported them (streams included), by "
+            "agent, provider and kind (prompt, completion).",
+            ["agent", "provider", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "knowngood_cost_usd",
+            "What the answers given cost, from litellm's price of the model and the reported "
+            "tokens (models litellm has no price for count 0; attempts given up on are not in it).",
+            ["agent", "provider"],
+            registry=r,
+        )
         self.transitions = Counter(
             "knowngood_breaker_transitions",
             "Circuit breaker transitions made by this process.",
@@ -113,6 +127,16 @@ class Metrics(Observer):
         if outcome in ("ok", "message", "cached"):
             self.request_seconds.labels(agent).observe(seconds)
 
+    def used(self, agent: str, provider: str, model: str, response: Mapping[str, Any]) -> None:
+        usage = response.get("usage")
+        if not isinstance(usage, Mapping):
+            return
+        prompt = _count(usage.get("prompt_tokens"))
+        completion = _count(usage.get("completion_tokens"))
+        self.tokens.labels(agent, provider, "prompt").inc(prompt)
+        self.tokens.labels(agent, provider, "completion").inc(completion)
+        self.cost.labels(agent, provider).inc(_price(model, prompt, completion))
+
     def transition(self, event: BreakerEvent) -> None:
         self.transitions.labels(event.provider, event.from_state, event.to_state).inc()
         if self.log is not None:
@@ -133,6 +157,32 @@ class Metrics(Observer):
         if self.log is not None:
             was = f" (was {change.old.version})" if change.old else ""
             self.log(f"serving {change.agent} {change.new.version}{was} in {change.new.env}")
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _price(model: str, prompt: int, completion: int) -> float:
+    """USD for the tokens at litellm's price of ``model``; 0 when litellm has none."""
+    from pipeline.evals import providers
+
+    litellm = providers._LITELLM  # imported by the call that answered
+    if litellm is None or not (prompt or completion):
+        return 0.0
+    if model in _UNPRICED:
+        return 0.0
+    try:  # about 0.2 ms
+        costs = litellm.cost_per_token(
+            model=model, prompt_tokens=prompt, completion_tokens=completion
+        )
+        return max(0.0, float(costs[0]) + float(costs[1]))
+    except Exception:  # no price for it (a self-hosted or unknown model): not asked again
+        _UNPRICED.add(model)
+        return 0.0
+
+
+_UNPRICED: set[str] = set()
 
 
 class _StateCollector(Collector):

@@ -156,6 +156,9 @@ class Observer:
     def answered(self, agent: str, outcome: str, seconds: float) -> None:
         pass
 
+    def used(self, agent: str, provider: str, model: str, response: Mapping[str, Any]) -> None:
+        """A provider's answer (a chat.completion, a stream's included): its ``usage``."""
+
     def transition(self, event: BreakerEvent) -> None:
         pass
 

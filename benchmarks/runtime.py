@@ -1,6 +1,6 @@
 """Benchmark the runtime: ``knowngood serve``'s overhead, failover time, requests lost, reload.
 
-    .venv/bin/python benchmarks/runtime.py [--quick] [--clients 1,16,64]
+    .venv/bin/python benchmarks/runtime.py [--quick] [--clients 1,16,64] [--serve-arg=ARG ...]
 
 Every part runs in its own processes: the providers (loopback OpenAI-compatible servers that
 answer in 0 ms, one asyncio process each), ``knowngood serve`` (``python -m pipeline serve``,
@@ -309,9 +309,9 @@ def make_repo(root: Path, primary: Provider, backup: Provider) -> Any:
 
 
 class Serve:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "serve", "--repo", str(root), "--port", "0"],
+            [sys.executable, "-m", "pipeline", "serve", "--repo", str(root), "--port", "0", *extra],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -411,6 +411,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--clients", default="1,16,64")
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="pass this to serve too (repeatable), e.g. --serve-arg=--access-log=/tmp/a.log",
+    )
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     levels = [int(x) for x in args.clients.split(",")]
@@ -426,7 +432,7 @@ def main() -> int:
         primary, backup = Provider(), Provider()
         root = Path(tmp) / "repo"
         new_release = make_repo(root, primary, backup)
-        serve = Serve(root)
+        serve = Serve(root, args.serve_arg)
         for process in (primary.proc, backup.proc):
             pin(process.pid, OTHER_CPU)
         pin(serve.proc.pid, MEASURED_CPU)
@@ -469,7 +475,7 @@ def main() -> int:
             for path in (state_db, Path(f"{state_db}-wal"), Path(f"{state_db}-shm")):
                 path.unlink(missing_ok=True)
             primary.control(hang=False, reset=True)
-            serve = Serve(root)
+            serve = Serve(root, args.serve_arg)
             killed = failover(serve.url, primary, state_db, "killed")
             for row in (killed, hole):
                 print(

@@ -57,6 +57,15 @@ OPTIONS = (
         "workflows a killed worker left pending. Repeatable.",
     ),
     click.option(
+        "--access-log",
+        "access_log",
+        metavar="FILE",
+        default=None,
+        help="Append one JSON line per request to FILE (- : standard output): id, route, "
+        "status, time, agent, release, provider, attempts; never messages, answers or session "
+        "ids. Reopened when rotated.",
+    ),
+    click.option(
         "--no-backups",
         "no_backups",
         is_flag=True,
@@ -76,7 +85,8 @@ their transitions are kept runtime.breaker_events_keep_days (default 90).
 
 Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
 /readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID,
-GET and DELETE /v1/sessions/ID.
+GET and DELETE /v1/sessions/ID. Every response says its X-Request-Id (the client's own,
+or a new one); --access-log logs it with each request.
 
 A request naming a session (`session` in the body or the X-Knowngood-Session header)
 sends only its new messages: the conversation so far comes from the state store, and
@@ -124,6 +134,7 @@ def command(
     receive_deploys: bool,
     workflows: tuple[str, ...],
     no_backups: bool,
+    access_log: str | None,
     repo: Path | None,
 ) -> int:
     import asyncio
@@ -147,6 +158,7 @@ def command(
             receive_deploys=receive_deploys,
             workflows=workflows,
             backups=not no_backups,
+            access_log=access_log,
             log=log,
         )
     )

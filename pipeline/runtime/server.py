@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.errors import ConfigError
+from pipeline.runtime.accesslog import JsonAccessLogger, access_logger, request_ids
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.auth import api_keys, guard
 from pipeline.runtime.calls import AttemptFailed
@@ -131,12 +133,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, stream: StreamAnswer) -> web.StreamResponse:
+    headers = _headers(stream.answer)
+    if stream.answer.provider:  # its own attempt is noted when the stream ends: count it now
+        headers["X-Knowngood-Attempts"] = str(len(stream.answer.attempts) + 1)
     response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            **_headers(stream.answer),
-        }
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
     try:
@@ -207,6 +208,7 @@ def make_app(
     """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one."""
     middlewares = [guard(keys)] if keys else []
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+    request_ids(app)
     app[_RUNTIME] = runtime
     app[_METRICS] = observer
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -233,6 +235,7 @@ async def serve(
     receive_deploys: bool = False,
     workflows: Sequence[str] = (),
     backups: bool = True,
+    access_log: str | None = None,
     log: Callable[[str], None],
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s). (Over 60
@@ -247,6 +250,7 @@ async def serve(
     """
     receiver_secret = deploy_secret(root) if receive_deploys else None
     keys = api_keys(root)  # before anything starts: a key that is not set stops serve here
+    requests_log = access_logger(access_log) if access_log else None
     if receive_deploys and deployments is None:
         deployments = root / DEFAULT_RECEIVED
     from pipeline.runtime.backup.runner import start_backups
@@ -283,7 +287,7 @@ async def serve(
         app = make_app(runtime, observer, keys)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
-        await _run_until_stopped(app, runtime, host, port, reuse_port, log)
+        await _run_until_stopped(app, runtime, (host, port, reuse_port), requests_log, log)
     finally:
         if schedule is not None:
             schedule[0].stop()
@@ -298,13 +302,18 @@ async def serve(
 async def _run_until_stopped(
     app: web.Application,
     runtime: Runtime,
-    host: str,
-    port: int,
-    reuse_port: bool,
+    where: tuple[str, int, bool],
+    requests_log: logging.Logger | None,
     log: Callable[[str], None],
 ) -> None:
     """Listen, follow the deploy target, and on SIGTERM/SIGINT let requests in flight finish."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    host, port, reuse_port = where
+    runner = web.AppRunner(
+        app,
+        access_log=requests_log,
+        access_log_class=JsonAccessLogger,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()

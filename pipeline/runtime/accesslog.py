@@ -1,0 +1,114 @@
+"""serve's request ids and access log.
+
+Every response carries ``X-Request-Id``: the client's own (letters, digits and ``._:-``, at
+most 128) or a new one. With ``serve --access-log FILE`` (``-``: standard output) each request
+is one JSON line once its response is over (a stream: at its end)::
+
+    {"at": "2026-12-05T23:48:36.120Z", "id": "9f0c...", "method": "POST",
+     "route": "/v1/chat/completions", "status": 200, "ms": 812.4, "bytes": 828,
+     "client": "127.0.0.1", "agent": "support", "release": "0.3.1", "provider": "anthropic",
+     "attempts": 2, "fallback": null}
+
+- **No content, no capabilities.** Neither messages nor answers are logged, and neither are
+  session or queued-request ids (they let whoever knows them read a conversation): the route
+  is logged as its pattern (``/v1/sessions/{id}``), never with the query string.
+- **Rotation.** The file is reopened when it is moved or truncated (logrotate works without
+  ``copytruncate``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from pipeline.errors import UsageError
+
+__all__ = ["REQUEST_ID", "JsonAccessLogger", "access_logger", "request_ids"]
+
+REQUEST_ID = "X-Request-Id"
+_GIVEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_KEY = web.RequestKey("request_id", str)
+_FROM_HEADERS = {
+    "agent": "X-Knowngood-Agent",
+    "release": "X-Knowngood-Release",
+    "provider": "X-Knowngood-Provider",
+    "fallback": "X-Knowngood-Fallback",
+}
+
+
+def request_ids(app: web.Application) -> None:
+    """Every response of ``app`` (streams, errors and aiohttp's own 404 included) says its
+    request's id: the client's, if it is a sane one, else a new one."""
+
+    async def say_it(request: web.Request, response: web.StreamResponse) -> None:
+        given = request.headers.get(REQUEST_ID, "")
+        request[_KEY] = given if _GIVEN.fullmatch(given) else uuid.uuid4().hex
+        response.headers[REQUEST_ID] = request[_KEY]
+
+    app.on_response_prepare.append(say_it)
+
+
+def request_id(request: web.BaseRequest) -> str | None:
+    return request.get(_KEY)
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """aiohttp's access logger, one JSON line per request (see the module)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
+        info = getattr(request, "match_info", None)
+        resource = info.route.resource if info is not None else None
+        route = resource.canonical if resource is not None else request.path[:200]
+        headers = response.headers
+        attempts = headers.get("X-Knowngood-Attempts")
+        line: dict[str, Any] = {
+            "at": _now(),
+            "id": request_id(request),
+            "method": request.method,
+            "route": route,
+            "status": response.status,
+            "ms": round(time_s * 1000.0, 1),
+            "bytes": response.body_length,
+            "client": request.remote,
+            **{k: headers.get(h) for k, h in _FROM_HEADERS.items()},
+            "attempts": int(attempts) if attempts and attempts.isdigit() else None,
+        }
+        self.logger.info(json.dumps(line, separators=(", ", ": ")))
+
+
+def _now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def access_logger(target: str) -> logging.Logger:
+    """The logger the access log goes to: ``target`` a file (appended to, reopened when
+    rotated) or ``-`` for standard output."""
+    logger = logging.getLogger(f"knowngood.access.{target}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        try:
+            handler: logging.Handler = (
+                logging.StreamHandler(sys.stdout)
+                if target == "-"
+                else logging.handlers.WatchedFileHandler(target, encoding="utf-8")
+            )
+        except OSError as e:
+            raise UsageError(
+                f"cannot open the access log {target}: {e.strerror or e}",
+                hint="give --access-log a file in a folder that exists and is writable, "
+                "or - for standard output",
+            ) from None
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    return logger

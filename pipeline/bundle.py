@@ -52,6 +52,19 @@ def bundle_hash(bundle: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(content).encode()).hexdigest()
 
 
+def as_built_before(bundle: Mapping[str, Any], wanted: str) -> dict[str, Any] | None:
+    """``bundle`` as an earlier knowngood built it, if that has the content hash ``wanted``
+    (a deployment recorded then, rebuilt now): model chain entries without ``serve`` (added
+    with the runtime's local models). None when no earlier form matches."""
+    chain = bundle.get("model_chain") or []
+    if not any("serve" in entry for entry in chain):
+        return None
+    older = dict(bundle)
+    older["model_chain"] = [{k: v for k, v in e.items() if k != "serve"} for e in chain]
+    older["content_hash"] = bundle_hash(older)
+    return older if older["content_hash"] == wanted else None
+
+
 def verify_bundle(bundle: Mapping[str, Any]) -> None:
     """ConfigError unless ``bundle`` matches its schema and its content_hash."""
     from jsonschema.exceptions import best_match

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from gitutil import clone, commit_all, git, init_repo, make_remote
 
-from pipeline.bundle import build_bundle, bundle_hash, export_revision, verify_bundle
+from pipeline.bundle import (
+    as_built_before,
+    build_bundle,
+    bundle_hash,
+    export_revision,
+    verify_bundle,
+)
 from pipeline.errors import ConfigError, GitError, UsageError
 from pipeline.git import Git
 
@@ -200,3 +206,27 @@ def test_tampered_bundle_is_detected(repo: Path) -> None:
     bundle["extra"] = 1
     with pytest.raises(ConfigError, match="invalid bundle"):
         verify_bundle(bundle)
+
+
+def test_a_local_model_is_named_and_an_earlier_bundle_is_still_recognised(tmp_path: Path) -> None:
+    root = write_repo(init_repo(tmp_path / "repo"))
+    (root / "knowngood.yaml").write_text(
+        KNOWNGOOD_YAML.replace(
+            "local: {model: openai/x}", "local: {model: openai/x, serve: smollm2}"
+        )
+    )
+    commit_all(root, "add bot")
+    bundle = build(root, "HEAD")
+    assert [e.get("serve") for e in bundle["model_chain"]] == ["smollm2", None]  # type: ignore[attr-defined]
+    # what knowngood built before the runtime served local models: no "serve", another hash
+    earlier = {k: v for k, v in bundle.items() if k != "model_chain"}
+    earlier["model_chain"] = [
+        {k: v for k, v in e.items() if k != "serve"}
+        for e in bundle["model_chain"]  # type: ignore[attr-defined]
+    ]
+    earlier["content_hash"] = bundle_hash(earlier)
+    found = as_built_before(bundle, str(earlier["content_hash"]))
+    assert found is not None and found["model_chain"] == earlier["model_chain"]
+    verify_bundle(found)
+    assert as_built_before(bundle, "0" * 64) is None
+    assert as_built_before(found, str(found["content_hash"])) is None  # nothing older to try

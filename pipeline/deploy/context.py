@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from pipeline.bundle import build_bundle, bundle_hash, verify_bundle
+from pipeline.bundle import as_built_before, build_bundle, bundle_hash, verify_bundle
 from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents import drill_outcome
@@ -236,6 +236,9 @@ class Context:
         if source != env:
             bundle = retarget(bundle, env)
         if bundle["content_hash"] != wanted:
+            older = as_built_before(bundle, wanted)
+            if older is not None:
+                return older
             raise DeployError(
                 f"the bundle rebuilt from {ref} for {env} has content hash "
                 f"{bundle['content_hash'][:12]}, but the deployment recorded {wanted[:12]}",

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -31,10 +29,10 @@ __all__ = [
     "AttemptFailed",
     "OpenStream",
     "complete",
+    "local_entry",
     "missing_key_of",
     "open_stream",
     "settle",
-    "warm_up",
 ]
 
 # Kinds of failure worth trying again on the same provider at once (if retries allow):
@@ -82,7 +80,7 @@ def missing_key_of(entry: ChainEntry) -> str | None:
     return None if entry.serve else missing_key(spec_of(entry))
 
 
-async def _local(entry: ChainEntry) -> ChainEntry:
+async def local_entry(entry: ChainEntry) -> ChainEntry:
     """``entry`` pointed at its local model's server, if it names one (started if needed)."""
     if not entry.serve:
         return entry
@@ -195,7 +193,7 @@ async def complete(
     timeout_s: float,
 ) -> dict[str, Any]:
     """One chat completion, as an OpenAI ``chat.completion`` document; AttemptFailed else."""
-    entry = await _local(entry)
+    entry = await local_entry(entry)
     request, key = _request(entry, messages, tools, params, timeout_s)
     litellm = _providers._litellm()
     failed: AttemptFailed | None = None
@@ -306,7 +304,7 @@ async def open_stream(
     """Start a streamed completion and wait (up to ``timeout_s``) for its first meaningful
     chunk: a stream that is refused, cut or stalled before it fails this attempt. The usage is
     always asked for (the metrics count it); the client sees it only if it asked too."""
-    entry = await _local(entry)
+    entry = await local_entry(entry)
     request, key = _request(entry, messages, tools, params, timeout_s)
     request["stream"] = True
     request["stream_options"] = {"include_usage": True}
@@ -335,60 +333,3 @@ def _meaningful(chunk: Mapping[str, Any]) -> bool:
 
 def _finished(chunk: Mapping[str, Any]) -> bool:
     return any(c.get("finish_reason") for c in chunk.get("choices") or ())
-
-
-async def warm_up(entries: Sequence[ChainEntry]) -> None:
-    """Make litellm import and build what each provider's first call needs, without calling
-    anyone: each model is sent to a loopback port that refuses connections. The local models
-    (``serve:``) are started meanwhile.
-
-    The first call of each wire format costs hundreds of milliseconds of imports; paid by a
-    real request, it would look like a timeout with a sub-second attempt budget. Warnings
-    those imports raise (pydantic schema notes inside litellm) are not the user's concern.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        await _warm_up(entries)
-
-
-async def _warm_up(entries: Sequence[ChainEntry]) -> None:
-    local = {(e.serve, e.model): e for e in entries if e.serve}
-    # their servers start meanwhile; one that cannot start fails its calls (kind local_model)
-    starting = asyncio.gather(*(_local(e) for e in local.values()), return_exceptions=True)
-    await asyncio.sleep(0)  # their threads start before litellm's import below holds the loop
-    litellm = _providers._litellm()
-    with contextlib.suppress(Exception):  # pydantic builds these types on first use
-        from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
-
-        ModelResponseStream(choices=[StreamingChoices(delta=Delta(content="warm-up"))])
-        litellm.ModelResponse()
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        holder.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-        port = holder.getsockname()[1]
-        seen: set[str] = set()
-        for entry in entries:
-            prefix = entry.model.split("/", 1)[0]
-            if prefix in seen:
-                continue
-            seen.add(prefix)
-            path = {"openai": "/v1", "gemini": "/v1beta"}.get(prefix, "")
-            dummy = ChainEntry(
-                provider=entry.provider,
-                model=entry.model,
-                api_base=f"http://127.0.0.1:{port}{path}",
-                api_key_env=None,
-            )
-            messages = [{"role": "user", "content": "warm-up"}]
-            for stream in (False, True):
-                try:
-                    if stream:
-                        opened = await open_stream(dummy, messages, (), {"max_tokens": 1}, 5.0)
-                        await opened.aclose()
-                    else:
-                        await complete(dummy, messages, (), {"max_tokens": 1}, 5.0)
-                except AttemptFailed:
-                    pass
-    finally:
-        holder.close()
-        await starting

@@ -67,7 +67,7 @@ class Runtime:
 
     async def warm_up(self) -> None:
         """Pay litellm's first-call imports now, for every provider of every loaded release."""
-        from pipeline.runtime.calls import warm_up
+        from pipeline.runtime.warmup import warm_up
 
         await warm_up([entry for release in self.releases.all() for entry in release.chain])
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from gitutil import commit_all, git, init_repo
+from runtimeutil import Serve, http
 
 from pipeline import __version__
 from pipeline.cli import main
@@ -116,7 +117,7 @@ def test_init_workflows_pass_zizmor_and_the_workflow_schema(
     importlib.util.find_spec("llama_cpp") is None,
     reason="llama-cpp-python is not installed: pip install -e '.[local]' (or .ci/install)",
 )
-def test_a_new_repository_from_init_evaluates_on_the_local_model(
+def test_a_new_repository_from_init_evaluates_and_serves_on_the_local_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target, _ = scaffold(tmp_path, capsys)
@@ -130,3 +131,18 @@ def test_a_new_repository_from_init_evaluates_on_the_local_model(
     data = json.loads(results.read_text())
     assert {c["provider"] for c in data["cases"]} == {"local"}
     assert {c["status"] for c in data["cases"]} == {"pass"}
+
+    # what init says next: release, deploy and serve it, still with no key
+    assert main(["release", "--repo", str(target)]) == 0
+    assert main(["deploy", "--released", "--repo", str(target)]) == 0
+    server = Serve(target, env={"OPENAI_API_KEY": ""}).start(timeout_s=120)
+    try:
+        body = {
+            "model": "assistant",
+            "messages": [{"role": "user", "content": "When are you open?"}],
+        }
+        answer = http(f"{server.url}/v1/chat/completions", body, timeout_s=120)
+    finally:
+        server.stop()
+    assert answer.status == 200, answer.body
+    assert answer.headers["x-knowngood-provider"] == "local"

@@ -47,7 +47,9 @@ def command(directory: Path, force: bool) -> int:
         f"knowngood repository ready in {directory}. Next:\n"
         f"  cd {directory} && knowngood validate && knowngood eval   # the local model, no key\n"
         "  git add -A && git commit -m 'knowngood init'             # then push to GitHub;\n"
-        "  the workflows need the secrets of the providers you enable (e.g. OPENAI_API_KEY)",
+        "  the workflows need the secrets of the providers you enable (e.g. OPENAI_API_KEY)\n"
+        "  knowngood release && knowngood deploy --released && knowngood serve\n"
+        "                                 # the agent answers on 127.0.0.1:8000, no key either",
         err=True,
     )
     return 0

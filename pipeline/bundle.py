@@ -67,11 +67,13 @@ def as_built_before(bundle: Mapping[str, Any], wanted: str) -> dict[str, Any] | 
 
 def verify_bundle(bundle: Mapping[str, Any]) -> None:
     """ConfigError unless ``bundle`` matches its schema and its content_hash."""
-    from jsonschema.exceptions import best_match
+    from pipeline.schemas import is_valid, validator
 
-    from pipeline.schemas import validator
+    error = None
+    if not is_valid("bundle", bundle):  # the compiled fast path; jsonschema says what is wrong
+        from jsonschema.exceptions import best_match
 
-    error = best_match(validator("bundle").iter_errors(bundle))
+        error = best_match(validator("bundle").iter_errors(bundle))
     if error is not None:
         where = "$" + "".join(
             f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path

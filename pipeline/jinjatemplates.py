@@ -122,13 +122,19 @@ def variables_used(source: str) -> dict[str, int]:
     optional and not listed. Raises TemplateSyntaxError for a template that does not parse or
     does what a prompt may not.
     """
+    return dict(_variables_used(source))
+
+
+@lru_cache(maxsize=256)
+def _variables_used(source: str) -> tuple[tuple[str, int], ...]:
+    """Parsing costs ~1 ms a prompt; validation and each environment's bundle ask again."""
     ast = parse(source)
     names = meta.find_undeclared_variables(ast) - _guarded(ast)
     lines: dict[str, int] = {}
     for node in ast.find_all(nodes.Name):
         if node.name in names and node.name not in lines:
             lines[node.name] = node.lineno
-    return {name: lines.get(name, 1) for name in sorted(names)}
+    return tuple((name, lines.get(name, 1)) for name in sorted(names))
 
 
 def _guarded(ast: nodes.Template) -> set[str]:

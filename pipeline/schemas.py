@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 SCHEMA_BASE = "https://knowngood.dev/schemas/"
 
-# The formats users write, checked on every `validate`: these get a compiled fast path
-# (fastjsonschema, ~15x faster than jsonschema); jsonschema still explains any error.
-FAST_SCHEMAS = ("knowngood", "agent", "environment", "tool", "suite")
+# The formats users write, checked on every `validate`, and the bundle (checked by every deploy,
+# rollback, readiness build and runtime load): these get a compiled fast path (fastjsonschema,
+# ~15x faster than jsonschema); jsonschema still explains any error.
+FAST_SCHEMAS = ("knowngood", "agent", "environment", "tool", "suite", "bundle")
 # Compiled with use_default=False: fastjsonschema would otherwise write `default` values INTO
 # the validated data; and use_formats=False: formats are jsonschema's job (it explains errors).
 # fastjsonschema implements draft-07: a schema on the fast path may only use keywords that mean

@@ -109,3 +109,46 @@ def test_fast_path_never_changes_the_data() -> None:
         before = copy.deepcopy(data)
         schemas.is_valid(kind, data)
         assert data == before, kind
+
+
+def test_fast_path_agrees_with_jsonschema_on_bundles(tmp_path: Path) -> None:
+    """Bundles of the shipped agents, and broken copies of one: both paths say the same."""
+    import copy
+    import shutil
+
+    from gitutil import commit_all, init_repo
+
+    from pipeline.bundle import build_bundle
+    from pipeline.git import Git
+
+    root = Path(__file__).resolve().parent.parent
+    repo = init_repo(tmp_path / "repo")
+    for part in ("knowngood.yaml", "agents", "evals", "schemas"):
+        source = root / part
+        if source.is_dir():
+            shutil.copytree(source, repo / part)
+        else:
+            shutil.copy(source, repo / part)
+    commit_all(repo, "examples")
+    bundles = [
+        build_bundle(Git(repo), repo, agent.name, "HEAD", "production")
+        for agent in sorted((repo / "agents").iterdir())
+    ]
+    broken: list[Any] = []
+    for change in (
+        lambda b: b.pop("model_chain"),
+        lambda b: b["model_chain"][0].update(serve="llama-70b"),
+        lambda b: b["model_chain"][0].update(api_key="sk-oops"),  # knowngood: allow-secret
+        lambda b: b["model_chain"][0].update(params="hot"),
+        lambda b: b.update(content_hash="not a hash"),
+        lambda b: b.update(tools={"name": "x"}),
+        lambda b: b.update(version="1"),
+    ):
+        bad = copy.deepcopy(bundles[0])
+        change(bad)
+        broken.append(bad)
+    assert len(bundles) >= 3
+    for bundle in [*bundles, *broken]:
+        assert schemas.is_valid("bundle", bundle) == schemas.validator("bundle").is_valid(bundle)
+    assert all(schemas.is_valid("bundle", b) for b in bundles)
+    assert not any(schemas.is_valid("bundle", b) for b in broken)

@@ -66,6 +66,17 @@ OPTIONS = (
         "ids. Reopened when rotated.",
     ),
     click.option(
+        "--drain-s",
+        "drain_s",
+        type=click.FloatRange(0, 3600),
+        default=0.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="On SIGTERM or Ctrl-C, first answer /readyz with 503 this long while still serving "
+        "(the load balancer takes the process out of rotation), then stop accepting and finish "
+        "the requests in flight. A second signal skips the rest of it.",
+    ),
+    click.option(
         "--no-backups",
         "no_backups",
         is_flag=True,
@@ -135,6 +146,7 @@ def command(
     workflows: tuple[str, ...],
     no_backups: bool,
     access_log: str | None,
+    drain_s: float,
     repo: Path | None,
 ) -> int:
     import asyncio
@@ -159,6 +171,7 @@ def command(
             workflows=workflows,
             backups=not no_backups,
             access_log=access_log,
+            drain_s=drain_s,
             log=log,
         )
     )

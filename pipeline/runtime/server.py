@@ -18,6 +18,7 @@ and are never logged; neither are requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -58,6 +59,7 @@ MAX_BODY = 8 * 1024 * 1024
 SHUTDOWN_GRACE_S = 30.0  # requests in flight get this long to finish on SIGTERM
 _RUNTIME = web.AppKey("runtime", Runtime)
 _METRICS = web.AppKey("metrics", Metrics)
+_DRAINING = web.AppKey("draining", asyncio.Event)
 
 
 def _headers(answer: Answer) -> dict[str, str]:
@@ -187,6 +189,8 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[_RUNTIME]
     agents = {r.agent: r.version for r in runtime.releases.all()}
     document: dict[str, Any] = {"ready": bool(agents), "env": runtime.env, "agents": agents}
+    if request.app[_DRAINING].is_set():  # stopping: out of the load balancer's rotation
+        return json_response(503, {**document, "ready": False, "draining": True})
     if runtime.releases.errors:
         document["errors"] = dict(runtime.releases.errors)
     if not agents:
@@ -211,6 +215,7 @@ def make_app(
     request_ids(app)
     app[_RUNTIME] = runtime
     app[_METRICS] = observer
+    app[_DRAINING] = asyncio.Event()
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
@@ -236,6 +241,7 @@ async def serve(
     workflows: Sequence[str] = (),
     backups: bool = True,
     access_log: str | None = None,
+    drain_s: float = 0.0,
     log: Callable[[str], None],
 ) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s). (Over 60
@@ -287,7 +293,8 @@ async def serve(
         app = make_app(runtime, observer, keys)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
-        await _run_until_stopped(app, runtime, (host, port, reuse_port), requests_log, log)
+        where = (host, port, reuse_port)
+        await _run_until_stopped(app, runtime, where, requests_log, drain_s, log)
     finally:
         if schedule is not None:
             schedule[0].stop()
@@ -304,9 +311,12 @@ async def _run_until_stopped(
     runtime: Runtime,
     where: tuple[str, int, bool],
     requests_log: logging.Logger | None,
+    drain_s: float,
     log: Callable[[str], None],
 ) -> None:
-    """Listen, follow the deploy target, and on SIGTERM/SIGINT let requests in flight finish."""
+    """Listen, follow the deploy target, and on SIGTERM/SIGINT let requests in flight finish;
+    with ``drain_s``, first say 503 on /readyz that long while still answering (a second
+    signal cuts it short)."""
     host, port, reuse_port = where
     runner = web.AppRunner(
         app,
@@ -325,6 +335,12 @@ async def _run_until_stopped(
     log(f"listening on {_address(runner, host)} ({_summary(runtime)})")
     try:
         await stop.wait()
+        if drain_s > 0:
+            stop.clear()
+            app[_DRAINING].set()
+            log(f"draining: /readyz says 503 for {drain_s:g}s while requests are still answered")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), drain_s)
     finally:
         log("stopping: finishing the requests in flight")
         if runtime.queue is not None:  # queued requests stay in the store for the next start

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -332,6 +333,7 @@ def test_run_answers_once_from_the_command_line(
     out, err = capsys.readouterr()
     assert out == "primary: You work for Acme.\n"
     assert "support 0.1.0 in production: answered by primary" in err and "primary ok" in err
+    assert re.search(r" ms, \d+ \+ \d+ tokens \[", err), err
     fakes["primary"].push_faults(Fault.server_error(500))
     assert main(["run", AGENT, "hello", "--repo", str(world.root), "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)

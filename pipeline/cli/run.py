@@ -91,8 +91,16 @@ def command(
         f"{a.provider} {a.outcome}" + (f" ({a.kind})" if a.kind else "") + f" {a.ms:.0f} ms"
         for a in answer.attempts
     )
+    usage = answer.response.get("usage") or {}
+    tokens = (
+        f", {usage['prompt_tokens']} + {usage['completion_tokens']} tokens"
+        if isinstance(usage.get("prompt_tokens"), int)
+        and isinstance(usage.get("completion_tokens"), int)
+        else ""
+    )
     click.echo(
-        f"{agent} {answer.version} in {env}: answered by {who} in {answer.ms:.0f} ms [{tried}]",
+        f"{agent} {answer.version} in {env}: answered by {who} in {answer.ms:.0f} ms{tokens} "
+        f"[{tried}]",
         err=True,
     )
     return 0

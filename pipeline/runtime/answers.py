@@ -10,11 +10,20 @@ from typing import Any
 
 from pipeline.runtime import calls
 from pipeline.runtime.model import AllProvidersDown, Answer, Attempt, ChatRequest, Observer
-from pipeline.runtime.releases import Release
+from pipeline.runtime.releases import ChainEntry, Release
 from pipeline.runtime.settings import Resilience
-from pipeline.runtime.store import StateStore
+from pipeline.runtime.store import Fault, StateStore, StoreUnavailable
+from pipeline.runtime.storehealth import StoreHealth
 
-__all__ = ["StreamAnswer", "cache_key", "fallback_answer", "holding_answer", "messages_for"]
+__all__ = [
+    "StreamAnswer",
+    "cache_key",
+    "fallback_answer",
+    "holding_answer",
+    "injected_fault",
+    "keep_answer",
+    "messages_for",
+]
 
 
 class StreamAnswer:
@@ -202,7 +211,10 @@ def fallback_answer(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(document, "cached" or "message") for ``on_all_down``; (None, None): fail."""
     if res.on_all_down == "cached" and store is not None:
-        found = store.cached_answer(key)
+        try:
+            found = store.cached_answer(key)
+        except StoreUnavailable:  # no cache to answer from: the holding message, if any
+            found = None
         if found is not None:
             return found[0], "cached"
     if res.on_all_down == "message" or (
@@ -240,3 +252,34 @@ def all_down(
         fallback=fallback,
         ms=seconds * 1000.0,
     )
+
+
+def injected_fault(store: StateStore | None, health: StoreHealth, provider: str) -> Fault | None:
+    """The fault injected for ``provider`` now (none while the state store is unavailable)."""
+    if store is None:
+        return None
+    try:
+        return store.fault(provider, time.time())
+    except StoreUnavailable as e:
+        health.failed(e)
+        return None
+
+
+def keep_answer(
+    store: StateStore | None,
+    health: StoreHealth,
+    release: Release,
+    key: str,
+    entry: ChainEntry,
+    response: dict[str, Any],
+    chat: ChatRequest,
+) -> None:
+    """Cache an answer for ``on_all_down: cached`` (not while the state store is unavailable)."""
+    if store is None:
+        return
+    try:
+        store.save_answer(
+            key, release.agent, release.env, entry.provider, time.time(), response, chat.session
+        )
+    except StoreUnavailable as e:
+        health.failed(e)

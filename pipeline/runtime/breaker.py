@@ -28,10 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pipeline.runtime.settings import BreakerSettings
-from pipeline.runtime.store import BreakerEvent, BreakerRow, StateStore, Tx
+from pipeline.runtime.store import BreakerEvent, BreakerRow, StateStore, StoreUnavailable, Tx
+from pipeline.runtime.storehealth import StoreHealth
 
 __all__ = ["STATES", "Breakers", "Ticket", "rates"]
 
+DETACHED = -1  # the generation of a ticket given while the state store is unavailable
 STATES = ("closed", "open", "half_open")  # the value of the breaker-state gauge is the index
 
 _FAILED = frozenset("fx")
@@ -72,10 +74,12 @@ class Breakers:
         *,
         clock: Callable[[], float] = time.time,
         on_transition: OnTransition | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.on_transition = on_transition
+        self.health = health or StoreHealth()
 
     def state(self, provider: str) -> str:
         row = self.store.breaker(provider)
@@ -84,17 +88,24 @@ class Breakers:
     def acquire(
         self, provider: str, settings: BreakerSettings, probe_deadline_s: float = 60.0
     ) -> Ticket | None:
-        """A ticket to call ``provider`` now, or None while its breaker keeps it out."""
-        row = self.store.breaker(provider)
-        now = self.clock()
-        if row is None:
-            return Ticket(provider, 0, False)
-        if row.state == "closed":
-            return Ticket(provider, row.generation, False)
-        if row.state == "open" and now < row.since + settings.open_s:
-            return None  # the common case while open: one read, no write
-        events: list[BreakerEvent] = []
-        ticket = self._acquire_slow(provider, settings, probe_deadline_s, now, events)
+        """A ticket to call ``provider`` now, or None while its breaker keeps it out. While
+        the state store is unavailable every call is let through (a ticket that records
+        nothing): the providers' own failures still fail over."""
+        try:
+            row = self.store.breaker(provider)
+            self.health.answered()
+            now = self.clock()
+            if row is None:
+                return Ticket(provider, 0, False)
+            if row.state == "closed":
+                return Ticket(provider, row.generation, False)
+            if row.state == "open" and now < row.since + settings.open_s:
+                return None  # the common case while open: one read, no write
+            events: list[BreakerEvent] = []
+            ticket = self._acquire_slow(provider, settings, probe_deadline_s, now, events)
+        except StoreUnavailable as e:
+            self.health.failed(e)
+            return Ticket(provider, DETACHED, False)
         self._announce(events)  # committed: now it happened
         return ticket
 
@@ -133,21 +144,27 @@ class Breakers:
         slow: bool,
         agent: str | None = None,
     ) -> None:
-        """Add one call's outcome to the window; open or close the breaker when it says so."""
+        """Add one call's outcome to the window; open or close the breaker when it says so
+        (not while the state store is unavailable: the outcome is not kept)."""
+        if ticket.generation == DETACHED:
+            return
         code = outcome_code(failed, slow)
-        row = self.store.breaker(ticket.provider)
-        if row is not None and row.generation != ticket.generation:
-            return  # let through before a transition: it no longer counts
-        if (
-            code == "o"
-            and row is not None
-            and row.state == "closed"
-            and row.outcomes == "o" * settings.window
-        ):
-            return  # a full window of successes stays the same: nothing to write
-        now = self.clock()
         events: list[BreakerEvent] = []
-        self._record_slow(ticket, settings, code, now, agent, events)
+        try:
+            row = self.store.breaker(ticket.provider)
+            if row is not None and row.generation != ticket.generation:
+                return  # let through before a transition: it no longer counts
+            if (
+                code == "o"
+                and row is not None
+                and row.state == "closed"
+                and row.outcomes == "o" * settings.window
+            ):
+                return  # a full window of successes stays the same: nothing to write
+            self._record_slow(ticket, settings, code, self.clock(), agent, events)
+        except StoreUnavailable as e:
+            self.health.failed(e)
+            return
         self._announce(events)
 
     def _record_slow(

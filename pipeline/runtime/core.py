@@ -18,6 +18,7 @@ from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
 from pipeline.runtime.sessions import Sessions
 from pipeline.runtime.settings import state_store_location, state_store_url
 from pipeline.runtime.store import StateStore
+from pipeline.runtime.storehealth import StoreHealth
 
 if TYPE_CHECKING:
     from pipeline.runtime.queued import RequestQueue
@@ -43,7 +44,10 @@ class Runtime:
         self.releases = Releases(deployments_dir(self.root, deployments), env)
         self.state_store_url = state_store_url(self.root, state_store)
         self.store = StateStore(state_store_location(self.root, self.state_store_url))
-        self.breakers = Breakers(self.store, on_transition=self.observer.transition)
+        self.health = StoreHealth()  # serve gives it its log
+        self.breakers = Breakers(
+            self.store, on_transition=self.observer.transition, health=self.health
+        )
         self.engine = Engine(self.breakers, self.store, self.observer)
         self.sessions = Sessions(self.store)
         self.queue: RequestQueue | None = None  # serve's, when an agent has on_all_down: queue

@@ -27,7 +27,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pipeline.runtime import calls
-from pipeline.runtime.answers import StreamAnswer, all_down, cache_key, messages_for
+from pipeline.runtime.answers import (
+    StreamAnswer,
+    all_down,
+    cache_key,
+    injected_fault,
+    keep_answer,
+    messages_for,
+)
 from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.model import (
     Answer,
@@ -102,17 +109,9 @@ class Engine:
             attempts=attempts,
             ms=(time.perf_counter() - start) * 1000.0,
         )
-        if res.on_all_down == "cached" and self.store is not None:
+        if res.on_all_down == "cached":
             key = cache_key(release, messages, chat)
-            self.store.save_answer(
-                key,
-                release.agent,
-                release.env,
-                won.entry.provider,
-                time.time(),
-                won.value,
-                chat.session,
-            )
+            keep_answer(self.store, self.breakers.health, release, key, won.entry, won.value, chat)
         self.observer.answered(release.agent, "ok", answer.ms / 1000.0)
         return answer
 
@@ -148,16 +147,10 @@ class Engine:
         def finish(failed: BaseException | None, whole: bool) -> None:
             self._settle(release, res, won, attempts, start, failed=failed)
             self.observer.used(release.agent, won.entry.provider, won.entry.model, answer.response)
-            if whole and res.on_all_down == "cached" and self.store is not None:
+            if whole and res.on_all_down == "cached":
                 key = cache_key(release, messages, chat)
-                self.store.save_answer(
-                    key,
-                    release.agent,
-                    release.env,
-                    won.entry.provider,
-                    time.time(),
-                    answer.response,
-                    chat.session,
+                keep_answer(
+                    self.store, self.breakers.health, release, key, won.entry, answer.response, chat
                 )
             outcome = "ok" if failed is None else "cut"
             self.observer.answered(release.agent, outcome, time.perf_counter() - start)
@@ -248,7 +241,7 @@ class Engine:
             if ticket is None:
                 self._note(release, attempts, entry, "skipped", 0.0, at_ms, "breaker_open")
                 continue
-            fault = self.store.fault(entry.provider, time.time()) if self.store else None
+            fault = injected_fault(self.store, self.breakers.health, entry.provider)
             call = _injected(fault.reason) if fault is not None else attempt(entry)
             task = asyncio.ensure_future(call)
             running[task] = _Running(entry, ticket, time.perf_counter(), at_ms)

@@ -17,7 +17,7 @@ from pipeline.runtime.breaker import STATES
 from pipeline.runtime.failover import Observer
 from pipeline.runtime.model import Attempt
 from pipeline.runtime.releases import Change
-from pipeline.runtime.store import BreakerEvent
+from pipeline.runtime.store import BreakerEvent, StoreUnavailable
 
 if TYPE_CHECKING:
     from pipeline.runtime.core import Runtime
@@ -197,7 +197,20 @@ class _StateCollector(Collector):
             labels=["provider"],
         )
         chains = {e.provider for r in self.runtime.releases.all() for e in r.chain}
-        rows = {row.provider: row for row in self.runtime.store.breakers()}
+        up = GaugeMetricFamily(
+            "knowngood_state_store_up",
+            "1 while the state store answers this process, 0 while it is unavailable (calls then "
+            "go through without breakers; sessions and the outage queue answer 503).",
+        )
+        try:
+            rows = {row.provider: row for row in self.runtime.store.breakers()}
+        except StoreUnavailable as e:
+            self.runtime.health.failed(e)
+            rows, chains = {}, set()  # unknown: no state is reported rather than "closed"
+        else:
+            self.runtime.health.answered()
+        up.add_metric([], 1.0 if self.runtime.health.up else 0.0)
+        yield up
         for provider in sorted(chains | set(rows)):
             row = rows.get(provider)
             state.add_metric([provider], float(STATES.index(row.state) if row else 0))

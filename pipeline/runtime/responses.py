@@ -5,12 +5,15 @@ may use, such as the attempts made)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["error_response", "json_response"]
+from pipeline.runtime.store import StoreUnavailable
+from pipeline.runtime.storehealth import StoreHealth
+
+__all__ = ["error_response", "json_response", "store_unavailable"]
 
 
 def json_response(
@@ -33,3 +36,27 @@ def error_response(
     if extra:
         document["knowngood"] = extra
     return json_response(status, document)
+
+
+def store_unavailable(health: StoreHealth) -> Any:
+    """An aiohttp middleware: what needs the state store while it is unavailable (a session,
+    the outage queue, a session's or queued request's route) gets 503
+    ``state_store_unavailable`` instead of a bare 500 (the log says why, once)."""
+
+    @web.middleware
+    async def answer(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StoreUnavailable as e:
+            health.failed(e)
+            return error_response(
+                503,
+                "the state store is unavailable: a request with a session, or one the outage "
+                "queue would take, needs it (a request without a session is still answered)",
+                "service_unavailable",
+                "state_store_unavailable",
+            )
+
+    return answer

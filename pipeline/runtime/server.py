@@ -47,11 +47,12 @@ from pipeline.runtime.model import (
 )
 from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
-from pipeline.runtime.responses import error_response, json_response
+from pipeline.runtime.responses import error_response, json_response, store_unavailable
 from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
+from pipeline.runtime.store import StoreUnavailable
 
 __all__ = ["make_app", "serve"]
 
@@ -149,6 +150,17 @@ async def _stream(request: web.Request, stream: StreamAnswer) -> web.StreamRespo
     except AttemptFailed as e:  # after the first chunk: the client has part of an answer
         error = {"error": {"message": e.message, "type": "provider_error", "code": e.kind}}
         await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+    except StoreUnavailable as e:  # answered, but its session's turn could not be stored
+        request.app[_RUNTIME].health.failed(e)
+        message = "the answer was not stored in its session: the state store is unavailable"
+        error = {
+            "error": {
+                "message": message,
+                "type": "service_unavailable",
+                "code": "state_store_unavailable",
+            }
+        }
+        await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
     except ConnectionResetError:  # the client left
         return response
     await response.write_eof()
@@ -189,6 +201,8 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[_RUNTIME]
     agents = {r.agent: r.version for r in runtime.releases.all()}
     document: dict[str, Any] = {"ready": bool(agents), "env": runtime.env, "agents": agents}
+    if not runtime.breakers.health.up:  # still answering, without breakers and sessions
+        document["state_store"] = "unavailable"
     if request.app[_DRAINING].is_set():  # stopping: out of the load balancer's rotation
         return json_response(503, {**document, "ready": False, "draining": True})
     if runtime.releases.errors:
@@ -210,7 +224,7 @@ def make_app(
     runtime: Runtime, observer: Metrics, keys: tuple[bytes, ...] | None = None
 ) -> web.Application:
     """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one."""
-    middlewares = [guard(keys)] if keys else []
+    middlewares = [store_unavailable(runtime.health), *([guard(keys)] if keys else [])]
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     request_ids(app)
     app[_RUNTIME] = runtime
@@ -268,6 +282,7 @@ async def serve(
         root, env, deployments=deployments, state_store=state_store, observer=incidents
     )
     observer.watch(runtime)
+    runtime.health.log = log
     incidents.attach(runtime)
     engine = None
     schedule = None

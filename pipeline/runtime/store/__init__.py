@@ -23,6 +23,7 @@ from pipeline.runtime.store.rows import (
     BreakerRow,
     Fault,
     StateStoreError,
+    StoreUnavailable,
     Turn,
     Tx,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Fault",
     "StateStore",
     "StateStoreError",
+    "StoreUnavailable",
     "Turn",
     "Tx",
     "is_postgres",

@@ -16,15 +16,27 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.runtime.store.rows import BUSY_TIMEOUT_MS, Cursor, StateStoreError, Tx
+from pipeline.runtime.store.rows import (
+    BUSY_TIMEOUT_MS,
+    Cursor,
+    StateStoreError,
+    StoreUnavailable,
+    Tx,
+)
 from pipeline.runtime.store.schema import create as create_tables
 
 __all__ = ["PostgresBackend", "shown_url"]
 
 CONNECT_TIMEOUT_S = 5
+RETRY_S = 2.0  # after a failed connection, calls fail at once this long (no wait on each)
+_HINT = (
+    "check runtime.state_store in knowngood.yaml, that the server runs, and PGPASSWORD or "
+    "~/.pgpass for the password"
+)
 _SCHEMA_LOCK = 0x6B6E6F776E676F6F  # "knowngoo": one advisory lock for creating the tables
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -54,11 +66,15 @@ class PostgresBackend:
         self.where = shown_url(url)
         self.path = None
         self._conn: Any = None
+        self._down_until = 0.0  # monotonic: until then, a connection is not tried again
+        self._down_why = ""
         self._connect()
 
     def _connect(self) -> Any:
         import psycopg
 
+        if time.monotonic() < self._down_until:  # failed just now: do not wait on it again
+            raise StoreUnavailable(self._down_why, hint=_HINT)
         try:
             self._conn = psycopg.connect(
                 self.url,
@@ -68,11 +84,9 @@ class PostgresBackend:
                 options=f"-c lock_timeout={BUSY_TIMEOUT_MS}",
             )
         except psycopg.Error as e:
-            raise StateStoreError(
-                f"cannot connect to the state store {self.where}: {str(e).strip()}",
-                hint="check runtime.state_store in knowngood.yaml, that the server runs, and "
-                "PGPASSWORD or ~/.pgpass for the password",
-            ) from e
+            self._down_until = time.monotonic() + RETRY_S
+            self._down_why = f"cannot connect to the state store {self.where}: {str(e).strip()}"
+            raise StoreUnavailable(self._down_why, hint=_HINT) from e
         return self._conn
 
     def _live(self) -> Any:
@@ -97,16 +111,24 @@ class PostgresBackend:
 
         try:
             return _PgTx(self._live()).execute(sql, args)
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as e:
             if self._conn is None or not (self._conn.closed or self._conn.broken):
-                raise
-        return _PgTx(self._connect()).execute(sql, args)
+                raise StoreUnavailable(f"the state store {self.where}: {e}") from e
+        try:
+            return _PgTx(self._connect()).execute(sql, args)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"the state store {self.where}: {e}") from e
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
+        import psycopg
+
         conn = self._live()
-        with conn.transaction():
-            yield _PgTx(conn)
+        try:
+            with conn.transaction():
+                yield _PgTx(conn)
+        except psycopg.OperationalError as e:  # the server went away, or a lock timed out
+            raise StoreUnavailable(f"the state store {self.where}: {e}") from e
 
     def close(self) -> None:
         if self._conn is not None:

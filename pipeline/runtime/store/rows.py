@@ -15,6 +15,7 @@ __all__ = [
     "Cursor",
     "Fault",
     "StateStoreError",
+    "StoreUnavailable",
     "Turn",
     "Tx",
 ]
@@ -24,6 +25,12 @@ BUSY_TIMEOUT_MS = 5000  # how long a write waits for another worker's (SQLite) o
 
 class StateStoreError(KnowngoodError):
     """The state store cannot be opened or used (exit 3)."""
+
+
+class StoreUnavailable(StateStoreError):
+    """The state store's server cannot be reached, or its connection broke mid-statement: the
+    runtime answers without it where it can (breakers let calls through, nothing is cached),
+    and refuses what needs it (a session, the outage queue) with 503."""
 
 
 class Cursor(Protocol):

@@ -1,0 +1,76 @@
+"""The state store goes away under a real ``serve`` (its PostgreSQL server is stopped): requests
+without a session are still answered at once, without breakers; what needs the store gets 503
+``state_store_unavailable`` at once, never a bare 500; ``/readyz``, ``/metrics`` and the log say
+so; everything works again once the server is back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeproviders import FakeProvider, Fault
+from pgstoreutil import cluster_for_module, fresh_database
+from pgutil import PostgresCluster
+from runtimeutil import Serve, World, chat, http, make_world, naming_responder, wait_for
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    yield from cluster_for_module()
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with (
+        FakeProvider(naming_responder("primary")) as primary,
+        FakeProvider(naming_responder("backup")) as backup,
+    ):
+        yield {"primary": primary, "backup": backup}
+
+
+def metric(url: str, name: str) -> str | None:
+    for line in http(f"{url}/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return line.split()[1]
+    return None
+
+
+def test_serve_answers_without_its_state_store_and_recovers_with_it(
+    tmp_path: Path, cluster: PostgresCluster, fakes: dict[str, FakeProvider]
+) -> None:
+    world: World = make_world(tmp_path / "repo", fakes)
+    with Serve(world.root, "--state-store", fresh_database(cluster)) as server:
+        assert chat(server.url, "Hi", session="chat-1").status == 200
+        assert metric(server.url, "knowngood_state_store_up") == "1.0"
+        cluster.stop()
+        try:
+            started = time.monotonic()
+            plain = chat(server.url, "Hi")
+            assert plain.status == 200 and plain.headers["x-knowngood-provider"] == "primary"
+            fakes["primary"].push_faults(Fault.server_error(502))
+            failed_over = chat(server.url, "Hi")  # no breaker, but failover still works
+            assert failed_over.headers["x-knowngood-provider"] == "backup"
+            for needs_store in (
+                chat(server.url, "And?", session="chat-1"),
+                chat(server.url, "And?", session="chat-1", stream=True),
+                http(f"{server.url}/v1/sessions/chat-1"),
+            ):
+                assert needs_store.status == 503, needs_store.body
+                error = needs_store.json()["error"]
+                assert error["code"] == "state_store_unavailable"
+                assert "postgresql://" not in error["message"]  # where it is stays in the log
+            assert time.monotonic() - started < 5, "each request waited on the store"
+            ready = http(f"{server.url}/readyz")
+            assert ready.status == 200 and ready.json()["state_store"] == "unavailable"
+            assert metric(server.url, "knowngood_state_store_up") == "0.0"
+        finally:
+            cluster.start()
+        back = wait_for(lambda: chat(server.url, "Back?", session="chat-1").status == 200, 15)
+        assert back, "sessions did not come back with the store"
+        turns = http(f"{server.url}/v1/sessions/chat-1").json()["turns"]
+        assert len(turns) == 2  # the first turn, and the one after the outage
+        assert metric(server.url, "knowngood_state_store_up") == "1.0"
+    assert server.stderr.count("state store unavailable (cannot connect") == 1
+    assert "state store back after " in server.stderr

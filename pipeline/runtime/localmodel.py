@@ -12,9 +12,11 @@ that names it is warmed up, or at its first call, and keeps it for the life of t
   installed, the model package is missing, it died and cannot come back) fails the attempt
   with kind ``local_model`` and the next provider of the chain answers; the breaker counts it.
   A server that died is started again at the next call.
-- **Its start is not the attempt's.** The start (about a second) runs in a worker thread
-  before the attempt's timeout begins, so a first call is not judged slow for it; ``serve``
-  pays it before it listens.
+- **Started before the first call.** ``serve`` (before it listens), ``run`` and the Python API
+  (``Agent.load``, outside an event loop) start it while warming up, in a worker thread beside
+  litellm's import. A call that still finds it stopped (a release deployed later, or it died)
+  starts it first; the attempt's own timeout begins after that, but the start counts towards
+  its slow-call race.
 """
 
 from __future__ import annotations

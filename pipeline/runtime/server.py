@@ -201,7 +201,7 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[_RUNTIME]
     agents = {r.agent: r.version for r in runtime.releases.all()}
     document: dict[str, Any] = {"ready": bool(agents), "env": runtime.env, "agents": agents}
-    if not runtime.breakers.health.up:  # still answering, without breakers and sessions
+    if not runtime.health.up:  # still answering, without breakers and sessions
         document["state_store"] = "unavailable"
     if request.app[_DRAINING].is_set():  # stopping: out of the load balancer's rotation
         return json_response(503, {**document, "ready": False, "draining": True})

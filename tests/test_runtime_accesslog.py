@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Fault
-from runtimeutil import AGENT, Serve, World, chat, http, make_world, naming_responder
+from runtimeutil import AGENT, Serve, World, chat, http, make_world, servers
 
 SECRET_TEXT = "my card number is 4111"
 SESSION = "sess-7d1f0c2b9a"
@@ -20,11 +20,8 @@ SESSION = "sess-7d1f0c2b9a"
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with (
-        FakeProvider(naming_responder("primary")) as primary,
-        FakeProvider(naming_responder("backup")) as backup,
-    ):
-        yield {"primary": primary, "backup": backup}
+    with servers("primary", "backup") as fakes:
+        yield fakes
 
 
 @pytest.fixture(scope="module")

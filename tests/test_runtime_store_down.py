@@ -13,7 +13,7 @@ import pytest
 from fakeproviders import FakeProvider, Fault
 from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
-from runtimeutil import Serve, World, chat, http, make_world, naming_responder, wait_for
+from runtimeutil import Serve, World, chat, http, make_world, servers, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +23,8 @@ def cluster() -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with (
-        FakeProvider(naming_responder("primary")) as primary,
-        FakeProvider(naming_responder("backup")) as backup,
-    ):
-        yield {"primary": primary, "backup": backup}
+    with servers("primary", "backup") as fakes:
+        yield fakes
 
 
 def metric(url: str, name: str) -> str | None:

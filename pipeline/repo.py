@@ -109,7 +109,7 @@ class Settings:
 
 def secret_variables(data: Mapping[str, Any]) -> list[str]:
     """The environment variables knowngood.yaml names as holding secrets: providers' keys, the
-    http deploy target's signing secret, the notification webhook URL."""
+    http deploy target's signing secret, the notification webhook URL, serve's API keys."""
     names = [
         p["api_key_env"]
         for p in (data.get("providers") or {}).values()
@@ -117,7 +117,13 @@ def secret_variables(data: Mapping[str, Any]) -> list[str]:
     ]
     target = (data.get("deploy") or {}).get("target") or {}
     webhook = (data.get("revert") or {}).get("notify_webhook_env")
-    for name in (target.get("secret_env") if isinstance(target, Mapping) else None, webhook):
+    runtime = data.get("runtime") or {}
+    serve_keys = runtime.get("api_key_env") if isinstance(runtime, Mapping) else None
+    for name in (
+        target.get("secret_env") if isinstance(target, Mapping) else None,
+        webhook,
+        serve_keys,
+    ):
         if isinstance(name, str):
             names.append(name)
     return names

@@ -341,7 +341,11 @@ def test_the_settings_declare_their_key_variables(
     monkeypatch.setenv("MYLAB_CRED", "lab-" + "s3cr3t-value")
     monkeypatch.setenv("HOOK_AT", "https://hooks.example.com/" + "T0/B0/xyz")
     monkeypatch.setenv("SIGNER", "deploy-" + "signing-secret")
-    text = "lab-s3cr3t-value https://hooks.example.com/T0/B0/xyz deploy-signing-secret"
+    monkeypatch.setenv("SERVE_AT", "serve-" + "client-key")
+    text = (
+        "lab-s3cr3t-value https://hooks.example.com/T0/B0/xyz deploy-signing-secret "
+        "serve-client-key"
+    )
     assert redaction.redact(text) == text
     Settings.from_data(
         {
@@ -349,9 +353,12 @@ def test_the_settings_declare_their_key_variables(
             "providers": {"lab": {"model": "openai/x", "api_key_env": "MYLAB_CRED"}},
             "deploy": {"target": {"type": "http", "url": "https://x", "secret_env": "SIGNER"}},
             "revert": {"notify_webhook_env": "HOOK_AT"},
+            "runtime": {"api_key_env": "SERVE_AT"},
         }
     )
-    assert redaction.redact(text) == ("[REDACTED:MYLAB_CRED] [REDACTED:HOOK_AT] [REDACTED:SIGNER]")
+    assert redaction.redact(text) == (
+        "[REDACTED:MYLAB_CRED] [REDACTED:HOOK_AT] [REDACTED:SIGNER] [REDACTED:SERVE_AT]"
+    )
 
 
 def test_a_token_handed_over_directly_is_remembered(fresh: None) -> None:

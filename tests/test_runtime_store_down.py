@@ -1,10 +1,13 @@
 """The state store goes away under a real ``serve`` (its PostgreSQL server is stopped): requests
 without a session are still answered at once, without breakers; what needs the store gets 503
 ``state_store_unavailable`` at once, never a bare 500; ``/readyz``, ``/metrics`` and the log say
-so; everything works again once the server is back."""
+so; everything works again once the server is back. A SQLite store locked by another process
+past the busy timeout gets the same 503."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +74,40 @@ def test_serve_answers_without_its_state_store_and_recovers_with_it(
         assert metric(server.url, "knowngood_state_store_up") == "1.0"
     assert server.stderr.count("state store unavailable (cannot connect") == 1
     assert "state store back after " in server.stderr
+
+
+def test_a_sqlite_store_locked_past_the_busy_timeout_is_a_503(
+    tmp_path: Path, fakes: dict[str, FakeProvider]
+) -> None:
+    world: World = make_world(tmp_path / "repo", fakes)
+    store = world.root / ".knowngood" / "state.db"
+    hold = (
+        "import sqlite3, sys, time\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('BEGIN IMMEDIATE')\n"
+        "print('held', flush=True)\n"
+        "time.sleep(12)\n"
+    )
+    with Serve(world.root) as server:
+        assert chat(server.url, "Hi", session="chat-1").status == 200
+        holder = subprocess.Popen(
+            [sys.executable, "-c", hold, str(store)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            started = time.monotonic()
+            body = {"model": "support", "messages": [{"role": "user", "content": "And?"}]}
+            locked = http(
+                f"{server.url}/v1/chat/completions", {**body, "session": "chat-1"}, timeout_s=30
+            )
+            assert locked.status == 503, locked.body
+            assert time.monotonic() - started < 8  # one busy timeout (5 s), not one per write
+            fast = http(f"{server.url}/v1/chat/completions", body)  # no wait: it just failed
+            assert fast.status == 200 and time.monotonic() - started < 9
+            assert locked.json()["error"]["code"] == "state_store_unavailable"
+        finally:
+            holder.communicate(timeout=30)
+        back = wait_for(lambda: chat(server.url, "Back?", session="chat-1").status == 200, 10)
+        assert back, "the session did not come back with the store"
+    assert "state store unavailable (the state store " in server.stderr
+    assert "database is locked" in server.stderr and "state store back after " in server.stderr

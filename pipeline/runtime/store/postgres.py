@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.runtime.store.rows import (
     BUSY_TIMEOUT_MS,
+    RETRY_S,
     Cursor,
     StateStoreError,
     StoreUnavailable,
@@ -32,7 +33,6 @@ from pipeline.runtime.store.schema import create as create_tables
 __all__ = ["PostgresBackend", "shown_url"]
 
 CONNECT_TIMEOUT_S = 5
-RETRY_S = 2.0  # after a failed connection, calls fail at once this long (no wait on each)
 _HINT = (
     "check runtime.state_store in knowngood.yaml, that the server runs, and PGPASSWORD or "
     "~/.pgpass for the password"

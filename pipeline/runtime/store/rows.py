@@ -10,6 +10,7 @@ from pipeline.errors import KnowngoodError
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "RETRY_S",
     "BreakerEvent",
     "BreakerRow",
     "Cursor",
@@ -20,6 +21,7 @@ __all__ = [
     "Tx",
 ]
 
+RETRY_S = 2.0  # after the store failed as unavailable, calls fail at once this long
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another worker's (SQLite) or a row lock (PG)
 
 

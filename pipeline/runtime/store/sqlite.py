@@ -11,14 +11,26 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.runtime.store.rows import BUSY_TIMEOUT_MS, Cursor, StateStoreError, Tx
+from pipeline.runtime.store.rows import (
+    BUSY_TIMEOUT_MS,
+    RETRY_S,
+    Cursor,
+    StateStoreError,
+    StoreUnavailable,
+    Tx,
+)
 from pipeline.runtime.store.schema import create as create_tables
 
 __all__ = ["SqliteBackend"]
+
+
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14})
 
 
 class SqliteBackend:
@@ -28,6 +40,8 @@ class SqliteBackend:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.where = str(self.path)
+        self._down_until = 0.0  # monotonic: until then, calls fail at once (see _unavailable)
+        self._down_why = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
@@ -56,17 +70,45 @@ class SqliteBackend:
             raise StateStoreError(f"cannot create the tables of {self.path}: {e}") from e
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
-        return self._db.execute(sql, tuple(args))
+        self._check_up()
+        try:
+            return self._db.execute(sql, tuple(args))
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._check_up()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError):
+                raise self._unavailable(e) from e
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise self._unavailable(e) from e
+
+    def _check_up(self) -> None:
+        if self._down_until and time.monotonic() < self._down_until:  # failed just now
+            raise StoreUnavailable(self._down_why)
+
+    def _unavailable(self, e: sqlite3.OperationalError) -> Exception:
+        """StoreUnavailable for what makes the file unusable for now (locked past the busy
+        timeout, full, read-only, an I/O error), and calls fail at once for ``RETRY_S`` (no
+        busy wait on each); ``e`` itself otherwise (a bug in a statement)."""
+        if (getattr(e, "sqlite_errorcode", 0) & 0xFF) not in _UNAVAILABLE:
+            return e
+        self._down_until = time.monotonic() + RETRY_S
+        self._down_why = f"the state store {self.path}: {e}"
+        return StoreUnavailable(self._down_why)
 
     def close(self) -> None:
         self._db.close()

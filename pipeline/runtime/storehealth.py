@@ -20,8 +20,6 @@ class StoreHealth:
     def __init__(self, log: Callable[[str], None] | None = None) -> None:
         self.log = log
         self.down_since: float | None = None  # unix time of the first failure of this outage
-        self.why = ""
-        self.outages = 0
         self._lock = threading.Lock()
 
     @property
@@ -32,11 +30,11 @@ class StoreHealth:
         with self._lock:
             if self.down_since is not None:
                 return
-            self.down_since, self.why = time.time(), str(error).split("\n", 1)[0]
-            self.outages += 1
+            self.down_since = time.time()
         if self.log is not None:
+            why = str(error).split("\n", 1)[0]
             self.log(
-                f"state store unavailable ({self.why}): calls go through without breakers; "
+                f"state store unavailable ({why}): calls go through without breakers; "
                 "sessions and the outage queue answer 503 until it is back"
             )
 

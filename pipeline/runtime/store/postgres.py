@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.runtime.store.rows import (
     BUSY_TIMEOUT_MS,
-    RETRY_S,
+    Backoff,
     Cursor,
     StateStoreError,
     StoreUnavailable,
@@ -66,15 +65,13 @@ class PostgresBackend:
         self.where = shown_url(url)
         self.path = None
         self._conn: Any = None
-        self._down_until = 0.0  # monotonic: until then, a connection is not tried again
-        self._down_why = ""
+        self._backoff = Backoff(_HINT)  # a failed connection is not tried again at once
         self._connect()
 
     def _connect(self) -> Any:
         import psycopg
 
-        if time.monotonic() < self._down_until:  # failed just now: do not wait on it again
-            raise StoreUnavailable(self._down_why, hint=_HINT)
+        self._backoff.check()
         try:
             self._conn = psycopg.connect(
                 self.url,
@@ -84,9 +81,8 @@ class PostgresBackend:
                 options=f"-c lock_timeout={BUSY_TIMEOUT_MS}",
             )
         except psycopg.Error as e:
-            self._down_until = time.monotonic() + RETRY_S
-            self._down_why = f"cannot connect to the state store {self.where}: {str(e).strip()}"
-            raise StoreUnavailable(self._down_why, hint=_HINT) from e
+            why = f"cannot connect to the state store {self.where}: {str(e).strip()}"
+            raise self._backoff.trip(why) from e
         return self._conn
 
     def _live(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -11,6 +12,7 @@ from pipeline.errors import KnowngoodError
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "RETRY_S",
+    "Backoff",
     "BreakerEvent",
     "BreakerRow",
     "Cursor",
@@ -33,6 +35,26 @@ class StoreUnavailable(StateStoreError):
     """The state store's server cannot be reached, or its connection broke mid-statement: the
     runtime answers without it where it can (breakers let calls through, nothing is cached),
     and refuses what needs it (a session, the outage queue) with 503."""
+
+
+class Backoff:
+    """A backend's memory of its last unavailability: for ``RETRY_S`` after it, calls fail at
+    once instead of each waiting on a dead server or a held lock again."""
+
+    def __init__(self, hint: str | None = None) -> None:
+        self.hint = hint
+        self._until = 0.0  # monotonic
+        self._why = ""
+
+    def check(self) -> None:
+        """StoreUnavailable while the last failure is recent."""
+        if self._until and time.monotonic() < self._until:
+            raise StoreUnavailable(self._why, hint=self.hint)
+
+    def trip(self, why: str) -> StoreUnavailable:
+        """Remember a failure now; the error to raise for it."""
+        self._until, self._why = time.monotonic() + RETRY_S, why
+        return StoreUnavailable(why, hint=self.hint)
 
 
 class Cursor(Protocol):

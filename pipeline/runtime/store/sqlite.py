@@ -11,19 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.runtime.store.rows import (
-    BUSY_TIMEOUT_MS,
-    RETRY_S,
-    Cursor,
-    StateStoreError,
-    StoreUnavailable,
-    Tx,
-)
+from pipeline.runtime.store.rows import BUSY_TIMEOUT_MS, Backoff, Cursor, StateStoreError, Tx
 from pipeline.runtime.store.schema import create as create_tables
 
 __all__ = ["SqliteBackend"]
@@ -40,8 +32,7 @@ class SqliteBackend:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.where = str(self.path)
-        self._down_until = 0.0  # monotonic: until then, calls fail at once (see _unavailable)
-        self._down_why = ""
+        self._backoff = Backoff()  # after an unavailability, calls fail at once a while
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
@@ -70,7 +61,7 @@ class SqliteBackend:
             raise StateStoreError(f"cannot create the tables of {self.path}: {e}") from e
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
-        self._check_up()
+        self._backoff.check()
         try:
             return self._db.execute(sql, tuple(args))
         except sqlite3.OperationalError as e:
@@ -78,7 +69,7 @@ class SqliteBackend:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
-        self._check_up()
+        self._backoff.check()
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
@@ -96,19 +87,13 @@ class SqliteBackend:
         except sqlite3.OperationalError as e:
             raise self._unavailable(e) from e
 
-    def _check_up(self) -> None:
-        if self._down_until and time.monotonic() < self._down_until:  # failed just now
-            raise StoreUnavailable(self._down_why)
-
     def _unavailable(self, e: sqlite3.OperationalError) -> Exception:
         """StoreUnavailable for what makes the file unusable for now (locked past the busy
-        timeout, full, read-only, an I/O error), and calls fail at once for ``RETRY_S`` (no
-        busy wait on each); ``e`` itself otherwise (a bug in a statement)."""
+        timeout, full, read-only, an I/O error), after which calls fail at once for a while
+        (no busy wait on each); ``e`` itself otherwise (a bug in a statement)."""
         if (getattr(e, "sqlite_errorcode", 0) & 0xFF) not in _UNAVAILABLE:
             return e
-        self._down_until = time.monotonic() + RETRY_S
-        self._down_why = f"the state store {self.path}: {e}"
-        return StoreUnavailable(self._down_why)
+        return self._backoff.trip(f"the state store {self.path}: {e}")
 
     def close(self) -> None:
         self._db.close()

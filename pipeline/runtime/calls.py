@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from pipeline.errors import KnowngoodError
 from pipeline.evals import providers as _providers
 from pipeline.evals.providers import ProviderCallError, ProviderSpec, missing_key
 from pipeline.runtime.documents import chunk_dict, response_dict
@@ -84,12 +85,13 @@ async def local_entry(entry: ChainEntry) -> ChainEntry:
     """``entry`` pointed at its local model's server, if it names one (started if needed)."""
     if not entry.serve:
         return entry
-    from pipeline.runtime.localmodel import LocalModelDown, resolve
+    from pipeline.runtime.localmodel import resolve
 
     try:
         return await resolve(entry)
-    except LocalModelDown as e:
-        raise AttemptFailed("local_model", f"{entry.provider}: {e.message}") from None
+    except KnowngoodError as e:  # it cannot start: llama-cpp-python missing, a broken build
+        why = e.message + (f" ({e.hint})" if e.hint else "")
+        raise AttemptFailed("local_model", f"{entry.provider}: {why}") from None
 
 
 def _request(

@@ -26,8 +26,6 @@ import dataclasses
 import threading
 from typing import TYPE_CHECKING
 
-from pipeline.errors import KnowngoodError
-
 if TYPE_CHECKING:
     from pipeline.evals.localserver import LocalServers
     from pipeline.runtime.releases import ChainEntry
@@ -37,14 +35,6 @@ __all__ = ["acquire", "release", "resolve"]
 _lock = threading.Lock()
 _servers: LocalServers | None = None
 _users = 0
-
-
-class LocalModelDown(Exception):
-    """The local model of a provider could not be started: ``message`` says why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def acquire() -> None:
@@ -76,18 +66,10 @@ def _registry() -> LocalServers:
         return _servers
 
 
-def _api_base(serve: str, alias: str) -> str:
-    try:
-        return _registry().api_base(serve, alias=alias)
-    except KnowngoodError as e:
-        raise LocalModelDown(str(e).replace("\n  hint: ", " (") + (")" if e.hint else "")) from None
-
-
 async def resolve(entry: ChainEntry) -> ChainEntry:
-    """``entry`` with the ``api_base`` of its local server (started if needed); ``entry``
-    itself when it names none. LocalModelDown when the server cannot start."""
-    if not entry.serve:
-        return entry
+    """``entry`` (one that names a local model) with the ``api_base`` of its server, started if
+    needed; an EvalError (a KnowngoodError) when the server cannot start."""
+    assert entry.serve is not None
     alias = entry.model.split("/", 1)[-1]
-    api_base = await asyncio.to_thread(_api_base, entry.serve, alias)
+    api_base = await asyncio.to_thread(_registry().api_base, entry.serve, alias=alias)
     return dataclasses.replace(entry, api_base=api_base)

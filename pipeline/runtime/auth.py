@@ -80,24 +80,21 @@ def guard(keys: tuple[bytes, ...]) -> Any:
     protected route without one of ``keys``."""
     from aiohttp import web
 
-    from pipeline.runtime.responses import json_response
-
-    refusal = {
-        "error": {
-            "message": "this knowngood serve needs an API key: send Authorization: Bearer KEY "
-            "(an OpenAI client's api_key)",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "invalid_api_key",
-        }
-    }
+    from pipeline.runtime.responses import error_response
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
         if request.path.startswith(PROTECTED) and not _allowed(
             request.headers.get("Authorization"), keys
         ):
-            return json_response(401, refusal, {"WWW-Authenticate": "Bearer"})
+            return error_response(
+                401,
+                "this knowngood serve needs an API key: send Authorization: Bearer KEY "
+                "(an OpenAI client's api_key)",
+                "invalid_request_error",
+                "invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return await handler(request)
 
     return check

@@ -28,14 +28,19 @@ def json_response(
 
 
 def error_response(
-    status: int, message: str, kind: str, code: str | None = None, **extra: Any
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> web.Response:
     document: dict[str, Any] = {
         "error": {"message": message, "type": kind, "param": None, "code": code}
     }
     if extra:
         document["knowngood"] = extra
-    return json_response(status, document)
+    return json_response(status, document, headers)
 
 
 def store_unavailable(health: StoreHealth) -> Any:

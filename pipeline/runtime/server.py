@@ -143,26 +143,24 @@ async def _stream(request: web.Request, stream: StreamAnswer) -> web.StreamRespo
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
     )
     await response.prepare(request)
+    error: dict[str, str] | None = None  # the stream's last event, when it ends badly
     try:
         async for chunk in stream.chunks():
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
     except AttemptFailed as e:  # after the first chunk: the client has part of an answer
-        error = {"error": {"message": e.message, "type": "provider_error", "code": e.kind}}
-        await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+        error = {"message": e.message, "type": "provider_error", "code": e.kind}
     except StoreUnavailable as e:  # answered, but its session's turn could not be stored
         request.app[_RUNTIME].health.failed(e)
-        message = "the answer was not stored in its session: the state store is unavailable"
         error = {
-            "error": {
-                "message": message,
-                "type": "service_unavailable",
-                "code": "state_store_unavailable",
-            }
+            "message": "the answer was not stored in its session: the state store is unavailable",
+            "type": "service_unavailable",
+            "code": "state_store_unavailable",
         }
-        await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
     except ConnectionResetError:  # the client left
         return response
+    if error is not None:
+        await response.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
     await response.write_eof()
     return response
 

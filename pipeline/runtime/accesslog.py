@@ -4,7 +4,7 @@ Every response carries ``X-Request-Id``: the client's own (letters, digits and `
 most 128) or a new one. With ``serve --access-log FILE`` (``-``: standard output) each request
 is one JSON line once its response is over (a stream: at its end)::
 
-    {"at": "2026-12-05T23:48:36.120Z", "id": "9f0c...", "method": "POST",
+    {"at": "2026-12-05T23:48:36.120482Z", "id": "9f0c...", "method": "POST",
      "route": "/v1/chat/completions", "status": 200, "ms": 812.4, "bytes": 828,
      "client": "127.0.0.1", "agent": "support", "release": "0.3.1", "provider": "anthropic",
      "attempts": 2, "fallback": null}
@@ -23,7 +23,6 @@ import logging
 import logging.handlers
 import re
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -31,6 +30,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pipeline.errors import UsageError
+from pipeline.recordbuild import utc_now
 
 __all__ = ["REQUEST_ID", "JsonAccessLogger", "access_logger", "request_ids"]
 
@@ -71,7 +71,7 @@ class JsonAccessLogger(AbstractAccessLogger):
         headers = response.headers
         attempts = headers.get("X-Knowngood-Attempts")
         line: dict[str, Any] = {
-            "at": _now(),
+            "at": utc_now(),  # the format of every record's "at"
             "id": request_id(request),
             "method": request.method,
             "route": route,
@@ -83,11 +83,6 @@ class JsonAccessLogger(AbstractAccessLogger):
             "attempts": int(attempts) if attempts and attempts.isdigit() else None,
         }
         self.logger.info(json.dumps(line, separators=(", ", ": ")))
-
-
-def _now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def access_logger(target: str) -> logging.Logger:

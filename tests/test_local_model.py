@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procutil import pid_alive
 
 from pipeline.errors import EvalError
 from pipeline.evals.localserver import LocalServer, LocalServers, find_model
@@ -52,14 +53,6 @@ def processes_with(text: str) -> list[int]:
         if text.encode() in cmdline and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def refuses(port: int) -> bool:

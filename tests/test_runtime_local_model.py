@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fakeproviders import FakeProvider, Fault
 from gitutil import init_repo
+from procutil import children_of, pid_alive
 from runtimeutil import AGENT, Serve, World, agent_yaml, http, naming_responder, settings_yaml
 
 LOCAL = "  local: {model: openai/smollm2-135m-instruct, serve: smollm2}\n"
@@ -43,27 +44,6 @@ def build(root: Path, primary: FakeProvider, chain: list[str]) -> World:
     world.release()
     world.deploy()
     return world
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def ask(url: str, **extra: object) -> tuple[int, dict[str, str], bytes]:
@@ -98,9 +78,9 @@ def test_serve_fails_over_to_the_local_model_and_stops_it_with_itself(
     finally:
         server.kill()
     deadline = time.monotonic() + 15
-    while alive(llama[0]) and time.monotonic() < deadline:
+    while pid_alive(llama[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not alive(llama[0]), "the local model server outlived serve's SIGKILL"
+    assert not pid_alive(llama[0]), "the local model server outlived serve's SIGKILL"
 
 
 def test_a_local_model_that_cannot_start_fails_over_to_the_next_provider(

@@ -338,6 +338,15 @@ def chat(url: str, text: str, agent: str = AGENT, **extra: Any) -> HttpAnswer:
     )
 
 
+def metric(url: str, name: str, **labels: str) -> float | None:
+    """The value of one sample on serve's /metrics (``labels`` exactly, in any order), or None."""
+    text = http(f"{url}/metrics").body.decode()
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    sample = re.escape(name) + (re.escape("{" + want + "}") if labels else "")
+    found = re.search(rf"^{sample} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
 def wait_for(condition: Callable[[], Any], timeout_s: float = 5.0, every_s: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:

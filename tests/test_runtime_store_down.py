@@ -16,7 +16,7 @@ import pytest
 from fakeproviders import FakeProvider, Fault
 from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
-from runtimeutil import Serve, World, chat, http, make_world, servers, wait_for
+from runtimeutil import Serve, World, chat, http, make_world, metric, servers, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +30,13 @@ def fakes() -> Iterator[dict[str, FakeProvider]]:
         yield fakes
 
 
-def metric(url: str, name: str) -> str | None:
-    for line in http(f"{url}/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return line.split()[1]
-    return None
-
-
 def test_serve_answers_without_its_state_store_and_recovers_with_it(
     tmp_path: Path, cluster: PostgresCluster, fakes: dict[str, FakeProvider]
 ) -> None:
     world: World = make_world(tmp_path / "repo", fakes)
     with Serve(world.root, "--state-store", fresh_database(cluster)) as server:
         assert chat(server.url, "Hi", session="chat-1").status == 200
-        assert metric(server.url, "knowngood_state_store_up") == "1.0"
+        assert metric(server.url, "knowngood_state_store_up") == 1.0
         cluster.stop()
         try:
             started = time.monotonic()
@@ -64,14 +57,14 @@ def test_serve_answers_without_its_state_store_and_recovers_with_it(
             assert time.monotonic() - started < 5, "each request waited on the store"
             ready = http(f"{server.url}/readyz")
             assert ready.status == 200 and ready.json()["state_store"] == "unavailable"
-            assert metric(server.url, "knowngood_state_store_up") == "0.0"
+            assert metric(server.url, "knowngood_state_store_up") == 0.0
         finally:
             cluster.start()
         back = wait_for(lambda: chat(server.url, "Back?", session="chat-1").status == 200, 15)
         assert back, "sessions did not come back with the store"
         turns = http(f"{server.url}/v1/sessions/chat-1").json()["turns"]
         assert len(turns) == 2  # the first turn, and the one after the outage
-        assert metric(server.url, "knowngood_state_store_up") == "1.0"
+        assert metric(server.url, "knowngood_state_store_up") == 1.0
     assert server.stderr.count("state store unavailable (cannot connect") == 1
     assert "state store back after " in server.stderr
 

@@ -5,12 +5,11 @@ when it asked with ``stream_options.include_usage``)."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 
 import pytest
 from fakeproviders import FakeProvider
-from runtimeutil import AGENT, RESILIENCE, Serve, World, http, make_world, naming_responder
+from runtimeutil import AGENT, RESILIENCE, Serve, World, http, make_world, metric, naming_responder
 
 WIRES = ("backup", "last")  # anthropic and gemini wire formats
 
@@ -31,13 +30,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for agent in agents:
             world.deploy(agent)
         yield world
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    text = http(f"{url}/metrics").body.decode()
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    found = re.search(rf"^{name}\{{{want}\}} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def events(body: bytes) -> list[dict[str, object]]:

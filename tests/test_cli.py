@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from evalutil import KEYS, make_repo, responder
 from fakeproviders import FakeProvider
@@ -48,6 +50,32 @@ def test_help_lists_every_command_without_importing_heavy_modules() -> None:
         "workflows",
     ):
         assert f"\n  {command} " in proc.stdout
+
+
+# Commands without --repo, and why: they make a repository, or read only the files named.
+NO_REPO = {"init": "DIR is the repository it makes", "results merge": "merges the files named"}
+
+
+def leaf_commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def test_every_command_takes_format_and_repo_as_design_says() -> None:
+    from pipeline.cli import cli
+
+    found = dict(leaf_commands(cli))
+    assert {"serve", "run", "init", "workflows prune", "incident open"} <= set(found)
+    for name, command in found.items():
+        options = {o for p in command.params for o in getattr(p, "opts", [])}
+        assert "--format" in options, name
+        assert ("--repo" in options) is (name not in NO_REPO), name
 
 
 @pytest.mark.parametrize("command", ["serve", "run"])

@@ -91,6 +91,20 @@ def test_init_inside_a_git_repository_adds_no_nested_repository(
     assert f"{top}/.github/workflows" in err and "--repo agents-config" in err
 
 
+def test_init_format_json_says_what_it_wrote_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    top = init_repo(tmp_path / "mono")
+    assert main(["init", str(top / "agents"), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["root"] == str(top / "agents")
+    assert document["git_init"] is False and document["git_top"] == str(top.resolve())
+    assert "knowngood.yaml" in document["written"]
+    assert all((top / "agents" / rel).is_file() for rel in document["written"])
+    assert err == ""
+
+
 def test_init_workflows_pass_zizmor_and_the_workflow_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -142,6 +142,21 @@ def test_answers_in_the_openai_format_and_says_who_served(server: Serve, world: 
     assert ENV["FAKE_KEY"] not in server.stderr  # keys are never logged
 
 
+def test_format_json_logs_one_object_per_line_for_a_log_collector(world: World) -> None:
+    with Serve(world.root, "--format", "json") as running:
+        assert chat(running.url, "hello").status == 200
+        code = running.stop()
+    assert code == 0
+    lines = [json.loads(line) for line in running.stderr.splitlines()]  # every line is JSON
+    assert lines and all(set(line) >= {"at", "pid", "message"} for line in lines), lines
+    assert {line["pid"] for line in lines} == {running.proc.pid if running.proc else 0}
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("providers ready in ") for m in messages), messages
+    assert any(m.startswith(f"listening on {running.url} (production: ") for m in messages)
+    assert lines[-1] == {**lines[-1], "message": "stopped", "stopped": True, "steps_left": 0}
+    assert ENV["FAKE_KEY"] not in running.stderr
+
+
 def test_bad_requests_say_what_is_wrong(server: Serve) -> None:
     unknown = chat(server.url, "hello", "nobody")
     assert unknown.status == 404

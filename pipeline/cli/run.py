@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from pipeline.cli.options import format_option, repo_option, resolve_repo, with_options
+from pipeline.cli.options import format_option, repo_option, resolve_repo, show, with_options
 
 OPTIONS = (
     click.argument("agent"),
@@ -66,7 +65,8 @@ def command(
       knowngood run support "Hi" --env staging --var customer=Ann --format json
       knowngood run support "And the second one?" --session chat-42
     """
-    from pipeline.runtime import Agent
+    from pipeline.report.run import REPORTERS
+    from pipeline.runtime.oneshot import RunRequest, run
 
     parsed = {}
     for item in variables:
@@ -74,33 +74,7 @@ def command(
         if not sep or not name:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--var")
         parsed[name] = value
-    root = resolve_repo(repo)
-    with Agent.load(root, agent, env, deployments=deployments) as loaded:
-        answer = loaded.send(message, vars=parsed or None, session=session)
-    if fmt == "json":
-        click.echo(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
-        return 0
-    text = answer.text
-    if not text and answer.tool_calls:
-        text = json.dumps(answer.tool_calls, indent=2, ensure_ascii=False)
-    click.echo(text)
-    who = answer.provider or f"on_all_down: {answer.fallback}"
-    if answer.session is not None:
-        who += f" (session {answer.session}, turn {answer.turn})"
-    tried = ", ".join(
-        f"{a.provider} {a.outcome}" + (f" ({a.kind})" if a.kind else "") + f" {a.ms:.0f} ms"
-        for a in answer.attempts
-    )
-    usage = answer.response.get("usage") or {}
-    tokens = (
-        f", {usage['prompt_tokens']} + {usage['completion_tokens']} tokens"
-        if isinstance(usage.get("prompt_tokens"), int)
-        and isinstance(usage.get("completion_tokens"), int)
-        else ""
-    )
-    click.echo(
-        f"{agent} {answer.version} in {env}: answered by {who} in {answer.ms:.0f} ms{tokens} "
-        f"[{tried}]",
-        err=True,
-    )
-    return 0
+    request = RunRequest(agent, message, env, parsed, deployments, session)
+    answer = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](answer))
+    return answer.exit_code

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.options import repo_option, resolve_repo, state_store_option, with_options
-
-STEP_GRACE_S = 5.0  # on SIGTERM, workflow steps running get this long to finish
-
+from pipeline.cli.options import (
+    format_option,
+    repo_option,
+    resolve_repo,
+    show,
+    state_store_option,
+    with_options,
+)
 
 OPTIONS = (
     click.option("--env", "env", default="production", show_default=True, help="The environment."),
@@ -83,6 +87,7 @@ OPTIONS = (
         help="Do not run the backup schedule of runtime.backup (e.g. a copy started by a drill).",
     ),
     repo_option,
+    format_option("text", "json"),
 )
 
 
@@ -116,6 +121,8 @@ With runtime.api_key_env set, clients must send one of that variable's keys as
 `Authorization: Bearer KEY` (an OpenAI client's api_key) on the /v1/ routes; serve
 does not start while it is unset. Without it, serve takes every request.
 SIGTERM or Ctrl-C stops it after the requests in flight finish.
+What serve says goes to stderr, one line each: `knowngood serve: ...`, or with
+--format json one JSON object per line (at, pid, message) for a log collector.
 
 With --workflows, serve also runs durable workflows (DBOS, in the state store): on a
 SQLite store only one such worker may run (a second is refused, naming the first's
@@ -148,40 +155,34 @@ def command(
     access_log: str | None,
     drain_s: float,
     repo: Path | None,
+    fmt: str,
 ) -> int:
-    import asyncio
+    from pipeline.report.serve import LINES, REPORTERS
+    from pipeline.runtime.serving import ServeRequest, run
 
-    from pipeline.runtime.server import serve
+    line = LINES[fmt]
 
-    root = resolve_repo(repo)
+    def say(message: str) -> None:
+        click.echo(line(message), err=True)
 
-    def log(message: str) -> None:
-        click.echo(f"knowngood serve: {message}", err=True)
-
-    asyncio.run(
-        serve(
-            root,
-            env=env,
-            host=host,
-            port=port,
-            deployments=deployments,
-            state_store=state_store,
-            reuse_port=reuse_port,
-            receive_deploys=receive_deploys,
-            workflows=workflows,
-            backups=not no_backups,
-            access_log=access_log,
-            drain_s=drain_s,
-            log=log,
-        )
+    request = ServeRequest(
+        env=env,
+        host=host,
+        port=port,
+        deployments=deployments,
+        state_store=state_store,
+        reuse_port=reuse_port,
+        receive_deploys=receive_deploys,
+        workflows=workflows,
+        backups=not no_backups,
+        access_log=access_log,
+        drain_s=drain_s,
+        say=say,
     )
-    if "dbos" in sys.modules:  # the durable engine ran: do not wait for steps still running
-        from pipeline.runtime.engine import running_steps
-
-        left = running_steps(STEP_GRACE_S)
-        if left:
-            log(f"{left} workflow step(s) still running are left to the next worker")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)  # their workflows are pending in the store: the restart resumes them
-    return 0
+    outcome = run(resolve_repo(repo), request)
+    show(REPORTERS[fmt](outcome))
+    if outcome.steps_left:  # their workflows are pending in the store: the restart resumes them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(outcome.exit_code)  # do not wait on the DBOS threads still running them
+    return outcome.exit_code

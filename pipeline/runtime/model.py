@@ -101,6 +101,11 @@ class Answer:
     turn: int | None = None  # ... as its turn number
 
     @property
+    def exit_code(self) -> int:
+        """0: an answer came (a provider's, a holding or a cached one); failures raise."""
+        return 0
+
+    @property
     def text(self) -> str:
         choices = self.response.get("choices") or [{}]
         content = (choices[0].get("message") or {}).get("content")

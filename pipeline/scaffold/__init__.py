@@ -21,6 +21,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import UsageError
 from pipeline.git import Git
@@ -47,6 +48,18 @@ class InitResult:
     written: list[str] = field(default_factory=list)
     git_init: bool = False  # True: init made ``root`` a new git repository
     git_top: Path | None = None  # the enclosing repository's top level, when root is not it
+
+    @property
+    def exit_code(self) -> int:
+        return 0  # a refusal raises UsageError (exit 2) before anything is written
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "written": list(self.written),
+            "git_init": self.git_init,
+            "git_top": None if self.git_top is None else str(self.git_top),
+        }
 
 
 def workflow_files() -> list[Path]:

@@ -79,8 +79,13 @@ def test_commands_contacts_and_settings_are_this_repositorys(world: ReadyWorld) 
         "`agents/shop/tools/lookup.json`, `agents/shop/tools/refund.yaml`",
         "stays open 45 s (configured)",
         "pip install 'knowngood[local]'",
+        # an unreachable store is told apart from a lost one before anything is restored
+        "`503 state_store_unavailable`",
+        "Every serve's `/metrics` says `knowngood_state_store_up 1`.",
     ):
         assert expected in text, expected
+    outage = text.index("If the store is only unreachable")
+    assert outage < text.index("knowngood restore --timestamp")
 
 
 def test_timelines_are_the_measured_figures_never_invented(world: ReadyWorld) -> None:

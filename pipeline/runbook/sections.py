@@ -197,6 +197,13 @@ def state_corruption(facts: Facts, figures: Figures) -> str:
     agent, env = facts["agent"], main_env(facts)
     backups = target_text(facts["backup_target"])
     steps = [
+        "If the store is only unreachable, nothing is lost: serve answers "
+        "`503 state_store_unavailable` to sessions and the queue, `/metrics` says "
+        "`knowngood_state_store_up 0`, and its log says so once. Requests without a session "
+        "are still answered (failover, no breakers). Bring the store back (PostgreSQL: start "
+        "its server, check the network and `max_connections`; SQLite: free the disk, make the "
+        "file writable, stop whatever holds its lock); serve picks it up within 2 s, and you "
+        "stop here. Otherwise, go on.",
         f"Stop the workers that write the state store `{facts['state_store']}` "
         "(every `knowngood serve` of this repository).",
         "Pick the last good point in time from the backups"
@@ -219,6 +226,7 @@ def state_corruption(facts: Facts, figures: Figures) -> str:
     verify = [
         f'`knowngood run {agent} "ping" --env {env} --session <a known session id>` continues that conversation.',
         "`knowngood workflows list` shows no workflow stuck in a pending state.",
+        "Every serve's `/metrics` says `knowngood_state_store_up 1`.",
     ]
     timeline = []
     for kind, what in (("restore", "restore drill"), ("crash", "crash drill")):
@@ -231,7 +239,7 @@ def state_corruption(facts: Facts, figures: Figures) -> str:
     return _section(
         "state-corruption",
         "conversations lose their history, workflows fail on their own state, the state store "
-        "reports integrity errors, or it was deleted.",
+        "reports integrity errors, it was deleted, or serve says it is unavailable.",
         steps,
         verify,
         "; ".join(timeline) + ".",

@@ -110,7 +110,9 @@ class Fault:
 
     latency_ms: float = 0.0
     status: int | None = None  # answer with this HTTP error status
-    retry_after_s: float | None = None  # ``Retry-After`` header (with a 429/503)
+    retry_after_s: float | None = None  # ``Retry-After`` header (with a 429/503) ...
+    # ... or, on the Gemini wire, google.rpc.RetryInfo's retryDelay in the body, as Google does
+    retry_in_body: bool = False
     message: str | None = None  # error message in the body
     headers: Mapping[str, str] = field(default_factory=dict)
     hang: bool = False  # never answer (until hang_s passes or the server closes)
@@ -614,12 +616,22 @@ class _Handler(LoopbackHandler):
             return True
         if fault.status is not None:
             headers = dict(fault.headers)
+            body = _error_body(
+                record.wire, fault.status, fault.message or f"fake {fault.status} error"
+            )
             if fault.retry_after_s is not None:
                 value = float(fault.retry_after_s)
-                headers["Retry-After"] = str(int(value)) if value.is_integer() else str(value)
-            message = fault.message or f"fake {fault.status} error"
+                shown = str(int(value)) if value.is_integer() else str(value)
+                if fault.retry_in_body and record.wire == "gemini":
+                    retry = {
+                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{shown}s",
+                    }
+                    body["error"]["details"] = [retry]
+                else:
+                    headers["Retry-After"] = shown
             record.status = fault.status
-            self._send_json(fault.status, _error_body(record.wire, fault.status, message), headers)
+            self._send_json(fault.status, body, headers)
             return True
         return False  # latency only: answer normally
 

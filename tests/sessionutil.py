@@ -4,6 +4,7 @@ state store (SQLite, PostgreSQL) must pass alike."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -58,20 +59,28 @@ def check_deletion_waits_for_the_queue(store: StateStore) -> None:
     assert store.session_owner("new") is not None and store.turns("old-4") == []
 
 
-# knowngood_answers as schema version 2 made it, before it had a session column.
-OLD_ANSWERS = (
+# Tables as schema version 2 made them: knowngood_answers before its session column (3), and
+# knowngood_breakers before open_for (4), each holding one row. ``{real}``: the dialect's float.
+OLD_TABLES = (
     "CREATE TABLE knowngood_answers (key TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT "
-    "NOT NULL, provider TEXT NOT NULL, at {real} NOT NULL, response TEXT NOT NULL)"
-)
-OLD_ANSWER = (  # the one answer such a store holds
+    "NOT NULL, provider TEXT NOT NULL, at {real} NOT NULL, response TEXT NOT NULL)",
     "INSERT INTO knowngood_answers VALUES ('old', 'support', 'production', 'p', 1.0, "
-    '\'{"id": "o"}\')'
+    '\'{{"id": "o"}}\')',  # doubled braces: every statement goes through str.format
+    "CREATE TABLE knowngood_breakers (provider TEXT PRIMARY KEY, state TEXT NOT NULL, "
+    "generation INTEGER NOT NULL, since {real} NOT NULL, outcomes TEXT NOT NULL, "
+    "permits INTEGER NOT NULL, permit_at {real} NOT NULL)",
+    "INSERT INTO knowngood_breakers VALUES ('p', 'open', 3, 1.0, '', 0, 0)",
 )
 
 
-def check_an_older_store_gains_the_session_column(store: StateStore) -> None:
-    """Opened on a version-2 store (``OLD_ANSWERS`` holding one answer), the store keeps that
-    answer and takes a session for the next one."""
+def check_an_older_store_is_brought_up_to_date(store: StateStore) -> None:
+    """Opened on a version-2 store (``OLD_TABLES``), the store keeps the answer and the breaker
+    it held, takes a session for the next answer and a Retry-After for the next breaker."""
+    row = store.breaker("p")
+    assert row is not None and (row.state, row.generation, row.open_for) == ("open", 3, None)
+    with store.transaction() as db:
+        store.put_breaker(db, replace(row, since=2.0, open_for=30.0))
+    assert store.breaker("p") == replace(row, since=2.0, open_for=30.0)
     assert store.cached_answer("old") is not None
     store.save_answer("new", "support", "production", "p", time.time(), {"id": "n"}, "s-9")
     store.add_turn(turn("s-9", time.time()))

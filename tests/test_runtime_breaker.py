@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from runtimeutil import breaker_worker
 
-from pipeline.runtime.breaker import Breakers, Ticket
+from pipeline.runtime.breaker import RETRY_AFTER_MAX_S, Breakers, Ticket
 from pipeline.runtime.settings import BreakerSettings, Resilience, state_store_path
 from pipeline.runtime.store import BreakerEvent, StateStore
 
@@ -99,6 +99,58 @@ def test_open_skips_then_half_open_lets_a_bounded_number_of_probes_through(
         ("open", "half_open"),
         ("half_open", "closed"),
     ]
+
+
+def test_a_retry_after_opens_it_for_that_long_at_once(store: StateStore) -> None:
+    clock = Clock()
+    seen: list[BreakerEvent] = []
+    breakers = Breakers(store, clock=clock, on_transition=seen.append)
+    ticket = breakers.acquire("p", SETTINGS)
+    assert ticket is not None
+    breakers.hold_off(ticket, SETTINGS, 25.0, agent="support")  # no window needed: it said so
+    assert breakers.state("p") == "open"
+    [event] = seen
+    assert (event.from_state, event.to_state, event.agent) == ("closed", "open", "support")
+    assert event.reason == "the provider said 429, Retry-After 25s"
+    clock.now += 24.9  # longer than open_s (10): the provider's word wins
+    assert breakers.acquire("p", SETTINGS) is None
+    # the rest of the burst says about the same: no new transition
+    breakers.hold_off(ticket, SETTINGS, 0.5, agent="support")
+    assert len(seen) == 1
+    clock.now += 0.2
+    probe = breakers.acquire("p", SETTINGS)
+    assert probe is not None and probe.probe
+    assert store.breaker("p").open_for is None  # type: ignore[union-attr]  # half-open: reset
+    # a probe told to wait again opens it again for that long; one over the cap is cut
+    breakers.hold_off(probe, SETTINGS, 86400.0)
+    row = store.breaker("p")
+    assert row is not None and row.state == "open" and row.open_for == RETRY_AFTER_MAX_S
+    clock.now += RETRY_AFTER_MAX_S - 0.1
+    assert breakers.acquire("p", SETTINGS) is None
+    clock.now += 0.2
+    assert breakers.acquire("p", SETTINGS) is not None
+    assert [(e.from_state, e.to_state) for e in store.events("p")] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+    ]
+
+
+def test_a_longer_retry_after_extends_an_open_breaker(store: StateStore) -> None:
+    clock = Clock()
+    breakers = Breakers(store, clock=clock)
+    calls(breakers, "ffff")  # open for open_s = 10
+    ticket = Ticket("p", 0, False)
+    breakers.hold_off(ticket, SETTINGS, 9.5)  # within a second of what it has: kept
+    assert [e.to_state for e in store.events("p")] == ["open"]
+    breakers.hold_off(ticket, SETTINGS, 60.0)
+    assert [(e.from_state, e.to_state) for e in store.events("p")] == [
+        ("closed", "open"),
+        ("open", "open"),
+    ]
+    clock.now += 59.9
+    assert breakers.acquire("p", SETTINGS) is None
 
 
 def test_a_failed_probe_opens_it_again(store: StateStore) -> None:

@@ -36,6 +36,8 @@ AGENTS: dict[str, tuple[list[str], str]] = {
     "caching": (CHAIN, RESILIENCE.replace("on_all_down: error", "on_all_down: cached")),
     "doomed": (["doomed", "backup"], RESILIENCE),
     "keyless": (["keyless", "backup"], RESILIENCE),
+    "anthropic-first": (["backup", "primary"], RESILIENCE),
+    "gemini-first": (["last", "primary"], RESILIENCE),
 }
 
 
@@ -211,6 +213,45 @@ def test_the_breaker_opens_skips_the_provider_then_a_probe_closes_it(
     assert agent.runtime.breakers.state("primary") == "closed"
     events = [(e.from_state, e.to_state) for e in agent.runtime.store.events("primary")]
     assert events == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "then", "in_body"),
+    [
+        (AGENT, "primary", "backup", False),  # OpenAI: the Retry-After header
+        ("anthropic-first", "backup", "primary", False),
+        ("gemini-first", "last", "primary", False),
+        ("gemini-first", "last", "primary", True),  # Google's RetryInfo in the body
+    ],
+)
+def test_a_429_with_retry_after_takes_the_provider_out_that_long_at_once(
+    load: Callable[..., Agent],
+    fakes: dict[str, FakeProvider],
+    name: str,
+    first: str,
+    then: str,
+    in_body: bool,
+) -> None:
+    agent = load(name)
+    limited = fakes[first]
+    limited.fault_hook = lambda record: Fault(status=429, retry_after_s=2, retry_in_body=in_body)
+    answer = agent.send("hello")  # one 429 is enough: no window of failures to wait for
+    said = time.monotonic()
+    assert outcomes(answer) == [(first, "failed"), (then, "ok")]
+    assert (answer.attempts[0].kind, answer.attempts[0].status) == ("rate_limit", 429)
+    assert agent.runtime.breakers.state(first) == "open"
+    [event] = agent.runtime.store.events(first)
+    assert event.reason == "the provider said 429, Retry-After 2s"
+    limited.fault_hook = None
+    before = limited.count()
+    time.sleep(max(0.0, said + 1.3 - time.monotonic()))  # past open_s (1 s), within its 2 s
+    answer = agent.send("hello")
+    assert limited.count() == before  # every request meanwhile goes straight to the next one
+    assert outcomes(answer) == [(first, "skipped"), (then, "ok")]
+    assert answer.attempts[0].kind == "breaker_open"
+    time.sleep(max(0.0, said + 2.1 - time.monotonic()))
+    assert outcomes(agent.send("hello")) == [(first, "ok")]  # the half-open probe
+    assert agent.runtime.breakers.state(first) == "closed"
 
 
 def test_a_provider_without_its_key_is_skipped(

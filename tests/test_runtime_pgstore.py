@@ -15,9 +15,8 @@ from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
 from runtimeutil import KEY, RESILIENCE, Clock, Serve, breaker_worker, chat, make_world, servers
 from sessionutil import (
-    OLD_ANSWER,
-    OLD_ANSWERS,
-    check_an_older_store_gains_the_session_column,
+    OLD_TABLES,
+    check_an_older_store_is_brought_up_to_date,
     check_deletion_waits_for_the_queue,
 )
 
@@ -246,13 +245,13 @@ def test_sessions_are_deleted_and_pruned_as_on_sqlite(store: StateStore) -> None
     check_deletion_waits_for_the_queue(store)
 
 
-def test_a_store_of_schema_version_2_gains_the_session_column(url: str) -> None:
+def test_a_store_of_schema_version_2_gains_the_columns_of_versions_3_and_4(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(OLD_ANSWERS.format(real="DOUBLE PRECISION"))
-        conn.execute(OLD_ANSWER)
+        for statement in OLD_TABLES:
+            conn.execute(statement.format(real="DOUBLE PRECISION"))
     store = StateStore(url)
     try:
-        check_an_older_store_gains_the_session_column(store)
+        check_an_older_store_is_brought_up_to_date(store)
     finally:
         store.close()
     StateStore(url).close()  # opening again changes nothing

@@ -16,9 +16,8 @@ from fakeproviders import FakeProvider
 from runtimeutil import KEY, Serve, World, http, make_world, naming_responder, wait_for
 from sessionutil import (
     DAY_S,
-    OLD_ANSWER,
-    OLD_ANSWERS,
-    check_an_older_store_gains_the_session_column,
+    OLD_TABLES,
+    check_an_older_store_is_brought_up_to_date,
     check_deletion_waits_for_the_queue,
     turn,
 )
@@ -108,24 +107,24 @@ def test_a_session_with_a_request_waiting_in_the_queue_is_kept(tmp_path: Path) -
         store.close()
 
 
-def test_a_store_of_schema_version_2_gains_the_session_of_cached_answers(
+def test_a_store_of_schema_version_2_gains_the_columns_of_versions_3_and_4(
     tmp_path: Path,
 ) -> None:
     import sqlite3
 
     path = tmp_path / "state.db"
     with sqlite3.connect(path) as db:
-        db.execute(OLD_ANSWERS.format(real="REAL"))
-        db.execute(OLD_ANSWER)
+        for statement in OLD_TABLES:
+            db.execute(statement.format(real="REAL"))
     store = StateStore(path)
     try:
-        check_an_older_store_gains_the_session_column(store)
+        check_an_older_store_is_brought_up_to_date(store)
     finally:
         store.close()
     with sqlite3.connect(path) as db:
         assert db.execute(
             "SELECT value FROM knowngood_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("3",)
+        ).fetchone() == ("4",)
     StateStore(path).close()  # opening again changes nothing
 
 

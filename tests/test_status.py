@@ -301,6 +301,9 @@ def test_breaker_transitions_from_the_state_store(
         assert ticket is not None
         breakers.record(ticket, settings, failed=True, slow=False, agent="shop")
     store.set_fault("gemini-last", now[0] + 3600 * 24 * 365 * 30, "set by test", now[0])
+    ticket = breakers.acquire("mistral-limited", settings)
+    assert ticket is not None
+    breakers.hold_off(ticket, settings, 42.0, agent="shop")  # a 429 with Retry-After: 42
     store.close()
 
     assert main(["status", "--repo", str(reader), "--format", "json", "--no-fetch"]) == 0
@@ -317,6 +320,8 @@ def test_breaker_transitions_from_the_state_store(
     assert first["at"] == "2026-05-28T20:26:40.000000Z" and first["agent"] == "shop"
     assert by["anthropic-backup"]["state"] == "open"
     assert by["gemini-last"]["fault"]["reason"] == "set by test"
+    assert by["openai-main"]["retry_after_s"] is None
+    assert by["mistral-limited"]["state"] == "open" and by["mistral-limited"]["retry_after_s"] == 42
 
     assert main(["status", "--repo", str(reader), "--no-fetch"]) == 0
     out = capsys.readouterr().out
@@ -325,6 +330,32 @@ def test_breaker_transitions_from_the_state_store(
     assert "closed -> open: thresholds reached (failure rate 100%, slow 0% of 2 calls)" in out
     assert "half_open -> closed: probes succeeded" in out
     assert "! injected fault until" in out
+    assert "for 42s, as its Retry-After said" in out
+    assert "closed -> open: the provider said 429, Retry-After 42s" in out
+
+
+def test_breakers_of_a_store_an_older_version_wrote_are_shown_and_left_as_they_are(
+    reader: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from sessionutil import OLD_TABLES
+
+    from pipeline.runtime.store.schema import statements
+
+    path = reader / ".knowngood" / "state.db"
+    path.parent.mkdir(exist_ok=True)
+    with sqlite3.connect(path) as db:
+        for statement in OLD_TABLES:  # no open_for column yet
+            db.execute(statement.format(real="REAL"))
+        for statement in statements("sqlite"):  # the transitions' table has not changed
+            if "TABLE IF NOT EXISTS knowngood_breaker_events" in statement:
+                db.execute(statement)
+    before = path.read_bytes()
+    assert main(["status", "--repo", str(reader), "--format", "json", "--no-fetch"]) == 0
+    [breaker] = json.loads(capsys.readouterr().out)["breakers"]
+    assert (breaker["provider"], breaker["state"], breaker["retry_after_s"]) == ("p", "open", None)
+    assert path.read_bytes() == before
 
 
 def test_no_state_store_no_breakers_and_none_created(

@@ -105,12 +105,28 @@ def _provider_message(e: BaseException) -> str:
     return text
 
 
+_RETRY_DELAY: Final = re.compile(r'"retryDelay"\s*:\s*"(\d{1,6}(?:\.\d{1,9})?)s"')
+
+
 def _retry_after(e: BaseException) -> float | None:
-    """``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date) from the error response.
+    """``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date) from the error response, or
+    Google's ``google.rpc.RetryInfo`` (``"retryDelay": "24s"``) in its body (Gemini sends no
+    header).
 
     litellm keeps the provider's response headers on ``e.response.headers`` (RateLimitError
-    copies them there) and on ``e.litellm_response_headers``.
+    copies them there) and on ``e.litellm_response_headers``, and the body in its message.
     """
+    found = _retry_after_header(e)
+    if found is not None:
+        return found
+    for item in _chain(e):
+        match = _RETRY_DELAY.search(str(getattr(item, "message", None) or item)[:20000])
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def _retry_after_header(e: BaseException) -> float | None:
     candidates: list[Any] = [
         getattr(getattr(e, "response", None), "headers", None),
         getattr(e, "litellm_response_headers", None),

@@ -93,7 +93,9 @@ def _breaker_lines(report: StatusReport) -> list[str]:
     lines = ["circuit breakers:"]
     for b in report.breakers:
         since = f" since {_when(b['since'])}" if b.get("since") else ""
-        lines.append(f"  {b['provider']:<12} {b['state']}{since}")
+        held = b.get("retry_after_s")
+        told = f" for {held:g}s, as its Retry-After said" if held and b["state"] == "open" else ""
+        lines.append(f"  {b['provider']:<12} {b['state']}{since}{told}")
         if fault := b.get("fault"):
             lines.append(
                 f"  {'':<12} ! injected fault until {_when(fault['until'])}: {fault['reason']}"

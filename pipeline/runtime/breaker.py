@@ -18,6 +18,10 @@ state they were let through in: a late outcome from before a transition is ignor
 
 When agents that share a provider set different breaker settings, each call is judged by the
 settings of the agent that made it, against the shared window.
+
+A provider that answers 429 with ``Retry-After`` said when to come back: :meth:`Breakers.hold_off`
+opens its breaker for that long (at most :data:`RETRY_AFTER_MAX_S`) at once, for every worker,
+instead of letting each request spend an attempt on it; half-open probes follow as usual.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from pipeline.runtime.storehealth import StoreHealth
 __all__ = ["STATES", "Breakers", "Ticket", "rates"]
 
 DETACHED = -1  # the generation of a ticket given while the state store is unavailable
+RETRY_AFTER_MAX_S = 300.0  # a longer Retry-After is cut to this: probes then ask again
+_EXTEND_MIN_S = 1.0  # an open interval is extended only when a Retry-After adds more than this
 STATES = ("closed", "open", "half_open")  # the value of the breaker-state gauge is the index
 
 _FAILED = frozenset("fx")
@@ -99,7 +105,7 @@ class Breakers:
                 return Ticket(provider, 0, False)
             if row.state == "closed":
                 return Ticket(provider, row.generation, False)
-            if row.state == "open" and now < row.since + settings.open_s:
+            if row.state == "open" and now < row.open_until(settings.open_s):
                 return None  # the common case while open: one read, no write
             events: list[BreakerEvent] = []
             ticket = self._acquire_slow(provider, settings, probe_deadline_s, now, events)
@@ -122,7 +128,7 @@ class Breakers:
             if row.state == "closed":
                 return Ticket(provider, row.generation, False)
             if row.state == "open":
-                if now < row.since + settings.open_s:
+                if now < row.open_until(settings.open_s):
                     return None
                 row = self._transition(db, row, "half_open", now, "open interval over", events)
             if row.permits < settings.half_open_calls:
@@ -162,6 +168,37 @@ class Breakers:
             ):
                 return  # a full window of successes stays the same: nothing to write
             self._record_slow(ticket, settings, code, self.clock(), agent, events)
+        except StoreUnavailable as e:
+            self.health.failed(e)
+            return
+        self._announce(events)
+
+    def hold_off(
+        self,
+        ticket: Ticket,
+        settings: BreakerSettings,
+        seconds: float,
+        *,
+        agent: str | None = None,
+    ) -> None:
+        """The provider answered 429 with ``Retry-After: seconds``: open its breaker for that
+        long (at most :data:`RETRY_AFTER_MAX_S`), unless it is already open about as long."""
+        if ticket.generation == DETACHED:
+            return
+        seconds = min(seconds, RETRY_AFTER_MAX_S)
+        events: list[BreakerEvent] = []
+        try:
+            now = self.clock()
+            with self.store.transaction() as db:
+                row = self.store.breaker(ticket.provider, db)
+                row = row or BreakerRow.closed(ticket.provider, now)
+                if row.state == "open" and (
+                    row.open_until(settings.open_s) + _EXTEND_MIN_S >= now + seconds
+                ):
+                    return  # another request of the same burst already did it
+                reason = f"the provider said 429, Retry-After {seconds:g}s"
+                row = self._transition(db, row, "open", now, reason, events, agent)
+                self.store.put_breaker(db, replace(row, open_for=seconds))
         except StoreUnavailable as e:
             self.health.failed(e)
             return

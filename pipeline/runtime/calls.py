@@ -46,11 +46,18 @@ class AttemptFailed(Exception):
     """An attempt failed. ``failover``: the next provider may do better; else the request
     itself was refused (a 4xx that every provider would give)."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
+        self.retry_after_s = retry_after_s  # a 429's Retry-After, when the provider sent one
 
     @property
     def failover(self) -> bool:
@@ -62,7 +69,7 @@ class AttemptFailed(Exception):
 
     @classmethod
     def of(cls, error: ProviderCallError) -> AttemptFailed:
-        return cls(error.kind, error.message, error.status)
+        return cls(error.kind, error.message, error.status, error.retry_after_s)
 
 
 def spec_of(entry: ChainEntry) -> ProviderSpec:

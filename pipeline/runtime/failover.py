@@ -259,10 +259,15 @@ class Engine:
         took = time.perf_counter() - run.started
         slow = run.slow or took >= res.slow_after_s
         # A refused request is the request's fault: the provider answered, so it counts as up
-        # (and a half-open probe that gets one has reported).
-        self.breakers.record(
-            run.ticket, res.breaker, failed=failure.failover, slow=slow, agent=release.agent
-        )
+        # (and a half-open probe that gets one has reported). A 429 that says when to come back
+        # opens the breaker that long.
+        wait = failure.retry_after_s if failure.kind == "rate_limit" else None
+        if wait:
+            self.breakers.hold_off(run.ticket, res.breaker, wait, agent=release.agent)
+        else:
+            self.breakers.record(
+                run.ticket, res.breaker, failed=failure.failover, slow=slow, agent=release.agent
+            )
         outcome = "failed" if failure.failover else "rejected"
         self._note(
             release,

@@ -263,7 +263,7 @@ class RequestQueue:
         now = time.time()
         for entry in release.chain:
             row = self.runtime.store.breaker(entry.provider)
-            if row is None or row.state != "open" or now >= row.since + open_s:
+            if row is None or row.state != "open" or now >= row.open_until(open_s):
                 return True
         return False
 

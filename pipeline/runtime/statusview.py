@@ -45,6 +45,7 @@ def runtime_breakers(
             "provider": row.provider,
             "state": row.state,
             "since": _unix_utc(row.since),
+            "retry_after_s": row.open_for,  # set: open this long because the provider said so
             "transitions": [
                 {**e.to_json(), "at": _unix_utc(e.at)} for e in events.get(row.provider, [])
             ],
@@ -52,7 +53,14 @@ def runtime_breakers(
         }
         for row in rows
     ] + [
-        {"provider": p, "state": "closed", "since": None, "transitions": [], "fault": f}
+        {
+            "provider": p,
+            "state": "closed",
+            "since": None,
+            "retry_after_s": None,
+            "transitions": [],
+            "fault": f,
+        }
         for p, f in sorted(injected.items())
     ]
 

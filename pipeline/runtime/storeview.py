@@ -85,13 +85,10 @@ def _read_postgres(url: str, events_per_provider: int) -> Found | None:
 def _read(query: Query, tables: set[str], events_per_provider: int) -> Found | None:
     if "knowngood_breakers" not in tables:
         return None
+    # Every column, in table order: a store not yet opened by this version has no open_for
+    # (version 4), and status never changes a store.
     rows = [
-        BreakerRow(*r)
-        for r in query(
-            "SELECT provider, state, generation, since, outcomes, permits, permit_at "
-            "FROM knowngood_breakers ORDER BY provider",
-            (),
-        )
+        BreakerRow(*r[:8]) for r in query("SELECT * FROM knowngood_breakers ORDER BY provider", ())
     ]
     events: dict[str, list[BreakerEvent]] = {}
     for row in rows:

@@ -85,10 +85,16 @@ class BreakerRow:
     outcomes: str
     permits: int
     permit_at: float
+    open_for: float | None = None  # open this long instead of open_s (a provider's Retry-After)
 
     @classmethod
     def closed(cls, provider: str, now: float) -> BreakerRow:
         return cls(provider, "closed", 0, now, "", 0, 0.0)
+
+    def open_until(self, open_s: float) -> float:
+        """While open: the unix time its open interval ends (``open_s`` from the settings,
+        unless a provider's Retry-After set it)."""
+        return self.since + (open_s if self.open_for is None else self.open_for)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "create", "statements"]
 
-SCHEMA_VERSION = 3  # 2: sessions and their turns, the queue of requests made while all was down
+SCHEMA_VERSION = 4  # 2: sessions and their turns, the queue of requests made while all was down
 # 3: knowngood_answers.session (a session's cached answers go with it; added to older stores)
+# 4: knowngood_breakers.open_for (a provider's Retry-After; added to older stores)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS knowngood_breakers (
     since {real} NOT NULL,         -- unix time of the last transition
     outcomes TEXT NOT NULL,        -- the window, oldest first: o ok, s slow, f failed, x both
     permits INTEGER NOT NULL,      -- half-open: probe calls let through so far
-    permit_at {real} NOT NULL      -- unix time the last probe was let through
+    permit_at {real} NOT NULL,     -- unix time the last probe was let through
+    open_for {real}                -- open this long, not open_s: a 429's Retry-After (version 4)
 );
 CREATE TABLE IF NOT EXISTS knowngood_breaker_events (
     id {serial},
@@ -126,7 +128,10 @@ def statements(dialect: str) -> list[str]:
 
 
 # Columns later versions added to a table older stores already have: (table, column, type).
-_ADDED = (("knowngood_answers", "session", "TEXT"),)
+_ADDED = (
+    ("knowngood_answers", "session", "TEXT"),
+    ("knowngood_breakers", "open_for", "{real}"),
+)
 _ADDED_INDEXES = (
     "CREATE INDEX IF NOT EXISTS knowngood_answers_session ON knowngood_answers (session)",
 )
@@ -140,7 +145,8 @@ def create(db: Tx, dialect: str, version: int) -> None:
         db.execute(statement)
     for table, column, kind in _ADDED:
         if not _has_column(db, dialect, table, column):
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            spelled = kind.format(**_SPELLING[dialect])
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {spelled}")
     for statement in _ADDED_INDEXES:
         db.execute(statement)
     db.execute(

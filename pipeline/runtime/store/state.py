@@ -23,7 +23,7 @@ __all__ = ["StateStore", "is_postgres"]
 MAX_ANSWERS_PER_AGENT = 10_000
 PRUNE_EVERY = 500  # saved answers between two prunes (and one when the store opens)
 
-_BREAKER_COLUMNS = "provider, state, generation, since, outcomes, permits, permit_at"
+_BREAKER_COLUMNS = "provider, state, generation, since, outcomes, permits, permit_at, open_for"
 _EVENT_COLUMNS = (
     "at, provider, from_state, to_state, reason, calls, failure_rate, slow_call_rate, agent, pid"
 )
@@ -93,7 +93,7 @@ class StateStore(TurnRows, QueuedRows):
             if self.backend.locks_rows:
                 db.execute(
                     f"INSERT INTO knowngood_breakers ({_BREAKER_COLUMNS}) "
-                    "VALUES (?, 'closed', 0, extract(epoch from now()), '', 0, 0) "
+                    "VALUES (?, 'closed', 0, extract(epoch from now()), '', 0, 0, NULL) "
                     "ON CONFLICT (provider) DO NOTHING",
                     (provider,),
                 )
@@ -108,11 +108,11 @@ class StateStore(TurnRows, QueuedRows):
     @staticmethod
     def put_breaker(db: Tx, row: BreakerRow) -> None:
         db.execute(
-            f"INSERT INTO knowngood_breakers ({_BREAKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO knowngood_breakers ({_BREAKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (provider) DO UPDATE SET state = excluded.state, "
             "generation = excluded.generation, since = excluded.since, "
             "outcomes = excluded.outcomes, permits = excluded.permits, "
-            "permit_at = excluded.permit_at",
+            "permit_at = excluded.permit_at, open_for = excluded.open_for",
             (
                 row.provider,
                 row.state,
@@ -121,6 +121,7 @@ class StateStore(TurnRows, QueuedRows):
                 row.outcomes,
                 row.permits,
                 row.permit_at,
+                row.open_for,
             ),
         )
 

@@ -278,6 +278,12 @@ def test_rate_limit_surfaces_retry_after(server: FakeProvider, wire: str) -> Non
     assert server.count(wire) == 1  # no retries inside litellm
 
 
+def test_a_gemini_429_says_its_retry_delay_in_the_body(server: FakeProvider) -> None:
+    server.push_faults(Fault(status=429, retry_after_s=24, retry_in_body=True))
+    error = failure(spec_for(server, "gemini"))
+    assert (error.kind, error.retry_after_s) == ("rate_limit", 24.0)
+
+
 def test_rate_limit_without_retry_after(server: FakeProvider) -> None:
     server.push_faults(Fault.rate_limit(retry_after_s=None))
     error = failure(spec_for(server, "openai"))

@@ -284,6 +284,24 @@ def test_a_gemini_429_says_its_retry_delay_in_the_body(server: FakeProvider) -> 
     assert (error.kind, error.retry_after_s) == ("rate_limit", 24.0)
 
 
+@pytest.mark.parametrize(
+    ("wire", "said"),
+    [
+        ("openai", "This model's maximum context length is 8192 tokens."),
+        ("anthropic", "prompt is too long: 210000 tokens > 200000 maximum"),
+        ("gemini", "The input token count (9) exceeds the maximum number of tokens allowed (8)."),
+    ],
+)
+def test_a_request_too_long_for_the_model_is_its_own_kind(
+    server: FakeProvider, wire: str, said: str
+) -> None:
+    server.push_faults(Fault.error(400, said))
+    error = failure(spec_for(server, wire))
+    assert (error.kind, error.retryable, error.status) == ("context_window", False, 400)
+    server.push_faults(Fault.error(400, "messages[0].role: unknown"))
+    assert failure(spec_for(server, wire)).kind == "bad_request"  # any other 400 stays one
+
+
 def test_rate_limit_without_retry_after(server: FakeProvider) -> None:
     server.push_faults(Fault.rate_limit(retry_after_s=None))
     error = failure(spec_for(server, "openai"))

@@ -152,6 +152,47 @@ def test_a_request_the_provider_refuses_is_returned_not_failed_over(
     assert row is not None and row.outcomes == "o"  # not the provider's failure
 
 
+# What each provider says when the request does not fit its context window (their real texts).
+TOO_LONG = {
+    "primary": "This model's maximum context length is 8192 tokens. However, your messages "
+    "resulted in 9000 tokens. Please reduce the length of the messages.",
+    "backup": "prompt is too long: 210000 tokens > 200000 maximum",
+    "last": "The input token count (1200000) exceeds the maximum number of tokens allowed "
+    "(1048576).",
+}
+
+
+def test_a_request_too_long_for_a_model_fails_over_to_the_next_without_blaming_it(
+    load: Callable[..., Agent], fakes: dict[str, FakeProvider]
+) -> None:
+    agent = load()
+    fakes["primary"].push_faults(Fault.error(400, TOO_LONG["primary"]))
+    answer = agent.send("hello")
+    assert outcomes(answer) == [("primary", "rejected"), ("backup", "ok")]
+    assert (answer.attempts[0].kind, answer.attempts[0].status) == ("context_window", 400)
+    row = agent.runtime.store.breaker("primary")
+    assert row is not None and row.outcomes == "o"  # the model is up: its window is the limit
+
+
+@pytest.mark.parametrize("name", [AGENT, "holding"])
+def test_a_request_too_long_for_every_model_is_returned_not_held_or_queued(
+    load: Callable[..., Agent], fakes: dict[str, FakeProvider], name: str
+) -> None:
+    agent = load(name)
+    for provider, message in TOO_LONG.items():  # the OpenAI, Anthropic and Gemini wires
+        fakes[provider].push_faults(Fault.error(400, message))
+    with pytest.raises(RequestRejected) as info:
+        agent.send("hello")
+    assert (info.value.status, info.value.code) == (400, "context_length_exceeded")
+    assert "exceeds the maximum number of tokens" in info.value.message
+    assert [(a.provider, a.kind) for a in info.value.attempts] == [
+        (p, "context_window") for p in CHAIN
+    ]
+    for provider in CHAIN:
+        row = agent.runtime.store.breaker(provider)
+        assert row is not None and row.outcomes == "o"
+
+
 def test_a_slow_primary_starts_the_fallback_and_the_first_answer_wins(
     load: Callable[..., Agent], fakes: dict[str, FakeProvider]
 ) -> None:

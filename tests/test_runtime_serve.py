@@ -172,6 +172,26 @@ def test_bad_requests_say_what_is_wrong(server: Serve) -> None:
     assert tools.status == 400 and "deployed release" in tools.json()["error"]["message"]
 
 
+def test_a_request_too_long_for_every_model_gets_openais_context_length_code(
+    server: Serve, fakes: dict[str, FakeProvider]
+) -> None:
+    fakes["primary"].push_faults(Fault.error(400, "This model's maximum context length is 8"))
+    fakes["backup"].push_faults(Fault.error(400, "prompt is too long: 9 tokens > 8 maximum"))
+    fakes["last"].push_faults(
+        Fault.error(400, "The input token count (9) exceeds the maximum number of tokens allowed")
+    )
+    answer = chat(server.url, "hello")
+    assert answer.status == 400, answer.body
+    error = answer.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "context_length_exceeded")
+    tried = answer.json()["knowngood"]["attempts"]
+    assert [(a["provider"], a["kind"]) for a in tried] == [
+        ("primary", "context_window"),
+        ("backup", "context_window"),
+        ("last", "context_window"),
+    ]
+
+
 def stream(url: str, text: str, agent: str = AGENT) -> tuple[HttpAnswer, list[Any]]:
     answer = http(
         f"{url}/v1/chat/completions",

@@ -29,7 +29,9 @@ class ProviderCallError(ProviderError):
     """One provider call failed. ``retryable`` says whether trying again can help.
 
     ``kind`` is one of: ``timeout``, ``connection``, ``rate_limit``, ``server``, ``malformed``,
-    ``bad_request``, ``auth``, ``not_found``, ``missing_key``, ``error``. ``retry_limit`` caps the
+    ``bad_request``, ``context_window`` (a 4xx saying the request is too long for this model,
+    as litellm recognises it for each provider), ``auth``, ``not_found``, ``missing_key``,
+    ``error``. ``retry_limit`` caps the
     attempts for failures that are retryable but unlikely to heal (a malformed body).
     ``requests`` counts the HTTP requests that went out (0: none, e.g. a missing key).
     The message never contains an API key, and the litellm exception is deliberately not
@@ -245,6 +247,10 @@ def _http_error(error: _Maker, e: BaseException, spec: ProviderSpec) -> Provider
     if status is not None and (status >= 500 or status in (408, 409, 425)):
         return error("server", True, f"HTTP {status}", status, _retry_after(e))
     if status is not None and 400 <= status < 500:
+        from litellm.exceptions import ContextWindowExceededError
+
+        if any(isinstance(x, ContextWindowExceededError) for x in _chain(e)):
+            return error("context_window", False, "request too long for the model", status)
         return error("bad_request", False, f"HTTP {status} request rejected", status)
     # Not an HTTP answer and not a transport failure: a bug or a missing optional dependency
     # inside litellm. Retrying will not help.

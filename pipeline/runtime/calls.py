@@ -64,6 +64,12 @@ class AttemptFailed(Exception):
         return self.kind != "bad_request"
 
     @property
+    def provider_failed(self) -> bool:
+        """The provider is at fault (its breaker counts it): not when it refused the request,
+        even one only too long for its context window (a bigger one may take it)."""
+        return self.kind not in ("bad_request", "context_window")
+
+    @property
     def retryable(self) -> bool:
         return self.kind in RETRYABLE
 

@@ -10,6 +10,8 @@ For each request, providers are tried in chain order:
 - an attempt still running after ``slow_call_s`` is slow: the next provider starts at once
   and the first answer wins (the other attempt is cancelled and counted as a slow call);
 - a 4xx caused by the request itself is returned as it is: every provider would refuse it;
+  but one saying the request is too long for its context window fails over (the next model
+  may take more), and when every provider of the chain said so, that is returned;
 - every outcome goes to the provider's breaker, with the generation it was let through in;
 - a provider with an injected fault in the state store (``knowngood drill fault``) fails at
   once, as a dead host would: its breaker counts it, the next provider answers.
@@ -177,6 +179,7 @@ class Engine:
                 if not running:
                     self._start_next(release, res, queue, attempt, running, attempts, start)
                     if not running:
+                        _too_long_for_all(attempts)
                         return None
                 newest = max(running.values(), key=lambda r: r.started)
                 wait: float | None = None
@@ -266,9 +269,13 @@ class Engine:
             self.breakers.hold_off(run.ticket, res.breaker, wait, agent=release.agent)
         else:
             self.breakers.record(
-                run.ticket, res.breaker, failed=failure.failover, slow=slow, agent=release.agent
+                run.ticket,
+                res.breaker,
+                failed=failure.provider_failed,
+                slow=slow,
+                agent=release.agent,
             )
-        outcome = "failed" if failure.failover else "rejected"
+        outcome = "failed" if failure.provider_failed else "rejected"
         self._note(
             release,
             attempts,
@@ -379,3 +386,17 @@ class Engine:
     ) -> Answer:
         """No provider answered: what ``on_all_down`` says (or AllProvidersDown)."""
         return all_down(release, res, self.store, self.observer, key, attempts, start)
+
+
+def _too_long_for_all(attempts: list[Attempt]) -> None:
+    """RequestRejected (``context_length_exceeded``) when every provider of the chain was tried
+    and said the request is too long for it: no holding message or queue can answer that. A
+    provider skipped (its breaker, its key) might have taken it: then on_all_down decides."""
+    if attempts and all(a.kind == "context_window" for a in attempts):
+        last = attempts[-1]
+        raise RequestRejected(
+            last.error or "request too long for every model of the chain",
+            last.status or 400,
+            attempts,
+            code="context_length_exceeded",
+        )

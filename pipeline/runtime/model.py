@@ -193,10 +193,17 @@ class RequestRejected(KnowngoodError):
 
     exit_code = EXIT_INCOMPLETE
 
-    def __init__(self, message: str, status: int, attempts: list[Attempt]) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        attempts: list[Attempt],
+        code: str = "rejected_by_provider",  # the OpenAI error code the client gets
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+        self.code = code
 
 
 class AllProvidersDown(KnowngoodError):

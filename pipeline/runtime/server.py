@@ -118,7 +118,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             status,
             e.message,
             "invalid_request_error",
-            "rejected_by_provider",
+            e.code,
             attempts=[a.to_json() for a in e.attempts],
         )
     except AllProvidersDown as e:

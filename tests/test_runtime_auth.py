@@ -4,15 +4,18 @@ does not start while the variable is unset."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 from fakeproviders import FakeProvider
-from runtimeutil import AGENT, ENV, Serve, World, http, make_world, naming_responder
+from runtimeutil import AGENT, ENV, Serve, World, http, make_world, naming_responder, wait_for
 
 OLD = "kg-old-4f1d2a9c7e"  # knowngood: allow-secret
 NEW = "kg-new-8b3e6f0d15"  # knowngood: allow-secret
@@ -28,7 +31,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[Serve]:
-    with Serve(world.root, env={"KG_SERVE_KEYS": f"{OLD}, {NEW}"}) as running:
+    log = world.root.parent / "access.log"
+    keys = {"KG_SERVE_KEYS": f"{OLD}, {NEW}"}
+    with Serve(world.root, "--access-log", str(log), env=keys) as running:
         yield running
 
 
@@ -68,6 +73,25 @@ def test_either_key_works_for_an_openai_client_and_probes_stay_open(server: Serv
     for path in ("/healthz", "/readyz", "/metrics"):
         assert http(f"{server.url}{path}").status == 200, path
     assert OLD not in server.stderr and NEW not in server.stderr
+    # the access log says which key each request used, by its place in the variable
+    log = server.root.parent / "access.log"
+    lines = wait_for(lambda: _chats(log) if len(_chats(log)) >= 2 else None)
+    assert [(line["status"], line["key"]) for line in lines[-2:]] == [(200, 1), (200, 2)]
+    assert all(line["key"] is None for line in _lines(log) if line["status"] == 401)
+    text = log.read_text()
+    assert OLD not in text and NEW not in text
+
+
+def _lines(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _chats(log: Path) -> list[dict[str, Any]]:
+    return [
+        line
+        for line in _lines(log)
+        if line["route"] == "/v1/chat/completions" and line["status"] == 200
+    ]
 
 
 def test_serve_does_not_start_while_the_variable_is_unset(world: World) -> None:

@@ -7,7 +7,10 @@ is one JSON line once its response is over (a stream: at its end)::
     {"at": "2026-12-05T23:48:36.120482Z", "id": "9f0c...", "method": "POST",
      "route": "/v1/chat/completions", "status": 200, "ms": 812.4, "bytes": 828,
      "client": "127.0.0.1", "agent": "support", "release": "0.3.1", "provider": "anthropic",
-     "attempts": 2, "fallback": null}
+     "attempts": 2, "fallback": null, "key": null}
+
+- **Which key.** With ``runtime.api_key_env``, ``key`` is the position (1, 2, ...) of the key
+  the request sent in that variable; never the key.
 
 - **No content, no capabilities.** Neither messages nor answers are logged, and neither are
   session or queued-request ids (they let whoever knows them read a conversation): the route
@@ -32,11 +35,12 @@ from aiohttp.abc import AbstractAccessLogger
 from pipeline.errors import UsageError
 from pipeline.recordbuild import utc_now
 
-__all__ = ["REQUEST_ID", "JsonAccessLogger", "access_logger", "request_ids"]
+__all__ = ["API_KEY", "REQUEST_ID", "JsonAccessLogger", "access_logger", "request_ids"]
 
 REQUEST_ID = "X-Request-Id"
 _GIVEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _KEY = web.RequestKey("request_id", str)
+API_KEY = web.RequestKey("api_key", int)  # which of runtime.api_key_env's keys it sent: 1, 2...
 _FROM_HEADERS = {
     "agent": "X-Knowngood-Agent",
     "release": "X-Knowngood-Release",
@@ -81,6 +85,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             "client": request.remote,
             **{k: headers.get(h) for k, h in _FROM_HEADERS.items()},
             "attempts": int(attempts) if attempts and attempts.isdigit() else None,
+            "key": request.get(API_KEY),
         }
         self.logger.info(json.dumps(line, separators=(", ", ": ")))
 

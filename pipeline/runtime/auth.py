@@ -11,7 +11,9 @@ loopback, or put it behind your gateway).
 - **Open routes.** ``/healthz``, ``/readyz`` and ``/metrics`` (probes and scrapers carry no key)
   and the deploy receiver's routes (signed with their own secret) need no key.
 - **Secret.** The keys are compared in constant time, never logged (they are redacted like
-  every secret the process knows) and never written anywhere.
+  every secret the process knows) and never written anywhere. The access log says which one
+  a request used by its position in the variable (``"key": 2``), so a rotation can watch the
+  old key's traffic end before removing it.
 """
 
 from __future__ import annotations
@@ -64,14 +66,15 @@ def bearer(root: Path) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys[0].decode()}"} if keys else {}
 
 
-def _allowed(header: str | None, keys: tuple[bytes, ...]) -> bool:
+def _matched(header: str | None, keys: tuple[bytes, ...]) -> int:
+    """Which key the header carries: its position in the variable (1, 2, ...), 0 for none."""
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        return False
+        return 0
     sent = given.strip().encode()
-    found = False
-    for key in keys:  # every key is compared: the time does not tell which one matched
-        found |= hmac.compare_digest(sent, key)
+    found = 0
+    for n, key in enumerate(keys, 1):  # every key is compared: the time does not tell which
+        found = n if hmac.compare_digest(sent, key) and not found else found
     return found
 
 
@@ -80,13 +83,15 @@ def guard(keys: tuple[bytes, ...]) -> Any:
     protected route without one of ``keys``."""
     from aiohttp import web
 
+    from pipeline.runtime.accesslog import API_KEY
     from pipeline.runtime.responses import error_response
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
-        if request.path.startswith(PROTECTED) and not _allowed(
-            request.headers.get("Authorization"), keys
-        ):
+        if not request.path.startswith(PROTECTED):
+            return await handler(request)
+        used = _matched(request.headers.get("Authorization"), keys)
+        if not used:
             return error_response(
                 401,
                 "this knowngood serve needs an API key: send Authorization: Bearer KEY "
@@ -95,6 +100,7 @@ def guard(keys: tuple[bytes, ...]) -> Any:
                 "invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        request[API_KEY] = used  # the access log says which key, never the key
         return await handler(request)
 
     return check

@@ -2,7 +2,8 @@
 without a session are still answered at once, without breakers; what needs the store gets 503
 ``state_store_unavailable`` at once, never a bare 500; ``/readyz``, ``/metrics`` and the log say
 so; everything works again once the server is back. A SQLite store locked by another process
-past the busy timeout gets the same 503."""
+past the busy timeout, or one whose writes fail as on a full or failing disk, gets the same
+503."""
 
 from __future__ import annotations
 
@@ -104,3 +105,38 @@ def test_a_sqlite_store_locked_past_the_busy_timeout_is_a_503(
         assert back, "the session did not come back with the store"
     assert "state store unavailable (the state store " in server.stderr
     assert "database is locked" in server.stderr and "state store back after " in server.stderr
+
+
+def test_a_sqlite_store_that_cannot_be_written_is_a_503_and_comes_back(
+    tmp_path: Path, fakes: dict[str, FakeProvider]
+) -> None:
+    """serve's writes fail as on a full or failing disk: its file-size limit (RLIMIT_FSIZE,
+    enforced for root too) is cut to 1 byte under it, then given back."""
+    import resource
+
+    world: World = make_world(tmp_path / "repo", fakes)
+    body = {"model": "support", "messages": [{"role": "user", "content": "And?"}]}
+    with Serve(world.root) as server:
+        assert chat(server.url, "Hi", session="chat-1").status == 200
+        assert server.proc is not None
+        pid = server.proc.pid
+        limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, limits[1]))
+        try:
+            started = time.monotonic()
+            failing = http(f"{server.url}/v1/chat/completions", {**body, "session": "chat-1"})
+            assert failing.status == 503, failing.body
+            assert failing.json()["error"]["code"] == "state_store_unavailable"
+            plain = http(f"{server.url}/v1/chat/completions", body)  # needs no write
+            assert plain.status == 200, plain.body
+            assert time.monotonic() - started < 5
+            assert metric(server.url, "knowngood_state_store_up") == 0
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+        back = wait_for(lambda: chat(server.url, "Back?", session="chat-1").status == 200, 10)
+        assert back, "the session did not come back once the store could be written"
+        turns = http(f"{server.url}/v1/sessions/chat-1").json()
+        assert len(turns["turns"]) == 2  # the failed turn was not half-stored
+    assert "state store unavailable (" in server.stderr, server.stderr
+    assert "disk I/O error" in server.stderr  # SQLITE_IOERR: what a failing disk gives too
+    assert "state store back after " in server.stderr

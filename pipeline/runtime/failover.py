@@ -48,6 +48,7 @@ from pipeline.runtime.model import (
 from pipeline.runtime.racing import Running as _Running
 from pipeline.runtime.racing import Won as _Won
 from pipeline.runtime.racing import injected as _injected
+from pipeline.runtime.racing import too_long_for_all
 from pipeline.runtime.releases import ChainEntry, Release
 from pipeline.runtime.settings import Resilience
 from pipeline.runtime.store import StateStore
@@ -179,7 +180,7 @@ class Engine:
                 if not running:
                     self._start_next(release, res, queue, attempt, running, attempts, start)
                     if not running:
-                        _too_long_for_all(attempts)
+                        too_long_for_all(attempts)
                         return None
                 newest = max(running.values(), key=lambda r: r.started)
                 wait: float | None = None
@@ -386,17 +387,3 @@ class Engine:
     ) -> Answer:
         """No provider answered: what ``on_all_down`` says (or AllProvidersDown)."""
         return all_down(release, res, self.store, self.observer, key, attempts, start)
-
-
-def _too_long_for_all(attempts: list[Attempt]) -> None:
-    """RequestRejected (``context_length_exceeded``) when every provider of the chain was tried
-    and said the request is too long for it: no holding message or queue can answer that. A
-    provider skipped (its breaker, its key) might have taken it: then on_all_down decides."""
-    if attempts and all(a.kind == "context_window" for a in attempts):
-        last = attempts[-1]
-        raise RequestRejected(
-            last.error or "request too long for every model of the chain",
-            last.status or 400,
-            attempts,
-            code="context_length_exceeded",
-        )

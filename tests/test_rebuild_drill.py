@@ -34,7 +34,12 @@ def server() -> Iterator[FakeProvider]:
 def world(tmp_path: Path, server: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> World:
     for k, v in KEYS.items():
         monkeypatch.setenv(k, v)
-    block = f"runtime:\n  backup:\n    target: {{type: directory, path: {tmp_path / 'offsite'}}}\n"
+    # serve wants a key: the drill's serve in the rebuilt copy too, and the drill sends it
+    monkeypatch.setenv("KG_REBUILD_SERVE_KEYS", "kg-rebuild-5c1e9a7f3b")  # knowngood: allow-secret
+    block = (
+        "runtime:\n  api_key_env: KG_REBUILD_SERVE_KEYS\n  backup:\n"
+        f"    target: {{type: directory, path: {tmp_path / 'offsite'}}}\n"
+    )
     return make_world(tmp_path, server, extra=block)
 
 

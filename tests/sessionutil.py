@@ -86,3 +86,26 @@ def check_an_older_store_is_brought_up_to_date(store: StateStore) -> None:
     store.add_turn(turn("s-9", time.time()))
     assert store.delete_session("s-9") == 1
     assert store.cached_answer("new") is None and store.cached_answer("old") is not None
+    assert store.claim_replay("key", "owner", "fp", 1.0, 0.0) is None  # version 5's table
+
+
+def check_claims(store: StateStore) -> None:
+    """Idempotency-Key claims: taken, held, taken over from a dead worker, kept, given back,
+    pruned (unix times are made up; ``stale_before`` decides what a dead worker's is)."""
+    assert store.claim_replay("k", "a", "fp", 100.0, 0.0) is None  # claimed
+    held = store.claim_replay("k", "b", "fp", 101.0, 0.0)
+    assert held is not None and held.owner == "a" and held.done is None
+    assert store.claim_replay("k", "c", "fp", 500.0, 400.0) is None  # a dead worker's
+    store.keep_replay("k", "a", 501.0, 200, "{}", {})  # not a's any more: nothing kept
+    held = store.claim_replay("k", "d", "fp", 502.0, 0.0)
+    assert held is not None and held.owner == "c" and held.done is None
+    store.keep_replay("k", "c", 503.0, 200, '{"id": "x"}', {"X-Knowngood-Agent": "s"})
+    held = store.claim_replay("k", "e", "fp", 9999.0, 9000.0)  # answered: never taken over
+    assert held is not None and (held.status, held.body) == (200, '{"id": "x"}')
+    assert held.headers == {"X-Knowngood-Agent": "s"}
+    store.release_replay("k", "c")  # answered: stays
+    assert store.claim_replay("k", "f", "fp", 10000.0, 0.0) is not None
+    assert store.claim_replay("j", "g", "fp", 10.0, 0.0) is None
+    store.release_replay("j", "g")
+    assert store.claim_replay("j", "h", "fp", 11.0, 0.0) is None  # given back: claimable
+    assert store.prune_replays(200.0) == 1  # j (created 11); k was claimed again at 500

@@ -73,10 +73,16 @@ def test_either_key_works_for_an_openai_client_and_probes_stay_open(server: Serv
     for path in ("/healthz", "/readyz", "/metrics"):
         assert http(f"{server.url}{path}").status == 200, path
     assert OLD not in server.stderr and NEW not in server.stderr
+    # an Idempotency-Key is the client's own: another key's same one is another request
+    body = {"model": AGENT, "messages": [{"role": "user", "content": "Hi"}]}
+    for key in (OLD, NEW):
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "same"}
+        got = http(f"{server.url}/v1/chat/completions", body, headers=headers)
+        assert got.status == 200 and "idempotent-replayed" not in got.headers
     # the access log says which key each request used, by its place in the variable
     log = server.root.parent / "access.log"
     lines = wait_for(lambda: _chats(log) if len(_chats(log)) >= 2 else None)
-    assert [(line["status"], line["key"]) for line in lines[-2:]] == [(200, 1), (200, 2)]
+    assert [(line["status"], line["key"]) for line in lines[-4:]] == [(200, 1), (200, 2)] * 2
     assert all(line["key"] is None for line in _lines(log) if line["status"] == 401)
     text = log.read_text()
     assert OLD not in text and NEW not in text

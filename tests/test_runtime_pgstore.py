@@ -17,6 +17,7 @@ from runtimeutil import KEY, RESILIENCE, Clock, Serve, breaker_worker, chat, mak
 from sessionutil import (
     OLD_TABLES,
     check_an_older_store_is_brought_up_to_date,
+    check_claims,
     check_deletion_waits_for_the_queue,
 )
 
@@ -245,7 +246,7 @@ def test_sessions_are_deleted_and_pruned_as_on_sqlite(store: StateStore) -> None
     check_deletion_waits_for_the_queue(store)
 
 
-def test_a_store_of_schema_version_2_gains_the_columns_of_versions_3_and_4(url: str) -> None:
+def test_a_store_of_schema_version_2_is_brought_up_to_the_current_one(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in OLD_TABLES:
             conn.execute(statement.format(real="DOUBLE PRECISION"))
@@ -255,3 +256,7 @@ def test_a_store_of_schema_version_2_gains_the_columns_of_versions_3_and_4(url: 
     finally:
         store.close()
     StateStore(url).close()  # opening again changes nothing
+
+
+def test_idempotency_claims_as_on_sqlite(store: StateStore) -> None:
+    check_claims(store)

@@ -129,6 +129,9 @@ def test_a_sqlite_store_that_cannot_be_written_is_a_503_and_comes_back(
             assert failing.json()["error"]["code"] == "state_store_unavailable"
             plain = http(f"{server.url}/v1/chat/completions", body)  # needs no write
             assert plain.status == 200, plain.body
+            once = {"Idempotency-Key": "order-7"}  # answered once: needs the store
+            keyed = http(f"{server.url}/v1/chat/completions", body, headers=once)
+            assert keyed.status == 503, keyed.body
             assert time.monotonic() - started < 5
             assert metric(server.url, "knowngood_state_store_up") == 0
         finally:

@@ -107,7 +107,7 @@ def test_a_session_with_a_request_waiting_in_the_queue_is_kept(tmp_path: Path) -
         store.close()
 
 
-def test_a_store_of_schema_version_2_gains_the_columns_of_versions_3_and_4(
+def test_a_store_of_schema_version_2_is_brought_up_to_the_current_one(
     tmp_path: Path,
 ) -> None:
     import sqlite3
@@ -124,7 +124,7 @@ def test_a_store_of_schema_version_2_gains_the_columns_of_versions_3_and_4(
     with sqlite3.connect(path) as db:
         assert db.execute(
             "SELECT value FROM knowngood_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("4",)
+        ).fetchone() == ("5",)
     StateStore(path).close()  # opening again changes nothing
 
 

@@ -102,7 +102,8 @@ their transitions are kept runtime.breaker_events_keep_days (default 90).
 Endpoints: POST /v1/chat/completions (streaming too), GET /v1/models, /healthz,
 /readyz (503 while nothing is deployed), /metrics (Prometheus), GET /v1/queued/ID,
 GET and DELETE /v1/sessions/ID. Every response says its X-Request-Id (the client's own,
-or a new one); --access-log logs it with each request.
+or a new one); --access-log logs it with each request. A request sent again with the same
+Idempotency-Key header is answered once: the retry gets the first one's answer.
 
 A request naming a session (`session` in the body or the X-Knowngood-Session header)
 sends only its new messages: the conversation so far comes from the state store, and

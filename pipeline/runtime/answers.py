@@ -54,7 +54,7 @@ class StreamAnswer:
         failed: BaseException | None = None
         try:
             if self._opened is None:  # on_all_down answered: its document as one chunk
-                yield _as_chunk(self.answer.response)
+                yield as_chunk(self.answer.response)
             else:
                 async for chunk in self._relay(self._opened):
                     yield chunk
@@ -185,7 +185,7 @@ def _document(
     }
 
 
-def _as_chunk(document: Mapping[str, Any]) -> dict[str, Any]:
+def as_chunk(document: Mapping[str, Any]) -> dict[str, Any]:
     choice = (document.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     delta = {"role": "assistant", "content": message.get("content") or ""}

@@ -58,8 +58,9 @@ def store_unavailable(health: StoreHealth) -> Any:
             health.failed(e)
             return error_response(
                 503,
-                "the state store is unavailable: a request with a session, or one the outage "
-                "queue would take, needs it (a request without a session is still answered)",
+                "the state store is unavailable: a request with a session or an "
+                "Idempotency-Key, or one the outage queue would take, needs it (a request "
+                "without them is still answered)",
                 "service_unavailable",
                 "state_store_unavailable",
             )

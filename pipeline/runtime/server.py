@@ -3,6 +3,7 @@
 - ``POST /v1/chat/completions`` (also ``/chat/completions``): ``model`` names the agent;
   ``stream: true`` answers with server-sent events. The answer says who served it in the
   ``X-Knowngood-Provider``, ``X-Knowngood-Release`` and ``X-Knowngood-Fallback`` headers.
+  With ``Idempotency-Key``, a retry is answered once (:mod:`pipeline.runtime.idempotency`).
 - ``GET /v1/models``: the agents deployed to the environment.
 - ``GET /healthz``: the process answers. ``GET /readyz``: 503 until a release is deployed.
 - ``GET /metrics``: Prometheus text format.
@@ -32,14 +33,12 @@ from aiohttp import web
 
 from pipeline.errors import ConfigError
 from pipeline.runtime.accesslog import JsonAccessLogger, access_logger, request_ids
-from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.auth import api_keys, guard
-from pipeline.runtime.calls import AttemptFailed
 from pipeline.runtime.core import Runtime
+from pipeline.runtime.idempotency import Claim, claim
 from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
 from pipeline.runtime.model import (
     AllProvidersDown,
-    Answer,
     BadRequest,
     RequestRejected,
     UnknownAgent,
@@ -52,6 +51,7 @@ from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessi
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
+from pipeline.runtime.sse import answer_headers, stream_response
 from pipeline.runtime.store import StoreUnavailable
 
 __all__ = ["make_app", "serve"]
@@ -63,25 +63,27 @@ _METRICS = web.AppKey("metrics", Metrics)
 _DRAINING = web.AppKey("draining", asyncio.Event)
 
 
-def _headers(answer: Answer) -> dict[str, str]:
-    headers = {
-        "X-Knowngood-Agent": answer.agent,
-        "X-Knowngood-Release": answer.version,
-        "X-Knowngood-Attempts": str(len(answer.attempts)),
-    }
-    if answer.provider:
-        headers["X-Knowngood-Provider"] = answer.provider
-    if answer.fallback:
-        headers["X-Knowngood-Fallback"] = answer.fallback
-    if answer.session is not None:
-        headers[SESSION_HEADER] = answer.session
-        headers["X-Knowngood-Turn"] = str(answer.turn)
-    return headers
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[_RUNTIME]
     raw = await request.read()
+    held = claim(request, runtime.store, raw)  # an Idempotency-Key: answered once
+    if isinstance(held, web.StreamResponse):
+        return held
+    try:
+        response = await _chat(request, runtime, raw, held)
+    except BaseException:
+        if held is not None:
+            with contextlib.suppress(StoreUnavailable):
+                held.release()
+        raise
+    if held is not None and not held.settled:
+        held.keep_response(response)
+    return response
+
+
+async def _chat(
+    request: web.Request, runtime: Runtime, raw: bytes, held: Claim | None
+) -> web.StreamResponse:
     try:
         data = json.loads(raw)
     except ValueError as e:
@@ -104,7 +106,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return later
         if chat.stream:
             stream = await runtime.ask_stream(release, chat)
-            return await _stream(request, stream)
+            return await stream_response(request, stream, held, runtime.health)
         answer = await runtime.ask(release, chat)
     except SessionTaken as e:
         return error_response(409, e.message, "invalid_request_error", "session_taken")
@@ -132,37 +134,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "all_providers_down",
             attempts=[a.to_json() for a in e.attempts],
         )
-    return json_response(200, answer.response, _headers(answer))
-
-
-async def _stream(request: web.Request, stream: StreamAnswer) -> web.StreamResponse:
-    headers = _headers(stream.answer)
-    if stream.answer.provider:  # its own attempt is noted when the stream ends: count it now
-        headers["X-Knowngood-Attempts"] = str(len(stream.answer.attempts) + 1)
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
-    )
-    await response.prepare(request)
-    error: dict[str, str] | None = None  # the stream's last event, when it ends badly
-    try:
-        async for chunk in stream.chunks():
-            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await response.write(b"data: [DONE]\n\n")
-    except AttemptFailed as e:  # after the first chunk: the client has part of an answer
-        error = {"message": e.message, "type": "provider_error", "code": e.kind}
-    except StoreUnavailable as e:  # answered, but its session's turn could not be stored
-        request.app[_RUNTIME].health.failed(e)
-        error = {
-            "message": "the answer was not stored in its session: the state store is unavailable",
-            "type": "service_unavailable",
-            "code": "state_store_unavailable",
-        }
-    except ConnectionResetError:  # the client left
-        return response
-    if error is not None:
-        await response.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
-    await response.write_eof()
-    return response
+    return json_response(200, answer.response, answer_headers(answer))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "create", "statements"]
 
-SCHEMA_VERSION = 4  # 2: sessions and their turns, the queue of requests made while all was down
+SCHEMA_VERSION = 5  # 2: sessions and their turns, the queue of requests made while all was down
 # 3: knowngood_answers.session (a session's cached answers go with it; added to older stores)
 # 4: knowngood_breakers.open_for (a provider's Retry-After; added to older stores)
+# 5: knowngood_replays (the answers kept for an Idempotency-Key)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -108,7 +109,18 @@ CREATE TABLE IF NOT EXISTS knowngood_queued (
     delivered {real},              -- when the callback accepted it
     callback_error TEXT
 );
-CREATE INDEX IF NOT EXISTS knowngood_queued_session ON knowngood_queued (session, status)
+CREATE INDEX IF NOT EXISTS knowngood_queued_session ON knowngood_queued (session, status);
+CREATE TABLE IF NOT EXISTS knowngood_replays (
+    key TEXT PRIMARY KEY,          -- sha256 of the client (its API key's place) and its key
+    owner TEXT NOT NULL,           -- the claim of the request answering it (a random token)
+    fingerprint TEXT NOT NULL,     -- sha256 of the request body the key came with
+    created {real} NOT NULL,
+    done {real},                   -- when its answer was kept (NULL: still being answered)
+    status INTEGER,                -- the answer: its HTTP status ...
+    body TEXT,                     -- ... its body (JSON; a stream's: the chat.completion) ...
+    headers TEXT                   -- ... and its X-Knowngood-* headers (JSON)
+);
+CREATE INDEX IF NOT EXISTS knowngood_replays_created ON knowngood_replays (created)
 """
 
 _SPELLING = {

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime.store.queued import QueuedRows
+from pipeline.runtime.store.replays import ReplayRows
 from pipeline.runtime.store.rows import BreakerEvent, BreakerRow, Fault, Tx
 from pipeline.runtime.store.schema import SCHEMA_VERSION
 from pipeline.runtime.store.turns import TurnRows
@@ -33,7 +34,7 @@ def is_postgres(where: str | Path) -> bool:
     return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
 
 
-class StateStore(TurnRows, QueuedRows):
+class StateStore(TurnRows, QueuedRows, ReplayRows):
     """The state store at ``where``: a SQLite file (a path) or a ``postgresql://`` URL."""
 
     def __init__(self, where: str | Path) -> None:

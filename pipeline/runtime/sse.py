@@ -1,0 +1,67 @@
+"""An answer's response headers, and a streamed answer as server-sent events."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from pipeline.runtime.answers import StreamAnswer
+from pipeline.runtime.calls import AttemptFailed
+from pipeline.runtime.idempotency import Claim
+from pipeline.runtime.model import Answer
+from pipeline.runtime.sessions import SESSION_HEADER
+from pipeline.runtime.store import StoreUnavailable
+from pipeline.runtime.storehealth import StoreHealth
+
+__all__ = ["answer_headers", "stream_response"]
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    headers = {
+        "X-Knowngood-Agent": answer.agent,
+        "X-Knowngood-Release": answer.version,
+        "X-Knowngood-Attempts": str(len(answer.attempts)),
+    }
+    if answer.provider:
+        headers["X-Knowngood-Provider"] = answer.provider
+    if answer.fallback:
+        headers["X-Knowngood-Fallback"] = answer.fallback
+    if answer.session is not None:
+        headers[SESSION_HEADER] = answer.session
+        headers["X-Knowngood-Turn"] = str(answer.turn)
+    return headers
+
+
+async def stream_response(
+    request: web.Request, stream: StreamAnswer, held: Claim | None, health: StoreHealth
+) -> web.StreamResponse:
+    headers = answer_headers(stream.answer)
+    if stream.answer.provider:  # its own attempt is noted when the stream ends: count it now
+        headers["X-Knowngood-Attempts"] = str(len(stream.answer.attempts) + 1)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
+    )
+    await response.prepare(request)
+    error: dict[str, str] | None = None  # the stream's last event, when it ends badly
+    try:
+        async for chunk in stream.chunks():
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+    except AttemptFailed as e:  # after the first chunk: the client has part of an answer
+        error = {"message": e.message, "type": "provider_error", "code": e.kind}
+    except StoreUnavailable as e:  # answered, but its session's turn could not be stored
+        health.failed(e)
+        error = {
+            "message": "the answer was not stored in its session: the state store is unavailable",
+            "type": "service_unavailable",
+            "code": "state_store_unavailable",
+        }
+    except ConnectionResetError:  # the client left
+        return response
+    if held is not None and error is None:  # a retry gets what this stream added up to
+        held.keep(200, json.dumps(stream.answer.response), headers)
+    if error is not None:
+        await response.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
+    await response.write_eof()
+    return response

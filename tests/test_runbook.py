@@ -81,6 +81,7 @@ def test_commands_contacts_and_settings_are_this_repositorys(world: ReadyWorld) 
         "pip install 'knowngood[local]'",
         # an unreachable store is told apart from a lost one before anything is restored
         "`503 state_store_unavailable`",
+        "`the provider said 429, Retry-After` is a rate limit",
         "Every serve's `/metrics` says `knowngood_state_store_up 1`.",
     ):
         assert expected in text, expected

@@ -120,7 +120,9 @@ def model_api_outage(facts: Facts, figures: Figures) -> str:
     steps = [
         f"Chain in {env}: {chain_text(chain)}. The runtime fails over by itself: "
         + resilience_text(envf["resilience"])
-        + ". See which breaker is open:"
+        + ". See which breaker is open, and why (a transition saying `the provider said "
+        "429, Retry-After` is a rate limit: it closes by itself once that time is over; raise "
+        "the quota with the vendor if it keeps coming back):"
         + _cmd(f"knowngood status {agent}"),
         f"If {primary} stays down, take it out of rotation for every worker sharing the state "
         f"store `{facts['state_store']}` (its calls then fail at once and the next provider answers):"
@@ -152,8 +154,8 @@ def model_api_outage(facts: Facts, figures: Figures) -> str:
         )
     return _section(
         "model-api-outage",
-        "answers are slow, come from a fallback, or fail with 503; a vendor's status page "
-        "reports an outage.",
+        "answers are slow, come from a fallback, or fail with 503; a provider rate-limits "
+        "(429); a vendor's status page reports an outage.",
         steps,
         verify,
         timeline,

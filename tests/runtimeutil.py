@@ -53,6 +53,10 @@ resilience:
     half_open_calls: 1
   on_all_down: error
 """
+# The same, for providers that answer slowly on purpose: no timeout or slow call within 10 s.
+STEADY = RESILIENCE.replace("timeout_s: 0.5", "timeout_s: 10").replace(
+    "slow_call_s: 0.4", "slow_call_s: 10"
+)
 
 
 def settings_yaml(servers: Mapping[str, FakeProvider], extra: str = "") -> str:

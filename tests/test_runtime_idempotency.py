@@ -15,7 +15,7 @@ import pytest
 from fakeproviders import FakeProvider, Fault
 from runtimeutil import (
     AGENT,
-    RESILIENCE,
+    STEADY,
     HttpAnswer,
     Serve,
     World,
@@ -27,10 +27,6 @@ from runtimeutil import (
 from sessionutil import check_claims
 
 from pipeline.runtime.store import StateStore
-
-STEADY = RESILIENCE.replace("timeout_s: 0.5", "timeout_s: 10").replace(
-    "slow_call_s: 0.4", "slow_call_s: 10"
-)
 
 
 @pytest.fixture(scope="module")

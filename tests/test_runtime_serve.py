@@ -24,6 +24,7 @@ from runtimeutil import (
     ENV,
     PROVIDERS,
     RESILIENCE,
+    STEADY,
     Clock,
     HttpAnswer,
     Serve,
@@ -37,9 +38,6 @@ from runtimeutil import (
 
 from pipeline.runtime.store import StateStore
 
-STEADY = RESILIENCE.replace("timeout_s: 0.5", "timeout_s: 10").replace(
-    "slow_call_s: 0.4", "slow_call_s: 10"
-)
 AGENTS: dict[str, tuple[list[str], str]] = {
     AGENT: (["primary", "backup", "last"], RESILIENCE),
     "failover": (["doomed", "backup"], RESILIENCE),

@@ -21,6 +21,7 @@ from runtimeutil import (
     World,
     http,
     make_world,
+    metric,
     servers,
     wait_for,
 )
@@ -78,6 +79,9 @@ def test_a_retry_gets_the_first_answer_without_a_second_call(
     assert ask(server.url, "order-2").status == 200 and calls(fakes) == 2  # a new key: a call
     bad = ask(server.url, "with space")
     assert bad.status == 400 and bad.json()["error"]["code"] == "invalid_idempotency_key"
+    name = "knowngood_idempotency_refusals_total"
+    for outcome in ("replayed", "reused", "invalid"):
+        assert metric(server.url, name, outcome=outcome) == 1, outcome
 
 
 def test_a_retried_session_turn_is_stored_once(

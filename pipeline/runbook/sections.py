@@ -122,8 +122,7 @@ def model_api_outage(facts: Facts, figures: Figures) -> str:
         + resilience_text(envf["resilience"])
         + ". See which breaker is open, and why (a transition saying `the provider said "
         "429, Retry-After` is a rate limit: it closes by itself once that time is over; raise "
-        "the quota with the vendor if it keeps coming back):"
-        + _cmd(f"knowngood status {agent}"),
+        "the quota with the vendor if it keeps coming back):" + _cmd(f"knowngood status {agent}"),
         f"If {primary} stays down, take it out of rotation for every worker sharing the state "
         f"store `{facts['state_store']}` (its calls then fail at once and the next provider answers):"
         + _cmd(f"knowngood drill fault {primary} --for 3600"),

@@ -35,7 +35,7 @@ from pipeline.runtime.answers import as_chunk
 from pipeline.runtime.responses import error_response
 from pipeline.runtime.store import StateStore
 
-__all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim"]
+__all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim", "refusal"]
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -123,6 +123,14 @@ def claim(request: web.Request, store: StateStore, raw: bytes) -> Claim | web.Re
         content_type="application/json",
         headers=headers,
     )
+
+
+def refusal(response: web.StreamResponse) -> str:
+    """What :func:`claim` answered instead of a fresh answer, for the metrics: replayed,
+    in_use, reused or invalid."""
+    if response.headers.get(REPLAYED):
+        return "replayed"
+    return {409: "in_use", 422: "reused"}.get(response.status, "invalid")
 
 
 def _prune(store: StateStore, now: float) -> None:

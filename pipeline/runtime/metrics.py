@@ -99,6 +99,13 @@ class Metrics(Observer):
             ["agent"],
             registry=r,
         )
+        self.idempotency = Counter(
+            "knowngood_idempotency_refusals",
+            "Requests with an Idempotency-Key not answered afresh: replayed (the first "
+            "answer again), in_use, reused (another body) or invalid.",
+            ["outcome"],
+            registry=r,
+        )
 
     def watch(self, runtime: Runtime) -> None:
         """Report ``runtime``'s breaker states and releases, and this process's retention

@@ -35,7 +35,7 @@ from pipeline.errors import ConfigError
 from pipeline.runtime.accesslog import JsonAccessLogger, access_logger, request_ids
 from pipeline.runtime.auth import api_keys, guard
 from pipeline.runtime.core import Runtime
-from pipeline.runtime.idempotency import Claim, claim
+from pipeline.runtime.idempotency import Claim, claim, refusal
 from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
 from pipeline.runtime.model import (
     AllProvidersDown,
@@ -68,6 +68,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     held = claim(request, runtime.store, raw)  # an Idempotency-Key: answered once
     if isinstance(held, web.StreamResponse):
+        request.app[_METRICS].idempotency.labels(refusal(held)).inc()
         return held
     try:
         response = await _chat(request, runtime, raw, held)

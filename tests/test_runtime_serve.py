@@ -168,6 +168,9 @@ def test_bad_requests_say_what_is_wrong(server: Serve) -> None:
     assert empty.status == 400 and "'messages'" in empty.json()["error"]["message"]
     tools = chat(server.url, "hi", tools=[{"type": "function", "function": {"name": "x"}}])
     assert tools.status == 400 and "deployed release" in tools.json()["error"]["message"]
+    huge = chat(server.url, "x" * (9 * 1024 * 1024))
+    assert huge.status == 413 and huge.json()["error"]["code"] == "request_too_large"
+    assert "8 MiB" in huge.json()["error"]["message"]
 
 
 def test_a_request_too_long_for_every_model_gets_openais_context_length_code(

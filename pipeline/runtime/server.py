@@ -65,7 +65,15 @@ _DRAINING = web.AppKey("draining", asyncio.Event)
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[_RUNTIME]
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(
+            413,
+            f"the request body is over {MAX_BODY // (1024 * 1024)} MiB",
+            "invalid_request_error",
+            "request_too_large",
+        )
     held = claim(request, runtime.store, raw)  # an Idempotency-Key: answered once
     if isinstance(held, web.StreamResponse):
         request.app[_METRICS].idempotency.labels(refusal(held)).inc()

@@ -168,6 +168,12 @@ def test_bad_requests_say_what_is_wrong(server: Serve) -> None:
     assert empty.status == 400 and "'messages'" in empty.json()["error"]["message"]
     tools = chat(server.url, "hi", tools=[{"type": "function", "function": {"name": "x"}}])
     assert tools.status == 400 and "deployed release" in tools.json()["error"]["message"]
+    nowhere = http(f"{server.url}/v1/completions", {"model": AGENT, "prompt": "hi"})
+    assert nowhere.status == 404 and nowhere.json()["error"]["code"] == "not_found"
+    assert "POST /v1/completions" in nowhere.json()["error"]["message"]
+    wrong = http(f"{server.url}/v1/chat/completions")  # a GET
+    assert wrong.status == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "POST"
     huge = chat(server.url, "x" * (9 * 1024 * 1024))
     assert huge.status == 413 and huge.json()["error"]["code"] == "request_too_large"
     assert "8 MiB" in huge.json()["error"]["message"]

@@ -66,3 +66,29 @@ def store_unavailable(health: StoreHealth) -> Any:
             )
 
     return answer
+
+
+@web.middleware
+async def routing_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own 404 (no such route) and 405 (not that method) in OpenAI's error shape,
+    as an OpenAI client reads them, instead of plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return error_response(
+            404,
+            f"no route {request.method} {request.path[:200]} (see GET /v1/models for the agents)",
+            "invalid_request_error",
+            "not_found",
+        )
+    except web.HTTPMethodNotAllowed as e:
+        return error_response(
+            405,
+            f"{request.path[:200]} does not take {request.method} (it takes "
+            f"{', '.join(sorted(e.allowed_methods))})",
+            "invalid_request_error",
+            "method_not_allowed",
+            headers={"Allow": ",".join(sorted(e.allowed_methods))},
+        )

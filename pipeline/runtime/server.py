@@ -46,7 +46,12 @@ from pipeline.runtime.model import (
 )
 from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
-from pipeline.runtime.responses import error_response, json_response, store_unavailable
+from pipeline.runtime.responses import (
+    error_response,
+    json_response,
+    routing_errors,
+    store_unavailable,
+)
 from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
 from pipeline.runtime.sessionroutes import delete_session, get_session
@@ -203,7 +208,11 @@ def make_app(
     runtime: Runtime, observer: Metrics, keys: tuple[bytes, ...] | None = None
 ) -> web.Application:
     """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one."""
-    middlewares = [store_unavailable(runtime.health), *([guard(keys)] if keys else [])]
+    middlewares = [
+        routing_errors,
+        store_unavailable(runtime.health),
+        *([guard(keys)] if keys else []),
+    ]
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     request_ids(app)
     app[_RUNTIME] = runtime

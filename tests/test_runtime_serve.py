@@ -128,6 +128,7 @@ def test_answers_in_the_openai_format_and_says_who_served(server: Serve, world: 
     assert http(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = http(f"{server.url}/readyz")
     assert ready.status == 200 and ready.json()["agents"][AGENT] == "0.1.0"
+    assert "missing_keys" not in ready.json()
     models = {m["id"] for m in http(f"{server.url}/v1/models").json()["data"]}
     assert models == set(AGENTS)
     answer = chat(server.url, "hello")
@@ -153,6 +154,18 @@ def test_format_json_logs_one_object_per_line_for_a_log_collector(world: World) 
     assert any(m.startswith(f"listening on {running.url} (production: ") for m in messages)
     assert lines[-1] == {**lines[-1], "message": "stopped", "stopped": True, "steps_left": 0}
     assert ENV["FAKE_KEY"] not in running.stderr
+
+
+def test_a_provider_key_missing_is_said_at_start_and_on_readyz(world: World) -> None:
+    with Serve(world.root, env={"FAKE_KEY": ""}) as keyless:  # set, but empty: not a key
+        ready = http(f"{keyless.url}/readyz")
+        answer = chat(keyless.url, "hello")
+    assert ready.status == 200  # it still answers what it can (here: on_all_down)
+    assert set(ready.json()["missing_keys"]["FAKE_KEY"]) == set(PROVIDERS) - {"keyless"}
+    assert "warning: FAKE_KEY is not set: " in keyless.stderr
+    assert "will be skipped (missing_key) until serve is restarted with it" in keyless.stderr
+    assert answer.status == 503
+    assert {a["kind"] for a in answer.json()["knowngood"]["attempts"]} == {"missing_key"}
 
 
 def test_bad_requests_say_what_is_wrong(server: Serve) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pipeline.runtime import localmodel
 from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.breaker import Breakers
+from pipeline.runtime.calls import missing_key_of
 from pipeline.runtime.failover import Engine, Observer
 from pipeline.runtime.model import Answer, ChatRequest, UnknownAgent
 from pipeline.runtime.releases import Change, Release, Releases, deployments_dir
@@ -80,6 +81,17 @@ class Runtime:
         for change in changes:
             self.observer.release_changed(change)
         return changes
+
+    def missing_keys(self) -> dict[str, list[str]]:
+        """The key variables the deployed chains need and this process does not have, with
+        the providers that are skipped for it (``missing_key``) until serve restarts."""
+        found: dict[str, list[str]] = {}
+        for release in self.releases.all():
+            for entry in release.chain:
+                var = missing_key_of(entry)
+                if var is not None and entry.provider not in found.setdefault(var, []):
+                    found[var].append(entry.provider)
+        return found
 
     def release(self, agent: str) -> Release:
         """The release of ``agent`` that runs now; UnknownAgent (404) when none is deployed."""

@@ -187,6 +187,8 @@ async def readyz(request: web.Request) -> web.Response:
     document: dict[str, Any] = {"ready": bool(agents), "env": runtime.env, "agents": agents}
     if not runtime.health.up:  # still answering, without breakers and sessions
         document["state_store"] = "unavailable"
+    if missing := runtime.missing_keys():  # still ready: the other providers answer
+        document["missing_keys"] = missing
     if request.app[_DRAINING].is_set():  # stopping: out of the load balancer's rotation
         return json_response(503, {**document, "ready": False, "draining": True})
     if runtime.releases.errors:
@@ -280,6 +282,11 @@ async def serve(
         if schedule is not None:
             observer.registry.register(schedule[1])
         runtime.refresh()
+        for var, providers in runtime.missing_keys().items():
+            log(
+                f"warning: {var} is not set: {', '.join(providers)} will be skipped "
+                "(missing_key) until serve is restarted with it"
+            )
         if (days := sessions_keep_days(root)) is not None:
             retention.append(Schedule.sessions(runtime.store, days, log))
         if (days := breaker_events_keep_days(root)) is not None:

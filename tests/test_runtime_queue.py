@@ -45,11 +45,15 @@ def recover(clocks: dict[str, Clock], fault: Fault | None = None) -> None:
         clock.fault = fault
 
 
-def ask(url: str, text: str, session: str | None = None, **extra: Any) -> HttpAnswer:
+def ask(
+    url: str, text: str, session: str | None = None, key: str | None = None, **extra: Any
+) -> HttpAnswer:
+    """``key``: sent as the Idempotency-Key."""
     body: dict[str, Any] = {"model": "support", "messages": [{"role": "user", "content": text}]}
     if session is not None:
         body["session"] = session
-    return http(f"{url}/v1/chat/completions", {**body, **extra})
+    headers = {"Idempotency-Key": key} if key is not None else None
+    return http(f"{url}/v1/chat/completions", {**body, **extra}, headers=headers)
 
 
 def status(answer: HttpAnswer, url: str | None = None) -> dict[str, Any]:
@@ -77,7 +81,11 @@ def test_requests_wait_out_an_outage_and_are_answered_in_order_once(
         assert document["knowngood"]["status"] == "queued"
         assert first.headers["location"] == document["knowngood"]["status_url"]
         assert first.headers["x-knowngood-fallback"] == "queue"
-        accepted = [first, ask(server.url, "two", "s1"), ask(server.url, "alone")]
+        accepted = [first, ask(server.url, "two", "s1"), ask(server.url, "alone", key="q-1")]
+        retried = ask(server.url, "alone", key="q-1")  # its answer was lost: sent again
+        assert retried.status == 202 and retried.headers["idempotent-replayed"] == "true"
+        assert retried.json() == accepted[2].json()  # the same queued request, not a second
+        assert retried.headers["location"] == accepted[2].headers["location"]
         accepted.append(ask(server.url, "three", "s1"))
         assert [a.status for a in accepted] == [202] * 4
         assert status(first)["status"] == "queued"

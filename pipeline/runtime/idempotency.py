@@ -141,7 +141,12 @@ def _prune(store: StateStore, now: float) -> None:
 
 
 def _kept_headers(headers: Any) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower().startswith("x-knowngood-")}
+    """What a replay says again besides the body: who answered, and a 202's status URL."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k.lower().startswith("x-knowngood-") or k.lower() == "location"
+    }
 
 
 def _request_of(raw: bytes) -> dict[str, Any]:

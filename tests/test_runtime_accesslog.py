@@ -45,27 +45,33 @@ def test_each_request_is_one_json_line_with_its_id(
         given = chat(server.url, SECRET_TEXT, session=SESSION)
         assert given.status == 200
         fakes["primary"].push_faults(Fault.server_error(502))
+        hi = {"model": AGENT, "messages": [{"role": "user", "content": "Hi"}]}
         named = http(
             f"{server.url}/v1/chat/completions",
-            {"model": AGENT, "messages": [{"role": "user", "content": "Hi"}]},
-            headers={"X-Request-Id": "client-42"},
+            hi,
+            headers={"X-Request-Id": "client-42", "Idempotency-Key": "k-1"},
         )
         assert named.headers["x-request-id"] == "client-42"
         assert named.headers["x-knowngood-provider"] == "backup"
+        again = http(f"{server.url}/v1/chat/completions", hi, headers={"Idempotency-Key": "k-1"})
+        assert again.headers["idempotent-replayed"] == "true"
         odd = chat(server.url, "Hi", stream=True)  # a stream, and an id that is not taken
         assert odd.headers["x-knowngood-attempts"] == "1"
         session = http(f"{server.url}/v1/sessions/{SESSION}?after=0")
         missing = http(f"{server.url}/nowhere", headers={"X-Request-Id": "bad id;" + "x" * 200})
         assert missing.status == 404 and len(missing.headers["x-request-id"]) == 32
-        logged = lines(log, 5)
+        logged = lines(log, 6)
     assert [(x["method"], x["route"], x["status"]) for x in logged] == [
+        ("POST", "/v1/chat/completions", 200),
         ("POST", "/v1/chat/completions", 200),
         ("POST", "/v1/chat/completions", 200),
         ("POST", "/v1/chat/completions", 200),
         ("GET", "/v1/sessions/{id}", 200),
         ("GET", "/nowhere", 404),
     ]
-    first, failover, stream, read, nowhere = logged
+    first, failover, replay, stream, read, nowhere = logged
+    assert [x["replayed"] for x in logged] == [False, False, True, False, False, False]
+    assert (replay["provider"], replay["key"]) == ("backup", None)  # who answered the first
     assert first["id"] == given.headers["x-request-id"] and len(first["id"]) == 32
     assert (first["agent"], first["provider"], first["attempts"]) == (AGENT, "primary", 1)
     assert first["release"] == "0.1.0" and first["ms"] > 0 and first["client"] == "127.0.0.1"

@@ -257,32 +257,35 @@ def test_the_breaker_opens_skips_the_provider_then_a_probe_closes_it(
 
 
 @pytest.mark.parametrize(
-    ("name", "first", "then", "in_body"),
+    ("name", "first", "then", "in_body", "status"),
     [
-        (AGENT, "primary", "backup", False),  # OpenAI: the Retry-After header
-        ("anthropic-first", "backup", "primary", False),
-        ("gemini-first", "last", "primary", False),
-        ("gemini-first", "last", "primary", True),  # Google's RetryInfo in the body
+        (AGENT, "primary", "backup", False, 429),  # OpenAI: the Retry-After header
+        ("anthropic-first", "backup", "primary", False, 429),
+        ("gemini-first", "last", "primary", False, 429),
+        ("gemini-first", "last", "primary", True, 429),  # Google's RetryInfo in the body
+        ("anthropic-first", "backup", "primary", False, 503),  # unavailable, back after ...
     ],
 )
-def test_a_429_with_retry_after_takes_the_provider_out_that_long_at_once(
+def test_a_429_or_503_with_retry_after_takes_the_provider_out_that_long_at_once(
     load: Callable[..., Agent],
     fakes: dict[str, FakeProvider],
     name: str,
     first: str,
     then: str,
     in_body: bool,
+    status: int,
 ) -> None:
     agent = load(name)
     limited = fakes[first]
-    limited.fault_hook = lambda record: Fault(status=429, retry_after_s=2, retry_in_body=in_body)
+    limited.fault_hook = lambda record: Fault(status=status, retry_after_s=2, retry_in_body=in_body)
     answer = agent.send("hello")  # one 429 is enough: no window of failures to wait for
     said = time.monotonic()
     assert outcomes(answer) == [(first, "failed"), (then, "ok")]
-    assert (answer.attempts[0].kind, answer.attempts[0].status) == ("rate_limit", 429)
+    kind = "rate_limit" if status == 429 else "server"
+    assert (answer.attempts[0].kind, answer.attempts[0].status) == (kind, status)
     assert agent.runtime.breakers.state(first) == "open"
     [event] = agent.runtime.store.events(first)
-    assert event.reason == "the provider said 429, Retry-After 2s"
+    assert event.reason == f"the provider said {status}, Retry-After 2s"
     limited.fault_hook = None
     before = limited.count()
     time.sleep(max(0.0, said + 1.3 - time.monotonic()))  # past open_s (1 s), within its 2 s

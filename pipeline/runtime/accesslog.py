@@ -7,10 +7,11 @@ is one JSON line once its response is over (a stream: at its end)::
     {"at": "2026-12-05T23:48:36.120482Z", "id": "9f0c...", "method": "POST",
      "route": "/v1/chat/completions", "status": 200, "ms": 812.4, "bytes": 828,
      "client": "127.0.0.1", "agent": "support", "release": "0.3.1", "provider": "anthropic",
-     "attempts": 2, "fallback": null, "key": null}
+     "attempts": 2, "fallback": null, "key": null, "replayed": false}
 
 - **Which key.** With ``runtime.api_key_env``, ``key`` is the position (1, 2, ...) of the key
-  the request sent in that variable; never the key.
+  the request sent in that variable; never the key. ``replayed``: the answer was an
+  ``Idempotency-Key`` retry's, given again (:mod:`pipeline.runtime.idempotency`).
 
 - **No content, no capabilities.** Neither messages nor answers are logged, and neither are
   session or queued-request ids (they let whoever knows them read a conversation): the route
@@ -86,6 +87,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             **{k: headers.get(h) for k, h in _FROM_HEADERS.items()},
             "attempts": int(attempts) if attempts and attempts.isdigit() else None,
             "key": request.get(API_KEY),
+            "replayed": headers.get("Idempotent-Replayed") == "true",
         }
         self.logger.info(json.dumps(line, separators=(", ", ": ")))
 

@@ -19,9 +19,10 @@ state they were let through in: a late outcome from before a transition is ignor
 When agents that share a provider set different breaker settings, each call is judged by the
 settings of the agent that made it, against the shared window.
 
-A provider that answers 429 with ``Retry-After`` said when to come back: :meth:`Breakers.hold_off`
-opens its breaker for that long (at most :data:`RETRY_AFTER_MAX_S`) at once, for every worker,
-instead of letting each request spend an attempt on it; half-open probes follow as usual.
+A provider that answers 429 (or 503) with ``Retry-After`` said when to come back:
+:meth:`Breakers.hold_off` opens its breaker for that long (at most :data:`RETRY_AFTER_MAX_S`)
+at once, for every worker, instead of letting each request spend an attempt on it; half-open
+probes follow as usual.
 """
 
 from __future__ import annotations
@@ -180,9 +181,11 @@ class Breakers:
         seconds: float,
         *,
         agent: str | None = None,
+        status: int = 429,
     ) -> None:
-        """The provider answered 429 with ``Retry-After: seconds``: open its breaker for that
-        long (at most :data:`RETRY_AFTER_MAX_S`), unless it is already open about as long."""
+        """The provider answered 429 (or 503) with ``Retry-After: seconds``: open its breaker
+        for that long (at most :data:`RETRY_AFTER_MAX_S`), unless it is already open about as
+        long."""
         if ticket.generation == DETACHED:
             return
         seconds = min(seconds, RETRY_AFTER_MAX_S)
@@ -196,7 +199,7 @@ class Breakers:
                     row.open_until(settings.open_s) + _EXTEND_MIN_S >= now + seconds
                 ):
                     return  # another request of the same burst already did it
-                reason = f"the provider said 429, Retry-After {seconds:g}s"
+                reason = f"the provider said {status}, Retry-After {seconds:g}s"
                 row = self._transition(db, row, "open", now, reason, events, agent)
                 self.store.put_breaker(db, replace(row, open_for=seconds))
         except StoreUnavailable as e:

@@ -263,11 +263,13 @@ class Engine:
         took = time.perf_counter() - run.started
         slow = run.slow or took >= res.slow_after_s
         # A refused request is the request's fault: the provider answered, so it counts as up
-        # (and a half-open probe that gets one has reported). A 429 that says when to come back
-        # opens the breaker that long.
-        wait = failure.retry_after_s if failure.kind == "rate_limit" else None
+        # (and a half-open probe that gets one has reported). A 429 or 503 that says when to
+        # come back (Retry-After) opens the breaker that long.
+        wait = failure.retry_after_s if failure.kind in ("rate_limit", "server") else None
         if wait:
-            self.breakers.hold_off(run.ticket, res.breaker, wait, agent=release.agent)
+            self.breakers.hold_off(
+                run.ticket, res.breaker, wait, agent=release.agent, status=failure.status or 429
+            )
         else:
             self.breakers.record(
                 run.ticket,

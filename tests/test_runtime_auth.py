@@ -111,3 +111,32 @@ def test_serve_does_not_start_while_the_variable_is_unset(world: World) -> None:
     assert done.returncode == 2, done.stderr
     assert "$KG_SERVE_KEYS is not set" in done.stderr
     assert "listening" not in done.stderr
+
+
+def test_metrics_can_need_a_key_too(tmp_path: Path) -> None:
+    settings = SETTINGS + "  metrics_need_key: true\n"
+    with FakeProvider(naming_responder("primary")) as primary:
+        world = make_world(tmp_path / "repo", {"primary": primary}, extra_settings=settings)
+        with Serve(world.root, env={"KG_SERVE_KEYS": NEW}) as running:
+            bare = http(f"{running.url}/metrics")
+            keyed = http(f"{running.url}/metrics", headers={"Authorization": f"Bearer {NEW}"})
+            probes = [http(f"{running.url}{p}").status for p in ("/healthz", "/readyz")]
+    assert bare.status == 401 and bare.json()["error"]["code"] == "invalid_api_key"
+    assert keyed.status == 200 and b"knowngood_requests_total" in keyed.body
+    assert probes == [200, 200]  # the probes stay open
+    # without api_key_env there is no key to send: serve does not start
+    world.write(
+        "knowngood.yaml",
+        world.root.joinpath("knowngood.yaml")
+        .read_text()
+        .replace(SETTINGS.splitlines()[1] + "\n", ""),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "serve", "--repo", str(world.root), "--port", "0"],
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "runtime.metrics_need_key is set without runtime.api_key_env" in done.stderr

@@ -9,7 +9,9 @@ loopback, or put it behind your gateway).
 - **Fail closed.** A setting that names a variable which is not set stops serve from starting
   (exit 2) rather than serving without authentication.
 - **Open routes.** ``/healthz``, ``/readyz`` and ``/metrics`` (probes and scrapers carry no key)
-  and the deploy receiver's routes (signed with their own secret) need no key.
+  and the deploy receiver's routes (signed with their own secret) need no key;
+  ``runtime.metrics_need_key: true`` makes ``/metrics`` need one too (Prometheus sends it with
+  ``authorization: {credentials_file: ...}``).
 - **Secret.** The keys are compared in constant time, never logged (they are redacted like
   every secret the process knows) and never written anywhere. The access log says which one
   a request used by its position in the variable (``"key": 2``), so a rotation can watch the
@@ -25,9 +27,10 @@ from typing import Any
 
 from pipeline.errors import UsageError
 
-__all__ = ["PROTECTED", "api_keys", "bearer", "guard"]
+__all__ = ["PROTECTED", "api_keys", "bearer", "guard", "metrics_need_key"]
 
 PROTECTED = ("/v1/", "/chat/")  # what needs a key; the probes, metrics and receiver do not
+METRICS = "/metrics"  # ... unless runtime.metrics_need_key
 
 
 def api_key_env(root: Path) -> str | None:
@@ -37,6 +40,23 @@ def api_key_env(root: Path) -> str | None:
     runtime = load_settings(root).raw.get("runtime") or {}
     name = runtime.get("api_key_env")
     return str(name) if name else None
+
+
+def metrics_need_key(root: Path) -> bool:
+    """knowngood.yaml ``runtime.metrics_need_key``; UsageError when it is set without
+    ``runtime.api_key_env`` (no key could be sent)."""
+    from pipeline.repo import load_settings
+
+    runtime = load_settings(root).raw.get("runtime") or {}
+    if not runtime.get("metrics_need_key"):
+        return False
+    if not runtime.get("api_key_env"):
+        raise UsageError(
+            "knowngood.yaml runtime.metrics_need_key is set without runtime.api_key_env: "
+            "there is no key a scraper could send",
+            hint="set runtime.api_key_env too, or remove runtime.metrics_need_key",
+        )
+    return True
 
 
 def api_keys(root: Path) -> tuple[bytes, ...] | None:
@@ -78,9 +98,9 @@ def _matched(header: str | None, keys: tuple[bytes, ...]) -> int:
     return found
 
 
-def guard(keys: tuple[bytes, ...]) -> Any:
+def guard(keys: tuple[bytes, ...], metrics: bool = False) -> Any:
     """An aiohttp middleware that answers 401 (OpenAI's ``invalid_api_key``) to a request of a
-    protected route without one of ``keys``."""
+    protected route without one of ``keys`` (``metrics``: /metrics is one)."""
     from aiohttp import web
 
     from pipeline.runtime.accesslog import API_KEY
@@ -88,7 +108,7 @@ def guard(keys: tuple[bytes, ...]) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
-        if not request.path.startswith(PROTECTED):
+        if not (request.path.startswith(PROTECTED) or (metrics and request.path == METRICS)):
             return await handler(request)
         used = _matched(request.headers.get("Authorization"), keys)
         if not used:

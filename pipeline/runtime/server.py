@@ -33,7 +33,7 @@ from aiohttp import web
 
 from pipeline.errors import ConfigError
 from pipeline.runtime.accesslog import JsonAccessLogger, access_logger, request_ids
-from pipeline.runtime.auth import api_keys, guard
+from pipeline.runtime.auth import api_keys, guard, metrics_need_key
 from pipeline.runtime.core import Runtime
 from pipeline.runtime.idempotency import Claim, claim, refusal
 from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
@@ -207,13 +207,17 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def make_app(
-    runtime: Runtime, observer: Metrics, keys: tuple[bytes, ...] | None = None
+    runtime: Runtime,
+    observer: Metrics,
+    keys: tuple[bytes, ...] | None = None,
+    metrics_key: bool = False,
 ) -> web.Application:
-    """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one."""
+    """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one, and
+    /metrics too with ``metrics_key``."""
     middlewares = [
         routing_errors,
         store_unavailable(runtime.health),
-        *([guard(keys)] if keys else []),
+        *([guard(keys, metrics_key)] if keys else []),
     ]
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     request_ids(app)
@@ -260,6 +264,7 @@ async def serve(
     """
     receiver_secret = deploy_secret(root) if receive_deploys else None
     keys = api_keys(root)  # before anything starts: a key that is not set stops serve here
+    metrics_key = metrics_need_key(root)
     requests_log = access_logger(access_log) if access_log else None
     if receive_deploys and deployments is None:
         deployments = root / DEFAULT_RECEIVED
@@ -300,7 +305,7 @@ async def serve(
         # requests make.
         gc.freeze()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
-        app = make_app(runtime, observer, keys)
+        app = make_app(runtime, observer, keys, metrics_key)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
         where = (host, port, reuse_port)

@@ -104,3 +104,27 @@ def test_an_access_log_that_cannot_be_opened_stops_serve(world: World, tmp_path:
     with pytest.raises(AssertionError, match="cannot open the access log"):
         server.start()
     assert server.stop() == 2
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_one_it_forwarded_for(
+    world: World, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 127.0.0.1"}
+    args = ("--access-log", str(log), "--trust-forwarded-from", "127.0.0.0/8")
+    with Serve(world.root, *args) as server:
+        assert http(f"{server.url}/healthz", headers=forwarded).status == 200
+        assert http(f"{server.url}/healthz", headers={"X-Forwarded-For": "nonsense"}).status == 200
+        assert http(f"{server.url}/healthz").status == 200
+        logged = lines(log, 3)
+    # the rightmost hop that is not a trusted proxy: the earlier ones the client could forge
+    assert [x["client"] for x in logged] == ["203.0.113.9", "127.0.0.1", "127.0.0.1"]
+    other = tmp_path / "other.log"  # the peer is not a trusted proxy: its header is ignored
+    args = ("--access-log", str(other), "--trust-forwarded-from", "10.0.0.0/8")
+    with Serve(world.root, *args) as server:
+        assert http(f"{server.url}/healthz", headers=forwarded).status == 200
+        assert [x["client"] for x in lines(other, 1)] == ["127.0.0.1"]
+    bad = Serve(world.root, "--trust-forwarded-from", "10.0.0.300/8")
+    with pytest.raises(AssertionError, match="is not an address or a network"):
+        bad.start()
+    assert bad.stop() == 2

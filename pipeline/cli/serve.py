@@ -70,6 +70,15 @@ OPTIONS = (
         "ids. Reopened when rotated.",
     ),
     click.option(
+        "--trust-forwarded-from",
+        "trusted_proxies",
+        multiple=True,
+        metavar="CIDR",
+        help="In the access log, believe X-Forwarded-For when the peer is in this network "
+        "(your load balancer, e.g. 10.0.0.0/8): the client is then the address it forwarded "
+        "for. Repeatable. Without it the client is the TCP peer.",
+    ),
+    click.option(
         "--drain-s",
         "drain_s",
         type=click.FloatRange(0, 3600),
@@ -154,6 +163,7 @@ def command(
     workflows: tuple[str, ...],
     no_backups: bool,
     access_log: str | None,
+    trusted_proxies: tuple[str, ...],
     drain_s: float,
     repo: Path | None,
     fmt: str,
@@ -177,6 +187,7 @@ def command(
         workflows=workflows,
         backups=not no_backups,
         access_log=access_log,
+        trusted_proxies=trusted_proxies,
         drain_s=drain_s,
         say=say,
     )

@@ -18,16 +18,22 @@ is one JSON line once its response is over (a stream: at its end)::
   is logged as its pattern (``/v1/sessions/{id}``), never with the query string.
 - **Rotation.** The file is reopened when it is moved or truncated (logrotate works without
   ``copytruncate``).
+- **Behind a proxy.** ``client`` is the TCP peer; with ``serve --trust-forwarded-from CIDR``,
+  a peer in those networks (your load balancer) is believed about ``X-Forwarded-For``: the
+  client is the rightmost address there that is not itself in them. Anyone else's header is
+  ignored, so a client cannot name itself.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import logging.handlers
 import re
 import sys
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +42,18 @@ from aiohttp.abc import AbstractAccessLogger
 from pipeline.errors import UsageError
 from pipeline.recordbuild import utc_now
 
-__all__ = ["API_KEY", "REQUEST_ID", "JsonAccessLogger", "access_logger", "request_ids"]
+__all__ = [
+    "API_KEY",
+    "REQUEST_ID",
+    "JsonAccessLogger",
+    "access_logger",
+    "client_of",
+    "json_access_logger",
+    "request_ids",
+    "trusted_networks",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 REQUEST_ID = "X-Request-Id"
 _GIVEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -66,8 +83,55 @@ def request_id(request: web.BaseRequest) -> str | None:
     return request.get(_KEY)
 
 
+def trusted_networks(given: Sequence[str]) -> tuple[Network, ...]:
+    """``--trust-forwarded-from`` as networks; UsageError (exit 2) for one that is not."""
+    found = []
+    for text in given:
+        try:
+            found.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise UsageError(
+                f"--trust-forwarded-from {text!r} is not an address or a network",
+                hint="give your load balancer's address or network, e.g. 10.0.0.0/8",
+            ) from None
+    return tuple(found)
+
+
+def _inside(address: str, networks: tuple[Network, ...]) -> bool | None:
+    """Whether ``address`` is in ``networks``; None when it is not an address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return any(ip in network for network in networks)
+
+
+def client_of(request: web.BaseRequest, trusted: tuple[Network, ...]) -> str | None:
+    """The client's address: the TCP peer, or behind a trusted proxy the rightmost address of
+    ``X-Forwarded-For`` that is not one of the trusted proxies."""
+    peer = request.remote
+    if not trusted or peer is None or not _inside(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    hops = [h for h in hops if h][:32]
+    for hop in reversed(hops):
+        inside = _inside(hop, trusted)
+        if inside is None:
+            return peer  # a hop that is not an address: believe none of it
+        if not inside:
+            return hop
+    return hops[0] if hops else peer
+
+
+def json_access_logger(trusted: tuple[Network, ...]) -> type[AbstractAccessLogger]:
+    """The access logger class for aiohttp, believing ``X-Forwarded-For`` from ``trusted``."""
+    return type("TrustingJsonAccessLogger", (JsonAccessLogger,), {"trusted": trusted})
+
+
 class JsonAccessLogger(AbstractAccessLogger):
     """aiohttp's access logger, one JSON line per request (see the module)."""
+
+    trusted: tuple[Network, ...] = ()  # proxies believed about X-Forwarded-For
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
         info = getattr(request, "match_info", None)
@@ -83,7 +147,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             "status": response.status,
             "ms": round(time_s * 1000.0, 1),
             "bytes": response.body_length,
-            "client": request.remote,
+            "client": client_of(request, self.trusted),
             **{k: headers.get(h) for k, h in _FROM_HEADERS.items()},
             "attempts": int(attempts) if attempts and attempts.isdigit() else None,
             "key": request.get(API_KEY),

@@ -30,9 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from pipeline.errors import ConfigError
-from pipeline.runtime.accesslog import JsonAccessLogger, access_logger, request_ids
+from pipeline.runtime.accesslog import (
+    JsonAccessLogger,
+    access_logger,
+    json_access_logger,
+    request_ids,
+    trusted_networks,
+)
 from pipeline.runtime.auth import api_keys, guard, metrics_need_key
 from pipeline.runtime.core import Runtime
 from pipeline.runtime.idempotency import Claim, claim, refusal
@@ -249,6 +256,7 @@ async def serve(
     workflows: Sequence[str] = (),
     backups: bool = True,
     access_log: str | None = None,
+    trusted_proxies: Sequence[str] = (),
     drain_s: float = 0.0,
     log: Callable[[str], None],
 ) -> None:
@@ -265,7 +273,8 @@ async def serve(
     receiver_secret = deploy_secret(root) if receive_deploys else None
     keys = api_keys(root)  # before anything starts: a key that is not set stops serve here
     metrics_key = metrics_need_key(root)
-    requests_log = access_logger(access_log) if access_log else None
+    trusted = trusted_networks(trusted_proxies)  # a bad one stops serve here (exit 2)
+    requests_log = (access_logger(access_log), json_access_logger(trusted)) if access_log else None
     if receive_deploys and deployments is None:
         deployments = root / DEFAULT_RECEIVED
     from pipeline.runtime.backup.runner import start_backups
@@ -325,7 +334,7 @@ async def _run_until_stopped(
     app: web.Application,
     runtime: Runtime,
     where: tuple[str, int, bool],
-    requests_log: logging.Logger | None,
+    requests_log: tuple[logging.Logger, type[AbstractAccessLogger]] | None,
     drain_s: float,
     log: Callable[[str], None],
 ) -> None:
@@ -335,8 +344,8 @@ async def _run_until_stopped(
     host, port, reuse_port = where
     runner = web.AppRunner(
         app,
-        access_log=requests_log,
-        access_log_class=JsonAccessLogger,
+        access_log=requests_log[0] if requests_log else None,
+        access_log_class=requests_log[1] if requests_log else JsonAccessLogger,
         shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     await runner.setup()

@@ -30,6 +30,7 @@ class ServeRequest:
     workflows: Sequence[str] = ()
     backups: bool = True
     access_log: str | None = None
+    trusted_proxies: Sequence[str] = ()  # believed about X-Forwarded-For in the access log
     drain_s: float = 0.0
     say: Say = silent
 
@@ -69,6 +70,7 @@ def run(root: Path, request: ServeRequest) -> ServeOutcome:
             workflows=request.workflows,
             backups=request.backups,
             access_log=request.access_log,
+            trusted_proxies=request.trusted_proxies,
             drain_s=request.drain_s,
             log=request.say,
         )

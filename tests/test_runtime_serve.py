@@ -138,6 +138,7 @@ def test_answers_in_the_openai_format_and_says_who_served(server: Serve, world: 
     assert text_of(answer) == "primary: You work for Acme."
     assert answer.headers["x-knowngood-provider"] == "primary"
     assert answer.headers["x-knowngood-release"] == "0.1.0"
+    assert answer.headers["server"] == "knowngood"  # no versions to look up flaws for
     assert ENV["FAKE_KEY"] not in server.stderr  # keys are never logged
 
 

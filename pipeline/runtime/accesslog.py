@@ -69,12 +69,14 @@ _FROM_HEADERS = {
 
 def request_ids(app: web.Application) -> None:
     """Every response of ``app`` (streams, errors and aiohttp's own 404 included) says its
-    request's id: the client's, if it is a sane one, else a new one."""
+    request's id: the client's, if it is a sane one, else a new one; and ``Server:
+    knowngood``, without the versions of what it runs on."""
 
     async def say_it(request: web.Request, response: web.StreamResponse) -> None:
         given = request.headers.get(REQUEST_ID, "")
         request[_KEY] = given if _GIVEN.fullmatch(given) else uuid.uuid4().hex
         response.headers[REQUEST_ID] = request[_KEY]
+        response.headers["Server"] = "knowngood"  # not aiohttp's and Python's versions
 
     app.on_response_prepare.append(say_it)
 

@@ -109,3 +109,15 @@ def check_claims(store: StateStore) -> None:
     store.release_replay("j", "g")
     assert store.claim_replay("j", "h", "fp", 11.0, 0.0) is None  # given back: claimable
     assert store.prune_replays(200.0) == 1  # j (created 11); k was claimed again at 500
+
+
+def check_spend(store: StateStore) -> None:
+    """The daily totals of resilience.daily_budget_usd: per agent, environment and day."""
+    assert store.spent("support", "production", "2026-12-06") == 0.0
+    store.add_spend("support", "production", "2026-12-06", 0.25)
+    store.add_spend("support", "production", "2026-12-06", 0.5)
+    store.add_spend("support", "staging", "2026-12-06", 1.0)
+    store.add_spend("support", "production", "2026-12-07", 2.0)
+    assert store.spent("support", "production", "2026-12-06") == pytest.approx(0.75)
+    assert store.spent("support", "staging", "2026-12-06") == 1.0
+    assert store.spent("other", "production", "2026-12-06") == 0.0

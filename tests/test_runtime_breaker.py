@@ -229,6 +229,7 @@ def test_resilience_reads_every_key_of_the_schema() -> None:
         "retries": 2,
         "on_all_down": "cached",
         "holding_message": "Back soon.",
+        "daily_budget_usd": 12.5,
         "circuit_breaker": {
             "window": 7,
             "minimum_calls": 3,

@@ -19,6 +19,7 @@ from sessionutil import (
     check_an_older_store_is_brought_up_to_date,
     check_claims,
     check_deletion_waits_for_the_queue,
+    check_spend,
 )
 
 from pipeline.errors import UsageError
@@ -260,3 +261,7 @@ def test_a_store_of_schema_version_2_is_brought_up_to_the_current_one(url: str) 
 
 def test_idempotency_claims_as_on_sqlite(store: StateStore) -> None:
     check_claims(store)
+
+
+def test_daily_spend_as_on_sqlite(store: StateStore) -> None:
+    check_spend(store)

@@ -19,11 +19,20 @@ if TYPE_CHECKING:
         AllProvidersDown,
         Answer,
         Attempt,
+        BudgetExhausted,
         RequestRejected,
         UnknownAgent,
     )
 
-__all__ = ["Agent", "AllProvidersDown", "Answer", "Attempt", "RequestRejected", "UnknownAgent"]
+__all__ = [
+    "Agent",
+    "AllProvidersDown",
+    "Answer",
+    "Attempt",
+    "BudgetExhausted",
+    "RequestRejected",
+    "UnknownAgent",
+]
 
 
 def __getattr__(name: str) -> Any:

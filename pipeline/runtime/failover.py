@@ -51,6 +51,7 @@ from pipeline.runtime.racing import injected as _injected
 from pipeline.runtime.racing import too_long_for_all
 from pipeline.runtime.releases import ChainEntry, Release
 from pipeline.runtime.settings import Resilience
+from pipeline.runtime.spend import Spend
 from pipeline.runtime.store import StateStore
 
 __all__ = ["Engine", "Observer"]  # Observer: re-exported from model
@@ -71,6 +72,7 @@ class Engine:
         self.breakers = breakers
         self.store = store
         self.observer = observer or Observer()
+        self.spend = Spend(store, breakers.health)
         self._resilience: dict[str, Resilience] = {}  # content_hash -> settings
 
     def resilience(self, release: Release) -> Resilience:
@@ -85,6 +87,7 @@ class Engine:
 
     async def complete(self, release: Release, chat: ChatRequest) -> Answer:
         res = self.resilience(release)
+        self.spend.check(release, res, self.observer)  # over budget: no provider is called
         messages = messages_for(release, chat)
         start = time.perf_counter()
 
@@ -101,6 +104,7 @@ class Engine:
             return self._all_down(release, res, cache_key(release, messages, chat), attempts, start)
         self._settle(release, res, won, attempts, start, failed=None)
         self.observer.used(release.agent, won.entry.provider, won.entry.model, won.value)
+        self.spend.add(release, res, won.entry.model, won.value)
         answer = Answer(
             agent=release.agent,
             env=release.env,
@@ -120,6 +124,7 @@ class Engine:
 
     async def stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
         res = self.resilience(release)
+        self.spend.check(release, res, self.observer)  # over budget: no provider is called
         messages = messages_for(release, chat)
         start = time.perf_counter()
 
@@ -150,6 +155,7 @@ class Engine:
         def finish(failed: BaseException | None, whole: bool) -> None:
             self._settle(release, res, won, attempts, start, failed=failed)
             self.observer.used(release.agent, won.entry.provider, won.entry.model, answer.response)
+            self.spend.add(release, res, won.entry.model, answer.response)
             if whole and res.on_all_down == "cached":
                 key = cache_key(release, messages, chat)
                 keep_answer(

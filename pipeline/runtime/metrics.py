@@ -18,6 +18,7 @@ from pipeline.runtime.failover import Observer
 from pipeline.runtime.model import Attempt
 from pipeline.runtime.releases import Change
 from pipeline.runtime.store import BreakerEvent, StoreUnavailable
+from pipeline.runtime.usage import price, tokens
 
 if TYPE_CHECKING:
     from pipeline.runtime.core import Runtime
@@ -37,7 +38,8 @@ class Metrics(Observer):
         r = self.registry
         self.requests = Counter(
             "knowngood_requests",
-            "Requests answered, by agent and outcome (ok, message, cached, error, rejected, cut).",
+            "Requests answered, by agent and outcome (ok, message, cached, error, rejected, cut, "
+            "over_budget).",
             ["agent", "outcome"],
             registry=r,
         )
@@ -135,14 +137,13 @@ class Metrics(Observer):
             self.request_seconds.labels(agent).observe(seconds)
 
     def used(self, agent: str, provider: str, model: str, response: Mapping[str, Any]) -> None:
-        usage = response.get("usage")
-        if not isinstance(usage, Mapping):
+        counted = tokens(response)
+        if counted is None:
             return
-        prompt = _count(usage.get("prompt_tokens"))
-        completion = _count(usage.get("completion_tokens"))
+        prompt, completion = counted
         self.tokens.labels(agent, provider, "prompt").inc(prompt)
         self.tokens.labels(agent, provider, "completion").inc(completion)
-        self.cost.labels(agent, provider).inc(_price(model, prompt, completion))
+        self.cost.labels(agent, provider).inc(price(model, prompt, completion))
 
     def transition(self, event: BreakerEvent) -> None:
         self.transitions.labels(event.provider, event.from_state, event.to_state).inc()
@@ -164,32 +165,6 @@ class Metrics(Observer):
         if self.log is not None:
             was = f" (was {change.old.version})" if change.old else ""
             self.log(f"serving {change.agent} {change.new.version}{was} in {change.new.env}")
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _price(model: str, prompt: int, completion: int) -> float:
-    """USD for the tokens at litellm's price of ``model``; 0 when litellm has none."""
-    from pipeline.evals import providers
-
-    litellm = providers._LITELLM  # imported by the call that answered
-    if litellm is None or not (prompt or completion):
-        return 0.0
-    if model in _UNPRICED:
-        return 0.0
-    try:  # about 0.2 ms
-        costs = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt, completion_tokens=completion
-        )
-        return max(0.0, float(costs[0]) + float(costs[1]))
-    except Exception:  # no price for it (a self-hosted or unknown model): not asked again
-        _UNPRICED.add(model)
-        return 0.0
-
-
-_UNPRICED: set[str] = set()
 
 
 class _StateCollector(Collector):

@@ -20,6 +20,7 @@ __all__ = [
     "Answer",
     "Attempt",
     "BadRequest",
+    "BudgetExhausted",
     "ChatRequest",
     "Observer",
     "RequestRejected",
@@ -221,6 +222,23 @@ class AllProvidersDown(KnowngoodError):
         )
         self.agent = agent
         self.attempts = attempts
+
+
+class BudgetExhausted(KnowngoodError):
+    """The agent spent its ``resilience.daily_budget_usd`` today (UTC): no provider is called
+    until midnight (HTTP 429 ``budget_exhausted``, with Retry-After)."""
+
+    exit_code = EXIT_INCOMPLETE
+
+    def __init__(self, agent: str, env: str, budget: float, spent: float, retry_after_s: int):
+        super().__init__(
+            f"{agent} spent ${spent:.4f} of its ${budget:g} daily budget in {env} today (UTC): "
+            "no provider is called until midnight UTC",
+            hint="raise resilience.daily_budget_usd in its agent.yaml and deploy, if this is "
+            "expected traffic",
+        )
+        self.agent = agent
+        self.retry_after_s = retry_after_s
 
 
 def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:

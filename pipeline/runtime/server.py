@@ -47,6 +47,7 @@ from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
 from pipeline.runtime.model import (
     AllProvidersDown,
     BadRequest,
+    BudgetExhausted,
     RequestRejected,
     UnknownAgent,
     parse_chat_request,
@@ -143,6 +144,14 @@ async def _chat(
             "invalid_request_error",
             e.code,
             attempts=[a.to_json() for a in e.attempts],
+        )
+    except BudgetExhausted as e:
+        return error_response(
+            429,
+            e.message,
+            "rate_limit_error",
+            "budget_exhausted",
+            headers={"Retry-After": str(e.retry_after_s)},
         )
     except AllProvidersDown as e:
         queued = await queue_if_down(request, runtime, release, chat, e)

@@ -58,6 +58,7 @@ class Resilience:
     breaker: BreakerSettings = BreakerSettings()
     on_all_down: str = "error"
     holding_message: str | None = None  # None: DEFAULT_HOLDING_MESSAGE for `message`
+    daily_budget_usd: float | None = None  # None: no limit on what an agent spends a day
 
     @property
     def holding_text(self) -> str:
@@ -94,6 +95,11 @@ class Resilience:
             breaker=breaker,
             on_all_down=on_all_down,
             holding_message=str(data["holding_message"]) if data.get("holding_message") else None,
+            daily_budget_usd=(
+                float(data["daily_budget_usd"])
+                if data.get("daily_budget_usd") is not None
+                else None
+            ),
         )
 
 

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "create", "statements"]
 
-SCHEMA_VERSION = 5  # 2: sessions and their turns, the queue of requests made while all was down
+SCHEMA_VERSION = 6  # 2: sessions and their turns, the queue of requests made while all was down
 # 3: knowngood_answers.session (a session's cached answers go with it; added to older stores)
 # 4: knowngood_breakers.open_for (a provider's Retry-After; added to older stores)
 # 5: knowngood_replays (the answers kept for an Idempotency-Key)
+# 6: knowngood_spend (what each agent spent a day, for resilience.daily_budget_usd)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -120,7 +121,14 @@ CREATE TABLE IF NOT EXISTS knowngood_replays (
     body TEXT,                     -- ... its body (JSON; a stream's: the chat.completion) ...
     headers TEXT                   -- ... and its X-Knowngood-* headers (JSON)
 );
-CREATE INDEX IF NOT EXISTS knowngood_replays_created ON knowngood_replays (created)
+CREATE INDEX IF NOT EXISTS knowngood_replays_created ON knowngood_replays (created);
+CREATE TABLE IF NOT EXISTS knowngood_spend (
+    agent TEXT NOT NULL,
+    env TEXT NOT NULL,
+    day TEXT NOT NULL,             -- YYYY-MM-DD, UTC
+    usd {real} NOT NULL,           -- at litellm's price of the tokens the answers reported
+    PRIMARY KEY (agent, env, day)
+)
 """
 
 _SPELLING = {

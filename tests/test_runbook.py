@@ -222,3 +222,13 @@ def test_a_symlinked_runbook_is_not_followed(
     report = readiness(world.root, ReadinessRequest(fetch=False, now=world.now))
     item = next(i for i in report.items if i.id == "runbooks")
     assert [c.detail for c in item.failed] == ["runbooks/shop.md is missing"]
+
+
+@pytest.mark.parametrize("on_all_down", ["error", "message", "cached", "queue"])
+def test_every_on_all_down_and_a_budget_are_said_in_words(on_all_down: str) -> None:
+    from pipeline.runbook.render import resilience_text
+
+    text = resilience_text({"on_all_down": on_all_down})
+    assert "with every provider down it answers " in text and "budget" not in text
+    budgeted = resilience_text({"on_all_down": on_all_down, "daily_budget_usd": 25})
+    assert "once it has spent $25 in a day (UTC) it answers HTTP 429" in budgeted

@@ -137,12 +137,21 @@ def resilience_text(raw: Mapping[str, Any]) -> str:
         "error": "HTTP 503 naming each provider's failure",
         "message": f'the holding message "{r.holding_text}"',
         "cached": "the last answer to the same request, else the holding message",
+        "queue": "HTTP 202 with the holding message, and the request is answered once a "
+        "provider is back (the outage queue)",
     }[r.on_all_down]
+    budget = (
+        f"; once it has spent ${r.daily_budget_usd:g} in a day (UTC) it answers HTTP 429 "
+        "`budget_exhausted` until midnight UTC (`resilience.daily_budget_usd`)"
+        if r.daily_budget_usd is not None
+        else ""
+    )
     return (
         f"each attempt times out after {seconds(r.timeout_s)}, {r.retries} retr"
         f"{'y' if r.retries == 1 else 'ies'} on the same provider; a provider's breaker opens "
         f"when {b.failure_rate:.0%} of its last {b.window} calls fail (after {b.needed}) and "
         f"stays open {seconds(b.open_s)} ({source}); with every provider down it answers {down}"
+        f"{budget}"
     )
 
 

@@ -164,6 +164,24 @@ def make_world(
     return world
 
 
+def priced_world(
+    root: Path,
+    servers: Mapping[str, FakeProvider],
+    agents: Mapping[str, tuple[list[str], str]],
+) -> World:
+    """:func:`make_world` with the OpenAI-wire providers named ``openai/gpt-4o-mini``, a model
+    litellm has a price for ($0.15 per million prompt tokens, $0.60 per million completion
+    tokens), so that answers cost something."""
+    world = make_world(root, servers, deploy=False, agents=agents)
+    settings = (root / "knowngood.yaml").read_text()
+    world.write("knowngood.yaml", settings.replace("openai/fake-model", "openai/gpt-4o-mini"))
+    world.commit("priced")
+    assert world.release()
+    for agent in agents:
+        world.deploy(agent)
+    return world
+
+
 def system_text(wire: str, body: Mapping[str, Any]) -> str:
     """The system prompt a provider received, in any wire format."""
     if wire == "anthropic":

@@ -17,9 +17,9 @@ from runtimeutil import (
     Serve,
     World,
     chat,
-    make_world,
     metric,
     naming_responder,
+    priced_world,
 )
 from sessionutil import check_spend
 
@@ -41,14 +41,7 @@ def fake() -> Iterator[FakeProvider]:
 def world(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> World:
     root = tmp_path_factory.mktemp("budget") / "repo"
     agents = {AGENT: (["primary"], BUDGETED), "free": (["primary"], RESILIENCE)}
-    world = make_world(root, {"primary": fake}, deploy=False, agents=agents)
-    settings = (root / "knowngood.yaml").read_text()  # a model litellm has a price for
-    world.write("knowngood.yaml", settings.replace("openai/fake-model", "openai/gpt-4o-mini"))
-    world.commit("priced")
-    assert world.release()
-    for agent in agents:
-        world.deploy(agent)
-    return world
+    return priced_world(root, {"primary": fake}, agents)
 
 
 def test_an_agent_over_its_daily_budget_is_held_on_every_worker(

@@ -9,7 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 from fakeproviders import FakeProvider
-from runtimeutil import AGENT, RESILIENCE, Serve, World, http, make_world, metric, naming_responder
+from runtimeutil import (
+    AGENT,
+    RESILIENCE,
+    Serve,
+    World,
+    http,
+    metric,
+    naming_responder,
+    priced_world,
+)
 
 WIRES = ("backup", "last")  # anthropic and gemini wire formats
 
@@ -22,14 +31,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             f"on-{name}": ([name], RESILIENCE) for name in WIRES
         }
         servers = {"primary": fake} | dict.fromkeys(WIRES, fake)
-        world = make_world(root, servers, deploy=False, agents=agents)
-        settings = (root / "knowngood.yaml").read_text()  # a model litellm has a price for
-        world.write("knowngood.yaml", settings.replace("openai/fake-model", "openai/gpt-4o-mini"))
-        world.commit("priced")
-        assert world.release()
-        for agent in agents:
-            world.deploy(agent)
-        yield world
+        yield priced_world(root, servers, agents)
 
 
 def events(body: bytes) -> list[dict[str, object]]:

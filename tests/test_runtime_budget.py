@@ -63,6 +63,10 @@ def test_an_agent_over_its_daily_budget_is_held_on_every_worker(
                 assert 0 < int(held.headers["retry-after"]) <= 86400
         assert fake.count() == calls  # no provider was called: not even on_all_down's message
         assert chat(server.url, "Hi", "free").status == 200  # no budget: not held
+        assert metric(other.url, "knowngood_daily_budget_usd", agent=AGENT) == 0.000001
+        spent = metric(other.url, "knowngood_spent_today_usd", agent=AGENT)  # the first answer
+        assert spent is not None and spent > 0.000001
+        assert metric(other.url, "knowngood_spent_today_usd", agent="free") is None
         assert (
             metric(server.url, "knowngood_requests_total", agent=AGENT, outcome="over_budget") == 2
         )

@@ -207,6 +207,34 @@ class _StateCollector(Collector):
                 [release.agent, release.env, release.version, release.content_hash[:12]], 1.0
             )
         yield info
+        if self.runtime.health.up:
+            yield from self._budgets()
+
+    def _budgets(self) -> Iterator[Metric]:
+        """Each agent with a daily budget: the budget, and what every worker spent today."""
+        budget = GaugeMetricFamily(
+            "knowngood_daily_budget_usd",
+            "resilience.daily_budget_usd of each agent that has one.",
+            labels=["agent"],
+        )
+        spent = GaugeMetricFamily(
+            "knowngood_spent_today_usd",
+            "What each agent with a daily budget spent today (UTC), by every worker sharing "
+            "the state store: alert before it reaches knowngood_daily_budget_usd.",
+            labels=["agent"],
+        )
+        engine = self.runtime.engine
+        try:
+            for release in self.runtime.releases.all():
+                limit = engine.resilience(release).daily_budget_usd
+                if limit is not None:
+                    budget.add_metric([release.agent], limit)
+                    spent.add_metric([release.agent], engine.spend.today(release))
+        except StoreUnavailable as e:
+            self.runtime.health.failed(e)
+            return
+        yield budget
+        yield spent
 
 
 class _RetentionCollector(Collector):

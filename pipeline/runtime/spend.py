@@ -53,6 +53,12 @@ class Spend:
             left = DAY_S - int(now) % DAY_S
             raise BudgetExhausted(release.agent, release.env, budget, spent, left)
 
+    def today(self, release: Release) -> float:
+        """USD the agent of ``release`` spent today (UTC) in its environment, by every worker."""
+        if self.store is None:
+            return 0.0
+        return self.store.spent(release.agent, release.env, _day(time.time()))
+
     def add(
         self, release: Release, res: Resilience, model: str, response: Mapping[str, Any]
     ) -> None:

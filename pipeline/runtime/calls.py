@@ -57,7 +57,7 @@ class AttemptFailed(Exception):
         self.kind = kind
         self.message = message
         self.status = status
-        self.retry_after_s = retry_after_s  # a 429's Retry-After, when the provider sent one
+        self.retry_after_s = retry_after_s  # a 429's or 5xx's Retry-After, if the provider sent one
 
     @property
     def failover(self) -> bool:

@@ -270,11 +270,14 @@ class Engine:
         slow = run.slow or took >= res.slow_after_s
         # A refused request is the request's fault: the provider answered, so it counts as up
         # (and a half-open probe that gets one has reported). A 429 or 503 that says when to
-        # come back (Retry-After) opens the breaker that long.
-        wait = failure.retry_after_s if failure.kind in ("rate_limit", "server") else None
-        if wait:
+        # come back (Retry-After: only those carry one) opens the breaker that long.
+        if failure.retry_after_s:
             self.breakers.hold_off(
-                run.ticket, res.breaker, wait, agent=release.agent, status=failure.status or 429
+                run.ticket,
+                res.breaker,
+                failure.retry_after_s,
+                agent=release.agent,
+                status=failure.status or 429,
             )
         else:
             self.breakers.record(

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from pipeline.runtime.accesslog import API_KEY
 from pipeline.runtime.answers import as_chunk
-from pipeline.runtime.responses import error_response
+from pipeline.runtime.responses import DONE, error_response, event
 from pipeline.runtime.store import StateStore
 
 __all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim", "refusal"]
@@ -160,12 +160,12 @@ def _request_of(raw: bytes) -> dict[str, Any]:
 def _as_events(document: dict[str, Any], headers: dict[str, str], usage: bool) -> web.Response:
     """A kept stream's answer, again as server-sent events: one chunk (then its usage, if the
     request asked for it), then [DONE]."""
-    body = b"data: " + json.dumps(as_chunk(document)).encode() + b"\n\n"
+    chunk = as_chunk(document)
+    body = event(chunk)
     if usage and isinstance(document.get("usage"), dict):
-        counted = {**as_chunk(document), "choices": [], "usage": document["usage"]}
-        body += b"data: " + json.dumps(counted).encode() + b"\n\n"
+        body += event({**chunk, "choices": [], "usage": document["usage"]})
     return web.Response(
         status=200,
-        body=body + b"data: [DONE]\n\n",
+        body=body + DONE,
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers},
     )

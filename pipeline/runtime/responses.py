@@ -13,7 +13,9 @@ from aiohttp import web
 from pipeline.runtime.store import StoreUnavailable
 from pipeline.runtime.storehealth import StoreHealth
 
-__all__ = ["error_response", "json_response", "store_unavailable"]
+__all__ = ["DONE", "error_response", "event", "json_response", "store_unavailable"]
+
+DONE = b"data: [DONE]\n\n"  # the last server-sent event of an OpenAI stream
 
 
 def json_response(
@@ -25,6 +27,11 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def event(data: Any) -> bytes:
+    """One server-sent event of an OpenAI stream: ``data`` as JSON."""
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
 def error_response(

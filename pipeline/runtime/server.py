@@ -25,7 +25,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ from pipeline.runtime.responses import (
 )
 from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
+from pipeline.runtime.serving import ServeRequest
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 from pipeline.runtime.sse import answer_headers, stream_response
@@ -252,39 +253,29 @@ def make_app(
     return app
 
 
-async def serve(
-    root: Path,
-    *,
-    env: str = "production",
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    deployments: Path | None = None,
-    state_store: str | None = None,
-    reuse_port: bool = False,
-    receive_deploys: bool = False,
-    workflows: Sequence[str] = (),
-    backups: bool = True,
-    access_log: str | None = None,
-    trusted_proxies: Sequence[str] = (),
-    drain_s: float = 0.0,
-    log: Callable[[str], None],
-) -> None:
+async def serve(root: Path, request: ServeRequest) -> None:
     """Serve until SIGTERM or SIGINT; requests in flight then finish (up to 30 s). (Over 60
     lines on purpose: every start step and its stop, in one place, in order.)
 
-    ``receive_deploys``: also be the http deploy target (:mod:`pipeline.runtime.receiver`),
+    ``request.receive_deploys``: also be the http deploy target (:mod:`pipeline.runtime.receiver`),
     keeping what it receives under ``deployments`` (default ``.knowngood/received``).
 
-    With ``workflows`` (modules that declare durable workflows) the process is also the
+    With ``request.workflows`` (modules that declare durable workflows) the process is also the
     store's worker: the durable engine starts before anything else, so the workflows a killed
     worker left pending resume at once (see :mod:`pipeline.runtime.engine`).
     """
-    receiver_secret = deploy_secret(root) if receive_deploys else None
+    log, env, state_store = request.say, request.env, request.state_store
+    receiver_secret = deploy_secret(root) if request.receive_deploys else None
     keys = api_keys(root)  # before anything starts: a key that is not set stops serve here
     metrics_key = metrics_need_key(root)
-    trusted = trusted_networks(trusted_proxies)  # a bad one stops serve here (exit 2)
-    requests_log = (access_logger(access_log), json_access_logger(trusted)) if access_log else None
-    if receive_deploys and deployments is None:
+    trusted = trusted_networks(request.trusted_proxies)  # a bad one stops serve here (exit 2)
+    requests_log = (
+        (access_logger(request.access_log), json_access_logger(trusted))
+        if request.access_log
+        else None
+    )
+    deployments = request.deployments
+    if request.receive_deploys and deployments is None:
         deployments = root / DEFAULT_RECEIVED
     from pipeline.runtime.backup.runner import start_backups
     from pipeline.runtime.incidents import RuntimeIncidents
@@ -301,7 +292,7 @@ async def serve(
     schedule = None
     retention: list[Schedule] = []
     try:
-        schedule = start_backups(root, state_store, log) if backups else None
+        schedule = start_backups(root, state_store, log) if request.backups else None
         if schedule is not None:
             observer.registry.register(schedule[1])
         runtime.refresh()
@@ -314,8 +305,8 @@ async def serve(
             retention.append(Schedule.sessions(runtime.store, days, log))
         if (days := breaker_events_keep_days(root)) is not None:
             retention.append(Schedule.breaker_events(runtime.store, days, log))
-        if needs_engine(runtime, workflows):
-            engine = await start_engine(runtime, workflows, observer, log)
+        if needs_engine(runtime, request.workflows):
+            engine = await start_engine(runtime, request.workflows, observer, log)
         started = time.perf_counter()
         await runtime.warm_up()
         # What is alive now (litellm's modules and tables, the releases) lives as long as the
@@ -326,8 +317,8 @@ async def serve(
         app = make_app(runtime, observer, keys, metrics_key)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
-        where = (host, port, reuse_port)
-        await _run_until_stopped(app, runtime, where, requests_log, drain_s, log)
+        where = (request.host, request.port, request.reuse_port)
+        await _run_until_stopped(app, runtime, where, requests_log, request.drain_s, log)
     finally:
         if schedule is not None:
             schedule[0].stop()

@@ -1,6 +1,6 @@
 """``knowngood serve``'s core: serve until stopped, then say what was left behind.
 
-The server itself is :func:`pipeline.runtime.server.serve`; this wraps it in the shape every
+The server itself is :func:`pipeline.runtime.server.serve`, given the request; this wraps it in the shape every
 command shares (a request in, an outcome out). What serve says while it runs goes to the
 request's ``say``, a line at a time; the command line picks how each line looks (``--format``).
 """
@@ -57,24 +57,7 @@ def run(root: Path, request: ServeRequest) -> ServeOutcome:
 
     from pipeline.runtime.server import serve
 
-    asyncio.run(
-        serve(
-            root,
-            env=request.env,
-            host=request.host,
-            port=request.port,
-            deployments=request.deployments,
-            state_store=request.state_store,
-            reuse_port=request.reuse_port,
-            receive_deploys=request.receive_deploys,
-            workflows=request.workflows,
-            backups=request.backups,
-            access_log=request.access_log,
-            trusted_proxies=request.trusted_proxies,
-            drain_s=request.drain_s,
-            log=request.say,
-        )
-    )
+    asyncio.run(serve(root, request))
     left = 0
     if "dbos" in sys.modules:  # the durable engine ran: do not wait for steps still running
         from pipeline.runtime.engine import running_steps

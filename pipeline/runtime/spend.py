@@ -42,15 +42,14 @@ class Spend:
         budget = res.daily_budget_usd
         if budget is None or self.store is None:
             return
-        now = time.time()
         try:
-            spent = self.store.spent(release.agent, release.env, _day(now))
+            spent = self.today(release)
         except StoreUnavailable as e:
             self.health.failed(e)
             return
         if spent >= budget:
             observer.answered(release.agent, "over_budget", 0.0)
-            left = DAY_S - int(now) % DAY_S
+            left = DAY_S - int(time.time()) % DAY_S
             raise BudgetExhausted(release.agent, release.env, budget, spent, left)
 
     def today(self, release: Release) -> float:

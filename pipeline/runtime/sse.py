@@ -10,6 +10,7 @@ from pipeline.runtime.answers import StreamAnswer
 from pipeline.runtime.calls import AttemptFailed
 from pipeline.runtime.idempotency import Claim
 from pipeline.runtime.model import Answer
+from pipeline.runtime.responses import DONE, event
 from pipeline.runtime.sessions import SESSION_HEADER
 from pipeline.runtime.store import StoreUnavailable
 from pipeline.runtime.storehealth import StoreHealth
@@ -46,8 +47,8 @@ async def stream_response(
     error: dict[str, str] | None = None  # the stream's last event, when it ends badly
     try:
         async for chunk in stream.chunks():
-            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await response.write(b"data: [DONE]\n\n")
+            await response.write(event(chunk))
+        await response.write(DONE)
     except AttemptFailed as e:  # after the first chunk: the client has part of an answer
         error = {"message": e.message, "type": "provider_error", "code": e.kind}
     except StoreUnavailable as e:  # answered, but its session's turn could not be stored
@@ -62,6 +63,6 @@ async def stream_response(
     if held is not None and error is None:  # a retry gets what this stream added up to
         held.keep(200, json.dumps(stream.answer.response), headers)
     if error is not None:
-        await response.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
+        await response.write(event({"error": error}))
     await response.write_eof()
     return response

@@ -1,7 +1,5 @@
 """The answers kept for an ``Idempotency-Key`` (:mod:`pipeline.runtime.idempotency`): one row
-per key, claimed by the request that answers it, then holding that answer for the retries.
-And what each agent spent a day (:mod:`pipeline.runtime.spend`): one row per agent,
-environment and UTC day."""
+per key, claimed by the request that answers it, then holding that answer for the retries."""
 
 from __future__ import annotations
 
@@ -44,8 +42,6 @@ class ReplayRows:
         def dialect(self) -> str: ...
 
         def transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
-
-        def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any: ...
 
     def claim_replay(
         self, key: str, owner: str, fingerprint: str, now: float, stale_before: float
@@ -91,23 +87,6 @@ class ReplayRows:
             db.execute(
                 "DELETE FROM knowngood_replays WHERE key = ? AND owner = ? AND done IS NULL",
                 (key, owner),
-            )
-
-    def spent(self, agent: str, env: str, day: str) -> float:
-        """USD ``agent`` spent in ``env`` on ``day`` (YYYY-MM-DD, UTC), by every worker."""
-        row = self._one(
-            "SELECT usd FROM knowngood_spend WHERE agent = ? AND env = ? AND day = ?",
-            (agent, env, day),
-        )
-        return float(row[0]) if row is not None else 0.0
-
-    def add_spend(self, agent: str, env: str, day: str, usd: float) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO knowngood_spend (agent, env, day, usd) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (agent, env, day) DO UPDATE SET usd = knowngood_spend.usd + "
-                "excluded.usd",
-                (agent, env, day, usd),
             )
 
     def prune_replays(self, before: float) -> int:

@@ -82,6 +82,25 @@ class StateStore(TurnRows, QueuedRows, ReplayRows):
         with self._lock:
             return self.backend.execute(sql, args).fetchone()
 
+    # -- daily spend (resilience.daily_budget_usd) ----------------------------------------------
+
+    def spent(self, agent: str, env: str, day: str) -> float:
+        """USD ``agent`` spent in ``env`` on ``day`` (YYYY-MM-DD, UTC), by every worker."""
+        row = self._one(
+            "SELECT usd FROM knowngood_spend WHERE agent = ? AND env = ? AND day = ?",
+            (agent, env, day),
+        )
+        return float(row[0]) if row is not None else 0.0
+
+    def add_spend(self, agent: str, env: str, day: str, usd: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO knowngood_spend (agent, env, day, usd) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (agent, env, day) DO UPDATE SET usd = knowngood_spend.usd + "
+                "excluded.usd",
+                (agent, env, day, usd),
+            )
+
     # -- breakers ------------------------------------------------------------------------------
 
     def breaker(self, provider: str, db: Tx | None = None) -> BreakerRow | None:

@@ -5,8 +5,11 @@ worker, streamed or not, and from ``knowngood run``; an agent without a budget i
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider
@@ -24,6 +27,10 @@ from runtimeutil import (
 from sessionutil import check_spend
 
 from pipeline.cli import main
+from pipeline.runtime.core import Runtime
+from pipeline.runtime.failover import Engine
+from pipeline.runtime.model import Attempt, Observer
+from pipeline.runtime.racing import Running
 from pipeline.runtime.store import StateStore
 
 BUDGETED = RESILIENCE.replace(
@@ -82,3 +89,53 @@ def test_daily_spend_on_the_state_store(tmp_path: Path) -> None:
         check_spend(store)  # and on PostgreSQL: test_runtime_pgstore
     finally:
         store.close()
+
+
+def test_a_hedged_attempt_that_answered_with_the_winner_is_paid_too(
+    world: World, tmp_path: Path
+) -> None:
+    """Two providers can answer in the same loop turn: the one that lost was paid all the
+    same, so its tokens and cost count (metrics and budget), not only the winner's."""
+    used: list[tuple[str, int]] = []
+
+    class Counting(Observer):
+        def used(self, agent: str, provider: str, model: str, response: Any) -> None:
+            used.append((provider, response["usage"]["total_tokens"]))
+
+    runtime = Runtime(world.root, state_store=f"sqlite:///{tmp_path}/state.db")
+    try:
+        runtime.refresh()
+        asyncio.run(runtime.warm_up())  # litellm, whose price table prices the tokens
+        engine = Engine(runtime.breakers, runtime.store, Counting())
+        release = runtime.release(AGENT)
+        res = engine.resilience(release)
+        entry = release.chain[0]
+        response = {
+            "id": "chatcmpl-late",
+            "object": "chat.completion",
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000},
+        }
+
+        async def lost() -> None:
+            async def answered() -> dict[str, Any]:
+                return response
+
+            task = asyncio.ensure_future(answered())
+            await asyncio.sleep(0)
+            assert task.done()  # it answered before the winner's turn ended
+            ticket = runtime.breakers.acquire(entry.provider, res.breaker)
+            assert ticket is not None
+            attempts: list[Attempt] = []
+            running = {task: Running(entry, ticket, time.perf_counter(), 0.0)}
+            await engine._cancel(release, res, running, attempts, time.perf_counter())
+            assert [(a.provider, a.outcome) for a in attempts] == [("primary", "cancelled")]
+
+        asyncio.run(lost())
+        assert used == [("primary", 2000)]
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        # gpt-4o-mini: 1000 x $0.15/M + 1000 x $0.60/M
+        assert runtime.store.spent(AGENT, release.env, day) == pytest.approx(0.00075)
+    finally:
+        runtime.close()

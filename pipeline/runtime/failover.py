@@ -38,13 +38,7 @@ from pipeline.runtime.answers import (
     messages_for,
 )
 from pipeline.runtime.breaker import Breakers
-from pipeline.runtime.model import (
-    Answer,
-    Attempt,
-    ChatRequest,
-    Observer,
-    RequestRejected,
-)
+from pipeline.runtime.model import Answer, Attempt, ChatRequest, Observer, RequestRejected
 from pipeline.runtime.racing import Running as _Running
 from pipeline.runtime.racing import Won as _Won
 from pipeline.runtime.racing import injected as _injected
@@ -103,8 +97,7 @@ class Engine:
         if won is None:
             return self._all_down(release, res, cache_key(release, messages, chat), attempts, start)
         self._settle(release, res, won, attempts, start, failed=None)
-        self.observer.used(release.agent, won.entry.provider, won.entry.model, won.value)
-        self.spend.add(release, res, won.entry.model, won.value)
+        self._paid(release, res, won.entry, won.value)
         answer = Answer(
             agent=release.agent,
             env=release.env,
@@ -154,8 +147,7 @@ class Engine:
 
         def finish(failed: BaseException | None, whole: bool) -> None:
             self._settle(release, res, won, attempts, start, failed=failed)
-            self.observer.used(release.agent, won.entry.provider, won.entry.model, answer.response)
-            self.spend.add(release, res, won.entry.model, answer.response)
+            self._paid(release, res, won.entry, answer.response)
             if whole and res.on_all_down == "cached":
                 key = cache_key(release, messages, chat)
                 keep_answer(
@@ -325,6 +317,8 @@ class Engine:
                     value = task.result()
                     if isinstance(value, calls.OpenStream):
                         await value.aclose()
+                    else:  # answered in the winner's loop turn: it is paid all the same
+                        self._paid(release, res, run.entry, value)
             if run.slow:
                 self.breakers.record(
                     run.ticket, res.breaker, failed=False, slow=True, agent=release.agent
@@ -339,6 +333,11 @@ class Engine:
                 "slow" if run.slow else None,
             )
         running.clear()
+
+    def _paid(self, release: Release, res: Resilience, entry: ChainEntry, response: Any) -> None:
+        """A provider's answer is paid for: its tokens to the metrics, its cost to the budget."""
+        self.observer.used(release.agent, entry.provider, entry.model, response)
+        self.spend.add(release, res, entry.model, response)
 
     def _settle(
         self,

@@ -37,7 +37,7 @@ from pipeline.recordtypes import (
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
 from pipeline.running import Running, TargetObserver, resolve
-from pipeline.runtime.statusview import runtime_backups, runtime_breakers
+from pipeline.runtime.statusview import runtime_backups, runtime_breakers, runtime_spend
 from pipeline.source import committed_settings
 
 RECENT_RELEASES = 3
@@ -128,6 +128,9 @@ class StatusReport:
     # The state store's backups (None: knowngood.yaml sets no runtime.backup): the newest
     # restorable point and its age, the recovery point objective achieved now.
     backups: dict[str, Any] | None = None
+    # What each agent spent today (UTC) per environment, beside the daily_budget_usd of the
+    # release deployed there (None: nothing spent and no budget).
+    spend: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +140,7 @@ class StatusReport:
             "agents": [a.to_json() for a in self.agents],
             "breakers": self.breakers,
             "backups": self.backups,
+            "spend": self.spend,
             "notices": self.notices,
         }
 
@@ -183,6 +187,7 @@ def status(
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
     report.breakers = runtime_breakers(root, settings, report.notices)
+    report.spend = runtime_spend(root, settings, agent, report.notices)
     report.backups = runtime_backups(root, settings, report.notices)
     if not report.fetched and not store.data.tip():
         report.notices.append(

@@ -6,6 +6,7 @@ worker, streamed or not, and from ``knowngood run``; an agent without a budget i
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +140,42 @@ def test_a_hedged_attempt_that_answered_with_the_winner_is_paid_too(
         assert runtime.store.spent(AGENT, release.env, day) == pytest.approx(0.00075)
     finally:
         runtime.close()
+
+
+def test_status_shows_what_each_agent_spent_today_against_its_budget(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read-only, from the state store and the deployed bundles: the budget is the one of the
+    release that runs, so an agent with a budget shows before it spent anything."""
+    from pipeline.runtime.settings import state_store_location
+
+    assert main(["status", "--repo", str(world.root), "--format", "json", "--no-fetch"]) == 0
+    [fresh] = json.loads(capsys.readouterr().out)["spend"]
+    assert (fresh["agent"], fresh["spent_usd"], fresh["budget_usd"]) == (AGENT, 0, 0.000001)
+
+    store = StateStore(state_store_location(world.root))
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    store.add_spend(AGENT, "production", day, 0.000004)
+    store.add_spend("free", "production", day, 1.5)
+    store.add_spend(AGENT, "production", "2000-01-01", 99.0)  # another day: not today's
+    store.close()
+    before = (world.root / ".knowngood" / "state.db").read_bytes()
+    assert main(["status", "--repo", str(world.root), "--format", "json", "--no-fetch"]) == 0
+    spend = {s["agent"]: s for s in json.loads(capsys.readouterr().out)["spend"]}
+    assert spend[AGENT] == {
+        "agent": AGENT,
+        "env": "production",
+        "day": day,
+        "spent_usd": 0.000004,
+        "budget_usd": 0.000001,
+    }
+    assert (spend["free"]["spent_usd"], spend["free"]["budget_usd"]) == (1.5, None)
+
+    assert main(["status", "--repo", str(world.root), "--no-fetch"]) == 0
+    out = capsys.readouterr().out
+    assert f"spent today ({day}, UTC):" in out
+    assert "$0.000004 of $0.000001 (400%): held until midnight UTC" in out
+    assert "$1.50 (no daily budget)" in out
+    assert main(["status", "free", "--repo", str(world.root), "--no-fetch"]) == 0
+    assert AGENT not in capsys.readouterr().out.split("spent today")[1]
+    assert (world.root / ".knowngood" / "state.db").read_bytes() == before  # never written

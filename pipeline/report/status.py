@@ -67,6 +67,7 @@ def status_text(report: StatusReport) -> str:
         out += [f"  {line}" for line in _incident_lines(agent)]
         out += [f"  {line}" for line in _recovery_lines(agent)]
     out += _breaker_lines(report)
+    out += _spend_lines(report)
     out += _backup_lines(report)
     return "\n".join(out) + "\n"
 
@@ -82,6 +83,30 @@ def _backup_lines(report: StatusReport) -> list[str]:
         f"backups: newest restorable point {_when(b['newest_restorable'])} "
         f"(RPO {b['rpo_s']:.1f}s), {b['snapshots']} snapshot(s) in {b['target']}"
     ]
+
+
+def _spend_lines(report: StatusReport) -> list[str]:
+    """What each agent spent today against its daily budget, when any spent or has one."""
+    if not report.spend:
+        return []
+    lines = [f"spent today ({report.spend[0]['day']}, UTC):"]
+    for s in report.spend:
+        budget = s["budget_usd"]
+        of = (
+            f" of {_usd(budget)} ({s['spent_usd'] / budget:.0%})"
+            + (": held until midnight UTC" if s["spent_usd"] >= budget else "")
+            if budget
+            else " (no daily budget)"
+        )
+        lines.append(f"  {s['agent']:<12} {s['env']:<11} {_usd(s['spent_usd'])}{of}")
+    return lines
+
+
+def _usd(value: float) -> str:
+    if value >= 0.01:
+        return f"${value:,.2f}"
+    shown = f"${value:.6f}".rstrip("0").rstrip(".")
+    return "under $0.000001" if shown == "$0" and value > 0 else shown
 
 
 def _breaker_lines(report: StatusReport) -> list[str]:
@@ -328,7 +353,7 @@ def _rich_print(console: Console, report: StatusReport) -> None:
                 console.print(f"  ! {env.env}: {note}", highlight=False, markup=False)
         for line in [*_incident_lines(agent), *_recovery_lines(agent)]:
             console.print(f"  {line}", highlight=False, markup=False)
-    for line in [*_breaker_lines(report), *_backup_lines(report)]:
+    for line in [*_breaker_lines(report), *_spend_lines(report), *_backup_lines(report)]:
         console.print(line, highlight=False, markup=False)
 
 

@@ -1,8 +1,11 @@
-"""What ``knowngood status`` shows of the runtime: its circuit breakers and the achieved RPO of
-its backups, read from the state store and the backup target without changing either."""
+"""What ``knowngood status`` shows of the runtime: its circuit breakers, what each agent spent
+today against its daily budget, and the achieved RPO of its backups, read from the state store,
+the deploy target and the backup target without changing any of them."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 from pipeline.errors import KnowngoodError
 from pipeline.repo import Settings
 
-__all__ = ["BREAKER_EVENTS", "runtime_backups", "runtime_breakers"]
+__all__ = ["BREAKER_EVENTS", "runtime_backups", "runtime_breakers", "runtime_spend"]
 
 BREAKER_EVENTS = 5  # transitions shown per provider
 
@@ -63,6 +66,63 @@ def runtime_breakers(
         }
         for p, f in sorted(injected.items())
     ]
+
+
+def runtime_spend(
+    root: Path, settings: Settings, agent: str | None, notices: list[str]
+) -> list[dict[str, Any]] | None:
+    """What each agent (or only ``agent``) spent today (UTC) in each environment, from the
+    state store, beside the ``daily_budget_usd`` of the release deployed there; None when no
+    agent spent anything and none has a budget."""
+    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_location
+    from pipeline.runtime.storeview import read_spend
+
+    runtime = settings.raw.get("runtime") or {}
+    url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    try:
+        spent = read_spend(state_store_location(root, url), day) or []
+    except KnowngoodError as e:
+        notices.append(f"spending not shown: {e.message}")
+        return None
+    budgets = _budgets(root, settings)
+    found = {(a, e): usd for a, e, usd in spent}
+    keys = sorted(set(found) | set(budgets))
+    shown = [
+        {
+            "agent": a,
+            "env": e,
+            "day": day,
+            "spent_usd": round(found.get((a, e), 0.0), 6),
+            "budget_usd": budgets.get((a, e)),
+        }
+        for a, e in keys
+        if agent is None or a == agent
+    ]
+    return shown or None
+
+
+def _budgets(root: Path, settings: Settings) -> dict[tuple[str, str], float]:
+    """(agent, env) -> ``resilience.daily_budget_usd`` of the bundle deployed there, read from
+    a directory deploy target (the runtime's; other targets: none known)."""
+    from pipeline.targets import DirectoryTarget, make_target
+
+    try:
+        target = make_target(settings.deploy.get("target"), root)
+    except KnowngoodError:
+        return {}
+    if not isinstance(target, DirectoryTarget) or not target.path.is_dir():
+        return {}
+    found: dict[tuple[str, str], float] = {}
+    for current in sorted(target.path.glob("*/*/current.json")):
+        try:
+            bundle = json.loads(current.read_text(encoding="utf-8"))
+            budget = bundle["config"]["resilience"]["daily_budget_usd"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no budget, or not a bundle status can read: nothing to show
+        if isinstance(budget, int | float) and not isinstance(budget, bool):
+            found[(current.parent.name, current.parent.parent.name)] = float(budget)
+    return found
 
 
 def runtime_backups(root: Path, settings: Settings, notices: list[str]) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.runtime.store.rows import (
     BUSY_TIMEOUT_MS,
@@ -19,10 +19,11 @@ from pipeline.runtime.store.rows import (
     StateStoreError,
 )
 
-__all__ = ["read_breakers"]
+__all__ = ["read_breakers", "read_spend"]
 
 Found = tuple[list[BreakerRow], dict[str, list[BreakerEvent]], list[Fault]]
 Query = Callable[[str, Sequence[Any]], list[Any]]
+R = TypeVar("R")
 
 
 def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | None:
@@ -32,8 +33,28 @@ def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | No
     ``where``: the SQLite file, or a ``postgresql://`` URL. None when the store does not
     exist (nothing ever ran): it is never created here.
     """
+    return _reading(where, lambda query, tables: _read(query, tables, events_per_provider))
+
+
+def read_spend(where: Path | str, day: str) -> list[tuple[str, str, float]] | None:
+    """(agent, env, USD) of every agent that spent on ``day`` (YYYY-MM-DD, UTC), read-only;
+    None when the store does not exist or predates the daily budgets."""
+
+    def spend(query: Query, tables: set[str]) -> list[tuple[str, str, float]] | None:
+        if "knowngood_spend" not in tables:
+            return None
+        rows = query(
+            "SELECT agent, env, usd FROM knowngood_spend WHERE day = ? ORDER BY agent, env", (day,)
+        )
+        return [(str(a), str(e), float(u)) for a, e, u in rows]
+
+    return _reading(where, spend)
+
+
+def _reading(where: Path | str, read: Callable[[Query, set[str]], R]) -> R | None:
+    """``read(query, tables)`` on the store opened read-only; None when it does not exist."""
     if isinstance(where, str):
-        return _read_postgres(where, events_per_provider)
+        return _read_postgres(where, read)
     if not Path(where).is_file():
         return None
     try:
@@ -44,9 +65,7 @@ def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | No
         raise StateStoreError(f"cannot read the state store {where}: {e}") from e
     try:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return _read(
-            lambda sql, args: db.execute(sql, tuple(args)).fetchall(), tables, events_per_provider
-        )
+        return read(lambda sql, args: db.execute(sql, tuple(args)).fetchall(), tables)
     except sqlite3.Error as e:
         raise StateStoreError(
             f"cannot read the state store {where}: {e}",
@@ -56,7 +75,7 @@ def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | No
         db.close()
 
 
-def _read_postgres(url: str, events_per_provider: int) -> Found | None:
+def _read_postgres(url: str, read: Callable[[Query, set[str]], R]) -> R | None:
     import psycopg
 
     from pipeline.runtime.store.postgres import CONNECT_TIMEOUT_S, shown_url
@@ -74,7 +93,7 @@ def _read_postgres(url: str, events_per_provider: int) -> Found | None:
                     "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", ()
                 )
             }
-            return _read(query, tables, events_per_provider)
+            return read(query, tables)
     except psycopg.Error as e:
         raise StateStoreError(
             f"cannot read the state store {shown_url(url)}: {str(e).strip()}",

@@ -26,7 +26,7 @@ from pipeline.errors import UsageError
 from pipeline.runtime.breaker import Breakers
 from pipeline.runtime.settings import BreakerSettings, state_store_location
 from pipeline.runtime.store import StateStore, Turn
-from pipeline.runtime.storeview import read_breakers
+from pipeline.runtime.storeview import read_breakers, read_spend
 
 SETTINGS = BreakerSettings(
     window=4, minimum_calls=4, failure_rate=0.5, slow_call_rate=0.75, open_s=10, half_open_calls=2
@@ -130,8 +130,12 @@ def test_status_reads_a_postgresql_store_and_never_creates_one(
     rows, events, faults = found
     assert [(r.provider, r.state) for r in rows] == [("p", "open")]
     assert [e.to_state for e in events["p"]] == ["open"] and faults == []
+    store.add_spend("support", "production", "2026-12-06", 0.5)
+    store.add_spend("support", "production", "2026-12-05", 9.0)
+    assert read_spend(url, "2026-12-06") == [("support", "production", 0.5)]
     empty = fresh_database(cluster)
     assert read_breakers(empty) is None
+    assert read_spend(empty, "2026-12-06") is None
     with psycopg.connect(empty) as conn:
         assert conn.execute(
             "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'knowngood%'"

@@ -91,7 +91,8 @@ def check_an_older_store_is_brought_up_to_date(store: StateStore) -> None:
 
 def check_claims(store: StateStore) -> None:
     """Idempotency-Key claims: taken, held, taken over from a dead worker, kept, given back,
-    pruned (unix times are made up; ``stale_before`` decides what a dead worker's is)."""
+    pruned (unix times are made up; ``stale_before`` decides what a dead worker's is, unless
+    ``gone`` says its process is dead)."""
     assert store.claim_replay("k", "a", "fp", 100.0, 0.0) is None  # claimed
     held = store.claim_replay("k", "b", "fp", 101.0, 0.0)
     assert held is not None and held.owner == "a" and held.done is None
@@ -109,6 +110,13 @@ def check_claims(store: StateStore) -> None:
     store.release_replay("j", "g")
     assert store.claim_replay("j", "h", "fp", 11.0, 0.0) is None  # given back: claimable
     assert store.prune_replays(200.0) == 1  # j (created 11); k was claimed again at 500
+    assert store.claim_replay("m", "killed", "fp", 600.0, 0.0) is None
+    held = store.claim_replay("m", "n", "fp", 601.0, 0.0, lambda owner: owner == "alive")
+    assert held is not None and held.owner == "killed"  # its process may still answer
+    dead = lambda owner: owner == "killed"  # noqa: E731
+    held = store.claim_replay("m", "o", "other", 602.0, 0.0, dead)
+    assert held is not None and held.owner == "killed"  # another body: never taken over
+    assert store.claim_replay("m", "p", "fp", 603.0, 0.0, dead) is None  # at once, not at 900
 
 
 def check_spend(store: StateStore) -> None:

@@ -5,7 +5,10 @@ provider down gives its key back. The claims themselves on a real SQLite store."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +30,9 @@ from runtimeutil import (
 )
 from sessionutil import check_claims
 
+from pipeline.runtime.idempotency import _MACHINE as CLAIMS
+from pipeline.runtime.idempotency import Claim, gone
+from pipeline.runtime.idempotency import _started as started
 from pipeline.runtime.store import StateStore
 
 
@@ -161,6 +167,50 @@ def test_a_retry_that_reaches_another_worker_is_replayed_too(
         again = ask(other.url, "two-workers")
     assert again.status == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json() and calls(fakes) == 1
+
+
+def test_a_retry_after_its_serve_was_killed_mid_request_is_answered_at_once(
+    world: World, fakes: dict[str, FakeProvider]
+) -> None:
+    """The claim names its process: a serve SIGKILLed while answering leaves its key claimed,
+    and a retry reaching a new serve on the same machine takes it over at once (not 409 for
+    STALE_S), then gets a fresh answer, which is kept for the retries after it."""
+    fakes["primary"].fault_hook = lambda record: Fault.delay(10_000)
+    dying = Serve(world.root).start()
+
+    def never_answered() -> None:
+        with contextlib.suppress(OSError):  # the connection dies with its serve
+            ask(dying.url, "killed-1")
+
+    lost = threading.Thread(target=never_answered, daemon=True)
+    lost.start()
+    assert wait_for(lambda: fakes["primary"].count() == 1, 10)
+    dying.kill()
+    fakes["primary"].fault_hook = None
+    with Serve(world.root) as fresh:
+        again = ask(fresh.url, "killed-1")
+        assert again.status == 200, again.body
+        assert "idempotent-replayed" not in again.headers
+        replayed = ask(fresh.url, "killed-1")
+        assert replayed.headers["idempotent-replayed"] == "true"
+        assert replayed.json() == again.json()
+    assert fakes["primary"].count() == 2
+
+
+def test_a_claim_is_judged_gone_only_when_its_process_is(tmp_path: Path) -> None:
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(30)
+    try:
+        assert not gone(f"{CLAIMS}:{live.pid}:{started(live.pid)}:token")
+        assert gone(f"{CLAIMS}:{live.pid}:1:token")  # its pid, another process's start
+        assert gone(f"{CLAIMS}:{dead.pid}:{started(live.pid)}:token")
+        assert not gone(f"another-machine:{dead.pid}::token")  # not for this machine to say
+        assert not gone("0f3c9a1e2b4d5c6e7f8091a2b3c4d5e6")  # an older version's random token
+        assert not gone(Claim(StateStore(tmp_path / "state.db"), "k").owner)  # this process
+    finally:
+        live.kill()
+        live.wait(10)
 
 
 def test_claims_on_the_state_store(tmp_path: Path) -> None:

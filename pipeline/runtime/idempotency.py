@@ -13,7 +13,8 @@ without a second call to a provider, a second turn in its session or a second qu
   being answered: 409 ``idempotency_key_in_use`` (``Retry-After: 1``);
 - a request that found every provider down (503), or whose session was busy (409), gives the
   key back: a retry may succeed. A claim whose serve died before answering is taken over by a
-  retry after :data:`STALE_S`;
+  retry at once when that serve ran on the same machine (its process is gone: each claim names
+  its process), else after :data:`STALE_S`;
 - keys are per client (each of ``runtime.api_key_env``'s keys has its own), kept
   :data:`KEEP_S`, and stored only as a hash; nothing else of the request is kept.
 """
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from pipeline.runtime.answers import as_chunk
 from pipeline.runtime.responses import DONE, error_response, event
 from pipeline.runtime.store import StateStore
 
-__all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim", "refusal"]
+__all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim", "gone", "refusal"]
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -52,7 +55,7 @@ class Claim:
 
     store: StateStore
     key: str
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = field(default_factory=lambda: f"{_PROCESS}:{uuid.uuid4().hex}")
     settled: bool = False
 
     def keep(self, status: int, body: bytes | str, headers: dict[str, str]) -> None:
@@ -94,7 +97,7 @@ def claim(request: web.Request, store: StateStore, raw: bytes) -> Claim | web.Re
     now = time.time()
     _prune(store, now)
     made = Claim(store, key)
-    held = store.claim_replay(key, made.owner, fingerprint, now, now - STALE_S)
+    held = store.claim_replay(key, made.owner, fingerprint, now, now - STALE_S, gone)
     if held is None:
         return made
     if held.fingerprint != fingerprint:
@@ -138,6 +141,51 @@ def _prune(store: StateStore, now: float) -> None:
     _claims += 1
     if _claims % PRUNE_EVERY == 1:
         store.prune_replays(now - KEEP_S)
+
+
+def gone(owner: str) -> bool:
+    """Whether the claim ``owner`` was made by a process of this machine that is gone (a
+    serve killed mid-request): its key need not wait :data:`STALE_S`. A claim of another
+    machine, or of a version that did not name its process, is never judged here."""
+    machine, _, rest = owner.partition(":")
+    pid, _, rest = rest.partition(":")
+    started, _, _ = rest.partition(":")
+    if machine != _MACHINE or not pid.isdigit():
+        return False
+    return _started(int(pid)) != started
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), "" where there is no
+    /proc to tell (any live process then matches a claim made without it); None: no such
+    process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except FileNotFoundError:
+        return None
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass
+        return ""
+
+
+def _machine() -> str:
+    """This machine: its host name (each container has its own) and, on Linux, its boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{boot}".encode()).hexdigest()[:16]
+
+
+_MACHINE: str = _machine()
+_PROCESS: str = f"{_MACHINE}:{os.getpid()}:{_started(os.getpid()) or ''}"
 
 
 def _kept_headers(headers: Any) -> dict[str, str]:

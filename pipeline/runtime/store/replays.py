@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +45,17 @@ class ReplayRows:
         def transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
 
     def claim_replay(
-        self, key: str, owner: str, fingerprint: str, now: float, stale_before: float
+        self,
+        key: str,
+        owner: str,
+        fingerprint: str,
+        now: float,
+        stale_before: float,
+        gone: Callable[[str], bool] = lambda owner: False,
     ) -> ReplayRow | None:
         """Claim ``key`` for the request ``owner`` answers: None when it is claimed (a new
-        key, or one whose request never finished and was claimed before ``stale_before``: its
-        worker died), else the row that holds it."""
+        key, or one whose request never finished and was claimed before ``stale_before`` or by
+        an owner that is ``gone``: its worker died), else the row that holds it."""
         lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
         with self.transaction() as db:
             db.execute(
@@ -62,7 +69,8 @@ class ReplayRows:
             row = ReplayRow.from_row(found)
             if row.owner == owner:
                 return None
-            if row.done is None and row.created < stale_before and row.fingerprint == fingerprint:
+            dead = row.created < stale_before or gone(row.owner)
+            if row.done is None and dead and row.fingerprint == fingerprint:
                 db.execute(
                     "UPDATE knowngood_replays SET owner = ?, created = ? WHERE key = ?",
                     (owner, now, key),

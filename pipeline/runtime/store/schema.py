@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS knowngood_queued (
 CREATE INDEX IF NOT EXISTS knowngood_queued_session ON knowngood_queued (session, status);
 CREATE TABLE IF NOT EXISTS knowngood_replays (
     key TEXT PRIMARY KEY,          -- sha256 of the client (its API key's place) and its key
-    owner TEXT NOT NULL,           -- the claim of the request answering it (a random token)
+    owner TEXT NOT NULL,           -- the claim of the request answering it (machine:pid:start:random)
     fingerprint TEXT NOT NULL,     -- sha256 of the request body the key came with
     created {real} NOT NULL,
     done {real},                   -- when its answer was kept (NULL: still being answered)

@@ -128,7 +128,7 @@ def test_a_store_of_schema_version_2_is_brought_up_to_the_current_one(
     StateStore(path).close()  # opening again changes nothing
 
 
-def test_serve_prunes_unused_sessions_and_old_breaker_transitions(
+def test_serve_prunes_unused_sessions_old_breaker_transitions_and_idempotency_keys(
     tmp_path: Path, fakes: dict[str, FakeProvider]
 ) -> None:
     settings = "runtime:\n  sessions_keep_days: 2\n  breaker_events_keep_days: 3\n"
@@ -144,6 +144,9 @@ def test_serve_prunes_unused_sessions_and_old_breaker_transitions(
             for days, to in ((5, "open"), (4, "half_open"), (1, "open")):
                 event = BreakerEvent(now - days * DAY_S, "primary", "closed", to, "drill", 4, 1, 0)
                 store.add_event(db, event)
+        for n, days in enumerate((3, 2, 0.5)):  # Idempotency-Key answers: kept one day
+            assert store.claim_replay(f"key-{n}", "o", "fp", now - days * DAY_S, 0.0) is None
+            store.keep_replay(f"key-{n}", "o", now - days * DAY_S, 200, "{}", {})
     finally:
         store.close()
     with Serve(world.root) as server:
@@ -161,11 +164,14 @@ def test_serve_prunes_unused_sessions_and_old_breaker_transitions(
         assert 'knowngood_retention_last_pass_timestamp_seconds{kind="sessions"}' in metrics
         transitions = 'knowngood_retention_deleted_total{kind="breaker_events"} 2.0'
         assert wait_for(lambda: transitions in scrape(server.url)), "no transition was pruned"
+        keys = 'knowngood_retention_deleted_total{kind="replays"} 2.0'
+        assert wait_for(lambda: keys in scrape(server.url)), "no Idempotency-Key was forgotten"
     assert "retention: deleted 3 sessions last used over 2 days ago" in server.stderr
     assert "retention: deleted 2 breaker transitions made over 3 days ago" in server.stderr
     store = store_of(world)
     try:
         assert [e.at for e in store.events()] == [pytest.approx(now - DAY_S)]
+        assert store.prune_replays(now) == 1  # key-2 outlived the pass
     finally:
         store.close()
 

@@ -42,11 +42,9 @@ __all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim", "gone", 
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
-KEEP_S = 86400.0  # a key is remembered this long
+KEEP_S = 86400.0  # a key is remembered this long (serve's retention pass forgets it after)
 STALE_S = 300.0  # a claim still unanswered after this long was its dead worker's: take it over
-PRUNE_EVERY = 500  # claims between two deletions of the keys older than KEEP_S
 _SANE = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, as the draft's sf-string allows
-_claims = 0
 
 
 @dataclass(slots=True)
@@ -95,7 +93,6 @@ def claim(request: web.Request, store: StateStore, raw: bytes) -> Claim | web.Re
     key = hashlib.sha256(f"{client}\0{given}".encode()).hexdigest()
     fingerprint = hashlib.sha256(raw).hexdigest()
     now = time.time()
-    _prune(store, now)
     made = Claim(store, key)
     held = store.claim_replay(key, made.owner, fingerprint, now, now - STALE_S, gone)
     if held is None:
@@ -134,13 +131,6 @@ def refusal(response: web.StreamResponse) -> str:
     if response.headers.get(REPLAYED):
         return "replayed"
     return {409: "in_use", 422: "reused"}.get(response.status, "invalid")
-
-
-def _prune(store: StateStore, now: float) -> None:
-    global _claims
-    _claims += 1
-    if _claims % PRUNE_EVERY == 1:
-        store.prune_replays(now - KEEP_S)
 
 
 def gone(owner: str) -> bool:

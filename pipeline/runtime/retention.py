@@ -10,6 +10,8 @@
   ``EVERY_S``; ``knowngood sessions prune`` does it on command.
 - ``breaker_events_keep_days`` (default 90): a circuit breaker's transition (a row of
   ``knowngood_breaker_events``) that many days old is deleted by every ``serve``, likewise.
+- An ``Idempotency-Key``'s kept answer is deleted by every ``serve``, likewise, once it is
+  older than the day its retries have (:data:`pipeline.runtime.idempotency.KEEP_S`).
 
 - **Children go with their parent.** A workflow started by another one is deleted when its
   parent is (``delete_children``), never on its own: the parent may still need its result.
@@ -19,8 +21,8 @@
   retry of yours; 0 keeps every workflow forever.
 - **Waiting requests hold their session.** A session the outage queue still holds a request
   of is kept until it is answered.
-- **Bounded.** At most ``BATCH`` workflows, sessions or transitions per transaction, so a pass never holds a
-  SQLite store's write lock for long; what still runs is never touched.
+- **Bounded.** At most ``BATCH`` rows per transaction, so a pass never holds a SQLite store's
+  write lock for long; what still runs is never touched.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "breaker_events_keep_days",
     "live",
     "prune_breaker_events",
+    "prune_replays",
     "prune_sessions",
     "prune_workflows",
     "sessions_keep_days",
@@ -58,6 +61,7 @@ _WHAT = {  # what is deleted, and what its age counts from
     "workflows": "workflows that ended",
     "sessions": "sessions last used",
     "breaker_events": "breaker transitions made",
+    "replays": "Idempotency-Key answers kept",
 }
 
 
@@ -67,7 +71,7 @@ class Pruned:
     sessions last used, or breaker transitions made, before ``before`` (epoch seconds);
     ``kept`` workflows of those wait for a child still running."""
 
-    kind: str  # workflows | sessions | breaker_events
+    kind: str  # workflows | sessions | breaker_events | replays
     older_than_days: float
     before: float
     deleted: int
@@ -170,6 +174,17 @@ def prune_breaker_events(
     return _in_batches("breaker_events", store.prune_events, older_than_days, now, stopping)
 
 
+def prune_replays(
+    store: Any,
+    older_than_days: float,
+    now: float | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> Pruned:
+    """Delete the Idempotency-Key answers kept over ``older_than_days`` ago, in batches of
+    ``BATCH``: their retries' window is over."""
+    return _in_batches("replays", store.prune_replays, older_than_days, now, stopping)
+
+
 def _in_batches(
     kind: str,
     prune: Callable[[float, int], int],
@@ -190,12 +205,12 @@ def _in_batches(
 class Schedule:
     """A retention pass at once, then every ``EVERY_S``, in a daemon thread of its own, until
     :meth:`stop` (before what it prunes closes). Build with :meth:`workflows`,
-    :meth:`sessions` or :meth:`breaker_events`."""
+    :meth:`sessions`, :meth:`breaker_events` or :meth:`replays`."""
 
     def __init__(
         self, kind: str, apply: Callable[[Callable[[], bool]], Pruned], log: Callable[[str], None]
     ) -> None:
-        self.kind = kind  # workflows | sessions | breaker_events
+        self.kind = kind  # workflows | sessions | breaker_events | replays
         self.apply = apply
         self.log = log
         self.last: Pruned | None = None
@@ -234,6 +249,13 @@ class Schedule:
             lambda stopping: prune_breaker_events(store, days, stopping=stopping),
             log,
         )
+
+    @classmethod
+    def replays(cls, store: Any, log: Callable[[str], None]) -> Schedule:
+        from pipeline.runtime.idempotency import KEEP_S
+
+        days = KEEP_S / DAY_S
+        return cls("replays", lambda stopping: prune_replays(store, days, stopping=stopping), log)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()

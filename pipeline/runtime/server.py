@@ -305,6 +305,7 @@ async def serve(root: Path, request: ServeRequest) -> None:
             retention.append(Schedule.sessions(runtime.store, days, log))
         if (days := breaker_events_keep_days(root)) is not None:
             retention.append(Schedule.breaker_events(runtime.store, days, log))
+        retention.append(Schedule.replays(runtime.store, log))
         if needs_engine(runtime, request.workflows):
             engine = await start_engine(runtime, request.workflows, observer, log)
         started = time.perf_counter()

@@ -97,8 +97,13 @@ class ReplayRows:
                 (key, owner),
             )
 
-    def prune_replays(self, before: float) -> int:
-        """Forget the keys claimed before ``before`` (unix time); how many there were."""
+    def prune_replays(self, before: float, limit: int = 500) -> int:
+        """Forget up to ``limit`` keys claimed before ``before`` (unix time), oldest first; how
+        many went."""
         with self.transaction() as db:
-            cursor = db.execute("DELETE FROM knowngood_replays WHERE created < ?", (before,))
+            cursor = db.execute(
+                "DELETE FROM knowngood_replays WHERE key IN (SELECT key FROM knowngood_replays "
+                "WHERE created < ? ORDER BY created LIMIT ?)",
+                (before, limit),
+            )
             return int(cursor.rowcount)

@@ -114,8 +114,29 @@ def test_bad_release_or_environment_changes_nothing(
     assert main(["deploy", AGENT, "--env", "moon", "--repo", str(world.repo)]) == 2
     assert "unknown environment 'moon'" in capsys.readouterr().err
     assert main(["deploy", "nobody", "--repo", str(world.repo)]) == 2
-    assert "nobody has no release yet" in capsys.readouterr().err
+    assert "no agent named 'nobody' (agents: shop)" in capsys.readouterr().err
     assert not world.target.exists()
+    assert world.records().list("deployment") == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deploy"],
+        ["check"],
+        ["rollback"],
+        ["drill", "rollback"],
+        ["drill", "failover"],
+        ["drill", "crash"],
+    ],
+)
+def test_a_mistyped_agent_is_named_as_such_not_as_unreleased_or_undeployed(
+    world: World, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    assert main([*command, "shpo", "--repo", str(world.repo)]) == 2
+    err = capsys.readouterr().err
+    assert "no agent named 'shpo' (agents: shop)" in err
+    assert "did you mean 'shop'?" in err
     assert world.records().list("deployment") == []
 
 

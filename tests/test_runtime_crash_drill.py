@@ -56,11 +56,11 @@ def test_drill_crash_resumes_without_repeating_an_effect_and_records_it(
     assert not (world.root / ".knowngood" / "state.db").exists()  # a scratch store
 
 
-def test_drill_crash_of_an_agent_not_deployed_is_a_usage_error(
+def test_drill_crash_of_an_agent_that_does_not_exist_is_a_usage_error(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["drill", "crash", "nosuch", "--repo", str(world.root)]) == 2
-    assert "nosuch is not deployed to production" in capsys.readouterr().err
+    assert "no agent named 'nosuch'" in capsys.readouterr().err
 
 
 def test_the_text_report_says_what_was_killed_and_what_resumed(

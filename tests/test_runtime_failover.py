@@ -428,7 +428,9 @@ def test_run_answers_once_from_the_command_line(
         ("backup", "ok", None),
     ]
     assert main(["run", "nobody", "hello", "--repo", str(world.root)]) == 2
-    assert "no agent named 'nobody' is deployed to production" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no agent named 'nobody' is deployed to production (deployed: " in err
+    assert "hedged, holding" in err and "knowngood deploy nobody" not in err  # all there are
     for fake in fakes.values():
         fake.fault_hook = lambda record: Fault.server_error(503)
     assert main(["run", AGENT, "hello", "--repo", str(world.root)]) == 3

@@ -157,6 +157,22 @@ class Context:
         )
 
     # -- environments and releases ------------------------------------------------------------
+    def require_agent(self, agent: str) -> None:
+        """UsageError for a name no agent folder and no release tag has: a typo must not read
+        as "not released yet" or "not deployed"."""
+        import difflib
+
+        from pipeline.layout import discover
+        from pipeline.release import release_tags
+
+        known = set(discover(self.root).agents) | {t.agent for t in release_tags(self.git)}
+        if agent not in known:
+            close = difflib.get_close_matches(agent, sorted(known), n=1)
+            raise UsageError(
+                f"no agent named {agent!r} (agents: {', '.join(sorted(known)) or 'none'})",
+                hint=f"did you mean {close[0]!r}?" if close else None,
+            )
+
     def require_env(self, env: str) -> None:
         if env not in self.settings.environments:
             raise UsageError(
@@ -184,7 +200,7 @@ class Context:
             if tag is None:
                 raise UsageError(
                     f"{agent} has no release yet (no tag {agent}/vX.Y.Z)",
-                    hint="run `knowngood release` after merging, or pass --version",
+                    hint="tag its first release: `knowngood release` (after merging)",
                 )
             return tag
         from pipeline.release import Version, tag_name

@@ -102,6 +102,7 @@ def deploy(
     applies too) unless ``force``, which is recorded.
     """
     ctx = Context.open(git, root, remote=remote, github=github)
+    ctx.require_agent(agent)
     tag = ctx.resolve_release(agent, version)
     ctx.require_env(env)
     start = time.perf_counter()
@@ -253,6 +254,7 @@ def check(
 ) -> CheckOutcome:
     """Run ``agent``'s post-deploy suites against the bundle deployed in ``env``; record it."""
     ctx = Context.open(git, root, remote=remote, github=github)
+    ctx.require_agent(agent)
     deployment, bundle, warnings = deployed_bundle(ctx, agent, env)
     outcome = run_check(ctx, bundle, deployment, why="knowngood check", progress=progress)
     ctx.push_records()

@@ -94,6 +94,8 @@ def drill_crash(
     from pipeline.runtime.releases import Releases, deployments_dir
 
     ctx = Context.open(git, root, remote=remote)
+    if agent is not None:
+        ctx.require_agent(agent)
     ctx.require_env(env)
     report = CrashReport(env)
     releases = Releases(deployments_dir(root), env)

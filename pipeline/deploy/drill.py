@@ -109,6 +109,8 @@ def drill_rollback(
     progress: Progress | None = None,
 ) -> DrillReport:
     ctx = Context.open(git, root, remote=remote, github=github)
+    if agent is not None:
+        ctx.require_agent(agent)
     if env != DRILL_ENV:
         ctx.require_env(env)  # a typo must not become a scratch environment silently
     report = DrillReport(env)

@@ -130,6 +130,8 @@ def drill_failover(
     from pipeline.runtime.releases import Releases, deployments_dir
 
     ctx = Context.open(git, root, remote=remote)
+    if agent is not None:
+        ctx.require_agent(agent)
     ctx.require_env(env)
     report = FailoverReport(env)
     releases = Releases(deployments_dir(root), env)

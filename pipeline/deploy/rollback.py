@@ -81,6 +81,7 @@ def rollback(
 ) -> RollbackOutcome:
     """Publish ``to`` (default: the newest known good release older than what runs) to ``env``."""
     ctx = Context.open(git, root, remote=remote, github=github)
+    ctx.require_agent(agent)
     ctx.require_env(env)
     run = ctx.running(agent, env)
     current = run.deployment

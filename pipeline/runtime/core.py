@@ -96,8 +96,9 @@ class Runtime:
     def release(self, agent: str) -> Release:
         """The release of ``agent`` that runs now; UnknownAgent (404) when none is deployed."""
         release = self.releases.get(agent)
-        if release is None:
-            raise UnknownAgent(agent, self.env, self.releases.names())
+        if release is None:  # name every agent deployed, not only the ones loaded here
+            known = set(self.releases.names()) | set(self.releases.scan())
+            raise UnknownAgent(agent, self.env, sorted(known))
         return release
 
     async def complete(self, agent: str, chat: ChatRequest) -> Answer:

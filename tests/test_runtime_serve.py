@@ -10,6 +10,9 @@ SIGKILLs it and starts another on the same state store.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,6 +158,37 @@ def test_format_json_logs_one_object_per_line_for_a_log_collector(world: World) 
     assert any(m.startswith(f"listening on {running.url} (production: ") for m in messages)
     assert lines[-1] == {**lines[-1], "message": "stopped", "stopped": True, "steps_left": 0}
     assert ENV["FAKE_KEY"] not in running.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ((), "cannot listen on 127.0.0.1:{port}: another process listens there"),
+        (("--host", "256.1.1.1"), "cannot listen on 256.1.1.1:"),
+        (("--env", "prodution"), "unknown environment 'prodution' (environments: "),
+    ],
+)
+def test_serve_that_cannot_start_says_why_at_once(
+    server: Serve, world: World, args: tuple[str, ...], said: str
+) -> None:
+    """A port already taken (here by the module's serve), an address not of this machine or an
+    environment no one knows: exit 2 before the providers are warmed up, not a crash report."""
+    port = server.url.rsplit(":", 1)[1]
+    cmd = [sys.executable, "-m", "pipeline", "serve", "--repo", str(world.root), "--port", port]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **ENV},
+    )
+    assert done.returncode == 2, done.stderr
+    assert said.format(port=port) in done.stderr
+    assert "hint: " in done.stderr and "internal error" not in done.stderr
+    assert "providers ready" not in done.stderr
+    assert time.perf_counter() - started < 15
 
 
 def test_a_provider_key_missing_is_said_at_start_and_on_readyz(world: World) -> None:

@@ -62,7 +62,7 @@ from pipeline.runtime.responses import (
 )
 from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
-from pipeline.runtime.serving import ServeRequest
+from pipeline.runtime.serving import ServeRequest, listen_error
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 from pipeline.runtime.sse import answer_headers, stream_response
@@ -351,7 +351,10 @@ async def _run_until_stopped(
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:  # taken since serve checked it, while the providers warmed up
+        raise listen_error(host, port, e) from None
     follower = asyncio.create_task(runtime.follow(on_error=log))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,12 +7,15 @@ request's ``say``, a line at a time; the command line picks how each line looks 
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import UsageError
 from pipeline.outcome import Say, silent
 
 STEP_GRACE_S = 5.0  # on SIGTERM, workflow steps running get this long to finish
@@ -52,11 +55,15 @@ class ServeOutcome:
 
 
 def run(root: Path, request: ServeRequest) -> ServeOutcome:
-    """Serve the agents deployed to the request's environment until SIGTERM or Ctrl-C."""
+    """Serve the agents deployed to the request's environment until SIGTERM or Ctrl-C. An
+    environment no one knows, or an address serve cannot listen on, stops it at once (exit 2),
+    before anything starts."""
     import asyncio
 
     from pipeline.runtime.server import serve
 
+    _check_env(root, request)
+    check_address(request.host, request.port, request.reuse_port)
     asyncio.run(serve(root, request))
     left = 0
     if "dbos" in sys.modules:  # the durable engine ran: do not wait for steps still running
@@ -64,3 +71,67 @@ def run(root: Path, request: ServeRequest) -> ServeOutcome:
 
         left = running_steps(STEP_GRACE_S)
     return ServeOutcome(request.env, left)
+
+
+def _check_env(root: Path, request: ServeRequest) -> None:
+    """knowngood.yaml lists the environment, or something was deployed to it (a drill's scratch
+    environment, or the folder --deployments names): else it is a typo, which would serve
+    nothing forever."""
+    from pipeline.repo import load_settings
+    from pipeline.runtime.receiver import DEFAULT_RECEIVED
+    from pipeline.runtime.releases import deployments_dir
+
+    environments = load_settings(root).environments
+    if request.env in environments:
+        return
+    override = request.deployments
+    if override is None and request.receive_deploys:
+        override = root / DEFAULT_RECEIVED
+    if (deployments_dir(root, override) / request.env).is_dir():
+        return
+    raise UsageError(
+        f"unknown environment {request.env!r} (environments: {', '.join(environments)}): "
+        "knowngood.yaml does not list it and nothing was ever deployed to it",
+        hint="list it under deploy.environments in knowngood.yaml, or pick one of those",
+    )
+
+
+def check_address(host: str, port: int, reuse_port: bool) -> None:
+    """UsageError when serve could not listen on ``host``:``port`` (taken, not this machine's,
+    privileged), said before the providers are warmed up; the port is not held."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise listen_error(host, port, e) from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+            if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind(address)
+            except OSError as e:
+                raise listen_error(host, port, e) from None
+
+
+def listen_error(host: str, port: int, error: OSError | UnicodeError) -> UsageError:
+    """What to do about an address serve cannot listen on."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    code = getattr(error, "errno", None)
+    if code == errno.EADDRINUSE:
+        return UsageError(
+            f"cannot listen on {where}: another process listens there",
+            hint=f"stop it (`ss -ltnp 'sport = :{port}'` names it), pick another --port "
+            "(0: any free one), or give every serve sharing the port --reuse-port",
+        )
+    if code == errno.EACCES:
+        return UsageError(
+            f"cannot listen on {where}: a port under 1024 needs privileges",
+            hint="pick a --port from 1024 up (a load balancer or proxy can forward 80/443)",
+        )
+    reason = getattr(error, "strerror", None) or str(error)
+    return UsageError(
+        f"cannot listen on {where}: {reason}",
+        hint="--host takes an address of this machine: 127.0.0.1 (this machine only), "
+        "0.0.0.0 or :: (every interface), or one of its own addresses",
+    )

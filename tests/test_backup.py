@@ -22,6 +22,7 @@ from backuputil import (
     store_path,
 )
 
+from pipeline.cli import main
 from pipeline.schemas import validator
 
 
@@ -321,10 +322,18 @@ def test_without_runtime_backup_a_snapshot_only_and_no_journal_grows(
     root = backup_repo(tmp_path / "repo", "")
     path = make_store(root)
     add_turns(path, "s1", 5)
+    code, out, err = cli(root, capsys, "status", "--no-fetch")
+    assert code == 0 and out["backups"] is None  # none taken, none set up: nothing to say
     code, out, err = cli(root, capsys, "backup")
     assert code == 0, err
     assert out["snapshot"] and out["shipped"] is None
     assert "runtime.backup is not set" in out["notes"][0]
+    code, out, err = cli(root, capsys, "status", "--no-fetch")  # what backup took, shown
+    assert out["backups"]["snapshots"] == 1 and out["backups"]["scheduled"] is False
+    assert main(["status", "--repo", str(root), "--no-fetch"]) == 0
+    shown = capsys.readouterr().out
+    assert "backups: newest restorable point " in shown
+    assert "none on a schedule: set runtime.backup in knowngood.yaml" in shown
     add_turns(path, "s1", 50, start=5)
     with connect(path) as db:
         assert db.execute("SELECT count(*) FROM knowngood_journal").fetchone()[0] == 0

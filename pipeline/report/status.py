@@ -77,11 +77,20 @@ def _backup_lines(report: StatusReport) -> list[str]:
     b = report.backups
     if b is None:
         return []
+    unscheduled = (
+        []
+        if b.get("scheduled", True)
+        else ["  ! none on a schedule: set runtime.backup in knowngood.yaml for serve to take them"]
+    )
     if b["newest_restorable"] is None:
-        return [f"backups: nothing restorable yet in {b['target']} (run `knowngood backup`)"]
+        return [
+            f"backups: nothing restorable yet in {b['target']} (run `knowngood backup`)",
+            *unscheduled,
+        ]
     return [
         f"backups: newest restorable point {_when(b['newest_restorable'])} "
-        f"(RPO {b['rpo_s']:.1f}s), {b['snapshots']} snapshot(s) in {b['target']}"
+        f"(RPO {b['rpo_s']:.1f}s), {b['snapshots']} snapshot(s) in {b['target']}",
+        *unscheduled,
     ]
 
 

@@ -126,9 +126,13 @@ def _budgets(root: Path, settings: Settings) -> dict[tuple[str, str], float]:
 
 
 def runtime_backups(root: Path, settings: Settings, notices: list[str]) -> dict[str, Any] | None:
-    """The achieved RPO of the state store's backups, when knowngood.yaml sets them up."""
+    """The achieved RPO of the state store's backups, when knowngood.yaml sets them up or
+    ``knowngood backup`` wrote some to the default target; ``scheduled``: serve takes them."""
+    from pipeline.runtime.backup.settings import DEFAULT_TARGET
+
     runtime = settings.raw.get("runtime") or {}
-    if not runtime.get("backup"):
+    scheduled = bool(runtime.get("backup"))
+    if not scheduled and not (root / DEFAULT_TARGET).is_dir():
         return None
     from pipeline.runtime.backup.core import list_backups
 
@@ -143,6 +147,7 @@ def runtime_backups(root: Path, settings: Settings, notices: list[str]) -> dict[
         "snapshots": len(listed.snapshots),
         "newest_restorable": data["newest_restorable"],
         "rpo_s": data["rpo_s"],
+        "scheduled": scheduled,
     }
 
 

@@ -90,7 +90,7 @@ class AgentStatus:
     environments: list[EnvStatus]
     incidents: list[Incident]  # every open one, then the most recent resolved ones
     incident_count: int
-    mean_recovery_s: float | None  # over every resolved incident
+    mean_recovery_s: float | None  # MTTR: over every incident mitigated or resolved
     # RTO, RPO, MTTR and drill success rate against knowngood.yaml runtime.targets
     recovery: Recovery | None = None
     # MTTA and MTTR over every incident ("all") and per severity
@@ -315,7 +315,8 @@ def _agent_status(
         )
     incidents = store.incidents(agent)
     resolved = [i for i in incidents if i.status == "resolved"]
-    recoveries = [i.recovery_s for i in resolved if i.recovery_s is not None]
+    # MTTR's own definition: every incident whose service came back, mitigated or resolved
+    recoveries = [i.recovery_s for i in incidents if i.recovery_s is not None]
     shown = [i for i in incidents if i.status == "open"] + resolved[:RECENT_INCIDENTS]
     figures = recovery(
         store.list("drill", agent),

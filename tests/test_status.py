@@ -174,9 +174,29 @@ def test_status_json_and_plain_text(reader: Path, capsys: pytest.CaptureFixture[
     assert "shop  releases: shop/v0.2.0 (2026-01-01), shop/v0.1.0 (2026-01-01)" in out
     assert "production  good" in out
     assert "runs shop/v0.1.0 (rollback) since 2026-02-01 10:05:00Z by octocat" in out
-    assert "incidents: 0 open, 1 in all, mean recovery 2.0min" in out
+    assert "incidents: 0 open, 1 in all, MTTR 2.0min" in out
     assert "resolved" in out and "recovered in 2.0min, shop/v0.1.0 restored" in out
     assert "drill passed in 12.5s" in out
+
+
+def test_status_mttr_counts_a_mitigated_incident_as_every_mttr_does(
+    reader: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One figure for one definition: service back (mitigated or resolved), still open or not."""
+    common = ["--repo", str(reader), "--no-fetch"]
+    assert (
+        main(["incident", "open", "shop", "--severity", "P2", "--what", "slow answers",
+              "--at", "2026-03-01T10:00:00Z", "--no-notify", "--format", "json", *common])
+        == 0
+    )  # fmt: skip
+    opened = json.loads(capsys.readouterr().out)["incident"]["id"]
+    assert main(["incident", "mitigate", opened, "--at", "2026-03-01T10:06:00Z", *common]) == 0
+    capsys.readouterr()
+    assert main(["status", "shop", "--format", "json", *common]) == 0
+    [shop] = json.loads(capsys.readouterr().out)["agents"]
+    assert shop["mean_recovery_s"] == shop["incident_means"]["all"]["mttr_s"] == 240.0  # 2, 6 min
+    assert main(["status", "shop", *common]) == 0
+    assert "incidents: 1 open, 2 in all, MTTR 4.0min" in capsys.readouterr().out
 
 
 def test_an_open_incident_and_a_failing_check(writer: Path, reader: Path) -> None:

@@ -233,7 +233,7 @@ def _incident_lines(agent: AgentStatus) -> list[str]:
     if not agent.incident_count:
         return ["incidents: none"]
     mean = (
-        f", mean recovery {_seconds(agent.mean_recovery_s)}"
+        f", MTTR {_seconds(agent.mean_recovery_s)}"
         if agent.mean_recovery_s is not None
         else ""
     )

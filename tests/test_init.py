@@ -105,6 +105,20 @@ def test_init_format_json_says_what_it_wrote_on_stdout(
     assert err == ""
 
 
+def test_init_sets_what_readiness_asks_of_the_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Circuit breakers, owner and escalation: a new repository shows good practice; what
+    readiness still finds missing is measured (drills, releases, backups), not configured."""
+    root = tmp_path / "fresh"
+    assert main(["init", str(root)]) == 0
+    commit_all(root, "knowngood init")
+    capsys.readouterr()
+    main(["readiness", "--repo", str(root), "--no-fetch", "--format", "json"])
+    items = {i["id"]: i for i in json.loads(capsys.readouterr().out)["items"]}
+    assert items["breakers"]["passed"] and items["contacts"]["passed"]
+
+
 def test_init_workflows_pass_zizmor_and_the_workflow_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

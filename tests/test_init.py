@@ -77,6 +77,25 @@ def test_init_writes_the_project_workflows_an_install_script_and_a_git_repositor
     assert main(["validate", "--repo", str(target)]) == 0
 
 
+def test_the_lock_pins_the_git_commit_knowngood_was_installed_from() -> None:
+    """pip's record of a ``git+https`` install (PEP 610) becomes that commit, so a repository
+    made by a knowngood from GitHub installs the same one; a local or editable install (a file
+    URL, not reachable from CI) or a registry's pins the version."""
+    from pipeline.scaffold import requirements_lock
+
+    sha = "3f2a" * 10
+    from_git = {
+        "url": "https://github.com/acme/knowngood.git",
+        "vcs_info": {"vcs": "git", "commit_id": sha, "requested_revision": "main"},
+    }
+    wanted = f"knowngood[local] @ git+https://github.com/acme/knowngood.git@{sha}"
+    assert requirements_lock(from_git).splitlines()[-1] == wanted
+    editable = {"url": "file:///work/knowngood", "dir_info": {"editable": True}}
+    pinned = f"knowngood[local]=={__version__}"
+    assert requirements_lock(editable).splitlines()[-1] == pinned
+    assert requirements_lock({}).splitlines()[-1] == pinned
+
+
 def test_init_inside_a_git_repository_adds_no_nested_repository(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

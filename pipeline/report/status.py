@@ -232,11 +232,7 @@ def _ms(value: Any) -> str:
 def _incident_lines(agent: AgentStatus) -> list[str]:
     if not agent.incident_count:
         return ["incidents: none"]
-    mean = (
-        f", MTTR {_seconds(agent.mean_recovery_s)}"
-        if agent.mean_recovery_s is not None
-        else ""
-    )
+    mean = f", MTTR {_seconds(agent.mean_recovery_s)}" if agent.mean_recovery_s is not None else ""
     lines = [f"incidents: {len(agent.open_incidents)} open, {agent.incident_count} in all{mean}"]
     bands = [
         f"{severity} MTTA {_seconds(m.mtta_s)}, MTTR {_seconds(m.mttr_s)} ({m.incidents})"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,39 @@ def model_lock() -> Path:
     return packaged if packaged.is_file() else _PROJECT / ".ci" / "model.lock"
 
 
-def requirements_lock() -> str:
-    """What the scaffold's ``.ci/install`` installs: the knowngood release that wrote it."""
+def requirements_lock(origin: Mapping[str, Any] | None = None) -> str:
+    """What the scaffold's ``.ci/install`` installs: the knowngood that wrote it. ``origin``:
+    where it was installed from (PEP 610's ``direct_url.json``; default: read it): installed
+    from a git repository, that commit of it; otherwise the release of its version."""
     from pipeline import __version__
 
+    wanted = f"knowngood[local]=={__version__}"
+    found = installed_from() if origin is None else origin
+    vcs = found.get("vcs_info") if isinstance(found, Mapping) else None
+    url = str(found.get("url", "")) if isinstance(found, Mapping) else ""
+    if isinstance(vcs, Mapping) and vcs.get("vcs") == "git" and url.startswith("https://"):
+        wanted = f"knowngood[local] @ git+{url}@{vcs.get('commit_id')}"
     return (
         "# What .ci/install installs: knowngood, the release that wrote this repository, with\n"
         "# the local model's server. For a hashed install (recommended), replace this file with\n"
         "# a complete lock in which every line carries --hash=sha256:..., e.g. the output of\n"
-        f"#   echo 'knowngood[local]=={__version__}' | uv pip compile --generate-hashes -\n"
+        f"#   echo '{wanted}' | uv pip compile --generate-hashes -\n"
         "# pip then refuses any file whose hash differs.\n"
-        f"knowngood[local]=={__version__}\n"
+        f"{wanted}\n"
     )
+
+
+def installed_from() -> Mapping[str, Any]:
+    """PEP 610's record of where this knowngood was installed from ({} for a registry's)."""
+    import importlib.metadata
+    import json
+
+    try:
+        text = importlib.metadata.distribution("knowngood").read_text("direct_url.json")
+        found = json.loads(text) if text else {}
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def plan() -> dict[str, Planned]:

@@ -49,11 +49,13 @@ class EvalOutcome:
 
 
 def run(root: Path, command: EvalCommand) -> EvalOutcome:
-    """Evaluate, write the requested files, record. A selection that runs nothing is exit 2."""
+    """Evaluate, write the requested files, record. A selection that runs nothing is exit 2,
+    and so is a file that could not be written (checked before anything is spent)."""
     from pipeline.evals.session import load_valid_repo, run_targets, select_targets
-    from pipeline.outputs import write_files
+    from pipeline.outputs import check_files, write_files
     from pipeline.source import working_tree
 
+    check_files(command.files)
     working_tree(root).tell(command.say)
     request = command.request
     commit = _check_record(root, request) if command.record else None
@@ -140,8 +142,9 @@ def merge_results(request: MergeRequest) -> EvalOutcome:
     import json
 
     from pipeline.evals.results import EvalRun, check_shards, merge
-    from pipeline.outputs import write_files
+    from pipeline.outputs import check_files, write_files
 
+    check_files(request.files)
     runs: dict[str, EvalRun] = {}
     for path in request.paths:
         try:

@@ -43,3 +43,4 @@ class OutFile(Generic[T]):
 
     path: Path
     render: Callable[[T], bytes]
+    option: str = ""  # the flag that named it (``--junit``), for messages

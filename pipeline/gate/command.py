@@ -66,10 +66,11 @@ class GateOutcome:
 def run(root: Path, request: GateRequest) -> GateOutcome:
     """Check the pull request; write, append and post the report as asked (see the module)."""
     from pipeline import github
-    from pipeline.outputs import write_files
+    from pipeline.outputs import check_files, write_files
     from pipeline.source import revisions
 
     client, pr = _comment_target(request)  # before anything is spent on evals
+    check_files(request.files)  # so is a report file that could not be written
     options = request.options
     if options.pr_body is None:
         options = replace(options, pr_body=_pr_body())

@@ -110,12 +110,12 @@ def files(
     """The files asked for: results JSON (compact), JUnit XML, a markdown summary."""
     from pipeline.outcome import OutFile
 
-    asked: tuple[tuple[Path | None, Callable[[EvalOutcome], bytes]], ...] = (
-        (output, lambda o: json_text(o.to_json(), pretty=False).encode()),
-        (junit, lambda o: junit_xml(o.run)),
-        (markdown, lambda o: render_markdown(o.run).encode()),
+    asked: tuple[tuple[str, Path | None, Callable[[EvalOutcome], bytes]], ...] = (
+        ("--output", output, lambda o: json_text(o.to_json(), pretty=False).encode()),
+        ("--junit", junit, lambda o: junit_xml(o.run)),
+        ("--markdown", markdown, lambda o: render_markdown(o.run).encode()),
     )
-    return tuple(OutFile(path, render) for path, render in asked if path is not None)
+    return tuple(OutFile(path, render, flag) for flag, path, render in asked if path is not None)
 
 
 def render_markdown(run: EvalRun, *, title: str = "knowngood eval") -> str:

@@ -8,13 +8,12 @@ every runbook either old or new, never half written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import outputs
 from pipeline.errors import GitError, UsageError
 from pipeline.git import Git
 from pipeline.outcome import Say, silent
@@ -78,6 +77,9 @@ def run(root: Path, request: RunbookRequest) -> RunbookOutcome:
             f"no agent named {', '.join(map(repr, unknown))}",
             hint=f"agents: {', '.join(sorted(facts)) or 'none'}",
         )
+    folder = request.output or root / RUNBOOK_DIR
+    if not request.check:  # a folder that cannot be written: said before the records are fetched
+        outputs.check_folder(folder, "--output" if request.output else "")
     outcome = RunbookOutcome(request.check)
     store = RecordStore(
         Git(root), (settings.get("records") or {}).get("branch", "knowngood/records")
@@ -88,7 +90,6 @@ def run(root: Path, request: RunbookRequest) -> RunbookOutcome:
         except GitError as e:
             outcome.notices.append(f"{e.message}: using the records this clone has")
     chosen = {a: facts[a] for a in (request.agents or sorted(facts))}
-    folder = request.output or root / RUNBOOK_DIR
     texts = expected_runbooks(store, chosen)
     for agent, text in texts.items():
         path = folder / f"{agent}.md"
@@ -101,7 +102,10 @@ def run(root: Path, request: RunbookRequest) -> RunbookOutcome:
                 RunbookFile(agent, shown, "missing" if current is None else "stale")
             )
         else:
-            write_atomic(path, text)
+            try:
+                write_atomic(path, text)
+            except OSError as e:
+                raise outputs.output_error(path, "", e) from e
             outcome.files.append(RunbookFile(agent, shown, "written"))
     if not request.agents:
         outcome.files += _orphans(root, folder, set(facts))
@@ -125,15 +129,9 @@ def expected_runbooks(
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``text`` (UTF-8, ``\\n`` line ends, not redacted) into ``path``, whole or not at all;
+    raises OSError."""
+    outputs.write_atomic(path, text.encode("utf-8"), redact=False)
 
 
 def _read(path: Path) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
+from pipeline.outputs import output_error, output_problem
 
 MANIFEST = "knowngood-report.json"
 KIND = "knowngood-report"
@@ -34,12 +35,16 @@ def check_output(out: Path) -> bool:
             f"--output {out} is {what}, not a directory",
             hint="name a new directory, or one a previous `knowngood report` wrote",
         )
+    problem = output_problem(out.parent, folder=True)  # the site is swapped in beside ``out``
+    if problem is None and not out.parent.exists():
+        problem = (
+            f"its parent {out.parent} does not exist",
+            f"create it first (mkdir -p {out.parent})",
+        )
+    if problem is not None:
+        what, hint = problem
+        raise UsageError(f"--output {out}: {what}; nothing was written", hint=hint)
     if not out.exists():
-        if not out.parent.is_dir():
-            raise UsageError(
-                f"--output {out}: its parent {out.parent} does not exist",
-                hint=f"create it first (mkdir -p {out.parent})",
-            )
         return False
     present = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
     if not present:
@@ -80,6 +85,15 @@ def _manifest_files(out: Path) -> set[str] | None:
 def write_site(out: Path, pages: Mapping[str, str], manifest: Mapping[str, Any]) -> None:
     """Write ``pages`` (relative path -> text) and the manifest into ``out``, atomically."""
     previous = check_output(out)  # again: the directory may have changed while we rendered
+    try:
+        _swap_in(out, previous, pages, manifest)
+    except OSError as e:
+        raise output_error(out, "--output", e, folder=True) from e
+
+
+def _swap_in(
+    out: Path, previous: bool, pages: Mapping[str, str], manifest: Mapping[str, Any]
+) -> None:
     temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for rel, text in pages.items():

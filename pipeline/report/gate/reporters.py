@@ -80,5 +80,9 @@ def files(
     included: another job may post it)."""
     from pipeline.outcome import OutFile
 
-    asked = ((output, json_bytes), (junit, junit_xml), (markdown, comment_bytes))
-    return tuple(OutFile(path, render) for path, render in asked if path is not None)
+    asked = (
+        ("--output", output, json_bytes),
+        ("--junit", junit, junit_xml),
+        ("--markdown", markdown, comment_bytes),
+    )
+    return tuple(OutFile(path, render, flag) for flag, path, render in asked if path is not None)

@@ -15,6 +15,8 @@ from deployutil import KEYS, World, kg, make_world, responder
 from fakeproviders import FakeProvider
 from gitutil import git
 
+from pipeline.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
 # Read before the tests' isolated HOME replaces it: the machine's llama.cpp wheel cache.
 WHEELS = sorted(
@@ -110,3 +112,44 @@ def test_a_repository_a_new_machine_cannot_install_is_a_failed_rebuild(
     assert "has no .ci/install" in out["message"]
     (record,) = world.records().list("drill", "shop", "production")
     assert record["outcome"] == "failed" and record["recovery_s"] is None
+
+
+def _remote_head_on_master(world: World, rev: str) -> None:
+    """The remote's default branch (HEAD) is ``master``, at ``rev``; knowngood.yaml's main
+    branch is still ``main``."""
+    commit = git(world.repo, "rev-parse", rev).strip()
+    git(world.repo, "push", "-q", "origin", f"{commit}:refs/heads/master")
+    git(world.remote, "symbolic-ref", "HEAD", "refs/heads/master")
+
+
+def test_the_rebuild_clones_the_main_branch_not_the_remotes_default_branch(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install = world.repo / ".ci" / "install"
+    install.parent.mkdir()
+    install.write_text("#!/bin/sh\necho 'the installer of main ran' >&2\nexit 7\n")  # cheap
+    install.chmod(0o755)
+    git(world.repo, "add", "-A")
+    git(world.repo, "commit", "-qm", "installer")
+    git(world.repo, "push", "-q", "origin", "main")
+    _remote_head_on_master(world, "HEAD~1")  # before the installer
+    code, out = kg(capsys, world, "drill", "rebuild")
+    assert code == 1
+    assert [(s["name"], s["ok"]) for s in out["stages"]] == [("clone", True), ("install", False)]
+    assert "has no .ci/install" not in out["message"], out["message"]
+    assert (
+        ".ci/install exited 7" in out["message"] and "the installer of main ran" in out["message"]
+    )
+
+
+def test_a_remote_without_the_main_branch_is_a_usage_error_and_no_drill(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _remote_head_on_master(world, "HEAD")
+    git(world.repo, "push", "-q", "origin", ":main")
+    code = main(["drill", "rebuild", "--repo", str(world.repo)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"the remote 'origin' ({world.remote}) has no branch 'main'" in err, err
+    assert "main_branch" in err and "hint: push it (git push origin main)" in err, err
+    assert world.records().list("drill") == []

@@ -1,7 +1,8 @@
 """``knowngood drill rebuild``: build the whole runtime on a "new machine" (a fresh scratch
 directory) from the repository and the latest backup alone, and time each stage.
 
-1. clone: ``git clone`` of the remote (what survives losing this machine);
+1. clone: ``git clone`` of the remote's main branch (``main_branch`` in knowngood.yaml, not the
+   remote's default branch): what survives losing this machine;
 2. install: the clone's own ``.ci/install`` (a venv with knowngood and its lock; the llama.cpp
    wheel comes from the machine's wheel cache, as on any machine that built it once);
 3. restore: the latest backup of the state store (``runtime.backup.target`` as this repository
@@ -137,10 +138,12 @@ def drill_rebuild(
             f"no git remote {remote!r}: a rebuild starts from the remote repository",
             hint="pass --remote NAME",
         ) from e
+    branch = ctx.settings.main_branch
+    _require_branch(git, remote, url, branch)
     drill = RebuildDrill(env)
     scratch = Path(tempfile.mkdtemp(prefix="knowngood-rebuild-"))
     try:
-        _stages(root, url, env, scratch, drill, progress or (lambda _m: None))
+        _stages(root, (url, branch), env, scratch, drill, progress or (lambda _m: None))
     finally:
         if keep:
             drill.scratch = str(scratch)
@@ -152,9 +155,23 @@ def drill_rebuild(
     return drill
 
 
+def _require_branch(git: Git, remote: str, url: str, branch: str) -> None:
+    """UsageError when the remote has no ``branch``: nothing to rebuild from, no drill recorded
+    (a remote that does not answer fails the clone stage instead)."""
+    with contextlib.suppress(GitError):
+        if git.run("ls-remote", "--heads", url, f"refs/heads/{branch}").strip():
+            return
+        raise UsageError(
+            f"the remote {remote!r} ({url}) has no branch {branch!r}, the main branch "
+            "knowngood.yaml names (main_branch): a new machine would have nothing to clone",
+            hint=f"push it (git push {remote} {branch}), or set main_branch in knowngood.yaml "
+            "to the branch merges land on",
+        )
+
+
 def _stages(
     root: Path,
-    url: str,
+    source: tuple[str, str],
     env: str,
     scratch: Path,
     drill: RebuildDrill,
@@ -162,7 +179,7 @@ def _stages(
 ) -> None:
     clone = scratch / "repo"
     steps: list[tuple[str, Callable[[], str]]] = [
-        ("clone", lambda: _clone(url, clone)),
+        ("clone", lambda: _clone(*source, clone)),
         ("install", lambda: _install(clone)),
         ("restore", lambda: _restore(root, clone)),
         ("deploy", lambda: _deploy(clone, env, scratch / "deployments", drill)),
@@ -222,9 +239,11 @@ def _run(
     return done.stdout
 
 
-def _clone(url: str, clone: Path) -> str:
-    _run(["git", "clone", "--quiet", url, str(clone)], clone.parent, 600, "git clone")
-    return f"cloned {url}"
+def _clone(url: str, branch: str, clone: Path) -> str:
+    """``branch`` of ``url`` (the main branch, whatever the remote's HEAD names) into ``clone``."""
+    argv = ["git", "clone", "--quiet", "--branch", branch, "--", url, str(clone)]
+    _run(argv, clone.parent, 600, f"git clone of {branch}")
+    return f"cloned {branch} of {url}"
 
 
 def _install(clone: Path) -> str:

@@ -13,7 +13,7 @@ from pipeline.cli import main
 from pipeline.errors import UsageError
 from pipeline.outputs import write_output
 
-# command -> (its arguments before the path, the flag naming the path)
+# command -> (its arguments before the path, the flag naming the path; "": an argument)
 COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "eval --output": (("eval", "--offline"), "--output"),
     "eval --junit": (("eval", "--offline"), "--junit"),
@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "report --output": (("report", "--no-fetch"), "--output"),
     "results merge --output": (("results", "merge", "{results}"), "--output"),
     "results merge --junit": (("results", "merge", "{results}"), "--junit"),
+    "init DEST": (("init",), ""),
 }
 
 NEEDS_REPO = ("eval", "gate", "runbook", "report")
@@ -43,7 +44,7 @@ def _run(repo: Path, name: str, dest: str) -> int:
     argv = [a.replace("{results}", str(repo / "knowngood.yaml")) for a in args]
     if argv[0] in NEEDS_REPO:
         argv += ["--repo", str(repo)]
-    return main([*argv, flag, dest])
+    return main([*argv, flag, dest] if flag else [*argv, dest])
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline.errors import UsageError
 from pipeline.git import Git
+from pipeline.outputs import check_folder
 from pipeline.schemas import schema_files
 
 FILES = Path(__file__).parent / "files"
@@ -133,9 +134,12 @@ def plan() -> dict[str, Planned]:
 
 
 def init(dest: Path, *, force: bool = False) -> InitResult:
-    """Scaffold ``dest``. Refuses (before writing anything) when a file would be overwritten.
-    Runs ``git init`` (branch main) when ``dest`` is not inside a git repository."""
+    """Scaffold ``dest``. Refuses (before writing anything) when a file would be overwritten
+    or a folder could not be written. Runs ``git init`` (branch main) when ``dest`` is not inside
+    a git repository."""
     files = plan()
+    for folder in [dest, *sorted({(dest / rel).parent for rel in files} - {dest})]:
+        check_folder(folder)  # a file in the way, a folder that takes no files: said first
     if not force:
         clashes = sorted(rel for rel in files if (dest / rel).exists())
         if clashes:

@@ -103,15 +103,25 @@ def check_address(host: str, port: int, reuse_port: bool) -> None:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as e:
         raise listen_error(host, port, e) from None
+    unavailable: OSError | None = None
+    bound = False
     for family, kind, proto, _, address in found:
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        with socket.socket(family, kind, proto) as sock:  # as asyncio's create_server binds
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port and hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
                 sock.bind(address)
             except OSError as e:
-                raise listen_error(host, port, e) from None
+                if e.errno != errno.EADDRNOTAVAIL:
+                    raise listen_error(host, port, e) from None
+                unavailable = e  # that family is off here (asyncio skips it too)
+            else:
+                bound = True
+    if not bound and unavailable is not None:
+        raise listen_error(host, port, unavailable)
 
 
 def listen_error(host: str, port: int, error: OSError | UnicodeError) -> UsageError:

@@ -92,6 +92,9 @@ def test_directory_publish_flips_current_and_keeps_history(tmp_path: Path) -> No
     assert r1.ok and r1.target == "directory"
     folder = tmp_path / "deployments" / "production" / "bot"
     assert r1.location == str(folder / f"{v1['content_hash']}.json")
+    assert r1.message == f"bot/v1.0.0 is current in {folder}"  # the agent named once
+    elsewhere = DirectoryTarget(tmp_path / "unreleased").publish(make_bundle("zero", None))
+    assert elsewhere.message.startswith("bot at 0123456789ab is current in ")
     assert target.read_current("bot", "production") == v1
 
     r2 = target.publish(v2)

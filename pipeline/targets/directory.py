@@ -48,12 +48,18 @@ class DirectoryTarget:
                 f"could not write {target}: {e.strerror or e}",
                 since(start),
             )
-        what = bundle.get("release") or str(bundle["commit"])[:12]
+        agent, release = str(bundle["agent"]), bundle.get("release")
+        if not release:
+            what = f"{agent} at {str(bundle['commit'])[:12]}"
+        elif str(release).startswith(f"{agent}/"):  # a release tag already names its agent
+            what = str(release)
+        else:
+            what = f"{agent} {release}"
         return PublishResult(
             True,
             self.type,
             str(target),
-            f"{bundle['agent']} {what} is current in {folder}",
+            f"{what} is current in {folder}",
             since(start),
         )
 

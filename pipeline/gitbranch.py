@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pipeline.errors import GitError
 from pipeline.git import Git, commit_env, git_reason, push_refs, remote_hint
+from pipeline.words import plural
 
 Entry = tuple[str, str, str]  # (mode, blob, path); mode "0" deletes the path
 
@@ -213,11 +214,13 @@ class DataBranch:
                 cmd=["git", "push", self.remote, self.branch],
                 code=pushed.code,
                 stderr=pushed.stderr,
-                hint=f"nothing is lost: {len(self.unpushed())} file(s) stay on the local branch {self.branch} "
+                hint=f"nothing is lost: {_stay(len(self.unpushed()))} on the local "
+                f"branch {self.branch} "
                 "and the next push sends them; fix the remote's rule or your permissions",
             )
         raise GitError(
-            f"could not push {self.branch} to {self.remote}: still behind after {self.push_attempts} attempt(s)",
+            f"could not push {self.branch} to {self.remote}: still behind after "
+            f"{plural(self.push_attempts, 'attempt')}",
             hint="others push to it continuously; try again",
         )
 
@@ -347,3 +350,7 @@ def _raw_diff(out: str) -> list[Entry]:
 def _backoff(attempt: int) -> None:
     """Short and jittered, so writers racing on one ref do not retry in lockstep."""
     time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+
+
+def _stay(n: int) -> str:
+    return f"{plural(n, 'file')} {'stays' if n == 1 else 'stay'}"

@@ -444,7 +444,7 @@ TABLE: list[Any] = [
         {"tool_call": {"name": "book", "arguments": {"legs": [{"id": "a"}]}, "match": "subset"}},
         out("", call("book", legs=[{"id": "a", "t": 1}, {"id": "b"}])),
         False,
-        {"message": "$.legs: expected 1 items, got 2"},
+        {"message": "$.legs: expected 1 item, got 2"},
         id="tool-subset-list-length",
     ),
     pytest.param(

@@ -111,7 +111,7 @@ def test_a_p1_from_open_to_resolved_with_its_timeline_notification_and_postmorte
     # text output names the post-mortem and the figures
     assert main(["incident", "list", "--repo", str(other)]) == 0
     out = capsys.readouterr().out
-    assert ident in out and "P1: 1 incident(s), 0 open; MTTA 3.0 min (over 1), MTTR 10.0 min" in out
+    assert ident in out and "P1: 1 incident, 0 open; MTTA 3.0 min (over 1), MTTR 10.0 min" in out
 
 
 def test_bad_input_is_a_clear_error_and_writes_nothing(

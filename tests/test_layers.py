@@ -113,6 +113,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.findings",
                 "pipeline.outcome",  # the request -> outcome shape every command shares
                 "pipeline._compiled_schemas",
+                "pipeline.words",  # wording helpers every message may use (plural)
             }
         ),
     ),

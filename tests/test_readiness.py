@@ -103,7 +103,7 @@ BREAKAGES: dict[str, tuple[Callable[[ReadyWorld], None], str, str]] = {
     "two-releases": (
         lambda w: git(w.root, "tag", "-d", "desk/v0.1.0"),
         "releases",
-        "desk: 2 release(s) tagged (v0.3.0, v0.2.0); 3 are needed -> release each change",
+        "desk: 2 releases tagged (v0.3.0, v0.2.0); 3 are needed -> release each change",
     ),
     "bundle-unbuildable": (
         _unbuildable,

@@ -363,7 +363,7 @@ def test_push_gives_up_after_its_attempts(a: Path, b: Path, remote: Path) -> Non
     sb = store(b, push_attempts=1)
     rb = deployment()
     sb.append(rb)
-    with pytest.raises(GitError, match=r"still behind after 1 attempt\(s\)") as info:
+    with pytest.raises(GitError, match=r"still behind after 1 attempt(?!s)") as info:
         sb.push()
     assert info.value.exit_code == 3
     assert sb.unpushed() == [record_path(rb)]  # fetched and replayed: the next push succeeds
@@ -411,7 +411,7 @@ def test_remote_hook_rejection_is_clear_and_keeps_the_record(a: Path, remote: Pa
     assert err.exit_code == 3
     assert "pre-receive hook declined" in err.message
     assert "records are frozen today" in err.message
-    assert err.hint is not None and "1 file(s) stay on the local branch" in err.hint
+    assert err.hint is not None and "1 file stays on the local branch" in err.hint
     # Nothing half-written: the local branch still holds the record, the remote has nothing.
     assert git(a, "rev-parse", BRANCH).strip() == commit
     assert s.unpushed() == [record_path(record)]

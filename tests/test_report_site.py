@@ -252,9 +252,10 @@ def test_a_repository_with_no_records_or_releases(
 ) -> None:
     from repoutil import make_repo
 
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", agents=("shop",))
     out = tmp_path / "site"
     assert report(repo, out, "--no-fetch") == 0
+    assert ", 1 agent, 0 releases, 0 records (" in capsys.readouterr().out  # no "1 agents"
     shop = (out / "agents" / "shop.html").read_text()
     assert "no release yet" in shop and "no incident recorded" in shop
     assert "no drill recorded" in shop and "nothing deployed" in shop

@@ -75,4 +75,4 @@ def test_the_text_report_says_what_was_killed_and_what_resumed(
     render(CrashReport("production", [drill]), "text")
     out = capsys.readouterr().out
     assert "drill passed support in production: resumed 1.20s after the restart" in out
-    assert "worker 101 killed after the effect, resumed by 202; 1 effect(s), 0 repeated" in out
+    assert "worker 101 killed after the effect, resumed by 202; 1 effect, 0 repeated" in out

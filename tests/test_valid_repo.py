@@ -32,7 +32,7 @@ def test_the_first_errors_are_listed_and_the_rest_counted(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         valid_repo(root, "commit 1a2b does not validate", after="; nothing was tagged", hint="fix")
     lines = info.value.message.splitlines()
-    assert lines[0] == "commit 1a2b does not validate (4 error(s)); nothing was tagged:"
+    assert lines[0] == "commit 1a2b does not validate (4 errors); nothing was tagged:"
     assert lines[1].startswith("  agents/bot0/agent.yaml:3:9: $.model.provider: provider 'nowhere'")
     assert len(lines) == 5 and info.value.hint == "fix"
     with pytest.raises(CheckFailed) as short:

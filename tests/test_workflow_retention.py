@@ -156,7 +156,7 @@ def test_keep_days_0_keeps_every_workflow_and_prune_then_needs_an_age(
     assert main(["workflows", "prune", "--repo", root, "--older-than", "0"]) == 2
     capsys.readouterr()
     assert main(["workflows", "prune", "--repo", root, "--older-than", "3000"]) == 0
-    assert capsys.readouterr().out.startswith("deleted 1 workflows that ended before ")
+    assert capsys.readouterr().out.startswith("deleted 1 workflow that ended before ")
     assert ids(world) == ["fresh"]
 
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -212,7 +214,8 @@ class Budget:
             )
         if self.overruns:
             notices.append(
-                f"{self.overruns} answer(s) cost more than their bound: the provider billed "
+                f"{plural(self.overruns, 'answer')} cost more than "
+                f"{'its' if self.overruns == 1 else 'their'} bound: the provider billed "
                 "more tokens than the request allowed; the budget may be exceeded by the difference"
             )
         return incomplete, notices

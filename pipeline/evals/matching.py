@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline.userschemas import RegexError, regex
+from pipeline.words import plural
 
 if TYPE_CHECKING:  # jsonschema is imported on the first schema check
     from jsonschema import Draft202012Validator
@@ -151,7 +152,7 @@ def _diff(expected: Any, actual: Any, subset: bool, at: str, out: list[str], lim
         return
     if isinstance(expected, list) and isinstance(actual, list):
         if len(expected) != len(actual):
-            out.append(f"{at}: expected {len(expected)} items, got {len(actual)}")
+            out.append(f"{at}: expected {plural(len(expected), 'item')}, got {len(actual)}")
             return
         for i, (x, y) in enumerate(zip(expected, actual, strict=True)):
             _diff(x, y, subset, _path(at, i), out, limit)

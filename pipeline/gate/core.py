@@ -26,6 +26,7 @@ from pipeline.gate.policy import BasePolicy, base_policy, revert_opt_out
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
 from pipeline.source import uncommitted
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.evals.session import EvalRequest, Progress
@@ -108,7 +109,7 @@ class _Gate:
         result.annotations += validation_annotations(report.findings)
         if report.repo is None:  # built unless HEAD's agents or settings have errors
             result.head.available = False
-            result.head.reason = f"HEAD does not validate ({len(report.errors)} errors)"
+            result.head.reason = f"HEAD does not validate ({plural(len(report.errors), 'error')})"
             return
         repo = report.repo
         self._affected()

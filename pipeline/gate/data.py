@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     from pipeline.evals.results import EvalRun
     from pipeline.gate.model import AgentGate, CaseDiff, GateResult, Side
@@ -106,10 +108,6 @@ def _row(r: CaseDiff) -> dict[str, Any]:
         "head_tokens": r.head_tokens,
         "base_tokens": r.base_tokens,
     }
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def cost(result: GateResult) -> dict[str, Any]:

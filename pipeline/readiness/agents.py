@@ -12,6 +12,7 @@ from pipeline.git import Git
 from pipeline.readiness.model import Check, Item
 from pipeline.records import RecordStore
 from pipeline.runbookfacts import Facts, fingerprint, header_of, runbook_path
+from pipeline.words import plural
 
 MAX_RUNBOOK_BYTES = 1024 * 1024
 RESULTS_LOOKBACK = 200  # first-parent commits of HEAD searched for stored eval results
@@ -38,7 +39,11 @@ def vendors(facts: Mapping[str, Facts]) -> Item:
         else:
             spans = {e["env"]: len({p["vendor"] for p in e["chain"]}) for e in f["environments"]}
             item.checks.append(
-                Check(agent, True, ", ".join(f"{env}: {n} vendors" for env, n in spans.items()))
+                Check(
+                    agent,
+                    True,
+                    ", ".join(f"{env}: {plural(n, 'vendor')}" for env, n in spans.items()),
+                )
             )
     return item
 

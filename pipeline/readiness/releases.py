@@ -22,6 +22,7 @@ from pipeline.errors import KnowngoodError
 from pipeline.git import Git
 from pipeline.readiness.model import Check, Item
 from pipeline.release.tags import TagRef, release_tags
+from pipeline.words import plural
 
 RELEASES_NEEDED = 3
 CACHE = ".knowngood/readiness/bundles.json"
@@ -52,7 +53,8 @@ def releases_item(git: Git, root: Path, agents: Iterable[str]) -> Item:
                 Check(
                     agent,
                     False,
-                    f"{len(tags)} release(s) tagged ({names}); {RELEASES_NEEDED} are needed",
+                    f"{plural(len(tags), 'release')} tagged ({names}); "
+                    f"{RELEASES_NEEDED} are needed",
                     "release each change with `knowngood release` (the main-branch workflow "
                     "does it), so a rollback can go back more than one step; in CI, check out "
                     "with fetch-depth: 0 so the tags are there",

@@ -37,6 +37,7 @@ from pipeline.release.tags import (
     release_tags,
     remote_tags,
 )
+from pipeline.words import plural
 
 
 @dataclass(slots=True)
@@ -165,14 +166,15 @@ def _sync_with_remote(
     if dry_run:
         if missing:
             messages.append(
-                f"{remote} has {len(missing)} release tag(s) this clone lacks (e.g. {missing[0]}): "
+                f"{remote} has {plural(len(missing), 'release tag')} this clone lacks "
+                f"(e.g. {missing[0]}): "
                 "the plan may differ; `git fetch --tags` first"
             )
         return theirs
     fetch_tags(git, remote, missing)
     fetch_tags(git, remote, replaced, force=True)
     if missing:
-        messages.append(f"fetched {len(missing)} release tag(s) from {remote}")
+        messages.append(f"fetched {plural(len(missing), 'release tag')} from {remote}")
     return theirs
 
 
@@ -190,7 +192,7 @@ def _push(
         pushed = push_refs(git, remote, refspecs, atomic=True)
         if pushed.ok:
             report.pushed += todo
-            report.messages.append(f"pushed {len(todo)} tag(s) to {remote}")
+            report.messages.append(f"pushed {plural(len(todo), 'tag')} to {remote}")
             return
         published = remote_tags(git, remote, todo)
         adopted = []
@@ -221,7 +223,8 @@ def _push(
             cmd=["git", "push", "--atomic", remote, *refspecs[:3]],
             code=pushed.code,
             stderr=pushed.stderr,
-            hint=f"no tag was kept: the {len(created)} tag(s) this run created were deleted; "
+            hint=f"no tag was kept: the {plural(len(created), 'tag')} this run created "
+            f"{'was' if len(created) == 1 else 'were'} deleted; "
             "fix the cause and run `knowngood release --push` again",
         )
     raise GitError(

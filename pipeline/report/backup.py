@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     from pipeline.deploy.rebuild_drill import RebuildDrill
     from pipeline.deploy.restore_drill import RestoreDrill
@@ -34,7 +36,9 @@ def render_backup(outcome: BackupOutcome, fmt: str) -> None:
         return
     click.echo(f"store {outcome.store} -> {outcome.target}")
     if outcome.journaled:
-        click.echo(f"journaling {len(outcome.journaled)} table(s): {', '.join(outcome.journaled)}")
+        click.echo(
+            f"journaling {plural(len(outcome.journaled), 'table')}: {', '.join(outcome.journaled)}"
+        )
     if outcome.postgres is not None:
         p = outcome.postgres
         size = sum(f["bytes"] for f in p["files"])
@@ -43,16 +47,17 @@ def render_backup(outcome: BackupOutcome, fmt: str) -> None:
         m = outcome.snapshot.manifest
         rows = sum(m["tables"].values())
         click.echo(
-            f"snapshot {outcome.snapshot.name}: {len(m['tables'])} tables, {rows} rows, "
+            f"snapshot {outcome.snapshot.name}: {plural(len(m['tables']), 'table')}, "
+            f"{plural(rows, 'row')}, "
             f"{m['raw_bytes']} -> {m['bytes']} bytes in {outcome.snapshot.seconds:.2f}s"
         )
     if outcome.shipped is not None:
         click.echo(
-            f"journal: {outcome.shipped.changes} change(s) shipped in "
-            f"{len(outcome.shipped.segments)} segment(s)"
+            f"journal: {plural(outcome.shipped.changes, 'change')} shipped in "
+            f"{plural(len(outcome.shipped.segments), 'segment')}"
         )
     if outcome.deleted:
-        click.echo(f"retention: deleted {len(outcome.deleted)} object(s)")
+        click.echo(f"retention: deleted {plural(len(outcome.deleted), 'object')}")
     for note in outcome.notes:
         click.echo(f"note: {note}", err=True)
 
@@ -96,12 +101,13 @@ def render_restore(outcome: RestoreOutcome | PgRestoreOutcome, fmt: str) -> None
     r = outcome.rebuilt
     click.echo(
         f"rebuilt {outcome.store} as of {outcome.to_json()['restored_to']}: snapshot "
-        f"{outcome.to_json()['snapshot']} + {r.applied} change(s) from {r.segments} segment(s) "
+        f"{outcome.to_json()['snapshot']} + {plural(r.applied, 'change')} from "
+        f"{plural(r.segments, 'segment')} "
         f"in {r.seconds:.2f}s"
     )
     for check in r.checks:
         click.echo(f"  verified: {check}")
-    click.echo(f"  {len(r.tables)} tables, {sum(r.tables.values())} rows")
+    click.echo(f"  {plural(len(r.tables), 'table')}, {plural(sum(r.tables.values()), 'row')}")
     if outcome.swapped:
         kept = f" (the replaced store is kept as {outcome.kept})" if outcome.kept else ""
         click.echo(f"swapped in{kept}")

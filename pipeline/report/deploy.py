@@ -13,6 +13,7 @@ import click
 
 from pipeline.outcome import Outcome
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.deploy import (
@@ -241,7 +242,7 @@ def crash_lines(report: CrashReport) -> tuple[list[str], list[str]]:
         lambda d: _verdict(
             d,
             f"workflow {d.workflow_id or '-'} on {d.store}: worker {d.killed_pid} killed after "
-            f"the effect, resumed by {d.resumed_pid}; {d.effects} effect(s), "
+            f"the effect, resumed by {d.resumed_pid}; {plural(d.effects, 'effect')}, "
             f"{d.repeated_effects} repeated",
         ),
     )

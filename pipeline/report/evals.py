@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.eval_command import EvalOutcome
@@ -59,14 +60,15 @@ def totals(run: EvalRun) -> str:
     s = run.summary()
     parts = [f"{s['passed']} passed", f"{s['failed']} failed"]
     if s["errors"]:
-        parts.append(f"{s['errors']} errors")
+        parts.append(plural(s["errors"], "error"))
     if s["skipped"]:
         parts.append(f"{s['skipped']} skipped")
     if s["flaky"]:
         parts.append(f"{s['flaky']} flaky")
     cost = f"${s['cost_usd']:.4f}"
     return (
-        f"{', '.join(parts)} ({s['cases']} case-provider pairs, {s['calls']} calls, "
+        f"{', '.join(parts)} ({plural(s['cases'], 'case-provider pair')}, "
+        f"{plural(s['calls'], 'call')}, "
         f"{s['cache_hits']} cached, {cost}, {run.duration_s:.1f}s)"
     )
 

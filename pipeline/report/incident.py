@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     from pipeline.incidents.core import Outcome
     from pipeline.incidents.metrics import Means
@@ -120,7 +122,7 @@ def _listed(outcome: Outcome) -> list[str]:
 
 def _means(m: Means) -> str:
     return (
-        f"{m.incidents} incident(s), {m.open} open; MTTA {duration(m.mtta_s)} "
+        f"{plural(m.incidents, 'incident')}, {m.open} open; MTTA {duration(m.mtta_s)} "
         f"(over {m.acknowledged}), MTTR {duration(m.mttr_s)} (over {m.recovered})"
     )
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     from pipeline.runbook import RunbookOutcome
 
@@ -30,6 +32,7 @@ def render_runbooks(outcome: RunbookOutcome, fmt: str) -> None:
     bad = [f for f in outcome.files if f.state in ("stale", "missing", "orphan")]
     if outcome.check and bad:
         click.echo(
-            f"{len(bad)} runbook(s) out of date: run `knowngood runbook` and commit them",
+            f"{plural(len(bad), 'runbook')} out of date: run `knowngood runbook` and commit "
+            f"{'it' if len(bad) == 1 else 'them'}",
             err=True,
         )

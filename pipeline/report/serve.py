@@ -13,6 +13,7 @@ import os
 from pipeline.recordbuild import utc_now
 from pipeline.report.reporter import Rendered, Reporter
 from pipeline.runtime.serving import ServeOutcome
+from pipeline.words import plural
 
 
 def text_line(message: str) -> str:
@@ -30,8 +31,8 @@ LINES = {"text": text_line, "json": json_line}  # --format -> how each line serv
 def _stopped(outcome: ServeOutcome) -> str:
     if outcome.steps_left:
         return (
-            f"stopped; {outcome.steps_left} workflow step(s) still running are left to the next "
-            "worker"
+            f"stopped; {plural(outcome.steps_left, 'workflow step')} still running "
+            f"{'is' if outcome.steps_left == 1 else 'are'} left to the next worker"
         )
     return "stopped"
 

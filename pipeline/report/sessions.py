@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from pipeline.report.reporter import json_text
+from pipeline.words import plural
 
 __all__ = ["render"]
 
@@ -26,19 +27,22 @@ def render(found: Any, fmt: str) -> None:
             click.echo("no sessions")
         for row in found:
             click.echo(
-                f"{row.session}  {row.agent} in {row.env}, {row.turns} turns, "
+                f"{row.session}  {row.agent} in {row.env}, {plural(row.turns, 'turn')}, "
                 f"last used {_when(row.updated)}"
             )
     elif hasattr(found, "older_than_days"):
         click.echo(
-            f"deleted {found.deleted} sessions last used before {_when(found.before)} UTC "
+            f"deleted {plural(found.deleted, 'session')} last used before "
+            f"{_when(found.before)} UTC "
             f"(over {found.older_than_days:g} days ago), with their turns"
         )
     elif hasattr(found, "turns") and isinstance(found.turns, int):
-        click.echo(f"deleted session {found.session} and its {found.turns} turns")
+        click.echo(f"deleted session {found.session} and its {plural(found.turns, 'turn')}")
     else:
         first = found.turns[0]
-        click.echo(f"{found.session}: {first.agent} in {first.env}, {len(found.turns)} turns")
+        click.echo(
+            f"{found.session}: {first.agent} in {first.env}, {plural(len(found.turns), 'turn')}"
+        )
         for t in found.turns:
             said = " | ".join(str(m.get("content") or "")[:120] for m in t.messages)
             answer = str(t.answer.get("content") or "")[:200]

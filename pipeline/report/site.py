@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     from pipeline.site import ReportOutcome
 
@@ -20,8 +22,9 @@ def render_report(outcome: ReportOutcome, fmt: str) -> None:
         return
     verb = "replaced the report in" if outcome.replaced else "wrote the report to"
     click.echo(
-        f"{verb} {outcome.output}: {len(outcome.pages)} pages, {len(outcome.agents)} agents, "
-        f"{outcome.releases} releases, {outcome.records} records "
+        f"{verb} {outcome.output}: {plural(len(outcome.pages), 'page')}, "
+        f"{plural(len(outcome.agents), 'agent')}, {plural(outcome.releases, 'release')}, "
+        f"{plural(outcome.records, 'record')} "
         f"({outcome.duration_s:.2f} s)"
     )
     click.echo(f"open {outcome.output / 'index.html'}")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from pipeline.report.reporter import json_text
+from pipeline.words import plural
 
 __all__ = ["render"]
 
@@ -62,7 +63,8 @@ def render(found: Any, fmt: str) -> None:
 
 def _pruned(pruned: Any) -> None:
     click.echo(
-        f"deleted {pruned.deleted} workflows that ended before {_when(pruned.before)} UTC "
+        f"deleted {plural(pruned.deleted, 'workflow')} that ended before "
+        f"{_when(pruned.before)} UTC "
         f"(over {pruned.older_than_days:g} days ago), with the workflows they started"
     )
     if pruned.kept:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError, KnowngoodError
 from pipeline.validate.repository import validate_repo
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.repo import Repo
@@ -30,5 +31,5 @@ def valid_repo(
         lines = [f"  {f.render()}" for f in report.errors[:show]]
         if count > show:
             lines.append(f"  ... and {count - show} more")
-        raise error(f"{what} ({count} error(s)){after}:\n" + "\n".join(lines), hint=hint)
+        raise error(f"{what} ({plural(count, 'error')}){after}:\n" + "\n".join(lines), hint=hint)
     return report.repo

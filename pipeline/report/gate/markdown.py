@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.gate.data import cost, headline, money, plural
+from pipeline.gate.data import cost, headline, money
 from pipeline.github.text import COMMENT_LIMIT
 from pipeline.report.diff import config_groups
 from pipeline.report.gate.common import ICON, LABEL, MARKER, SHOWN, revision, source
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.gate import AgentGate, CaseDiff, GateResult, Side
@@ -74,7 +75,8 @@ def _header(result: GateResult) -> list[str]:
     if result.head.run is not None:
         line += (
             f" · {plural(len(result.agents), 'agent')} · {plural(len(result.rows), 'case')}"
-            f" · {money(spent['spent_usd'])} spent ({spent['calls']} calls, {spent['cache_hits']} cached)"
+            f" · {money(spent['spent_usd'])} spent"
+            f" ({plural(spent['calls'], 'call')}, {spent['cache_hits']} cached)"
             f" · tokens per uncached run: head {_tokens(spent['head'])}, base {_tokens(spent['base'])}"
         )
     out = [line, ""]

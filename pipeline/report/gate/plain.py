@@ -8,8 +8,9 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from pipeline.gate.data import cost, headline, money, plural
+from pipeline.gate.data import cost, headline, money
 from pipeline.report.gate.common import SHOWN, TEXT_COLOUR, revision, source
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.gate import CaseDiff, GateResult
@@ -61,7 +62,8 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
         lines.append(click.style(f"incomplete: {reason}", fg="red"))
     spent = cost(result)
     tail = (
-        f" ({plural(len(result.rows), 'case')}, {spent['calls']} calls, {spent['cache_hits']} cached, "
+        f" ({plural(len(result.rows), 'case')}, {plural(spent['calls'], 'call')}, "
+        f"{spent['cache_hits']} cached, "
         f"{money(spent['spent_usd'])}, {result.duration_s:.1f}s)"
     )
     colour = {"pass": "green", "fail": "red", "incomplete": "red"}[result.verdict]

@@ -112,6 +112,11 @@ def test_a_p1_from_open_to_resolved_with_its_timeline_notification_and_postmorte
     assert main(["incident", "list", "--repo", str(other)]) == 0
     out = capsys.readouterr().out
     assert ident in out and "P1: 1 incident, 0 open; MTTA 3.0 min (over 1), MTTR 10.0 min" in out
+    assert main(["incident", "show", prefix, "--repo", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "  severity P1, shop in production, resolved\n" in out  # not "resolved (resolved)"
+    assert main(["incident", "show", p3["incident"]["id"], "--repo", str(other)]) == 0
+    assert "  severity P3, desk in production, open (detected)\n" in capsys.readouterr().out
 
 
 def test_bad_input_is_a_clear_error_and_writes_nothing(

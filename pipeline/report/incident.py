@@ -127,12 +127,18 @@ def _means(m: Means) -> str:
     )
 
 
+def _state(i: Incident) -> str:
+    """``open (acknowledged)``: the status, then the furthest step where it says more
+    (a resolved incident's step is ``resolved`` too: said once)."""
+    return i.status if i.step == i.status else f"{i.status} ({i.step})"
+
+
 def _shown(outcome: Outcome) -> list[str]:
     i: Incident | None = outcome.incident
     assert i is not None
     lines = [
         f"incident {i.id}: {i.records[0]['what']}",
-        f"  severity {i.severity or '-'}, {i.agent} in {i.env}, {i.status} ({i.step})",
+        f"  severity {i.severity or '-'}, {i.agent} in {i.env}, {_state(i)}",
         f"  release: {i.release or '-'}"
         + (f", restored: {i.restored_release}" if i.restored_release else ""),
         f"  time to acknowledge {duration(i.acknowledge_s)}, to recovery {duration(i.recovery_s)}",

@@ -574,6 +574,29 @@ def test_cli_text_and_markdown(repo: Repo, capsys: pytest.CaptureFixture[str]) -
     assert "| support | modified | **major** |" in md
 
 
+def test_both_formats_name_the_direct_comparison(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BASE's tree against HEAD's (``git diff BASE HEAD``), not against their merge base: a
+    change made on BASE after HEAD branched off shows too, so both formats say ``..``."""
+    top = str(repo.top)
+    subprocess.run(["git", "-C", top, "branch", "side"], check=True)
+    repo.edit_json(
+        "agents/support/tools/lookup_order.json",
+        lambda t: t["parameters"].update(required=["order_id", "channel"]),
+    )
+    repo.commit("on the base branch only")
+    subprocess.run(["git", "-C", top, "checkout", "-q", "side"], check=True)
+    assert main(["diff", "main", "--repo", str(repo.root)]) == 0
+    out = capsys.readouterr().out
+    assert "knowngood diff main..HEAD (" in out
+    assert "support: modified" in out  # base's own change: a merge-base diff would not show it
+    assert main(["diff", "main", "--repo", str(repo.root), "--format", "markdown"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("### knowngood diff `main`..`HEAD`\n") and "..." not in md
+    assert "| support | modified |" in md
+
+
 def test_no_changes(repo: Repo) -> None:
     report = repo.diff("HEAD", "HEAD")
     assert report.agents == {}

@@ -166,7 +166,7 @@ def _fence(body: str, lang: str) -> list[str]:
 
 def markdown(report: DiffReport) -> str:
     lines = [
-        f"### knowngood diff {_code(report.base.rev)}...{_code(report.head.rev)}",
+        f"### knowngood diff {_code(report.base.rev)}..{_code(report.head.rev)}",
         "",
     ]
     shown = [a for a in report.agents.values() if not a.is_noop]
@@ -196,7 +196,7 @@ def markdown(report: DiffReport) -> str:
     for p in report.problems:
         lines += [f"> **Problem**: {_cell(p.render())}", ""]
     lines.append(
-        f"<sub>{report.base.commit[:10]}...{report.head.commit[:10]} · {summary(report)}</sub>"
+        f"<sub>{report.base.commit[:10]}..{report.head.commit[:10]} · {summary(report)}</sub>"
     )
     return "\n".join(lines) + "\n"
 

@@ -21,6 +21,7 @@ import yaml
 
 from pipeline import parsecache
 from pipeline.findings import Finding
+from pipeline.yamlhints import syntax_hint
 from pipeline.yamlsafe import (
     MAX_NESTING,
     SAFE_TO_COMPOSE,
@@ -338,7 +339,8 @@ def _load_yaml(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
         mark = e.problem_mark or e.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = e.problem or e.context or "invalid YAML"
-        return None, [_finding(rel, line, column, f"invalid YAML: {problem}", "yaml.syntax")]
+        hint = syntax_hint(e, text)
+        return None, [_finding(rel, line, column, f"invalid YAML: {problem}", "yaml.syntax", hint)]
     except yaml.YAMLError as e:
         return None, [_finding(rel, None, None, f"invalid YAML: {e}", "yaml.syntax")]
     finally:

@@ -97,6 +97,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "pipeline.redaction",
                 "pipeline.yamlsafe",
+                "pipeline.yamlhints",
                 "pipeline.sandbox",
                 "pipeline.templatelimits",
                 "pipeline.pruning",

@@ -90,6 +90,23 @@ def test_findings_are_sorted_by_file_and_line(
     assert keys == sorted(keys)
 
 
+def test_knowngood_yaml_findings_come_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every file depends on knowngood.yaml: its errors explain the others', so they lead."""
+    case = next(c for c in CASES if c["id"] == "providers-key-misspelt")
+    root = materialise(tmp_path, case)
+    assert main(["validate", "--repo", str(root)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    findings = [line for line in lines if ": error: " in line]
+    assert findings[0].startswith("knowngood.yaml:")
+    assert "unknown key 'provders' -- did you mean 'providers'?" in "".join(findings[:2])
+    rest = [line for line in findings if not line.startswith("knowngood.yaml:")]
+    assert rest[0].startswith("agents/shop/agent.yaml:4:")
+    for line in rest:  # not "(providers: none) ... or use one of: none"
+        assert "knowngood.yaml has no readable `providers`" in line and "none" not in line
+
+
 def test_every_finding_is_reported_not_just_the_first(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

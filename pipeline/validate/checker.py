@@ -43,6 +43,7 @@ class ValidatorBase:
         self.texts: dict[Path, str] = {}
         self.files_checked = 0
         self.providers: dict[str, str] = {}  # name -> litellm model
+        self.providers_read = False  # knowngood.yaml parsed and its `providers` is a mapping
         self.settings_data: dict[str, Any] | None = None
         self.agents: dict[str, AgentInfo] = {}
         self.suites: dict[str, dict[str, tuple[Document, Suite | None]]] = {}
@@ -119,13 +120,21 @@ class ValidatorBase:
         return path
 
     def unknown_provider(self, doc: Document, parts: tuple[str | int, ...], name: str) -> Finding:
-        known = ", ".join(sorted(self.providers)) or "none"
-        return doc.finding(
-            parts,
-            f"provider {name!r} is not defined in knowngood.yaml (providers: {known})",
-            rule="ref.unknown-provider",
-            hint=f"add it under `providers:` in knowngood.yaml or use one of: {known}",
-        )
+        if not self.providers_read:  # the cause is in knowngood.yaml, reported (first) there
+            message = (
+                f"provider {name!r} cannot be looked up: knowngood.yaml has no readable `providers`"
+            )
+            hint = "fix the errors in knowngood.yaml first: agents pick providers from it by name"
+        elif not self.providers:
+            message = f"provider {name!r} is not defined: knowngood.yaml defines no providers"
+            hint = (
+                f"add it under `providers:` in knowngood.yaml: {name}: {{model: <litellm model>}}"
+            )
+        else:
+            known = ", ".join(sorted(self.providers))
+            message = f"provider {name!r} is not defined in knowngood.yaml (providers: {known})"
+            hint = f"add it under `providers:` in knowngood.yaml or use one of: {known}"
+        return doc.finding(parts, message, rule="ref.unknown-provider", hint=hint)
 
     def check_chain(self, doc: Document, model: Any) -> list[tuple[str, str]]:
         chain: list[tuple[str, str]] = []

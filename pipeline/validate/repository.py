@@ -11,7 +11,7 @@ from typing import Any
 from pipeline import schemas
 from pipeline.findings import Finding
 from pipeline.loading import load, read_text
-from pipeline.repo import Layout, Repo, Settings, build_agent, discover, rel
+from pipeline.repo import CONFIG_FILE, Layout, Repo, Settings, build_agent, discover, rel
 from pipeline.runbookfacts import (
     RUNBOOK_DIR,
     agent_facts,
@@ -90,6 +90,7 @@ class _Validator(AgentChecks, SuiteChecks):
         self.settings_data = doc.data
         providers = doc.data.get("providers")
         if isinstance(providers, dict):
+            self.providers_read = True
             self.providers = {
                 n: p.get("model", "") for n, p in providers.items() if isinstance(p, dict)
             }
@@ -172,6 +173,12 @@ def _dedupe(findings: list[Finding]) -> Iterator[Finding]:
 PARALLEL_MIN_AGENTS = 40  # below this, starting processes costs more than it saves
 
 
+def _order(f: Finding) -> tuple[bool, str, int]:
+    """knowngood.yaml first (every other file depends on it: its errors explain theirs), then
+    by file and line."""
+    return (f.path != CONFIG_FILE, f.path, f.line or 0)
+
+
 def _validate_part(args: tuple[Path, Layout, bool, list[Path]]) -> tuple[list[Finding], int]:
     root, layout, first, others = args
     v = _Validator(root, layout, None)
@@ -236,13 +243,13 @@ def validate_repo(
         findings = list(_dedupe(found))
         findings += _tracked_cache(root, cache_dir)
         findings += orphan_runbooks(root, layout.agents)
-        findings.sort(key=lambda f: (f.path, f.line or 0))
+        findings.sort(key=_order)
         return ValidationReport(root, findings, sum(n for _, n in results))
     v = _Validator(root, layout, paths)
     v.other_files = others
     v.run()
     findings = list(_dedupe(v.findings))
-    findings.sort(key=lambda f: (f.path, f.line or 0))
+    findings.sort(key=_order)
     report = ValidationReport(root, findings, v.files_checked)
     if build and not report.errors:
         report.repo = v.build()
@@ -251,7 +258,7 @@ def validate_repo(
         # agents. The cache never reads them, so the repository can still be evaluated truly.
         report.findings += _tracked_cache(root, cache_dir)
         report.findings += orphan_runbooks(root, layout.agents)
-        report.findings.sort(key=lambda f: (f.path, f.line or 0))
+        report.findings.sort(key=_order)
     return report
 
 

@@ -105,7 +105,13 @@ def test_several_workers_on_postgresql_take_slots_of_their_own(
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["serve", "--help"], ["workflows", "--help"], ["drill", "--help"]],
+    [
+        ["--help"],
+        ["serve", "--help"],
+        ["workflows", "--help"],
+        ["workflows", "list", "--help"],
+        ["drill", "--help"],
+    ],
 )
 def test_commands_that_do_not_run_workflows_never_import_dbos(argv: list[str]) -> None:
     code = (
@@ -213,8 +219,27 @@ def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
     assert main(["workflows", "list", "--repo", root, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(w["id"], w["status"]) for w in listed] == [("w-cancel", "SUCCESS")]
+    for status, ids in (("success", ["w-cancel"]), ("PENDING", [])):  # any case
+        argv = ["workflows", "list", "--status", status, "--repo", root, "--format", "json"]
+        assert main(argv) == 0
+        assert [w["id"] for w in json.loads(capsys.readouterr().out)] == ids
     assert main(["workflows", "show", "nosuch", "--repo", root]) == 2
     assert "no workflow 'nosuch'" in capsys.readouterr().err
+
+
+def test_workflows_list_refuses_a_status_dbos_does_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dbos._sys_db import WorkflowStatusString
+
+    from pipeline.cli import main
+    from pipeline.cli.workflows import STATUSES
+
+    assert set(STATUSES) == {s.value for s in WorkflowStatusString}  # in step with DBOS
+    assert main(["workflows", "list", "--status", "BOGUS", "--repo", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--status': 'BOGUS' is not one of 'PENDING'," in err
+    assert "'MAX_RECOVERY_ATTEMPTS_EXCEEDED'" in err
 
 
 def test_the_python_api_worker_runs_a_workflow_and_refuses_a_second_engine(

@@ -15,6 +15,25 @@ from pipeline.cli.options import (
     state_store_option,
 )
 
+# DBOS's workflow statuses (dbos._sys_db.WorkflowStatusString, DBOS 3.4), spelt out so that
+# `--help` does not import DBOS; tests/test_durable_engine.py holds them equal.
+STATUSES = (
+    "PENDING",
+    "ENQUEUED",
+    "DELAYED",
+    "SUCCESS",
+    "ERROR",
+    "CANCELLED",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+)
+
+
+class _Status(click.Choice[str]):
+    """One of STATUSES, in any case (``pending`` works), shown as DBOS spells them."""
+
+    def normalize_choice(self, choice: object, ctx: click.Context | None) -> str:
+        return str(choice).upper()
+
 
 @click.group("workflows")
 def command() -> None:
@@ -38,8 +57,9 @@ def command() -> None:
 @command.command("list")
 @click.option(
     "--status",
+    type=_Status(STATUSES),
     default=None,
-    help="Only workflows in this status (PENDING, ENQUEUED, SUCCESS, ERROR, CANCELLED).",
+    help="Only workflows in this status.",
 )
 @click.option("--name", default=None, help="Only workflows of this name.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)

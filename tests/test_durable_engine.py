@@ -190,11 +190,13 @@ def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
     from pipeline.runtime.flowclient import FlowClient
 
     root = str(world.root)
-    assert main(["workflows", "list", "--repo", root]) == 2  # no store yet: says so
-    assert "no workflows in the state store" in capsys.readouterr().err
+    assert main(["workflows", "list", "--repo", root]) == 0  # no store yet: none
+    assert capsys.readouterr().out == "no workflows\n"
     with Serve(world.root):  # a store without DBOS's tables: the same
         pass
-    assert main(["workflows", "list", "--repo", root]) == 2
+    assert main(["workflows", "list", "--repo", root, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["workflows", "show", "0123abcd", "--repo", root]) == 2  # no such workflow
     assert "no worker has run there" in capsys.readouterr().err
     with ToolServer() as tools:
         with Serve(world.root, "--workflows", "flows"):  # creates DBOS's tables, runs nothing

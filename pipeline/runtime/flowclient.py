@@ -17,6 +17,7 @@ workflows list|show|resume|cancel`` and :func:`enqueue` use it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,11 @@ def _has_workflows(path: Path) -> bool:
     return row is not None
 
 
+def _may_have_workflows(url: str) -> bool:
+    """False for a SQLite store no worker ever ran on (no DBOS tables, or no file)."""
+    return not url.startswith("sqlite:///") or _has_workflows(Path(url[len("sqlite:///") :]))
+
+
 class FlowClient:
     """The workflows of one state store. Build with :meth:`open`; :meth:`close` when done."""
 
@@ -197,7 +203,7 @@ class FlowClient:
         from pipeline.runtime.settings import state_store_url
 
         url = system_database_url(root, state_store_url(root, state_store))
-        if url.startswith("sqlite:///") and not _has_workflows(Path(url[len("sqlite:///") :])):
+        if not _may_have_workflows(url):
             raise UsageError(
                 f"no workflows in the state store {url[len('sqlite:///') :]}: no worker has run "
                 "there",
@@ -300,6 +306,16 @@ def run(
                 hint="say how old a workflow must be to go: knowngood workflows prune "
                 "--older-than DAYS",
             )
+    if request.action in ("list", "prune"):  # no worker ever ran there: there are none
+        from pipeline.runtime.engine import system_database_url
+        from pipeline.runtime.settings import state_store_url
+
+        url = system_database_url(root, state_store_url(root, request.state_store))
+        if not _may_have_workflows(url):
+            if request.action == "list":
+                return []
+            assert days is not None
+            return retention.Pruned("workflows", days, time.time() - days * retention.DAY_S, 0)
     with FlowClient.open(root, request.state_store) as client:
         if request.action == "prune":
             assert days is not None

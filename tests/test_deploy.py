@@ -405,7 +405,7 @@ def test_drill_rollback_in_a_scratch_environment(
     assert (
         code == 0
         and out["drills"] == []
-        and out["skipped"] == ["shop has 1 release(s): a rollback drill needs two"]
+        and out["skipped"] == ["shop has 1 release: a rollback drill needs two"]
     )
     assert main(["drill", "rollback", AGENT, "--repo", str(world.repo)]) == 2
     assert main(["drill", "rollback", "--env", "prod", "--repo", str(world.repo)]) == 2

@@ -34,6 +34,7 @@ from pipeline.deploy.drillset import DrillSet, agent_json
 from pipeline.errors import UsageError
 from pipeline.git import Git
 from pipeline.records import Record, new_id
+from pipeline.words import plural
 
 __all__ = ["CrashDrill", "CrashReport", "drill_crash"]
 
@@ -195,7 +196,7 @@ def _verdict(drill: CrashDrill) -> str:
     if drill.complete_s is None:
         return "the interrupted workflow did not finish after the restart"
     if drill.repeated_effects:
-        return f"{drill.repeated_effects} effect(s) were made twice"
+        return f"{plural(drill.repeated_effects, 'effect')} made twice"
     goal = "goal met" if drill.resume_s < RESUME_GOAL_S else f"goal {RESUME_GOAL_S:g}s missed"
     return (
         f"resumed {drill.resume_s:.2f}s after the restart ({goal}), finished after "

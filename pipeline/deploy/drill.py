@@ -38,6 +38,7 @@ from pipeline.errors import KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import new_id
 from pipeline.recordtypes import Deployed, DeploymentRecord, DrillRecord
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.evals.session import Progress
@@ -159,7 +160,7 @@ def _plan(ctx: Context, agent: str, env: str) -> Plan | Skip:
     tags = [tag for _, tag in agent_tags(ctx.git, agent)]
     if len(tags) < 2:
         return Skip(
-            f"{agent} has {len(tags)} release(s): a rollback drill needs two",
+            f"{agent} has {plural(len(tags), 'release')}: a rollback drill needs two",
             "release it twice first (`knowngood release`)",
         )
     source = ctx.source_env(env)

@@ -43,6 +43,7 @@ from typing import Any
 from pipeline.errors import EXIT_FINDINGS, EXIT_OK, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import new_id
+from pipeline.words import plural
 
 __all__ = ["RebuildDrill", "drill_rebuild"]
 
@@ -202,7 +203,7 @@ def _stages(
     drill.message = (
         f"rebuilt from the remote and the latest backup in {drill.total_s:.1f}s: "
         + ", ".join(f"{s.name} {s.seconds:.1f}s" for s in drill.stages)
-        + f"; {len(drill.answered)} agent(s) answered"
+        + f"; {plural(len(drill.answered), 'agent')} answered"
     )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -89,7 +90,7 @@ def _backup_lines(report: StatusReport) -> list[str]:
         ]
     return [
         f"backups: newest restorable point {_when(b['newest_restorable'])} "
-        f"(RPO {b['rpo_s']:.1f}s), {b['snapshots']} snapshot(s) in {b['target']}",
+        f"(RPO {b['rpo_s']:.1f}s), {plural(b['snapshots'], 'snapshot')} in {b['target']}",
         *unscheduled,
     ]
 

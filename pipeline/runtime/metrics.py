@@ -19,6 +19,7 @@ from pipeline.runtime.model import Attempt
 from pipeline.runtime.releases import Change
 from pipeline.runtime.store import BreakerEvent, StoreUnavailable
 from pipeline.runtime.usage import price, tokens
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.runtime.core import Runtime
@@ -150,7 +151,7 @@ class Metrics(Observer):
         if self.log is not None:
             self.log(
                 f"breaker {event.provider}: {event.from_state} -> {event.to_state} "
-                f"({event.reason}; {event.calls} call(s), failure rate "
+                f"({event.reason}; {plural(event.calls, 'call')}, failure rate "
                 f"{event.failure_rate:.0%}, slow-call rate {event.slow_call_rate:.0%})"
             )
 

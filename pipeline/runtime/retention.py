@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.words import plural
+
 __all__ = [
     "ENDED",
     "EVERY_S",
@@ -58,10 +60,10 @@ BATCH = 500
 ENDED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 DAY_S = 86400.0
 _WHAT = {  # what is deleted, and what its age counts from
-    "workflows": "workflows that ended",
-    "sessions": "sessions last used",
-    "breaker_events": "breaker transitions made",
-    "replays": "Idempotency-Key answers kept",
+    "workflows": ("workflow", "that ended"),
+    "sessions": ("session", "last used"),
+    "breaker_events": ("breaker transition", "made"),
+    "replays": ("Idempotency-Key answer", "kept"),
 }
 
 
@@ -278,8 +280,9 @@ class Schedule:
                 self.last_pass_at = time.time()
                 if self.last.deleted:
                     self.log(
-                        f"retention: deleted {self.last.deleted} {_WHAT[self.kind]} over "
-                        f"{self.last.older_than_days:g} days ago"
+                        f"retention: deleted {plural(self.last.deleted, _WHAT[self.kind][0])} "
+                        f"{_WHAT[self.kind][1]} over {self.last.older_than_days:g} "
+                        f"day{'' if self.last.older_than_days == 1 else 's'} ago"
                     )
             if self._stop.wait(EVERY_S):
                 return

@@ -25,6 +25,7 @@ from pipeline.runtime.backup import journal
 from pipeline.runtime.backup.catalog import Plan, Segment
 from pipeline.runtime.backup.sqlitebackup import sha256_file, table_counts
 from pipeline.runtime.backup.targets import BackupTarget
+from pipeline.words import plural
 
 __all__ = ["Rebuilt", "VerificationFailed", "rebuild"]
 
@@ -256,7 +257,9 @@ def _integrity(db: sqlite3.Connection, result: Rebuilt) -> None:
         raise _fail("the restored copy fails SQLite's integrity check: " + "; ".join(found[:5]))
     bad = db.execute("PRAGMA foreign_key_check").fetchall()
     if bad:
-        raise _fail(f"the restored copy breaks {len(bad)} foreign key(s), e.g. in {bad[0][0]}")
+        raise _fail(
+            f"the restored copy breaks {plural(len(bad), 'foreign key')}, e.g. in {bad[0][0]}"
+        )
     result.checks.append("integrity_check ok, foreign_key_check ok")
 
 

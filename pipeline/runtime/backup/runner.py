@@ -36,6 +36,7 @@ from pipeline.runtime.backup.postgres import Postgres
 from pipeline.runtime.backup.settings import BackupSettings
 from pipeline.runtime.backup.sqlitebackup import SqliteBackup
 from pipeline.runtime.backup.targets import BackupTarget
+from pipeline.words import plural
 
 __all__ = ["BackupRunner", "start_backups"]
 
@@ -136,7 +137,7 @@ class BackupRunner:
             self.log(f"backup: snapshot {taken.name} in {taken.seconds:.2f}s")
             deleted = retain(self.target, s, time.time())
             if deleted:
-                self.log(f"backup: retention deleted {len(deleted)} object(s)")
+                self.log(f"backup: retention deleted {plural(len(deleted), 'object')}")
         shipped = engine.ship()
         if shipped.through is not None:
             self.newest = shipped.through
@@ -205,7 +206,7 @@ class PgBackupRunner(BackupRunner):
             self.log(f"backup: base backup {manifest['taken_at']}")
             deleted = pg_retain(pg, s, time.time())
             if deleted:
-                self.log(f"backup: retention deleted {len(deleted)} object(s)")
+                self.log(f"backup: retention deleted {plural(len(deleted), 'object')}")
         self.newest = pg.newest_point()
         return canary_at
 

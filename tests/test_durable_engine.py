@@ -227,6 +227,10 @@ def test_workflows_commands_list_show_cancel_and_resume_beside_the_worker(
         assert [w["id"] for w in json.loads(capsys.readouterr().out)] == ids
     assert main(["workflows", "show", "nosuch", "--repo", root]) == 2
     assert "no workflow 'nosuch'" in capsys.readouterr().err
+    assert main(["workflows", "show", "w-can", "--repo", root]) == 0  # a unique prefix
+    assert "w-cancel: mail SUCCESS" in capsys.readouterr().out
+    assert main(["workflows", "show", "w-c", "--repo", root]) == 2  # under 4 characters: no
+    assert "no workflow 'w-c'" in capsys.readouterr().err
 
 
 def test_workflows_list_refuses_a_status_dbos_does_not_have(

@@ -89,7 +89,10 @@ def list_command(
 @repo_option
 @format_option("text", "json")
 def show_command(workflow_id: str, state_store: str | None, repo: Path | None, fmt: str) -> int:
-    """One workflow: its status, inputs, result and every checkpointed step."""
+    """One workflow: its status, inputs, result and every checkpointed step.
+
+    WORKFLOW_ID: its id, or a unique prefix of 4 or more characters (also for resume and
+    cancel)."""
     return _one("show", workflow_id, state_store, repo, fmt)
 
 

@@ -39,6 +39,9 @@ STATUSES = (
 )
 
 
+MIN_PREFIX = 4  # a workflow id may be given by a unique prefix this long
+
+
 class UnknownWorkflow(UsageError):
     """No workflow with that id in the store (exit 2)."""
 
@@ -248,12 +251,26 @@ class FlowClient:
         return [_view(s) for s in found]
 
     def show(self, workflow_id: str) -> WorkflowView:
+        """The workflow ``workflow_id``, or the only one whose id starts with it (at least
+        :data:`MIN_PREFIX` characters, as git and ``incident`` take)."""
         found = self._client.list_workflows(workflow_ids=[workflow_id])
+        if not found and len(workflow_id) >= MIN_PREFIX:
+            found = self._client.list_workflows(
+                workflow_id_prefix=workflow_id, limit=6, load_input=False, load_output=False
+            )
+            if len(found) > 1:
+                raise UsageError(
+                    f"workflow id {workflow_id!r} is ambiguous: "
+                    + ", ".join(w.workflow_id for w in found[:5]),
+                    hint="give more of the id",
+                )
+            if found:  # read again whole: its inputs and result
+                found = self._client.list_workflows(workflow_ids=[found[0].workflow_id])
         if not found:
             raise UnknownWorkflow(
                 f"no workflow {workflow_id!r} in the state store", hint="knowngood workflows list"
             )
-        return _view(found[0], self._client.list_workflow_steps(workflow_id))
+        return _view(found[0], self._client.list_workflow_steps(found[0].workflow_id))
 
     def result(self, workflow_id: str) -> Any:
         """Wait for the workflow to end: its result (raises what it raised)."""
@@ -262,18 +279,16 @@ class FlowClient:
     def resume(self, workflow_id: str) -> WorkflowView:
         before = self.show(workflow_id)
         if before.status == "SUCCESS":
-            raise UsageError(f"workflow {workflow_id} already succeeded: nothing to resume")
-        self._client.resume_workflow(workflow_id)
-        return self.show(workflow_id)
+            raise UsageError(f"workflow {before.id} already succeeded: nothing to resume")
+        self._client.resume_workflow(before.id)
+        return self.show(before.id)
 
     def cancel(self, workflow_id: str) -> WorkflowView:
         before = self.show(workflow_id)
         if before.status in ("SUCCESS", "ERROR", "CANCELLED"):
-            raise UsageError(
-                f"workflow {workflow_id} has ended ({before.status}): nothing to cancel"
-            )
-        self._client.cancel_workflow(workflow_id)
-        return self.show(workflow_id)
+            raise UsageError(f"workflow {before.id} has ended ({before.status}): nothing to cancel")
+        self._client.cancel_workflow(before.id)
+        return self.show(before.id)
 
     def prune(self, older_than_days: float) -> retention.Pruned:
         """Delete the workflows that ended over ``older_than_days`` ago (with their children)."""

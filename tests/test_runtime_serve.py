@@ -189,6 +189,17 @@ def test_serve_that_cannot_start_says_why_at_once(
     assert "hint: " in done.stderr and "internal error" not in done.stderr
     assert "providers ready" not in done.stderr
     assert time.perf_counter() - started < 15
+    json_lines = subprocess.run(
+        [*cmd, *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **ENV},
+    )
+    assert json_lines.returncode == 2
+    [line] = [json.loads(text) for text in json_lines.stderr.splitlines()]  # for a collector
+    assert said.format(port=port) in line["error"] and line["hint"] and line["exit_code"] == 2
 
 
 def test_a_provider_key_missing_is_said_at_start_and_on_readyz(world: World) -> None:

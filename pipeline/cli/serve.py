@@ -168,7 +168,8 @@ def command(
     repo: Path | None,
     fmt: str,
 ) -> int:
-    from pipeline.report.serve import LINES, REPORTERS
+    from pipeline.errors import KnowngoodError
+    from pipeline.report.serve import LINES, REPORTERS, refused
     from pipeline.runtime.serving import ServeRequest, run
 
     line = LINES[fmt]
@@ -191,7 +192,13 @@ def command(
         drain_s=drain_s,
         say=say,
     )
-    outcome = run(resolve_repo(repo), request)
+    try:
+        outcome = run(resolve_repo(repo), request)
+    except KnowngoodError as e:
+        if fmt != "json":
+            raise  # the error boundary's text, as for every command
+        show(refused(e))  # a log collector reading JSON lines reads this one too
+        return e.exit_code
     show(REPORTERS[fmt](outcome))
     if outcome.steps_left:  # their workflows are pending in the store: the restart resumes them
         sys.stdout.flush()

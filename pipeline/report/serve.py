@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from pipeline.errors import KnowngoodError
 from pipeline.recordbuild import utc_now
 from pipeline.report.reporter import Rendered, Reporter
 from pipeline.runtime.serving import ServeOutcome
@@ -43,6 +44,13 @@ def text(outcome: ServeOutcome) -> Rendered:
 
 def json_(outcome: ServeOutcome) -> Rendered:
     return Rendered(err=json_line(_stopped(outcome), **outcome.to_json()) + "\n")
+
+
+def refused(error: KnowngoodError) -> Rendered:
+    """``--format json``: why serve did not start or stopped early, as one JSON line too
+    (``error``, ``hint``, ``exit_code`` beside ``message``)."""
+    fields = {"error": error.message, "hint": error.hint, "exit_code": error.exit_code}
+    return Rendered(err=json_line(f"error: {error.message}", **fields) + "\n")
 
 
 REPORTERS: dict[str, Reporter[ServeOutcome]] = {"text": text, "json": json_}

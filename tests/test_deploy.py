@@ -119,6 +119,24 @@ def test_bad_release_or_environment_changes_nothing(
     assert world.records().list("deployment") == []
 
 
+def test_a_drill_with_nothing_to_drill_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new repository's scheduled drills pass (nothing failed) and say why none ran."""
+    root = tmp_path / "fresh"
+    assert main(["init", str(root)]) == 0
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "knowngood init")
+    capsys.readouterr()
+    for kind, why in (
+        ("rollback", "no agent has a release yet: `knowngood release` tags one"),
+        ("failover", "nothing is deployed to production: `knowngood deploy AGENT` first"),
+    ):
+        assert main(["drill", kind, "--repo", str(root), "--format", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["drills"] == [] and report["skipped"] == [why]
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -116,6 +116,8 @@ def drill_rollback(
         ctx.require_env(env)  # a typo must not become a scratch environment silently
     report = DrillReport(env)
     names = [agent] if agent else _released_agents(git)
+    if not names:
+        report.skipped.append("no agent has a release yet: `knowngood release` tags one")
     for name in names:
         plan = _plan(ctx, name, env)
         if isinstance(plan, Skip):

@@ -137,6 +137,8 @@ def drill_failover(
     releases = Releases(deployments_dir(root), env)
     releases.refresh()
     names = [agent] if agent else releases.names()
+    if not names:
+        report.skipped.append(f"nothing is deployed to {env}: `knowngood deploy AGENT` first")
     with tempfile.TemporaryDirectory(prefix="knowngood-drill-") as scratch:
         url = state_store or f"sqlite:///{Path(scratch).resolve() / 'state.db'}"
         for name in names:

@@ -151,6 +151,11 @@ def test_missing_key_skips_visibly_and_require_fails(
     code, results, err = run(root, capsys, "--require", "anthropic", "--no-cache")
     assert code == 3
     assert "required but ANTHROPIC_API_KEY is not set" in err
+    # only that provider asked for: not a failure, and not shown as a pass either
+    assert main(["eval", "--provider", "anthropic", "--no-cache", "--repo", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert "notice: nothing was evaluated: every case was skipped" in err
+    assert "0 passed, 0 failed, " in err
 
 
 def test_429_storm_slows_the_run_but_does_not_fail_it(

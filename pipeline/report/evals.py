@@ -83,7 +83,14 @@ def text(run: EvalRun, *, verbose: bool = False, listed: bool = False) -> str:
     out += [click.style(f"notice: {notice}", fg="yellow") for notice in run.notices]
     out += [click.style(f"incomplete: {reason}", fg="red") for reason in run.incomplete]
     ok = run.exit_code == 0
-    out.append(click.style(totals(run), fg="green" if ok else "red", bold=True))
+    s = run.summary()
+    evaluated = s["passed"] + s["failed"] + s["errors"]
+    if ok and not evaluated and s["skipped"]:  # not a failure, and not a pass either
+        out.append(
+            click.style("notice: nothing was evaluated: every case was skipped", fg="yellow")
+        )
+    colour = "red" if not ok else ("green" if evaluated or not s["skipped"] else "yellow")
+    out.append(click.style(totals(run), fg=colour, bold=True))
     return block(out)
 
 

@@ -269,3 +269,21 @@ def test_idempotency_claims_as_on_sqlite(store: StateStore) -> None:
 
 def test_daily_spend_as_on_sqlite(store: StateStore) -> None:
     check_spend(store)
+
+
+def test_the_backup_schedules_lock_lets_every_other_process_open_the_store(url: str) -> None:
+    """One serve holds the backup lock for its whole life; any other serve, worker or command
+    still opens the store (they take another lock, only while they create the tables)."""
+    from pipeline.runtime.backup.runner import PgBackupRunner
+    from pipeline.runtime.store import postgres
+
+    assert PgBackupRunner.LOCK_KEY != postgres._SCHEMA_LOCK
+    with psycopg.connect(url, autocommit=True) as holder:
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (PgBackupRunner.LOCK_KEY,))
+        started = time.perf_counter()
+        other = StateStore(url)  # creates (or checks) the tables under the schema lock
+        try:
+            other.add_spend("a", "production", "2026-12-06", 1.0)
+        finally:
+            other.close()
+        assert time.perf_counter() - started < 3

@@ -162,7 +162,10 @@ class PgBackupRunner(BackupRunner):
     retention), and reads the newest restorable point (the last archived WAL file). One
     process of all those sharing the database does it: the holder of an advisory lock."""
 
-    LOCK_KEY = 0x6B6E6F776E676F6F  # "knowngoo"
+    # "kgbackup": its own key. It is held for the life of the process, so sharing the key of
+    # the lock every opener takes to create the tables (store/postgres.py) would stop every
+    # other process from opening the store.
+    LOCK_KEY = 0x6B676261636B7570
 
     def __init__(self, pg: Postgres, settings: BackupSettings, log: Callable[[str], None]):
         super().__init__(Path("."), pg.target, settings, log)

@@ -17,7 +17,18 @@ import pytest
 from fakeproviders import FakeProvider, Fault
 from pgstoreutil import cluster_for_module, fresh_database
 from pgutil import PostgresCluster
-from runtimeutil import Serve, World, chat, http, make_world, metric, servers, wait_for
+from runtimeutil import (
+    AGENT,
+    RESILIENCE,
+    Serve,
+    World,
+    chat,
+    http,
+    make_world,
+    metric,
+    servers,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +45,12 @@ def fakes() -> Iterator[dict[str, FakeProvider]]:
 def test_serve_answers_without_its_state_store_and_recovers_with_it(
     tmp_path: Path, cluster: PostgresCluster, fakes: dict[str, FakeProvider]
 ) -> None:
-    world: World = make_world(tmp_path / "repo", fakes)
+    queueing = RESILIENCE.replace("on_all_down: error", "on_all_down: queue")
+    agents = {AGENT: (list(fakes), RESILIENCE), "queueing": (list(fakes), queueing)}
+    world: World = make_world(tmp_path / "repo", fakes, agents=agents)
     with Serve(world.root, "--state-store", fresh_database(cluster)) as server:
         assert chat(server.url, "Hi", session="chat-1").status == 200
+        assert metric(server.url, "knowngood_queued_requests", status="queued") == 0
         assert metric(server.url, "knowngood_state_store_up") == 1.0
         cluster.stop()
         try:
@@ -58,7 +72,9 @@ def test_serve_answers_without_its_state_store_and_recovers_with_it(
             assert time.monotonic() - started < 5, "each request waited on the store"
             ready = http(f"{server.url}/readyz")
             assert ready.status == 200 and ready.json()["state_store"] == "unavailable"
+            # /metrics still answers (the queue's gauge is left out while unknown)
             assert metric(server.url, "knowngood_state_store_up") == 0.0
+            assert metric(server.url, "knowngood_queued_requests", status="queued") is None
         finally:
             cluster.start()
         back = wait_for(lambda: chat(server.url, "Back?", session="chat-1").status == 200, 15)

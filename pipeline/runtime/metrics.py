@@ -248,7 +248,7 @@ class _RetentionCollector(Collector):
             "knowngood_retention_deleted",
             "Workflows (that ended), sessions (unused) and breaker transitions this process "
             "deleted for the retention (runtime.workflows_keep_days, sessions_keep_days, "
-            "breaker_events_keep_days).",
+            "breaker_events_keep_days), and Idempotency-Key answers (a day old).",
             labels=["kind"],
         )
         failures = CounterMetricFamily(

@@ -22,6 +22,7 @@ from pipeline.runtime.model import AllProvidersDown, ChatRequest
 from pipeline.runtime.queued import Queued
 from pipeline.runtime.releases import Release
 from pipeline.runtime.responses import error_response, json_response
+from pipeline.runtime.store import StoreUnavailable
 
 __all__ = ["QueueCollector", "queue_if_down", "queue_if_waiting", "queued_status"]
 
@@ -110,7 +111,11 @@ class QueueCollector(Collector):
             "failed), in the state store.",
             labels=["status"],
         )
-        counts = self.runtime.store.queued_counts()
+        try:
+            counts = self.runtime.store.queued_counts()
+        except StoreUnavailable as e:  # unknown: left out, and the rest of /metrics still says
+            self.runtime.health.failed(e)  # knowngood_state_store_up 0
+            return
         for status in ("queued", "answered", "failed"):
             gauge.add_metric([status], float(counts.get(status, 0)))
         yield gauge

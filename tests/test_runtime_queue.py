@@ -247,3 +247,23 @@ def test_two_workers_on_postgresql_share_the_queue_and_one_killed_loses_nothing(
             assert [t.messages[0]["content"] for t in turns] == [f"q{i}" for i in range(s, n, 3)]
     finally:
         store.close()
+
+
+def test_a_release_that_turns_the_queue_on_under_a_running_serve_is_warned_of(
+    tmp_path: Path, fakes: dict[str, FakeProvider]
+) -> None:
+    """The outage queue starts with serve, for the agents deployed then: a later release that
+    sets on_all_down: queue is served at once, and serve says, once, that it must be
+    restarted to queue (until then every provider down answers 503)."""
+    from runtimeutil import AGENT, agent_yaml
+
+    world = make_world(tmp_path / "repo", fakes, chain=["primary", "backup"])
+    with Serve(world.root) as server:
+        world.write(f"agents/{AGENT}/agent.yaml", agent_yaml(["primary", "backup"], QUEUEING))
+        world.commit("queue while every provider is down")
+        assert world.release() == [f"{AGENT}/v0.2.0"]
+        world.deploy()
+        said = f"warning: {AGENT} 0.2.0 has on_all_down: queue, but this serve started without"
+        assert wait_for(lambda: said in server.stderr, 5), server.stderr
+        time.sleep(0.5)  # followed again: not said twice
+    assert server.stderr.count(said) == 1

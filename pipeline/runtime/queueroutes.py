@@ -11,7 +11,7 @@ release, turn, error, callback: {delivered, error}}``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.runtime.model import AllProvidersDown, ChatRequest
 from pipeline.runtime.queued import Queued
-from pipeline.runtime.releases import Release
+from pipeline.runtime.releases import Change, Release
 from pipeline.runtime.responses import error_response, json_response
 from pipeline.runtime.store import StoreUnavailable
 
@@ -85,6 +85,27 @@ async def queue_if_down(
     if queue is None or runtime.engine.resilience(release).on_all_down != "queue":
         return None
     return accepted(request, await queue.accept(release, chat, down.attempts))
+
+
+def unqueued_warning(runtime: Any, log: Callable[[str], None]) -> Callable[[Change], None]:
+    """For the deploy follower: a release switched to ``on_all_down: queue`` while this serve
+    runs no outage queue (it starts with serve, for the agents deployed then) is said once,
+    with what to do; until then every provider down answers 503."""
+    told: set[str] = set()
+
+    def check(change: Change) -> None:
+        new = change.new
+        if new is None or runtime.queue is not None or new.agent in told:
+            return
+        if runtime.engine.resilience(new).on_all_down == "queue":
+            told.add(new.agent)
+            log(
+                f"warning: {new.agent} {new.version} has on_all_down: queue, but this serve "
+                "started without the outage queue: restart it to queue requests while every "
+                "provider is down (until then they get 503 all_providers_down)"
+            )
+
+    return check
 
 
 async def queued_status(request: web.Request, runtime: Any) -> web.Response:

@@ -52,7 +52,12 @@ from pipeline.runtime.model import (
     UnknownAgent,
     parse_chat_request,
 )
-from pipeline.runtime.queueroutes import queue_if_down, queue_if_waiting, queued_status
+from pipeline.runtime.queueroutes import (
+    queue_if_down,
+    queue_if_waiting,
+    queued_status,
+    unqueued_warning,
+)
 from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
 from pipeline.runtime.responses import (
     error_response,
@@ -62,7 +67,7 @@ from pipeline.runtime.responses import (
 )
 from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
-from pipeline.runtime.serving import ServeRequest, listen_error
+from pipeline.runtime.serving import ServeRequest, listen_error, listening_address
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 from pipeline.runtime.sse import answer_headers, stream_response
@@ -355,12 +360,14 @@ async def _run_until_stopped(
         await site.start()
     except OSError as e:  # taken since serve checked it, while the providers warmed up
         raise listen_error(host, port, e) from None
-    follower = asyncio.create_task(runtime.follow(on_error=log))
+    follower = asyncio.create_task(
+        runtime.follow(on_change=unqueued_warning(runtime, log), on_error=log)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log(f"listening on {_address(runner, host)} ({_summary(runtime)})")
+    log(f"listening on {listening_address(runner, host)} ({_summary(runtime)})")
     try:
         await stop.wait()
         if drain_s > 0:
@@ -376,16 +383,6 @@ async def _run_until_stopped(
         follower.cancel()
         await runner.cleanup()
         await runtime.aclose()
-
-
-def _address(runner: web.AppRunner, host: str) -> str:
-    for site in runner.sites:
-        sockets = getattr(getattr(site, "_server", None), "sockets", None) or []
-        for sock in sockets:
-            bound = sock.getsockname()
-            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-            return f"http://{shown}:{bound[1]}"
-    return f"http://{host}"
 
 
 def _summary(runtime: Runtime) -> str:

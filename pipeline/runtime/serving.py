@@ -145,3 +145,14 @@ def listen_error(host: str, port: int, error: OSError | UnicodeError) -> UsageEr
         hint="--host takes an address of this machine: 127.0.0.1 (this machine only), "
         "0.0.0.0 or :: (every interface), or one of its own addresses",
     )
+
+
+def listening_address(runner: Any, host: str) -> str:
+    """The URL serve listens on (the port the system chose for --port 0)."""
+    for site in runner.sites:
+        sockets = getattr(getattr(site, "_server", None), "sockets", None) or []
+        for sock in sockets:
+            bound = sock.getsockname()
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            return f"http://{shown}:{bound[1]}"
+    return f"http://{host}"

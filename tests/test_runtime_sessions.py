@@ -126,6 +126,7 @@ def test_tool_calls_and_results_are_kept_and_streamed_turns_too(
             f"{server.url}/v1/chat/completions", body, headers={"X-Knowngood-Session": "chat-2"}
         )
         assert streamed.status == 200 and b"[DONE]" in streamed.body
+        assert streamed.headers["x-knowngood-session"] == "chat-2"  # its turn: not known yet
         messages = fakes["primary"].last.body["messages"]
         assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
         assert messages[2]["tool_calls"][0]["function"]["name"] == "lookup"

@@ -134,7 +134,7 @@ async def _chat(
             return later
         if chat.stream:
             stream = await runtime.ask_stream(release, chat)
-            return await stream_response(request, stream, held, runtime.health)
+            return await stream_response(request, stream, held, runtime.health, chat.session)
         answer = await runtime.ask(release, chat)
     except SessionTaken as e:
         return error_response(409, e.message, "invalid_request_error", "session_taken")

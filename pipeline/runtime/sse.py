@@ -35,9 +35,17 @@ def answer_headers(answer: Answer) -> dict[str, str]:
 
 
 async def stream_response(
-    request: web.Request, stream: StreamAnswer, held: Claim | None, health: StoreHealth
+    request: web.Request,
+    stream: StreamAnswer,
+    held: Claim | None,
+    health: StoreHealth,
+    session: str | None = None,
 ) -> web.StreamResponse:
+    """The answer as server-sent events. Its headers go first: the session it is a turn of,
+    but not the turn's number, which is given when the stream ends and the turn is stored."""
     headers = answer_headers(stream.answer)
+    if session is not None:
+        headers.setdefault(SESSION_HEADER, session)
     if stream.answer.provider:  # its own attempt is noted when the stream ends: count it now
         headers["X-Knowngood-Attempts"] = str(len(stream.answer.attempts) + 1)
     response = web.StreamResponse(

@@ -75,6 +75,7 @@ def test_serve_answers_without_its_state_store_and_recovers_with_it(
             # /metrics still answers (the queue's gauge is left out while unknown)
             assert metric(server.url, "knowngood_state_store_up") == 0.0
             assert metric(server.url, "knowngood_queued_requests", status="queued") is None
+            time.sleep(3)  # the queue's engine (DBOS) keeps finding the store away meanwhile
         finally:
             cluster.start()
         back = wait_for(lambda: chat(server.url, "Back?", session="chat-1").status == 200, 15)
@@ -84,6 +85,8 @@ def test_serve_answers_without_its_state_store_and_recovers_with_it(
         assert metric(server.url, "knowngood_state_store_up") == 1.0
     assert server.stderr.count("state store unavailable (cannot connect") == 1
     assert "state store back after " in server.stderr
+    dbos = [line for line in server.stderr.splitlines() if "(dbos:" in line]
+    assert len(dbos) <= 12, dbos  # the queue's engine: one line of each kind, not dozens
 
 
 def test_a_sqlite_store_locked_past_the_busy_timeout_is_a_503(
@@ -159,3 +162,37 @@ def test_a_sqlite_store_that_cannot_be_written_is_a_503_and_comes_back(
     assert "state store unavailable (" in server.stderr, server.stderr
     assert "disk I/O error" in server.stderr  # SQLITE_IOERR: what a failing disk gives too
     assert "state store back after " in server.stderr
+
+
+def test_a_throttled_logger_says_each_kind_once_a_minute_and_what_it_held_back() -> None:
+    import logging
+
+    from pipeline.runtime.quietlog import Throttle
+
+    now = [0.0]
+    throttle = Throttle(60.0, clock=lambda: now[0])
+    logger = logging.getLogger("knowngood-test-throttle")
+    logger.propagate = False
+    shown: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            shown.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.addFilter(throttle)
+
+    def refused() -> None:  # one line that logs again and again
+        logger.warning("connection refused to %s", "db")
+
+    for _ in range(30):
+        refused()
+        now[0] += 1
+    logger.error("another kind")  # another line: its own
+    now[0] = 61
+    refused()
+    assert shown == [
+        "connection refused to db",
+        "another kind",
+        "connection refused to db (29 more like it in the last 61s not shown)",
+    ]

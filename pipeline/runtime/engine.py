@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import KnowngoodError
+from pipeline.runtime.quietlog import throttle
 from pipeline.runtime.workerslot import EngineError, Holder, WorkerBusy, hold_postgres, hold_sqlite
 
 __all__ = [
@@ -268,6 +269,7 @@ def _launch(
         config["system_database_engine"] = sql_engine
     try:
         DBOS(config=config)
+        throttle("dbos")  # while the store is down its threads warn many times a second
         _poll_internal_queue_faster()
         if before_launch is not None:
             before_launch()

@@ -248,6 +248,26 @@ def test_workflows_list_refuses_a_status_dbos_does_not_have(
     assert "'MAX_RECOVERY_ATTEMPTS_EXCEEDED'" in err
 
 
+def test_workflows_on_an_unreachable_postgresql_say_so_once_with_what_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from pipeline.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://knowngood@127.0.0.1:{port}/knowngood"
+    assert main(["init", str(tmp_path / "repo")]) == 0
+    capsys.readouterr()
+    argv = ["workflows", "list", "--state-store", url, "--repo", str(tmp_path / "repo")]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("Connection refused") == 1 and "sqlalche.me" not in err
+    assert "hint: check runtime.state_store in knowngood.yaml, that the server runs" in err
+
+
 def test_the_python_api_worker_runs_a_workflow_and_refuses_a_second_engine(
     world: World, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ workflows list|show|resume|cancel`` and :func:`enqueue` use it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,10 +215,20 @@ class FlowClient:
             )
         from dbos import DBOSClient
 
+        quiet = logging.getLogger("dbos")
+        said, quiet.disabled = quiet.disabled, True  # its failure is said once, below
         try:
             client = DBOSClient(system_database_url=url, application_name=APP_NAME)
         except Exception as e:
-            raise KnowngoodError(f"cannot open the workflows of the state store: {e}") from e
+            from pipeline.runtime.store.postgres import HINT
+
+            why = str(e).split("\n(Background on this error at:")[0].strip()  # SQLAlchemy's link
+            raise KnowngoodError(
+                f"cannot open the workflows of the state store: {why}",
+                hint=HINT if not url.startswith("sqlite") else None,
+            ) from e
+        finally:
+            quiet.disabled = said
         return cls(client)
 
     def close(self) -> None:

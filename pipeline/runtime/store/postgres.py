@@ -29,10 +29,10 @@ from pipeline.runtime.store.rows import (
 )
 from pipeline.runtime.store.schema import create as create_tables
 
-__all__ = ["PostgresBackend", "shown_url"]
+__all__ = ["HINT", "PostgresBackend", "shown_url"]
 
 CONNECT_TIMEOUT_S = 5
-_HINT = (
+HINT = (  # what to check when the server cannot be reached or refuses us
     "check runtime.state_store in knowngood.yaml, that the server runs, and PGPASSWORD or "
     "~/.pgpass for the password"
 )
@@ -65,7 +65,7 @@ class PostgresBackend:
         self.where = shown_url(url)
         self.path = None
         self._conn: Any = None
-        self._backoff = Backoff(_HINT)  # a failed connection is not tried again at once
+        self._backoff = Backoff(HINT)  # a failed connection is not tried again at once
         self._connect()
 
     def _connect(self) -> Any:

@@ -76,3 +76,20 @@ def test_the_text_report_says_what_was_killed_and_what_resumed(
     out = capsys.readouterr().out
     assert "drill passed support in production: resumed 1.20s after the restart" in out
     assert "worker 101 killed after the effect, resumed by 202; 1 effect, 0 repeated" in out
+
+
+def test_a_crash_drill_on_the_live_store_leaves_no_breaker_of_its_own(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its effect endpoint lives for the drill only: a breaker of it would stay in status."""
+    from pipeline.runtime.store import StateStore
+
+    live = tmp_path / "live.db"
+    argv = ["drill", "crash", AGENT, "--state-store", f"sqlite:///{live}", "--format", "json"]
+    assert main([*argv, "--repo", str(world.root)]) == 0, capsys.readouterr().out
+    store = StateStore(live)
+    try:
+        assert [row.provider for row in store.breakers() if row.provider.startswith("tool:")] == []
+        assert [row.provider for row in store.breakers()] == ["primary"]  # the agent's own
+    finally:
+        store.close()

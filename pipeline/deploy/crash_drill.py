@@ -22,6 +22,7 @@ agent's providers. Every wait is bounded (``timeout_s``); the workers are always
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import Any
 from pipeline.deploy.context import Context
 from pipeline.deploy.crash_worker import EffectCounter, Worker
 from pipeline.deploy.drillset import DrillSet, agent_json
-from pipeline.errors import UsageError
+from pipeline.errors import KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import Record, new_id
 from pipeline.words import plural
@@ -114,6 +115,8 @@ def drill_crash(
             drill.store = "postgresql" if is_postgres(url) else "sqlite"
             with EffectCounter() as counter:
                 _drill(root, drill, url, counter, timeout_s)
+                if state_store is not None:  # a live store: leave no breaker of the drill's own
+                    _forget_breaker(root, url, f"tool:POST {counter.url}")
             drill.message = _verdict(drill)
             drill.outcome = "passed" if drill.message.startswith("resumed") else "failed"
             _record(ctx, drill)
@@ -121,6 +124,18 @@ def drill_crash(
             ctx.push_records()
     report.warnings = list(dict.fromkeys(ctx.warnings))
     return report
+
+
+def _forget_breaker(root: Path, url: str, provider: str) -> None:
+    from pipeline.runtime.settings import state_store_location
+    from pipeline.runtime.store import StateStore
+
+    with contextlib.suppress(KnowngoodError):  # the store is away: a row stays, nothing worse
+        store = StateStore(state_store_location(root, url))
+        try:
+            store.forget_breaker(provider)
+        finally:
+            store.close()
 
 
 def _drill(

@@ -125,6 +125,12 @@ class StateStore(TurnRows, QueuedRows, ReplayRows):
         rows = self._all(f"SELECT {_BREAKER_COLUMNS} FROM knowngood_breakers ORDER BY provider")
         return [BreakerRow(*row) for row in rows]
 
+    def forget_breaker(self, provider: str) -> None:
+        """Delete ``provider``'s breaker and its transitions (one a drill made for itself)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM knowngood_breaker_events WHERE provider = ?", (provider,))
+            db.execute("DELETE FROM knowngood_breakers WHERE provider = ?", (provider,))
+
     @staticmethod
     def put_breaker(db: Tx, row: BreakerRow) -> None:
         db.execute(

@@ -343,3 +343,16 @@ def test_without_runtime_backup_a_snapshot_only_and_no_journal_grows(
     with connect(path) as db:
         assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == expected_at_snapshot
     assert (root / ".knowngood" / "backups" / "sqlite" / "snapshots").is_dir()
+
+
+def test_backups_list_in_text_names_each_snapshot_chain_and_reach(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    add_turns(store_path(root), "s1", 3)
+    assert cli(root, capsys, "backup")[0] == 0
+    assert main(["backups", "list", "--repo", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  snapshot \S+Z  chain \S+  restorable to \S+Z$", out, re.M), out
+    assert "newest restorable point" in out

@@ -200,3 +200,27 @@ def test_every_file_written_to_the_target_matches_its_schema(
     assert len(manifests) == 2
     for path in manifests:
         assert not list(validator("backup-manifest").iter_errors(json.loads(path.read_text())))
+
+
+def _target_repo(tmp_path: Path, target: Path) -> Path:
+    return backup_repo(
+        tmp_path / "repo", f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n"
+    )
+
+
+def test_backups_list_in_text_names_each_base_backup(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    _base, cluster, target = world
+    root = _target_repo(tmp_path, target)
+    assert main(["backups", "list", "--state-store", cluster.url, "--repo", str(root)]) == 0
+    assert "no base backup: nothing can be restored" in capsys.readouterr().out
+    assert cli(root, capsys, "backup", "--state-store", cluster.url)[0] == 0
+    code = main(["backups", "list", "--state-store", cluster.url, "--repo", str(root)])
+    text = capsys.readouterr()
+    assert code == 0, text.err
+    assert re.search(r"^  base backup \S+Z  postgresql/base/\S+/$", text.out, re.M), text.out
+    assert re.search(r"^restorable: \S+Z to \S+Z$", text.out, re.M), text.out
+    assert "newest restorable point" in text.out and "chain" not in text.out

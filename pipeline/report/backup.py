@@ -68,13 +68,19 @@ def render_list(outcome: ListOutcome, fmt: str) -> None:
         return
     data = outcome.to_json()
     click.echo(f"backups in {outcome.target}")
+    postgres = outcome.store == "postgresql"
     if not data["snapshots"]:
-        click.echo("  no complete snapshot: nothing can be restored (run `knowngood backup`)")
+        what = "base backup" if postgres else "complete snapshot"
+        click.echo(f"  no {what}: nothing can be restored (run `knowngood backup`)")
         return
     for snap in data["snapshots"]:
-        click.echo(
-            f"  snapshot {snap['taken_at']}  chain {snap['chain']}  restorable to {snap['reach']}"
-        )
+        if postgres:  # restorable from its time to the end of the WAL archive
+            click.echo(f"  base backup {snap['taken_at']}  {snap['base']}")
+        else:
+            click.echo(
+                f"  snapshot {snap['taken_at']}  chain {snap['chain']}  "
+                f"restorable to {snap['reach']}"
+            )
     for span in data["restorable"]:
         click.echo(f"restorable: {span['from']} to {span['to']}")
     click.echo(

@@ -223,6 +223,7 @@ class ListOutcome:
     ranges: list[tuple[float, float]]
     newest: float | None
     now: float
+    store: str = "sqlite"  # or "postgresql": its snapshots are base backups
 
     @property
     def rpo_s(self) -> float | None:
@@ -231,6 +232,7 @@ class ListOutcome:
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
+            "store": self.store,
             "snapshots": self.snapshots,
             "restorable": [{"from": iso(a), "to": iso(b)} for a, b in self.ranges],
             "newest_restorable": iso(self.newest) if self.newest else None,
@@ -246,7 +248,7 @@ def list_backups(root: Path, state_store: str | None = None) -> ListOutcome:
         newest = pg.newest_point()
         ranges = [(bases[0].taken_at, newest)] if bases and newest is not None else []
         snapshots = [{"taken_at": iso(b.taken_at), "base": b.folder} for b in reversed(bases)]
-        return ListOutcome(w.setting, snapshots, ranges, newest, time.time())
+        return ListOutcome(w.setting, snapshots, ranges, newest, time.time(), "postgresql")
     return describe_target(w.target, w.setting)
 
 

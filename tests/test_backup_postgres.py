@@ -202,6 +202,20 @@ def test_every_file_written_to_the_target_matches_its_schema(
         assert not list(validator("backup-manifest").iter_errors(json.loads(path.read_text())))
 
 
+def _readme_role(cluster: PostgresCluster, *, replication: bool = True) -> str:
+    """A role and its database made as the README's set-up says (createuser --pwprompt,
+    createdb -O: no superuser, no pg_monitor), with REPLICATION when ``replication``."""
+    import psycopg
+
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE ROLE knowngood LOGIN PASSWORD '{PASSWORD}'"
+            + (" REPLICATION" if replication else "")
+        )
+        conn.execute("CREATE DATABASE knowngood OWNER knowngood")
+    return f"postgresql://knowngood:{PASSWORD}@127.0.0.1:{cluster.port}/knowngood"
+
+
 def _target_repo(tmp_path: Path, target: Path) -> Path:
     return backup_repo(
         tmp_path / "repo", f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n"
@@ -224,3 +238,16 @@ def test_backups_list_in_text_names_each_base_backup(
     assert re.search(r"^  base backup \S+Z  postgresql/base/\S+/$", text.out, re.M), text.out
     assert re.search(r"^restorable: \S+Z to \S+Z$", text.out, re.M), text.out
     assert "newest restorable point" in text.out and "chain" not in text.out
+
+
+def test_a_role_without_replication_is_told_what_to_grant(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _base, cluster, target = world
+    url = _readme_role(cluster, replication=False)
+    root = _target_repo(tmp_path, target)
+    code, _, err = cli(root, capsys, "backup", "--state-store", url)
+    assert code == 3, err
+    assert "hint:" in err and "ALTER ROLE knowngood REPLICATION" in err, err
+    assert "pg_hba.conf" in err and "replication" in err
+    assert PASSWORD not in err, err

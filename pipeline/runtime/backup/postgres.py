@@ -256,8 +256,27 @@ class Postgres:
             raise BackupError(f"{what} could not run: {e}") from e
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip()[-2000:]
-            raise BackupError(f"{what} exited {done.returncode}: {detail}")
+            raise BackupError(f"{what} exited {done.returncode}: {detail}", hint=self._hint(detail))
         return done.stdout
+
+    def _hint(self, detail: str) -> str | None:
+        """What to do about a tool's failure the server explained (the role, pg_hba.conf)."""
+        role = urlsplit(self.url).username or "<role>"
+        hba = (
+            f"and a line in the server's pg_hba.conf for the machines that run backups, "
+            f"`host replication {role} <their address>/32 scram-sha-256` (then, as a "
+            "superuser, SELECT pg_reload_conf())"
+        )
+        if "must be superuser or replication role" in detail:
+            return (
+                f"pg_basebackup needs a role with REPLICATION: as a superuser, "
+                f"ALTER ROLE {role} REPLICATION; {hba}"
+            )
+        if "no pg_hba.conf entry for replication connection" in detail:
+            return f"pg_basebackup connects for replication: add {hba.removeprefix('and ')}"
+        if "password authentication failed" in detail or "no password supplied" in detail:
+            return "set PGPASSWORD (or ~/.pgpass) to the role's password, as the workers have it"
+        return None
 
     # -- what the target holds ---------------------------------------------------------------
 

@@ -69,7 +69,11 @@ def _archived(url: str) -> None:
 
 
 def _started(cluster: PostgresCluster, data_dir: Path) -> PostgresCluster:
-    copy = PostgresCluster(cluster.bindir, data_dir, cluster.sockdir, free_port())
+    """A restored copy started: it archives as the original did (archive_mode from its own
+    postgresql.auto.conf), but into nothing, not into the live server's archive."""
+    copy = PostgresCluster(
+        cluster.bindir, data_dir, cluster.sockdir, free_port(), extra={"archive_command": "true"}
+    )
     copy.start()
     return copy
 
@@ -238,6 +242,87 @@ def test_backups_list_in_text_names_each_base_backup(
     assert re.search(r"^  base backup \S+Z  postgresql/base/\S+/$", text.out, re.M), text.out
     assert re.search(r"^restorable: \S+Z to \S+Z$", text.out, re.M), text.out
     assert "newest restorable point" in text.out and "chain" not in text.out
+
+
+def test_a_role_made_as_the_readme_says_backs_up_lists_restores_and_drills(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    base, cluster, target = world
+    url = _readme_role(cluster)
+    root = _target_repo(tmp_path, target)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE turns (id serial PRIMARY KEY, text text)")
+        conn.execute("INSERT INTO turns (text) VALUES ('a')")
+    code, _, err = cli(root, capsys, "backup", "--state-store", url)
+    assert code == 0, err
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO turns (text) VALUES ('b')")
+    _archived(cluster.url)
+
+    new = base / "new"
+    code, out, err = cli(
+        root, capsys, "restore", "--state-store", url, "--timestamp", "latest",
+        "--data-dir", str(new),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "knowngood backup" in out["swap"]
+    auto = (new / "postgresql.auto.conf").read_text()
+    for added in ("restore_command", "recovery_target", "'off'", "knowngood restore"):
+        assert added not in auto, auto
+    assert "archive_mode = on" in auto
+    assert not (new / "recovery.signal").exists()
+    copy = _started(cluster, new)
+    try:
+        with psycopg.connect(copy.database_url("knowngood"), autocommit=True) as conn:
+            assert conn.execute("SHOW archive_mode").fetchone()[0] == "on"
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+            rows = [r[0] for r in conn.execute("SELECT text FROM turns ORDER BY id")]
+        assert rows == ["a", "b"]
+    finally:
+        copy.stop()
+
+    code, drill, err = cli(root, capsys, "drill", "restore", "--state-store", url)
+    assert code == 0, (err, drill)
+    assert drill["outcome"] == "passed" and drill["store"] == "postgresql", drill
+
+
+def test_a_restore_that_cannot_complete_leaves_nothing_and_a_failed_drill_is_recorded(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    from pipeline.git import Git
+    from pipeline.records import RecordStore
+    from pipeline.repo import load_settings
+
+    base, cluster, target = world
+    url = _readme_role(cluster)
+    root = _target_repo(tmp_path, target)
+    with psycopg.connect(cluster.database_url("knowngood"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE audit (id int)")  # the superuser's: the role cannot read it
+    assert cli(root, capsys, "backup", "--state-store", url)[0] == 0
+
+    new = base / "new"
+    code, _, err = cli(
+        root, capsys, "restore", "--state-store", url, "--timestamp", "latest",
+        "--data-dir", str(new),
+    )  # fmt: skip
+    assert code == 3, err
+    assert "internal error" not in err and "audit" in err
+    assert "GRANT pg_read_all_data TO knowngood" in err, err
+    assert not new.exists()
+
+    code, drill, err = cli(root, capsys, "drill", "restore", "--state-store", url)
+    assert code == 1, err
+    assert drill["outcome"] == "failed" and "audit" in drill["message"], drill
+    assert "GRANT pg_read_all_data TO knowngood" in drill["message"]  # what to do, kept
+    store = RecordStore.for_settings(Git(root), load_settings(root))
+    (record,) = store.list("drill", "shop", "production")
+    assert record["outcome"] == "failed"
+    (opened,) = store.list("incident", "shop", "production")
+    assert opened["severity"] == "P3" and opened["outcome"] == "open"
 
 
 def test_a_role_without_replication_is_told_what_to_grant(

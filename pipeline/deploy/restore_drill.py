@@ -144,7 +144,7 @@ def _run(root: Path, drill: RestoreDrill, state_store: str | None) -> None:
             drill.message = f"verification failed: {e.message}"
             return
         except KnowngoodError as e:
-            drill.message = f"the restore could not complete: {e.message}"
+            drill.message = f"the restore could not complete: {_said(e)}"
             return
         drill.rto_s = round(time.monotonic() - started, 6)
     drill.snapshot_at = rebuilt.snapshot_at
@@ -184,7 +184,7 @@ def _run_postgres(w: Any, drill: RestoreDrill, started: float, now: float) -> No
         drill.message = f"verification failed: {e.message}"
         return
     except KnowngoodError as e:
-        drill.message = f"the restore could not complete: {e.message}"
+        drill.message = f"the restore could not complete: {_said(e)}"
         return
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -198,6 +198,11 @@ def _run_postgres(w: Any, drill: RestoreDrill, started: float, now: float) -> No
         f"restored the end of the WAL archive ({drill.rows} rows in {drill.tables} tables) "
         f"into a scratch server and verified it in {drill.rto_s:.2f}s; RPO {drill.rpo_s:.1f}s"
     )
+
+
+def _said(e: KnowngoodError) -> str:
+    """The error and what to do about it: the drill's record and its incident keep both."""
+    return f"{e.message} ({e.hint})" if e.hint else e.message
 
 
 def _opens_as_state_store(path: Path) -> str:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
+import shutil
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pipeline.errors import UsageError
 from pipeline.runtime.backup.catalog import iso, stamp
@@ -19,6 +22,7 @@ from pipeline.runtime.backup.postgres import (
     CANARIES,
     START_TIMEOUT_S,
     WAL,
+    PgBase,
     PgRestored,
     Postgres,
     free_port,
@@ -32,6 +36,7 @@ from pipeline.runtime.backup.targets import CommandStore, DirectoryStore
 
 __all__ = ["pg_restore", "pg_retain"]
 
+AUTO_CONF = "postgresql.auto.conf"
 NOT_REACHED = "recovery ended before configured recovery target was reached"
 
 
@@ -44,7 +49,10 @@ def _restore_command(pg: Postgres) -> str:
 
 
 def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> PgRestored:
-    """Build ``data_dir`` as the database was at ``at`` (None: the end of the archive)."""
+    """Build ``data_dir`` as the database was at ``at`` (None: the end of the archive).
+
+    Left stopped and as the original server was (its postgresql.auto.conf, archiving on): ready
+    to be swapped in. On any failure ``data_dir`` is removed (emptied, if it was there before)."""
     started = time.perf_counter()
     bases = [b for b in pg.bases() if at is None or b.taken_at <= at]
     if not bases:
@@ -54,11 +62,25 @@ def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> 
             f"{iso(at) if at is not None else 'now'} (base backups: {shown})",
             hint="pick a later --timestamp (`knowngood backups list`), or run `knowngood backup`",
         )
-    base = bases[-1]
     if data_dir.exists() and any(data_dir.iterdir()):
         raise UsageError(f"--data-dir {data_dir} is not empty", hint="name a new folder")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    existed = data_dir.exists()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        result = _build(pg, bases[-1], at, data_dir)
+    except BaseException as e:
+        _discard(data_dir, existed)
+        if isinstance(e, (OSError, tarfile.TarError)):
+            raise BackupError(
+                f"restoring into {data_dir} failed: {e}", hint="nothing was kept; fix it and retry"
+            ) from e
+        raise
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _build(pg: Postgres, base: PgBase, at: float | None, data_dir: Path) -> PgRestored:
     with tempfile.TemporaryDirectory(prefix="knowngood-pgrestore-") as tmp:
         pg.target.get(base.folder + "manifest.json", Path(tmp) / "manifest.json")
         manifest = json.loads((Path(tmp) / "manifest.json").read_text())
@@ -73,24 +95,58 @@ def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> 
     settings = [
         f"restore_command = '{_restore_command(pg)}'",
         "recovery_target_action = 'promote'",
-        "archive_mode = 'off'",
+        "archive_mode = 'off'",  # the copy must not write into the live server's archive
     ]
     if at is not None:
         settings.append(f"recovery_target_time = '{iso(at).replace('Z', '+00')}'")
-    with (data_dir / "postgresql.auto.conf").open("a", encoding="utf-8") as f:
+    auto = data_dir / AUTO_CONF
+    original = auto.read_bytes() if auto.exists() else None
+    with auto.open("a", encoding="utf-8") as f:
         f.write("\n# knowngood restore\n" + "\n".join(settings) + "\n")
     (data_dir / "recovery.signal").write_text("")
     (data_dir / "backup_label.old").unlink(missing_ok=True)
     give_to_server(data_dir)
     result = PgRestored(data_dir, base.taken_at, at)
     port = free_port()
-    _start(pg, data_dir, port, at)
     try:
-        _verify(pg, port, at, result)
+        _start(pg, data_dir, port, at)
+        _verify(pg, port, data_dir, at, result)
     finally:
         _stop(pg, data_dir)
-    result.seconds = time.perf_counter() - started
+    _as_the_original(data_dir, original)
+    result.checks.append(
+        f"the restore's settings taken out of {AUTO_CONF}: it starts as the original server "
+        "did, archiving its WAL"
+    )
     return result
+
+
+def _as_the_original(data_dir: Path, original: bytes | None) -> None:
+    """Take out what the restore added, so the copy starts as the original server did (its
+    archive_mode, no restore_command, no recovery target): swapped in, it archives again."""
+    auto = data_dir / AUTO_CONF
+    if original is None:
+        auto.unlink(missing_ok=True)
+    else:
+        tmp = data_dir / f".{AUTO_CONF}.knowngood"
+        tmp.write_bytes(original)
+        tmp.chmod(0o600)
+        give_to_server(tmp)
+        os.replace(tmp, auto)
+    (data_dir / "recovery.signal").unlink(missing_ok=True)  # the promotion removed it already
+
+
+def _discard(data_dir: Path, existed: bool) -> None:
+    """A restore that failed leaves nothing: the folder removed (emptied, when it was there
+    before the restore; the scratch server was stopped already)."""
+    if not existed:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for path in data_dir.iterdir() if data_dir.exists() else ():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _start(pg: Postgres, data_dir: Path, port: int, at: float | None) -> None:
@@ -133,10 +189,12 @@ def _start(pg: Postgres, data_dir: Path, port: int, at: float | None) -> None:
 
 
 def _dsn(pg: Postgres, port: int) -> str:
-    from urllib.parse import urlsplit
-
-    user = urlsplit(pg.url).username or "postgres"
-    return f"postgresql://{user}@127.0.0.1:{port}/{pg.database}"
+    """The scratch server, as the store's role (its password too: the copy's pg_hba.conf is
+    the live server's); never shown, see :func:`.postgres.public_url`."""
+    parts = urlsplit(pg.url)
+    user = parts.username or "postgres"
+    login = f"{user}:{parts.password}" if parts.password else user
+    return f"postgresql://{login}@127.0.0.1:{port}/{pg.database}"
 
 
 def _stop(pg: Postgres, data_dir: Path) -> None:
@@ -148,22 +206,41 @@ def _stop(pg: Postgres, data_dir: Path) -> None:
         )
 
 
-def _verify(pg: Postgres, port: int, at: float | None, result: PgRestored) -> None:
+def _verify(pg: Postgres, port: int, data_dir: Path, at: float | None, r: PgRestored) -> None:
+    """Every row of every table read (a damaged page fails here) and the canary, as the store's
+    own role: it owns the tables, so no superuser, pg_monitor or pg_read_all_data is needed
+    (a table another role owns is named, with the GRANT that lets the role read it)."""
+    import psycopg
+
     canaries = [c for c in pg.canaries() if at is None or float(c["committed"]) <= at]
-    with pg.connect(_dsn(pg, port)) as conn:
-        tables = conn.execute(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
-            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
-        ).fetchall()
-        for (name,) in tables:  # every row read: a damaged page fails here
-            result.tables[name] = int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
-        newest = conn.execute(
-            "SELECT token, at FROM knowngood_backup_canary ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        result.wal_files = int(
-            conn.execute("SELECT count(*) FROM pg_ls_waldir()").fetchone()[0] or 0
-        )
-    result.checks.append(f"every row of {len(tables)} tables read")
+    try:
+        with pg.connect(_dsn(pg, port)) as conn:
+            tables = conn.execute(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+            ).fetchall()
+            for (name,) in tables:
+                r.tables[name] = int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+            newest = conn.execute(
+                "SELECT token, at FROM knowngood_backup_canary ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+    except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as e:
+        raise VerificationFailed(
+            f"the restored copy is damaged: {e}",
+            hint="nothing was kept; try another base backup (`knowngood backups list`)",
+        ) from e
+    except psycopg.errors.InsufficientPrivilege as e:
+        role = urlsplit(pg.url).username or "the store's role"
+        raise BackupError(
+            f"the restored copy cannot be verified: {e} (a restore reads every table as {role})",
+            hint=f"as a superuser on the live server, GRANT pg_read_all_data TO {role} (or "
+            f"GRANT SELECT on that table TO {role}), then restore a time after it (`latest`); "
+            "nothing was kept",
+        ) from e
+    except psycopg.Error as e:
+        raise BackupError(f"the restored copy cannot be verified: {e}") from e
+    r.wal_files = _wal_files(data_dir)
+    r.checks.append(f"every row of {len(tables)} tables read")
     if canaries:
         expected = canaries[-1]["token"]
         if newest is None or newest[0] != expected:
@@ -172,9 +249,16 @@ def _verify(pg: Postgres, port: int, at: float | None, result: PgRestored) -> No
                 f"in the restored database ({newest[0] if newest else 'none'})",
                 hint="nothing was swapped in; try an earlier --timestamp",
             )
-        result.checks.append(
-            f"the newest canary before the target ({expected}) is the newest restored"
-        )
+        r.checks.append(f"the newest canary before the target ({expected}) is the newest restored")
+
+
+def _wal_files(data_dir: Path) -> int:
+    """The WAL files in the copy's pg_wal, read from the file system (the scratch server is
+    local): pg_ls_waldir() would need a superuser or pg_monitor."""
+    try:
+        return sum(1 for p in (data_dir / "pg_wal").iterdir() if p.is_file())
+    except OSError:
+        return 0
 
 
 def pg_retain(pg: Postgres, settings: BackupSettings, now: float) -> list[str]:

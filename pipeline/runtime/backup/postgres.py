@@ -334,6 +334,7 @@ def give_to_server(path: Path) -> None:
     if os.geteuid() != 0:
         return
     user = pwd.getpwnam("postgres")
+    os.chown(path, user.pw_uid, user.pw_gid)  # a file, or the folder walked below
     for dirpath, dirs, files in os.walk(path):
         os.chown(dirpath, user.pw_uid, user.pw_gid)
         for name in [*dirs, *files]:

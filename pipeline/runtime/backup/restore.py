@@ -124,7 +124,10 @@ class PgRestoreOutcome:
             "seconds": round(r.seconds, 3),
             "swap": (
                 "stop the server, move its data directory aside, move "
-                f"{r.data_dir} in its place (same owner, mode 0700), start the server"
+                f"{r.data_dir} in its place (same owner, mode 0700), start the server (it "
+                "archives its WAL as before), then run `knowngood backup`: the restored "
+                "server is on a new timeline, and a base backup from it starts the restorable "
+                "points anew"
             ),
         }
 

@@ -89,6 +89,57 @@ def test_commands_contacts_and_settings_are_this_repositorys(world: ReadyWorld) 
     assert outage < text.index("knowngood restore --timestamp")
 
 
+def _section(text: str, anchor: str) -> str:
+    start = text.index(f"## {SECTIONS[anchor]}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_a_sqlite_store_is_restored_and_swapped_in_by_knowngood(world: ReadyWorld) -> None:
+    text = (world.root / "runbooks" / "shop.md").read_text()
+    corruption = _section(text, "state-corruption")
+    assert "it is verified in a scratch store before it is swapped in" in corruption
+    assert "knowngood restore --timestamp <YYYY-MM-DDTHH:MM:SSZ>\n" in corruption
+    assert "--data-dir" not in text
+    rebuild = _section(text, "full-rebuild")
+    assert "knowngood backups list\n   knowngood restore --timestamp <newest>\n" in rebuild
+
+
+def test_a_postgresql_store_is_restored_into_a_new_data_directory_then_swapped_in_by_hand(
+    world: ReadyWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(
+        world.root,
+        "knowngood.yaml",
+        "runtime:\n",
+        "runtime:\n  state_store: postgresql://knowngood@db.internal:5432/knowngood\n",
+    )
+    code, _ = runbook(world, capsys, "shop")
+    assert code == 0
+    text = (world.root / "runbooks" / "shop.md").read_text()
+    corruption = _section(text, "state-corruption")
+    assert "swapped in" not in corruption.split("Swap it in")[0]
+    steps = [
+        "knowngood backups list",
+        "knowngood restore --timestamp <YYYY-MM-DDTHH:MM:SSZ> --data-dir <new data directory>",
+        "# stop the PostgreSQL server",
+        "mv <data directory> <data directory>.before-restore",
+        "mv <new data directory> <data directory>",
+        "# start the PostgreSQL server",
+        "knowngood backup\n",
+        "knowngood serve --env production",
+    ]
+    at = [corruption.index(step) for step in steps]
+    assert at == sorted(at), corruption
+    assert "a base backup taken after the swap" in corruption
+    rebuild = _section(text, "full-rebuild")
+    assert "knowngood restore --timestamp latest --data-dir <new data directory>" in rebuild
+    assert "[State corruption](#state-corruption)" in rebuild
+    assert not re.search(
+        r"knowngood restore --timestamp <[^>]+>\n", text
+    )  # never without --data-dir
+
+
 def test_timelines_are_the_measured_figures_never_invented(world: ReadyWorld) -> None:
     shop = (world.root / "runbooks" / "shop.md").read_text()
     desk = (world.root / "runbooks" / "desk.md").read_text()

@@ -194,6 +194,32 @@ def prompt_change_breaks(facts: Facts, figures: Figures) -> str:
     )
 
 
+def _postgres(facts: Facts) -> bool:
+    return str(facts["state_store"]).startswith(("postgresql://", "postgres://"))
+
+
+def _pg_restore_steps(at: str) -> list[str]:
+    """A PostgreSQL store is restored into a new data directory, then swapped in by hand:
+    knowngood does not run the database server."""
+    return [
+        "On the database server's machine (as root or the server's user), restore it into a "
+        "new data directory; it is verified on a private port, left stopped, and starts as the "
+        "original server did (archiving its WAL):"
+        + _cmd(f"knowngood restore --timestamp {at} --data-dir <new data directory>"),
+        "Swap it in: stop the PostgreSQL server (systemctl, pg_ctlcluster or pg_ctl, as it "
+        "runs), move its data directory aside, move the new one in its place (same owner, "
+        "mode 0700), start the server, then take a base backup (the restored server is on a "
+        "new timeline):"
+        + _cmd(
+            "# stop the PostgreSQL server",
+            "mv <data directory> <data directory>.before-restore",
+            "mv <new data directory> <data directory>",
+            "# start the PostgreSQL server",
+            "knowngood backup",
+        ),
+    ]
+
+
 def state_corruption(facts: Facts, figures: Figures) -> str:
     agent, env = facts["agent"], main_env(facts)
     backups = target_text(facts["backup_target"])
@@ -215,8 +241,14 @@ def state_corruption(facts: Facts, figures: Figures) -> str:
         )
         + ":"
         + _cmd("knowngood backups list"),
-        "Restore it; it is verified in a scratch store before it is swapped in:"
-        + _cmd("knowngood restore --timestamp <YYYY-MM-DDTHH:MM:SSZ>"),
+        *(
+            _pg_restore_steps("<YYYY-MM-DDTHH:MM:SSZ>")
+            if _postgres(facts)
+            else [
+                "Restore it; it is verified in a scratch store before it is swapped in:"
+                + _cmd("knowngood restore --timestamp <YYYY-MM-DDTHH:MM:SSZ>")
+            ]
+        ),
         "Restart the workers and resume interrupted workflows:"
         + _cmd(
             f"knowngood serve --env {env}",
@@ -229,6 +261,11 @@ def state_corruption(facts: Facts, figures: Figures) -> str:
         "`knowngood workflows list` shows no workflow stuck in a pending state.",
         "Every serve's `/metrics` says `knowngood_state_store_up 1`.",
     ]
+    if _postgres(facts):
+        verify.append(
+            "`knowngood backups list` shows a base backup taken after the swap, and its newest "
+            "restorable point moves on (the server archives its WAL)."
+        )
     timeline = []
     for kind, what in (("restore", "restore drill"), ("crash", "crash drill")):
         drill = figures.drill(kind)
@@ -290,8 +327,17 @@ def full_rebuild(facts: Facts, figures: Figures) -> str:
             f"git fetch --tags origin && git fetch origin {facts['records_branch']}:{facts['records_branch']}",
         ),
         "Install knowngood and set the providers' keys in the environment:" + _cmd(install),
-        "Restore the state store from the latest backup:"
-        + _cmd("knowngood backups list", "knowngood restore --timestamp <newest>"),
+        (
+            "If the database server of the state store is intact, there is nothing to restore: "
+            "point the new machine at it. If it is lost too, set up a new one (as the first, "
+            "same PostgreSQL major version, its server stopped), then restore the latest backup "
+            "on it as [State corruption](#state-corruption) says (the new data directory becomes "
+            "the server's):"
+            + _cmd("knowngood restore --timestamp latest --data-dir <new data directory>")
+            if _postgres(facts)
+            else "Restore the state store from the latest backup:"
+            + _cmd("knowngood backups list", "knowngood restore --timestamp <newest>")
+        ),
         f"Redeploy the last known good release to {env} (deploy target "
         f"{target_text(facts['deploy_target'])}) and serve it:"
         + _cmd(

@@ -98,7 +98,13 @@ def main() -> None:
         started = time.perf_counter()
         restore(root, RestoreRequest(iso, cluster.url, data_dir=base / "restored"))
         took = time.perf_counter() - started
-        copy = PostgresCluster(cluster.bindir, base / "restored", cluster.sockdir, free_port())
+        copy = PostgresCluster(  # it archives as the original did: into nothing here
+            cluster.bindir,
+            base / "restored",
+            cluster.sockdir,
+            free_port(),
+            extra={"archive_command": "true"},
+        )
         copy.start()
         try:
             with psycopg.connect(copy.url) as conn:

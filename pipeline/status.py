@@ -37,7 +37,7 @@ from pipeline.recordtypes import (
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.repo import Settings, discover
 from pipeline.running import Running, TargetObserver, resolve
-from pipeline.runtime.statusview import runtime_backups, runtime_breakers, runtime_spend
+from pipeline.runtime.statusview import runtime_backups, runtime_state
 from pipeline.source import committed_settings
 
 RECENT_RELEASES = 3
@@ -186,8 +186,7 @@ def status(
     observer = TargetObserver(settings, root, TARGET_TIMEOUT_S)
     for name in sorted(names):
         report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
-    report.breakers = runtime_breakers(root, settings, report.notices)
-    report.spend = runtime_spend(root, settings, agent, report.notices)
+    report.breakers, report.spend = runtime_state(root, settings, agent, report.notices)
     report.backups = runtime_backups(root, settings, report.notices)
     if not report.fetched and not store.data.tip():
         report.notices.append(
@@ -315,8 +314,7 @@ def _agent_status(
         )
     incidents = store.incidents(agent)
     resolved = [i for i in incidents if i.status == "resolved"]
-    # MTTR's own definition: every incident whose service came back, mitigated or resolved
-    recoveries = [i.recovery_s for i in incidents if i.recovery_s is not None]
+    means = by_agent_and_severity(incidents).get(agent, {})
     shown = [i for i in incidents if i.status == "open"] + resolved[:RECENT_INCIDENTS]
     figures = recovery(
         store.list("drill", agent),
@@ -331,9 +329,9 @@ def _agent_status(
         environments,
         shown,
         len(incidents),
-        round(sum(recoveries) / len(recoveries), 3) if recoveries else None,
+        means["all"].mttr_s if "all" in means else None,
         figures,
-        by_agent_and_severity(incidents).get(agent, {}),
+        means,
     )
 
 

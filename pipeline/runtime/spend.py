@@ -24,7 +24,7 @@ from pipeline.runtime.store import StateStore, StoreUnavailable
 from pipeline.runtime.storehealth import StoreHealth
 from pipeline.runtime.usage import price, tokens
 
-__all__ = ["Spend"]
+__all__ = ["Spend", "utc_day"]
 
 DAY_S = 86400
 
@@ -56,7 +56,7 @@ class Spend:
         """USD the agent of ``release`` spent today (UTC) in its environment, by every worker."""
         if self.store is None:
             return 0.0
-        return self.store.spent(release.agent, release.env, _day(time.time()))
+        return self.store.spent(release.agent, release.env, utc_day(time.time()))
 
     def add(
         self, release: Release, res: Resilience, model: str, response: Mapping[str, Any]
@@ -69,10 +69,11 @@ class Spend:
         if usd <= 0:
             return
         try:
-            self.store.add_spend(release.agent, release.env, _day(time.time()), usd)
+            self.store.add_spend(release.agent, release.env, utc_day(time.time()), usd)
         except StoreUnavailable as e:
             self.health.failed(e)
 
 
-def _day(now: float) -> str:
+def utc_day(now: float) -> str:
+    """The day (YYYY-MM-DD, UTC) a spend at ``now`` counts on: the key of its total."""
     return time.strftime("%Y-%m-%d", time.gmtime(now))

@@ -8,30 +8,42 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import KnowngoodError
 from pipeline.repo import Settings
 
-__all__ = ["BREAKER_EVENTS", "runtime_backups", "runtime_breakers", "runtime_spend"]
+if TYPE_CHECKING:
+    from pipeline.runtime.storeview import Found, Spent
+
+__all__ = ["BREAKER_EVENTS", "runtime_backups", "runtime_state"]
 
 BREAKER_EVENTS = 5  # transitions shown per provider
 
 
-def runtime_breakers(
-    root: Path, settings: Settings, notices: list[str]
-) -> list[dict[str, Any]] | None:
-    """The runtime's breakers from the state store, read-only; None without one."""
+def runtime_state(
+    root: Path, settings: Settings, agent: str | None, notices: list[str]
+) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """The runtime's breakers and what each agent (or only ``agent``) spent today, from one
+    read-only opening of the state store: (None, ...) without a store, (..., None) when no
+    agent spent anything and none has a budget."""
     from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_location
-    from pipeline.runtime.storeview import read_breakers
+    from pipeline.runtime.spend import utc_day
+    from pipeline.runtime.storeview import read_runtime
 
     runtime = settings.raw.get("runtime") or {}
     url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
+    day = utc_day(time.time())
     try:
-        found = read_breakers(state_store_location(root, url), BREAKER_EVENTS)
+        found = read_runtime(state_store_location(root, url), BREAKER_EVENTS, day)
     except KnowngoodError as e:
-        notices.append(f"circuit breakers not shown: {e.message}")
-        return None
+        notices.append(f"circuit breakers and spending not shown: {e.message}")
+        return None, None
+    breakers, spent = found if found is not None else (None, None)
+    return _breakers(breakers), _spend(root, settings, agent, spent or [], day)
+
+
+def _breakers(found: Found | None) -> list[dict[str, Any]] | None:
     if found is None:
         return None
     rows, events, faults = found
@@ -68,26 +80,12 @@ def runtime_breakers(
     ]
 
 
-def runtime_spend(
-    root: Path, settings: Settings, agent: str | None, notices: list[str]
+def _spend(
+    root: Path, settings: Settings, agent: str | None, spent: Spent, day: str
 ) -> list[dict[str, Any]] | None:
-    """What each agent (or only ``agent``) spent today (UTC) in each environment, from the
-    state store, beside the ``daily_budget_usd`` of the release deployed there; None when no
-    agent spent anything and none has a budget."""
-    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_location
-    from pipeline.runtime.storeview import read_spend
-
-    runtime = settings.raw.get("runtime") or {}
-    url = str(runtime.get("state_store") or DEFAULT_STATE_STORE)
-    day = time.strftime("%Y-%m-%d", time.gmtime())
-    try:
-        spent = read_spend(state_store_location(root, url), day) or []
-    except KnowngoodError as e:
-        notices.append(f"spending not shown: {e.message}")
-        return None
+    """Today's spend beside the ``daily_budget_usd`` of the release deployed there."""
     budgets = _budgets(root, settings)
     found = {(a, e): usd for a, e, usd in spent}
-    keys = sorted(set(found) | set(budgets))
     shown = [
         {
             "agent": a,
@@ -96,7 +94,7 @@ def runtime_spend(
             "spent_usd": round(found.get((a, e), 0.0), 6),
             "budget_usd": budgets.get((a, e)),
         }
-        for a, e in keys
+        for a, e in sorted(set(found) | set(budgets))
         if agent is None or a == agent
     ]
     return shown or None

@@ -19,10 +19,11 @@ from pipeline.runtime.store.rows import (
     StateStoreError,
 )
 
-__all__ = ["read_breakers", "read_spend"]
+__all__ = ["read_breakers", "read_runtime", "read_spend"]
 
 Found = tuple[list[BreakerRow], dict[str, list[BreakerEvent]], list[Fault]]
 Query = Callable[[str, Sequence[Any]], list[Any]]
+Spent = list[tuple[str, str, float]]  # (agent, env, USD) of one day
 R = TypeVar("R")
 
 
@@ -36,19 +37,32 @@ def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | No
     return _reading(where, lambda query, tables: _read(query, tables, events_per_provider))
 
 
-def read_spend(where: Path | str, day: str) -> list[tuple[str, str, float]] | None:
+def read_spend(where: Path | str, day: str) -> Spent | None:
     """(agent, env, USD) of every agent that spent on ``day`` (YYYY-MM-DD, UTC), read-only;
     None when the store does not exist or predates the daily budgets."""
+    return _reading(where, lambda query, tables: _spend(query, tables, day))
 
-    def spend(query: Query, tables: set[str]) -> list[tuple[str, str, float]] | None:
-        if "knowngood_spend" not in tables:
-            return None
-        rows = query(
-            "SELECT agent, env, usd FROM knowngood_spend WHERE day = ? ORDER BY agent, env", (day,)
-        )
-        return [(str(a), str(e), float(u)) for a, e, u in rows]
 
-    return _reading(where, spend)
+def read_runtime(
+    where: Path | str, events_per_provider: int, day: str
+) -> tuple[Found | None, Spent | None] | None:
+    """:func:`read_breakers` and :func:`read_spend` from one opening of the store (status)."""
+    return _reading(
+        where,
+        lambda query, tables: (
+            _read(query, tables, events_per_provider),
+            _spend(query, tables, day),
+        ),
+    )
+
+
+def _spend(query: Query, tables: set[str], day: str) -> Spent | None:
+    if "knowngood_spend" not in tables:
+        return None
+    rows = query(
+        "SELECT agent, env, usd FROM knowngood_spend WHERE day = ? ORDER BY agent, env", (day,)
+    )
+    return [(str(a), str(e), float(u)) for a, e, u in rows]
 
 
 def _reading(where: Path | str, read: Callable[[Query, set[str]], R]) -> R | None:

@@ -58,7 +58,7 @@ from pipeline.runtime.queueroutes import (
     queued_status,
     unqueued_warning,
 )
-from pipeline.runtime.receiver import DEFAULT_RECEIVED, DeployReceiver, deploy_secret
+from pipeline.runtime.receiver import DeployReceiver, deploy_secret
 from pipeline.runtime.responses import (
     error_response,
     json_response,
@@ -67,7 +67,12 @@ from pipeline.runtime.responses import (
 )
 from pipeline.runtime.retention import Schedule, breaker_events_keep_days, sessions_keep_days
 from pipeline.runtime.serveworker import close_engine, needs_engine, start_engine
-from pipeline.runtime.serving import ServeRequest, listen_error, listening_address
+from pipeline.runtime.serving import (
+    ServeRequest,
+    deployments_of,
+    listen_error,
+    listening_address,
+)
 from pipeline.runtime.sessionroutes import delete_session, get_session
 from pipeline.runtime.sessions import SESSION_HEADER, SessionTaken, with_session_header
 from pipeline.runtime.sse import answer_headers, stream_response
@@ -279,9 +284,7 @@ async def serve(root: Path, request: ServeRequest) -> None:
         if request.access_log
         else None
     )
-    deployments = request.deployments
-    if request.receive_deploys and deployments is None:
-        deployments = root / DEFAULT_RECEIVED
+    deployments = deployments_of(root, request)
     from pipeline.runtime.backup.runner import start_backups
     from pipeline.runtime.incidents import RuntimeIncidents
 

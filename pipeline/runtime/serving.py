@@ -78,22 +78,28 @@ def _check_env(root: Path, request: ServeRequest) -> None:
     environment, or the folder --deployments names): else it is a typo, which would serve
     nothing forever."""
     from pipeline.repo import load_settings
-    from pipeline.runtime.receiver import DEFAULT_RECEIVED
     from pipeline.runtime.releases import deployments_dir
 
     environments = load_settings(root).environments
     if request.env in environments:
         return
-    override = request.deployments
-    if override is None and request.receive_deploys:
-        override = root / DEFAULT_RECEIVED
-    if (deployments_dir(root, override) / request.env).is_dir():
+    if (deployments_dir(root, deployments_of(root, request)) / request.env).is_dir():
         return
     raise UsageError(
         f"unknown environment {request.env!r} (environments: {', '.join(environments)}): "
         "knowngood.yaml does not list it and nothing was ever deployed to it",
         hint="list it under deploy.environments in knowngood.yaml, or pick one of those",
     )
+
+
+def deployments_of(root: Path, request: ServeRequest) -> Path | None:
+    """Where serve reads bundles instead of the deploy target: ``--deployments``, or with
+    ``--receive-deploys`` the folder it keeps what it receives in (None: the deploy target)."""
+    if request.deployments is None and request.receive_deploys:
+        from pipeline.runtime.receiver import DEFAULT_RECEIVED
+
+        return root / DEFAULT_RECEIVED
+    return request.deployments
 
 
 def check_address(host: str, port: int, reuse_port: bool) -> None:

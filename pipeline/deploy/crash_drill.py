@@ -116,7 +116,7 @@ def drill_crash(
             with EffectCounter() as counter:
                 _drill(root, drill, url, counter, timeout_s)
                 if state_store is not None:  # a live store: leave no breaker of the drill's own
-                    _forget_breaker(root, url, f"tool:POST {counter.url}")
+                    _forget_breaker(root, url, counter.url)
             drill.message = _verdict(drill)
             drill.outcome = "passed" if drill.message.startswith("resumed") else "failed"
             _record(ctx, drill)
@@ -126,9 +126,12 @@ def drill_crash(
     return report
 
 
-def _forget_breaker(root: Path, url: str, provider: str) -> None:
+def _forget_breaker(root: Path, url: str, effect_url: str) -> None:
+    from pipeline.runtime.drillflow import effect_endpoint
     from pipeline.runtime.settings import state_store_location
     from pipeline.runtime.store import StateStore
+
+    provider = effect_endpoint(effect_url).breaker
 
     with contextlib.suppress(KnowngoodError):  # the store is away: a row stays, nothing worse
         store = StateStore(state_store_location(root, url))

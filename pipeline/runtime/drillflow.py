@@ -14,10 +14,15 @@ from typing import Any
 from pipeline.runtime import workflows as wf
 from pipeline.runtime.toolcalls import Endpoint
 
-__all__ = ["WORKFLOW", "crash_drill"]
+__all__ = ["WORKFLOW", "crash_drill", "effect_endpoint"]
 
 WORKFLOW = "knowngood_drill_crash"
 PROMPT = "This is a knowngood crash drill. Answer with the single word OK."
+
+
+def effect_endpoint(tool_url: str) -> Endpoint:
+    """The drill's effect, a tool call with a breaker of its own (``.breaker``)."""
+    return Endpoint("drill_effect", tool_url, "POST")
 
 
 @wf.workflow(WORKFLOW)
@@ -25,7 +30,7 @@ def crash_drill(agent: str, tool_url: str) -> dict[str, Any]:
     """Ask ``agent``, make one effect at ``tool_url``, finish (returns the finishing pid)."""
     started = wf.step(os.getpid, name="start")
     answer = wf.ask(agent, PROMPT)
-    effect = wf.call(Endpoint("drill_effect", tool_url, "POST"), {"agent": agent})
+    effect = wf.call(effect_endpoint(tool_url), {"agent": agent})
     finished = wf.step(os.getpid, name="finish")
     return {
         "started_pid": started,

@@ -190,6 +190,14 @@ def _has_workflows(path: Path) -> bool:
     return row is not None
 
 
+def _system_url(root: Path, state_store: str | None) -> str:
+    """The URL of the store DBOS keeps the workflows in (``state_store``: the override)."""
+    from pipeline.runtime.engine import system_database_url
+    from pipeline.runtime.settings import state_store_url
+
+    return system_database_url(root, state_store_url(root, state_store))
+
+
 def _may_have_workflows(url: str) -> bool:
     """False for a SQLite store no worker ever ran on (no DBOS tables, or no file)."""
     return not url.startswith("sqlite:///") or _has_workflows(Path(url[len("sqlite:///") :]))
@@ -203,10 +211,9 @@ class FlowClient:
 
     @classmethod
     def open(cls, root: Path, state_store: str | None = None) -> FlowClient:
-        from pipeline.runtime.engine import APP_NAME, system_database_url
-        from pipeline.runtime.settings import state_store_url
+        from pipeline.runtime.engine import APP_NAME
 
-        url = system_database_url(root, state_store_url(root, state_store))
+        url = _system_url(root, state_store)
         if not _may_have_workflows(url):
             raise UsageError(
                 f"no workflows in the state store {url[len('sqlite:///') :]}: no worker has run "
@@ -332,16 +339,12 @@ def run(
                 hint="say how old a workflow must be to go: knowngood workflows prune "
                 "--older-than DAYS",
             )
-    if request.action in ("list", "prune"):  # no worker ever ran there: there are none
-        from pipeline.runtime.engine import system_database_url
-        from pipeline.runtime.settings import state_store_url
-
-        url = system_database_url(root, state_store_url(root, request.state_store))
-        if not _may_have_workflows(url):
-            if request.action == "list":
-                return []
-            assert days is not None
-            return retention.Pruned("workflows", days, time.time() - days * retention.DAY_S, 0)
+    listing = request.action in ("list", "prune")
+    if listing and not _may_have_workflows(_system_url(root, request.state_store)):
+        if request.action == "list":  # no worker ever ran there: there are none
+            return []
+        assert days is not None
+        return retention.Pruned("workflows", days, time.time() - days * retention.DAY_S, 0)
     with FlowClient.open(root, request.state_store) as client:
         if request.action == "prune":
             assert days is not None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -56,8 +56,9 @@ def line(c: CaseResult) -> str:
     return text + (f" -- {reason}" if reason else "")
 
 
-def totals(run: EvalRun) -> str:
-    s = run.summary()
+def totals(run: EvalRun, s: Mapping[str, Any] | None = None) -> str:
+    """The one-line totals; ``s``: ``run.summary()`` when the caller has it already."""
+    s = run.summary() if s is None else s
     parts = [f"{s['passed']} passed", f"{s['failed']} failed"]
     if s["errors"]:
         parts.append(plural(s["errors"], "error"))
@@ -90,7 +91,7 @@ def text(run: EvalRun, *, verbose: bool = False, listed: bool = False) -> str:
             click.style("notice: nothing was evaluated: every case was skipped", fg="yellow")
         )
     colour = "red" if not ok else ("green" if evaluated or not s["skipped"] else "yellow")
-    out.append(click.style(totals(run), fg=colour, bold=True))
+    out.append(click.style(totals(run, s), fg=colour, bold=True))
     return block(out)
 
 

@@ -84,8 +84,7 @@ def requirements_lock(origin: Mapping[str, Any] | None = None) -> str:
 
     wanted = f"knowngood[local]=={__version__}"
     found = installed_from() if origin is None else origin
-    vcs = found.get("vcs_info") if isinstance(found, Mapping) else None
-    url = str(found.get("url", "")) if isinstance(found, Mapping) else ""
+    vcs, url = found.get("vcs_info"), str(found.get("url", ""))
     if isinstance(vcs, Mapping) and vcs.get("vcs") == "git" and url.startswith("https://"):
         wanted = f"knowngood[local] @ git+{url}@{vcs.get('commit_id')}"
     return (

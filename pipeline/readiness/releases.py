@@ -103,11 +103,11 @@ def _read_cache(path: Path, identity: str) -> dict[str, str | None]:
 
 
 def _write_cache(path: Path, identity: str, verdicts: Mapping[str, str | None]) -> None:
-    from pipeline.runbook.core import write_atomic
+    from pipeline.outputs import write_atomic
 
     doc = {"version": 1, "knowngood": identity, "verdicts": dict(sorted(verdicts.items()))}
     with contextlib.suppress(OSError):  # a read-only checkout: the next run measures again
-        write_atomic(path, json.dumps(doc, indent=1) + "\n")
+        write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode(), redact=False)
 
 
 _Job = tuple[str, str, str, list[tuple[str, str]]]  # (git cwd, prefix, commit, [(tag, agent)])

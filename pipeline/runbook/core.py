@@ -102,10 +102,7 @@ def run(root: Path, request: RunbookRequest) -> RunbookOutcome:
                 RunbookFile(agent, shown, "missing" if current is None else "stale")
             )
         else:
-            try:
-                write_atomic(path, text)
-            except OSError as e:
-                raise outputs.output_error(path, "", e) from e
+            outputs.write_output(path, text.encode("utf-8"), redact=False)
             outcome.files.append(RunbookFile(agent, shown, "written"))
     if not request.agents:
         outcome.files += _orphans(root, folder, set(facts))
@@ -126,12 +123,6 @@ def expected_runbooks(
         agent: render(f, agent_figures(agent, passed, incidents.get(agent, ()), repository))
         for agent, f in facts.items()
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` (UTF-8, ``\\n`` line ends, not redacted) into ``path``, whole or not at all;
-    raises OSError."""
-    outputs.write_atomic(path, text.encode("utf-8"), redact=False)
 
 
 def _read(path: Path) -> str | None:

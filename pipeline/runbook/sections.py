@@ -22,6 +22,7 @@ from pipeline.runbook.render import (
     target_text,
 )
 from pipeline.runbookfacts import Facts
+from pipeline.runtime.settings import is_postgres_url
 
 Writer = Callable[[Facts, Figures], str]
 
@@ -195,7 +196,7 @@ def prompt_change_breaks(facts: Facts, figures: Figures) -> str:
 
 
 def _postgres(facts: Facts) -> bool:
-    return str(facts["state_store"]).startswith(("postgresql://", "postgres://"))
+    return is_postgres_url(str(facts["state_store"]))
 
 
 def _pg_restore_steps(at: str) -> list[str]:

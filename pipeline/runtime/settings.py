@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_STATE_STORE",
     "BreakerSettings",
     "Resilience",
+    "is_postgres_url",
     "state_store_location",
     "state_store_path",
     "state_store_url",
@@ -103,12 +104,17 @@ class Resilience:
         )
 
 
+def is_postgres_url(url: str) -> bool:
+    """Whether a state store URL names a PostgreSQL database (else a SQLite file)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 def state_store_location(root: Path, url: str | None = None) -> Path | str:
     """Where the state store of ``url`` (default: knowngood.yaml's) is: the SQLite file, or
     the ``postgresql://`` URL as it is. A URL with a password is refused: it would sit in
     knowngood.yaml or a command line; libpq reads ``PGPASSWORD`` or ``~/.pgpass``."""
     url = state_store_url(root, url)
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(url):
         if _PASSWORD.match(url):
             raise UsageError(
                 "runtime.state_store: the PostgreSQL URL holds a password",

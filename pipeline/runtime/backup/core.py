@@ -57,7 +57,7 @@ class Where:
 
 def where(root: Path, state_store: str | None = None) -> Where:
     from pipeline.repo import load_settings
-    from pipeline.runtime.settings import DEFAULT_STATE_STORE, state_store_path
+    from pipeline.runtime.settings import DEFAULT_STATE_STORE, is_postgres_url, state_store_path
 
     settings = BackupSettings.load(root)
     target = make_store(settings.target, root)
@@ -65,7 +65,7 @@ def where(root: Path, state_store: str | None = None) -> Where:
         (load_settings(root).raw.get("runtime") or {}).get("state_store") or DEFAULT_STATE_STORE
     )
     setting = _setting(root, settings, target)
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(url):
         return Where(root, target, settings, setting, url)
     return Where(state_store_path(root, url), target, settings, setting)
 

@@ -92,8 +92,8 @@ def drill_crash(
     remote: str = "origin",
     timeout_s: float = TIMEOUT_S,
 ) -> CrashReport:
-    from pipeline.runtime.engine import is_postgres
     from pipeline.runtime.releases import Releases, deployments_dir
+    from pipeline.runtime.settings import is_postgres_url
 
     ctx = Context.open(git, root, remote=remote)
     if agent is not None:
@@ -112,7 +112,7 @@ def drill_crash(
                 raise UsageError(f"{name} is not deployed to {env}", hint=f"deploy it to {env}")
             url = state_store or f"sqlite:///{Path(scratch).resolve() / f'{name}.db'}"
             drill = CrashDrill(name, env, release.release)
-            drill.store = "postgresql" if is_postgres(url) else "sqlite"
+            drill.store = "postgresql" if is_postgres_url(url) else "sqlite"
             with EffectCounter() as counter:
                 _drill(root, drill, url, counter, timeout_s)
                 if state_store is not None:  # a live store: leave no breaker of the drill's own

@@ -51,6 +51,7 @@ from typing import Any
 
 from pipeline.errors import KnowngoodError
 from pipeline.runtime.quietlog import throttle
+from pipeline.runtime.settings import is_postgres_url, state_store_path
 from pipeline.runtime.workerslot import EngineError, Holder, WorkerBusy, hold_postgres, hold_sqlite
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
     "EngineError",
     "WorkerBusy",
     "current",
-    "is_postgres",
     "running_steps",
     "system_database_url",
 ]
@@ -73,17 +73,10 @@ _lock = threading.Lock()
 _open: DurableEngine | None = None
 
 
-def is_postgres(url: str) -> bool:
-    return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
-
-
 def system_database_url(root: Path, url: str) -> str:
     """DBOS's URL for the state store ``url`` (relative SQLite paths are relative to ``root``)."""
-    if is_postgres(url):
-        scheme, rest = url.split("://", 1)
-        return f"postgresql://{rest}" if scheme != "postgresql+psycopg" else url
-    from pipeline.runtime.settings import state_store_path
-
+    if is_postgres_url(url):
+        return f"postgresql://{url.split('://', 1)[1]}"  # DBOS takes no postgres:// alias
     return f"sqlite:///{state_store_path(root, url).resolve()}"
 
 
@@ -120,7 +113,7 @@ class DurableEngine:
 
     @property
     def postgres(self) -> bool:
-        return is_postgres(self.url)
+        return is_postgres_url(self.url)
 
     @classmethod
     def open(
@@ -148,7 +141,7 @@ class DurableEngine:
         with _lock:
             if _open is not None:
                 raise EngineError("the durable engine is already open in this process")
-            if is_postgres(url):
+            if is_postgres_url(url):
                 holder, sql_engine = hold_postgres(url, app_name), None
             else:
                 holder = hold_sqlite(Path(url[len("sqlite:///") :]))

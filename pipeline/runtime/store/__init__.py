@@ -27,7 +27,7 @@ from pipeline.runtime.store.rows import (
     Turn,
     Tx,
 )
-from pipeline.runtime.store.state import StateStore, is_postgres
+from pipeline.runtime.store.state import StateStore
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -39,5 +39,4 @@ __all__ = [
     "StoreUnavailable",
     "Turn",
     "Tx",
-    "is_postgres",
 ]

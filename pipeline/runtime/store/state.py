@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.runtime.settings import is_postgres_url
 from pipeline.runtime.store.queued import QueuedRows
 from pipeline.runtime.store.replays import ReplayRows
 from pipeline.runtime.store.rows import BreakerEvent, BreakerRow, Fault, Tx
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from pipeline.runtime.store.postgres import PostgresBackend
     from pipeline.runtime.store.sqlite import SqliteBackend
 
-__all__ = ["StateStore", "is_postgres"]
+__all__ = ["StateStore"]
 
 MAX_ANSWERS_PER_AGENT = 10_000
 PRUNE_EVERY = 500  # saved answers between two prunes (and one when the store opens)
@@ -30,10 +31,6 @@ _EVENT_COLUMNS = (
 )
 
 
-def is_postgres(where: str | Path) -> bool:
-    return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
-
-
 class StateStore(TurnRows, QueuedRows, ReplayRows):
     """The state store at ``where``: a SQLite file (a path) or a ``postgresql://`` URL."""
 
@@ -41,7 +38,7 @@ class StateStore(TurnRows, QueuedRows, ReplayRows):
         self._lock = threading.RLock()
         self._saved = 0
         self.backend: SqliteBackend | PostgresBackend
-        if is_postgres(where):
+        if isinstance(where, str) and is_postgres_url(where):
             from pipeline.runtime.store.postgres import PostgresBackend
 
             self.backend = PostgresBackend(str(where))

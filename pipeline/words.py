@@ -1,8 +1,11 @@
-"""Small wording helpers shared by every report: counts with the right noun."""
+"""Small wording helpers shared by every report and command: counts with the right noun, and
+how short an id the user may type."""
 
 from __future__ import annotations
 
-__all__ = ["plural"]
+__all__ = ["MIN_PREFIX", "plural"]
+
+MIN_PREFIX = 4  # an id (incident, workflow) may be given by a unique prefix this long, as in git
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -23,8 +23,7 @@ from pipeline.recordbuild import (
 )
 from pipeline.records import RecordStore
 from pipeline.recordtypes import IncidentRecord
-
-MIN_PREFIX = 4  # an incident id may be given by a unique prefix this long
+from pipeline.words import MIN_PREFIX
 
 
 class IncidentError(CheckFailed):

@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline.errors import KnowngoodError, UsageError
 from pipeline.runtime import retention
+from pipeline.words import MIN_PREFIX
 
 __all__ = ["WORKFLOW_QUEUE", "FlowClient", "StepView", "WorkflowView"]
 
@@ -38,9 +39,6 @@ STATUSES = (
     "CANCELLED",
     "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
 )
-
-
-MIN_PREFIX = 4  # a workflow id may be given by a unique prefix this long
 
 
 class UnknownWorkflow(UsageError):

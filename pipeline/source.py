@@ -23,6 +23,7 @@ from pathlib import Path
 from pipeline.errors import ConfigError, GitError, UsageError
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Settings, load_settings, settings_from
+from pipeline.words import plural
 
 READ = (CONFIG_FILE, "agents", "evals")  # what the commands read, relative to the root
 SHOWN = 5  # uncommitted paths named in the warning
@@ -49,11 +50,11 @@ class Source:
             where = f" of {names}" if names else " (no git commit)"
             out = [f"knowngood: read the working tree{where}"]
         else:
-            plural = "s" if len(self.revisions) > 1 else ""
-            out = [f"knowngood: read revision{plural} {names}"]
+            many = "s" if len(self.revisions) > 1 else ""
+            out = [f"knowngood: read revision{many} {names}"]
         if self.changes:
             n = len(self.changes)
-            what = f"{n} uncommitted change{'s' if n > 1 else ''}"
+            what = plural(n, "uncommitted change")
             shown = ", ".join(self.changes[:SHOWN])
             if n > SHOWN:
                 shown += f" and {n - SHOWN} more"

@@ -200,15 +200,13 @@ class Budget:
                 detail = f"; the next could cost up to ${first.worst_usd:.6f} ({first.why})"
             elif first is not None:
                 detail = f"; the next has no bound ({first.why})"
-            s = "s" if self.refused != 1 else ""
             incomplete.append(
                 f"budget of ${self.limit} reached after spending ${self.spent:.6f}: "
-                f"{self.refused} call{s} not sent{detail}"
+                f"{plural(self.refused, 'call')} not sent{detail}"
             )
         if self.lost_requests:
-            s = "s" if self.lost_requests != 1 else ""
             notices.append(
-                f"{self.lost_requests} request{s} lost their answer (timeout, reset or unreadable"
+                f"{plural(self.lost_requests, 'request')} lost their answer (timeout, reset or unreadable"
                 f" body) and may be billed: up to ${self.lost:.6f} more than the"
                 f" ${self.spent:.6f} spent, counted against the budget"
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from pipeline.words import plural
+
 if TYPE_CHECKING:
     from pipeline.changes import AgentDiff, Bump, DiffReport, ToolChange
     from pipeline.evals.results import EvalRun
@@ -156,7 +158,7 @@ class GateResult:
         if errors:
             first = errors[0]
             reasons.append(
-                f"{len(errors)} case{'s' if len(errors) != 1 else ''} could not be evaluated on head "
+                f"{plural(len(errors), 'case')} could not be evaluated on head "
                 f"({first.agent}/{first.suite}/{first.case} [{first.provider}]: {first.detail})"
             )
         return reasons

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, json_reporter
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.changes import AgentDiff, ConfigChange, DiffReport, FileChange
@@ -135,7 +136,7 @@ def summary(report: DiffReport) -> str:
     if not report.agents:
         return "no agent affected"
     parts = [f"{a.name}: {a.bump or 'none'}" for a in changed]
-    head = f"{len(report.agents)} agent{'s' if len(report.agents) != 1 else ''} affected"
+    head = f"{plural(len(report.agents), 'agent')} affected"
     return head + (f"; release bumps: {', '.join(parts)}" if parts else "")
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.findings import Finding
@@ -24,10 +25,10 @@ def to_json(report: ValidationReport) -> dict[str, Any]:
 
 def summary(report: ValidationReport) -> str:
     e, w = len(report.errors), len(report.warnings)
-    files = f"{report.files_checked} file{'s' if report.files_checked != 1 else ''}"
+    files = plural(report.files_checked, "file")
     if not e and not w:
         return f"ok: {files} checked, no findings"
-    return f"{e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''} in {files}"
+    return f"{plural(e, 'error')}, {plural(w, 'warning')} in {files}"
 
 
 def _text_line(f: Finding) -> str:

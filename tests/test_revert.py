@@ -674,6 +674,20 @@ def test_unreachable_remote_is_exit_3_and_changes_nothing(
     assert w.revert_commits() == []
 
 
+def test_a_clone_without_the_remote_is_a_usage_error_and_changes_nothing(
+    w: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    merge = w.merge({"agents/bot/prompts/system.md": "x\n"})
+    git(w.user, "fetch", "-q")
+    git(w.user, "remote", "remove", "origin")
+    before = snapshot(w.user)
+    assert cli(merge, "--repo", str(w.user)) == 2
+    err = capsys.readouterr().err
+    assert "no git remote named 'origin'" in err and "git remote add origin" in err
+    assert snapshot(w.user) == before
+    assert not git(w.user, "for-each-ref", f"refs/heads/{RECORDS}")
+
+
 def test_works_from_a_shallow_clone(w: World) -> None:
     merge = w.merge({"agents/bot/prompts/system.md": "x\n"})
     shallow = w.tmp / "shallow"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from pipeline.errors import GitError
+from pipeline.errors import GitError, UsageError
 from pipeline.git import Git, Pushed, commit_env, push_refs
 from pipeline.revert.model import MergeInfo
 
@@ -40,8 +40,8 @@ def tracking_ref(remote: str, branch: str) -> str:
 
 def fetch_main(git: Git, remote: str, main: str) -> str:
     """Fetch the remote's main into its remote-tracking ref; its sha. GitError when unreachable."""
-    if git.try_run("remote", "get-url", remote).code != 0:
-        raise GitError(
+    if git.try_run("remote", "get-url", remote).code != 0:  # as `release --push`: exit 2
+        raise UsageError(
             f"no git remote named {remote!r} in {git.cwd}",
             hint=f"a revert is pushed to the remote's {main}: add it with `git remote add {remote} URL`",
         )

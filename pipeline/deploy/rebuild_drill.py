@@ -24,22 +24,17 @@ state store only: a PostgreSQL store is drilled with ``drill restore``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.deploy.rebuild_serve import Serve, StageFailed, answer
 from pipeline.errors import EXIT_FINDINGS, EXIT_OK, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.records import new_id
@@ -48,9 +43,6 @@ from pipeline.words import plural
 __all__ = ["RebuildDrill", "drill_rebuild"]
 
 INSTALL_TIMEOUT_S = 1800.0
-SERVE_TIMEOUT_S = 180.0
-MESSAGE = "This is a knowngood rebuild drill. Answer with the single word OK."
-_LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 @dataclass(slots=True)
@@ -107,10 +99,6 @@ class RebuildDrill:
             "warnings": self.warnings,
             "exit_code": self.exit_code,
         }
-
-
-class _StageFailed(Exception):
-    pass
 
 
 def drill_rebuild(
@@ -189,12 +177,12 @@ def _stages(
         if not _stage(drill, name, run, say):
             drill.message = f"{name} failed: {drill.stages[-1].detail}"
             return
-    serve = _Serve(clone, env, scratch / "deployments")
+    serve = Serve(clone, env, scratch / "deployments")
     try:
         if not _stage(drill, "serve", serve.start, say):
             drill.message = f"serve failed: {drill.stages[-1].detail}"
             return
-        if not _stage(drill, "answer", lambda: _answer(serve.url, clone, scratch, drill), say):
+        if not _stage(drill, "answer", lambda: answer(serve.url, clone, scratch, drill), say):
             drill.message = f"answer failed: {drill.stages[-1].detail}"
             return
     finally:
@@ -216,7 +204,7 @@ def _stage(
     try:
         stage.detail = run()
         stage.ok = True
-    except _StageFailed as e:
+    except StageFailed as e:
         stage.detail = str(e)
     except KnowngoodError as e:  # a stage that cannot complete is a failed drill
         stage.detail = e.message
@@ -233,10 +221,10 @@ def _run(
             argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise _StageFailed(f"{what}: {e}") from e
+        raise StageFailed(f"{what}: {e}") from e
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip()[-1500:]
-        raise _StageFailed(f"{what} exited {done.returncode}: {tail}")
+        raise StageFailed(f"{what} exited {done.returncode}: {tail}")
     return done.stdout
 
 
@@ -250,11 +238,11 @@ def _clone(url: str, branch: str, clone: Path) -> str:
 def _install(clone: Path) -> str:
     script = clone / ".ci" / "install"
     if not script.is_file():
-        raise _StageFailed("the repository has no .ci/install: a new machine could not install it")
+        raise StageFailed("the repository has no .ci/install: a new machine could not install it")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "KNOWNGOOD_VENV")}
     _run([str(script)], clone, INSTALL_TIMEOUT_S, ".ci/install", env)
     if not (clone / ".venv" / "bin" / "knowngood").exists():
-        raise _StageFailed(".ci/install finished but .venv/bin/knowngood is missing")
+        raise StageFailed(".ci/install finished but .venv/bin/knowngood is missing")
     return "installed into .venv"
 
 
@@ -283,103 +271,12 @@ def _deploy(clone: Path, env: str, folder: Path, drill: RebuildDrill) -> str:
             continue
         result = target.publish(ctx.bundle_for_record(good))
         if not result.ok:
-            raise _StageFailed(f"{agent}: {result.message}")
+            raise StageFailed(f"{agent}: {result.message}")
         drill.deployed[agent] = str(good.get("release") or str(good["commit"])[:12])
     if not drill.deployed:
-        raise _StageFailed(f"no agent has a last known good release in {env}")
+        raise StageFailed(f"no agent has a last known good release in {env}")
     note = f"; no known good release: {', '.join(missing)}" if missing else ""
     return ", ".join(f"{a} {r}" for a, r in drill.deployed.items()) + note
-
-
-class _Serve:
-    def __init__(self, clone: Path, env: str, deployments: Path) -> None:
-        self.argv = [
-            str(clone / ".venv" / "bin" / "knowngood"), "serve", "--repo", str(clone),
-            "--env", env, "--port", "0", "--deployments", str(deployments), "--no-backups",
-        ]  # fmt: skip
-        self.clone = clone
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.lines: list[str] = []
-        self.reader: threading.Thread | None = None
-
-    def start(self) -> str:
-        self.proc = subprocess.Popen(
-            self.argv, cwd=self.clone, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
-        found = threading.Event()
-        self.reader = threading.Thread(target=self._read, args=(found,), daemon=True)
-        self.reader.start()
-        found.wait(SERVE_TIMEOUT_S)
-        if not self.url:
-            raise _StageFailed("serve did not listen: " + "".join(self.lines)[-1500:])
-        deadline = time.monotonic() + SERVE_TIMEOUT_S
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as r,
-            ):
-                if r.status == 200:
-                    return f"ready at {self.url}"
-            time.sleep(0.1)
-        raise _StageFailed("serve never became ready")
-
-    def _read(self, found: threading.Event) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if (m := _LISTENING.search(line)) and not found.is_set():
-                self.url = m.group(1)
-                found.set()
-        found.set()
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(35)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if self.reader is not None:
-            self.reader.join(10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-
-def _answer(url: str, clone: Path, scratch: Path, drill: RebuildDrill) -> str:
-    from pipeline.runtime.auth import bearer
-
-    key = bearer(clone)  # runtime.api_key_env: the clone's serve wants the key too
-    for agent in drill.deployed:
-        current = json.loads(
-            (scratch / "deployments" / drill.env / agent / "current.json").read_text()
-        )
-        body = {
-            "model": agent,
-            "messages": [{"role": "user", "content": MESSAGE}],
-            "vars": {name: "knowngood drill" for name in current.get("runtime_vars") or []},
-        }
-        request = urllib.request.Request(
-            f"{url}/v1/chat/completions",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **key},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as r:
-                answer = json.loads(r.read())
-                provider = r.headers.get("X-Knowngood-Provider") or "?"
-        except urllib.error.HTTPError as e:
-            raise _StageFailed(f"{agent}: HTTP {e.code}: {e.read()[:300]!r}") from e
-        text = ((answer.get("choices") or [{}])[0].get("message") or {}).get("content")
-        if not text:
-            raise _StageFailed(f"{agent}: an empty answer")
-        drill.answered[agent] = provider
-    return ", ".join(f"{a} by {p}" for a, p in drill.answered.items())
 
 
 def _record(ctx: Any, drill: RebuildDrill) -> None:

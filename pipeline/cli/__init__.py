@@ -18,6 +18,7 @@ import click
 
 from pipeline import redaction
 from pipeline.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USAGE, KnowngoodError
+from pipeline.words import plural
 
 # name -> (module, one-line help). The help text lives here so listing commands imports nothing.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -188,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in sorted(after):
             if (n := after[name] - before.get(name, 0)) > 0:
                 click.echo(
-                    f"knowngood: warning: the value of {name} turned up in output {n} time"
-                    f"{'s' if n != 1 else ''} and was written as [REDACTED:{name}] (did a "
+                    f"knowngood: warning: the value of {name} turned up in output "
+                    f"{plural(n, 'time')} and was written as [REDACTED:{name}] (did a "
                     "provider echo it? then rotate it)",
                     err=True,
                 )

@@ -24,6 +24,7 @@ from pipeline.evals.budget import Bound, Budget, chat_bound, embedding_bound
 from pipeline.evals.lanes import PREPARED
 from pipeline.evals.results import EvalRun
 from pipeline.repo import Provider
+from pipeline.words import plural
 
 __all__ = ["ProviderGate", "Sender", "Skip"]
 
@@ -134,8 +135,9 @@ class Sender:
                     attempt += 1
                     limit = retries if e.retry_limit is None else min(retries, e.retry_limit)
                     if not e.retryable or attempt > limit:
-                        s = "s" if attempt != 1 else ""
-                        raise EvalError(f"{provider.name}: {e} (after {attempt} attempt{s})") from e
+                        raise EvalError(
+                            f"{provider.name}: {e} (after {plural(attempt, 'attempt')})"
+                        ) from e
                     backoff = min(BACKOFF_CAP_S, self.backoff_base_s * 2 ** (attempt - 1))
                     delay = (
                         e.retry_after_s

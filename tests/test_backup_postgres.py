@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 from backuputil import backup_repo, cli, pause
+from pgbackuputil import PASSWORD, archived, archiving_cluster, readme_role
 from pgutil import PostgresCluster, find_bindir, free_port
 from runtimeutil import wait_for
-
-PASSWORD = "pg-secret-7c1f0a9e"  # knowngood: allow-secret
 
 
 @pytest.fixture
@@ -26,18 +25,7 @@ def world() -> Iterator[tuple[Path, PostgresCluster, Path]]:
         pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
     base = Path(tempfile.mkdtemp(prefix="knowngood-pgbackup-"))
     os.chmod(base, 0o755)
-    target = base / "offsite"
-    wal = target / "postgresql" / "wal"
-    wal.mkdir(parents=True)
-    cluster = PostgresCluster.create(base / "pg")
-    for path in (target, target / "postgresql", wal):
-        os.chmod(path, 0o755)
-    cluster.chown(wal)
-    with (cluster.datadir / "postgresql.auto.conf").open("a") as f:
-        f.write(
-            "wal_level = replica\narchive_mode = on\n"
-            f"archive_command = 'test ! -f {wal}/%f && cp %p {wal}/%f'\n"
-        )
+    cluster, target = archiving_cluster(base)
     cluster.start()
     try:
         yield base, cluster, target
@@ -51,21 +39,6 @@ def _rows(url: str) -> list[str]:
 
     with psycopg.connect(url, autocommit=True) as conn:
         return [r[0] for r in conn.execute("SELECT text FROM turns ORDER BY id")]
-
-
-def _archived(url: str) -> None:
-    """Switch to a new WAL file and wait until the server archived the one it closed."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        wal = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            done = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
-            if done and done >= wal:
-                return
-            time.sleep(0.1)
-    raise AssertionError(f"{wal} was not archived")
 
 
 def _started(cluster: PostgresCluster, data_dir: Path) -> PostgresCluster:
@@ -99,8 +72,8 @@ def test_restore_to_a_time_between_two_writes(
     between = pause()
     with psycopg.connect(cluster.url, autocommit=True) as conn:
         conn.execute("INSERT INTO turns (text) VALUES ('c')")
-    _archived(cluster.url)
-    archived = time.time()
+    archived(cluster.url)
+    archived_at = time.time()
     from backuputil import iso
 
     from pipeline.readiness.backups import newest_backup, parse_utc
@@ -108,7 +81,7 @@ def test_restore_to_a_time_between_two_writes(
     newest = newest_backup(target)  # readiness: the WAL the server archived after the base
     taken = parse_utc(out["postgres"]["taken_at"])
     assert newest is not None and taken is not None and newest > taken
-    assert abs(newest.timestamp() - archived) < 5
+    assert abs(newest.timestamp() - archived_at) < 5
 
     code, out, err = cli(
         root, capsys, "restore", "--state-store", url, "--timestamp", iso(between),
@@ -175,7 +148,7 @@ def test_the_serve_schedule_backs_up_postgres_and_reports_the_rpo(
     assert started is not None
     runner, collector = started
     try:
-        _archived(cluster.url)
+        archived(cluster.url)
         assert wait_for(lambda: runner.newest is not None and runner.shipping, 60), lines
         assert list((target / "postgresql" / "base").rglob("manifest.json")), lines
         registry = CollectorRegistry()
@@ -204,20 +177,6 @@ def test_every_file_written_to_the_target_matches_its_schema(
     assert len(manifests) == 2
     for path in manifests:
         assert not list(validator("backup-manifest").iter_errors(json.loads(path.read_text())))
-
-
-def _readme_role(cluster: PostgresCluster, *, replication: bool = True) -> str:
-    """A role and its database made as the README's set-up says (createuser --pwprompt,
-    createdb -O: no superuser, no pg_monitor), with REPLICATION when ``replication``."""
-    import psycopg
-
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE ROLE knowngood LOGIN PASSWORD '{PASSWORD}'"
-            + (" REPLICATION" if replication else "")
-        )
-        conn.execute("CREATE DATABASE knowngood OWNER knowngood")
-    return f"postgresql://knowngood:{PASSWORD}@127.0.0.1:{cluster.port}/knowngood"
 
 
 def _target_repo(tmp_path: Path, target: Path) -> Path:
@@ -250,7 +209,7 @@ def test_a_role_made_as_the_readme_says_backs_up_lists_restores_and_drills(
     import psycopg
 
     base, cluster, target = world
-    url = _readme_role(cluster)
+    url = readme_role(cluster)
     root = _target_repo(tmp_path, target)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE turns (id serial PRIMARY KEY, text text)")
@@ -259,7 +218,7 @@ def test_a_role_made_as_the_readme_says_backs_up_lists_restores_and_drills(
     assert code == 0, err
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO turns (text) VALUES ('b')")
-    _archived(cluster.url)
+    archived(cluster.url)
 
     new = base / "new"
     code, out, err = cli(
@@ -298,7 +257,7 @@ def test_a_restore_that_cannot_complete_leaves_nothing_and_a_failed_drill_is_rec
     from pipeline.repo import load_settings
 
     base, cluster, target = world
-    url = _readme_role(cluster)
+    url = readme_role(cluster)
     root = _target_repo(tmp_path, target)
     with psycopg.connect(cluster.database_url("knowngood"), autocommit=True) as conn:
         conn.execute("CREATE TABLE audit (id int)")  # the superuser's: the role cannot read it
@@ -329,7 +288,7 @@ def test_a_role_without_replication_is_told_what_to_grant(
     world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _base, cluster, target = world
-    url = _readme_role(cluster, replication=False)
+    url = readme_role(cluster, replication=False)
     root = _target_repo(tmp_path, target)
     code, _, err = cli(root, capsys, "backup", "--state-store", url)
     assert code == 3, err

@@ -209,8 +209,10 @@ def _pg_restore_steps(at: str) -> list[str]:
         + _cmd(f"knowngood restore --timestamp {at} --data-dir <new data directory>"),
         "Swap it in: stop the PostgreSQL server (systemctl, pg_ctlcluster or pg_ctl, as it "
         "runs), move its data directory aside, move the new one in its place (same owner, "
-        "mode 0700), start the server, then take a base backup (the restored server is on a "
-        "new timeline):"
+        "mode 0700), start the server as it is started, then take a base backup (the restored "
+        "server is on a new timeline). Where its postgresql.conf and pg_hba.conf live outside "
+        "the data directory (Debian and Ubuntu: /etc/postgresql/<version>/<cluster>/), keep "
+        "them there (the backups do not hold them):"
         + _cmd(
             "# stop the PostgreSQL server",
             "mv <data directory> <data directory>.before-restore",

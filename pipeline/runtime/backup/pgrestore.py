@@ -1,10 +1,9 @@
 """Restore a PostgreSQL state store to a time: the newest base backup finished at or before it,
 the archived WAL replayed by the server up to it (``recovery_target_time``), verified on a
-private port, left stopped in a new data directory (see :mod:`.postgres`)."""
+private socket, left stopped in a new data directory (see :mod:`.postgres`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
@@ -18,14 +17,13 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import UsageError
 from pipeline.runtime.backup.catalog import iso, stamp
+from pipeline.runtime.backup.pgscratch import scratch_server
 from pipeline.runtime.backup.postgres import (
     CANARIES,
-    START_TIMEOUT_S,
     WAL,
     PgBase,
     PgRestored,
     Postgres,
-    free_port,
     give_to_server,
     verify_sha,
 )
@@ -37,7 +35,6 @@ from pipeline.runtime.backup.targets import CommandStore, DirectoryStore
 __all__ = ["pg_restore", "pg_retain"]
 
 AUTO_CONF = "postgresql.auto.conf"
-NOT_REACHED = "recovery ended before configured recovery target was reached"
 
 
 def _restore_command(pg: Postgres) -> str:
@@ -107,12 +104,15 @@ def _build(pg: Postgres, base: PgBase, at: float | None, data_dir: Path) -> PgRe
     (data_dir / "backup_label.old").unlink(missing_ok=True)
     give_to_server(data_dir)
     result = PgRestored(data_dir, base.taken_at, at)
-    port = free_port()
-    try:
-        _start(pg, data_dir, port, at)
-        _verify(pg, port, data_dir, at, result)
-    finally:
-        _stop(pg, data_dir)
+    with scratch_server(pg, data_dir, at) as server:
+        _verify(pg, server.dsn(), data_dir, at, result)
+    if server.own_conf:
+        result.config_outside = True
+        result.checks.append(
+            "the copy holds no postgresql.conf (its server's configuration lives outside its "
+            "data directory): replayed and verified with a configuration of its own, not left "
+            "in it"
+        )
     _as_the_original(data_dir, original)
     result.checks.append(
         f"the restore's settings taken out of {AUTO_CONF}: it starts as the original server "
@@ -149,64 +149,7 @@ def _discard(data_dir: Path, existed: bool) -> None:
             path.unlink(missing_ok=True)
 
 
-def _start(pg: Postgres, data_dir: Path, port: int, at: float | None) -> None:
-    log = data_dir / "knowngood-restore.log"
-    options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1"
-    try:
-        pg._run(
-            [
-                str(pg.bin / "pg_ctl"),
-                "-D",
-                str(data_dir),
-                "-o",
-                options,
-                "-l",
-                str(log),
-                "-w",
-                "-t",
-                str(int(START_TIMEOUT_S)),
-                "start",
-            ],
-            "pg_ctl start (recovery)",
-            as_server=True,
-        )
-    except BackupError as e:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if NOT_REACHED in text:
-            raise UsageError(
-                f"the WAL archive does not reach {iso(at) if at else 'the target'}: "
-                "the newest restorable point is earlier",
-                hint="pick an earlier --timestamp (`knowngood backups list`)",
-            ) from e
-        raise BackupError(f"{e.message}\n{text[-2000:]}") from e
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with contextlib.suppress(BackupError), pg.connect(_dsn(pg, port)) as conn:
-            if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                return
-        time.sleep(0.1)
-    raise BackupError(f"the restored server did not finish its recovery in {START_TIMEOUT_S:g}s")
-
-
-def _dsn(pg: Postgres, port: int) -> str:
-    """The scratch server, as the store's role (its password too: the copy's pg_hba.conf is
-    the live server's); never shown, see :func:`.postgres.public_url`."""
-    parts = urlsplit(pg.url)
-    user = parts.username or "postgres"
-    login = f"{user}:{parts.password}" if parts.password else user
-    return f"postgresql://{login}@127.0.0.1:{port}/{pg.database}"
-
-
-def _stop(pg: Postgres, data_dir: Path) -> None:
-    with contextlib.suppress(BackupError):
-        pg._run(
-            [str(pg.bin / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
-            "pg_ctl stop",
-            as_server=True,
-        )
-
-
-def _verify(pg: Postgres, port: int, data_dir: Path, at: float | None, r: PgRestored) -> None:
+def _verify(pg: Postgres, dsn: str, data_dir: Path, at: float | None, r: PgRestored) -> None:
     """Every row of every table read (a damaged page fails here) and the canary, as the store's
     own role: it owns the tables, so no superuser, pg_monitor or pg_read_all_data is needed
     (a table another role owns is named, with the GRANT that lets the role read it)."""
@@ -214,7 +157,7 @@ def _verify(pg: Postgres, port: int, data_dir: Path, at: float | None, r: PgRest
 
     canaries = [c for c in pg.canaries() if at is None or float(c["committed"]) <= at]
     try:
-        with pg.connect(_dsn(pg, port)) as conn:
+        with pg.connect(dsn) as conn:
             tables = conn.execute(
                 "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
                 "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"

@@ -13,9 +13,9 @@ Target layout::
 
 A restore unpacks the newest base backup finished at or before T into a new data directory,
 asks the server to replay the archive up to T (``recovery.signal``, ``restore_command``,
-``recovery_target_time``, then promote), starts it on a private loopback port with archiving
-off, and verifies it: every table readable to its end, and the newest canary committed before T
-is the newest the copy holds. The verified directory is left stopped where ``--data-dir``
+``recovery_target_time``, then promote), starts it on a private socket with archiving off
+(:mod:`.pgscratch`), and verifies it: every table readable to its end, and the newest canary
+committed before T is the newest the copy holds. The verified directory is left stopped where ``--data-dir``
 says; swapping it for the live one (stop the server, rename, start) is the operator's step,
 printed by the command, since knowngood does not run the database server.
 
@@ -99,6 +99,7 @@ class PgRestored:
     tables: dict[str, int] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    config_outside: bool = False  # the copy has no postgresql.conf: the server's is elsewhere
 
 
 class Postgres:

@@ -122,14 +122,29 @@ class PgRestoreOutcome:
             "tables": r.tables,
             "checks": r.checks,
             "seconds": round(r.seconds, 3),
-            "swap": (
-                "stop the server, move its data directory aside, move "
-                f"{r.data_dir} in its place (same owner, mode 0700), start the server (it "
-                "archives its WAL as before), then run `knowngood backup`: the restored "
-                "server is on a new timeline, and a base backup from it starts the restorable "
-                "points anew"
-            ),
+            "swap": _swap(r),
         }
+
+
+def _swap(r: PgRestored) -> str:
+    """How to swap the restored directory in, as the printed instructions say it."""
+    steps = (
+        "stop the server, move its data directory aside, move "
+        f"{r.data_dir} in its place (same owner, mode 0700), start the server (it "
+        "archives its WAL as before), then run `knowngood backup`: the restored "
+        "server is on a new timeline, and a base backup from it starts the restorable "
+        "points anew"
+    )
+    if not r.config_outside:
+        return steps
+    return steps + (
+        ". The server's configuration lives outside its data directory (Debian and Ubuntu: "
+        "/etc/postgresql/<version>/<cluster>/, started with -c config_file=...), so the "
+        "backup holds no postgresql.conf, pg_hba.conf or pg_ident.conf and the copy has none: "
+        "keep those files where they are (back them up yourself), move the copy to the "
+        "folder their data_directory names, and start the server as it is started "
+        "(pg_ctlcluster or systemctl), not with pg_ctl -D alone"
+    )
 
 
 def restore_postgres(w: Where, request: RestoreRequest) -> PgRestoreOutcome:

@@ -1,0 +1,157 @@
+"""The scratch server a PostgreSQL restore replays the archive in and verifies: the restored
+data directory started on a private port, reached only through a Unix socket in a private
+folder outside the data directory, which also holds its log and its configuration.
+
+The copy's own ``postgresql.conf`` is used when it has one (initdb's layout). Where the
+server's configuration lives outside its data directory (Debian and Ubuntu:
+``/etc/postgresql/<version>/<cluster>/``, the server started with ``-c config_file=...``), the
+base backup has none, and the scratch server gets a minimal one of its own in the private
+folder. Its ``pg_hba.conf`` and ``pg_ident.conf`` are always its own there: trust on that
+socket (a 0700 folder of the server's user), no TCP, so verifying needs neither the live
+server's pg_hba.conf nor the role's password. Nothing of this is written into the copy.
+
+Its log is in the private folder too, and goes with it: nothing is left in the copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.errors import UsageError
+from pipeline.runtime.backup.catalog import iso
+from pipeline.runtime.backup.postgres import START_TIMEOUT_S, Postgres, free_port, give_to_server
+from pipeline.runtime.backup.sqlitebackup import BackupError
+
+__all__ = ["ScratchServer", "scratch_server"]
+
+NOT_REACHED = "recovery ended before configured recovery target was reached"
+SOCKET_MAX = 100  # a Unix socket's path is at most 107 bytes; the name adds ".s.PGSQL.NNNNN"
+
+# Replay only: with hot_standby on, recovery would pause unless max_connections and its
+# kin were at least the original server's, which are in the configuration the copy lacks.
+MINIMAL_CONF = """\
+# knowngood restore: the copy holds no postgresql.conf (its server's configuration lives
+# outside its data directory); the scratch server that replays and verifies it runs on this.
+hot_standby = off
+"""
+
+
+class ScratchServer:
+    def __init__(self, pg: Postgres, data_dir: Path, folder: Path) -> None:
+        self.pg = pg
+        self.data_dir = data_dir
+        self.folder = folder
+        self.port = free_port()
+        self.log = folder / "server.log"
+        self.own_conf = not (data_dir / "postgresql.conf").exists()
+
+    def options(self) -> str:
+        settings = {
+            "listen_addresses": "",
+            "unix_socket_directories": str(self.folder),
+            "hba_file": str(self.folder / "pg_hba.conf"),
+            "ident_file": str(self.folder / "pg_ident.conf"),
+        }
+        if self.own_conf:
+            settings["config_file"] = str(self.folder / "postgresql.conf")
+        return " ".join(
+            [f"-p {self.port}", *(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())]
+        )
+
+    def write_configuration(self) -> None:
+        (self.folder / "pg_hba.conf").write_text(
+            "# knowngood restore: the scratch server's socket is in a folder only its user reaches\n"
+            "local all all trust\n"
+        )
+        (self.folder / "pg_ident.conf").write_text("")
+        if self.own_conf:
+            (self.folder / "postgresql.conf").write_text(MINIMAL_CONF)
+        give_to_server(self.folder)
+
+    def dsn(self) -> str:
+        """The store's own role (it reads every table as the workers would), on the socket."""
+        from psycopg.conninfo import make_conninfo
+
+        user = urlsplit(self.pg.url).username or "postgres"
+        return make_conninfo(
+            host=str(self.folder), port=self.port, user=user, dbname=self.pg.database
+        )
+
+    def start(self, at: float | None) -> None:
+        pg = self.pg
+        try:
+            pg._run(
+                [
+                    str(pg.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-o",
+                    self.options(),
+                    "-l",
+                    str(self.log),
+                    "-w",
+                    "-t",
+                    str(int(START_TIMEOUT_S)),
+                    "start",
+                ],
+                "pg_ctl start (recovery)",
+                as_server=True,
+            )
+        except BackupError as e:
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if NOT_REACHED in text:
+                raise UsageError(
+                    f"the WAL archive does not reach {iso(at) if at else 'the target'}: "
+                    "the newest restorable point is earlier",
+                    hint="pick an earlier --timestamp (`knowngood backups list`)",
+                ) from e
+            raise BackupError(f"{e.message}\n{text[-2000:]}") from e
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(BackupError), pg.connect(self.dsn()) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+            time.sleep(0.1)
+        raise BackupError(
+            f"the restored server did not finish its recovery in {START_TIMEOUT_S:g}s"
+        )
+
+    def stop(self) -> None:
+        with contextlib.suppress(BackupError):
+            self.pg._run(
+                [str(self.pg.bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+                "pg_ctl stop",
+                as_server=True,
+            )
+
+
+def _private_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="knowngood-pgscratch-"))
+    if len(str(folder)) + 16 > SOCKET_MAX and Path("/tmp").is_dir():
+        folder.rmdir()  # TMPDIR is too deep for a socket's path
+        folder = Path(tempfile.mkdtemp(prefix="knowngood-pgscratch-", dir="/tmp"))
+    return folder
+
+
+@contextlib.contextmanager
+def scratch_server(pg: Postgres, data_dir: Path, at: float | None) -> Iterator[ScratchServer]:
+    """The copy started and recovered (promoted); stopped on the way out, its private folder
+    (and the log in it) removed."""
+    folder = _private_folder()
+    server = ScratchServer(pg, data_dir, folder)
+    try:
+        server.write_configuration()
+        try:
+            server.start(at)
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

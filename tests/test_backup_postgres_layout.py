@@ -1,0 +1,88 @@
+"""A PostgreSQL restore where the server's configuration lives outside its data directory, as
+Debian and Ubuntu lay a cluster out (``pg_createcluster``: postgresql.conf, pg_hba.conf and
+pg_ident.conf in /etc/postgresql/<version>/<cluster>/): restored to a time, drilled, swapped
+in and started as that server is started, against a real cluster laid out so (without root's
+/etc: the configuration in a folder of its own)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from backuputil import backup_repo, cli, iso, pause
+from pgbackuputil import archived, archiving_cluster, readme_role
+from pgutil import PostgresCluster, find_bindir
+
+
+@pytest.fixture
+def debian() -> Iterator[tuple[Path, PostgresCluster, Path]]:
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pgdebian-"))
+    base.chmod(0o755)
+    cluster, target = archiving_cluster(base, debian=True)
+    cluster.start()
+    try:
+        yield base, cluster, target
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _texts(url: str) -> list[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT text FROM turns ORDER BY id")]
+
+
+def test_a_restore_works_where_the_configuration_lives_outside_the_data_directory(
+    debian: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, cluster, target = debian
+    assert not (cluster.datadir / "postgresql.conf").exists()
+    url = readme_role(cluster)
+    root = backup_repo(
+        tmp_path / "repo", f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE turns (id serial PRIMARY KEY, text text)")
+        conn.execute("INSERT INTO turns (text) VALUES ('a')")
+    code, _, err = cli(root, capsys, "backup", "--state-store", url)
+    assert code == 0, err
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO turns (text) VALUES ('b')")
+    between = pause()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO turns (text) VALUES ('c')")
+    archived(cluster.url)
+
+    new = base / "new"
+    code, out, err = cli(
+        root, capsys, "restore", "--state-store", url, "--timestamp", iso(between),
+        "--data-dir", str(new),
+    )  # fmt: skip
+    assert code == 0, err
+    # left as the server's own data directory is: no configuration nor log of the restore's
+    for name in (
+        "postgresql.conf", "pg_hba.conf", "pg_ident.conf", "recovery.signal",
+        "knowngood-restore.log",
+    ):  # fmt: skip
+        assert not (new / name).exists(), name
+    auto = (new / "postgresql.auto.conf").read_text()
+    assert "restore_command" not in auto and "knowngood" not in auto, auto
+    assert "config_file" in out["swap"] and "outside" in out["swap"], out["swap"]
+    assert any("configuration of its own" in c for c in out["checks"]), out["checks"]
+
+    code, drill, err = cli(root, capsys, "drill", "restore", "--state-store", url)
+    assert code == 0, (err, drill)
+    assert drill["outcome"] == "passed", drill
+
+    # swapped in as the printed steps say, and started as the server is started
+    cluster.stop()
+    cluster.datadir.rename(base / "pg" / "data.before-restore")
+    new.rename(cluster.datadir)
+    cluster.start()
+    assert _texts(url) == ["a", "b"]

@@ -86,3 +86,18 @@ def test_a_restore_works_where_the_configuration_lives_outside_the_data_director
     new.rename(cluster.datadir)
     cluster.start()
     assert _texts(url) == ["a", "b"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO turns (text) VALUES ('after')")
+    archived(cluster.url)
+    # the new timeline's history file was archived by the server itself (the restore marked
+    # it), so a later restore from the older base backup knows timeline 2 is taken
+    wal = target / "postgresql" / "wal"
+    assert (wal / "00000002.history").exists(), sorted(p.name for p in wal.iterdir())
+    again = base / "again"
+    code, out, err = cli(
+        root, capsys, "restore", "--state-store", url, "--timestamp", iso(between),
+        "--data-dir", str(again),
+    )  # fmt: skip
+    assert code == 0, err
+    assert (again / "pg_wal" / "00000003.history").exists()
+    assert any("00000003.history" in c for c in out["checks"]), out["checks"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import tarfile
@@ -35,6 +36,7 @@ from pipeline.runtime.backup.targets import CommandStore, DirectoryStore
 __all__ = ["pg_restore", "pg_retain"]
 
 AUTO_CONF = "postgresql.auto.conf"
+_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 
 
 def _restore_command(pg: Postgres) -> str:
@@ -118,7 +120,35 @@ def _build(pg: Postgres, base: PgBase, at: float | None, data_dir: Path) -> PgRe
         f"the restore's settings taken out of {AUTO_CONF}: it starts as the original server "
         "did, archiving its WAL"
     )
+    history = _history_to_archive(data_dir)
+    if history is not None:
+        result.checks.append(
+            f"the new timeline's history file ({history}) marked for archiving: the server "
+            "archives it first once swapped in and started"
+        )
     return result
+
+
+def _history_to_archive(data_dir: Path) -> str | None:
+    """Mark the history file of the timeline the promotion began for archiving.
+
+    The scratch server promoted with archiving off, so PostgreSQL did not mark it (a segment
+    gets marked by a later checkpoint; a history file never does). Unarchived, a later restore
+    would not know the timeline is taken and could promote onto it again, its WAL then
+    clashing with this server's in the archive. The same ``.ready`` file PostgreSQL writes:
+    the server archives it as soon as it starts with archiving on."""
+    wal = data_dir / "pg_wal"
+    names = sorted(p.name for p in wal.glob("*.history") if _HISTORY.match(p.name))
+    if not names:
+        return None
+    newest = names[-1]
+    status = wal / "archive_status"
+    if any((status / f"{newest}{end}").exists() for end in (".ready", ".done")):
+        return None
+    status.mkdir(exist_ok=True)
+    (status / f"{newest}.ready").write_bytes(b"")
+    give_to_server(status)
+    return newest
 
 
 def _as_the_original(data_dir: Path, original: bytes | None) -> None:

@@ -131,7 +131,7 @@ def _swap(r: PgRestored) -> str:
     steps = (
         "stop the server, move its data directory aside, move "
         f"{r.data_dir} in its place (same owner, mode 0700), start the server (it "
-        "archives its WAL as before), then run `knowngood backup`: the restored "
+        "archives its WAL as before, the new timeline's history file first), then run `knowngood backup`: the restored "
         "server is on a new timeline, and a base backup from it starts the restorable "
         "points anew"
     )

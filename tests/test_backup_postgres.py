@@ -272,11 +272,23 @@ def test_a_restore_that_cannot_complete_leaves_nothing_and_a_failed_drill_is_rec
     assert "internal error" not in err and "audit" in err
     assert "GRANT pg_read_all_data TO knowngood" in err, err
     assert not new.exists()
+    # the scratch server's log outlives the removed copy, and the error names it
+    logged = re.search(r"the scratch server's log is in (\S+\.log)", err)
+    assert logged, err
+    kept = Path(logged.group(1))
+    try:
+        assert "permission denied for table audit" in kept.read_text(), kept.read_text()
+        assert kept.stat().st_mode & 0o077 == 0
+    finally:
+        kept.unlink()
 
     code, drill, err = cli(root, capsys, "drill", "restore", "--state-store", url)
     assert code == 1, err
     assert drill["outcome"] == "failed" and "audit" in drill["message"], drill
     assert "GRANT pg_read_all_data TO knowngood" in drill["message"]  # what to do, kept
+    logged = re.search(r"the scratch server's log is in (\S+\.log)", drill["message"])
+    assert logged, drill["message"]
+    Path(logged.group(1)).unlink()
     store = RecordStore.for_settings(Git(root), load_settings(root))
     (record,) = store.list("drill", "shop", "production")
     assert record["outcome"] == "failed"

@@ -10,7 +10,9 @@ folder. Its ``pg_hba.conf`` and ``pg_ident.conf`` are always its own there: trus
 socket (a 0700 folder of the server's user), no TCP, so verifying needs neither the live
 server's pg_hba.conf nor the role's password. Nothing of this is written into the copy.
 
-Its log is in the private folder too, and goes with it: nothing is left in the copy.
+Its log is in the private folder too: nothing is left in the copy. It goes with the folder
+after a successful verification; on a failure it is kept (in the system's temporary folder, as
+the data directory itself is removed) and the error's hint names it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.errors import UsageError
+from pipeline.errors import KnowngoodError, UsageError
 from pipeline.runtime.backup.catalog import iso
 from pipeline.runtime.backup.postgres import START_TIMEOUT_S, Postgres, free_port, give_to_server
 from pipeline.runtime.backup.sqlitebackup import BackupError
@@ -131,6 +133,23 @@ class ScratchServer:
                 as_server=True,
             )
 
+    def keep_log(self) -> Path | None:
+        """A copy of the log out of the private folder (which goes), for a failed restore;
+        None when there is nothing to keep, or it cannot be copied."""
+        kept: Path | None = None
+        try:
+            if not self.log.stat().st_size:
+                return None
+            fd, name = tempfile.mkstemp(prefix="knowngood-restore-", suffix=".log")
+            kept = Path(name)
+            with open(fd, "wb") as out, self.log.open("rb") as src:
+                shutil.copyfileobj(src, out)
+        except OSError:
+            if kept is not None:
+                kept.unlink(missing_ok=True)  # no half-copied log left behind
+            return None
+        return kept
+
 
 def _private_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="knowngood-pgscratch-"))
@@ -143,7 +162,7 @@ def _private_folder() -> Path:
 @contextlib.contextmanager
 def scratch_server(pg: Postgres, data_dir: Path, at: float | None) -> Iterator[ScratchServer]:
     """The copy started and recovered (promoted); stopped on the way out, its private folder
-    (and the log in it) removed."""
+    removed. A failure names the kept log in its hint."""
     folder = _private_folder()
     server = ScratchServer(pg, data_dir, folder)
     try:
@@ -153,5 +172,11 @@ def scratch_server(pg: Postgres, data_dir: Path, at: float | None) -> Iterator[S
             yield server
         finally:
             server.stop()
+    except KnowngoodError as e:
+        kept = server.keep_log()
+        if kept is not None:
+            said = f"the scratch server's log is in {kept}"
+            e.hint = f"{e.hint}; {said}" if e.hint else said
+        raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -6,6 +6,7 @@ in and started as that server is started, against a real cluster laid out so (wi
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -101,3 +102,43 @@ def test_a_restore_works_where_the_configuration_lives_outside_the_data_director
     assert code == 0, err
     assert (again / "pg_wal" / "00000003.history").exists()
     assert any("00000003.history" in c for c in out["checks"]), out["checks"]
+
+
+def test_the_scratch_server_logs_to_its_own_log_and_leaves_the_live_servers_pid_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy's own postgresql.conf may send the log to a logging collector and name an
+    external pid file (the live server's): the scratch server must use neither."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pgconf-"))
+    base.chmod(0o755)
+    cluster, target = archiving_cluster(base)
+    pid_file = cluster.sockdir / "live.pid"  # a folder the server may write to
+    with (cluster.datadir / "postgresql.conf").open("a") as f:
+        f.write(f"logging_collector = on\nexternal_pid_file = '{pid_file}'\n")
+    cluster.start()
+    try:
+        url = readme_role(cluster)
+        with psycopg.connect(cluster.database_url("knowngood"), autocommit=True) as conn:
+            conn.execute("CREATE TABLE audit (id int)")  # the superuser's: the restore fails
+        root = backup_repo(
+            tmp_path / "repo",
+            f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n",
+        )
+        assert cli(root, capsys, "backup", "--state-store", url)[0] == 0
+        live_pid = pid_file.read_text().split()[0]
+        code, _, err = cli(
+            root, capsys, "restore", "--state-store", url, "--timestamp", "latest",
+            "--data-dir", str(base / "new"),
+        )  # fmt: skip
+        logged = re.search(r"the scratch server's log is in (\S+\.log)", err)
+        assert code == 3 and logged, err
+        kept = Path(logged.group(1))
+        text = kept.read_text()
+        kept.unlink()
+        assert pid_file.exists() and pid_file.read_text().split()[0] == live_pid
+        assert "permission denied for table audit" in text, text
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -8,7 +8,9 @@ server's configuration lives outside its data directory (Debian and Ubuntu:
 base backup has none, and the scratch server gets a minimal one of its own in the private
 folder. Its ``pg_hba.conf`` and ``pg_ident.conf`` are always its own there: trust on that
 socket (a 0700 folder of the server's user), no TCP, so verifying needs neither the live
-server's pg_hba.conf nor the role's password. Nothing of this is written into the copy.
+server's pg_hba.conf nor the role's password. Nothing of this is written into the copy, and
+the copy's configuration cannot make it write where the live server does (no external pid
+file, no logging collector).
 
 Its log is in the private folder too: nothing is left in the copy. It goes with the folder
 after a successful verification; on a failure it is kept (in the system's temporary folder, as
@@ -60,6 +62,12 @@ class ScratchServer:
             "unix_socket_directories": str(self.folder),
             "hba_file": str(self.folder / "pg_hba.conf"),
             "ident_file": str(self.folder / "pg_ident.conf"),
+            # whatever the copy's own configuration says: nothing where the live server writes
+            # (its pid file, which the scratch server would remove when it stops, its log
+            # folder), and every line of the log in the log kept on a failure
+            "external_pid_file": "",
+            "logging_collector": "off",
+            "log_destination": "stderr",
         }
         if self.own_conf:
             settings["config_file"] = str(self.folder / "postgresql.conf")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,6 +140,46 @@ def test_the_scratch_server_logs_to_its_own_log_and_leaves_the_live_servers_pid_
         kept.unlink()
         assert pid_file.exists() and pid_file.read_text().split()[0] == live_pid
         assert "permission denied for table audit" in text, text
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_restore_across_a_raised_max_connections_does_not_pause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """max_connections raised on the live server after the base backup: the copy's own
+    postgresql.conf has the old value, and a hot standby would pause its recovery there
+    ("insufficient parameter settings") until the start timed out. The scratch server
+    replays without hot standby."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pgparams-"))
+    base.chmod(0o755)
+    cluster, target = archiving_cluster(base)
+    cluster.start()
+    try:
+        url = readme_role(cluster)
+        root = backup_repo(
+            tmp_path / "repo",
+            f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n",
+        )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE turns (id serial PRIMARY KEY, text text)")
+        assert cli(root, capsys, "backup", "--state-store", url)[0] == 0
+        cluster.stop()
+        cluster.extra["max_connections"] = "150"
+        cluster.start()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO turns (text) VALUES ('after the restart')")
+        archived(cluster.url)
+        started = time.monotonic()
+        code, _, err = cli(
+            root, capsys, "restore", "--state-store", url, "--timestamp", "latest",
+            "--data-dir", str(base / "new"),
+        )  # fmt: skip
+        assert code == 0, err
+        assert time.monotonic() - started < 60
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

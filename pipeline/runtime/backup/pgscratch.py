@@ -38,12 +38,10 @@ __all__ = ["ScratchServer", "scratch_server"]
 NOT_REACHED = "recovery ended before configured recovery target was reached"
 SOCKET_MAX = 100  # a Unix socket's path is at most 107 bytes; the name adds ".s.PGSQL.NNNNN"
 
-# Replay only: with hot_standby on, recovery would pause unless max_connections and its
-# kin were at least the original server's, which are in the configuration the copy lacks.
 MINIMAL_CONF = """\
 # knowngood restore: the copy holds no postgresql.conf (its server's configuration lives
-# outside its data directory); the scratch server that replays and verifies it runs on this.
-hot_standby = off
+# outside its data directory); the scratch server that replays and verifies it runs on this
+# and the settings on its command line.
 """
 
 
@@ -68,6 +66,11 @@ class ScratchServer:
             "external_pid_file": "",
             "logging_collector": "off",
             "log_destination": "stderr",
+            # replay only: a hot standby pauses its recovery where the WAL says max_connections
+            # (or its kin) went above the scratch server's own, which is the copy's value from
+            # the base backup's time, or PostgreSQL's default when the copy has no
+            # postgresql.conf; nothing connects before the promotion anyway
+            "hot_standby": "off",
         }
         if self.own_conf:
             settings["config_file"] = str(self.folder / "postgresql.conf")

@@ -307,3 +307,24 @@ def test_a_role_without_replication_is_told_what_to_grant(
     assert "hint:" in err and "ALTER ROLE knowngood REPLICATION" in err, err
     assert "pg_hba.conf" in err and "replication" in err
     assert PASSWORD not in err, err
+
+
+def test_a_data_dir_the_servers_user_cannot_reach_is_refused_before_anything_is_written(
+    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only as root does the restore run the server as another user (postgres)")
+    _base, cluster, target = world
+    root = _target_repo(tmp_path, target)
+    assert cli(root, capsys, "backup", "--state-store", cluster.url)[0] == 0
+    private = tmp_path / "private"  # under pytest's folders, 0700 and root's
+    private.mkdir(mode=0o700)
+    code, _, err = cli(
+        root, capsys, "restore", "--state-store", cluster.url, "--timestamp", "latest",
+        "--data-dir", str(private / "restored" / "new"),
+    )  # fmt: skip
+    assert code == 2, err
+    blocker = re.search(r"postgres, cannot reach (\S+) ", err)
+    assert blocker and private.is_relative_to(blocker.group(1)), err
+    assert f"chmod o+x {blocker.group(1)}" in err and "nothing was written" in err
+    assert not (private / "restored").exists()

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import UsageError
 from pipeline.runtime.backup.catalog import iso, stamp
-from pipeline.runtime.backup.pgscratch import scratch_server
+from pipeline.runtime.backup.pgscratch import check_reachable, scratch_server
 from pipeline.runtime.backup.postgres import (
     CANARIES,
     WAL,
@@ -63,6 +63,7 @@ def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> 
         )
     if data_dir.exists() and any(data_dir.iterdir()):
         raise UsageError(f"--data-dir {data_dir} is not empty", hint="name a new folder")
+    check_reachable(data_dir)
     existed = data_dir.exists()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)

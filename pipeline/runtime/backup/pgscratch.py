@@ -20,8 +20,10 @@ the data directory itself is removed) and the error's hint names it.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ from pipeline.runtime.backup.catalog import iso
 from pipeline.runtime.backup.postgres import START_TIMEOUT_S, Postgres, free_port, give_to_server
 from pipeline.runtime.backup.sqlitebackup import BackupError
 
-__all__ = ["ScratchServer", "scratch_server"]
+__all__ = ["ScratchServer", "check_reachable", "scratch_server"]
 
 NOT_REACHED = "recovery ended before configured recovery target was reached"
 SOCKET_MAX = 100  # a Unix socket's path is at most 107 bytes; the name adds ".s.PGSQL.NNNNN"
@@ -160,6 +162,39 @@ class ScratchServer:
                 kept.unlink(missing_ok=True)  # no half-copied log left behind
             return None
         return kept
+
+
+def check_reachable(data_dir: Path) -> None:
+    """As root, the scratch server runs as ``postgres``, which must reach ``data_dir``'s
+    folder; refused before anything is written when it cannot (a 0700 home, say)."""
+    if os.geteuid() != 0:
+        return
+    folder = data_dir.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if _postgres_reaches(folder):
+        return
+    blocker = next(p for p in [*reversed(folder.parents), folder] if not _postgres_reaches(p))
+    raise UsageError(
+        f"--data-dir {data_dir}: the server's user, postgres, cannot reach {blocker} (as root, "
+        "the restore runs the server as postgres)",
+        hint="restore into a folder postgres can reach, e.g. beside the server's data directory "
+        f"(/var/lib/postgresql/<version>/), or let it through: chmod o+x {blocker}; nothing "
+        "was written",
+    )
+
+
+def _postgres_reaches(folder: Path) -> bool:
+    try:
+        done = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-d", str(folder), "-a", "-x", str(folder)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # not known: the server's own error says it, if it cannot
+    return done.returncode == 0
 
 
 def _private_folder() -> Path:

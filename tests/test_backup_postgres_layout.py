@@ -183,3 +183,50 @@ def test_a_restore_across_a_raised_max_connections_does_not_pause(
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_base_backup_with_a_tablespace_is_refused_and_the_live_tablespace_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tablespace lives outside the data directory: unpacked as the data directory is, the
+    copy's pg_tblspc link pointed at the live server's tablespace folder, and the scratch
+    server replayed the WAL into the live server's files."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pgtblspc-"))
+    base.chmod(0o755)
+    cluster, target = archiving_cluster(base)
+    tablespace = base / "tablespace"
+    tablespace.mkdir()
+    cluster.chown(tablespace)
+    cluster.start()
+    try:
+        root = backup_repo(
+            tmp_path / "repo",
+            f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n",
+        )
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLESPACE elsewhere LOCATION '{tablespace}'")
+            conn.execute(
+                "CREATE TABLE turns (id serial PRIMARY KEY, text text) TABLESPACE elsewhere"
+            )
+            conn.execute("INSERT INTO turns (text) VALUES ('a')")
+        assert cli(root, capsys, "backup", "--state-store", cluster.url)[0] == 0
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute("INSERT INTO turns (text) VALUES ('b')")
+            conn.execute("CHECKPOINT")
+        archived(cluster.url)
+        cluster.stop()  # the live files, as they are: nothing may write them now
+        files = {p: p.read_bytes() for p in tablespace.rglob("*") if p.is_file()}
+        new = base / "new"
+        code, _, err = cli(
+            root, capsys, "restore", "--state-store", cluster.url, "--timestamp", "latest",
+            "--data-dir", str(new),
+        )  # fmt: skip
+        assert code == 3, err
+        assert "tablespace" in err and "SET TABLESPACE pg_default" in err, err
+        assert not new.exists()
+        assert {p: p.read_bytes() for p in tablespace.rglob("*") if p.is_file()} == files
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)

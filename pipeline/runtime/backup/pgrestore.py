@@ -84,6 +84,7 @@ def _build(pg: Postgres, base: PgBase, at: float | None, data_dir: Path) -> PgRe
     with tempfile.TemporaryDirectory(prefix="knowngood-pgrestore-") as tmp:
         pg.target.get(base.folder + "manifest.json", Path(tmp) / "manifest.json")
         manifest = json.loads((Path(tmp) / "manifest.json").read_text())
+        _no_tablespaces(base, [entry["name"] for entry in manifest["files"]])
         for entry in manifest["files"]:
             packed = Path(tmp) / entry["name"]
             pg.target.get(base.folder + entry["name"], packed)
@@ -150,6 +151,24 @@ def _history_to_archive(data_dir: Path) -> str | None:
     (status / f"{newest}.ready").write_bytes(b"")
     give_to_server(status)
     return newest
+
+
+def _no_tablespaces(base: PgBase, names: list[str]) -> None:
+    """A tablespace lives outside the data directory (pg_basebackup writes it as
+    ``<oid>.tar.gz``): the copy's pg_tblspc link would name the live server's folder, and the
+    scratch server would replay the WAL into the live server's files. Refused before anything
+    is unpacked."""
+    others = sorted(n for n in names if n not in {"base.tar.gz", "pg_wal.tar.gz"})
+    if others:
+        raise BackupError(
+            f"the base backup {base.folder} holds tablespaces ({', '.join(others)}): knowngood "
+            "restores a store whose files are all in the data directory (a tablespace's copy "
+            "would write into the live server's tablespace folder)",
+            hint="move the store's tables to the data directory (as a superuser: ALTER TABLE "
+            "... SET TABLESPACE pg_default, or ALTER DATABASE ... SET TABLESPACE pg_default) and "
+            "run `knowngood backup`, or restore this base backup by hand with PostgreSQL's "
+            "tools (its tar files and tablespace_map); nothing was kept",
+        )
 
 
 def _as_the_original(data_dir: Path, original: bytes | None) -> None:

@@ -226,7 +226,7 @@ def test_a_role_made_as_the_readme_says_backs_up_lists_restores_and_drills(
         "--data-dir", str(new),
     )  # fmt: skip
     assert code == 0, err
-    assert "knowngood backup" in out["swap"]
+    assert "knowngood backup" in out["swap"] and "archive_mode = off" in out["swap"]
     auto = (new / "postgresql.auto.conf").read_text()
     for added in ("restore_command", "recovery_target", "'off'", "knowngood restore"):
         assert added not in auto, auto

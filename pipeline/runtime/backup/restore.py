@@ -130,10 +130,11 @@ def _swap(r: PgRestored) -> str:
     """How to swap the restored directory in, as the printed instructions say it."""
     steps = (
         "stop the server, move its data directory aside, move "
-        f"{r.data_dir} in its place (same owner, mode 0700), start the server (it "
-        "archives its WAL as before, the new timeline's history file first), then run `knowngood backup`: the restored "
-        "server is on a new timeline, and a base backup from it starts the restorable "
-        "points anew"
+        f"{r.data_dir} in its place (same owner, mode 0700), start the server (it archives "
+        "its WAL as before, the new timeline's history file first), then run `knowngood "
+        "backup`: the restored server is on a new timeline, and a base backup from it starts "
+        "the restorable points anew. To look into the copy instead, start it with "
+        "archive_mode = off: it would archive its new timeline into the live server's archive"
     )
     if not r.config_outside:
         return steps

@@ -162,12 +162,13 @@ def _no_tablespaces(base: PgBase, names: list[str]) -> None:
     if others:
         raise BackupError(
             f"the base backup {base.folder} holds tablespaces ({', '.join(others)}): knowngood "
-            "restores a store whose files are all in the data directory (a tablespace's copy "
+            "restores a cluster whose files are all in its data directory (a tablespace's copy "
             "would write into the live server's tablespace folder)",
-            hint="move the store's tables to the data directory (as a superuser: ALTER TABLE "
-            "... SET TABLESPACE pg_default, or ALTER DATABASE ... SET TABLESPACE pg_default) and "
-            "run `knowngood backup`, or restore this base backup by hand with PostgreSQL's "
-            "tools (its tar files and tablespace_map); nothing was kept",
+            hint="move what they hold into the data directory (as a superuser: ALTER TABLE ... "
+            "SET TABLESPACE pg_default, ALTER DATABASE ... SET TABLESPACE pg_default, whichever "
+            "database uses them), DROP TABLESPACE, run `knowngood backup`; or restore this base "
+            "backup by hand with PostgreSQL's tools (its tar files and tablespace_map); nothing "
+            "was kept",
         )
 
 

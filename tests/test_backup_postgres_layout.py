@@ -103,6 +103,8 @@ def test_a_restore_works_where_the_configuration_lives_outside_the_data_director
     assert code == 0, err
     assert (again / "pg_wal" / "00000003.history").exists()
     assert any("00000003.history" in c for c in out["checks"]), out["checks"]
+    code, out, err = cli(root, capsys, "backup", "--state-store", url)
+    assert code == 0 and out["notes"] == [], (err, out)
 
 
 def test_the_scratch_server_logs_to_its_own_log_and_leaves_the_live_servers_pid_file(
@@ -211,7 +213,9 @@ def test_a_base_backup_with_a_tablespace_is_refused_and_the_live_tablespace_unto
                 "CREATE TABLE turns (id serial PRIMARY KEY, text text) TABLESPACE elsewhere"
             )
             conn.execute("INSERT INTO turns (text) VALUES ('a')")
-        assert cli(root, capsys, "backup", "--state-store", cluster.url)[0] == 0
+        code, out, err = cli(root, capsys, "backup", "--state-store", cluster.url)
+        assert code == 0, err
+        assert any("the cluster has tablespaces" in n for n in out["notes"]), out["notes"]
         with psycopg.connect(cluster.url, autocommit=True) as conn:
             conn.execute("INSERT INTO turns (text) VALUES ('b')")
             conn.execute("CHECKPOINT")
@@ -227,6 +231,57 @@ def test_a_base_backup_with_a_tablespace_is_refused_and_the_live_tablespace_unto
         assert "tablespace" in err and "SET TABLESPACE pg_default" in err, err
         assert not new.exists()
         assert {p: p.read_bytes() for p in tablespace.rglob("*") if p.is_file()} == files
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_backup_of_a_server_whose_timeline_history_is_not_archived_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server restored before the restore marked its history file (or by hand): its
+    backups say so, and doing what they say gets the file archived."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pghistory-"))
+    base.chmod(0o755)
+    cluster, target = archiving_cluster(base)
+    cluster.start()
+    try:
+        root = backup_repo(
+            tmp_path / "repo",
+            f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n",
+        )
+        code, out, err = cli(root, capsys, "backup", "--state-store", cluster.url)
+        assert code == 0 and out["notes"] == [], (err, out)
+        archived(cluster.url)
+        new = base / "new"
+        code, _, err = cli(
+            root, capsys, "restore", "--state-store", cluster.url, "--timestamp", "latest",
+            "--data-dir", str(new),
+        )  # fmt: skip
+        assert code == 0, err
+        (new / "pg_wal" / "archive_status" / "00000002.history.ready").unlink()  # as before
+        cluster.stop()
+        cluster.datadir.rename(base / "pg" / "data.before-restore")
+        new.rename(cluster.datadir)
+        cluster.start()
+        archived(cluster.url)
+        code, out, err = cli(root, capsys, "backup", "--state-store", cluster.url)
+        assert code == 0, err
+        (note,) = out["notes"]
+        assert "timeline 2" in note and "archive holds no 00000002.history" in note, note
+        touch = re.search(r"touch <data directory>/(\S+)", note)
+        assert touch, note
+        ready = cluster.datadir / touch.group(1)
+        ready.write_bytes(b"")
+        cluster.chown(ready)
+        with psycopg.connect(cluster.url, autocommit=True) as conn:  # a WAL switch wakes the
+            conn.execute("CREATE TABLE later (id int)")  # archiver (else: within a minute)
+        archived(cluster.url)
+        assert (target / "postgresql" / "wal" / "00000002.history").exists()
+        code, out, err = cli(root, capsys, "backup", "--state-store", cluster.url)
+        assert code == 0 and out["notes"] == [], (err, out)
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -148,11 +148,13 @@ def backup(root: Path, state_store: str | None = None, *, snapshot: bool = True)
     nothing is journaled (a journal would only grow): a snapshot alone, restorable at its time."""
     w = where(root, state_store)
     if w.url:
-        from pipeline.runtime.backup.pgrestore import pg_retain
+        from pipeline.runtime.backup.pgrestore import pg_backup_notes, pg_retain
         from pipeline.runtime.backup.postgres import public_url
 
         pg = w.postgres
-        outcome = BackupOutcome(public_url(w.url), w.setting, postgres=pg.base_backup())
+        manifest = pg.base_backup()
+        outcome = BackupOutcome(public_url(w.url), w.setting, postgres=manifest)
+        outcome.notes = pg_backup_notes(pg, manifest)
         outcome.deleted = pg_retain(pg, w.settings, time.time())
         return outcome
     engine = SqliteBackup(w.path, w.target)

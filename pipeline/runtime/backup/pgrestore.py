@@ -33,7 +33,7 @@ from pipeline.runtime.backup.settings import BackupSettings
 from pipeline.runtime.backup.sqlitebackup import BackupError
 from pipeline.runtime.backup.targets import CommandStore, DirectoryStore
 
-__all__ = ["pg_restore", "pg_retain"]
+__all__ = ["pg_backup_notes", "pg_restore", "pg_retain"]
 
 AUTO_CONF = "postgresql.auto.conf"
 _HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
@@ -153,13 +153,16 @@ def _history_to_archive(data_dir: Path) -> str | None:
     return newest
 
 
+def _tablespaces(names: list[str]) -> list[str]:
+    """The tar files of a base backup's tablespaces (pg_basebackup writes ``<oid>.tar.gz``)."""
+    return sorted(n for n in names if n not in {"base.tar.gz", "pg_wal.tar.gz"})
+
+
 def _no_tablespaces(base: PgBase, names: list[str]) -> None:
-    """A tablespace lives outside the data directory (pg_basebackup writes it as
-    ``<oid>.tar.gz``): the copy's pg_tblspc link would name the live server's folder, and the
-    scratch server would replay the WAL into the live server's files. Refused before anything
-    is unpacked."""
-    others = sorted(n for n in names if n not in {"base.tar.gz", "pg_wal.tar.gz"})
-    if others:
+    """A tablespace lives outside the data directory: the copy's pg_tblspc link would name the
+    live server's folder, and the scratch server would replay the WAL into the live server's
+    files. Refused before anything is unpacked."""
+    if others := _tablespaces(names):
         raise BackupError(
             f"the base backup {base.folder} holds tablespaces ({', '.join(others)}): knowngood "
             "restores a cluster whose files are all in its data directory (a tablespace's copy "
@@ -170,6 +173,31 @@ def _no_tablespaces(base: PgBase, names: list[str]) -> None:
             "backup by hand with PostgreSQL's tools (its tar files and tablespace_map); nothing "
             "was kept",
         )
+
+
+def pg_backup_notes(pg: Postgres, manifest: dict[str, Any]) -> list[str]:
+    """What would stop a restore of the server just backed up, said when it is backed up
+    rather than found at the restore: its tablespaces, and a timeline whose history file the
+    archive lacks (a server restored before knowngood marked it for archiving, or by hand)."""
+    notes = []
+    if others := _tablespaces([f["name"] for f in manifest["files"]]):
+        notes.append(
+            f"the cluster has tablespaces ({', '.join(others)}): `knowngood restore` refuses "
+            "its base backups (a copy would write into the live server's tablespace folders); "
+            "move what they hold into pg_default (ALTER TABLE/DATABASE ... SET TABLESPACE "
+            "pg_default)"
+        )
+    timeline = int(manifest["start_wal"][:8], 16)
+    history = f"{timeline:08X}.history"
+    if timeline > 1 and WAL + history not in pg.target.list(WAL.rstrip("/")):
+        notes.append(
+            f"the server is on timeline {timeline} but the archive holds no {history}: a later "
+            f"restore could promote onto timeline {timeline} again, its WAL clashing with this "
+            "server's; unless it appears within a minute (a server just started archives it "
+            "first), on the database server, as its user: touch <data directory>/pg_wal/"
+            f"archive_status/{history}.ready (the server archives it within a minute)"
+        )
+    return notes
 
 
 def _as_the_original(data_dir: Path, original: bytes | None) -> None:

@@ -18,6 +18,7 @@ import pytest
 from backuputil import backup_repo, cli, iso, pause
 from pgbackuputil import archived, archiving_cluster, readme_role
 from pgutil import PostgresCluster, find_bindir
+from runtimeutil import wait_for
 
 
 @pytest.fixture
@@ -282,6 +283,39 @@ def test_a_backup_of_a_server_whose_timeline_history_is_not_archived_says_what_t
         assert (target / "postgresql" / "wal" / "00000002.history").exists()
         code, out, err = cli(root, capsys, "backup", "--state-store", cluster.url)
         assert code == 0 and out["notes"] == [], (err, out)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_serve_schedule_logs_what_would_stop_a_restore(tmp_path: Path) -> None:
+    from pipeline.runtime.backup.runner import start_backups
+
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb); .ci/run installs postgresql")
+    base = Path(tempfile.mkdtemp(prefix="knowngood-pgschedule-"))
+    base.chmod(0o755)
+    cluster, target = archiving_cluster(base)
+    tablespace = base / "tablespace"
+    tablespace.mkdir()
+    cluster.chown(tablespace)
+    cluster.start()
+    try:
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLESPACE elsewhere LOCATION '{tablespace}'")
+        root = backup_repo(
+            tmp_path / "repo",
+            f"runtime:\n  backup:\n    target: {{type: directory, path: {target}}}\n"
+            "    ship_every_s: 0.5\n",
+        )
+        lines: list[str] = []
+        started = start_backups(root, cluster.url, lines.append)
+        assert started is not None
+        runner, _collector = started
+        try:
+            assert wait_for(lambda: any("has tablespaces" in x for x in list(lines)), 60), lines
+        finally:
+            runner.stop()
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.errors import KnowngoodError
 from pipeline.runtime.backup.core import describe_target, read_catalog, retain
-from pipeline.runtime.backup.pgrestore import pg_retain
+from pipeline.runtime.backup.pgrestore import pg_backup_notes, pg_retain
 from pipeline.runtime.backup.postgres import Postgres
 from pipeline.runtime.backup.settings import BackupSettings
 from pipeline.runtime.backup.sqlitebackup import SqliteBackup
@@ -207,6 +207,8 @@ class PgBackupRunner(BackupRunner):
             manifest = pg.base_backup()
             self.last_snapshot = time.time()
             self.log(f"backup: base backup {manifest['taken_at']}")
+            for note in pg_backup_notes(pg, manifest):
+                self.log(f"backup: {note}")
             deleted = pg_retain(pg, s, time.time())
             if deleted:
                 self.log(f"backup: retention deleted {plural(len(deleted), 'object')}")

@@ -310,7 +310,10 @@ def test_a_role_without_replication_is_told_what_to_grant(
 
 
 def test_a_data_dir_the_servers_user_cannot_reach_is_refused_before_anything_is_written(
-    world: tuple[Path, PostgresCluster, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: tuple[Path, PostgresCluster, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("only as root does the restore run the server as another user (postgres)")
@@ -328,3 +331,14 @@ def test_a_data_dir_the_servers_user_cannot_reach_is_refused_before_anything_is_
     assert blocker and private.is_relative_to(blocker.group(1)), err
     assert f"chmod o+x {blocker.group(1)}" in err and "nothing was written" in err
     assert not (private / "restored").exists()
+    # a relative --data-dir is named as the absolute path it is, from where it was given
+    monkeypatch.chdir(private)
+    code, _, err = cli(
+        root, capsys, "restore", "--state-store", cluster.url, "--timestamp", "latest",
+        "--data-dir", "new",
+    )  # fmt: skip
+    assert code == 2, err
+    assert f"--data-dir {private / 'new'}:" in err, err
+    blocker = re.search(r"postgres, cannot reach (\S+) ", err)
+    assert blocker and private.is_relative_to(blocker.group(1)), err
+    assert not (private / "new").exists()

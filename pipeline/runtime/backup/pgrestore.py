@@ -53,6 +53,7 @@ def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> 
     Left stopped and as the original server was (its postgresql.auto.conf, archiving on): ready
     to be swapped in. On any failure ``data_dir`` is removed (emptied, if it was there before)."""
     started = time.perf_counter()
+    data_dir = data_dir.absolute()  # named so in the steps; the server may start elsewhere
     bases = [b for b in pg.bases() if at is None or b.taken_at <= at]
     if not bases:
         shown = ", ".join(iso(b.taken_at) for b in pg.bases()) or "none"

@@ -4,14 +4,18 @@ private socket, left stopped in a new data directory (see :mod:`.postgres`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import tarfile
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,7 +73,8 @@ def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> 
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
-        result = _build(pg, bases[-1], at, data_dir)
+        with _terminate_as_interrupt():
+            result = _build(pg, bases[-1], at, data_dir)
     except BaseException as e:
         _discard(data_dir, existed)
         if isinstance(e, (OSError, tarfile.TarError)):
@@ -79,6 +84,25 @@ def pg_restore(pg: Postgres, at: float | None, data_dir: Path, setting: str) -> 
         raise
     result.seconds = time.perf_counter() - started
     return result
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, a CI job's timeout) ends a restore as Ctrl-C does: its
+    scratch server stopped and the half-built directory removed, not left running and behind.
+    Only the main thread may set a handler; elsewhere the process's own stands."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _build(pg: Postgres, base: PgBase, at: float | None, data_dir: Path) -> PgRestored:

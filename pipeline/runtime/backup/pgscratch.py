@@ -82,8 +82,8 @@ class ScratchServer:
 
     def write_configuration(self) -> None:
         (self.folder / "pg_hba.conf").write_text(
-            "# knowngood restore: the scratch server's socket is in a folder only its user reaches\n"
-            "local all all trust\n"
+            "# knowngood restore: the scratch server's socket is in a folder only its user\n"
+            "# (and root) reaches\nlocal all all trust\n"
         )
         (self.folder / "pg_ident.conf").write_text("")
         if self.own_conf:

@@ -15,9 +15,9 @@ A restore unpacks the newest base backup finished at or before T into a new data
 asks the server to replay the archive up to T (``recovery.signal``, ``restore_command``,
 ``recovery_target_time``, then promote), starts it on a private socket with archiving off
 (:mod:`.pgscratch`), and verifies it: every table readable to its end, and the newest canary
-committed before T is the newest the copy holds. The verified directory is left stopped where ``--data-dir``
-says; swapping it for the live one (stop the server, rename, start) is the operator's step,
-printed by the command, since knowngood does not run the database server.
+committed before T is the newest the copy holds. The verified directory is left stopped where
+``--data-dir`` says; swapping it for the live one (stop the server, rename, start) is the
+operator's step, printed by the command, since knowngood does not run the database server.
 
 The store's URL may hold a password: it is passed to the tools in ``PGPASSWORD``, never on a
 command line, and never written to a manifest, a log line or a record.

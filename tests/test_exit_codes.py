@@ -77,6 +77,7 @@ def test_ctrl_c_exits_130_without_a_traceback(
     assert main(["boom", "--interrupt"]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.strip() == "knowngood: interrupted"  # click's own "Aborted." is not ours
     assert not logs.exists()
 
 

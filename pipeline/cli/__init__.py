@@ -230,8 +230,8 @@ def _run(argv: Sequence[str] | None) -> int:
         )
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # click's word for Ctrl-C (or SIGTERM, where it is one)
+        click.echo("knowngood: interrupted", err=True)
         return EXIT_INTERRUPTED
     except click.ClickException as e:
         e.show()

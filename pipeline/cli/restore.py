@@ -43,8 +43,9 @@ def command(
 
     A PostgreSQL state store is restored with PostgreSQL's own recovery: the newest base
     backup finished before T, the archived WAL replayed up to T (recovery_target_time), in a
-    new data directory (--data-dir) started on a private port, verified (every row read, the
-    canary), then stopped; the command prints how to swap it for the server's directory.
+    new data directory (--data-dir) started with no TCP port (a Unix socket in a private
+    folder), verified (every row read, the canary), then stopped; the command prints how to
+    swap it for the server's directory.
 
     Exit 0 restored; 1 the copy failed verification (nothing swapped); 2 T is not a time or
     no backup covers it (the ranges that can be restored are named); 3 the store or the

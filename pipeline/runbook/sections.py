@@ -204,7 +204,7 @@ def _pg_restore_steps(at: str) -> list[str]:
     knowngood does not run the database server."""
     return [
         "On the database server's machine (as root or the server's user), restore it into a "
-        "new data directory; it is verified on a private port, left stopped, and starts as the "
+        "new data directory; it is verified by a server no client can reach, left stopped, and starts as the "
         "original server did (archiving its WAL):"
         + _cmd(f"knowngood restore --timestamp {at} --data-dir <new data directory>"),
         "Swap it in: stop the PostgreSQL server (systemctl, pg_ctlcluster or pg_ctl, as it "

@@ -248,11 +248,17 @@ class RecordStore:
 
     def get_results(self, commit: str) -> dict[str, Any] | None:
         """The eval results stored for ``commit``, or None."""
-        data = self.data.read(f"{RESULTS_DIR}/{self._full_sha(commit)}.json")
+        path = f"{RESULTS_DIR}/{self._full_sha(commit)}.json"
+        data = self.data.read(path)
         if data is None:
             return None
-        record = cast("ResultsRecord", json.loads(data))
-        return record["results"]
+        try:  # anyone who can push the branch wrote it: a ValueError, never a crash
+            record = json.loads(data)
+        except RecursionError as e:
+            raise ValueError(f"{path} on {self.branch} nests too deep") from e
+        if not isinstance(record, dict) or not isinstance(record.get("results"), dict):
+            raise ValueError(f"{path} on {self.branch} is not a results record")
+        return cast("ResultsRecord", record)["results"]
 
     def _full_sha(self, commit: str) -> str:
         return commit if _SHA.match(commit) else self.git.rev_parse(commit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Literal
 
 RESULTS_VERSION = 1
@@ -311,10 +312,12 @@ def check_shards(runs: Mapping[str, EvalRun]) -> None:
         for k, names in sorted(given.items()):
             if len(names) > 1:
                 raise UsageError(f"shard {k}/{n} is given twice: {' and '.join(names)}")
-        missing = [f"{k}/{n}" for k in range(1, n + 1) if k not in given]
-        if missing:
+        if n > len(given):  # N comes from a file: name the first few missing, never count to N
+            missing = list(islice((f"{k}/{n}" for k in range(1, n + 1) if k not in given), 5))
+            more = n - len(given) - len(missing)
+            listed = ", ".join(missing) + (f" and {more:,} more" if more else "")
             raise UsageError(
-                f"shard {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
+                f"shard {listed} {'is' if n - len(given) == 1 else 'are'} missing: "
                 f"got {', '.join(f'{k}/{n} ({given[k][0]})' for k in sorted(given))}"
             )
     owner: dict[tuple[str, str, str, str], str] = {}

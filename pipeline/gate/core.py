@@ -190,6 +190,7 @@ class _Gate:
 
     def _from_record(self, branch: str) -> bool:
         """Use the results recorded for BASE's commit, when they cover the affected agents."""
+        from pipeline.evals.resultsfile import results_from_data
         from pipeline.records import RecordStore
 
         result, short = self.result, self.result.base.commit[:10]
@@ -201,7 +202,7 @@ class _Gate:
             fetch_error = e.message
         try:
             data = store.get_results(result.base.commit)
-            run = EvalRun.from_json(data) if data is not None else None
+            run = results_from_data(data, f"the record of {short}") if data is not None else None
         except (KnowngoodError, ValueError, KeyError, TypeError) as e:
             result.notices.append(f"the record of {short} is unreadable ({e}); evaluating base")
             return False

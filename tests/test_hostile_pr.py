@@ -1,0 +1,189 @@
+"""A hostile pull request, round 2: what its author controls (every file of its tree, the shards
+its CI jobs write, the strings its suites and models produce) cannot forge the verdict, crash a
+command or hang it. Real git, real loopback providers, real results files."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evalutil import KEYS, make_repo, responder
+from fakeproviders import FakeProvider
+from gateutil import Project, gate
+from gateutil import responder as gate_responder
+from gitutil import git
+
+from pipeline.cli import main
+
+# -- results merge: shards a hostile job could write ------------------------------------------
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider(responder=responder) as srv:
+        yield srv
+
+
+@pytest.fixture
+def shards(tmp_path: Path, server: FakeProvider, keys: None) -> list[Path]:
+    """Two real shards of one real run."""
+    root = make_repo(tmp_path / "repo", server)
+    out = []
+    for k in (1, 2):
+        path = tmp_path / f"shard-{k}.json"
+        assert main(["eval", "--repo", str(root), "--shard", f"{k}/2", "--output", str(path)]) == 0
+        out.append(path)
+    return out
+
+
+def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _set_status(data: dict[str, Any]) -> None:
+    next(iter(data["providers"].values()))["status"] = "fine"
+
+
+def _set_pass_rate(data: dict[str, Any]) -> None:
+    data["cases"][0]["pass_rate"] = "0"
+
+
+def _drop_repeat(data: dict[str, Any]) -> None:
+    del data["cases"][0]["runs"][0]["repeat"]
+
+
+def _cases_not_a_list(data: dict[str, Any]) -> None:
+    data["cases"] = {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (_set_status, "$.providers."),
+        (_set_pass_rate, "$.cases[0].pass_rate"),
+        (_drop_repeat, "$.cases[0].runs[0]"),
+        (_cases_not_a_list, "$.cases"),
+    ],
+)
+def test_a_malformed_shard_is_a_usage_error_naming_file_line_and_path(
+    shards: list[Path],
+    change: Callable[[dict[str, Any]], None],
+    where: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _edit(shards[1], change)
+    capsys.readouterr()
+    assert main(["results", "merge", *map(str, shards)]) == 2  # was 3: KeyError, TypeError
+    err = capsys.readouterr().err
+    assert f"{shards[1]}:" in err and where in err, err
+    assert "internal error" not in err
+
+
+def test_a_shard_nested_too_deep_is_refused_on_its_line(
+    shards: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(shards[1].read_text())
+    shards[1].write_text(
+        json.dumps(data, indent=1)[:-2] + ',\n "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    )
+    capsys.readouterr()
+    assert main(["results", "merge", *map(str, shards)]) == 2  # was 3: RecursionError
+    err = capsys.readouterr().err
+    line = len(json.dumps(data, indent=1).splitlines())
+    assert f"{shards[1]}:{line}:" in err and "deeper than 100 levels" in err, err
+
+
+def test_a_shard_claiming_a_huge_split_is_refused_at_once(
+    shards: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = 10**15
+    for k, path in enumerate(shards, 1):
+        _edit(path, lambda d, k=k: d.update(shard=f"{k}/{n}"))
+    capsys.readouterr()
+    started = time.monotonic()
+    assert main(["results", "merge", *map(str, shards)]) == 2  # was a hang: counted to N
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert f"shard 3/{n}, 4/{n}, 5/{n}, 6/{n}, 7/{n} and {n - 7:,} more are missing" in err, err
+
+
+def test_a_file_that_is_not_json_names_its_line(
+    shards: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    shards[0].write_text('{\n  "kind": "eval-results",\n  oops\n}\n')
+    capsys.readouterr()
+    assert main(["results", "merge", *map(str, shards)]) == 2
+    assert f"{shards[0]}:3:" in capsys.readouterr().err
+
+
+# -- the gate ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model() -> Iterator[FakeProvider]:
+    with FakeProvider(responder=gate_responder) as srv:
+        yield srv
+
+
+@pytest.fixture
+def gate_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def rows(data: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    return {
+        f"{c['agent']}/{c['suite']}/{c['case']}@{c['provider']}": (
+            c["base"],
+            c["head"],
+            c["comparison"],
+        )
+        for c in data["cases"]
+    }
+
+
+def _record_base(p: Project, tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Main's results for BASE, altered by ``change``, on the real records branch."""
+    from pipeline.git import Git
+    from pipeline.records import RecordStore
+
+    git(p.top, "checkout", "-q", "main")
+    out = tmp_path / "base.json"
+    assert (
+        main(["eval", "--repo", str(p.root), "--kind", "pull_request", "--output", str(out)]) == 0
+    )
+    data = json.loads(out.read_text())
+    change(data)
+    store = RecordStore(Git(p.top), "knowngood/records")
+    store.put_results(p.base, data)
+    store.push()
+    git(p.top, "checkout", "-q", "feature")
+
+
+def test_a_malformed_base_record_is_not_believed_and_base_is_evaluated(
+    tmp_path: Path, model: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record whose pass rate is a string crashed the comparison (exit 3)."""
+    p = Project(tmp_path, model)
+    _record_base(p, tmp_path, lambda d: [c.update(pass_rate="0") for c in d["cases"]])
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit("rename the company")
+    code, data, _, err = gate(p, capsys)
+    assert code == 1, err
+    assert data["base"]["source"] == "evaluated"
+    assert any("is not a valid results file" in n for n in data["notices"]), data["notices"]
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")

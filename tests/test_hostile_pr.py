@@ -187,3 +187,21 @@ def test_a_malformed_base_record_is_not_believed_and_base_is_evaluated(
     assert data["base"]["source"] == "evaluated"
     assert any("is not a valid results file" in n for n in data["notices"]), data["notices"]
     assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+
+
+def test_the_pr_cannot_lift_the_budget_its_gate_may_spend(
+    tmp_path: Path, model: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Main caps what a run may spend at $0 (only free models); the PR removes the cap."""
+    p = Project(tmp_path, model, config="  budget_usd: 0\n")
+    p.edit("knowngood.yaml", "  budget_usd: 0\n", "")
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.commit("rename the company, and spend what it takes")
+    code, data, _, err = gate(p, capsys)
+    assert model.requests == []  # was: every case of HEAD and BASE sent to the paid model
+    assert code != 0, err
+    assert "budget of $0" in " ".join(data["incomplete"]), data["incomplete"]
+    assert any(
+        "eval.budget_usd is unset (no limit) in this change and $0 on base" in n
+        for n in data["notices"]
+    ), data["notices"]

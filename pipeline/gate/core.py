@@ -114,8 +114,14 @@ class _Gate:
         repo = report.repo
         self._affected()
         budget = self.options.budget_usd
-        if budget is None:
-            budget = repo.settings.eval.budget_usd
+        if budget is None:  # BASE's cap: a change must not lift what its own check may spend
+            mine = repo.settings.eval.budget_usd
+            budget = self.policy.budget_usd if self.policy.configured else mine
+            if mine != budget:
+                result.notices.append(
+                    f"eval.budget_usd is {_usd(mine)} in this change and {_usd(budget)} on base: "
+                    "the gate spends at most base's (the change's applies once it is merged)"
+                )
         self.cache_dir = self.root / repo.settings.eval.cache_dir
         head_run = self._evaluate_head(repo, budget)
         if head_run.cases:
@@ -253,6 +259,10 @@ class _Gate:
         if not targets:
             return EvalRun(commit=commit)
         return run_targets(repo, targets, request, progress=self.options.progress, commit=commit)
+
+
+def _usd(amount: float | None) -> str:
+    return "unset (no limit)" if amount is None else f"${amount:g}"
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """What the gate takes from BASE, never from the pull request: its policy, and what it is told.
 
 The pull request controls every file of HEAD, so no setting of HEAD may loosen its own check:
-``gate.allow_unverified`` and the records branch (whose results stand in for BASE) are read from
-BASE's knowngood.yaml; a change to them takes effect once it is merged. The opt-out from
+``gate.allow_unverified``, the records branch (whose results stand in for BASE) and
+``eval.budget_usd`` (what the gate may spend) are read from BASE's knowngood.yaml; a change to
+them takes effect once it is merged. The opt-out from
 automatic revert, on the other hand, is the change's own statement: it is shown, so reviewers see
 it before they merge.
 """
@@ -24,15 +25,20 @@ DEFAULT_RECORDS_BRANCH = "knowngood/records"
 class BasePolicy:
     records_branch: str = DEFAULT_RECORDS_BRANCH
     allow_unverified: bool = False
+    budget_usd: float | None = None  # BASE's eval.budget_usd (None: it sets none)
+    configured: bool = False  # BASE has a valid knowngood.yaml (else HEAD's budget applies)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> BasePolicy:
-        records, gate = data.get("records"), data.get("gate")
+        records, gate, evals = data.get("records"), data.get("gate"), data.get("eval")
         branch = records.get("branch") if isinstance(records, Mapping) else None
         allow = gate.get("allow_unverified") if isinstance(gate, Mapping) else None
+        budget = evals.get("budget_usd") if isinstance(evals, Mapping) else None
         return cls(
             records_branch=branch if isinstance(branch, str) and branch else DEFAULT_RECORDS_BRANCH,
             allow_unverified=allow is True,
+            budget_usd=float(budget) if isinstance(budget, int | float) else None,
+            configured=True,
         )
 
 

@@ -205,3 +205,34 @@ def test_the_pr_cannot_lift_the_budget_its_gate_may_spend(
         "eval.budget_usd is unset (no limit) in this change and $0 on base" in n
         for n in data["notices"]
     ), data["notices"]
+
+
+@pytest.mark.parametrize(
+    ("rel", "old", "new"),
+    [
+        ("knowngood.yaml", "eval:\n", "eval:\n  pass_rate: 0\n"),
+        ("evals/shop/pr.yaml", "vars: {customer: Ann}\n", "vars: {customer: Ann}\npass_rate: 0\n"),
+        ("evals/shop/pr.yaml", "  - id: hello\n", "  - id: hello\n    pass_rate: 0\n"),
+    ],
+)
+def test_the_pr_cannot_lower_the_pass_rate_its_cases_are_judged_by(
+    tmp_path: Path,
+    model: FakeProvider,
+    gate_env: None,
+    capsys: pytest.CaptureFixture[str],
+    rel: str,
+    old: str,
+    new: str,
+) -> None:
+    """A pass rate of 0 makes a case pass with no passing repeat: the regression hid."""
+    p = Project(tmp_path, model)
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.edit(rel, old, new)
+    p.commit("rename the company, and lower the bar")
+    code, data, _, err = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 1, err  # was 0: ✅
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    assert (
+        "judged by base's pass rate 1 (this change lowers it to 0"
+        in (tmp_path / "gate.md").read_text()
+    )

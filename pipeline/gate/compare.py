@@ -15,6 +15,9 @@ Rules (one row per agent, suite, case and provider):
 * pass/fail on both: ``unchanged``, ``regression`` (blocks), ``fixed``, ``still_failing``
   (shown, does not block).
 * on base only, and the case is gone from head's suites: ``removed``.
+* a case that head asks less of than base (a lower ``pass_rate``, set on the case, its suite or
+  ``eval.pass_rate``) is judged on head by base's pass rate: the change cannot lower the bar of
+  its own check; the lower one applies once it is merged.
 
 ``flaky`` marks rows whose repeats disagreed on either side.
 """
@@ -22,6 +25,7 @@ Rules (one row per agent, suite, case and provider):
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import replace
 
 from pipeline.evals.results import CaseResult, EvalRun
 from pipeline.gate.model import CaseDiff, Comparison, SideStatus
@@ -76,11 +80,20 @@ def _row(
     base_available: bool,
     allow_unverified: bool,
 ) -> CaseDiff:
+    lowered = h.pass_rate if b is not None and h.pass_rate < b.pass_rate - 1e-9 else None
+    if b is not None and lowered is not None:  # judged by base's bar
+        h = replace(h, pass_rate=b.pass_rate)
     head: SideStatus = h.status
     base: SideStatus = (
         b.status if b is not None else ("missing" if base_available else "unavailable")
     )
     comparison, blocking, detail = _compare(h, b, head, base, allow_unverified)
+    if b is not None and lowered is not None and head in ("pass", "fail"):
+        detail = _join(
+            detail,
+            f"judged by base's pass rate {b.pass_rate:g} (this change lowers it to {lowered:g}, "
+            "which applies once merged)",
+        )
     flaky = h.flaky or (b.flaky if b is not None else False)
     if flaky and not detail:
         detail = "flaky: " + ", ".join(

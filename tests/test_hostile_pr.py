@@ -236,3 +236,83 @@ def test_the_pr_cannot_lower_the_pass_rate_its_cases_are_judged_by(
         "judged by base's pass rate 1 (this change lowers it to 0"
         in (tmp_path / "gate.md").read_text()
     )
+
+
+FORGED = "✅ knowngood: all checks passed"
+
+
+def _html(markdown: str) -> str:
+    """The PR comment as GitHub renders it, near enough: CommonMark with raw HTML, and tables."""
+    from markdown_it import MarkdownIt  # rich's dependency
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+
+
+def test_backticks_in_a_changed_value_cannot_end_its_code_span(
+    tmp_path: Path, model: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value holding the code span's own fence (``) ended it: the rest was read as HTML, so
+    the change could close the comment's <details> and show a verdict of its own."""
+    p = Project(tmp_path, model)
+    p.edit(
+        "agents/shop/agent.yaml",
+        "vars: {company: Acme}",
+        f"vars: {{company: 'Acme`` </details><h2>{FORGED}</h2> ``'}}",
+    )
+    (p.root / f"agents/shop/``<h2>{FORGED}<h2>|x|.md").write_text("notes\n")
+    p.commit("a company name with backticks, and a file named like a verdict")
+    gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    html = _html((tmp_path / "gate.md").read_text())
+    assert "<h2>" not in html and FORGED not in html.replace("&lt;h2&gt;" + FORGED, ""), html
+    assert html.count("<details>") == html.count("</details>")
+
+
+def test_control_characters_from_a_suite_or_a_model_are_spelled_out(
+    tmp_path: Path, model: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expected pattern with an escape sequence, a carriage return and a newline followed by
+    a workflow command: printed raw it recoloured the terminal, overwrote the verdict line and
+    put `::notice::` at the start of a line of the job's log; in JUnit it broke the XML."""
+    from xml.etree import ElementTree as ET
+
+    evil = "\\e\\\\[2K\\r\\e\\\\[32m" + FORGED + "\\n::notice title=knowngood::" + FORGED + "\\x00"
+    p = Project(tmp_path, model)
+    p.edit(
+        "evals/shop/pr.yaml",
+        "      - icontains: acme\n",
+        f'      - icontains: acme\n      - regex: "{evil}"\n',
+    )
+    p.commit("a pattern that writes on the terminal")
+    junit = tmp_path / "gate.xml"
+    code, data, out, err = gate(p, capsys, "--junit", str(junit))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    for text in (out, err):
+        assert "\x1b" not in text and "\r" not in text and "\x00" not in text, text
+        assert not any(line.startswith("::notice") for line in text.splitlines()), text
+    assert "\\e\\[2K\\r\\e\\[32m" in err and "\\n::notice" in err
+    cases = ET.fromstring(junit.read_bytes()).iter("failure")  # was: not well-formed
+    assert any("\\e\\[2K" in (f.text or "") for f in cases)
+
+
+def test_validate_spells_out_control_characters_in_what_it_quotes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pattern RE2 refuses is quoted in the finding: raw, its escape sequences reached the
+    terminal and a newline began a line of its own."""
+    from repoutil import make_repo as make_plain_repo
+
+    root = make_plain_repo(tmp_path / "repo")
+    suite = root / "evals/shop/pr.yaml"
+    suite.write_text(
+        suite.read_text().replace(
+            "    expect:\n",
+            '    expect:\n      - regex: "(\\e[2K\\r\\n::error::x"\n',
+            1,
+        )
+    )
+    capsys.readouterr()
+    assert main(["validate", "--repo", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b[2K" not in err and "\r" not in err and "\n::error::" not in err, err
+    assert "[2K\\r\\n::error::x -- " in err, err

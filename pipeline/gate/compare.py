@@ -29,6 +29,7 @@ from dataclasses import replace
 
 from pipeline.evals.results import CaseResult, EvalRun
 from pipeline.gate.model import CaseDiff, Comparison, SideStatus
+from pipeline.words import printable
 
 DETAIL_ACTUAL = 160  # characters of the actual answer shown in "what differs"
 
@@ -94,6 +95,7 @@ def _row(
             f"judged by base's pass rate {b.pass_rate:g} (this change lowers it to {lowered:g}, "
             "which applies once merged)",
         )
+    detail = printable(detail)  # a model's answer or a PR's expected string: one safe line
     flaky = h.flaky or (b.flaky if b is not None else False)
     if flaky and not detail:
         detail = "flaky: " + ", ".join(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
-from pipeline.words import plural
+from pipeline.words import plural, printable
 
 if TYPE_CHECKING:
     from pipeline.eval_command import EvalOutcome
@@ -26,16 +26,16 @@ def case_label(c: CaseResult) -> str:
 
 
 def why(c: CaseResult) -> str:
-    """The first reason a case did not pass, in one line."""
+    """The first reason a case did not pass, in one line (control characters spelled out)."""
     if c.skipped_reason and not c.runs:
-        return c.skipped_reason
+        return printable(c.skipped_reason)
     if c.error:
-        return c.error
+        return printable(c.error)
     for run in c.runs:
         for a in run.assertions:
             if not a.passed:
                 msg = a.message or f"expected {a.expected}, got {a.actual}"
-                return f"{a.kind}: {msg}".replace("\n", " ")[:300]
+                return printable(f"{a.kind}: {msg}".replace("\n", " ")[:300])
     return ""
 
 
@@ -190,9 +190,10 @@ def junit_xml(run: EvalRun) -> bytes:
             if c.status == "fail":
                 ET.SubElement(tc, "failure", message=why(c)[:500]).text = _details(c)
             elif c.status == "error":
-                ET.SubElement(tc, "error", message=(c.error or "")[:500]).text = c.error or ""
+                error = printable(c.error or "")
+                ET.SubElement(tc, "error", message=error[:500]).text = error
             elif c.status == "skipped":
-                ET.SubElement(tc, "skipped", message=c.skipped_reason or "")
+                ET.SubElement(tc, "skipped", message=printable(c.skipped_reason or ""))
     return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True))
 
 
@@ -205,7 +206,7 @@ def _details(c: CaseResult) -> str:
             lines.append(f"  {mark} {a.kind}: expected {a.expected} | got {a.actual}")
             if a.message and not a.passed:
                 lines.append("       " + a.message.replace("\n", "\n       "))
-    return "\n".join(lines)
+    return printable("\n".join(lines), newlines=True)  # XML 1.0 has no control characters
 
 
 def json_text(data: object, *, pretty: bool) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
-from pipeline.words import plural
+from pipeline.words import plural, printable
 
 if TYPE_CHECKING:
     from pipeline.findings import Finding
@@ -34,10 +34,10 @@ def summary(report: ValidationReport) -> str:
 def _text_line(f: Finding) -> str:
     colour = "red" if f.severity == "error" else "yellow"
     label = click.style(f.severity, fg=colour, bold=True)
-    where = click.style(f.location(), bold=True)
-    path = f"{f.json_path}: " if f.json_path else ""
+    where = click.style(printable(f.location()), bold=True)  # a file name may hold anything
+    path = f"{printable(f.json_path)}: " if f.json_path else ""
     provider = f"[{f.provider}] " if f.provider and f.provider not in f.message else ""
-    line = f"{where}: {label}: {path}{provider}{f.message}"
+    line = f"{where}: {label}: {path}{provider}{printable(f.message)}"
     if f.hint:
         line += click.style(f" -- {f.hint}", dim=True)
     return line

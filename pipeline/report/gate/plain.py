@@ -10,7 +10,7 @@ import click
 
 from pipeline.gate.data import cost, headline, money
 from pipeline.report.gate.common import SHOWN, TEXT_COLOUR, revision, source
-from pipeline.words import plural
+from pipeline.words import plural, printable
 
 if TYPE_CHECKING:
     from pipeline.gate import CaseDiff, GateResult
@@ -25,14 +25,14 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
         + (f"{head_name} ({head_sha})" if head_name else head_sha)
     ]
     for f in result.findings:
-        lines.append(("  " if f.severity == "error" else "  warning: ") + f.render())
+        lines.append(("  " if f.severity == "error" else "  warning: ") + printable(f.render()))
     if not b.available and b.reason:
-        lines.append(click.style(f"base unavailable: {b.reason}", fg="yellow"))
+        lines.append(click.style(f"base unavailable: {printable(b.reason)}", fg="yellow"))
     for name, agent in result.agents.items():
         lines.append(
             click.style(name, bold=True) + f": {agent.status}, bump {agent.bump or 'none'}"
         )
-        lines += [f"  - {reason}" for reason in agent.reasons]
+        lines += [f"  - {printable(reason)}" for reason in agent.reasons]
         quiet: dict[str, int] = {}
         for r in agent.rows:
             if r.comparison in SHOWN or r.flaky or verbose:
@@ -57,9 +57,9 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
     if result.opt_out:
         lines.append(f"revert: this change opts out of automatic revert ({result.opt_out})")
     for notice in result.notices:
-        lines.append(click.style(f"notice: {notice}", fg="yellow"))
+        lines.append(click.style(f"notice: {printable(notice)}", fg="yellow"))
     for reason in result.incomplete:
-        lines.append(click.style(f"incomplete: {reason}", fg="red"))
+        lines.append(click.style(f"incomplete: {printable(reason)}", fg="red"))
     spent = cost(result)
     tail = (
         f" ({plural(len(result.rows), 'case')}, {plural(spent['calls'], 'call')}, "
@@ -91,7 +91,8 @@ def junit_xml(result: GateResult) -> bytes:
         )
         for f in errors:
             tc = ET.SubElement(suite, "testcase", classname="validate", name=f.location())
-            ET.SubElement(tc, "failure", message=f.message[:500]).text = f.render()
+            message = printable(f.message)
+            ET.SubElement(tc, "failure", message=message[:500]).text = printable(f.render())
         if not errors:
             ET.SubElement(suite, "testcase", classname="validate", name="repository")
     groups: dict[tuple[str, str], list[CaseDiff]] = {}

@@ -16,8 +16,11 @@ from fakeproviders import FakeProvider
 from gateutil import Project, gate
 from gateutil import responder as gate_responder
 from gitutil import git
+from readyutil import ReadyWorld, private_copy, ready_world
 
 from pipeline.cli import main
+from pipeline.readiness import ReadinessReport, ReadinessRequest
+from pipeline.readiness import run as readiness
 
 # -- results merge: shards a hostile job could write ------------------------------------------
 
@@ -316,3 +319,61 @@ def test_validate_spells_out_control_characters_in_what_it_quotes(
     err = capsys.readouterr().err
     assert "\x1b[2K" not in err and "\r" not in err and "\n::error::" not in err, err
     assert "[2K\\r\\n::error::x -- " in err, err
+
+
+# -- readiness: files a pull request commits are claims, not measurements -----------------------
+
+
+@pytest.fixture(scope="module")
+def ready_template(tmp_path_factory: pytest.TempPathFactory) -> ReadyWorld:
+    return ready_world(tmp_path_factory.mktemp("ready"))
+
+
+@pytest.fixture
+def ready(ready_template: ReadyWorld, tmp_path: Path) -> ReadyWorld:
+    return private_copy(ready_template, tmp_path, backups=False)  # no backup on this machine
+
+
+def _measure(world: ReadyWorld) -> ReadinessReport:
+    return readiness(world.root, ReadinessRequest(fetch=False, now=world.now))
+
+
+def _item(report: ReadinessReport, item_id: str) -> bool:
+    return next(i for i in report.items if i.id == item_id).passed
+
+
+def test_a_committed_backup_manifest_is_not_a_backup(ready: ReadyWorld) -> None:
+    """`git add -f` puts a fresh-looking manifest into the ignored backup folder: it made the
+    backups item pass on a machine with no backup at all."""
+    ready.backup(1)
+    git(ready.root, "add", "-f", "backups")
+    ready.commit("a backup, trust me")
+    report = _measure(ready)
+    assert not _item(report, "backups")  # was: passed
+    assert any("that git tracks were not read" in n for n in report.notices), report.notices
+
+
+def test_a_backup_dated_in_the_future_does_not_count(ready: ReadyWorld) -> None:
+    """A manifest dated next year kept the backups item passing for a year."""
+    ready.backup(-365 * 24 * 60)
+    report = _measure(ready)
+    assert not _item(report, "backups")  # was: passed, -525600 min old
+    assert any("in the future" in n for n in report.notices), report.notices
+
+
+def test_a_committed_bundle_cache_is_neither_read_nor_overwritten(ready: ReadyWorld) -> None:
+    """Kept verdicts decide whether a release's bundle builds: a committed file of them is the
+    committer's word, so it is measured again, and the committed file is left as it is."""
+    from pipeline import __version__
+
+    cache = ready.root / ".knowngood" / "readiness" / "bundles.json"
+    cache.parent.mkdir(parents=True)
+    tags = git(ready.root, "tag", "--list", "shop/*").split()
+    planted = {f"{git(ready.root, 'rev-list', '-n1', t).strip()}:shop": "planted" for t in tags}
+    text = json.dumps({"version": 1, "knowngood": __version__, "verdicts": planted})
+    cache.write_text(text)
+    git(ready.root, "add", "-f", str(cache))
+    ready.commit("kept verdicts")
+    report = _measure(ready)
+    assert _item(report, "releases")  # was: failed, "planted"
+    assert cache.read_text() == text

@@ -24,7 +24,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ PG_BASES = ("postgresql", "base")  # <target>/postgresql/base/<stamp>/manifest.j
 PG_WAL = ("postgresql", "wal")  # <target>/postgresql/wal/<segment>
 PG_CANARIES = ("postgresql", "canaries")
 _SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+CLOCK_SKEW_S = 300  # a backup host's clock may run this far ahead of ours
 
 
 def backup_directory(root: Path, settings: Mapping[str, Any]) -> Path | str:
@@ -54,14 +55,36 @@ def backup_directory(root: Path, settings: Mapping[str, Any]) -> Path | str:
     return folder if folder.is_absolute() else root / folder
 
 
-def newest_backup(directory: Path, notices: list[str] | None = None) -> datetime | None:
-    """The newest restorable time among the manifests in ``directory`` (UTC), or None."""
+def newest_backup(
+    directory: Path, notices: list[str] | None = None, *, now: datetime | None = None
+) -> datetime | None:
+    """The newest restorable time among the manifests in ``directory`` (UTC), or None.
+
+    A file git tracks is not a backup but a claim whoever wrote the commit made (a pull request
+    can commit manifests, with ``git add -f`` even into an ignored folder), and a time after
+    ``now`` (plus ``CLOCK_SKEW_S``) is no backup yet: both are left out, with a notice.
+    """
+    from pipeline.gittracked import tracked_files
+    from pipeline.words import plural
+
     found: list[tuple[float, str, Path]] = []
     base = len(directory.parts)
     segments: list[str] = []
     pg_bases: list[datetime] = []
+    tracked = set(tracked_files(directory).under)
+    if tracked and notices is not None:
+        notices.append(
+            f"{plural(len(tracked), 'file')} under {directory} that git tracks were not read: "
+            f"committed files are not backups (git rm -r --cached -- {directory}, and keep it "
+            "out of git)"
+        )
     for folder, dirs, files in os.walk(directory):
         where = Path(folder).parts[base:]
+        if tracked:
+            prefix = "/".join(where) + "/" if where else ""
+            files = [name for name in files if prefix + name not in tracked]
+            if "." in tracked:  # the directory itself is a tracked file or symlink
+                files = []
         if len(where) >= MAX_DEPTH:
             dirs.clear()
         if where == PG_WAL:
@@ -80,6 +103,16 @@ def newest_backup(directory: Path, notices: list[str] | None = None) -> datetime
                     found.append((path.stat().st_mtime, str(path), path))
     found.sort(reverse=True)
     times = [_manifest_time(path, notices) for _, _, path in found[:NEWEST_FILES]]
+    if now is not None:
+        latest = now + timedelta(seconds=CLOCK_SKEW_S)
+        future = [t for t in [*times, *pg_bases] if t is not None and t > latest]
+        if future and notices is not None:
+            notices.append(
+                f"{plural(len(future), 'backup time')} under {directory} in the future (up to "
+                f"{max(future).strftime('%Y-%m-%dT%H:%M:%SZ')}): not counted"
+            )
+        times = [t for t in times if t is None or t <= latest]
+        pg_bases = [t for t in pg_bases if t <= latest]
     newest = max((t for t in [*times, *pg_bases] if t is not None), default=None)
     if segments and newest is not None and pg_bases:
         with contextlib.suppress(OSError):

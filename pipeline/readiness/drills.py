@@ -79,7 +79,7 @@ def backups_item(
             )
         )
         return item
-    newest = newest_backup(folder, notices)
+    newest = newest_backup(folder, notices, now=now)
     if newest is None:
         shown = _shown(root, folder)
         item.checks.append(

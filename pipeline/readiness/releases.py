@@ -5,7 +5,8 @@ Bundles are built per revision: the tags that point at one commit share one expo
 validation of it (``bundle_from_repo``), so the cost grows with the distinct release commits,
 not with the tags. A verdict depends only on the commit and on knowngood itself, so it is kept
 in ``.knowngood/readiness/bundles.json`` (schemas/readiness-cache.schema.json) per knowngood
-version: a release commit is built once, later runs only read tags.
+version: a release commit is built once, later runs only read tags. A cache file git tracks is
+a pull request's claim, not a verdict: it is neither read nor overwritten.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from pipeline.bundle import bundle_from_repo, export_revision, root_prefix
 from pipeline.errors import KnowngoodError
 from pipeline.git import Git
+from pipeline.gittracked import tracked_files
 from pipeline.readiness.model import Check, Item
 from pipeline.release.tags import TagRef, release_tags
 from pipeline.words import plural
@@ -70,7 +72,8 @@ def _build_all(git: Git, root: Path, tags: list[TagRef]) -> dict[str, str]:
     import pipeline
 
     identity = pipeline.__version__
-    kept = _read_cache(root / CACHE, identity)
+    committed = bool(tracked_files(root / CACHE))  # a claim in a commit, not a kept verdict
+    kept = {} if committed else _read_cache(root / CACHE, identity)
     by_commit: dict[str, list[TagRef]] = {}
     for tag in tags:
         if f"{tag.commit}:{tag.agent}" not in kept:
@@ -84,7 +87,8 @@ def _build_all(git: Git, root: Path, tags: list[TagRef]) -> dict[str, str]:
         for job, problems in zip(jobs, _run_jobs(jobs), strict=True):
             for name, agent in job[3]:
                 kept[f"{job[2]}:{agent}"] = problems.get(name)
-        _write_cache(root / CACHE, identity, kept)
+        if not committed:
+            _write_cache(root / CACHE, identity, kept)
     return {t.name: why for t in tags if (why := kept.get(f"{t.commit}:{t.agent}")) is not None}
 
 

@@ -377,3 +377,37 @@ def test_a_committed_bundle_cache_is_neither_read_nor_overwritten(ready: ReadyWo
     report = _measure(ready)
     assert _item(report, "releases")  # was: failed, "planted"
     assert cache.read_text() == text
+
+
+@pytest.mark.parametrize(
+    "lowered",
+    [
+        "  readiness: {min_score: 0}\n",  # the bar itself
+        "  readiness: {min_score: 90}\n",  # one failed item of twelve: 91.7
+    ],
+)
+def test_on_a_pull_request_readiness_takes_its_bar_from_the_base(
+    ready: ReadyWorld, lowered: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No backup here, so one item fails and main's bar (100) is missed; the pull request
+    lowers the bar in its own knowngood.yaml."""
+    git(ready.root, "checkout", "-q", "-b", "feature")
+    with (ready.root / "knowngood.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(lowered)
+    ready.commit("lower the bar")
+    args = ["readiness", "--repo", str(ready.root), "--no-fetch", "--format", "json"]
+    assert main(args) == 0  # the tree's own bar: what a PR check got
+    capsys.readouterr()
+    assert main([*args, "--base", "main"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["policy"]["min_score"] == 100
+    assert any("runtime.readiness differ in this tree: main" in n for n in data["notices"]), data[
+        "notices"
+    ]
+
+
+def test_readiness_base_must_be_a_revision(
+    ready: ReadyWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["readiness", "--repo", str(ready.root), "--no-fetch", "--base", "nope"]) == 2
+    assert "--base nope" in capsys.readouterr().err

@@ -31,6 +31,7 @@ class ReadinessRequest:
     fetch: bool = True
     say: Say = silent  # the revision read (stderr)
     now: datetime | None = None  # default: the clock (tests fix it)
+    base: str | None = None  # take the policy from this revision's knowngood.yaml (a PR's base)
 
 
 def run(root: Path, request: ReadinessRequest) -> ReadinessReport:
@@ -39,7 +40,19 @@ def run(root: Path, request: ReadinessRequest) -> ReadinessReport:
     now = request.now or datetime.now(UTC)
     settings, facts = load_tree(root)
     git = Git(root)
-    report = ReadinessReport(now, Policy.from_settings(settings), [])
+    notices: list[str] = []
+    if request.base is not None:  # the bar is base's: a change must not lower its own
+        from pipeline.readiness.basepolicy import base_settings, differing, with_policy
+
+        commit, base = base_settings(git, request.base)
+        changed = differing(settings, base)
+        settings = with_policy(settings, base)
+        if changed:
+            notices.append(
+                f"{', '.join(changed)} differ in this tree: {request.base} ({commit[:10]}) "
+                "sets the bar (the tree's apply once it is merged)"
+            )
+    report = ReadinessReport(now, Policy.from_settings(settings), [], notices)
     store = RecordStore(git, (settings.get("records") or {}).get("branch", "knowngood/records"))
     if request.fetch:
         try:

@@ -50,6 +50,7 @@ from pipeline.recordbuild import (
     utc_now,
     validate,
 )
+from pipeline.recordscheck import problem
 from pipeline.recordtypes import (
     AnyRecord,
     CheckRecord,
@@ -318,12 +319,15 @@ class RecordStore:
 def _parse(branch: str, path: str, data: bytes, folder: str) -> Record:
     """One record as the writer wrote it (validated then), or by an older or newer knowngood:
     its kind must be its folder's and the fields every reader relies on must be strings; the
-    kind-specific fields are read as they are (the types mark the ones older records lack)."""
+    kind-specific fields must have the schema's types and forms where present (the types mark the
+    ones older records lack; see :mod:`pipeline.recordscheck`)."""
     hint = "fix or remove it with a commit on that branch"
     try:
         record = json.loads(data)
     except ValueError as e:
         raise KnowngoodError(f"{branch}:{path} is not valid JSON: {e}", hint=hint) from e
+    except RecursionError as e:
+        raise KnowngoodError(f"{branch}:{path} nests too deep", hint=hint) from e
     if not isinstance(record, dict):
         raise KnowngoodError(f"{branch}:{path} is not a JSON object", hint=hint)
     kind = record.get("kind")
@@ -334,4 +338,7 @@ def _parse(branch: str, path: str, data: bytes, folder: str) -> Record:
     for key in _COMMON:
         if not isinstance(record.get(key), str):
             raise KnowngoodError(f"{branch}:{path}: {key} is missing or not a string", hint=hint)
+    wrong = problem(record)  # every field a reader computes with has the schema's shape
+    if wrong is not None:
+        raise KnowngoodError(f"{branch}:{path}: {wrong}", hint=hint)
     return cast("Record", record)

@@ -411,3 +411,56 @@ def test_readiness_base_must_be_a_revision(
 ) -> None:
     assert main(["readiness", "--repo", str(ready.root), "--no-fetch", "--base", "nope"]) == 2
     assert "--base nope" in capsys.readouterr().err
+
+
+# -- records: whoever can push the records branch wrote them -----------------------------------
+
+
+def _plant(world: ReadyWorld, kind: str, change: dict[str, Any]) -> str:
+    """The newest ``kind`` record rewritten with ``change``, committed on the records branch."""
+    from pipeline.git import Git
+    from pipeline.recordbuild import KIND_DIRS
+    from pipeline.records import RecordStore
+
+    store = RecordStore(Git(world.root))
+    path = sorted(p for p, _ in store.data.ls(KIND_DIRS[kind]) if p.endswith(".json"))[-1]
+    record = json.loads(store.data.read(path) or "{}")
+    store.data.write({path: json.dumps({**record, **change})}, "hostile record")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"recovery_s": "fast"}, "$.recovery_s: expected null or number, got string"),
+        ({"recovery_s": 1e308}, "$.recovery_s: 1e+308 is above 1e+09"),
+        ({"drill": []}, "$.drill: expected string, got array"),
+        ({"at": "2026-02-31T00:00:00Z"}, "$.at: '2026-02-31T00:00:00Z' is not a time"),
+        ({"at": "yesterday"}, "$.at: 'yesterday' is not in the expected form"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["history", "shop"],
+        ["readiness", "--no-fetch"],
+        ["runbook", "--check", "--no-fetch"],
+    ],
+)
+def test_a_malformed_record_is_named_not_a_crash(
+    ready: ReadyWorld,
+    change: dict[str, Any],
+    says: str,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A drill record with a string for a number, a list for a name or a date that is none
+    made status, readiness and runbook fail with an internal error (exit 3, 'a bug')."""
+    path = _plant(ready, "drill", change)
+    capsys.readouterr()
+    code = main([*command, "--repo", str(ready.root)])
+    err = capsys.readouterr().err
+    assert "internal error" not in err, err
+    assert code == 3 and f"knowngood/records:{path}: {says}" in err, err
+    assert "fix or remove it with a commit on that branch" in err

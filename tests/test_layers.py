@@ -65,6 +65,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "pipeline.changes",
                 "pipeline.records",
                 "pipeline.recordbuild",
+                "pipeline.recordscheck",
                 "pipeline.recordtypes",
                 "pipeline.source",
                 "pipeline.runbookfacts",

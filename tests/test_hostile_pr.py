@@ -464,3 +464,52 @@ def test_a_malformed_record_is_named_not_a_crash(
     assert "internal error" not in err, err
     assert code == 3 and f"knowngood/records:{path}: {says}" in err, err
     assert "fix or remove it with a commit on that branch" in err
+
+
+def _on_a_terminal(root: Path, *args: str) -> tuple[int, str]:
+    """``knowngood ARGS`` with its stdout on a real pseudo-terminal (so it draws rich tables)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args, "--repo", str(root), "--no-fetch"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env={**env, "COLUMNS": "200"},
+        cwd=Path(__file__).resolve().parent.parent,
+    ) as proc:
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the process is done writing
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, err = proc.communicate(timeout=60)
+    os.close(controller)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace") + err.decode()
+
+
+WHY = "db down [/bold] [link=https://evil.example]click[/link] \x1b]8;;https://evil.example\x07"
+
+
+@pytest.mark.parametrize("command", [["history", "shop"], ["status"]])
+def test_record_text_is_no_markup_and_no_escape_on_a_terminal(
+    ready: ReadyWorld, command: list[str]
+) -> None:
+    """A record's `what` or `why` went into rich's tables as markup: `[/bold]` crashed them
+    (internal error) and `[link=...]` or a raw OSC 8 sequence drew a hyperlink to anywhere."""
+    _plant(ready, "drill", {"why": WHY, "what": "rollback drill " + WHY})
+    opened = ["incident", "open", "shop", "--severity", "P3", "--what", WHY]
+    assert main([*opened, "--repo", str(ready.root), "--no-fetch", "--no-notify"]) == 0
+    code, shown = _on_a_terminal(ready.root, *command)
+    assert code == 0 and "internal error" not in shown, shown
+    assert "[/bold]" in shown and "[link=https://evil.example]" in shown, shown
+    assert "\x1b]8;;https://evil" not in shown and "\\e]8;;https://evil" in shown, shown

@@ -9,6 +9,7 @@ import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 from pipeline.report.status import _extra, _when, fancy, history_text
+from pipeline.words import printable
 
 if TYPE_CHECKING:
     from pipeline.history import HistoryOutcome
@@ -31,11 +32,12 @@ def _table(outcome: HistoryOutcome) -> str:
     """The rich table, as the terminal would show it (its width, its colours)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     with console.capture() as captured:
         if not outcome.rows:
-            console.print(f"no history for {outcome.agent}")
+            console.print(f"no history for {outcome.agent}", markup=False)
         else:
             table = Table(
                 title=f"[bold]{outcome.agent}[/] history (newest first)", title_justify="left"
@@ -43,13 +45,14 @@ def _table(outcome: HistoryOutcome) -> str:
             for column in ("when", "kind", "env", "outcome", "what"):
                 table.add_column(column, overflow="fold", no_wrap=column == "when")
             for r in outcome.rows:
-                table.add_row(
+                cells = (
                     _when(r.get("at")),
                     str(r.get("kind", "")),
                     str(r.get("env", "-")),
                     str(r.get("outcome", "")),
                     f"{r.get('what', '')}{_extra(r)}",
-                )
+                )  # as text: a record's `[/]` is no rich markup, its control characters spelled
+                table.add_row(*(Text(printable(c)) for c in cells))
             console.print(table)
     return captured.get()
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
-from pipeline.words import plural
+from pipeline.words import plural, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -70,7 +70,7 @@ def status_text(report: StatusReport) -> str:
     out += _breaker_lines(report)
     out += _spend_lines(report)
     out += _backup_lines(report)
-    return "\n".join(out) + "\n"
+    return "\n".join(printable(line) for line in out) + "\n"  # records hold anyone's text
 
 
 def _backup_lines(report: StatusReport) -> list[str]:
@@ -148,8 +148,11 @@ def history_text(agent: str, rows: Sequence[HistoryRow]) -> str:
     if not rows:
         return f"no history for {agent}\n"
     return "".join(
-        f"{_when(r.get('at'))}  {r.get('kind', '?'):<10} {r.get('env', '-'):<11} "
-        f"{r.get('outcome', ''):<9} {r.get('what', '')}{_extra(r)}\n"
+        printable(
+            f"{_when(r.get('at'))}  {r.get('kind', '?'):<10} {r.get('env', '-'):<11} "
+            f"{r.get('outcome', ''):<9} {r.get('what', '')}{_extra(r)}"
+        )
+        + "\n"
         for r in rows
     )
 
@@ -336,31 +339,38 @@ def _rich_status(report: StatusReport) -> str:
 
 def _rich_print(console: Console, report: StatusReport) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    def cell(value: str, style: str = "") -> Text:
+        """Text as it is: never rich markup (a record's ``[/]`` crashed the table, its
+        ``[link=...]`` made a hyperlink), never a control character."""
+        return Text(printable(value), style=style)
 
     if not report.agents:
         console.print("no agents, releases or records")
     for agent in report.agents:
-        table = Table(title=f"[bold]{agent.agent}[/]  {_releases(agent)}", title_justify="left")
+        title = Text.assemble((agent.agent, "bold"), "  ", printable(_releases(agent)))
+        table = Table(title=title, title_justify="left")
         for column in ("env", "health", "runs", "check", "known good", "drill"):
             table.add_column(column, overflow="fold")
         for env in agent.environments:
             colour = HEALTH_COLOUR.get(env.health, "white")
             table.add_row(
-                env.env,
-                f"[{colour}]{env.health}[/]",
-                _runs(env),
-                _check(env),
-                _known_good(env),
-                _drill(env),
+                cell(env.env),
+                cell(env.health, colour),
+                cell(_runs(env)),
+                cell(_check(env)),
+                cell(_known_good(env)),
+                cell(_drill(env)),
             )
         console.print(table)
         for env in agent.environments:
             if note := env.running.note():
-                console.print(f"  ! {env.env}: {note}", highlight=False, markup=False)
+                console.print(f"  ! {env.env}: {printable(note)}", highlight=False, markup=False)
         for line in [*_incident_lines(agent), *_recovery_lines(agent)]:
-            console.print(f"  {line}", highlight=False, markup=False)
+            console.print(f"  {printable(line)}", highlight=False, markup=False)
     for line in [*_breaker_lines(report), *_spend_lines(report), *_backup_lines(report)]:
-        console.print(line, highlight=False, markup=False)
+        console.print(printable(line), highlight=False, markup=False)
 
 
 REPORTERS: dict[str, Reporter[StatusReport]] = {"text": text, "json": json_}

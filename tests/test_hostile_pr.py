@@ -500,7 +500,7 @@ def _on_a_terminal(root: Path, *args: str) -> tuple[int, str]:
 WHY = "db down [/bold] [link=https://evil.example]click[/link] \x1b]8;;https://evil.example\x07"
 
 
-@pytest.mark.parametrize("command", [["history", "shop"], ["status"]])
+@pytest.mark.parametrize("command", [["history", "shop"], ["status"], ["incident", "list"]])
 def test_record_text_is_no_markup_and_no_escape_on_a_terminal(
     ready: ReadyWorld, command: list[str]
 ) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.words import plural
+from pipeline.words import plural, printable
 
 if TYPE_CHECKING:
     from pipeline.incidents.core import Outcome
@@ -19,7 +19,7 @@ STEP_WORD = {"ack": "acknowledged", "mitigate": "mitigated", "resolve": "resolve
 
 def render(outcome: Outcome, fmt: str) -> None:
     for warning in outcome.warnings:
-        click.echo(f"knowngood: warning: {warning}", err=True)
+        click.echo(f"knowngood: warning: {printable(warning)}", err=True)
     if fmt == "json":
         click.echo(json.dumps(outcome.to_json(), indent=2, sort_keys=True))
         return
@@ -28,7 +28,7 @@ def render(outcome: Outcome, fmt: str) -> None:
         "list": _listed,
         "show": _shown,
     }.get(outcome.action, _stepped)(outcome)
-    click.echo("\n".join(lines))
+    click.echo("\n".join(printable(line) for line in lines))  # anyone's words, from records
 
 
 def duration(seconds: float | None) -> str:

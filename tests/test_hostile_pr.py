@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from evalutil import KEYS, make_repo, responder
 from fakeproviders import FakeProvider
-from gateutil import Project, gate
+from gateutil import PR_SUITE, Project, gate
 from gateutil import responder as gate_responder
 from gitutil import git
 from readyutil import ReadyWorld, private_copy, ready_world
@@ -513,3 +513,27 @@ def test_record_text_is_no_markup_and_no_escape_on_a_terminal(
     assert code == 0 and "internal error" not in shown, shown
     assert "[/bold]" in shown and "[link=https://evil.example]" in shown, shown
     assert "\x1b]8;;https://evil" not in shown and "\\e]8;;https://evil" in shown, shown
+
+
+def test_a_model_answer_cannot_put_a_link_or_an_image_in_the_comment(
+    tmp_path: Path, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The regressed case's answer is quoted in "what differs": a model (or a prompt that makes
+    it answer so) wrote an image and a link there, rendered by GitHub as the bot's own."""
+    from fakeproviders import Reply
+
+    evil = f"![{FORGED}](https://evil.example/ok.png) [{FORGED}](https://evil.example/approve)"
+
+    def answers(wire: str, body: dict[str, Any]) -> Reply:
+        system = str(body["messages"][0]["content"])
+        return Reply(text="Hello from Acme!" if "Acme" in system else evil)
+
+    with FakeProvider(responder=answers) as srv:
+        p = Project(tmp_path, srv, suite=PR_SUITE.split("  - id: tool")[0])
+        p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+        p.commit("rename the company")
+        code, data, _, err = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
+    html = _html((tmp_path / "gate.md").read_text())
+    assert "<img" not in html and 'href="https://evil.example' not in html, html

@@ -15,9 +15,15 @@ if TYPE_CHECKING:
     from pipeline.gate import AgentGate, CaseDiff, GateResult, Side
 
 
+_MARKUP = re.compile(r"([\\`\[\]!|])")
+
+
 def _cell(value: str, limit: int = 300) -> str:
-    value = value.replace("\n", " ").replace("|", "\\|")
+    """Text as text in a table cell or a line: no link, image, code span or HTML of its own
+    (a model's answer or a suite's string may hold ``![x](https://...)``); emphasis is harmless."""
+    value = printable(" ".join(value.split()))
     value = value if len(value) <= limit else value[: limit - 1] + "…"
+    value = _MARKUP.sub(r"\\\1", value)
     return value.replace("<", "&lt;").replace(">", "&gt;")
 
 

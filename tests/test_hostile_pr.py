@@ -537,3 +537,22 @@ def test_a_model_answer_cannot_put_a_link_or_an_image_in_the_comment(
     assert rows(data)["shop/pr/hello@openai"] == ("pass", "fail", "regression")
     html = _html((tmp_path / "gate.md").read_text())
     assert "<img" not in html and 'href="https://evil.example' not in html, html
+
+
+def test_eval_markdown_quotes_an_answer_as_text(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --markdown` (a job's step summary) put a failing answer's HTML in raw: a model
+    could show its own verdict heading there, or an image."""
+    from fakeproviders import Reply
+
+    evil = f'</details><h2>{FORGED}</h2><img src="https://evil.example/x.png">'
+    suite = "agent: shop\nvars: {customer: Ann}\ncases:\n  - id: c\n    input: Hi\n"
+    suite += "    expect: [{equals: Hello}]\n"
+    with FakeProvider(responder=lambda wire, body: Reply(text=evil)) as srv:
+        root = make_repo(tmp_path / "repo", srv, suites={"evals/shop/pr.yaml": suite})
+        md = tmp_path / "eval.md"
+        args = ["eval", "--repo", str(root), "--suite", "pr", "--provider", "openai"]
+        assert main([*args, "--markdown", str(md)]) == 1
+    html = _html(md.read_text())
+    assert "<h2>" not in html and "<img" not in html and "</details>" not in html, html

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.report.mdtext import cell
 from pipeline.report.reporter import Rendered, Reporter, block, json_reporter
 from pipeline.words import plural, printable
 
@@ -135,21 +136,24 @@ def render_markdown(run: EvalRun, *, title: str = "knowngood eval") -> str:
     ]
     out = [f"### {title}: {verdict}", "", totals(run), ""]
     for notice in run.notices:
-        out.append(f"> ⚠️ {notice}")
+        out.append(f"> ⚠️ {cell(notice, 500)}")
     for reason in run.incomplete:
-        out.append(f"> 💥 {reason}")
+        out.append(f"> 💥 {cell(reason, 500)}")
     if run.notices or run.incomplete:
         out.append("")
     skipped = [p for p in run.providers.values() if p.status != "ok"]
     if skipped:
-        out.append("Providers not run: " + ", ".join(f"`{p.name}` ({p.reason})" for p in skipped))
+        out.append(
+            "Providers not run: "
+            + ", ".join(f"`{p.name}` ({cell(p.reason or '', 200)})" for p in skipped)
+        )
         out.append("")
     out += ["| | case | provider | repeats | latency | why |", "|---|---|---|---|---|---|"]
     for c in run.cases:
         j = c.to_json()
         latency = f"{j['latency_ms']:.0f} ms" if j["latency_ms"] is not None else ""
         reps = f"{c.passes}/{len(c.runs)}" + (" flaky" if c.flaky else "")
-        reason = why(c).replace("|", "\\|") if c.status != "pass" else ""
+        reason = cell(why(c)) if c.status != "pass" else ""
         out.append(
             f"| {ICON[c.status]} | `{c.agent}/{c.suite}/{c.case}` | {c.provider} | {reps} | {latency} | {reason} |"
         )

@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from pipeline.gate.data import cost, headline, money
 from pipeline.github.text import COMMENT_LIMIT
 from pipeline.report.diff import config_groups
 from pipeline.report.gate.common import ICON, LABEL, MARKER, SHOWN, revision, source
-from pipeline.words import plural, printable
+from pipeline.report.mdtext import cell as _cell
+from pipeline.report.mdtext import code as _code
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.gate import AgentGate, CaseDiff, GateResult, Side
-
-
-_MARKUP = re.compile(r"([\\`\[\]!|])")
-
-
-def _cell(value: str, limit: int = 300) -> str:
-    """Text as text in a table cell or a line: no link, image, code span or HTML of its own
-    (a model's answer or a suite's string may hold ``![x](https://...)``); emphasis is harmless."""
-    value = printable(" ".join(value.split()))
-    value = value if len(value) <= limit else value[: limit - 1] + "…"
-    value = _MARKUP.sub(r"\\\1", value)
-    return value.replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _code(value: str, limit: int = 300, *, cell: bool = False) -> str:
-    """An inline code span (no HTML escaping inside: GitHub shows code literally). Its fence is
-    longer than any run of backticks in ``value`` (a span ends at a run of its own length, so a
-    value holding the fence would end it and be read as markdown and HTML); ``cell``: in a table
-    row, where a pipe would end the cell."""
-    value = printable(" ".join(value.split()))
-    value = value if len(value) <= limit else value[: limit - 1] + "…"
-    ticks = "`" * (max((len(run) for run in re.findall("`+", value)), default=0) + 1)
-    pad = " " if value.startswith("`") or value.endswith("`") else ""
-    code = f"{ticks}{pad}{value}{pad}{ticks}"
-    return code.replace("|", "\\|") if cell else code
 
 
 def _fence(body: str, lang: str = "") -> list[str]:
@@ -153,7 +129,7 @@ def _findings(result: GateResult) -> list[str]:
             + f.message
             + (f" -- {f.hint}" if f.hint else "")
         )
-        out.append(f"| {mark} {_code(where, cell=True)} | {_cell(msg, 500)} |")
+        out.append(f"| {mark} {_code(where, in_table=True)} | {_cell(msg, 500)} |")
     return [*out, ""]
 
 

@@ -556,3 +556,24 @@ def test_eval_markdown_quotes_an_answer_as_text(
         assert main([*args, "--markdown", str(md)]) == 1
     html = _html(md.read_text())
     assert "<h2>" not in html and "<img" not in html and "</details>" not in html, html
+
+
+@pytest.mark.parametrize(
+    "command", [["readiness", "--no-fetch"], ["report", "--no-fetch", "--output", "site"]]
+)
+def test_a_results_record_nested_too_deep_is_not_read(
+    ready: ReadyWorld, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stored eval results nested thousands deep: readiness and report ended in an internal
+    error (RecursionError); now those results are not read, as any unreadable results."""
+    from pipeline.git import Git
+    from pipeline.records import RecordStore
+
+    store = RecordStore(Git(ready.root))
+    path = next(p for p, _ in store.data.ls("results"))
+    store.data.write({path: '{"results": ' + "[" * 5000 + "]" * 5000 + "}"}, "deep results")
+    capsys.readouterr()
+    args = [a if a != "site" else str(ready.root.parent / "site") for a in command]
+    code = main([*args, "--repo", str(ready.root)])
+    err = capsys.readouterr().err
+    assert "internal error" not in err and code in (0, 1), err

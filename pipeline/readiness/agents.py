@@ -197,7 +197,7 @@ def _newest_results(
         (data,) = store.data.read_blobs([stored[commit]])
         try:
             cases = json.loads(data)["results"]["cases"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # not results we can read
             continue
         by_agent: dict[str, list[Mapping[str, Any]]] = {}
         for case in cases:

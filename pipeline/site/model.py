@@ -93,7 +93,7 @@ def _results(store: RecordStore, commits: set[str]) -> dict[str, dict[str, Any]]
     ):
         try:
             doc = json.loads(data).get("results")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # RecursionError: nested too deep
             continue  # not a results record: the pass rate of that release stays unknown
         if isinstance(doc, dict):
             found[commit] = doc

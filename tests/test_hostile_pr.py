@@ -577,3 +577,37 @@ def test_a_results_record_nested_too_deep_is_not_read(
     code = main([*args, "--repo", str(ready.root)])
     err = capsys.readouterr().err
     assert "internal error" not in err and code in (0, 1), err
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("pull_request: [pr]", "pull_request: []"),
+        ("pull_request: [pr]\n  post_deploy: [smoke]", "post_deploy: [smoke, pr]"),
+    ],
+)
+@pytest.mark.parametrize("recorded", [False, True])
+def test_unlisting_a_suite_does_not_hide_its_cases(
+    tmp_path: Path,
+    model: FakeProvider,
+    gate_env: None,
+    capsys: pytest.CaptureFixture[str],
+    old: str,
+    new: str,
+    recorded: bool,
+) -> None:
+    """The change breaks the agent and takes its suite out of evals.pull_request (the cases
+    stay in the file): the gate said ✅ "no regressions -- 0 cases"."""
+    p = Project(tmp_path, model)
+    if recorded:  # main's CI recorded BASE's results
+        git(p.top, "checkout", "-q", "main")
+        assert main(["eval", "--repo", str(p.root), "--record"]) == 0
+        git(p.top, "checkout", "-q", "feature")
+    p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+    p.edit("agents/shop/agent.yaml", old, new)
+    p.commit("rename the company, and stop running its pull-request suite")
+    code, data, _, err = gate(p, capsys, "--markdown", str(tmp_path / "gate.md"))
+    assert code == 1, err  # was 0
+    assert data["base"]["source"] == ("record" if recorded else "evaluated")
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "missing", "unverified")
+    assert "is no longer one of shop's pull-request suites" in (tmp_path / "gate.md").read_text()

@@ -14,7 +14,9 @@ Rules (one row per agent, suite, case and provider):
   failure blocks, because nothing shows it failed before.
 * pass/fail on both: ``unchanged``, ``regression`` (blocks), ``fixed``, ``still_failing``
   (shown, does not block).
-* on base only, and the case is gone from head's suites: ``removed``.
+* on base only, and the case is gone from head's suites: ``removed``. A case still in its suite
+  file on head whose suite head no longer runs for pull requests (taken out of the agent's
+  ``evals.pull_request``) is ``unverified``: unlisting a suite is no way to drop its cases.
 * a case that head asks less of than base (a lower ``pass_rate``, set on the case, its suite or
   ``eval.pass_rate``) is judged on head by base's pass rate: the change cannot lower the bar of
   its own check; the lower one applies once it is merged.
@@ -39,10 +41,12 @@ def compare_runs(
     base: EvalRun | None,
     *,
     allow_unverified: bool = False,
+    present: Collection[tuple[str, str, str]] = (),
 ) -> list[CaseDiff]:
     """Rows for every case of ``head`` and every case of ``base`` that head no longer has
     (sorted by agent, suite, case, provider). ``base`` None: the base side is unavailable.
-    ``allow_unverified``: unverified rows are shown but do not block."""
+    ``allow_unverified``: unverified rows are shown but do not block. ``present``: the
+    (agent, suite, case) of every case in head's suite files, evaluated or not."""
     base_cases = {c.key: c for c in base.cases} if base is not None else {}
     rows = [
         _row(h, base_cases.pop(h.key, None), base is not None, allow_unverified) for h in head.cases
@@ -53,6 +57,13 @@ def compare_runs(
         detail = "no longer on head"
         if (b.agent, b.suite, b.case) in on_head:  # the case is there, this provider is not
             detail = f"not evaluated on head: provider {b.provider!r} is no longer in the chain"
+            if b.status in ("pass", "fail"):
+                comparison = "unverified"
+        elif (b.agent, b.suite, b.case) in present:  # in its suite, which head does not run
+            detail = (
+                f"not evaluated on head: suite {b.suite!r} is no longer one of {b.agent}'s "
+                "pull-request suites (evals.pull_request), but the case is still in it"
+            )
             if b.status in ("pass", "fail"):
                 comparison = "unverified"
         rows.append(

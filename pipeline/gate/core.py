@@ -22,7 +22,12 @@ from pipeline.evals.results import EvalRun
 from pipeline.gate.compare import compare_runs, filter_run
 from pipeline.gate.locate import gate_annotations, validation_annotations
 from pipeline.gate.model import AgentGate, GateResult, Side
-from pipeline.gate.policy import BasePolicy, base_policy, revert_opt_out
+from pipeline.gate.policy import (
+    BasePolicy,
+    base_policy,
+    base_pull_request_suites,
+    revert_opt_out,
+)
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
 from pipeline.source import uncommitted
@@ -98,6 +103,7 @@ class _Gate:
     policy: BasePolicy
     names: list[str] = field(default_factory=list)  # affected agents that exist on HEAD
     suites: dict[str, set[str]] = field(default_factory=dict)  # their pull-request suites
+    present: set[tuple[str, str, str]] = field(default_factory=set)  # cases in HEAD's suites
     cache_dir: Path | None = None
 
     def run(self, head_root: Path) -> None:
@@ -124,12 +130,18 @@ class _Gate:
                 )
         self.cache_dir = self.root / repo.settings.eval.cache_dir
         head_run = self._evaluate_head(repo, budget)
-        if head_run.cases:
+        base_suites = base_pull_request_suites(self.git, result.base.commit, self.names)
+        for name, named in base_suites.items():  # compared even when HEAD unlisted them
+            self.suites[name] = self.suites.get(name, set()) | named
+        if head_run.cases or any(base_suites.values()):
             left = None if budget is None else max(0.0, budget - head_run.spent_usd)
             if not (self.options.use_records and self._from_record(self.policy.records_branch)):
                 self._from_worktree(left)
         base_run = result.base.run if result.base.available else None
-        for row in compare_runs(head_run, base_run, allow_unverified=result.allow_unverified):
+        rows = compare_runs(
+            head_run, base_run, allow_unverified=result.allow_unverified, present=self.present
+        )
+        for row in rows:
             result.agents[row.agent].rows.append(row)
         # BASE evaluated here ran in the same environment (the same keys); a record did not
         sides = "both sides" if result.base.source == "evaluated" else "head"
@@ -186,6 +198,12 @@ class _Gate:
         )  # fmt: skip
         targets = select_targets(repo, request) if self.names else []  # no agents means all
         self.suites = {t.agent.name: {s.name for s in t.suites} for t in targets}
+        self.present = {
+            (name, suite.name, case.id)
+            for name in self.names
+            for suite in repo.suites.get(name, {}).values()
+            for case in suite.cases
+        }
         head.run = EvalRun(commit=head.commit)
         if targets:
             head.run = run_targets(

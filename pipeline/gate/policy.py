@@ -63,6 +63,27 @@ def base_policy(git: Git, commit: str) -> BasePolicy:
     return BasePolicy.from_data(doc.data)
 
 
+def base_pull_request_suites(git: Git, commit: str, agents: list[str]) -> dict[str, set[str]]:
+    """agent -> the suites ``commit``'s agents/<agent>/agent.yaml runs on pull requests (none for
+    an agent it lacks or cannot read): head's cases of these are compared even when head no
+    longer lists the suite."""
+    from pipeline.loading import parse
+
+    out: dict[str, set[str]] = {}
+    for agent in agents:
+        rel = f"agents/{agent}/agent.yaml"
+        blob = git.show(commit, f"./{rel}")
+        try:
+            doc, _ = parse(blob.decode("utf-8"), Path(rel), rel) if blob else (None, [])
+        except UnicodeDecodeError:
+            doc = None
+        data = doc.data if doc is not None else None
+        evals = data.get("evals") if isinstance(data, Mapping) else None
+        named = evals.get("pull_request") if isinstance(evals, Mapping) else None
+        out[agent] = {n for n in named if isinstance(n, str)} if isinstance(named, list) else set()
+    return out
+
+
 def revert_opt_out(git: Git, base: str, head: str, pr_body: str | None) -> str | None:
     """Where the change says ``knowngood: no-auto-revert`` (the pull request's description or a
     commit it brings in), or None."""

@@ -611,3 +611,23 @@ def test_unlisting_a_suite_does_not_hide_its_cases(
     assert data["base"]["source"] == ("record" if recorded else "evaluated")
     assert rows(data)["shop/pr/hello@openai"] == ("pass", "missing", "unverified")
     assert "is no longer one of shop's pull-request suites" in (tmp_path / "gate.md").read_text()
+
+
+def test_the_pr_cannot_send_a_key_to_an_api_base_of_its_own(
+    tmp_path: Path, model: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The change breaks the agent and points the provider at its author's server, which
+    answers every case as it should: the key went there, and the gate said ✅."""
+    from fakeproviders import Reply
+
+    with FakeProvider(responder=lambda wire, body: Reply(text="Hello from Acme!")) as evil:
+        p = Project(tmp_path, model)
+        p.edit("agents/shop/agent.yaml", "vars: {company: Acme}", "vars: {company: Bobco}")
+        url = evil.openai_base
+        p.edit("knowngood.yaml", model.openai_base, url)
+        p.commit("rename the company, and bring my own model")
+        code, data, _, err = gate(p, capsys)
+        assert evil.requests == []  # was: every HEAD case, with OPENAI_API_KEY
+    assert code == 1, err  # was 0
+    assert rows(data)["shop/pr/hello@openai"][2] == "unverified"
+    assert any(f"sends OPENAI_API_KEY to {url}" in n for n in data["notices"]), data["notices"]

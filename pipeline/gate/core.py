@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from pipeline.gate.policy import (
     BasePolicy,
     base_policy,
     base_pull_request_suites,
+    endpoint,
     revert_opt_out,
 )
 from pipeline.git import Git
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from pipeline.evals.session import EvalRequest, Progress
 
 KIND = "pull_request"
+# The key variable of a provider whose api_base is new in the change: never set, so the
+# provider is skipped (as a fork's pull request skips one without a key).
+NO_KEY_FOR_NEW_API_BASE = "KNOWNGOOD_GATE_NO_KEY_FOR_A_NEW_API_BASE"
 
 
 @dataclass(slots=True)
@@ -117,7 +121,7 @@ class _Gate:
             result.head.available = False
             result.head.reason = f"HEAD does not validate ({plural(len(report.errors), 'error')})"
             return
-        repo = report.repo
+        repo = self._keys_stay_home(report.repo)
         self._affected()
         budget = self.options.budget_usd
         if budget is None:  # BASE's cap: a change must not lift what its own check may spend
@@ -149,6 +153,27 @@ class _Gate:
             if status.status == "skipped":
                 result.notices.append(f"provider {name!r} skipped on {sides}: {status.reason}")
         result.annotations += gate_annotations(repo, result.agents.values())
+
+    def _keys_stay_home(self, repo: Repo) -> Repo:
+        """``repo`` with every provider that would send a key to an api_base BASE does not use
+        (this change's own, or one with another key variable) given a key variable that is never
+        set: it is skipped on HEAD, its cases unverified, and no key leaves for that host."""
+        if not self.policy.configured:  # knowngood arrives with this change: nothing to keep
+            return repo
+        changed = {}
+        for name, provider in repo.settings.providers.items():
+            pair = endpoint(provider)
+            if pair is not None and pair not in self.policy.endpoints:
+                changed[name] = replace(provider, api_key_env=NO_KEY_FOR_NEW_API_BASE)
+                self.result.notices.append(
+                    f"provider {name!r} is not called on head: this change sends {pair[1]} to "
+                    f"{pair[0]}, which base's knowngood.yaml does not; its cases are unverified "
+                    "(the change's endpoint applies once it is merged)"
+                )
+        if not changed:
+            return repo
+        providers = {**repo.settings.providers, **changed}
+        return replace(repo, settings=replace(repo.settings, providers=providers))
 
     def _affected(self) -> None:
         """The agents the change affects (with their diff and bump), and the removed ones."""

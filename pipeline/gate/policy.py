@@ -3,7 +3,8 @@
 The pull request controls every file of HEAD, so no setting of HEAD may loosen its own check:
 ``gate.allow_unverified``, the records branch (whose results stand in for BASE) and
 ``eval.budget_usd`` (what the gate may spend) are read from BASE's knowngood.yaml; a change to
-them takes effect once it is merged. The opt-out from
+them takes effect once it is merged. So does a new ``api_base``: HEAD's evals send a provider's
+key only to an (api_base, key variable) pair BASE's knowngood.yaml already uses. The opt-out from
 automatic revert, on the other hand, is the change's own statement: it is shown, so reviewers see
 it before they merge.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.git import Git
-from pipeline.repo import CONFIG_FILE
+from pipeline.repo import CONFIG_FILE, Provider
 
 DEFAULT_RECORDS_BRANCH = "knowngood/records"
 
@@ -27,6 +28,7 @@ class BasePolicy:
     allow_unverified: bool = False
     budget_usd: float | None = None  # BASE's eval.budget_usd (None: it sets none)
     configured: bool = False  # BASE has a valid knowngood.yaml (else HEAD's budget applies)
+    endpoints: frozenset[tuple[str, str]] = frozenset()  # (api_base, key variable) BASE uses
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> BasePolicy:
@@ -39,7 +41,36 @@ class BasePolicy:
             allow_unverified=allow is True,
             budget_usd=float(budget) if isinstance(budget, int | float) else None,
             configured=True,
+            endpoints=frozenset(_endpoints(data.get("providers"))),
         )
+
+
+def endpoint(provider: Provider) -> tuple[str, str] | None:
+    """(api_base, the variable whose key goes there), or None when no key goes to an api_base
+    of the provider's choosing (a vendor's own endpoint, a knowngood-served or keyless local
+    model)."""
+    from pipeline.evals.keys import key_env_var
+
+    if provider.serve or not provider.api_base:
+        return None
+    var = key_env_var(provider)
+    return (provider.api_base, var) if var is not None else None
+
+
+def _endpoints(providers: object) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for name, p in providers.items() if isinstance(providers, Mapping) else ():
+        if isinstance(p, Mapping) and isinstance(p.get("api_base"), str):
+            key = p.get("api_key_env")
+            spec = Provider(
+                str(name),
+                str(p.get("model", "")),
+                p["api_base"],
+                key if isinstance(key, str) else None,
+            )
+            if (pair := endpoint(spec)) is not None:
+                found.add(pair)
+    return found
 
 
 def base_policy(git: Git, commit: str) -> BasePolicy:

@@ -631,3 +631,26 @@ def test_the_pr_cannot_send_a_key_to_an_api_base_of_its_own(
     assert code == 1, err  # was 0
     assert rows(data)["shop/pr/hello@openai"][2] == "unverified"
     assert any(f"sends OPENAI_API_KEY to {url}" in n for n in data["notices"]), data["notices"]
+
+
+def test_diff_shows_a_prompt_and_a_value_as_they_are(
+    tmp_path: Path, model: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`knowngood diff` printed a prompt's escape sequences raw, and its markdown let a value
+    holding `` end its code span (</details>, a heading of its own)."""
+    p = Project(tmp_path, model)
+    p.edit(
+        "agents/shop/agent.yaml",
+        "vars: {company: Acme}",
+        f"vars: {{company: 'Acme`` </details><h2>{FORGED}</h2> ``'}}",
+    )
+    with (p.root / "agents/shop/prompts/system.md").open("a", encoding="utf-8") as fh:
+        fh.write("Be brief.\x1b[2J\x1b[H\n")
+    p.commit("a prompt that clears the screen")
+    capsys.readouterr()
+    assert main(["diff", "main", "--repo", str(p.root)]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b[2J" not in shown and "Be brief.\\e[2J\\e[H" in shown, shown
+    assert main(["diff", "main", "--repo", str(p.root), "--format", "markdown"]) == 0
+    html = _html(capsys.readouterr().out)
+    assert "<h2>" not in html and html.count("<details>") == html.count("</details>"), html

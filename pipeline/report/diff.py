@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.report.mdtext import cell, code
 from pipeline.report.reporter import Rendered, Reporter, json_reporter
-from pipeline.words import plural
+from pipeline.words import plural, printable
 
 if TYPE_CHECKING:
     from pipeline.changes import AgentDiff, ConfigChange, DiffReport, FileChange
@@ -51,6 +52,7 @@ def _bump_label(bump: str | None) -> str:
 
 
 def _diff_line(line: str) -> str:
+    line = printable(line)  # a prompt's text may hold escape sequences: shown, not obeyed
     if line.startswith(("+++", "---")):
         return click.style(line, bold=True)
     if line.startswith("+"):
@@ -63,7 +65,7 @@ def _diff_line(line: str) -> str:
 
 
 def _files(files: Iterable[FileChange], indent: str) -> list[str]:
-    return [f"{indent}{_STATUS_LETTER[f.status]} {f.path}" for f in files]
+    return [f"{indent}{_STATUS_LETTER[f.status]} {printable(f.path)}" for f in files]
 
 
 def config_groups(a: AgentDiff) -> list[tuple[list[str], list[ConfigChange]]]:
@@ -107,16 +109,17 @@ def text(report: DiffReport) -> str:
 
 def _agent_text(a: AgentDiff) -> list[str]:
     lines = [f"{click.style(a.name, bold=True)}: {a.status}, bump {_bump_label(a.bump)}"]
-    lines += [f"  - {r}" for r in a.reasons]
+    lines += [f"  - {printable(r)}" for r in a.reasons]
     if a.tool_changes:
         lines.append("  tools:")
         for c in a.tool_changes:
             lines.append(
-                f"    {click.style(c.message, fg=_KIND_COLOUR[c.kind])}  {click.style(c.path, dim=True)}"
+                f"    {click.style(printable(c.message), fg=_KIND_COLOUR[c.kind])}  "
+                + click.style(printable(c.path), dim=True)
             )
     for envs, changes in config_groups(a):
         lines.append(f"  config ({', '.join(envs)}):")
-        lines += [f"    {c.message}" for c in changes]
+        lines += [f"    {printable(c.message)}" for c in changes]
     if a.prompt_diff:
         lines.append(
             "  prompt:" + (click.style(f" {a.prompt_note}", dim=True) if a.prompt_note else "")
@@ -126,7 +129,7 @@ def _agent_text(a: AgentDiff) -> list[str]:
         lines.append("  files:")
         lines += _files(a.files, "    ")
     for p in a.problems:
-        lines.append("  " + click.style("problem: ", fg="yellow") + p.render())
+        lines.append("  " + click.style("problem: ", fg="yellow") + printable(p.render()))
     lines.append("")
     return lines
 
@@ -150,12 +153,11 @@ def _names(names: Sequence[str], limit: int = 12) -> str:
 
 
 def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+    return cell(value, 500)
 
 
 def _code(value: str) -> str:
-    ticks = "``" if "`" in value else "`"
-    return f"{ticks}{value}{ticks}" if ticks == "`" else f"{ticks} {value} {ticks}"
+    return code(value, 500)
 
 
 def _fence(body: str, lang: str) -> list[str]:
@@ -209,7 +211,7 @@ def _agent_markdown(a: AgentDiff) -> list[str]:
         lines.append("**Tool changes**")
         for c in a.tool_changes:
             what = c.message.removeprefix(f"{c.tool}: ").removesuffix(f" ({c.kind})")
-            lines.append(f"- **{c.kind}** {_code(c.tool)}: {what} ({_code(c.path)})")
+            lines.append(f"- **{c.kind}** {_code(c.tool)}: {_cell(what)} ({_code(c.path)})")
         lines.append("")
     for envs, changes in config_groups(a):
         lines.append(f"**Config** ({', '.join(envs)})")

@@ -654,3 +654,19 @@ def test_diff_shows_a_prompt_and_a_value_as_they_are(
     assert main(["diff", "main", "--repo", str(p.root), "--format", "markdown"]) == 0
     html = _html(capsys.readouterr().out)
     assert "<h2>" not in html and html.count("<details>") == html.count("</details>"), html
+
+
+def test_readiness_spells_out_a_workflow_file_name(
+    ready: ReadyWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed check names the workflow it read: a file name with an escape sequence in it
+    reached the terminal raw."""
+    workflows = ready.root / ".github" / "workflows"
+    text = (workflows / "drills.yml").read_text().replace("17 6 1 * *", "17 6 1 */3 *")
+    (workflows / "drills.yml").unlink()
+    (workflows / "dr\x1b[2Jills.yml").write_text(text)
+    ready.commit("drills every quarter, in a file with a name")
+    capsys.readouterr()
+    assert main(["readiness", "--repo", str(ready.root), "--no-fetch"]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b[2J" not in out and "dr\\e[2Jills.yml" in out, out

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.words import printable
+
 if TYPE_CHECKING:
     from pipeline.readiness import Item, ReadinessReport
 
 
 def render_readiness(report: ReadinessReport, fmt: str) -> None:
     for notice in report.notices:
-        click.echo(click.style(f"notice: {notice}", fg="yellow"), err=True)
+        click.echo(click.style(f"notice: {printable(notice)}", fg="yellow"), err=True)
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         return
@@ -39,7 +41,7 @@ def readiness_text(report: ReadinessReport) -> str:
                 lines.append(f"        -> {check.fix}")
     if report.failed_required:
         lines.append(f"required items failing: {', '.join(report.failed_required)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"  # file names, records' words
 
 
 def _item_line(item: Item, required: bool) -> str:

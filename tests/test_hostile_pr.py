@@ -670,3 +670,21 @@ def test_readiness_spells_out_a_workflow_file_name(
     assert main(["readiness", "--repo", str(ready.root), "--no-fetch"]) == 1
     out = capsys.readouterr().out
     assert "\x1b[2J" not in out and "dr\\e[2Jills.yml" in out, out
+
+
+def _claim_free(data: dict[str, Any]) -> None:
+    data["summary"]["cost_usd"] = 0.0
+    data["summary"]["calls"] = 0
+
+
+def test_a_shard_cannot_claim_it_cost_nothing(
+    shards: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its cases hold answers that were paid for; its summary said $0 and no call, and the
+    merged run reported that."""
+    for path in shards:
+        assert json.loads(path.read_text())["summary"]["cost_usd"] > 0
+    _edit(shards[1], _claim_free)
+    capsys.readouterr()
+    assert main(["results", "merge", *map(str, shards)]) == 2  # was 0, with half the cost
+    assert f"{shards[1]}: summary.cost_usd is $0.000000" in capsys.readouterr().err

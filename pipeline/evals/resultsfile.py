@@ -63,7 +63,28 @@ def results_from_text(text: str, name: str) -> EvalRun:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UsageError(f"not a valid results file: {problems[0].render()}{more}", hint=_HINT)
-    return EvalRun.from_json(data)
+    run = EvalRun.from_json(data)
+    _consistent(run, name)
+    return run
+
+
+def _consistent(run: EvalRun, name: str) -> None:
+    """The summary's spend and calls cover what its cases say was answered: a shard cannot
+    claim it cost nothing (or made no call) while its cases hold answers it paid for."""
+    answered = [r for c in run.cases for r in c.runs if not r.cached and not r.error]
+    cost = sum(r.cost_usd for r in answered)
+    if run.spent_usd + 1e-6 + cost * 1e-6 < cost:  # the summary is rounded to 6 decimals
+        raise UsageError(
+            f"{name}: summary.cost_usd is ${run.spent_usd:.6f}, but its cases' answers cost "
+            f"${cost:.6f}: the file was altered",
+            hint=_HINT,
+        )
+    if run.calls_made < len(answered):
+        raise UsageError(
+            f"{name}: summary.calls is {run.calls_made}, but its cases hold {len(answered)} "
+            "answers that were not cached: the file was altered",
+            hint=_HINT,
+        )
 
 
 def results_from_data(data: Any, name: str) -> EvalRun:

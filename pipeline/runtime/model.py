@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import EXIT_INCOMPLETE, KnowngoodError, UsageError
+from pipeline.runtime.requestcheck import kind, message_problem, param_problem
 
 if TYPE_CHECKING:
     from pipeline.runtime.releases import Change
@@ -53,7 +53,6 @@ _OTHER_FIELDS = frozenset(
 )
 _URL = re.compile(r"^https?://[^\s/]+\S*$")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +246,7 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
     Long on purpose: one check per field of the body, in the order a client reads the errors.
     """
     if not isinstance(data, dict):
-        raise BadRequest(f"the request body must be a JSON object, not {_kind(data)}")
+        raise BadRequest(f"the request body must be a JSON object, not {kind(data)}")
     agent = data.get("model")
     if not isinstance(agent, str) or not agent:
         raise BadRequest("'model' is required: the name of the agent to ask")
@@ -262,16 +261,8 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of messages")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise BadRequest(f"messages[{i}] must be an object, not {_kind(message)}")
-        role = message.get("role")
-        if role not in _ROLES:
-            raise BadRequest(
-                f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}, not {role!r}"
-            )
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise BadRequest(f"messages[{i}].content must be a string or an array")
+        if (problem := message_problem(i, message)) is not None:
+            raise BadRequest(problem)
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false")
@@ -288,14 +279,8 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
     if callback is not None and not (isinstance(callback, str) and _URL.match(callback)):
         raise BadRequest("'callback' must be an http:// or https:// URL")
     params = {k: v for k, v in data.items() if k in PARAMS}
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        if key in params and (
-            not isinstance(params[key], int | float) or isinstance(params[key], bool)
-        ):
-            raise BadRequest(f"'{key}' must be a number")
-    for key in ("max_tokens", "max_completion_tokens", "seed", "n"):
-        if key in params and (not isinstance(params[key], int) or isinstance(params[key], bool)):
-            raise BadRequest(f"'{key}' must be an integer")
+    if (problem := param_problem(params)) is not None:
+        raise BadRequest(problem)
     return agent, ChatRequest(
         messages=tuple(messages),
         params=params,
@@ -315,15 +300,3 @@ def check_session_id(value: Any, where: str = "'session'") -> str:
             "starting with a letter or digit"
         )
     return value
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    return "a number"

@@ -1,0 +1,140 @@
+"""The shapes of a chat request's messages and sampling fields, checked before any provider
+sees them.
+
+A message litellm cannot translate (a content part that is not an object, ``tool_calls`` that
+is not an array, a ``response_format`` that is a string) makes it raise *before* it sends
+anything, and that error looks like the provider's own 500: the request would fail over down
+the whole chain and count against every provider's circuit breaker, so a handful of malformed
+requests would open them all and take the agent down for every client. Refused here, such a
+request is a 400 that names the field, and no provider is called.
+
+Each function returns what is wrong (the message of the 400), or None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["kind", "message_problem", "param_problem"]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+_INFINITE = (math.inf, -math.inf)
+
+
+def message_problem(i: int, message: Any) -> str | None:
+    """What is wrong with ``messages[i]``, if anything."""
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        return f"{where} must be an object, not {kind(message)}"
+    role = message.get("role")
+    if role not in ROLES:
+        shown = repr(role)[:60] if isinstance(role, str) else kind(role)
+        return f"{where}.role must be one of {', '.join(sorted(ROLES))}, not {shown}"
+    if not isinstance(message.get("name", ""), str):
+        return f"{where}.name must be a string"
+    content = message.get("content")
+    if content is None:
+        if role != "assistant":
+            return f"{where}.content is required for a {role} message"
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if (problem := _part_problem(f"{where}.content[{j}]", part)) is not None:
+                return problem
+    elif not isinstance(content, str):
+        return f"{where}.content must be a string or an array of content parts"
+    if role == "assistant":
+        return _tool_calls_problem(where, message.get("tool_calls"))
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        return f"{where}.tool_call_id is required (the id of the tool call it answers)"
+    return None
+
+
+def _part_problem(where: str, part: Any) -> str | None:
+    if not isinstance(part, dict):
+        return f"{where} must be a content part object, not {kind(part)}"
+    kind_of = part.get("type")
+    if kind_of not in _PARTS:
+        shown = repr(kind_of)[:60] if isinstance(kind_of, str) else kind(kind_of)
+        return f"{where}.type must be one of {', '.join(sorted(_PARTS))}, not {shown}"
+    if kind_of in ("text", "refusal") and not isinstance(part.get(kind_of), str):
+        return f"{where}.{kind_of} must be a string"
+    if kind_of == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str):
+            return f"{where}.image_url must be an object with a 'url' string"
+    if kind_of in ("input_audio", "file") and not isinstance(part.get(kind_of), dict):
+        return f"{where}.{kind_of} must be an object"
+    return None
+
+
+def _tool_calls_problem(where: str, calls: Any) -> str | None:
+    if calls is None:
+        return None
+    if not isinstance(calls, list):
+        return f"{where}.tool_calls must be an array"
+    for j, call in enumerate(calls):
+        at = f"{where}.tool_calls[{j}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+            return f"{at} must be an object with an 'id' string"
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return f"{at}.function must be an object with a 'name' string"
+        if not isinstance(function.get("arguments", ""), str):
+            return f"{at}.function.arguments must be a string (JSON text)"
+    return None
+
+
+def param_problem(params: Mapping[str, Any]) -> str | None:
+    """What is wrong with the sampling fields the request sets, if anything."""
+    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = params.get(key)
+        if key in params and (not _number(value) or value != value or value in _INFINITE):
+            return f"'{key}' must be a number"
+    for key, least in (("max_tokens", 1), ("max_completion_tokens", 1), ("seed", None), ("n", 1)):
+        if key not in params:
+            continue
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"'{key}' must be an integer"
+        if least is not None and value < least:
+            return f"'{key}' must be {least} or more"
+    stop = params.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        return "'stop' must be a string or an array of strings"
+    bias = params.get("logit_bias")
+    if bias is not None and not (isinstance(bias, dict) and all(_number(v) for v in bias.values())):
+        return "'logit_bias' must be an object of token ids to numbers"
+    shape = params.get("response_format")
+    if shape is not None and not (isinstance(shape, dict) and isinstance(shape.get("type"), str)):
+        return "'response_format' must be an object with a 'type' (text, json_object, json_schema)"
+    choice = params.get("tool_choice")
+    if choice is not None and not isinstance(choice, str | dict):
+        return "'tool_choice' must be a string or an object"
+    if not isinstance(params.get("parallel_tool_calls", True), bool):
+        return "'parallel_tool_calls' must be true or false"
+    if not isinstance(params.get("user", ""), str):
+        return "'user' must be a string"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def kind(value: Any) -> str:
+    """How a JSON value is named in a message: an object, an array, a string, a number..."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    return "a number"

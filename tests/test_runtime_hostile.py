@@ -1,0 +1,105 @@
+"""A real ``knowngood serve`` driven by a hostile HTTP client: malformed bodies, odd headers,
+lying lengths, keys a model echoes. Each request must get a clear 4xx in OpenAI's error shape
+(never a 500), reach no provider when it is malformed, and leave the breakers of the other
+clients' providers alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakeproviders import FakeProvider, Reply, last_user_text
+from runtimeutil import Serve, World, chat, http, make_world, metric
+
+MALFORMED: list[tuple[Any, str]] = [
+    ([{"role": "user", "content": [1, 2]}], "messages[0].content[0] must be a content part"),
+    ([{"role": "user", "content": [{"type": "bogus"}]}], "messages[0].content[0].type"),
+    ([{"role": "user", "content": [{"text": "hi"}]}], "messages[0].content[0].type"),
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], ".text must be a string"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}], "image_url"),
+    ([{"role": "user"}], "messages[0].content is required"),
+    ([{"role": "user", "content": "hi", "name": {"a": 1}}], "messages[0].name"),
+    (
+        [{"role": "assistant", "content": "x", "tool_calls": 5}, {"role": "user", "content": "y"}],
+        "messages[0].tool_calls must be an array",
+    ),
+    (
+        [{"role": "assistant", "content": None, "tool_calls": [{"id": 1}]}],
+        "messages[0].tool_calls[0] must be an object with an 'id'",
+    ),
+    ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id is required"),
+]
+BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
+    ({"response_format": "x"}, "'response_format' must be an object"),
+    ({"stop": 5}, "'stop' must be a string or an array of strings"),
+    ({"logit_bias": "x"}, "'logit_bias'"),
+    ({"tool_choice": 5}, "'tool_choice'"),
+    ({"user": 5}, "'user' must be a string"),
+    ({"n": 0}, "'n' must be 1 or more"),
+    ({"max_tokens": -1}, "'max_tokens' must be 1 or more"),
+    ({"parallel_tool_calls": "yes"}, "'parallel_tool_calls'"),
+]
+
+
+def echo(wire: str, body: dict[str, Any]) -> Reply:
+    return Reply(text=f"echo: {last_user_text(wire, body)}")
+
+
+@pytest.fixture(scope="module")
+def providers() -> Iterator[dict[str, FakeProvider]]:
+    with FakeProvider(echo) as primary, FakeProvider(echo) as backup:
+        yield {"primary": primary, "backup": backup}
+
+
+@pytest.fixture(scope="module")
+def world(providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("hostile") / "repo", providers)
+
+
+@pytest.fixture(scope="module")
+def server(world: World) -> Iterator[Serve]:
+    with Serve(world.root) as running:
+        yield running
+
+
+def post(url: str, raw: bytes, headers: dict[str, str] | None = None) -> Any:
+    return http(f"{url}/v1/chat/completions", raw=raw, headers=headers)
+
+
+def refused(answer: Any) -> str:
+    """The message of a 400 in OpenAI's error shape."""
+    assert answer.status == 400, answer.body[:300]
+    assert answer.headers["content-type"].startswith("application/json")
+    message: str = answer.json()["error"]["message"]
+    return message
+
+
+def test_malformed_messages_are_refused_before_any_provider_and_open_no_breaker(
+    server: Serve, providers: dict[str, FakeProvider]
+) -> None:
+    before = sum(p.count() for p in providers.values())
+    for _ in range(3):  # more than enough to open both breakers (4 calls at 50%) if they counted
+        for messages, says in MALFORMED:
+            answer = chat(server.url, "unused", messages=messages)
+            assert says in refused(answer), messages
+        for params, says in BAD_PARAMS:
+            assert says in refused(chat(server.url, "hi", **params)), params
+    assert sum(p.count() for p in providers.values()) == before  # no provider was asked
+    for name in providers:
+        assert metric(server.url, "knowngood_breaker_state", provider=name) == 0.0
+    assert "incidents: opened" not in server.stderr
+    answer = chat(server.url, "still here")
+    assert answer.status == 200 and answer.headers["x-knowngood-provider"] == "primary"
+
+
+def test_well_formed_content_parts_and_tool_turns_still_go_through(server: Serve) -> None:
+    parts = [{"type": "text", "text": "from parts"}]
+    assert chat(server.url, "unused", messages=[{"role": "user", "content": parts}]).status == 200
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]
+    assert chat(server.url, "unused", messages=messages).status == 200

@@ -5,12 +5,13 @@ clients' providers alone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Reply, last_user_text
-from runtimeutil import Serve, World, chat, http, make_world, metric
+from runtimeutil import AGENT, Serve, World, chat, http, make_world, metric
 
 MALFORMED: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [1, 2]}], "messages[0].content[0] must be a content part"),
@@ -103,3 +104,21 @@ def test_well_formed_content_parts_and_tool_turns_still_go_through(server: Serve
         {"role": "tool", "tool_call_id": "c1", "content": "done"},
     ]
     assert chat(server.url, "unused", messages=messages).status == 200
+
+
+def test_deep_nesting_and_non_json_numbers_are_400s_not_500s(server: Serve) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert "more than 64 levels deep" in refused(post(server.url, deep))
+    inner: Any = "x"
+    for _ in range(200):  # parses, but nothing downstream should copy it
+        inner = [inner]
+    body = {"model": AGENT, "messages": [{"role": "user", "content": "hi"}], "vars": {"v": inner}}
+    assert "levels deep" in refused(post(server.url, json.dumps(body).encode()))
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        raw = b'{"model": "support", "messages": [{"role": "user", "content": "hi"}], '
+        raw += b'"temperature": ' + constant + b"}"
+        assert "not valid JSON" in refused(post(server.url, raw)), constant
+    # the same deep body with an Idempotency-Key: refused the same way on a retry too
+    headers = {"Idempotency-Key": "deep-1"}
+    assert "levels deep" in refused(post(server.url, deep, headers))
+    assert "levels deep" in refused(post(server.url, deep, headers))

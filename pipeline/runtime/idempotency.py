@@ -35,6 +35,7 @@ from aiohttp import web
 
 from pipeline.runtime.accesslog import API_KEY
 from pipeline.runtime.answers import as_chunk
+from pipeline.runtime.requestcheck import load_body
 from pipeline.runtime.responses import DONE, error_response, event
 from pipeline.runtime.store import StateStore
 
@@ -188,11 +189,8 @@ def _kept_headers(headers: Any) -> dict[str, str]:
 
 
 def _request_of(raw: bytes) -> dict[str, Any]:
-    try:
-        found = json.loads(raw)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
+    found, problem = load_body(raw)  # a body too deep for the parser is no 500 either
+    return found if problem is None and isinstance(found, dict) else {}
 
 
 def _as_events(document: dict[str, Any], headers: dict[str, str], usage: bool) -> web.Response:

@@ -13,15 +13,57 @@ Each function returns what is wrong (the message of the 400), or None.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["kind", "message_problem", "param_problem"]
+__all__ = ["MAX_DEPTH", "kind", "load_body", "message_problem", "param_problem"]
 
+MAX_DEPTH = 64  # arrays and objects inside each other in a request body
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 _INFINITE = (math.inf, -math.inf)
+
+
+def load_body(raw: bytes) -> tuple[Any, str | None]:
+    """The JSON document of a request body, or what is wrong with it: not JSON (where), a
+    ``NaN`` or ``Infinity`` (JSON has neither; a provider would refuse the body they make), or
+    nested deeper than :data:`MAX_DEPTH` (Python's parser gives up at about 1,000 levels with
+    a RecursionError)."""
+    try:
+        document = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        return None, _too_deep()
+    except ValueError as e:
+        return None, f"the request body is not valid JSON: {e}"
+    return document, _nesting_problem(document)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _too_deep() -> str:
+    return f"the request body nests arrays and objects more than {MAX_DEPTH} levels deep"
+
+
+def _nesting_problem(document: Any) -> str | None:
+    """Whether ``document`` (parsed JSON) nests arrays and objects deeper than
+    :data:`MAX_DEPTH`: no chat request does, and every copy made of it downstream would recurse
+    that deep."""
+    level = [document]
+    for _ in range(MAX_DEPTH + 1):
+        inner: list[Any] = []
+        for value in level:
+            if isinstance(value, dict):
+                inner.extend(value.values())
+            elif isinstance(value, list):
+                inner.extend(value)
+        if not inner:
+            return None
+        level = inner
+    return _too_deep()
 
 
 def message_problem(i: int, message: Any) -> str | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import signal
 import time
@@ -59,6 +58,7 @@ from pipeline.runtime.queueroutes import (
     unqueued_warning,
 )
 from pipeline.runtime.receiver import DeployReceiver, deploy_secret
+from pipeline.runtime.requestcheck import load_body
 from pipeline.runtime.responses import (
     error_response,
     json_response,
@@ -117,12 +117,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _chat(
     request: web.Request, runtime: Runtime, raw: bytes, held: Claim | None
 ) -> web.StreamResponse:
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        return error_response(
-            400, f"the request body is not valid JSON: {e}", "invalid_request_error"
-        )
+    data, problem = load_body(raw)
+    if problem is not None:
+        return error_response(400, problem, "invalid_request_error")
     try:
         agent, chat = parse_chat_request(data)
         chat = with_session_header(chat, request.headers.get(SESSION_HEADER))

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Reply, last_user_text
-from runtimeutil import AGENT, Serve, World, chat, http, make_world, metric
+from runtimeutil import AGENT, KEY, Serve, World, chat, http, make_world, metric
+
+SPLIT = "kg split token words"  # knowngood: allow-secret -- streamed as four chunks
 
 MALFORMED: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [1, 2]}], "messages[0].content[0] must be a content part"),
@@ -60,7 +62,7 @@ def world(providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[Serve]:
-    with Serve(world.root) as running:
+    with Serve(world.root, env={"KG_SPLIT_TOKEN": SPLIT}) as running:
         yield running
 
 
@@ -122,3 +124,46 @@ def test_deep_nesting_and_non_json_numbers_are_400s_not_500s(server: Serve) -> N
     headers = {"Idempotency-Key": "deep-1"}
     assert "levels deep" in refused(post(server.url, deep, headers))
     assert "levels deep" in refused(post(server.url, deep, headers))
+
+
+def streamed_text(body: bytes) -> list[str]:
+    """The content pieces of a server-sent stream of chat.completion.chunk events."""
+    pieces = []
+    for line in body.decode().splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[6:]).get("choices") or ():
+                pieces.append(choice["delta"].get("content") or "")
+    return pieces
+
+
+def test_a_key_the_model_echoes_never_reaches_the_client_or_the_session(server: Serve) -> None:
+    headers = {"X-Knowngood-Session": "echo-1"}
+    answer = http(
+        f"{server.url}/v1/chat/completions",
+        {"model": AGENT, "messages": [{"role": "user", "content": f"my key is {KEY}"}]},
+        headers=headers,
+    )
+    assert answer.status == 200
+    assert KEY not in answer.body.decode()
+    assert (
+        answer.json()["choices"][0]["message"]["content"] == "echo: my key is [REDACTED:FAKE_KEY]"
+    )
+    for secret, name in ((KEY, "FAKE_KEY"), (SPLIT, "KG_SPLIT_TOKEN")):
+        body = {
+            "model": AGENT,
+            "stream": True,
+            "messages": [{"role": "user", "content": f"say {secret} now"}],
+        }
+        got = http(f"{server.url}/v1/chat/completions", body, headers=headers)
+        assert got.status == 200
+        pieces = streamed_text(got.body)
+        assert "".join(pieces) == f"echo: say [REDACTED:{name}] now"
+        assert not any(word in got.body.decode() for word in secret.split()[1:]), pieces
+    turns = http(f"{server.url}/v1/sessions/echo-1").json()["turns"]
+    answers = [turn["answer"]["content"] for turn in turns]  # the client's own messages are its
+    assert answers == [
+        "echo: my key is [REDACTED:FAKE_KEY]",
+        "echo: say [REDACTED:FAKE_KEY] now",
+        "echo: say [REDACTED:KG_SPLIT_TOKEN] now",
+    ]
+

@@ -22,6 +22,7 @@ from pipeline.errors import KnowngoodError
 from pipeline.evals import providers as _providers
 from pipeline.evals.providers import ProviderCallError, ProviderSpec, missing_key
 from pipeline.runtime.documents import chunk_dict, response_dict
+from pipeline.runtime.redacting import StreamRedactor, redact_answer
 from pipeline.runtime.releases import ChainEntry
 
 T = TypeVar("T")
@@ -219,7 +220,7 @@ async def complete(
         _providers._logged_again(token)
     try:
         response = await _within(call, timeout_s)
-        return response_dict(response)
+        return redact_answer(response_dict(response))  # a model may quote a key
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
         failed = AttemptFailed(
             "malformed", f"{entry.provider}: unexpected answer ({type(e).__name__})"
@@ -246,6 +247,7 @@ class OpenStream:
         self._key = key
         self._timeout_s = timeout_s
         self._pending: asyncio.Future[Any] | None = None  # a chunk read that was given up on
+        self.redactor = StreamRedactor()  # a model may quote a key, even across two chunks
 
     async def rest(self) -> AsyncIterator[dict[str, Any]]:
         """The remaining chunks; AttemptFailed when the stream stalls past the attempt timeout
@@ -268,7 +270,7 @@ class OpenStream:
                 failed = _failure(e, self.entry, self._key, self._timeout_s)
             if failed is not None:
                 raise failed
-            data = chunk_dict(chunk)
+            data = self.redactor.chunk(chunk_dict(chunk))
             finished = finished or _finished(data)
             yield data
         if not finished:
@@ -298,7 +300,7 @@ async def _open(
     opened = OpenStream(entry, stream, first, key, timeout_s)
     try:
         async for chunk in stream:
-            data = chunk_dict(chunk)
+            data = opened.redactor.chunk(chunk_dict(chunk))
             first.append(data)
             if _meaningful(data):
                 return opened

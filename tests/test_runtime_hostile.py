@@ -167,3 +167,11 @@ def test_a_key_the_model_echoes_never_reaches_the_client_or_the_session(server: 
         "echo: say [REDACTED:KG_SPLIT_TOKEN] now",
     ]
 
+
+def test_odd_session_ids_and_turn_numbers_are_400s(server: Serve) -> None:
+    for after in ("%C2%B2", "%D9%A1", "-1", "1e3", "9" * 10):  # "²" and "١" are str.isdigit()
+        got = http(f"{server.url}/v1/sessions/chat-1?after={after}")
+        assert got.status == 400 and got.json()["error"]["code"] == "invalid_after", after
+    for session in ("..%2F..%2Fetc", "a%0Ab", "%1B%5B31m", "x" * 200, "%D1%81%D0%B5"):
+        got = http(f"{server.url}/v1/sessions/{session}")
+        assert got.status == 400 and got.json()["error"]["code"] == "invalid_session", session

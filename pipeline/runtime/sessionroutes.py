@@ -41,7 +41,7 @@ async def get_session(request: web.Request, runtime: Any) -> web.Response:
     except BadRequest as e:
         return error_response(400, e.message, "invalid_request_error", "invalid_session")
     after = request.query.get("after", "0")
-    if not after.isdigit() or len(after) > 9:
+    if not (after.isascii() and after.isdigit()) or len(after) > 9:  # not "²": int() fails
         message = f"'after' must be a turn number (0 or more), not {after[:40]!r}"
         return error_response(400, message, "invalid_request_error", "invalid_after")
     found = await asyncio.to_thread(

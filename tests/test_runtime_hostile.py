@@ -6,6 +6,7 @@ clients' providers alone."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,3 +176,17 @@ def test_odd_session_ids_and_turn_numbers_are_400s(server: Serve) -> None:
     for session in ("..%2F..%2Fetc", "a%0Ab", "%1B%5B31m", "x" * 200, "%D1%81%D0%B5"):
         got = http(f"{server.url}/v1/sessions/{session}")
         assert got.status == 400 and got.json()["error"]["code"] == "invalid_session", session
+
+
+def test_a_length_over_the_limit_is_a_413_at_once_without_waiting_for_the_body(
+    server: Serve,
+) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 999999999999\r\n\r\n{}"
+        )
+        head = sock.recv(4096)  # a server waiting for the terabyte would time out here
+    assert head.startswith(b"HTTP/1.1 413 "), head[:200]
+    assert b'"request_too_large"' in head

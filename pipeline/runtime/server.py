@@ -89,15 +89,18 @@ _DRAINING = web.AppKey("draining", asyncio.Event)
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[_RUNTIME]
+    too_large = error_response(
+        413,
+        f"the request body is over {MAX_BODY // (1024 * 1024)} MiB",
+        "invalid_request_error",
+        "request_too_large",
+    )
+    if (request.content_length or 0) > MAX_BODY:  # said so up front: no need to wait for it
+        return too_large
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return error_response(
-            413,
-            f"the request body is over {MAX_BODY // (1024 * 1024)} MiB",
-            "invalid_request_error",
-            "request_too_large",
-        )
+        return too_large
     held = claim(request, runtime.store, raw)  # an Idempotency-Key: answered once
     if isinstance(held, web.StreamResponse):
         request.app[_METRICS].idempotency.labels(refusal(held)).inc()

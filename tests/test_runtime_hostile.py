@@ -22,6 +22,11 @@ MALFORMED: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [{"text": "hi"}]}], "messages[0].content[0].type"),
     ([{"role": "user", "content": [{"type": "text", "text": 5}]}], ".text must be a string"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}], "image_url"),
+    (
+        [{"role": "user", "content": [{"type": "file", "file": {"file_id": 5}}]}],
+        "object of strings",
+    ),
+    ([{"role": "user", "content": [{"type": "input_audio", "input_audio": 5}]}], "input_audio"),
     ([{"role": "user"}], "messages[0].content is required"),
     ([{"role": "user", "content": "hi", "name": {"a": 1}}], "messages[0].name"),
     (

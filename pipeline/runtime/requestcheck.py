@@ -108,8 +108,10 @@ def _part_problem(where: str, part: Any) -> str | None:
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str):
             return f"{where}.image_url must be an object with a 'url' string"
-    if kind_of in ("input_audio", "file") and not isinstance(part.get(kind_of), dict):
-        return f"{where}.{kind_of} must be an object"
+    if kind_of in ("input_audio", "file"):
+        inner = part.get(kind_of)
+        if not isinstance(inner, dict) or not all(isinstance(v, str) for v in inner.values()):
+            return f"{where}.{kind_of} must be an object of strings"
     return None
 
 

@@ -7,12 +7,25 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Reply, last_user_text
-from runtimeutil import AGENT, KEY, Serve, World, chat, http, make_world, metric
+from runtimeutil import (
+    AGENT,
+    KEY,
+    RESILIENCE,
+    STEADY,
+    Serve,
+    World,
+    chat,
+    http,
+    make_world,
+    metric,
+)
 
 SPLIT = "kg split token words"  # knowngood: allow-secret -- streamed as four chunks
 
@@ -52,18 +65,27 @@ BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
 
 
 def echo(wire: str, body: dict[str, Any]) -> Reply:
-    return Reply(text=f"echo: {last_user_text(wire, body)}")
+    said = last_user_text(wire, body)
+    if said == "a long one":  # 3 MB in 150 events: more than the sockets buffer
+        return Reply(text=" ".join(f"{i}{'w' * 20_000}" for i in range(150)))
+    return Reply(text=f"echo: {said}")
 
 
 @pytest.fixture(scope="module")
 def providers() -> Iterator[dict[str, FakeProvider]]:
-    with FakeProvider(echo) as primary, FakeProvider(echo) as backup:
-        yield {"primary": primary, "backup": backup}
+    with FakeProvider(echo) as primary, FakeProvider(echo) as backup, FakeProvider(echo) as flaky:
+        yield {"primary": primary, "backup": backup, "flaky": flaky}
+
+
+# The agent "reader" has a provider of its own ("flaky"), judged slow after 2 s, and opened by
+# four slow calls in a row.
+READER = STEADY.replace("slow_call_s: 10", "slow_call_s: 2")
 
 
 @pytest.fixture(scope="module")
 def world(providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("hostile") / "repo", providers)
+    agents = {AGENT: (["primary", "backup"], RESILIENCE), "reader": (["flaky"], READER)}
+    return make_world(tmp_path_factory.mktemp("hostile") / "repo", providers, agents=agents)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +217,36 @@ def test_a_length_over_the_limit_is_a_413_at_once_without_waiting_for_the_body(
         head = sock.recv(4096)  # a server waiting for the terabyte would time out here
     assert head.startswith(b"HTTP/1.1 413 "), head[:200]
     assert b'"request_too_large"' in head
+
+
+def slow_reader(url: str, wait_s: float) -> int:
+    """A stream read by a client that reads nothing for ``wait_s``, then all of it."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps(
+        {"model": "reader", "stream": True, "messages": [{"role": "user", "content": "a long one"}]}
+    ).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((host, int(port)))
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        time.sleep(wait_s)
+        got = 0
+        while data := sock.recv(1 << 20):
+            got += len(data)
+    return got
+
+
+def test_a_client_that_reads_a_stream_slowly_does_not_make_its_provider_slow(
+    server: Serve,
+) -> None:
+    # four slow calls in a row open the reader's breaker: were the time its clients take to
+    # read the provider's, these four would
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(lambda _: slow_reader(server.url, 3.0), range(4)))
+    assert all(size > 3_000_000 for size in sizes), sizes
+    assert metric(server.url, "knowngood_breaker_state", provider="flaky") == 0.0, server.stderr
+    assert "breaker flaky" not in server.stderr

@@ -90,13 +90,20 @@ class StreamAnswer:
                 finish_reason = choice.get("finish_reason") or finish_reason
             return chunk
 
-        try:
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
             for chunk in opened.first:
-                if (shown := take(chunk)) is not None:
-                    yield shown
+                yield chunk
             async for chunk in opened.rest():
+                yield chunk
+
+        try:
+            async for chunk in chunks():
                 if (shown := take(chunk)) is not None:
-                    yield shown
+                    handed = time.perf_counter()
+                    try:
+                        yield shown
+                    finally:  # a client slow to read it is not a slow provider
+                        opened.client_s += time.perf_counter() - handed
         except BaseException as e:
             failed = e
             raise

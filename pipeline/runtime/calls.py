@@ -248,6 +248,7 @@ class OpenStream:
         self._timeout_s = timeout_s
         self._pending: asyncio.Future[Any] | None = None  # a chunk read that was given up on
         self.redactor = StreamRedactor()  # a model may quote a key, even across two chunks
+        self.client_s = 0.0  # time the client took to take the chunks: not the provider's
 
     async def rest(self) -> AsyncIterator[dict[str, Any]]:
         """The remaining chunks; AttemptFailed when the stream stalls past the attempt timeout

@@ -349,7 +349,8 @@ class Engine:
         failed: BaseException | None,
     ) -> None:
         """The winning attempt's outcome: to the breaker, the attempts and the observer."""
-        took = time.perf_counter() - won.started
+        # a stream's own time, not its client's reading time: a slow reader is no slow provider
+        took = time.perf_counter() - won.started - getattr(won.value, "client_s", 0.0)
         slow = won.slow or took >= res.slow_after_s
         at_ms = (won.started - start) * 1000.0
         if not isinstance(failed, Exception):  # done, or the client left: the provider worked

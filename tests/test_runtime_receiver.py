@@ -113,6 +113,10 @@ def test_unsigned_tampered_or_misdirected_bundles_are_refused_and_nothing_is_wri
     wrong = http(url, raw=body, headers={"X-Knowngood-Signature": "sha256=" + "0" * 64})
     assert wrong.status == 401 and SECRET not in wrong.body.decode()
     assert http(url, raw=body).status == 401  # no signature at all
+    odd = {"X-Knowngood-Signature": "sha256=\xff\xfe"}  # not UTF-8 on the wire: no 500
+    assert http(url, raw=body, headers=odd).status == 401
+    current = f"{served.url}/knowngood/current?agent={AGENT}&env=production"
+    assert http(current, headers=odd).status == 401
 
     tampered = http(url, raw=body, headers={"X-Knowngood-Signature": _sign(body)})
     assert tampered.status == 400 and "content" in tampered.json()["error"]

@@ -250,3 +250,30 @@ def test_a_client_that_reads_a_stream_slowly_does_not_make_its_provider_slow(
     assert all(size > 3_000_000 for size in sizes), sizes
     assert metric(server.url, "knowngood_breaker_state", provider="flaky") == 0.0, server.stderr
     assert "breaker flaky" not in server.stderr
+
+
+def test_a_client_that_stops_reading_a_stream_is_let_go_and_its_key_given_back(
+    server: Serve,
+) -> None:
+    # "support" gives its providers 0.5 s between chunks: a client that takes nothing of its
+    # stream for that long is let go, and a retry with its Idempotency-Key is answered afresh
+    host, port = server.url.removeprefix("http://").split(":")
+    body = json.dumps(
+        {"model": AGENT, "stream": True, "messages": [{"role": "user", "content": "a long one"}]}
+    ).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((host, int(port)))
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nIdempotency-Key: stalled-1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        time.sleep(3.0)  # reads nothing, and does not leave
+        retry = http(
+            f"{server.url}/v1/chat/completions",
+            raw=body,
+            headers={"Idempotency-Key": "stalled-1"},
+        )
+    assert retry.status == 200, retry.body[:300]
+    assert retry.headers.get("idempotent-replayed") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from pipeline.runtime import calls
@@ -50,7 +50,7 @@ class StreamAnswer:
         # called once the stream is over, with its failure or None (a session stores its turn)
         self.after: list[Callable[[BaseException | None], None]] = []
 
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
         failed: BaseException | None = None
         try:
             if self._opened is None:  # on_all_down answered: its document as one chunk

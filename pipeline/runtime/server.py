@@ -139,7 +139,10 @@ async def _chat(
             return later
         if chat.stream:
             stream = await runtime.ask_stream(release, chat)
-            return await stream_response(request, stream, held, runtime.health, chat.session)
+            stall_s = runtime.engine.resilience(release).timeout_s
+            return await stream_response(
+                request, stream, held, runtime.health, chat.session, stall_s
+            )
         answer = await runtime.ask(release, chat)
     except SessionTaken as e:
         return error_response(409, e.message, "invalid_request_error", "session_taken")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 from aiohttp import web
@@ -40,9 +42,14 @@ async def stream_response(
     held: Claim | None,
     health: StoreHealth,
     session: str | None = None,
+    stall_s: float | None = None,
 ) -> web.StreamResponse:
     """The answer as server-sent events. Its headers go first: the session it is a turn of,
-    but not the turn's number, which is given when the stream ends and the turn is stored."""
+    but not the turn's number, which is given when the stream ends and the turn is stored.
+
+    A client that takes nothing of the stream for ``stall_s`` (the deadline its providers get
+    between chunks) is let go like one that left: the provider's stream is closed and an
+    Idempotency-Key it claimed is given back, rather than both held until it reads again."""
     headers = answer_headers(stream.answer)
     if session is not None:
         headers.setdefault(SESSION_HEADER, session)
@@ -53,10 +60,21 @@ async def stream_response(
     )
     await response.prepare(request)
     error: dict[str, str] | None = None  # the stream's last event, when it ends badly
+
+    async def send(data: bytes) -> None:
+        try:
+            await asyncio.wait_for(response.write(data), stall_s)
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the client stopped reading") from None
+
+    chunks = stream.chunks()
     try:
-        async for chunk in stream.chunks():
-            await response.write(event(chunk))
-        await response.write(DONE)
+        async with contextlib.aclosing(chunks):  # the provider's stream closes with it
+            async for chunk in chunks:
+                await send(event(chunk))
+        await send(DONE)
     except AttemptFailed as e:  # after the first chunk: the client has part of an answer
         error = {"message": e.message, "type": "provider_error", "code": e.kind}
     except StoreUnavailable as e:  # answered, but its session's turn could not be stored
@@ -66,7 +84,7 @@ async def stream_response(
             "type": "service_unavailable",
             "code": "state_store_unavailable",
         }
-    except ConnectionResetError:  # the client left
+    except ConnectionResetError:  # the client left, or stopped reading
         return response
     if held is not None and error is None:  # a retry gets what this stream added up to
         held.keep(200, json.dumps(stream.answer.response), headers)

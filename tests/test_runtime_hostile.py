@@ -54,6 +54,9 @@ MALFORMED: list[tuple[Any, str]] = [
 ]
 BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"response_format": "x"}, "'response_format' must be an object"),
+    ({"response_format": {"type": "bogus"}}, "'response_format' must be an object"),
+    ({"response_format": {"type": "json_schema"}}, "with a 'schema' object"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "'schema'"),
     ({"stop": 5}, "'stop' must be a string or an array of strings"),
     ({"logit_bias": "x"}, "'logit_bias'"),
     ({"tool_choice": 5}, "'tool_choice'"),

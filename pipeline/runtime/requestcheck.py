@@ -24,6 +24,7 @@ MAX_DEPTH = 64  # arrays and objects inside each other in a request body
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 _INFINITE = (math.inf, -math.inf)
+_FORMATS = frozenset({"text", "json_object", "json_schema"})
 
 
 def load_body(raw: bytes) -> tuple[Any, str | None]:
@@ -154,9 +155,8 @@ def param_problem(params: Mapping[str, Any]) -> str | None:
     bias = params.get("logit_bias")
     if bias is not None and not (isinstance(bias, dict) and all(_number(v) for v in bias.values())):
         return "'logit_bias' must be an object of token ids to numbers"
-    shape = params.get("response_format")
-    if shape is not None and not (isinstance(shape, dict) and isinstance(shape.get("type"), str)):
-        return "'response_format' must be an object with a 'type' (text, json_object, json_schema)"
+    if (problem := _format_problem(params.get("response_format"))) is not None:
+        return problem
     choice = params.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
         return "'tool_choice' must be a string or an object"
@@ -164,6 +164,18 @@ def param_problem(params: Mapping[str, Any]) -> str | None:
         return "'parallel_tool_calls' must be true or false"
     if not isinstance(params.get("user", ""), str):
         return "'user' must be a string"
+    return None
+
+
+def _format_problem(shape: Any) -> str | None:
+    if shape is None:
+        return None
+    if not isinstance(shape, dict) or shape.get("type") not in _FORMATS:
+        return "'response_format' must be an object with a 'type' (text, json_object, json_schema)"
+    if shape["type"] == "json_schema":
+        inner = shape.get("json_schema")
+        if not isinstance(inner, dict) or not isinstance(inner.get("schema"), dict):
+            return "'response_format'.json_schema must be an object with a 'schema' object"
     return None
 
 

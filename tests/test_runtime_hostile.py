@@ -60,6 +60,8 @@ BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"stop": 5}, "'stop' must be a string or an array of strings"),
     ({"logit_bias": "x"}, "'logit_bias'"),
     ({"tool_choice": 5}, "'tool_choice'"),
+    ({"tool_choice": "bogus"}, "'tool_choice'"),
+    ({"tool_choice": {"type": "function", "function": 5}}, "'tool_choice'"),
     ({"user": 5}, "'user' must be a string"),
     ({"n": 0}, "'n' must be 1 or more"),
     ({"max_tokens": -1}, "'max_tokens' must be 1 or more"),

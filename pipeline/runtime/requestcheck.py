@@ -158,8 +158,16 @@ def param_problem(params: Mapping[str, Any]) -> str | None:
     if (problem := _format_problem(params.get("response_format"))) is not None:
         return problem
     choice = params.get("tool_choice")
-    if choice is not None and not isinstance(choice, str | dict):
-        return "'tool_choice' must be a string or an object"
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if (
+        choice is not None
+        and choice not in ("none", "auto", "required")
+        and not (isinstance(function, dict) and isinstance(function.get("name"), str))
+    ):
+        return (
+            "'tool_choice' must be none, auto, required or "
+            '{"type": "function", "function": {"name": ...}}'
+        )
     if not isinstance(params.get("parallel_tool_calls", True), bool):
         return "'parallel_tool_calls' must be true or false"
     if not isinstance(params.get("user", ""), str):

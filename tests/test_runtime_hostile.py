@@ -31,6 +31,8 @@ SPLIT = "kg split token words"  # knowngood: allow-secret -- streamed as four ch
 
 MALFORMED: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [1, 2]}], "messages[0].content[0] must be a content part"),
+    ([{"role": ["user"], "content": "hi"}], "messages[0].role must be one of"),
+    ([{"role": "user", "content": [{"type": {"a": 1}}]}], "messages[0].content[0].type"),
     ([{"role": "user", "content": [{"type": "bogus"}]}], "messages[0].content[0].type"),
     ([{"role": "user", "content": [{"text": "hi"}]}], "messages[0].content[0].type"),
     ([{"role": "user", "content": [{"type": "text", "text": 5}]}], ".text must be a string"),
@@ -55,6 +57,7 @@ MALFORMED: list[tuple[Any, str]] = [
 BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"response_format": "x"}, "'response_format' must be an object"),
     ({"response_format": {"type": "bogus"}}, "'response_format' must be an object"),
+    ({"response_format": {"type": ["text"]}}, "'response_format' must be an object"),
     ({"response_format": {"type": "json_schema"}}, "with a 'schema' object"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "'schema'"),
     ({"stop": 5}, "'stop' must be a string or an array of strings"),

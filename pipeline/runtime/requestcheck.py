@@ -73,7 +73,7 @@ def message_problem(i: int, message: Any) -> str | None:
     if not isinstance(message, dict):
         return f"{where} must be an object, not {kind(message)}"
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # a list is unhashable: no TypeError
         shown = repr(role)[:60] if isinstance(role, str) else kind(role)
         return f"{where}.role must be one of {', '.join(sorted(ROLES))}, not {shown}"
     if not isinstance(message.get("name", ""), str):
@@ -99,7 +99,7 @@ def _part_problem(where: str, part: Any) -> str | None:
     if not isinstance(part, dict):
         return f"{where} must be a content part object, not {kind(part)}"
     kind_of = part.get("type")
-    if kind_of not in _PARTS:
+    if not isinstance(kind_of, str) or kind_of not in _PARTS:
         shown = repr(kind_of)[:60] if isinstance(kind_of, str) else kind(kind_of)
         return f"{where}.type must be one of {', '.join(sorted(_PARTS))}, not {shown}"
     if kind_of in ("text", "refusal") and not isinstance(part.get(kind_of), str):
@@ -178,7 +178,9 @@ def param_problem(params: Mapping[str, Any]) -> str | None:
 def _format_problem(shape: Any) -> str | None:
     if shape is None:
         return None
-    if not isinstance(shape, dict) or shape.get("type") not in _FORMATS:
+    if not isinstance(shape, dict) or not isinstance(shape.get("type"), str):
+        return "'response_format' must be an object with a 'type' (text, json_object, json_schema)"
+    if shape["type"] not in _FORMATS:
         return "'response_format' must be an object with a 'type' (text, json_object, json_schema)"
     if shape["type"] == "json_schema":
         inner = shape.get("json_schema")

@@ -29,6 +29,7 @@ from runtimeutil import (
 
 SPLIT = "kg split token words"  # knowngood: allow-secret -- streamed as four chunks
 
+BROKEN_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
 MALFORMED: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [1, 2]}], "messages[0].content[0] must be a content part"),
     ([{"role": ["user"], "content": "hi"}], "messages[0].role must be one of"),
@@ -53,6 +54,13 @@ MALFORMED: list[tuple[Any, str]] = [
         "messages[0].tool_calls[0] must be an object with an 'id'",
     ),
     ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id is required"),
+    (
+        [
+            {"role": "assistant", "content": None, "tool_calls": [BROKEN_CALL]},
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        ],
+        "messages[0].tool_calls[0].function.arguments must be a string of JSON text",
+    ),
 ]
 BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"response_format": "x"}, "'response_format' must be an object"),

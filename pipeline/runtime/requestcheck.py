@@ -128,9 +128,20 @@ def _tool_calls_problem(where: str, calls: Any) -> str | None:
             return f"{at} must be an object with an 'id' string"
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             return f"{at}.function must be an object with a 'name' string"
-        if not isinstance(function.get("arguments", ""), str):
-            return f"{at}.function.arguments must be a string (JSON text)"
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str) or (arguments.strip() and not _json_text(arguments)):
+            return f"{at}.function.arguments must be a string of JSON text"
     return None
+
+
+def _json_text(text: str) -> bool:
+    """Whether ``text`` parses as JSON (a provider given tool-call arguments that do not, as
+    Anthropic's translation is, fails before sending, like a provider's own fault)."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def param_problem(params: Mapping[str, Any]) -> str | None:

@@ -38,6 +38,7 @@ MALFORMED: list[tuple[Any, str]] = [
     ([{"role": "user", "content": [{"text": "hi"}]}], "messages[0].content[0].type"),
     ([{"role": "user", "content": [{"type": "text", "text": 5}]}], ".text must be a string"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}], "image_url"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}], "data: URL"),
     (
         [{"role": "user", "content": [{"type": "file", "file": {"file_id": 5}}]}],
         "object of strings",
@@ -54,6 +55,16 @@ MALFORMED: list[tuple[Any, str]] = [
         "messages[0].tool_calls[0] must be an object with an 'id'",
     ),
     ([{"role": "tool", "content": "x"}], "messages[0].tool_call_id is required"),
+    (
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{**BROKEN_CALL, "function": {"name": ""}}],
+            }
+        ],
+        "messages[0].tool_calls[0].function must be an object with a 'name'",
+    ),
     (
         [
             {"role": "assistant", "content": None, "tool_calls": [BROKEN_CALL]},

@@ -107,8 +107,8 @@ def _part_problem(where: str, part: Any) -> str | None:
     if kind_of == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
-        if not isinstance(url, str):
-            return f"{where}.image_url must be an object with a 'url' string"
+        if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:")):
+            return f"{where}.image_url must be an object with a 'url': an http(s) or data: URL"
     if kind_of in ("input_audio", "file"):
         inner = part.get(kind_of)
         if not isinstance(inner, dict) or not all(isinstance(v, str) for v in inner.values()):
@@ -126,7 +126,7 @@ def _tool_calls_problem(where: str, calls: Any) -> str | None:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(call, dict) or not isinstance(call.get("id"), str):
             return f"{at} must be an object with an 'id' string"
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        if not isinstance(function, dict) or not _named(function.get("name")):
             return f"{at}.function must be an object with a 'name' string"
         arguments = function.get("arguments", "")
         if not isinstance(arguments, str) or (arguments.strip() and not _json_text(arguments)):
@@ -198,6 +198,10 @@ def _format_problem(shape: Any) -> str | None:
         if not isinstance(inner, dict) or not isinstance(inner.get("schema"), dict):
             return "'response_format'.json_schema must be an object with a 'schema' object"
     return None
+
+
+def _named(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _number(value: Any) -> bool:

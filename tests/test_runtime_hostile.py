@@ -79,6 +79,10 @@ BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"response_format": {"type": ["text"]}}, "'response_format' must be an object"),
     ({"response_format": {"type": "json_schema"}}, "with a 'schema' object"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "'schema'"),
+    (
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": {"properties": 5}}}},
+        "json_schema.schema['properties'] is not a JSON Schema",
+    ),
     ({"stop": 5}, "'stop' must be a string or an array of strings"),
     ({"logit_bias": "x"}, "'logit_bias'"),
     ({"tool_choice": 5}, "'tool_choice'"),

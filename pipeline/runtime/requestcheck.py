@@ -197,6 +197,20 @@ def _format_problem(shape: Any) -> str | None:
         inner = shape.get("json_schema")
         if not isinstance(inner, dict) or not isinstance(inner.get("schema"), dict):
             return "'response_format'.json_schema must be an object with a 'schema' object"
+        return _schema_problem(inner["schema"])
+    return None
+
+
+def _schema_problem(schema: dict[str, Any]) -> str | None:
+    """What makes ``schema`` no JSON Schema (``properties: 5``): litellm's translation for
+    Gemini fails on it before sending, like a provider's own fault."""
+    from jsonschema import Draft202012Validator, SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as e:
+        where = "".join(f"[{p!r}]" for p in e.path)
+        return f"'response_format'.json_schema.schema{where} is not a JSON Schema: {e.message}"
     return None
 
 

@@ -5,6 +5,7 @@ clients' providers alone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -104,8 +105,11 @@ def echo(wire: str, body: dict[str, Any]) -> Reply:
 
 @pytest.fixture(scope="module")
 def providers() -> Iterator[dict[str, FakeProvider]]:
-    with FakeProvider(echo) as primary, FakeProvider(echo) as backup, FakeProvider(echo) as flaky:
-        yield {"primary": primary, "backup": backup, "flaky": flaky}
+    with contextlib.ExitStack() as stack:
+        yield {
+            name: stack.enter_context(FakeProvider(echo))
+            for name in ("primary", "backup", "flaky", "last")
+        }
 
 
 # The agent "reader" has a provider of its own ("flaky"), judged slow after 2 s, and opened by
@@ -115,7 +119,11 @@ READER = STEADY.replace("slow_call_s: 10", "slow_call_s: 2")
 
 @pytest.fixture(scope="module")
 def world(providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathFactory) -> World:
-    agents = {AGENT: (["primary", "backup"], RESILIENCE), "reader": (["flaky"], READER)}
+    agents = {
+        AGENT: (["primary", "backup"], RESILIENCE),
+        "reader": (["flaky"], READER),
+        "gem": (["last"], RESILIENCE),  # Gemini's wire
+    }
     return make_world(tmp_path_factory.mktemp("hostile") / "repo", providers, agents=agents)
 
 
@@ -308,3 +316,17 @@ def test_a_client_that_stops_reading_a_stream_is_let_go_and_its_key_given_back(
         )
     assert retry.status == 200, retry.body[:300]
     assert retry.headers.get("idempotent-replayed") is None
+
+
+def test_an_error_litellm_raises_itself_carries_no_traceback(server: Serve) -> None:
+    # a boolean subschema is JSON Schema, but litellm's translation for Gemini raises on it
+    schema = {"type": "object", "properties": {"a": True}}
+    got = chat(
+        server.url,
+        "hi",
+        agent="gem",
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    )
+    assert got.status == 503, got.body[:300]
+    assert "has no attribute" in got.body.decode()  # what went wrong is still said
+    assert "Traceback" not in got.body.decode() and "site-packages" not in got.body.decode()

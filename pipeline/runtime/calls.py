@@ -76,7 +76,9 @@ class AttemptFailed(Exception):
 
     @classmethod
     def of(cls, error: ProviderCallError) -> AttemptFailed:
-        return cls(error.kind, error.message, error.status, error.retry_after_s)
+        # litellm appends its own traceback to some errors: the client gets no file paths
+        message = error.message.split(" Traceback (most recent call last)")[0]
+        return cls(error.kind, message, error.status, error.retry_after_s)
 
 
 def spec_of(entry: ChainEntry) -> ProviderSpec:

@@ -26,6 +26,7 @@ from runtimeutil import (
     http,
     make_world,
     metric,
+    wait_for,
 )
 
 SPLIT = "kg split token words"  # knowngood: allow-secret -- streamed as four chunks
@@ -129,7 +130,8 @@ def world(providers: dict[str, FakeProvider], tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[Serve]:
-    with Serve(world.root, env={"KG_SPLIT_TOKEN": SPLIT}) as running:
+    log = world.root.parent / "access.log"
+    with Serve(world.root, "--access-log", str(log), env={"KG_SPLIT_TOKEN": SPLIT}) as running:
         yield running
 
 
@@ -330,3 +332,21 @@ def test_an_error_litellm_raises_itself_carries_no_traceback(server: Serve) -> N
     assert got.status == 503, got.body[:300]
     assert "has no attribute" in got.body.decode()  # what went wrong is still said
     assert "Traceback" not in got.body.decode() and "site-packages" not in got.body.decode()
+
+
+def test_ids_in_paths_no_route_took_stay_out_of_the_access_log(server: Serve) -> None:
+    log = server.root.parent / "access.log"
+    before = len(log.read_text().splitlines())
+    for method, path in (
+        ("PUT", "/v1/sessions/secret-session-42"),  # 405: another method
+        ("POST", "/v1/queued/kgq-secret-43"),
+        ("GET", "/v1/sessions/secret-session-44/"),  # 404: a trailing slash
+        ("GET", "/v1/sessions/secret-session-45/turns"),
+    ):
+        got = http(f"{server.url}{path}", method=method)
+        assert got.status in (404, 405), path
+    assert wait_for(lambda: len(log.read_text().splitlines()) >= before + 4)
+    lines = log.read_text().splitlines()[before:]
+    assert not any("secret-" in line for line in lines), lines
+    routes = [json.loads(line)["route"] for line in lines]
+    assert routes == ["/v1/sessions/{id}", "/v1/queued/{id}"] + ["/v1/sessions/{id}"] * 2

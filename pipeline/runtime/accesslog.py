@@ -59,6 +59,7 @@ REQUEST_ID = "X-Request-Id"
 _GIVEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _KEY = web.RequestKey("request_id", str)
 API_KEY = web.RequestKey("api_key", int)  # which of runtime.api_key_env's keys it sent: 1, 2...
+_CAPABILITIES = ("/v1/sessions/", "/v1/queued/")  # what follows them is never logged
 _FROM_HEADERS = {
     "agent": "X-Knowngood-Agent",
     "release": "X-Knowngood-Release",
@@ -138,7 +139,7 @@ class JsonAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
         info = getattr(request, "match_info", None)
         resource = info.route.resource if info is not None else None
-        route = resource.canonical if resource is not None else request.path[:200]
+        route = resource.canonical if resource is not None else _unmatched(request.path)
         headers = response.headers
         attempts = headers.get("X-Knowngood-Attempts")
         line: dict[str, Any] = {
@@ -156,6 +157,16 @@ class JsonAccessLogger(AbstractAccessLogger):
             "replayed": headers.get("Idempotent-Replayed") == "true",
         }
         self.logger.info(json.dumps(line, separators=(", ", ": ")))
+
+
+def _unmatched(path: str) -> str:
+    """The path of a request no route took (a 404, or a 405: another method), with an id that
+    is a capability (a session's, a queued request's: whoever knows it may read it) replaced
+    by ``{id}`` as the matched routes have it."""
+    for prefix in _CAPABILITIES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return prefix + "{id}"
+    return path[:200]
 
 
 def access_logger(target: str) -> logging.Logger:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,6 +209,11 @@ def test_two_serve_processes_on_one_postgresql_share_a_breaker(
                 assert answer.headers["x-knowngood-provider"] == "backup"
             assert clock.after(opened) == 0  # the second worker sent it nothing
             assert "breaker primary: closed -> open" in first.stderr
+            for odd in ("%00", "kgq-%00", "x" * 300):  # PostgreSQL refuses NUL in text
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(f"{second.url}/v1/queued/{odd}", timeout=10)
+                assert refused.value.code == 404
+                refused.value.close()
         with psycopg.connect(url) as conn:
             dump = " ".join(
                 str(row)

@@ -10,6 +10,7 @@ release, turn, error, callback: {delivered, error}}``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,9 @@ from pipeline.runtime.responses import error_response, json_response
 from pipeline.runtime.store import StoreUnavailable
 
 __all__ = ["QueueCollector", "queue_if_down", "queue_if_waiting", "queued_status"]
+
+
+_QUEUED_ID = re.compile(r"kgq-[0-9a-f]{32}")  # as Queue.add makes them
 
 
 def _status_url(request: web.Request, qid: str) -> str:
@@ -110,7 +114,8 @@ def unqueued_warning(runtime: Any, log: Callable[[str], None]) -> Callable[[Chan
 
 async def queued_status(request: web.Request, runtime: Any) -> web.Response:
     qid = request.match_info["id"]
-    row = runtime.store.queued(qid)
+    # Only an id serve gave out is looked up: PostgreSQL refuses text holding NUL (a 500)
+    row = runtime.store.queued(qid) if _QUEUED_ID.fullmatch(qid) else None
     if row is None:
         message = f"no queued request {qid!r}"
         return error_response(404, message, "invalid_request_error", "queued_not_found")

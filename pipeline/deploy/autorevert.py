@@ -26,23 +26,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.deploy.check import CheckOutcome
-from pipeline.deploy.context import Context, version_of_tag
+from pipeline.deploy.context import Context
+from pipeline.deploy.recoverynotice import SCENARIO, notify_recovery
 from pipeline.errors import KnowngoodError
 from pipeline.git import Git
 from pipeline.incidents import paging, severity_for_env
 from pipeline.incidents.lifecycle import new_incident
-from pipeline.records import resolve_incident, utc_now
-from pipeline.recordtypes import DeploymentRecord, IncidentRecord
+from pipeline.records import resolve_incident
+from pipeline.recordtypes import Deployed, DeploymentRecord, IncidentRecord
 from pipeline.repo import CONFIG_FILE
 
 if TYPE_CHECKING:
     from pipeline.revert import RevertOutcome
 
 BY = "knowngood auto-revert"  # who detects and resolves the incident (the actor runs it)
-SCENARIO = "prompt-change-breaks-the-agent"  # the runbook section a failed release follows
 
-__all__ = ["RecoveryOutcome", "introducing_commit", "recover", "restore_target"]
+__all__ = ["RecoveryOutcome", "Resumed", "introducing_commit", "recover", "restore_target"]
 _Deployment = DeploymentRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What a recovery killed half-way (``kill -9``, a cancelled CI job) already did, read from
+    the records: a rerun of ``deploy --auto-revert`` does the rest, never anything twice."""
+
+    opening: IncidentRecord  # the incident the failed check opened
+    restored: Deployed | None  # the deployment that restored service, when it took effect
+    reverted: bool  # a revert record names the incident (reverted, a pull request, skipped...)
+    resolved: bool  # the incident is resolved
 
 
 @dataclass(slots=True)
@@ -100,39 +111,54 @@ def recover(
     check: CheckOutcome,
     *,
     revert: bool = True,
+    resumed: Resumed | None = None,
 ) -> RecoveryOutcome:
-    """Everything that follows a failed check of ``deployment`` (which published ``bundle``)."""
+    """Everything that follows a failed check of ``deployment`` (which published ``bundle``);
+    with ``resumed``, only what an interrupted recovery of that check left undone."""
     agent, env = str(bundle["agent"]), str(bundle["env"])
     release: str | None = bundle.get("release")
     shown = release or str(bundle["commit"])[:12]
     started = check.detected_clock or time.perf_counter()
-    opening = _open_incident(ctx, deployment, bundle, check, shown)
+    if resumed is None:
+        opening = _open_incident(ctx, deployment, bundle, check, shown)
+    else:
+        opening, revert = resumed.opening, revert and not resumed.reverted
     out = RecoveryOutcome(opening["incident"], check.detected_at, release)
     out.severity = opening["severity"]
-    good, passed_before = restore_target(ctx, deployment)
+    found, passed_before = restore_target(ctx, deployment)
+    good: Deployed | None = found
     resolved_at: str | None = None
-    if passed_before is not None:
+    restored = resumed.restored if resumed is not None else None
+    if restored is not None:  # the interrupted run's restore took effect: it is what runs
+        good, label = restored, restored.get("release") or restored["commit"][:12]
+        out.restored, out.restored_release = restored["id"], restored.get("release")
+        out.messages.append(f"{label} was restored in {env} by the interrupted run")
+        settled: Any = (restored.get("details") or {}).get("settled")  # restored before that
+        at = str(settled.get("intent_at") or restored["at"]) if settled else restored["at"]
+        resolved_at = None if resumed is None or resumed.resolved else at
+    elif passed_before is not None:
         revert, good = False, None
         out.messages.append(
             f"{shown} passed its check in {env} before with this exact bundle: the release did not "
             "change, so nothing is restored or reverted (look at the providers and the environment)"
         )
-    elif good is None:
+    elif found is None:
         out.messages.append(
             f"no known good release of {agent} in {env} to restore: {shown} stays deployed"
         )
     else:
-        resolved_at = _restore(ctx, out, good, deployment, started)
+        resolved_at = _restore(ctx, out, found, deployment, started)
     # A P1 or P2 pages now: after the restore (seconds, and the environment matters most),
     # before the revert (a push or a pull request that may take much longer).
-    out.page = paging.page(ctx.settings, opening)
+    if restored is None:  # else the interrupted run paged right after its restore
+        out.page = paging.page(ctx.settings, opening)
     if revert and release is not None:
         _revert(ctx, out, agent, env, release, good, check, started)
     if resolved_at is not None:
         _close_incident(ctx, out, opening, resolved_at)
     ctx.push_records()
     out.recovery_s = round(time.perf_counter() - started, 6)
-    out.notification = _notify(ctx, out, agent, env, release, check)
+    out.notification = notify_recovery(ctx, out, agent, env, release, check)
     return out
 
 
@@ -242,7 +268,7 @@ def _revert(
     agent: str,
     env: str,
     release: str,
-    good: DeploymentRecord | None,
+    good: Deployed | None,
     check: CheckOutcome,
     started: float,
 ) -> None:
@@ -348,53 +374,3 @@ def _times(out: RecoveryOutcome) -> dict[str, Any]:
         "revert_commit": None if out.revert is None else out.revert.revert_commit,
         "pull_request": None if out.revert is None else out.revert.pr_url,
     }
-
-
-def _notify(
-    ctx: Context,
-    out: RecoveryOutcome,
-    agent: str,
-    env: str,
-    release: str | None,
-    check: CheckOutcome,
-) -> dict[str, Any]:
-    from pipeline.notify import notify
-
-    version = version_of_tag(release) if release else check.commit[:12]
-    if out.restored_release:
-        title = f"{agent} {version} failed its post-deploy check in {env}: restored {version_of_tag(out.restored_release)}"
-    else:
-        title = f"{agent} {version} failed its post-deploy check in {env}: nothing was restored"
-    revert = out.revert
-    sections = " then ".join(paging.runbook_sections(agent, out.severity, SCENARIO))
-    event = {
-        "event": "auto-revert",
-        "title": title,
-        "status": "recovery failed"
-        if out.failed
-        else ("recovered" if out.resolved else "not recovered"),
-        "agent": agent,
-        "environment": env,
-        "version": version,
-        "release": release,
-        "reason": check.message,
-        "failing_cases": list(check.failing),
-        "restored_release": out.restored_release,
-        "revert_commit": revert.revert_commit if revert is not None else None,
-        "pull_request": revert.pr_url if revert is not None else None,
-        "safeguard": revert.safeguard if revert is not None else None,
-        "incident": out.incident,
-        "severity": out.severity,
-        "runbook": paging.runbook_sections(agent, out.severity, SCENARIO)[0],
-        "runbook_sections": paging.runbook_sections(agent, out.severity, SCENARIO),
-        "detected_at": out.detected_at,
-        "restore_s": out.restore_s,
-        "revert_s": out.revert_s,
-        "at": utc_now(),
-        "message": "\n".join(
-            [f"- {m}" for m in out.messages]
-            + [f"- {out.severity} incident {out.incident}: follow {sections}"]
-        ),
-    }
-    report = notify(ctx.settings, event, github=ctx.github, commit=out.merge)
-    return report.to_json()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.deploy.autorevert import RecoveryOutcome, recover
 from pipeline.deploy.check import CheckOutcome, deployed_bundle, run_check
 from pipeline.deploy.context import Bundle, Context
+from pipeline.deploy.resume import resume_recovery
 from pipeline.deploy.safeguards import failed_check
 from pipeline.errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, KnowngoodError
 from pipeline.git import Git
@@ -43,9 +44,11 @@ class DeployOutcome:
 
     @property
     def exit_code(self) -> int:
+        if self.recovery is not None and self.recovery.failed:
+            return EXIT_INCOMPLETE
         if self.status == "refused":
             return EXIT_FINDINGS
-        if self.status != "deployed" or (self.recovery is not None and self.recovery.failed):
+        if self.status != "deployed":
             return EXIT_INCOMPLETE
         return self.check.exit_code if self.check is not None else EXIT_OK
 
@@ -116,6 +119,13 @@ def deploy(
             agent, env, tag, "refused", stop[1], bundle["commit"], bundle["content_hash"], was,
             None, build_s, 0.0, safeguard=stop[0],
         )  # fmt: skip
+        if auto_revert:  # a rerun after a crash mid-recovery: finish what that run began
+            out.recovery = resume_recovery(ctx, agent, env, tag, previous)
+        if out.recovery is not None:
+            done = "; ".join(m.rstrip(".") for m in out.recovery.messages)
+            out.message += f"; the auto-revert an interrupted run began is finished now: {done}"
+            now = ctx.running(agent, env).deployment
+            out.previous = (now.get("release") or now["commit"][:12]) if now else None
         out.warnings = _unique(ctx.warnings)
         return out
     why = (why or f"release {tag}") + (" (forced)" if force else "")

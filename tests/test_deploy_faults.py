@@ -1,0 +1,142 @@
+"""Deploy, its targets and auto-revert failing the way production does, on real parts: a bare
+remote, ``knowngood`` as a real subprocess killed with SIGKILL, real HTTP servers on 127.0.0.1
+and real commands as targets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from deployutil import AGENT, FRENCH, KEYS, PROMPT, World, kg, make_world, responder
+from fakeproviders import FakeProvider
+from gitutil import git
+
+V1, V2 = "shop/v0.1.0", "shop/v0.2.0"
+DEPLOY = ["deploy", "--released", "--check", "--auto-revert"]  # the main-branch job
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("KNOWNGOOD_WEBHOOK_URL", raising=False)
+
+
+@pytest.fixture
+def world(tmp_path: Path, keys: None) -> Iterator[World]:
+    with FakeProvider(responder=responder) as server:
+        yield make_world(tmp_path, server)
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _ref(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def run_and_kill(
+    world: World, args: list[str], trigger: Callable[[dict[str, list[str]]], bool]
+) -> bool:
+    """Run ``knowngood ARGS`` as a subprocess; SIGKILL it the moment ``trigger`` holds for what
+    changed so far (``current``: each value of current.json, ``remote``: of the remote's records
+    branch). True when it was killed."""
+    current = world.target / "production" / AGENT / "current.json"
+    remote = world.remote / "refs" / "heads" / "knowngood" / "records"
+    seen = {"current": [_link(current)], "remote": [_ref(remote)]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args, "--repo", str(world.repo)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    killed = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        for key, value in (("current", _link(current)), ("remote", _ref(remote))):
+            if value != seen[key][-1]:
+                seen[key].append(value)
+        if trigger(seen):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.0005)
+    if proc.poll() is None and not killed:
+        proc.kill()
+        pytest.fail("knowngood did not finish in time")
+    proc.wait()
+    end = time.monotonic() + 10  # git children of the killed process finish on their own
+    while time.monotonic() < end:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    return killed and proc.returncode == -signal.SIGKILL
+
+
+def reverts_of(world: World, merge: str) -> list[str]:
+    log = git(world.remote, "log", "--format=%H %B%x00", "main")
+    return [c.split()[0] for c in log.split("\0") if f"This reverts commit {merge}" in c]
+
+
+# -- a crash in the middle of an auto-revert -----------------------------------------------------
+
+KILL_POINTS: dict[str, Callable[[dict[str, list[str]]], bool]] = {
+    # the failed check and its incident go out with the restore's intent (3rd push)
+    "after the restore's intent is pushed": lambda seen: len(seen["remote"]) > 3,
+    # v2 published, then v1 published again by the restore
+    "after the restore is published": lambda seen: len(seen["current"]) > 2,
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_rerun_finishes_an_auto_revert_killed_half_way(
+    world: World, capsys: pytest.CaptureFixture[str], point: str
+) -> None:
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0  # v1 is known good
+    merge = world.merge("french-7", {PROMPT: FRENCH}, "Answer in French", number=7)
+    assert world.release() == [V2]
+    assert run_and_kill(world, DEPLOY, KILL_POINTS[point]), "the kill did not land"
+    assert reverts_of(world, merge) == []  # killed before the revert
+
+    # the CI job is re-run: it must finish the recovery, not only refuse the known-bad release
+    code, out = kg(capsys, world, *DEPLOY)
+    assert code == 1, out  # a failed post-deploy check, recovered
+    [deploy] = out["deployments"]
+    assert deploy["status"] == "refused" and deploy["safeguard"] == "failed-check"
+    recovery = deploy["recovery"]
+    assert recovery is not None and not recovery["failed"], deploy
+    assert recovery["revert"]["status"] == "reverted" and recovery["merge"] == merge
+    assert "finished now" in deploy["message"]
+    assert world.current()["release"] == V1
+    assert len(reverts_of(world, merge)) == 1
+    records = world.records()
+    [incident] = records.incidents(AGENT, "production")
+    assert incident.status == "resolved"
+    named = {d.get("intent") for d in records.list("deployment", AGENT, "production")}
+    assert all(i["id"] in named for i in records.list("intent", AGENT, "production"))
+
+    # a third run has nothing left to do: never restored, reverted nor recorded twice
+    kinds = ("intent", "deployment", "check", "revert", "incident")
+    main_before = world.remote_main()
+    count = sum(len(records.list(k)) for k in kinds)
+    code, out = kg(capsys, world, *DEPLOY)
+    assert code == 1 and out["deployments"][0]["recovery"] is None, out
+    assert world.remote_main() == main_before
+    assert sum(len(world.records().list(k)) for k in kinds) == count
+    assert len(reverts_of(world, merge)) == 1 and world.current()["release"] == V1

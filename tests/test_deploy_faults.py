@@ -140,3 +140,68 @@ def test_a_rerun_finishes_an_auto_revert_killed_half_way(
     assert world.remote_main() == main_before
     assert sum(len(world.records().list(k)) for k in kinds) == count
     assert len(reverts_of(world, merge)) == 1 and world.current()["release"] == V1
+
+
+# -- the command target ----------------------------------------------------------------------------
+
+
+def _bundle() -> dict[str, object]:
+    from test_targets import make_bundle
+
+    return make_bundle()
+
+
+MEMORY_PROBE = """
+import re, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_targets import make_bundle
+from pipeline.targets import CommandTarget
+loud = "import sys\\nfor _ in range(300): sys.stdout.write('x' * 1_000_000)\\nsys.exit(4)"
+result = CommandTarget([sys.executable, "-c", loud], cwd=Path.cwd()).publish(make_bundle())
+assert not result.ok and "exited 4" in result.message, result.message
+peak_kb = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)
+print(int(peak_kb) // 1024, len(result.output))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM")
+def test_a_command_printing_hundreds_of_megabytes_is_held_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    # it kept everything the command printed before cutting it to the last 64,000 characters:
+    # 300 MB printed made knowngood itself grow past 800 MB
+    probe = MEMORY_PROBE.format(tests=str(Path(__file__).parent))
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    peak_mb, kept = (int(x) for x in done.stdout.split())
+    assert kept == 64_000
+    assert peak_mb < 150, f"{peak_mb} MB"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_a_command_that_starts_a_service_in_the_background_is_not_killed(tmp_path: Path) -> None:
+    # the service inherits the output pipe; knowngood waited for the pipe to close, not for the
+    # command: the deploy "timed out", the service it had just started was killed with it
+    from pipeline.targets import CommandTarget
+
+    pidfile = tmp_path / "service.pid"
+    script = tmp_path / "deploy.sh"
+    script.write_text(f"#!/bin/sh\necho starting\nsleep 30 &\necho $! > {pidfile}\necho started\n")
+    script.chmod(0o755)
+    result = CommandTarget([str(script)], cwd=tmp_path, timeout_s=8).publish(_bundle())
+    service = int(pidfile.read_text())
+    try:
+        assert result.ok, result.message
+        assert "started" in result.output
+        assert result.duration_s < 6
+        os.kill(service, 0)  # still running
+    finally:
+        os.kill(service, signal.SIGKILL)

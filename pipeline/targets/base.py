@@ -3,24 +3,28 @@ for user commands."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from pipeline.bundle import verify_bundle
 from pipeline.errors import ConfigError, DeployError
 
 MAX_OUTPUT_CHARS = 64_000  # kept from a command's output
 SHOWN_OUTPUT_CHARS = 2_000  # of it, shown in the failure message
+DRAIN_S = 2.0  # after the command exits, how long its last output may take to arrive
 CONTENT_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 __all__ = [
@@ -111,7 +115,12 @@ def run_command(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout_s: float
 ) -> CommandRun:
     """Run ``argv`` (no shell) with its output captured; killed with everything it started
-    when it outlives ``timeout_s``. Never raises for the command's own failures."""
+    when it outlives ``timeout_s``. Never raises for the command's own failures.
+
+    The command's exit decides, not the end of its output: a deploy script may start a service
+    in the background that inherits the output pipe, and that service must neither hold the
+    deploy until the timeout nor be killed by it. Only the last ``MAX_OUTPUT_CHARS`` of the
+    output are kept, however much it prints."""
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -124,14 +133,57 @@ def run_command(
         )
     except OSError as e:
         return CommandRun(None, "", f"{e.strerror or e} (in {cwd})")
+    assert proc.stdout is not None
+    kept = _Tail(MAX_OUTPUT_CHARS * 4)  # bytes: a UTF-8 character takes up to 4
+    reader = threading.Thread(target=kept.drain, args=(proc.stdout,), daemon=True)
+    reader.start()
+    timed_out = False
     try:
-        raw, _ = proc.communicate(timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_tree(proc)
-        raw, _ = proc.communicate()
-        output = raw.decode("utf-8", errors="replace")[-MAX_OUTPUT_CHARS:]
+        proc.wait()
+        timed_out = True
+    reader.join(DRAIN_S)  # what it printed last; a process it left running may keep the pipe
+    kept.stop.set()
+    reader.join(DRAIN_S)
+    if not reader.is_alive():  # else it still reads from it (no select: Windows)
+        proc.stdout.close()
+    output = kept.text()[-MAX_OUTPUT_CHARS:]
+    if timed_out:
         return CommandRun(None, output, f"timed out after {timeout_s:g}s (killed)", timed_out=True)
-    return CommandRun(proc.returncode, raw.decode("utf-8", errors="replace")[-MAX_OUTPUT_CHARS:])
+    return CommandRun(proc.returncode, output)
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream, read to its end (or until the reader gives up)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()  # set: stop reading (what was read is kept)
+
+    def drain(self, stream: IO[bytes]) -> None:
+        fd = stream.fileno()
+        with contextlib.suppress(OSError, ValueError):
+            while not self.stop.is_set():
+                if sys.platform != "win32" and not select.select([fd], [], [], 0.05)[0]:
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return
+                with self.lock:
+                    self.chunks.append(chunk)
+                    self.size += len(chunk)
+                    while self.size - len(self.chunks[0]) >= self.limit:
+                        self.size -= len(self.chunks.popleft())
+
+    def text(self) -> str:
+        with self.lock:
+            data = b"".join(self.chunks)[-self.limit :]
+        return data.decode("utf-8", errors="replace")
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

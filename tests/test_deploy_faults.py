@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from deployutil import AGENT, FRENCH, KEYS, PROMPT, World, kg, make_world, responder
@@ -145,7 +148,7 @@ def test_a_rerun_finishes_an_auto_revert_killed_half_way(
 # -- the command target ----------------------------------------------------------------------------
 
 
-def _bundle() -> dict[str, object]:
+def _bundle() -> dict[str, Any]:
     from test_targets import make_bundle
 
     return make_bundle()
@@ -154,6 +157,7 @@ def _bundle() -> dict[str, object]:
 MEMORY_PROBE = """
 import re, sys
 from pathlib import Path
+from typing import Any
 sys.path.insert(0, {tests!r})
 from test_targets import make_bundle
 from pipeline.targets import CommandTarget
@@ -205,3 +209,69 @@ def test_a_command_that_starts_a_service_in_the_background_is_not_killed(tmp_pat
         os.kill(service, 0)  # still running
     finally:
         os.kill(service, signal.SIGKILL)
+
+
+# -- the http target -------------------------------------------------------------------------------
+
+
+class Drip:
+    """A deploy endpoint on 127.0.0.1 that reads the request, then answers one byte every 50 ms
+    (a status line and 400 bytes of headers: 20 s in all), each byte well within any timeout."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/deploy"
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(1 << 20)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 400:
+                if self.stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+@pytest.fixture
+def drip(monkeypatch: pytest.MonkeyPatch) -> Iterator[Drip]:
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KG_DEPLOY_SECRET", "s3cr3t-value-for-drip-tests")  # knowngood: allow-secret
+    server = Drip()
+    yield server
+    server.close()
+
+
+def test_an_http_target_answering_a_byte_at_a_time_is_cut_at_the_timeout(drip: Drip) -> None:
+    # the timeout bounded each read, not the exchange: a server trickling its headers held the
+    # deploy (and the check of what runs) for as long as it kept trickling
+    from pipeline.targets import HttpTarget
+
+    target = HttpTarget(
+        drip.url, "KG_DEPLOY_SECRET", timeout_s=0.5, current_url=drip.url + "/current"
+    )
+    start = time.monotonic()
+    result = target.publish(_bundle())
+    assert time.monotonic() - start < 3
+    assert not result.ok and "timed out after 0.5s" in result.message, result.message
+    start = time.monotonic()
+    observed = target.running("bot", "production")
+    assert time.monotonic() - start < 3
+    assert not observed.known and "timed out after 0.5s" in observed.how

@@ -8,9 +8,13 @@ other answer, the target cannot tell."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -147,8 +151,15 @@ class HttpTarget:
     def _send(
         self, request: urllib.request.Request, location: str, secret: str
     ) -> tuple[int | None, str]:
-        """(status, the start of the body), or (None, why it could not be sent)."""
-        opener = urllib.request.build_opener(_NoRedirects())
+        """(status, the start of the body), or (None, why it could not be sent).
+
+        ``timeout_s`` bounds the whole exchange, not each read: a server that answers one byte
+        at a time would otherwise hold the deploy for as long as it likes."""
+        deadline = _Deadline(self.timeout_s)
+        opener = urllib.request.build_opener(
+            _NoRedirects(), _HttpWithin(deadline), _HttpsWithin(deadline)
+        )
+        deadline.start()
         try:
             with opener.open(request, timeout=self.timeout_s) as response:
                 status, text = response.status, _read_some(response)
@@ -156,10 +167,78 @@ class HttpTarget:
             status, text = e.code, _read_some(e)
         except (urllib.error.URLError, TimeoutError, HTTPException, OSError) as e:
             reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            if deadline.expired or isinstance(reason, TimeoutError) or "timed out" in str(reason):
                 reason = f"timed out after {self.timeout_s:g}s"
             return None, _scrub(f"could not reach {location}: {reason}", secret)
-        return status, _scrub(text, secret)
+        finally:
+            deadline.cancel()
+        return status, _scrub(text, secret)  # a body cut short by the deadline: its start
+
+
+class _Deadline:
+    """Cuts the connections of one exchange when ``seconds`` have passed since ``start``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for connection in self._connections:
+                _cut(connection)
+
+    def track(self, cls: type[http.client.HTTPConnection]) -> Any:
+        """A factory of ``cls`` connections that this deadline cuts."""
+
+        def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+            connection = cls(*args, **kwargs)
+            connect = connection.connect
+
+            def connect_within() -> None:
+                connect()
+                with self._lock:
+                    self._connections.append(connection)
+                    if self.expired:
+                        _cut(connection)
+
+            connection.connect = connect_within  # type: ignore[method-assign]
+            return connection
+
+        return make
+
+
+def _cut(connection: http.client.HTTPConnection) -> None:
+    if connection.sock is not None:
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
+
+
+class _HttpWithin(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self.deadline.track(http.client.HTTPConnection), req)
+
+
+class _HttpsWithin(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self.deadline.track(http.client.HTTPSConnection), req)
 
 
 def _sign(secret: str, data: bytes) -> str:

@@ -4,6 +4,7 @@ and real commands as targets."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -209,6 +210,88 @@ def test_a_command_that_starts_a_service_in_the_background_is_not_killed(tmp_pat
         os.kill(service, 0)  # still running
     finally:
         os.kill(service, signal.SIGKILL)
+
+
+DEPLOY_SH = """#!/bin/sh
+cp "$1" "{state}/runs-$KNOWNGOOD_ENV.json"
+if [ -e "{state}/fail" ]; then echo 'deployed; notifying the team failed' >&2; exit 9; fi
+"""
+CURRENT_PY = """
+import json, os, pathlib
+state = pathlib.Path({state!r}) / ("runs-" + os.environ["KNOWNGOOD_ENV"] + ".json")
+if state.exists():
+    print(json.loads(state.read_text())["content_hash"])
+"""
+
+
+def command_world(tmp_path: Path, server: FakeProvider, *, reports: bool) -> tuple[World, Path]:
+    state = tmp_path / "state"
+    state.mkdir()
+    deploy_sh = tmp_path / "deploy.sh"
+    deploy_sh.write_text(DEPLOY_SH.format(state=state))
+    deploy_sh.chmod(0o755)
+    (tmp_path / "current.py").write_text(CURRENT_PY.format(state=str(state)))
+    target: dict[str, Any] = {"type": "command", "command": [str(deploy_sh)]}
+    if reports:
+        target["current_command"] = [sys.executable, str(tmp_path / "current.py")]
+    return make_world(tmp_path, server, target=target), state
+
+
+def test_a_command_that_deployed_then_failed_is_recorded_as_running(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the script put v2 in place, then a later step exited 9: the record said "failure", status
+    # said v1 runs (good), and `check` checked v1 while v2, never checked, served production
+    with FakeProvider(responder=responder) as server:
+        world, state = command_world(tmp_path, server, reports=True)
+        assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+        world.merge("french-7", {PROMPT: FRENCH}, "Answer in French", number=7)
+        assert world.release() == [V2]
+        (state / "fail").touch()
+        code, out = kg(capsys, world, "deploy", AGENT, "--check", "--auto-revert")
+        runs = json.loads((state / "runs-production.json").read_text())
+        # it runs, so it was checked, failed, and recovered like any deploy
+        assert code == 1, out
+        assert out["status"] == "deployed" and "exited 9" in out["target_error"]
+        assert out["check"]["outcome"] == "failed" and out["recovery"]["restored_release"] == V1
+        assert runs["release"] == V1
+        records = world.records()
+        v2 = [d for d in records.list("deployment", AGENT, "production") if d["release"] == V2]
+        assert [d["outcome"] for d in v2] == ["success"]
+        assert "exited 9" in v2[0]["details"]["error"]
+
+
+@pytest.mark.parametrize("reports", [True, False], ids=["current_command", "no-current_command"])
+def test_a_failed_publish_says_what_runs_now_and_what_to_do(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str], reports: bool
+) -> None:
+    with FakeProvider(responder=responder) as server:
+        world, state = command_world(tmp_path, server, reports=reports)
+        assert kg(capsys, world, "deploy", AGENT)[0] == 0
+        v1 = json.loads((state / "runs-production.json").read_text())["content_hash"]
+        world.merge("french-7", {PROMPT: FRENCH}, "Answer in French", number=7)
+        assert world.release() == [V2]
+        (tmp_path / "deploy.sh").write_text("#!/bin/sh\necho 'upload refused: 503' >&2\nexit 5\n")
+        code, out = kg(capsys, world, "deploy", AGENT)
+        assert code == 3 and out["status"] == "failed", out
+        assert "exited 5" in out["message"] and "upload refused: 503" in out["message"]
+        if reports:
+            assert f"did not take effect: the target reports it runs {v1[:12]}" in out["message"]
+        else:
+            assert "what runs in production now is unknown: deploy.target has no" in out["message"]
+        assert "run the same deploy again" in out["message"]
+
+
+def test_a_directory_target_blocked_by_a_file_says_so(tmp_path: Path) -> None:
+    # mkdir's own words were "File exists", naming the bundle that could not be written
+    from pipeline.targets import DirectoryTarget
+
+    (tmp_path / "production").mkdir()
+    (tmp_path / "production" / "bot").write_text("not a folder")
+    result = DirectoryTarget(tmp_path).publish(_bundle())
+    assert not result.ok
+    assert f"{tmp_path / 'production' / 'bot'} is a file where a folder should be" in result.message
+    assert "File exists" not in result.message
 
 
 # -- the http target -------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from pipeline.repo import Settings, load_settings
 from pipeline.running import Running, label, resolve, settlement
 from pipeline.source import settings_at
 from pipeline.targets import DirectoryTarget, PublishResult, Target, make_target
+from pipeline.targets.base import reconcile
 
 if TYPE_CHECKING:
     from pipeline.github import GitHubClient
@@ -281,7 +282,7 @@ class Context:
         intent = self._intent("publish", bundle, what, why, previous, rollback, extra)
         start = time.perf_counter()
         try:
-            result = self.target.publish(bundle)
+            result = reconcile(self.target, bundle, self.target.publish(bundle))
         except KnowngoodError as e:  # the target cannot be used at all: nothing changed
             result = PublishResult(False, self.target.type, "", e.message, 0.0)
             self._settle(intent, result, start, extra)
@@ -344,8 +345,8 @@ class Context:
         removed: bool = False,
     ) -> DeploymentRecord:
         extra = dict(details)
-        if not result.ok:
-            extra["error"] = result.message
+        if not result.ok or result.error:
+            extra["error"] = result.error or result.message
         return self.record(
             "deployment",
             agent=intent["agent"],

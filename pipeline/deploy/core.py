@@ -38,6 +38,7 @@ class DeployOutcome:
     build_s: float
     publish_s: float
     safeguard: str | None = None
+    target_error: str | None = None  # the target said it failed, yet it runs the bundle
     check: CheckOutcome | None = None
     recovery: RecoveryOutcome | None = None
     warnings: list[str] = field(default_factory=list)
@@ -50,7 +51,8 @@ class DeployOutcome:
             return EXIT_FINDINGS
         if self.status != "deployed":
             return EXIT_INCOMPLETE
-        return self.check.exit_code if self.check is not None else EXIT_OK
+        code = self.check.exit_code if self.check is not None else EXIT_OK
+        return EXIT_INCOMPLETE if code == EXIT_OK and self.target_error else code
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class DeployOutcome:
             "content_hash": self.content_hash,
             "previous": self.previous,
             "safeguard": self.safeguard,
+            "target_error": self.target_error,
             "deployment": self.deployment["id"] if self.deployment else None,
             "target": self.deployment["target"] if self.deployment else None,
             "location": self.deployment.get("location") if self.deployment else None,
@@ -151,12 +154,18 @@ def _publish(
     record, result = ctx.publish(
         bundle, why=why, previous=previous, details={"forced": True} if force else None
     )
+    message = result.message
+    if not result.ok:
+        message += "; fix what the target reported, then run the same deploy again"
+    elif result.error:  # it runs, so it is checked (and recovered) like any deploy
+        ctx.warnings.append(f"the {result.target} target reported a failure: {result.message}")
     return DeployOutcome(
         agent=bundle["agent"],
         env=bundle["env"],
         release=tag,
         status="deployed" if result.ok else "failed",
-        message=result.message,
+        message=message,
+        target_error=result.error or None,
         commit=bundle["commit"],
         content_hash=bundle["content_hash"],
         previous=(previous.get("release") or previous["commit"][:12]) if previous else None,

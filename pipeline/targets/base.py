@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -34,6 +35,7 @@ __all__ = [
     "Target",
     "checked",
     "pretty",
+    "reconcile",
     "run_command",
     "since",
     "tail",
@@ -48,6 +50,7 @@ class PublishResult:
     message: str
     duration_s: float
     output: str = ""  # what a command printed, or the start of an HTTP response body
+    error: str = ""  # the target said it failed, yet it runs the bundle (see ``reconcile``)
 
     def raise_for_failure(self) -> PublishResult:
         if not self.ok:
@@ -86,6 +89,28 @@ class Target(Protocol):
     def publish(self, bundle: Mapping[str, Any]) -> PublishResult: ...
 
     def running(self, agent: str, env: str) -> Observed: ...
+
+
+def reconcile(target: Target, bundle: Mapping[str, Any], result: PublishResult) -> PublishResult:
+    """A failed publish, checked against what the target reports it runs, so the record tells
+    the truth: a deploy command that put the bundle in place and then failed a later step
+    (exit 1 from a notification, say) took effect, whatever its exit code. Else the message
+    says what runs now, or that the target cannot tell."""
+    if result.ok:
+        return result
+    env, wanted = str(bundle["env"]), str(bundle["content_hash"])
+    observed = target.running(str(bundle["agent"]), env)
+    if observed.known and observed.content_hash == wanted:
+        took = f"yet the target reports it runs {wanted[:12]} in {env}: the deploy took effect"
+        return dataclasses.replace(
+            result, ok=True, error=result.message, message=f"{result.message}; {took}"
+        )
+    if observed.known:
+        runs = f"runs {observed.content_hash[:12]}" if observed.content_hash else "runs nothing"
+        now = f"it did not take effect: the target reports it {runs} in {env} ({observed.how})"
+    else:
+        now = f"what runs in {env} now is unknown: {observed.how}"
+    return dataclasses.replace(result, message=f"{result.message}; {now}")
 
 
 def checked(bundle: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ replace where symlinks are not available). Earlier bundles are kept for rollback
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -42,11 +43,7 @@ class DirectoryTarget:
             _flip(folder / CURRENT, target)
         except OSError as e:
             return PublishResult(
-                False,
-                self.type,
-                str(target),
-                f"could not write {target}: {e.strerror or e}",
-                since(start),
+                False, self.type, str(target), _cannot_write(target, e), since(start)
             )
         agent, release = str(bundle["agent"]), bundle.get("release")
         if not release:
@@ -115,6 +112,28 @@ class DirectoryTarget:
             return []
         found = [p for p in folder.glob("*.json") if p.name != CURRENT and not p.is_symlink()]
         return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def _cannot_write(target: Path, e: OSError) -> str:
+    """Why ``target`` could not be written, and what to do about it."""
+    for part in reversed(target.parents):
+        if part.exists() and not part.is_dir():  # mkdir says "File exists", which misleads
+            return (
+                f"could not write {target}: {part} is a file where a folder should be "
+                "(move it away, or set deploy.target.path to another folder)"
+            )
+    what = {
+        errno.ENOSPC: "free space on that disk",
+        errno.EDQUOT: "free space on that disk (the user's quota)",
+        errno.EACCES: f"let user {_user()} write there, or set deploy.target.path",
+        errno.EPERM: f"let user {_user()} write there, or set deploy.target.path",
+        errno.EROFS: "that file system is read-only: set deploy.target.path to a writable one",
+    }.get(e.errno or 0)
+    return f"could not write {target}: {e.strerror or e}" + (f" ({what})" if what else "")
+
+
+def _user() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else "this user"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -146,6 +146,33 @@ def test_a_rerun_finishes_an_auto_revert_killed_half_way(
     assert len(reverts_of(world, merge)) == 1 and world.current()["release"] == V1
 
 
+def test_a_rerun_after_a_kill_between_publish_and_check_does_not_publish_twice(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the re-run published v2 a second time (a second deployment record; a command or http
+    # target would have run the user's deploy again) before checking it
+    assert kg(capsys, world, "deploy", AGENT, "--check")[0] == 0
+    merge = world.merge("french-7", {PROMPT: FRENCH}, "Answer in French", number=7)
+    assert world.release() == [V2]
+    # v2's intent, then v2's deployment record pushed (current.json flipped between them)
+    killed = run_and_kill(
+        world, DEPLOY, lambda seen: len(seen["current"]) > 1 and len(seen["remote"]) > 2
+    )
+    assert killed and world.current()["release"] == V2
+    assert world.records().list("check", AGENT, "production")[0]["release"] == V1  # unchecked
+
+    code, out = kg(capsys, world, *DEPLOY)
+    assert code == 1, out
+    [deploy] = out["deployments"]
+    assert deploy["status"] == "deployed" and "not published again" in deploy["message"]
+    assert deploy["check"]["outcome"] == "failed" and deploy["recovery"]["restored_release"] == V1
+    assert world.current()["release"] == V1 and len(reverts_of(world, merge)) == 1
+    records = world.records()
+    v2 = [d for d in records.list("deployment", AGENT, "production") if d["release"] == V2]
+    assert len(v2) == 1 and deploy["deployment"] == v2[0]["id"]
+    assert len([i for i in records.list("intent", AGENT, "production") if i["release"] == V2]) == 1
+
+
 # -- the command target ----------------------------------------------------------------------------
 
 

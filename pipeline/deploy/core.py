@@ -132,12 +132,35 @@ def deploy(
         out.warnings = _unique(ctx.warnings)
         return out
     why = (why or f"release {tag}") + (" (forced)" if force else "")
-    out = _publish(ctx, bundle, tag, previous, build_s, why=why, force=force)
+    unchecked = None if force or not (check or auto_revert) else _unchecked(ctx, bundle, previous)
+    if unchecked is not None:  # published by a run killed before its check: check it, once
+        out = DeployOutcome(
+            agent, env, tag, "deployed",
+            f"{tag} already runs in {env} (published by an interrupted run; the target "
+            "confirms it): not published again, checked now",
+            bundle["commit"], bundle["content_hash"], was, unchecked, build_s, 0.0,
+        )  # fmt: skip
+    else:
+        out = _publish(ctx, bundle, tag, previous, build_s, why=why, force=force)
     ctx.push_records()  # what runs now is visible from every clone before the check starts
     if out.status == "deployed" and (check or auto_revert):
         _check_deployed(ctx, out, bundle, auto_revert=auto_revert, progress=progress)
     out.warnings = _unique(ctx.warnings)
     return out
+
+
+def _unchecked(ctx: Context, bundle: Bundle, previous: Deployed | None) -> DeploymentRecord | None:
+    """``previous`` when it published exactly ``bundle``, no check of it came to a verdict (a
+    deploy killed between its publish and its check), and the target confirms it runs it."""
+    if previous is None or previous["kind"] != "deployment" or previous["outcome"] != "success":
+        return None
+    if previous["content_hash"] != bundle["content_hash"]:
+        return None
+    checks = ctx.store.list("check", bundle["agent"], bundle["env"])
+    if any(c["deployment"] == previous["id"] and c["outcome"] != "error" for c in checks):
+        return None
+    observed = ctx.target.running(bundle["agent"], bundle["env"])
+    return previous if observed.known and observed.content_hash == bundle["content_hash"] else None
 
 
 def _publish(

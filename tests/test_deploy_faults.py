@@ -321,6 +321,18 @@ def test_a_directory_target_blocked_by_a_file_says_so(tmp_path: Path) -> None:
     assert "File exists" not in result.message
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+def test_a_command_killed_by_a_signal_says_so(tmp_path: Path) -> None:
+    # Popen's negative code was shown as is: "exited -9"
+    from pipeline.targets import CommandTarget
+
+    script = "echo half-done; kill -KILL $$"
+    result = CommandTarget(["sh", "-c", script], cwd=tmp_path).publish(_bundle())
+    assert not result.ok
+    assert "was killed by SIGKILL (it may have done part of its work)" in result.message
+    assert "half-done" in result.message and "exited -9" not in result.message
+
+
 # -- the http target -------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ or nothing when nothing runs, and exits 0. Without it, the target cannot tell.""
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -89,7 +90,7 @@ class CommandTarget:
             message = f"{location} {run.error}{tail(run.output)}"
             return PublishResult(False, self.type, location, message, since(start), run.output)
         if run.code != 0:
-            message = f"{location} exited {run.code}{tail(run.output)}"
+            message = f"{location} {_ended(run.code)}{tail(run.output)}"
             return PublishResult(False, self.type, location, message, since(start), run.output)
         return PublishResult(
             True, self.type, location, f"{location} exited 0", since(start), run.output
@@ -111,7 +112,7 @@ class CommandTarget:
         if run.code is None:
             return Observed.unknown(f"{location}: {run.error}")
         if run.code != 0:
-            return Observed.unknown(f"{location} exited {run.code}{tail(run.output)}")
+            return Observed.unknown(f"{location} {_ended(run.code)}{tail(run.output)}")
         lines = [line.strip() for line in run.output.splitlines() if line.strip()]
         if not lines:
             return Observed(True, None, f"{location} printed nothing: nothing runs")
@@ -120,3 +121,15 @@ class CommandTarget:
         return Observed.unknown(
             f"{location} printed {lines[0][:80]!r}, not one content hash (64 hex digits)"
         )
+
+
+def _ended(code: int | None) -> str:
+    """``exited 5``, or ``was killed by SIGKILL`` (Popen's negative code for a signal): killed
+    half-way, a command may have done part of its work."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (it may have done part of its work)"
+    return f"exited {code}"

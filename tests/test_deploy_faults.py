@@ -21,6 +21,8 @@ from deployutil import AGENT, FRENCH, KEYS, PROMPT, World, kg, make_world, respo
 from fakeproviders import FakeProvider
 from gitutil import git
 
+from pipeline.cli import main
+
 V1, V2 = "shop/v0.1.0", "shop/v0.2.0"
 DEPLOY = ["deploy", "--released", "--check", "--auto-revert"]  # the main-branch job
 
@@ -331,6 +333,41 @@ def test_a_command_killed_by_a_signal_says_so(tmp_path: Path) -> None:
     assert not result.ok
     assert "was killed by SIGKILL (it may have done part of its work)" in result.message
     assert "half-done" in result.message and "exited -9" not in result.message
+
+
+@pytest.mark.parametrize("reports", [True, False], ids=["current_command", "no-current_command"])
+def test_a_command_killed_after_it_deployed_leaves_the_truth_in_the_records(
+    tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str], reports: bool
+) -> None:
+    # killed half-way (the OOM killer, a runner going away) after it put v2 in place: the
+    # record said "failure", so status said v1 ran (or nothing), whatever the target ran
+    with FakeProvider(responder=responder) as server:
+        world, state = command_world(tmp_path, server, reports=reports)
+        assert kg(capsys, world, "deploy", AGENT)[0] == 0
+        world.merge("french-7", {PROMPT: FRENCH}, "Answer in French", number=7)
+        assert world.release() == [V2]
+        deploy_sh = tmp_path / "deploy.sh"
+        deploy_sh.write_text(deploy_sh.read_text() + "kill -KILL $$\n")
+        code, out = kg(capsys, world, "deploy", AGENT)
+        assert code == 3, out
+        assert json.loads((state / "runs-production.json").read_text())["release"] == V2
+        assert "was killed by SIGKILL" in (out["target_error"] or out["message"])
+        records = world.records()
+        v2 = [d for d in records.list("deployment", AGENT, "production") if d["release"] == V2]
+        capsys.readouterr()
+        assert main(["status", AGENT, "--repo", str(world.repo), "--format", "json"]) == 0
+        [env] = [
+            e
+            for e in json.loads(capsys.readouterr().out)["agents"][0]["environments"]
+            if e["env"] == "production"
+        ]
+        if reports:  # the target says v2 runs: recorded as running, with the kill
+            assert [d["outcome"] for d in v2] == ["success"] and out["status"] == "deployed"
+            assert env["current"]["release"] == V2
+        else:  # it cannot tell: the intent stays pending, and what runs is unknown
+            assert v2 == [] and out["status"] == "failed"
+            assert "what runs in production now is unknown" in out["message"]
+            assert env["health"] == "unknown"
 
 
 # -- the http target -------------------------------------------------------------------------------

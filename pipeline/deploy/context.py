@@ -272,9 +272,11 @@ class Context:
         previous: Deployed | None,
         rollback: bool = False,
         details: Mapping[str, Any] | None = None,
-    ) -> tuple[DeploymentRecord, PublishResult]:
+    ) -> tuple[Deployed, PublishResult]:
         """Publish ``bundle``: record and push the intent, publish, record the deployment
-        (whatever the outcome; the caller pushes it)."""
+        (whatever the outcome; the caller pushes it). When the target gave no clear answer
+        (a timeout, a reset) and cannot tell what runs, the intent stays pending and is what
+        is returned: like a deploy killed mid-publish, what runs is unknown until settled."""
         extra: dict[str, Any] = dict(details or {})
         if bundle["env"] not in self.settings.environments:  # a scratch environment (drills)
             extra["built_for"] = self.source_env(bundle["env"])
@@ -287,6 +289,8 @@ class Context:
             result = PublishResult(False, self.target.type, "", e.message, 0.0)
             self._settle(intent, result, start, extra)
             raise
+        if result.unsure:
+            return intent, result
         return self._settle(intent, result, start, extra), result
 
     def remove(

@@ -34,7 +34,7 @@ class DeployOutcome:
     commit: str
     content_hash: str
     previous: str | None  # what ran before (a release, or a short commit), None for the first
-    deployment: DeploymentRecord | None  # None when a safeguard refused: nothing was published
+    deployment: Deployed | None  # None: refused, nothing published; an intent: no clear answer
     build_s: float
     publish_s: float
     safeguard: str | None = None
@@ -208,7 +208,7 @@ def _check_deployed(
 ) -> None:
     """The post-deploy check of what ``out`` published; with ``auto_revert``, recovery when it
     fails (the recovery pushes the records itself)."""
-    assert out.deployment is not None
+    assert out.deployment is not None and out.deployment["kind"] == "deployment"  # it runs
     why = f"post-deploy check of {out.release}"
     out.check = run_check(ctx, bundle, out.deployment, why=why, progress=progress)
     if out.check.outcome == "failed" and auto_revert:

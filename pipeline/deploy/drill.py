@@ -297,7 +297,7 @@ def _conclude(
 
 def _restore(
     ctx: Context, out: DrillOutcome, plan: Plan, last: DeploymentRecord, tag: Mapping[str, Any]
-) -> tuple[DeploymentRecord, bool, str]:
+) -> tuple[Deployed, bool, str]:
     """Put back what ran before the drill: its exact bundle, or nothing."""
     if plan.before is not None:
         label = plan.before.get("release") or plan.before["commit"][:12]

@@ -36,7 +36,7 @@ class RollbackOutcome:
     status: str  # rolled-back | skipped | refused | failed
     message: str
     safeguard: str | None = None
-    deployment: DeploymentRecord | None = None
+    deployment: Deployed | None = None
     check: CheckOutcome | None = None
     warnings: list[str] = field(default_factory=list)
 

@@ -51,6 +51,7 @@ class PublishResult:
     duration_s: float
     output: str = ""  # what a command printed, or the start of an HTTP response body
     error: str = ""  # the target said it failed, yet it runs the bundle (see ``reconcile``)
+    unsure: bool = False  # no clear answer (a timeout, a reset, a kill): it may have taken effect
 
     def raise_for_failure(self) -> PublishResult:
         if not self.ok:
@@ -102,14 +103,15 @@ def reconcile(target: Target, bundle: Mapping[str, Any], result: PublishResult) 
     observed = target.running(str(bundle["agent"]), env)
     if observed.known and observed.content_hash == wanted:
         took = f"yet the target reports it runs {wanted[:12]} in {env}: the deploy took effect"
+        message = f"{result.message}; {took}"
         return dataclasses.replace(
-            result, ok=True, error=result.message, message=f"{result.message}; {took}"
+            result, ok=True, error=result.message, message=message, unsure=False
         )
     if observed.known:
         runs = f"runs {observed.content_hash[:12]}" if observed.content_hash else "runs nothing"
         now = f"it did not take effect: the target reports it {runs} in {env} ({observed.how})"
-    else:
-        now = f"what runs in {env} now is unknown: {observed.how}"
+        return dataclasses.replace(result, message=f"{result.message}; {now}", unsure=False)
+    now = f"what runs in {env} now is unknown: {observed.how}"
     return dataclasses.replace(result, message=f"{result.message}; {now}")
 
 

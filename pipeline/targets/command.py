@@ -86,9 +86,12 @@ class CommandTarget:
         if run.code is None and not run.timed_out:
             message = f"cannot run {location}: {run.error}"
             return PublishResult(False, self.type, location, message, since(start))
-        if run.timed_out:
-            message = f"{location} {run.error}{tail(run.output)}"
-            return PublishResult(False, self.type, location, message, since(start), run.output)
+        if run.timed_out or (run.code is not None and run.code < 0):  # stopped half-way
+            ended = run.error if run.timed_out else _ended(run.code)
+            message = f"{location} {ended}{tail(run.output)}"
+            return PublishResult(
+                False, self.type, location, message, since(start), run.output, unsure=True
+            )
         if run.code != 0:
             message = f"{location} {_ended(run.code)}{tail(run.output)}"
             return PublishResult(False, self.type, location, message, since(start), run.output)

@@ -80,9 +80,11 @@ class HttpTarget:
                 "X-Knowngood-Content-Hash": str(bundle["content_hash"]),
             },
         )
-        status, text = self._send(request, self.location, secret)
-        if status is None:
-            return PublishResult(False, self.type, self.location, text, since(start))
+        status, text, reached = self._send(request, self.location, secret)
+        if status is None:  # reached: it may have taken the bundle before the answer was lost
+            return PublishResult(
+                False, self.type, self.location, text, since(start), unsure=reached
+            )
         if 200 <= status < 300:
             return PublishResult(
                 True,
@@ -132,7 +134,7 @@ class HttpTarget:
                 "X-Knowngood-Env": env,
             },
         )
-        status, text = self._send(request, location, secret)
+        status, text, _ = self._send(request, location, secret)
         if status is None:
             return Observed.unknown(text)
         if status != 200:
@@ -150,8 +152,9 @@ class HttpTarget:
 
     def _send(
         self, request: urllib.request.Request, location: str, secret: str
-    ) -> tuple[int | None, str]:
-        """(status, the start of the body), or (None, why it could not be sent).
+    ) -> tuple[int | None, str, bool]:
+        """(status, the start of the body, True), or (None, why there is no answer, whether the
+        request may have reached the server: False only when no connection was made).
 
         ``timeout_s`` bounds the whole exchange, not each read: a server that answers one byte
         at a time would otherwise hold the deploy for as long as it likes."""
@@ -167,12 +170,13 @@ class HttpTarget:
             status, text = e.code, _read_some(e)
         except (urllib.error.URLError, TimeoutError, HTTPException, OSError) as e:
             reason = getattr(e, "reason", e)
+            never = isinstance(reason, ConnectionRefusedError | socket.gaierror)
             if deadline.expired or isinstance(reason, TimeoutError) or "timed out" in str(reason):
                 reason = f"timed out after {self.timeout_s:g}s"
-            return None, _scrub(f"could not reach {location}: {reason}", secret)
+            return None, _scrub(f"could not reach {location}: {reason}", secret), not never
         finally:
             deadline.cancel()
-        return status, _scrub(text, secret)  # a body cut short by the deadline: its start
+        return status, _scrub(text, secret), True  # a body cut short by the deadline: its start
 
 
 class _Deadline:

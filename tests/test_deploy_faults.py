@@ -4,6 +4,7 @@ and real commands as targets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -390,7 +391,8 @@ class Drip:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/deploy"
         self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
 
     def _serve(self) -> None:
         while not self.stop.is_set():
@@ -398,7 +400,9 @@ class Drip:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            answer = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+            self.threads.append(answer)
+            answer.start()
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
@@ -414,7 +418,11 @@ class Drip:
 
     def close(self) -> None:
         self.stop.set()
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept
         self.server.close()
+        for thread in self.threads:
+            thread.join(5)
 
 
 @pytest.fixture

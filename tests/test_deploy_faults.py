@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bundleutil import make_bundle
 from deployutil import AGENT, FRENCH, KEYS, PROMPT, World, kg, make_world, responder
 from fakeproviders import FakeProvider
 from gitutil import git
@@ -189,8 +190,6 @@ def test_a_rerun_after_a_kill_between_publish_and_check_does_not_publish_twice(
 
 
 def _bundle() -> dict[str, Any]:
-    from test_targets import make_bundle
-
     return make_bundle()
 
 
@@ -199,7 +198,7 @@ import re, sys
 from pathlib import Path
 from typing import Any
 sys.path.insert(0, {tests!r})
-from test_targets import make_bundle
+from bundleutil import make_bundle
 from pipeline.targets import CommandTarget
 loud = "import sys\\nfor _ in range(300): sys.stdout.write('x' * 1_000_000)\\nsys.exit(4)"
 result = CommandTarget([sys.executable, "-c", loud], cwd=Path.cwd()).publish(make_bundle())

@@ -15,8 +15,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from bundleutil import make_bundle
 
-from pipeline.bundle import bundle_hash, canonical_json
+from pipeline.bundle import canonical_json
 from pipeline.errors import DeployError
 from pipeline.targets import (
     CommandTarget,
@@ -28,30 +29,6 @@ from pipeline.targets import (
 )
 
 SECRET = "s3cr3t-value-for-tests"  # knowngood: allow-secret
-
-
-def make_bundle(
-    prompt: str = "You help.", release: str | None = "bot/v1.0.0", env: str = "production"
-) -> dict[str, Any]:
-    bundle: dict[str, Any] = {
-        "version": 1,
-        "agent": "bot",
-        "env": env,
-        "release": release,
-        "commit": "0123456789abcdef0123456789abcdef01234567",
-        "config": {
-            "name": "bot",
-            "model": {"provider": "local"},
-            "prompt": {"system": "prompts/system.md"},
-        },
-        "system_prompt": prompt,
-        "runtime_vars": [],
-        "tools": [],
-        "model_chain": [{"provider": "local", "model": "openai/x", "params": {}}],
-    }
-    bundle["content_hash"] = bundle_hash(bundle)
-    bundle["built_at"] = "2026-01-01T00:00:00.000000Z"
-    return bundle
 
 
 def test_version_of() -> None:

@@ -18,11 +18,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from pipeline import redaction
 from pipeline.errors import KnowngoodError
 from pipeline.evals import providers as _providers
 from pipeline.evals.providers import ProviderCallError, ProviderSpec, missing_key
 from pipeline.runtime.documents import chunk_dict, response_dict
-from pipeline.runtime.redacting import StreamRedactor, redact_answer
+from pipeline.runtime.redacting import StreamRedactor
 from pipeline.runtime.releases import ChainEntry
 
 T = TypeVar("T")
@@ -222,7 +223,7 @@ async def complete(
         _providers._logged_again(token)
     try:
         response = await _within(call, timeout_s)
-        return redact_answer(response_dict(response))  # a model may quote a key
+        return redaction.redact_data(response_dict(response))  # a model may quote a key
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
         failed = AttemptFailed(
             "malformed", f"{entry.provider}: unexpected answer ({type(e).__name__})"

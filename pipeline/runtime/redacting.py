@@ -3,7 +3,7 @@
 A model asked to repeat what it was sent, or one that was given a key in its prompt, may answer
 with a provider's key; the runtime's client, its sessions, its cached answers and its
 Idempotency-Key replays must never hold it. A whole answer is redacted at once
-(:func:`redact_answer`). A stream is redacted chunk by chunk (:class:`StreamRedactor`), and a
+(:func:`redaction.redact_data`). A stream is redacted chunk by chunk (:class:`StreamRedactor`), and a
 key may arrive cut across two chunks: the end of a chunk's text that could be the start of a
 secret is held back until the next chunk says whether it is one (or the choice finishes).
 """
@@ -14,18 +14,13 @@ from typing import Any
 
 from pipeline import redaction
 
-__all__ = ["StreamRedactor", "redact_answer"]
+__all__ = ["StreamRedactor"]
 
 
 def _spellings() -> tuple[str, ...]:
     """Every spelling of every secret the process knows (what :func:`redaction.redact` looks
     for), to tell when a chunk's end may be the start of one."""
     return tuple(spelling for spelling, _ in redaction._current().text)
-
-
-def redact_answer(document: dict[str, Any]) -> dict[str, Any]:
-    """A chat.completion (or any JSON document) with every secret redacted."""
-    return redaction.redact_data(document)
 
 
 def _held_back(text: str, spellings: tuple[str, ...]) -> int:
@@ -59,13 +54,15 @@ class StreamRedactor:
                 continue
             finished = bool(choice.get("finish_reason"))
             if isinstance(delta.get("content"), str) or (finished and (index, -1) in self._held):
-                delta["content"] = self._pass((index, -1), delta.get("content") or "", finished)
+                text = delta.get("content") or ""
+                delta["content"] = self._pass((index, -1), text, finished, spellings)
             calls = delta.get("tool_calls") or []
             for call in calls:
                 function = call.get("function")
                 if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                     key = (index, call.get("index", 0))
-                    function["arguments"] = self._pass(key, function["arguments"], finished)
+                    arguments = function["arguments"]
+                    function["arguments"] = self._pass(key, arguments, finished, spellings)
             if finished:  # what is still held of its tool calls goes out with its end
                 for (i, tool), rest in list(self._held.items()):
                     if i == index and tool >= 0:
@@ -77,9 +74,11 @@ class StreamRedactor:
                     delta["tool_calls"] = calls
         return chunk
 
-    def _pass(self, key: tuple[int, int], text: str, finished: bool) -> str:
+    def _pass(
+        self, key: tuple[int, int], text: str, finished: bool, spellings: tuple[str, ...]
+    ) -> str:
         text = self._held.pop(key, "") + text
-        cut = len(text) if finished else _cut(text, _spellings())
+        cut = len(text) if finished else _cut(text, spellings)
         if cut < len(text):
             self._held[key] = text[cut:]
         return redaction.redact(text[:cut])

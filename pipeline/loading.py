@@ -224,10 +224,11 @@ def _json_too_deep(text: str) -> int | None:
     return None
 
 
-def _deeper(data: Any) -> bool:
-    """Whether ``data`` nests deeper than MAX_NESTING: a walk, level by level, over containers."""
+def nests_deeper(data: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether parsed JSON or YAML ``data`` nests dicts and lists more than ``limit`` levels
+    deep: a walk, level by level, over containers (no recursion)."""
     level = [data] if type(data) is dict or type(data) is list else []
-    for _ in range(MAX_NESTING):
+    for _ in range(limit):
         below: list[Any] = []
         for value in level:
             for child in value.values() if type(value) is dict else value:
@@ -269,7 +270,7 @@ def _load_json(path: Path, rel: str, text: str) -> tuple[Document | None, list[F
                 "remove one of them: only the last would be used",
             )
         ]
-    if too_deep is None and text.count("[") + text.count("{") > MAX_NESTING and _deeper(data):
+    if too_deep is None and text.count("[") + text.count("{") > MAX_NESTING and nests_deeper(data):
         too_deep = _json_too_deep(text)
     if too_deep is not None:
         line, column = _line_column(text, too_deep)

@@ -18,6 +18,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.loading import nests_deeper
+
 __all__ = ["MAX_DEPTH", "kind", "load_body", "message_problem", "param_problem"]
 
 MAX_DEPTH = 64  # arrays and objects inside each other in a request body
@@ -53,18 +55,7 @@ def _nesting_problem(document: Any) -> str | None:
     """Whether ``document`` (parsed JSON) nests arrays and objects deeper than
     :data:`MAX_DEPTH`: no chat request does, and every copy made of it downstream would recurse
     that deep."""
-    level = [document]
-    for _ in range(MAX_DEPTH + 1):
-        inner: list[Any] = []
-        for value in level:
-            if isinstance(value, dict):
-                inner.extend(value.values())
-            elif isinstance(value, list):
-                inner.extend(value)
-        if not inner:
-            return None
-        level = inner
-    return _too_deep()
+    return _too_deep() if nests_deeper(document, MAX_DEPTH) else None
 
 
 def message_problem(i: int, message: Any) -> str | None:

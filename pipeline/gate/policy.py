@@ -76,39 +76,38 @@ def _endpoints(providers: object) -> set[tuple[str, str]]:
 def base_policy(git: Git, commit: str) -> BasePolicy:
     """The policy in ``commit``'s knowngood.yaml (``git`` runs in the knowngood root). The
     defaults, the strictest, when it has none or it does not validate."""
+    data = committed_data(git, commit, CONFIG_FILE, "knowngood")
+    return BasePolicy.from_data(data) if isinstance(data, dict) else BasePolicy()
+
+
+def committed_data(git: Git, commit: str, rel: str, schema: str | None = None) -> Any:
+    """The data of the YAML or JSON file ``rel`` as ``commit`` has it; None when it has none,
+    or the file is not UTF-8 or does not parse, or (with ``schema``) has an error against it."""
     from pipeline.loading import parse
     from pipeline.schemas import check
 
-    blob = git.show(commit, f"./{CONFIG_FILE}")
+    blob = git.show(commit, f"./{rel}")
     if blob is None:
-        return BasePolicy()
+        return None
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError:
-        return BasePolicy()
-    doc, findings = parse(text, Path(CONFIG_FILE), CONFIG_FILE)
-    if doc is None or not isinstance(doc.data, dict):
-        return BasePolicy()
-    if any(f.severity == "error" for f in [*findings, *check(doc, "knowngood")]):
-        return BasePolicy()
-    return BasePolicy.from_data(doc.data)
+        return None
+    doc, findings = parse(text, Path(rel), rel)
+    if doc is None:
+        return None
+    if schema is not None and any(f.severity == "error" for f in [*findings, *check(doc, schema)]):
+        return None
+    return doc.data
 
 
 def base_pull_request_suites(git: Git, commit: str, agents: list[str]) -> dict[str, set[str]]:
     """agent -> the suites ``commit``'s agents/<agent>/agent.yaml runs on pull requests (none for
     an agent it lacks or cannot read): head's cases of these are compared even when head no
     longer lists the suite."""
-    from pipeline.loading import parse
-
     out: dict[str, set[str]] = {}
     for agent in agents:
-        rel = f"agents/{agent}/agent.yaml"
-        blob = git.show(commit, f"./{rel}")
-        try:
-            doc, _ = parse(blob.decode("utf-8"), Path(rel), rel) if blob else (None, [])
-        except UnicodeDecodeError:
-            doc = None
-        data = doc.data if doc is not None else None
+        data = committed_data(git, commit, f"agents/{agent}/agent.yaml")
         evals = data.get("evals") if isinstance(data, Mapping) else None
         named = evals.get("pull_request") if isinstance(evals, Mapping) else None
         out[agent] = {n for n in named if isinstance(n, str)} if isinstance(named, list) else set()

@@ -11,7 +11,6 @@ or it does not validate), like the gate reads its policy; the rest is measured o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pipeline.errors import GitError, UsageError
@@ -30,8 +29,7 @@ POLICY_KEYS = (
 def base_settings(git: Git, rev: str) -> tuple[str, Mapping[str, Any]]:
     """(the commit, its knowngood.yaml) for ``rev``; ``{}`` when it has none or it does not
     validate. UsageError for an unknown revision."""
-    from pipeline.loading import parse
-    from pipeline.schemas import check
+    from pipeline.gate.policy import committed_data
 
     try:
         commit = git.rev_parse(rev)
@@ -39,19 +37,8 @@ def base_settings(git: Git, rev: str) -> tuple[str, Mapping[str, Any]]:
         raise UsageError(
             f"--base {rev}: {e.message}", hint="name a commit, branch or tag this clone has"
         ) from e
-    blob = git.show(commit, f"./{CONFIG_FILE}")
-    try:
-        text = blob.decode("utf-8") if blob is not None else None
-    except UnicodeDecodeError:
-        text = None
-    if text is None:
-        return commit, {}
-    doc, findings = parse(text, Path(CONFIG_FILE), CONFIG_FILE)
-    if doc is None or not isinstance(doc.data, dict):
-        return commit, {}
-    if any(f.severity == "error" for f in [*findings, *check(doc, "knowngood")]):
-        return commit, {}
-    return commit, doc.data
+    data = committed_data(git, commit, CONFIG_FILE, "knowngood")
+    return commit, data if isinstance(data, dict) else {}
 
 
 def policy_of(settings: Mapping[str, Any]) -> dict[tuple[str, str], Any]:

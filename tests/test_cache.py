@@ -128,30 +128,75 @@ def test_non_json_params_are_refused() -> None:
 # --- get / put --------------------------------------------------------------------------------------
 
 
+def packs(root: Path) -> list[Path]:
+    return sorted((root / "v1" / "packs").glob("*.jsonl"))
+
+
+def lines(root: Path) -> list[dict[str, Any]]:
+    """Every complete line of every pack, oldest first, parsed."""
+    out = []
+    for pack in packs(root):
+        *whole, _partial = pack.read_bytes().split(b"\n")
+        out += [json.loads(line) for line in whole]
+    return out
+
+
 def test_put_then_get_and_layout(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
     k = key()
     assert cache.get(k) is None
+    assert cache.pack is None  # nothing written, no file
     cache.put(k, VALUE)
     assert cache.get(k) == VALUE
-    path = tmp_path / "cache" / "v1" / k[:2] / f"{k}.json"
-    assert cache.path(k) == path
-    assert json.loads(path.read_text()) == {"key": k, "value": VALUE}
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
-    cache.put(k, {**VALUE, "text": "again"})  # replacing is fine
+    (pack,) = packs(tmp_path / "cache")
+    assert cache.pack == pack
+    assert pack.read_bytes().endswith(b"\n")
+    assert lines(tmp_path / "cache") == [{"key": k, "value": VALUE}]
+    assert pack.stat().st_mode & 0o077 == 0  # private
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [pack]
+    cache.put(k, {**VALUE, "text": "again"})  # replacing is fine: the last line wins
     assert cache.get(k) == {**VALUE, "text": "again"}
+    assert Cache(tmp_path / "cache").get(k) == {**VALUE, "text": "again"}
+    assert packs(tmp_path / "cache") == [pack]  # one process, one pack
+
+
+def test_a_thousand_entries_are_one_file_per_process(tmp_path: Path) -> None:
+    for run in range(2):
+        cache = Cache(tmp_path)
+        for i in range(500):
+            cache.put(key(repeat_index=1000 * run + i), {"text": f"answer {i}"})
+    assert len(packs(tmp_path)) == 2
+    fresh = Cache(tmp_path)
+    assert all(fresh.get(key(repeat_index=1000 + i)) == {"text": f"answer {i}"} for i in range(500))
+    assert fresh.stats().entries == 1000
 
 
 def test_unicode_round_trips(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    cache.put(key(), {"text": "Grüße, 世界 ✓"})
-    assert cache.get(key()) == {"text": "Grüße, 世界 ✓"}
+    cache.put(key(), {"text": "Grüße, 世界 ✓\n\u2028"})
+    assert cache.get(key()) == {"text": "Grüße, 世界 ✓\n\u2028"}
+    assert Cache(tmp_path).get(key()) == {"text": "Grüße, 世界 ✓\n\u2028"}
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "../" + "a" * 61, "A" * 64, "g" * 64])
 def test_only_sha256_keys(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="not a cache key"):
         Cache(tmp_path).get(bad)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"key":"%s","value":{}}' % key(repeat_index=1).encode(),  # another key's entry
+        b'{"value":{},"key":"%s"}' % key().encode(),
+        b'{"key":"%s","value":{"a":1}}\n{"key":"x"}' % key().encode(),  # two lines
+    ],
+)
+def test_write_takes_only_what_encode_made(tmp_path: Path, payload: bytes) -> None:
+    cache = Cache(tmp_path)
+    with pytest.raises(ValueError, match="not an entry"):
+        cache.write(key(), payload)
+    assert cache.pack is None
 
 
 def test_unserialisable_value_leaves_nothing(tmp_path: Path) -> None:
@@ -162,25 +207,57 @@ def test_unserialisable_value_leaves_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content",
+    "line",
     [
-        b'{"key": "',  # a partial write
-        b"",  # an empty file (power loss)
-        b"\xff\xfe not utf-8",
-        b"[1, 2]",
-        b'{"key": "0000000000000000000000000000000000000000000000000000000000000000", "value": {}}',
-        b'{"value": "not a dict"}',
+        b'{"key":"%s","value":{"text":',  # a partial write, then a newline from elsewhere
+        b'{"key":"%s","value":{"text":"\xff\xfe"}}',  # not UTF-8
+        b'{"key":"%s","value":"not a dict"}',
+        b'{"key":"%s","value":{}}{"x":1}',
+        b'{"key":"%s","value":{},"key":"0000000000000000000000000000000000000000000000000000000000000000"}',
     ],
 )
-def test_corrupt_entries_read_as_a_miss_and_are_removed(tmp_path: Path, content: bytes) -> None:
-    cache = Cache(tmp_path)
+def test_a_corrupt_line_reads_as_a_miss_and_the_next_answer_wins(
+    tmp_path: Path, line: bytes
+) -> None:
     k = key()
-    cache.put(k, VALUE)
-    cache.path(k).write_bytes(content)
+    Cache(tmp_path).put(k, VALUE)
+    (pack,) = packs(tmp_path)
+    pack.write_bytes(line.replace(b"%s", k.encode()) + b"\n")
+    cache = Cache(tmp_path)
     assert cache.get(k) is None
-    assert not cache.path(k).exists()
+    cache.put(k, {**VALUE, "text": "again"})  # the run calls the provider and caches the answer
+    assert Cache(tmp_path).get(k) == {**VALUE, "text": "again"}
+
+
+def test_a_line_without_its_newline_is_not_an_entry(tmp_path: Path) -> None:
+    """What a writer killed mid-write, or a full disk, leaves: the line is never read."""
+    k, other = key(), key(repeat_index=1)
+    cache = Cache(tmp_path)
     cache.put(k, VALUE)
-    assert cache.get(k) == VALUE
+    assert cache.pack is not None
+    whole = cache.encode(other, VALUE)
+    with cache.pack.open("ab") as f:
+        f.write(whole)  # complete JSON, no newline: a reader cannot know it is complete
+    fresh = Cache(tmp_path)
+    assert fresh.get(k) == VALUE
+    assert fresh.get(other) is None
+    assert fresh.stats().entries == 1
+
+
+def test_entry_files_of_older_versions_are_read_and_a_bad_one_removed(tmp_path: Path) -> None:
+    good, bad = key(), key(repeat_index=1)
+    for k, content in ((good, json.dumps({"key": good, "value": VALUE})), (bad, '{"key": "')):
+        path = tmp_path / "v1" / k[:2] / f"{k}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    cache = Cache(tmp_path)
+    assert cache.get(good) == VALUE
+    assert cache.get(bad) is None
+    assert not (tmp_path / "v1" / bad[:2] / f"{bad}.json").exists()
+    assert cache.stats().entries == 1
+    cache.put(bad, VALUE)  # written into a pack now
+    assert Cache(tmp_path).get(bad) == VALUE
+    assert cache.stats().entries == 2
 
 
 def test_put_survives_the_cache_folder_being_removed(tmp_path: Path) -> None:
@@ -188,9 +265,30 @@ def test_put_survives_the_cache_folder_being_removed(tmp_path: Path) -> None:
 
     cache = Cache(tmp_path / "c")
     cache.put(key(), VALUE)
-    shutil.rmtree(tmp_path / "c")
+    shutil.rmtree(tmp_path / "c")  # with the pack this process appends to
+    cache.put(key(repeat_index=1), VALUE)
+    assert Cache(tmp_path / "c").get(key(repeat_index=1)) == VALUE
+
+
+def test_a_forked_child_writes_its_own_pack(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
     cache.put(key(), VALUE)
-    assert cache.get(key()) == VALUE
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's side, checked by the parent
+        code = 1
+        try:
+            cache.put(key(repeat_index=1), {"text": "child"})
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    cache.put(key(repeat_index=2), {"text": "parent"})
+    assert len(packs(tmp_path)) == 2
+    fresh = Cache(tmp_path)
+    assert fresh.get(key(repeat_index=1)) == {"text": "child"}
+    assert fresh.get(key(repeat_index=2)) == {"text": "parent"}
+    assert fresh.stats().entries == 3
 
 
 def test_a_thousand_warm_lookups_are_fast(tmp_path: Path) -> None:
@@ -201,22 +299,25 @@ def test_a_thousand_warm_lookups_are_fast(tmp_path: Path) -> None:
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
-        assert all(cache.get(k) is not None for k in keys)
+        fresh = Cache(tmp_path)  # reads the packs at its first lookup
+        assert all(fresh.get(k) is not None for k in keys)
         best = min(best, time.perf_counter() - started)
-    # Typically 20-40 ms; the bound leaves room for a loaded CI machine.
+    # Typically 5-10 ms; the bound leaves room for a loaded CI machine.
     assert best < 0.5, f"{best * 1000:.0f} ms for 1,000 lookups"
 
 
 # --- stats and prune --------------------------------------------------------------------------------
 
 
-def _fill(cache: Cache, n: int, start: float = 1_000_000.0) -> list[str]:
-    """n entries, written 100 s apart (entry i at start + 100 i), 1,000 bytes of text each."""
+def _fill(root: Path, n: int, start: float = 1_000_000.0) -> list[str]:
+    """n runs of one entry each (one pack each), run i at start + 100 i, 1,000 bytes of text."""
     keys = []
     for i in range(n):
+        cache = Cache(root)
         k = key(repeat_index=i)
         cache.put(k, {"text": "x" * 1000})
-        os.utime(cache.path(k), (start + 100 * i, start + 100 * i))
+        assert cache.pack is not None
+        os.utime(cache.pack, (start + 100 * i, start + 100 * i))
         keys.append(k)
     return keys
 
@@ -224,52 +325,70 @@ def _fill(cache: Cache, n: int, start: float = 1_000_000.0) -> list[str]:
 def test_stats(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     assert cache.stats() == CacheStats(0, 0, None, None)
-    keys = _fill(cache, 5)
-    (cache.path(keys[0]).parent / f".{keys[0]}.x.tmp").write_text("partial")  # not an entry
+    _fill(tmp_path, 5)
+    shard = tmp_path / "v1" / "ab"
+    shard.mkdir()
+    (shard / f".{'ab' * 32}.x.tmp").write_text("partial")  # an older writer's: not an entry
     stats = cache.stats()
     assert stats.entries == 5
-    assert stats.bytes == sum(cache.path(k).stat().st_size for k in keys)
+    assert stats.bytes == sum(p.stat().st_size for p in packs(tmp_path))
     assert (stats.oldest, stats.newest) == (1_000_000.0, 1_000_400.0)
 
 
 def test_prune_by_age(tmp_path: Path) -> None:
+    keys = _fill(tmp_path, 10)
     cache = Cache(tmp_path)
-    keys = _fill(cache, 10)
     now = 1_000_000.0 + 1000  # entry i is 1000 - 100 i seconds old
     assert cache.prune(older_than_s=450, now=now) == 6  # ages 1000..500 go
-    assert [cache.get(k) is not None for k in keys] == [False] * 6 + [True] * 4
+    assert [Cache(tmp_path).get(k) is not None for k in keys] == [False] * 6 + [True] * 4
     assert cache.prune(older_than_s=450, now=now) == 0
 
 
-def test_prune_by_size_removes_the_oldest_first(tmp_path: Path) -> None:
+def test_prune_counts_and_removes_a_pack_whole(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    keys = _fill(cache, 10)
-    size = cache.path(keys[0]).stat().st_size
+    for i in range(3):
+        cache.put(key(repeat_index=i), VALUE)
+    assert cache.prune(older_than_s=0, now=time.time() + 10) == 3
+    assert packs(tmp_path) == []
+    cache.put(key(repeat_index=9), VALUE)  # the pack it wrote to is gone: a new one
+    assert Cache(tmp_path).get(key(repeat_index=9)) == VALUE
+
+
+def test_prune_by_size_removes_the_oldest_first(tmp_path: Path) -> None:
+    keys = _fill(tmp_path, 10)
+    cache = Cache(tmp_path)
+    size = packs(tmp_path)[0].stat().st_size
     assert cache.prune(max_bytes=3 * size + 10) == 7
-    assert [cache.get(k) is not None for k in keys] == [False] * 7 + [True] * 3
+    assert [Cache(tmp_path).get(k) is not None for k in keys] == [False] * 7 + [True] * 3
     assert cache.stats().bytes <= 3 * size + 10
     assert cache.prune(max_bytes=0) == 3
     assert cache.stats().entries == 0
 
 
 def test_prune_by_age_and_size(tmp_path: Path) -> None:
+    keys = _fill(tmp_path, 10)
     cache = Cache(tmp_path)
-    keys = _fill(cache, 10)
-    size = cache.path(keys[0]).stat().st_size
+    size = packs(tmp_path)[0].stat().st_size
     assert cache.prune(older_than_s=450, max_bytes=2 * size, now=1_001_000.0) == 8
-    assert [cache.get(k) is not None for k in keys] == [False] * 8 + [True] * 2
+    assert [Cache(tmp_path).get(k) is not None for k in keys] == [False] * 8 + [True] * 2
 
 
-def test_prune_removes_stale_temp_files_only(tmp_path: Path) -> None:
-    cache = Cache(tmp_path)
-    (k,) = _fill(cache, 1)
-    stale = cache.path(k).parent / f".{k}.dead.tmp"
-    fresh = cache.path(k).parent / f".{k}.live.tmp"
+def test_prune_removes_older_versions_files_and_stale_temp_files_only(tmp_path: Path) -> None:
+    k = key()
+    shard = tmp_path / "v1" / k[:2]
+    shard.mkdir(parents=True)
+    entry = shard / f"{k}.json"
+    entry.write_text(json.dumps({"key": k, "value": VALUE}))
+    stale = shard / f".{k}.dead.tmp"
+    fresh = shard / f".{k}.live.tmp"
     stale.write_text("{")
     fresh.write_text("{")
     os.utime(stale, (1.0, 1.0))
+    cache = Cache(tmp_path)
     assert cache.prune(now=time.time()) == 0
-    assert not stale.exists() and fresh.exists() and cache.path(k).exists()
+    assert not stale.exists() and fresh.exists() and entry.exists()
+    assert cache.prune(older_than_s=0, now=time.time() + 10) == 1
+    assert not entry.exists()
 
 
 def test_prune_of_an_empty_or_missing_cache(tmp_path: Path) -> None:
@@ -313,29 +432,24 @@ def _spawn(root: Path, writer: int, rounds: int) -> subprocess.Popen[str]:
     )
 
 
-def _assert_complete(path: Path) -> dict[str, Any]:
+def _assert_complete(document: dict[str, Any]) -> str:
     import hashlib
 
-    document = json.loads(path.read_bytes())  # raises on a partial file
-    assert document["key"] == path.stem
     value = document["value"]
     assert hashlib.sha256(value["blob"].encode()).hexdigest() == value["sha"]
-    return dict(value)
+    return str(document["key"])
 
 
-def test_concurrent_writers_never_leave_a_partial_file(tmp_path: Path) -> None:
+def test_concurrent_writers_never_leave_a_partial_entry(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     writers = [_spawn(root, w, 60) for w in range(4)]
     seen = 0
     try:
-        # Read while they write: every entry file that exists must be complete.
+        # Read while they write: every complete line must be a whole entry.
         while any(p.poll() is None for p in writers):
-            for path in root.glob("v1/*/*.json"):
-                try:
-                    _assert_complete(path)
-                    seen += 1
-                except FileNotFoundError:  # replaced between glob and open: fine
-                    pass
+            for document in lines(root):
+                _assert_complete(document)
+                seen += 1
     finally:
         outputs = [p.communicate(timeout=120)[0] for p in writers]
     assert [p.returncode for p in writers] == [0, 0, 0, 0]
@@ -343,12 +457,12 @@ def test_concurrent_writers_never_leave_a_partial_file(tmp_path: Path) -> None:
     own = [line for out in outputs for line in out.split()]
     assert len(own) == 4 * 60
     for k in own:
-        assert cache.get(k) is not None
-    files = list(root.glob("v1/*/*.json"))
-    assert len(files) == 4 * 60 + 8  # own keys + the 8 keys every writer shares
-    for path in files:
-        _assert_complete(path)
-    assert not list(root.glob("v1/*/*.tmp"))
+        assert _assert_complete({"key": k, "value": cache.get(k)}) == k
+    assert len(packs(root)) == 4  # one per writer
+    written = [_assert_complete(d) for d in lines(root)]
+    assert len(written) == 4 * 60 * 2  # own keys + a shared key each round
+    assert len(set(written)) == 4 * 60 + 8
+    assert all(p.read_bytes().endswith(b"\n") for p in packs(root))
     assert seen > 0
 
 
@@ -362,11 +476,7 @@ def test_sigkill_mid_run_leaves_only_complete_entries(tmp_path: Path) -> None:
             line = child.stdout.readline()
             assert line, "the writer died early"
             written.append(line.strip())
-        # Kill it mid-write: while one of its temp files exists (most of its time is writing).
-        deadline = time.monotonic() + 30
-        while not any(root.glob("v1/*/.*.tmp")) and time.monotonic() < deadline:
-            pass
-        child.send_signal(signal.SIGKILL)
+        child.send_signal(signal.SIGKILL)  # most of its time is spent writing 20-216 KB lines
     finally:
         child.kill()
         rest = child.communicate(timeout=60)[0]
@@ -374,18 +484,15 @@ def test_sigkill_mid_run_leaves_only_complete_entries(tmp_path: Path) -> None:
     written += rest.split()  # entries it finished before the signal landed
     cache = Cache(root)
     for k in written:  # every entry it reported is there and whole
-        assert cache.get(k) is not None
-    files = list(root.glob("v1/*/*.json"))
-    assert len(files) >= 200
-    for path in files:
-        _assert_complete(path)
-    # The write in flight leaves at most one temp file: never read as an entry, pruned later.
-    leftovers = list(root.glob("v1/*/.*.tmp"))
-    assert len(leftovers) <= 1
-    assert cache.stats().entries == len(files)
+        assert _assert_complete({"key": k, "value": cache.get(k)}) == k
+    complete = [_assert_complete(d) for d in lines(root)]
+    assert len(complete) >= 2 * 200
+    assert cache.stats().entries == len(complete)  # a partial last line is not counted
     assert cache.prune(now=time.time() + 7200) == 0
-    assert not list(root.glob("v1/*/.*.tmp"))
-    assert len(list(root.glob("v1/*/*.json"))) == len(files)
+    # A new run after the crash reads what is whole and writes to a pack of its own.
+    cache.put(key(), VALUE)
+    assert len(packs(root)) == 2
+    assert Cache(root).get(key()) == VALUE
 
 
 # --- entries committed to git are claims, not answers -------------------------------------------
@@ -402,44 +509,64 @@ def _track(repo: Path, *paths: str) -> None:
     git(repo, "commit", "-q", "-m", "forged answers")
 
 
-def test_an_entry_tracked_by_git_is_never_read_whatever_it_holds(tmp_path: Path) -> None:
+def test_a_pack_tracked_by_git_is_never_read_whatever_it_holds(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
-    cache = Cache(repo / ".knowngood" / "cache")
+    folder = repo / ".knowngood" / "cache"
+    forger = Cache(folder)
     forged, honest = key(), key(repeat_index=1)
-    cache.put(forged, {**VALUE, "text": "forged"})
-    _track(repo, str(cache.path(forged).relative_to(repo)))
-    cache.put(honest, VALUE)  # written after the commit: untracked, a real answer
-    fresh = Cache(repo / ".knowngood" / "cache")  # a new run (a fresh clone, a CI job)
+    forger.put(forged, {**VALUE, "text": "forged"})
+    assert forger.pack is not None
+    committed = forger.pack.read_bytes()
+    _track(repo, str(forger.pack.relative_to(repo)))
+    Cache(folder).put(honest, VALUE)  # a run after the commit: its own pack, a real answer
+    fresh = Cache(folder)  # a new run (a fresh clone, a CI job)
     assert fresh.get(forged) is None  # perfectly formed, right key: still not an answer
-    assert cache.path(forged).exists()  # and never deleted: it is the commit's file, not ours
     assert fresh.get(honest) == VALUE
     assert fresh.stats().entries == 1  # stats and prune leave tracked files alone
     assert fresh.prune(older_than_s=0.0) == 1
-    assert cache.path(forged).exists()
-    fresh.put(forged, VALUE)  # never written through either: the tracked file stays as committed
-    assert json.loads(cache.path(forged).read_text())["value"]["text"] == "forged"
-    assert Cache(repo / ".knowngood" / "cache").get(forged) is None
+    assert forger.pack.read_bytes() == committed  # never deleted: the commit's file, not ours
+    fresh.put(forged, VALUE)  # the run's own answer goes to a pack of its own
+    assert forger.pack.read_bytes() == committed
+    assert Cache(folder).get(forged) == VALUE
 
 
-def test_a_tracked_symlink_cannot_lead_the_cache_to_tracked_answers(tmp_path: Path) -> None:
-    """A committed symlink (the cache folder, or one shard) pointing at committed entries."""
+def test_an_older_versions_entry_file_tracked_by_git_is_never_read(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    k = key()
+    path = repo / ".knowngood" / "cache" / "v1" / k[:2] / f"{k}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"key": k, "value": {**VALUE, "text": "forged"}}))
+    _track(repo, str(path.relative_to(repo)))
+    cache = Cache(repo / ".knowngood" / "cache")
+    assert cache.get(k) is None
+    assert cache.stats().entries == 0
+    assert cache.prune(older_than_s=0.0) == 0
+    assert path.exists()
+
+
+@pytest.mark.parametrize("link", ["cache", "cache/v1/packs"])
+def test_a_tracked_symlink_cannot_lead_the_cache_to_tracked_answers(
+    tmp_path: Path, link: str
+) -> None:
+    """A committed symlink (the cache folder, or its packs folder) to committed packs."""
     repo = _repo(tmp_path / "repo")
     k = key()
     stash = Cache(repo / "evals" / "fixtures")
     stash.put(k, VALUE)
-    # the whole cache folder is a committed symlink to a committed folder
-    (repo / ".knowngood").mkdir()
-    (repo / ".knowngood" / "cache").symlink_to("../evals/fixtures")
-    _track(repo, "evals", ".knowngood/cache")
-    assert Cache(repo / ".knowngood" / "cache").get(k) is None
-    # one shard folder is a committed symlink to a folder of committed entries
-    other = _repo(tmp_path / "other")
-    shard = Cache(other / "stash").path(k).parent
-    Cache(other / "stash").put(k, VALUE)
-    (other / "cache" / "v1").mkdir(parents=True)
-    (other / "cache" / "v1" / k[:2]).symlink_to(os.path.relpath(shard, other / "cache" / "v1"))
-    _track(other, "stash", f"cache/v1/{k[:2]}")
-    assert Cache(other / "cache").get(k) is None
+    assert stash.pack is not None
+    target = {"cache": repo / "evals" / "fixtures", "cache/v1/packs": stash.pack.parent}[link]
+    (repo / link).parent.mkdir(parents=True, exist_ok=True)
+    (repo / link).symlink_to(os.path.relpath(target, (repo / link).parent))
+    _track(repo, "evals", link)
+    cache = Cache(repo / "cache")
+    assert cache.get(k) is None
+    assert cache.stats().entries == 0
+    cache.put(key(repeat_index=1), VALUE)
+    if link == "cache/v1/packs":  # a tracked packs folder is never written to either
+        assert len(packs(repo / "evals" / "fixtures")) == 1
+    else:  # an untracked pack of this run's answers, beside the committed one it never reads
+        assert Cache(repo / "cache").get(key(repeat_index=1)) == VALUE
+        assert Cache(repo / "cache").get(k) is None
 
 
 def test_outside_a_git_repository_every_entry_is_read(tmp_path: Path) -> None:

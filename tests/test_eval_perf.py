@@ -1,5 +1,5 @@
 """The eval fast paths give the same answers as the plain ones: cache keys built from shared
-parts, memoised system prompts, and the cache's temp-file writes."""
+parts, memoised system prompts, and the cache's packs."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_a_final_prompt_is_sent_as_it_is_never_rendered_again() -> None:
         ]
 
 
-def test_many_puts_leave_only_entries(tmp_path: Path) -> None:
+def test_many_puts_leave_one_private_pack(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     keys = [
         cache_key(model="m", api_base=None, messages=[i], tools=None, params={}, repeat_index=0)
@@ -112,26 +112,10 @@ def test_many_puts_leave_only_entries(tmp_path: Path) -> None:
     ]
     for i, key in enumerate(keys):
         cache.put(key, {"text": f"answer {i}"})
+    fresh = Cache(tmp_path)
     for i, key in enumerate(keys):
-        assert cache.get(key) == {"text": f"answer {i}"}
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(files) == 300
-    assert all(not p.name.startswith(".") for p in files)
-    assert all(p.stat().st_mode & 0o077 == 0 for p in files)  # private, as mkstemp made them
-    assert json.loads(files[0].read_text())["key"] == files[0].stem
-
-
-def test_a_leftover_temp_name_does_not_block_a_write(tmp_path: Path) -> None:
-    import os
-
-    from pipeline.evals import cache as cache_module
-
-    cache = Cache(tmp_path)
-    key = cache_key(model="m", api_base=None, messages=[], tools=None, params={}, repeat_index=0)
-    shard = cache.path(key).parent
-    shard.mkdir(parents=True)
-    upcoming = int(repr(cache_module._TEMP_COUNTER)[len("count(") : -1])
-    for n in range(upcoming, upcoming + 3):  # what a dead writer with our pid might have left
-        (shard / f".{key}.{os.getpid()}-{n}.tmp").write_text("partial")
-    cache.put(key, {"text": "ok"})
-    assert cache.get(key) == {"text": "ok"}
+        assert cache.get(key) == fresh.get(key) == {"text": f"answer {i}"}
+    (pack,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert pack == cache.pack and not pack.name.startswith(".")
+    assert pack.stat().st_mode & 0o077 == 0  # private
+    assert [json.loads(line)["key"] for line in pack.read_text().splitlines()] == keys

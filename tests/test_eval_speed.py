@@ -541,10 +541,11 @@ def test_answers_cached_by_lanes_are_the_entries_one_process_writes(
 ) -> None:
     def entries(root: Path) -> dict[str, dict[str, Any]]:
         found = {}
-        for path in (root / ".knowngood" / "cache").rglob("*.json"):
-            value = json.loads(path.read_text())["value"]
-            value.pop("latency_ms")  # each run measures its own
-            found[path.name] = value
+        for path in (root / ".knowngood" / "cache").rglob("*.jsonl"):
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                entry["value"].pop("latency_ms")  # each run measures its own
+                found[entry["key"]] = entry["value"]
         return found
 
     with FakeProvider(responder=acme) as server:

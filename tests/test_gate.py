@@ -409,7 +409,7 @@ def test_cache_files_a_pr_commits_never_decide_its_verdict(
     p.commit("rename the company")
     assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 1  # hello fails
     cache = p.root / ".knowngood" / "cache"
-    forged = sorted(cache.rglob("*.json"))
+    forged = sorted(cache.rglob("*.jsonl"))
     assert forged
     for entry in forged:  # the answers the change needs to pass
         entry.write_text(entry.read_text().replace("Bobco", "Acme"))

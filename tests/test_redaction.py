@@ -398,7 +398,8 @@ def test_the_cache_stores_an_answer_redacted(
     cache = Cache(tmp_path)
     key = "a" * 64
     cache.put(key, {"text": f"the key is {secret}", "args": json.dumps({"k": secret})})
-    assert secret.encode() not in cache.path(key).read_bytes()
+    assert cache.pack is not None
+    assert secret.encode() not in cache.pack.read_bytes()
     assert cache.get(key) == {
         "text": "the key is [REDACTED:OPENAI_API_KEY]",
         "args": '{"k": "[REDACTED:OPENAI_API_KEY]"}',

@@ -6,12 +6,15 @@ tools, the sampling parameters and the repeat index. Never API keys or headers: 
 same whoever runs it, and no secret is ever written here: an answer that quotes one (a provider
 echoing the key it was sent) is stored redacted (:mod:`pipeline.redaction`).
 
-Layout: ``<dir>/v1/<first 2 hex of key>/<key>.json``, each file ``{"key": ..., "value": {...}}``.
-Writes are atomic (a temp file in the same folder, then ``os.replace``), so concurrent writers
-in several processes, or a writer killed at any instant, leave only complete entries; a file
-that still does not parse (a full disk, a power loss, a hand edit) reads as a miss and is
-removed. Reads are one ``open`` and one ``json.loads``: a warm run of 1,000 lookups takes a few
-tens of milliseconds.
+Layout: ``<dir>/v1/packs/<name>.jsonl``, one entry per line, each ``{"key": ..., "value":
+{...}}``. Every process that writes appends to a pack of its own (see
+:mod:`pipeline.evals.cachepack`), so filling the cache creates a file per process, not one per
+answer. A line is whole before it can be read, so concurrent writers in several processes, or a
+writer killed at any instant, leave only complete entries; a line that still does not parse (a
+full disk, a power loss, a hand edit) reads as a miss. The first lookup reads every pack once
+and indexes it by key: a warm run of 1,000 lookups takes a few milliseconds. Entries of older
+versions, one file each (``<dir>/v1/<first 2 hex of key>/<key>.json``), are still read,
+counted and pruned, never written.
 
 A file that git tracks is never an entry (:mod:`pipeline.gittracked`): a pull request can
 commit files under the cache folder, and nothing a pull request wrote may answer its evals. Such
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -33,13 +35,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.evals.cachepack import FOLDER, Packs, PackWriter, Slot, value_of
 from pipeline.pruning import Entry, doomed
 from pipeline.redaction import redact_bytes
 
 __all__ = ["CACHE_VERSION", "Cache", "CacheStats", "RequestKeys", "cache_key"]
 
 CACHE_VERSION = "v1"
-TEMP_GRACE_S = 3600.0  # prune removes temp files of writers that died this long ago
+TEMP_GRACE_S = 3600.0  # prune removes temp files older versions' writers left this long ago
 
 # Parameters that change how a request travels, never what it answers; and secrets. They are
 # left out of the key even when a caller passes them in ``params``.
@@ -59,6 +62,7 @@ IGNORED_PARAMS = frozenset(
 )
 
 _KEY = re.compile(r"[0-9a-f]{64}")
+_SHARD = re.compile(r"[0-9a-f]{2}")
 
 
 def _plain(value: Any) -> Any:
@@ -161,10 +165,19 @@ class Cache:
         self.dir = Path(dir)
         self.root = self.dir / CACHE_VERSION
         self._root = str(self.root)
-        self._shards: set[str] = set()  # shard folders known to exist
         # Paths under root that git tracks ("" for root itself): never entries. Empty normally,
         # then a hit costs no check at all.
         self._tracked = _under_root(tracked_files(self.dir).under)
+        self._packs = Packs(f"{self._root}/{FOLDER}", self._tracked)
+        self._writer = PackWriter(self._packs.folder)
+        self._index: dict[str, Slot] | None = None  # read at the first lookup
+        self._legacy = False  # entry files of older versions exist (read at the first lookup)
+
+    @property
+    def pack(self) -> Path | None:
+        """The pack this process writes to, once it has written."""
+        path = self._writer.path
+        return None if path is None else Path(path)
 
     def _is_tracked(self, key: str) -> bool:
         """The entry, its shard folder or the version folder is a file (or symlink) git tracks."""
@@ -172,27 +185,36 @@ class Cache:
         tracked = self._tracked
         return "" in tracked or shard in tracked or f"{shard}/{key}.json" in tracked
 
-    def path(self, key: str) -> Path:
-        return Path(self._path(key))
-
     def _path(self, key: str) -> str:
+        """Where older versions kept the entry of ``key`` (and a check that it is a key)."""
         if not _KEY.fullmatch(key):
             raise ValueError(f"not a cache key (64 lowercase hex characters): {key!r}")
         return f"{self._root}/{key[:2]}/{key}.json"
 
+    def _load(self) -> dict[str, Slot]:
+        self._index = index = self._packs.index()
+        self._legacy = any(True for _ in self._shards())
+        return index
+
     def get(self, key: str) -> dict[str, Any] | None:
-        """The value stored under ``key``, or None. An unreadable entry is removed."""
+        """The value stored under ``key``, or None."""
         path = self._path(key)
-        if self._tracked and self._is_tracked(key):
+        index = self._index if self._index is not None else self._load()
+        if (slot := index.get(key)) is not None:
+            return value_of(slot, key)
+        if not self._legacy or (self._tracked and self._is_tracked(key)):
             return None
+        return self._get_file(path, key)
+
+    def _get_file(self, path: str, key: str) -> dict[str, Any] | None:
+        """An older version's entry file; one that does not read is removed."""
         try:
-            fd = os.open(path, _READ_FLAGS)  # no file object: a warm run reads a thousand
+            fd = os.open(path, _READ_FLAGS)
         except OSError:  # FileNotFoundError mostly: a miss
             return None
         try:
-            data = _read_all(fd)
             try:
-                document = json.loads(data.decode("utf-8"))
+                document = json.loads(_read_all(fd).decode("utf-8"))
             except ValueError:  # also UnicodeDecodeError
                 document = None
             if isinstance(document, dict) and document.get("key") == key:
@@ -204,24 +226,11 @@ class Cache:
             return None
         finally:
             os.close(fd)
-        self._discard(path, seen)
+        _discard(path, seen)
         return None
 
-    def _discard(self, path: str, seen: os.stat_result) -> None:
-        """Remove a bad entry, unless a writer replaced it since we read it."""
-        try:
-            now = os.stat(path)
-            if (now.st_ino, now.st_dev, now.st_mtime_ns) == (
-                seen.st_ino,
-                seen.st_dev,
-                seen.st_mtime_ns,
-            ):
-                os.unlink(path)
-        except OSError:
-            pass  # gone already, or not ours to remove
-
     def put(self, key: str, value: Mapping[str, Any]) -> None:
-        """Store ``value`` (JSON-serialisable) under ``key``, atomically."""
+        """Store ``value`` (JSON-serialisable) under ``key``."""
         self.write(key, self.encode(key, value))
 
     def encode(self, key: str, value: Mapping[str, Any]) -> bytes:
@@ -235,40 +244,42 @@ class Cache:
         )
 
     def write(self, key: str, payload: bytes) -> None:
-        """Store an entry made by :meth:`encode`, atomically (temp file, then rename)."""
-        path = self._path(key)
-        if self._tracked and self._is_tracked(key):
-            return  # the commit's file (or folder) stays as it is
-        shard = path.rpartition("/")[0]
-        if shard not in self._shards:
-            os.makedirs(shard, exist_ok=True)
-            self._shards.add(shard)
-        try:
-            fd, tmp = _temp_file(shard, key)
-        except FileNotFoundError:  # the folder was removed under us (rm -rf of the cache)
-            os.makedirs(shard, exist_ok=True)
-            fd, tmp = _temp_file(shard, key)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        """Store an entry made by :meth:`encode`: one line appended to this process's pack."""
+        self._path(key)
+        if not payload.startswith(b'{"key":"%s","value":' % key.encode()) or b"\n" in payload:
+            raise ValueError(f"not an entry Cache.encode made for {key}")
+        if self._tracked and ("" in self._tracked or FOLDER in self._tracked):
+            return  # the commit's folder stays as it is, and holds no answers
+        self._writer.append(payload + b"\n")
+        if self._index is not None:
+            self._index[key] = (payload, 0, len(payload))
 
-    def _scan(self) -> Iterator[tuple[os.DirEntry[str], bool]]:
-        """(entry, is_temp) for every file in the shard folders."""
-        try:
-            shards = [e for e in os.scandir(self._root) if e.is_dir(follow_symlinks=False)]
-        except FileNotFoundError:
-            return
+    def close(self) -> None:
+        """Close this process's pack (the next write opens another)."""
+        self._writer.close()
+
+    def _shards(self) -> Iterator[os.DirEntry[str]]:
+        """The folders of older versions' entry files, leaving out those git tracks."""
         tracked = self._tracked
         if "" in tracked:
             return
-        for shard in shards:
-            if shard.name in tracked:
-                continue
+        try:
+            found = list(os.scandir(self._root))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in found:
+            name = entry.name
+            if (
+                _SHARD.fullmatch(name)
+                and name not in tracked
+                and entry.is_dir(follow_symlinks=False)
+            ):
+                yield entry
+
+    def _scan(self) -> Iterator[tuple[os.DirEntry[str], bool]]:
+        """(entry, is_temp) for every file in the folders of older versions' entry files."""
+        tracked = self._tracked
+        for shard in self._shards():
             try:
                 files = list(os.scandir(shard.path))
             except FileNotFoundError:
@@ -281,7 +292,9 @@ class Cache:
                 elif entry.name.endswith(".tmp"):
                     yield entry, True
 
-    def _entries(self) -> list[Entry]:
+    def _entries(self) -> tuple[list[Entry], dict[str, int]]:
+        """Every file that holds entries, and how many each pack holds (a file of an older
+        version holds one)."""
         out = []
         for entry, is_temp in self._scan():
             if is_temp:
@@ -291,14 +304,23 @@ class Cache:
             except FileNotFoundError:
                 continue
             out.append(Entry(entry.path, st.st_size, st.st_mtime))
-        return out
+        lines = {}
+        for pack in self._packs.files():
+            try:
+                st = pack.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            out.append(Entry(pack.path, st.st_size, st.st_mtime))
+            lines[pack.path] = self._packs.lines(pack.path)
+        return out, lines
 
     def stats(self) -> CacheStats:
-        entries = self._entries()
-        if not entries:
+        files, lines = self._entries()
+        if not files:
             return CacheStats(0, 0, None, None)
-        times = [e.mtime for e in entries]
-        return CacheStats(len(entries), sum(e.size for e in entries), min(times), max(times))
+        count = sum(lines.get(f.path, 1) for f in files)
+        times = [f.mtime for f in files]
+        return CacheStats(count, sum(f.size for f in files), min(times), max(times))
 
     def prune(
         self,
@@ -310,7 +332,9 @@ class Cache:
         """Remove entries written more than ``older_than_s`` ago, then the oldest ones until the
         cache holds at most ``max_bytes``. Returns how many entries were removed.
 
-        Temp files left by writers that died more than an hour ago go too (not counted).
+        A pack goes whole: its entries were written by one process, within one run, and it
+        counts as written when its last line was. Temp files of older versions' writers that
+        died more than an hour ago go too (not counted).
         """
         now = time.time() if now is None else now
         removed = 0
@@ -319,9 +343,24 @@ class Cache:
                 with contextlib.suppress(OSError):
                     if now - found.stat(follow_symlinks=False).st_mtime > TEMP_GRACE_S:
                         os.unlink(found.path)
-        for entry in doomed(self._entries(), older_than_s, max_bytes, now):
-            removed += _unlink(entry.path)
+        files, lines = self._entries()
+        for entry in doomed(files, older_than_s, max_bytes, now):
+            removed += _unlink(entry.path) * lines.get(entry.path, 1)
         return removed
+
+
+def _discard(path: str, seen: os.stat_result) -> None:
+    """Remove a bad entry file, unless a writer replaced it since we read it."""
+    try:
+        now = os.stat(path)
+        if (now.st_ino, now.st_dev, now.st_mtime_ns) == (
+            seen.st_ino,
+            seen.st_dev,
+            seen.st_mtime_ns,
+        ):
+            os.unlink(path)
+    except OSError:
+        pass  # gone already, or not ours to remove
 
 
 def _under_root(under: tuple[str, ...]) -> frozenset[str]:
@@ -345,22 +384,6 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 65536):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-_TEMP_COUNTER = itertools.count()
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-
-
-def _temp_file(folder: str, key: str) -> tuple[int, str]:
-    """A new private temp file beside the entry: named by process and counter (no random names
-    to draw, unlike mkstemp), falling back to mkstemp if a dead process left that name."""
-    tmp = f"{folder}/.{key}.{os.getpid()}-{next(_TEMP_COUNTER)}.tmp"
-    try:
-        return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
-    except FileExistsError:
-        import tempfile  # only here: a warm run never writes (its import is ~2.5 ms)
-
-        return tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
 
 
 def _unlink(path: str) -> int:

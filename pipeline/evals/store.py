@@ -1,11 +1,11 @@
 """Stage 4 of a run, store: a provider's answer into the cache, as soon as it arrives.
 
 An entry is serialised (and redacted) when it arrives, so a value that cannot be cached fails
-its call at once, then written atomically (temp file, then rename: a crash leaves no half
-entry). Writes happen on the loop's thread: creating a file takes tens of microseconds, less
-than what a writer thread costs in GIL hand-offs with the loop's many system calls (measured:
-+0.9 s of CPU for 1,000 answers). On storage where writes take more than :data:`SLOW_WRITE_S`
-on average, they go to one thread from then on. A failed write is raised when the run ends
+its call at once, then appended to the process's pack (:mod:`pipeline.evals.cachepack`: a crash
+leaves no half entry). Writes happen on the loop's thread: appending a line takes microseconds,
+less than what a writer thread costs in GIL hand-offs with the loop's many system calls. On
+storage where writes take more than :data:`SLOW_WRITE_S` on average (a network file system),
+they go to one thread from then on. A failed write is raised when the run ends
 (:meth:`Store.flush`). Every answer stored is answered from memory for the rest of the run
 (:class:`pipeline.evals.lookup.Answers`); the answers a lane already wrote are only kept there.
 """

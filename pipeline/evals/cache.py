@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.evals.cachepack import FOLDER, Packs, PackWriter, Slot, value_of
+from pipeline.evals.cachepack import FOLDER, Packs, PackWriter, value_of
 from pipeline.pruning import Entry, doomed
 from pipeline.redaction import redact_bytes
 
@@ -170,7 +170,7 @@ class Cache:
         self._tracked = _under_root(tracked_files(self.dir).under)
         self._packs = Packs(f"{self._root}/{FOLDER}", self._tracked)
         self._writer = PackWriter(self._packs.folder)
-        self._index: dict[str, Slot] | None = None  # read at the first lookup
+        self._index: dict[bytes, bytes] | None = None  # read at the first lookup
         self._legacy = False  # entry files of older versions exist (read at the first lookup)
 
     @property
@@ -191,7 +191,7 @@ class Cache:
             raise ValueError(f"not a cache key (64 lowercase hex characters): {key!r}")
         return f"{self._root}/{key[:2]}/{key}.json"
 
-    def _load(self) -> dict[str, Slot]:
+    def _load(self) -> dict[bytes, bytes]:
         self._index = index = self._packs.index()
         self._legacy = any(True for _ in self._shards())
         return index
@@ -200,8 +200,8 @@ class Cache:
         """The value stored under ``key``, or None."""
         path = self._path(key)
         index = self._index if self._index is not None else self._load()
-        if (slot := index.get(key)) is not None:
-            return value_of(slot, key)
+        if (line := index.get(key.encode())) is not None:
+            return value_of(line, key)
         if not self._legacy or (self._tracked and self._is_tracked(key)):
             return None
         return self._get_file(path, key)
@@ -252,7 +252,7 @@ class Cache:
             return  # the commit's folder stays as it is, and holds no answers
         self._writer.append(payload + b"\n")
         if self._index is not None:
-            self._index[key] = (payload, 0, len(payload))
+            self._index[key.encode()] = payload
 
     def close(self) -> None:
         """Close this process's pack (the next write opens another)."""

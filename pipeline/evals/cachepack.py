@@ -23,34 +23,27 @@ import errno
 import itertools
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-__all__ = ["FOLDER", "PackWriter", "Packs", "Slot", "value_of"]
+__all__ = ["FOLDER", "PackWriter", "Packs", "value_of"]
 
 FOLDER: Final = "packs"  # under the cache's version folder
 
-_LINE: Final = re.compile(rb'\{"key":"([0-9a-f]{64})","value":')
 _OPEN_FLAGS: Final = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 )
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 _COUNTER = itertools.count()
 
-# Where an entry is: (the bytes that hold it, start, end): a whole pack read into memory, or
-# the payload this process just wrote.
-Slot = tuple[bytes, int, int]
 
-
-def value_of(slot: Slot, key: str) -> dict[str, Any] | None:
-    """The value the line at ``slot`` stores for ``key``; None for a line that does not parse,
-    names another key or holds no object."""
-    data, start, end = slot
+def value_of(line: bytes, key: str) -> dict[str, Any] | None:
+    """The value ``line`` stores for ``key``; None for a line that does not parse, names
+    another key or holds no object."""
     try:
-        document = json.loads(data[start:end])
+        document = json.loads(line)
     except ValueError:  # also UnicodeDecodeError
         return None
     if isinstance(document, dict) and document.get("key") == key:
@@ -85,17 +78,18 @@ class Packs:
             if entry.is_file(follow_symlinks=False):
                 yield entry
 
-    def index(self) -> dict[str, Slot]:
-        """Every complete line of every pack, by key; the last line of a key wins."""
-        found: dict[str, Slot] = {}
-        match = _LINE.match
+    def index(self) -> dict[bytes, bytes]:
+        """Every complete line of every pack, by the key it names; the last line of a key wins.
+
+        A line is indexed by where an entry's key is (``{"key":"<64 hex>",...``) without being
+        parsed: :func:`value_of` checks the one that is looked up. 1-2 ms per MB of packs.
+        """
+        found: dict[bytes, bytes] = {}
         for entry in self.files():
-            data = _read(entry.path)
-            pos = 0
-            while (end := data.find(b"\n", pos)) >= 0:
-                if (line := match(data, pos, end)) is not None:
-                    found[line.group(1).decode("ascii")] = (data, pos, end)
-                pos = end + 1
+            lines = _read(entry.path).split(b"\n")
+            lines.pop()  # the partial line after the last newline (b"" when there is none)
+            for line in lines:
+                found[line[8:72]] = line
         return found
 
     def lines(self, path: str) -> int:

@@ -22,6 +22,7 @@ from gitutil import clone, commit_all, git
 from pipeline.cli import main
 from pipeline.evals.results import CaseResult, EvalRun, ProviderStatus, RunResult
 from pipeline.gate import compare_runs, parse_json_path
+from pipeline.gate.compare import ExpectationCheck
 from pipeline.gate.model import Side
 from pipeline.github import COMMENT_LIMIT, GATE_MARKER
 
@@ -152,15 +153,14 @@ def test_a_failing_new_case_blocks(
     tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
     p = Project(tmp_path, server)
-    tool = PR_SUITE.index("  - id: tool")
-    (p.root / "evals/shop/pr.yaml").write_text(PR_SUITE[:tool] + BYE_CASE)  # tool out, bye in
+    (p.root / "evals/shop/pr.yaml").write_text(PR_SUITE + BYE_CASE)
     p.commit("a new case the agent cannot pass")
     code, data, _, _ = gate(p, capsys)
     assert code == 1
     assert rows(data) == {
         "shop/pr/bye@openai": ("missing", "fail", "new"),
         "shop/pr/hello@openai": ("pass", "pass", "unchanged"),
-        "shop/pr/tool@openai": ("pass", "missing", "removed"),
+        "shop/pr/tool@openai": ("pass", "pass", "unchanged"),
     }
     assert data["headline"] == "❌ knowngood: 1 failing new case in shop"
     assert data["counts"]["new_failing"] == data["counts"]["blocking"] == 1
@@ -590,9 +590,10 @@ def test_a_case_deleted_from_its_suite_is_removed_not_unverified(
     (p.root / "evals/shop/pr.yaml").write_text(PR_SUITE[:tool])
     p.commit("drop a case")
     code, data, _, _ = gate(p, capsys)
-    assert code == 0
+    assert code == 1  # it passed on base: deleting it is the loosest change of its expectations
     assert rows(data)["shop/pr/tool@openai"] == ("pass", "missing", "removed")
     assert data["counts"]["unverified"] == 0
+    assert data["headline"] == "❌ knowngood: 1 deleted case that passed on base in shop"
 
 
 def test_a_head_that_does_not_validate_fails_without_any_eval(
@@ -785,7 +786,7 @@ def test_compare_rules() -> None:
         ("skip", "p"): ("unverified", True, False),  # base evaluated it, head did not
         ("nokey", "p"): ("skipped", False, False),  # neither side evaluated it
         ("flaky", "p"): ("unchanged", False, True),
-        ("gone", "p"): ("removed", False, False),  # the case left the suite
+        ("gone", "p"): ("removed", True, False),  # the case left the suite: base passed it
         ("nobase", "p"): ("no_baseline", True, False),
         ("moved", "p"): ("unverified", True, False),  # the case stayed, its provider left
         ("moved", "q"): ("new", False, False),
@@ -796,6 +797,11 @@ def test_compare_rules() -> None:
     }
     assert allowed[("skip", "p")] == allowed[("moved", "p")] == ("unverified", False)
     assert allowed[("reg", "p")] == ("regression", True)
+    deleted = {
+        (r.case, r.provider): (r.comparison, r.blocking)
+        for r in compare_runs(head, base, tests=ExpectationCheck(allowed=True))
+    }
+    assert deleted[("gone", "p")] == ("removed", False)  # gate.allow_expectation_changes
     unavailable = compare_runs(head, None)
     assert {r.comparison for r in unavailable if r.head in ("pass", "fail")} == {"no_baseline"}
     assert all(r.blocking == (r.head == "fail") for r in unavailable)

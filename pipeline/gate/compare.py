@@ -17,6 +17,11 @@ Rules (one row per agent, suite, case and provider):
 * on base only, and the case is gone from head's suites: ``removed``. A case still in its suite
   file on head whose suite head no longer runs for pull requests (taken out of the agent's
   ``evals.pull_request``) is ``unverified``: unlisting a suite is no way to drop its cases.
+* a case whose expectations the change altered (its ``expect``, a judge's rubric, or a grading
+  prompt base's judges use) and that passes on head is judged again by base's expectations,
+  on the same answer; failing them makes it ``expectations_changed``: the change loosened its
+  own test. A case base passed that is gone from head's suites (``removed``) loosens it too.
+  Both block unless ``gate.allow_expectation_changes`` (read from base).
 * a case that head asks less of than base (a lower ``pass_rate``, set on the case, its suite or
   ``eval.pass_rate``) is judged on head by base's pass rate: the change cannot lower the bar of
   its own check; the lower one applies once it is merged.
@@ -26,14 +31,34 @@ Rules (one row per agent, suite, case and provider):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import replace
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from pipeline.evals.results import CaseResult, EvalRun
 from pipeline.gate.model import CaseDiff, Comparison, SideStatus
 from pipeline.words import printable
 
+if TYPE_CHECKING:
+    from pipeline.gate.expectations import CaseId, ExpectChange
+
 DETAIL_ACTUAL = 160  # characters of the actual answer shown in "what differs"
+
+
+@dataclass(slots=True)
+class ExpectationCheck:
+    """What the change did to its tests: the cases whose expectations it altered (or dropped),
+    and head's answers to them judged by base's expectations."""
+
+    changes: Mapping[CaseId, ExpectChange] = field(default_factory=dict)
+    judged: EvalRun | None = None
+    allowed: bool = False  # gate.allow_expectation_changes (base's)
+
+    def by_base(self, h: CaseResult) -> CaseResult | None:
+        found = (
+            next((c for c in self.judged.cases if c.key == h.key), None) if self.judged else None
+        )
+        return replace(found, pass_rate=h.pass_rate) if found is not None else None
 
 
 def compare_runs(
@@ -42,15 +67,21 @@ def compare_runs(
     *,
     allow_unverified: bool = False,
     present: Collection[tuple[str, str, str]] = (),
+    tests: ExpectationCheck | None = None,
 ) -> list[CaseDiff]:
     """Rows for every case of ``head`` and every case of ``base`` that head no longer has
     (sorted by agent, suite, case, provider). ``base`` None: the base side is unavailable.
     ``allow_unverified``: unverified rows are shown but do not block. ``present``: the
-    (agent, suite, case) of every case in head's suite files, evaluated or not."""
+    (agent, suite, case) of every case in head's suite files, evaluated or not. ``tests``:
+    the expectations the change altered (none when not given)."""
+    tests = tests or ExpectationCheck()
     base_cases = {c.key: c for c in base.cases} if base is not None else {}
-    rows = [
-        _row(h, base_cases.pop(h.key, None), base is not None, allow_unverified) for h in head.cases
-    ]
+    rows = []
+    for h in head.cases:
+        b = base_cases.pop(h.key, None)
+        row = _row(h, b, base is not None, allow_unverified)
+        bar = max(h.pass_rate, b.pass_rate) if b is not None else h.pass_rate  # as _row judges
+        rows.append(_expected(row, replace(h, pass_rate=bar), tests))
     on_head = {(c.agent, c.suite, c.case) for c in head.cases}
     for b in sorted(base_cases.values(), key=lambda c: c.key):
         comparison: Comparison = "removed"
@@ -66,6 +97,10 @@ def compare_runs(
             )
             if b.status in ("pass", "fail"):
                 comparison = "unverified"
+        change = tests.changes.get((b.agent, b.suite, b.case))
+        loosened = comparison == "removed" and b.status == "pass"
+        if loosened:
+            detail = "deleted from its suite by this change; it passed on base"
         rows.append(
             CaseDiff(
                 b.agent,
@@ -75,15 +110,45 @@ def compare_runs(
                 base=b.status,
                 head="missing",
                 comparison=comparison,
-                blocking=comparison == "unverified" and not allow_unverified,
+                blocking=(comparison == "unverified" and not allow_unverified)
+                or (loosened and not tests.allowed),
                 flaky=b.flaky,
                 detail=detail,
                 base_passes=_passes(b),
                 base_tokens=_tokens(b),
+                base_expect=change.base_text if change is not None else None,
+                loosened=loosened,
             )
         )
     rows.sort(key=lambda r: r.key)
     return rows
+
+
+def _expected(row: CaseDiff, h: CaseResult, tests: ExpectationCheck) -> CaseDiff:
+    """``row`` when the change kept the case's expectations; else with both versions, and
+    *expectations_changed* when head's answer passes head's and fails base's."""
+    change = tests.changes.get((h.agent, h.suite, h.case))
+    if change is None:
+        return row
+    row.base_expect, row.head_expect = change.base_text, change.head_text
+    if row.head != "pass":  # failing its own expectations: already shown for what it is
+        return row
+    judged = tests.by_base(h)
+    if judged is not None and judged.status == "pass":
+        row.detail = _join(row.detail, "expectations changed; the answer passes base's too")
+        return row
+    why = _why(judged) if judged is not None else "not judged by base's expectations"
+    row.comparison, row.loosened, row.blocking = "expectations_changed", True, not tests.allowed
+    row.detail = printable(
+        _join(f"passes this change's expectations, fails base's: {why}", _lowered(row.detail))
+    )
+    return row
+
+
+def _lowered(detail: str) -> str:
+    """The pass-rate note of ``detail``, if it has one."""
+    note = detail.find("judged by base's pass rate")
+    return detail[note:] if note >= 0 else ""
 
 
 def _row(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import GitError, KnowngoodError
 from pipeline.evals.results import EvalRun
-from pipeline.gate.compare import compare_runs, filter_run
+from pipeline.gate.compare import ExpectationCheck, compare_runs, filter_run
 from pipeline.gate.locate import gate_annotations, validation_annotations
 from pipeline.gate.model import AgentGate, GateResult, Side
 from pipeline.gate.policy import (
@@ -80,6 +80,7 @@ def run_gate(root: Path, options: GateOptions) -> GateResult:
         head=Side(options.head, head_rev.commit),
         requested_base=requested,
         allow_unverified=policy.allow_unverified,
+        allow_expectation_changes=policy.allow_expectation_changes,
         opt_out=revert_opt_out(git, base_commit, head_rev.commit, options.pr_body),
     )
     if requested is not None:
@@ -143,7 +144,11 @@ class _Gate:
                 self._from_worktree(left)
         base_run = result.base.run if result.base.available else None
         rows = compare_runs(
-            head_run, base_run, allow_unverified=result.allow_unverified, present=self.present
+            head_run,
+            base_run,
+            allow_unverified=result.allow_unverified,
+            present=self.present,
+            tests=self._tests(repo, head_run, budget),
         )
         for row in rows:
             result.agents[row.agent].rows.append(row)
@@ -153,6 +158,35 @@ class _Gate:
             if status.status == "skipped":
                 result.notices.append(f"provider {name!r} skipped on {sides}: {status.reason}")
         result.annotations += gate_annotations(repo, result.agents.values())
+
+    def _tests(self, repo: Repo, head_run: EvalRun, budget: float | None) -> ExpectationCheck:
+        """The expectations this change altered, and head's answers judged by base's (their
+        judge calls within what is left of the budget after both sides' evals)."""
+        from pipeline.gate.expectations import expectation_changes, judge_by_base
+
+        result = self.result
+        found = expectation_changes(self.git, result.base.commit, result.head.commit, self.names)
+        tests = ExpectationCheck(found.changes, allowed=result.allow_expectation_changes)
+        if not found.changes or not head_run.cases:
+            return tests
+        spent = head_run.spent_usd
+        if result.base.source == "evaluated" and result.base.run is not None:
+            spent += result.base.run.spent_usd
+        left = None if budget is None else max(0.0, budget - spent)
+        judged = judge_by_base(
+            repo,
+            head_run,
+            found,
+            budget_usd=left,
+            cache_dir=self.cache_dir,
+            offline=self.options.offline,
+            concurrency=self.options.concurrency,
+        )
+        head_run.spent_usd += judged.spent_usd  # the grading is part of the head's evaluation
+        head_run.calls_made += judged.calls_made
+        head_run.cache_hits += judged.cache_hits
+        tests.judged = judged
+        return tests
 
     def _keys_stay_home(self, repo: Repo) -> Repo:
         """``repo`` with every provider that would send a key to an api_base BASE does not use

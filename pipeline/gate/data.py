@@ -25,6 +25,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "head": _side(result.head),
         "requested_base": result.requested_base,
         "allow_unverified": result.allow_unverified,
+        "allow_expectation_changes": result.allow_expectation_changes,
         "opt_out": result.opt_out,
         "validation": {
             "ok": not result.validation_errors,
@@ -107,6 +108,8 @@ def _row(r: CaseDiff) -> dict[str, Any]:
         "head_cost_usd": r.head_cost_usd,
         "head_tokens": r.head_tokens,
         "base_tokens": r.base_tokens,
+        "base_expect": r.base_expect,
+        "head_expect": r.head_expect,
     }
 
 
@@ -137,14 +140,21 @@ def _usage(run: EvalRun | None) -> dict[str, Any] | None:
 
 
 def headline(result: GateResult) -> str:
-    """The verdict line: first in every format. Unverified cases that the repository allows are
-    named in it whatever the verdict: nobody should miss that they were let through."""
-    unverified = len(result.unverified)
-    allowed = (
-        f"{plural(unverified, 'unverified case')} allowed by gate.allow_unverified"
-        if unverified and result.allow_unverified
-        else ""
-    )
+    """The verdict line: first in every format. Unverified cases and changed expectations that
+    the repository allows are named in it whatever the verdict: nobody should miss that they
+    were let through."""
+    unverified, loosened = len(result.unverified), len(result.loosened)
+    allowances = []
+    if unverified and result.allow_unverified:
+        allowances.append(
+            f"{plural(unverified, 'unverified case')} allowed by gate.allow_unverified"
+        )
+    if loosened and result.allow_expectation_changes:
+        allowances.append(
+            f"{plural(loosened, 'case with changed expectations', 'cases with changed expectations')} allowed by "
+            "gate.allow_expectation_changes"
+        )
+    allowed = "; ".join(allowances)
     tail = f"; {allowed}" if allowed else ""
     errors = result.validation_errors
     if errors:
@@ -152,17 +162,32 @@ def headline(result: GateResult) -> str:
     blocking: list[str] = []
     for name, agent in result.agents.items():
         rows = agent.rows
-        for what, n in (
-            ("regression", sum(r.comparison == "regression" for r in rows)),
-            ("failing new case", sum(r.is_new_failure for r in rows)),
+        for what, many, n in (
+            ("regression", None, sum(r.comparison == "regression" for r in rows)),
+            ("failing new case", None, sum(r.is_new_failure for r in rows)),
             (
                 "failing case without a base result",
+                "failing cases without a base result",
                 sum(r.comparison == "no_baseline" and r.blocking for r in rows),
             ),
-            ("unverified case", sum(r.comparison == "unverified" and r.blocking for r in rows)),
+            (
+                "unverified case",
+                None,
+                sum(r.comparison == "unverified" and r.blocking for r in rows),
+            ),
+            (
+                "case with changed expectations",
+                "cases with changed expectations",
+                sum(r.comparison == "expectations_changed" and r.blocking for r in rows),
+            ),
+            (
+                "deleted case that passed on base",
+                "deleted cases that passed on base",
+                sum(r.comparison == "removed" and r.blocking for r in rows),
+            ),
         ):
             if n:
-                blocking.append(f"{plural(n, what)} in {name}")
+                blocking.append(f"{plural(n, what, many)} in {name}")
     if result.verdict == "incomplete":
         return f"💥 knowngood: could not complete — {result.incomplete[0]}{tail}"
     if blocking:

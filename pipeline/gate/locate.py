@@ -130,6 +130,9 @@ def _row_annotation(repo: Repo, docs: _Docs, row: CaseDiff) -> Annotation:
         "new": "new case fails",
         "no_baseline": "fails on head (no base result to compare with)",
         "unverified": "unverified: evaluated on base, not on head",
+        "expectations_changed": "expectations changed: passes this change's expectations, "
+        "fails base's",
+        "removed": "deleted: passed on base, gone from its suite",
     }.get(row.comparison, row.comparison)
     title = f"knowngood: {what.split(':')[0]}"
     message = f"{row.agent}/{row.suite}/{row.case} [{row.provider}]: {what}" + (

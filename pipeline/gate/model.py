@@ -23,6 +23,8 @@ Comparison = Literal[
     "skipped",  # not run on head, and no base result either
     "unverified",  # evaluated on base, not on head (skipped, provider renamed or dropped): blocks
     # unless gate.allow_unverified
+    "expectations_changed",  # passes head's expectations, fails base's: blocks unless
+    # gate.allow_expectation_changes
     "no_baseline",  # base result unknown (base unavailable, skipped or errored there); a failure blocks
     "error",  # the provider kept failing on head: the gate is incomplete
 ]
@@ -33,8 +35,8 @@ Verdict = Literal["pass", "fail", "incomplete"]
 Level = Literal["error", "warning", "notice"]
 
 COMPARISONS: tuple[Comparison, ...] = (
-    "regression", "new", "no_baseline", "unverified", "error", "fixed", "still_failing", "skipped",
-    "removed", "unchanged",
+    "regression", "new", "no_baseline", "unverified", "expectations_changed", "error", "fixed",
+    "still_failing", "skipped", "removed", "unchanged",
 )  # fmt: skip
 
 
@@ -57,6 +59,12 @@ class CaseDiff:
     head_cost_usd: float = 0.0
     head_tokens: int = 0
     base_tokens: int | None = None
+    # The case's expectations on each side, when the change altered them (head None: deleted)
+    base_expect: str | None = None
+    head_expect: str | None = None
+    # Loosens the test: passes head's expectations and fails base's, or a case base passed that
+    # the change deleted (blocks unless gate.allow_expectation_changes)
+    loosened: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -127,6 +135,7 @@ class GateResult:
     duration_s: float = 0.0
     requested_base: str | None = None  # set when --base was not an ancestor (merge base used)
     allow_unverified: bool = False  # gate.allow_unverified in BASE's knowngood.yaml
+    allow_expectation_changes: bool = False  # gate.allow_expectation_changes, BASE's too
     opt_out: str | None = None  # where the change opts out of automatic revert, if it does
 
     # -- derived -------------------------------------------------------------------------------
@@ -146,6 +155,11 @@ class GateResult:
     def unverified(self) -> list[CaseDiff]:
         """Rows evaluated on base and not on head (blocking unless ``allow_unverified``)."""
         return [r for r in self.rows if r.comparison == "unverified"]
+
+    @property
+    def loosened(self) -> list[CaseDiff]:
+        """Rows whose test the change loosened (blocking unless ``allow_expectation_changes``)."""
+        return [r for r in self.rows if r.loosened]
 
     @property
     def incomplete(self) -> list[str]:

@@ -1,7 +1,7 @@
 """What the gate takes from BASE, never from the pull request: its policy, and what it is told.
 
 The pull request controls every file of HEAD, so no setting of HEAD may loosen its own check:
-``gate.allow_unverified``, the records branch (whose results stand in for BASE) and
+``gate.allow_unverified``, ``gate.allow_expectation_changes``, the records branch (whose results stand in for BASE) and
 ``eval.budget_usd`` (what the gate may spend) are read from BASE's knowngood.yaml; a change to
 them takes effect once it is merged. So does a new ``api_base``: HEAD's evals send a provider's
 key only to an (api_base, key variable) pair BASE's knowngood.yaml already uses. The opt-out from
@@ -26,6 +26,7 @@ DEFAULT_RECORDS_BRANCH = "knowngood/records"
 class BasePolicy:
     records_branch: str = DEFAULT_RECORDS_BRANCH
     allow_unverified: bool = False
+    allow_expectation_changes: bool = False
     budget_usd: float | None = None  # BASE's eval.budget_usd (None: it sets none)
     configured: bool = False  # BASE has a valid knowngood.yaml (else HEAD's budget applies)
     endpoints: frozenset[tuple[str, str]] = frozenset()  # (api_base, key variable) BASE uses
@@ -34,11 +35,13 @@ class BasePolicy:
     def from_data(cls, data: Mapping[str, Any]) -> BasePolicy:
         records, gate, evals = data.get("records"), data.get("gate"), data.get("eval")
         branch = records.get("branch") if isinstance(records, Mapping) else None
-        allow = gate.get("allow_unverified") if isinstance(gate, Mapping) else None
+        gate = gate if isinstance(gate, Mapping) else {}
+        allow = gate.get("allow_unverified")
         budget = evals.get("budget_usd") if isinstance(evals, Mapping) else None
         return cls(
             records_branch=branch if isinstance(branch, str) and branch else DEFAULT_RECORDS_BRANCH,
             allow_unverified=allow is True,
+            allow_expectation_changes=gate.get("allow_expectation_changes") is True,
             budget_usd=float(budget) if isinstance(budget, int | float) else None,
             configured=True,
             endpoints=frozenset(_endpoints(data.get("providers"))),

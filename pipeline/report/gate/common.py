@@ -23,6 +23,7 @@ LABEL = {
     "new": "🆕 new",
     "no_baseline": "❔ no baseline",
     "unverified": "⛔ unverified",
+    "expectations_changed": "✏️ expectations changed",
     "error": "💥 error",
     "fixed": "✅ fixed",
     "still_failing": "⚠️ still failing",
@@ -31,13 +32,15 @@ LABEL = {
     "unchanged": "✅ unchanged",
 }
 SHOWN = (
-    "regression", "new", "no_baseline", "unverified", "error", "fixed", "still_failing", "removed",
+    "regression", "new", "no_baseline", "unverified", "expectations_changed", "error", "fixed",
+    "still_failing", "removed",
 )  # fmt: skip
 TEXT_COLOUR = {
     "regression": "red",
     "new": "cyan",
     "no_baseline": "yellow",
     "unverified": "red",
+    "expectations_changed": "red",
     "error": "magenta",
     "fixed": "green",
     "still_failing": "yellow",

@@ -77,6 +77,7 @@ def _header(result: GateResult) -> list[str]:
         out += [f"> {_code(x, 200)}" for x in b.reason.splitlines()[1:6] if x.strip()]
         out.append("")
     out += _unverified(result)
+    out += _loosened(result)
     if result.opt_out:
         out += [
             "> [!NOTE]",
@@ -117,6 +118,42 @@ def _unverified(result: GateResult) -> list[str]:
         "with `gate: {allow_unverified: true}` in knowngood.yaml (read from the base branch).",
         "",
     ]
+
+
+def _loosened(result: GateResult) -> list[str]:
+    """The cases whose test this change loosened, with both versions of their expectations."""
+    rows = result.loosened
+    if not rows:
+        return []
+    n = len(rows)
+    what = (
+        "they pass on base; this change altered their expectations and its answer passes its own "
+        "but fails base's, or it deleted the case"
+    )
+    if result.allow_expectation_changes:
+        out = [
+            "> [!CAUTION]",
+            f"> **{plural(n, 'case')} with changed expectations allowed** by "
+            f"`gate.allow_expectation_changes` in the base branch's knowngood.yaml: {what}.",
+        ]
+    else:
+        out = [
+            "> [!WARNING]",
+            f"> **{plural(n, 'case')} with changed expectations {'blocks' if n == 1 else 'block'} "
+            f"this change**: {what}. If the new expectations are intended, a maintainer merges "
+            "over this check, or `gate: {allow_expectation_changes: true}` in knowngood.yaml "
+            "(read from the base branch) lets such changes through.",
+        ]
+    out += ["", "| case | provider | base expects | this change expects |", "|---|---|---|---|"]
+    for r in rows[:50]:
+        head = _code(r.head_expect, 500, in_table=True) if r.head_expect else "*(deleted)*"
+        base = _code(r.base_expect, 500, in_table=True) if r.base_expect else "?"
+        out.append(
+            f"| {_code(f'{r.suite}/{r.case}', in_table=True)} | {_cell(r.provider)} | {base} | {head} |"
+        )
+    if n > 50:
+        out.append(f"| … and {n - 50} more | | | |")
+    return [*out, ""]
 
 
 def _findings(result: GateResult) -> list[str]:

@@ -54,6 +54,26 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
                 fg="red",
             )
         )
+    loosened = result.loosened
+    if loosened:
+        lines.append(
+            click.style(
+                f"expectations: {plural(len(loosened), 'case')} passed on base and this change "
+                "loosened or deleted their expectations"
+                + (
+                    " (allowed by gate.allow_expectation_changes)"
+                    if result.allow_expectation_changes
+                    else "; if that is intended, a maintainer merges it over this check, or "
+                    "gate.allow_expectation_changes in knowngood.yaml (read from the base "
+                    "branch) lets such changes through"
+                ),
+                fg="yellow" if result.allow_expectation_changes else "red",
+            )
+        )
+        for r in loosened:
+            lines.append(f"  {r.suite}/{r.case} [{r.provider}]")
+            lines.append(f"    base: {printable(r.base_expect or '?')}")
+            lines.append(f"    head: {printable(r.head_expect or '(deleted)')}")
     if result.opt_out:
         lines.append(f"revert: this change opts out of automatic revert ({result.opt_out})")
     for notice in result.notices:
@@ -97,7 +117,7 @@ def junit_xml(result: GateResult) -> bytes:
             ET.SubElement(suite, "testcase", classname="validate", name="repository")
     groups: dict[tuple[str, str], list[CaseDiff]] = {}
     for r in result.rows:
-        if r.comparison != "removed":
+        if r.comparison != "removed" or r.loosened:
             groups.setdefault((r.agent, r.suite), []).append(r)
     outcome: dict[str, Callable[[CaseDiff], bool]] = {
         "failures": lambda r: r.blocking,
@@ -119,6 +139,14 @@ def junit_xml(result: GateResult) -> bytes:
                 ET.SubElement(tc, "failure", message=message[:500]).text = r.detail
             elif r.comparison == "error":
                 ET.SubElement(tc, "error", message=r.detail[:500]).text = r.detail
+            elif r.loosened:
+                ET.SubElement(
+                    tc,
+                    "skipped",
+                    message=(f"{message} (allowed by gate.allow_expectation_changes): {r.detail}")[
+                        :500
+                    ],
+                )
             elif r.comparison == "unverified":
                 ET.SubElement(
                     tc,

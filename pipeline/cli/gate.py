@@ -118,8 +118,10 @@ def command(
     Exit 1 on a regression (passed on base, fails on head), a failing new case, a failing case
     whose base result is unknown, an unverified case (evaluated on base, not on head: a provider
     skipped for a missing key, renamed or dropped; allowed by gate.allow_unverified in the base
-    branch's knowngood.yaml), or when HEAD does not validate; still-failing cases are shown but
-    do not block. Exit 3 when HEAD's evaluation could not complete. Exit 0 otherwise.
+    branch's knowngood.yaml), a case whose expectations the change altered so that its answer
+    passes them and fails base's, or a case base passed that the change deleted (allowed by
+    gate.allow_expectation_changes, base's too), or when HEAD does not validate; still-failing
+    cases are shown but do not block. Exit 3 when HEAD's evaluation could not complete. Exit 0 otherwise.
 
     \b
     Examples:

@@ -910,3 +910,21 @@ def test_a_changed_expectation_is_quoted_as_text_in_the_comment(
     html = _html(md.read_text())
     assert "<h2>" not in html and "<img" not in html, html
     assert html.count("<details>") == html.count("</details>")
+
+
+def test_offline_a_judgement_the_cache_lacks_counts_as_failing_base_expectations(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--offline sends nothing: base's rubric on head's answer was never graded, so the case
+    cannot be shown to meet base's expectations and is not a plain pass."""
+    p = _loosening_project(tmp_path, grader, "      - judge: {rubric: Mentions acme.}\n")
+    p.edit("evals/shop/pr.yaml", "rubric: Mentions acme.", "rubric: Says hello.")
+    p.commit("rename the company, and grade something else")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 0  # head cached
+    capsys.readouterr()
+    calls = len(grader.requests)
+    code, data, _, err = gate(p, capsys, "--offline")
+    assert len(grader.requests) == calls
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"][1:] == ("pass", "expectations_changed")
+    assert "--offline" in _hello(data)["detail"], _hello(data)

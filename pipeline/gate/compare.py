@@ -51,13 +51,12 @@ class ExpectationCheck:
     and head's answers to them judged by base's expectations."""
 
     changes: Mapping[CaseId, ExpectChange] = field(default_factory=dict)
-    judged: EvalRun | None = None
+    judged: Mapping[tuple[str, str, str, str], CaseResult] = field(default_factory=dict)
     allowed: bool = False  # gate.allow_expectation_changes (base's)
 
     def by_base(self, h: CaseResult) -> CaseResult | None:
-        found = (
-            next((c for c in self.judged.cases if c.key == h.key), None) if self.judged else None
-        )
+        """Head's answers to ``h`` judged by base's expectations, at ``h``'s pass rate."""
+        found = self.judged.get(h.key)
         return replace(found, pass_rate=h.pass_rate) if found is not None else None
 
 

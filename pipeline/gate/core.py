@@ -185,7 +185,7 @@ class _Gate:
         head_run.spent_usd += judged.spent_usd  # the grading is part of the head's evaluation
         head_run.calls_made += judged.calls_made
         head_run.cache_hits += judged.cache_hits
-        tests.judged = judged
+        tests.judged = {c.key: c for c in judged.cases}
         return tests
 
     def _keys_stay_home(self, repo: Repo) -> Repo:

@@ -154,6 +154,15 @@ def judge_by_base(
     from pipeline.evals.runner import Runner
     from pipeline.evals.verdict import judge_found, needs_no_model
 
+    cases = [
+        (case, change)
+        for case in head.cases
+        if case.status == "pass"
+        and (change := expectations.changes.get((case.agent, case.suite, case.case))) is not None
+        and change.head is not None
+    ]
+    if not cases:
+        return EvalRun()
     options = EvalOptions(
         budget_usd=budget_usd, cache_dir=cache_dir, offline=offline, concurrency=concurrency
     )
@@ -162,10 +171,7 @@ def judge_by_base(
     out = runner.run
     pending: list[tuple[Job, dict[str, Any]]] = []
     pure: dict[int, bool] = {}
-    for case in head.cases:
-        change = expectations.changes.get((case.agent, case.suite, case.case))
-        if change is None or change.head is None or case.status != "pass":
-            continue
+    for case, change in cases:
         judged = CaseResult(
             case.agent, case.suite, case.case, case.provider, case.pass_rate, case.repeats
         )

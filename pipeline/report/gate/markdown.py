@@ -120,6 +120,9 @@ def _unverified(result: GateResult) -> list[str]:
     ]
 
 
+_LOOSENED_SHOWN = 30  # rows of the changed-expectations table (the JSON report has them all)
+
+
 def _loosened(result: GateResult) -> list[str]:
     """The cases whose test this change loosened, with both versions of their expectations."""
     rows = result.loosened
@@ -145,14 +148,14 @@ def _loosened(result: GateResult) -> list[str]:
             "(read from the base branch) lets such changes through.",
         ]
     out += ["", "| case | provider | base expects | this change expects |", "|---|---|---|---|"]
-    for r in rows[:50]:
-        head = _code(r.head_expect, 500, in_table=True) if r.head_expect else "*(deleted)*"
-        base = _code(r.base_expect, 500, in_table=True) if r.base_expect else "?"
+    for r in rows[:_LOOSENED_SHOWN]:
+        head = _code(r.head_expect, 300, in_table=True) if r.head_expect else "*(deleted)*"
+        base = _code(r.base_expect, 300, in_table=True) if r.base_expect else "?"
         out.append(
             f"| {_code(f'{r.suite}/{r.case}', in_table=True)} | {_cell(r.provider)} | {base} | {head} |"
         )
-    if n > 50:
-        out.append(f"| … and {n - 50} more | | | |")
+    if n > _LOOSENED_SHOWN:
+        out.append(f"| … and {n - _LOOSENED_SHOWN} more | | | |")
     return [*out, ""]
 
 

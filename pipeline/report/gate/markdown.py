@@ -130,8 +130,8 @@ def _loosened(result: GateResult) -> list[str]:
         return []
     n = len(rows)
     what = (
-        "they pass on base; this change altered their expectations and its answer passes its own "
-        "but fails base's, or it deleted the case"
+        "this change altered their expectations and its answer passes its own but fails base's, "
+        "or it deleted a case that passed on base"
     )
     if result.allow_expectation_changes:
         out = [

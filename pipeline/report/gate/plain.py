@@ -58,8 +58,8 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
     if loosened:
         lines.append(
             click.style(
-                f"expectations: {plural(len(loosened), 'case')} passed on base and this change "
-                "loosened or deleted their expectations"
+                f"expectations: {plural(len(loosened), 'case')} whose expectations this change "
+                "loosened (its answer passes them and fails base's) or deleted (it passed on base)"
                 + (
                     " (allowed by gate.allow_expectation_changes)"
                     if result.allow_expectation_changes

@@ -17,13 +17,13 @@ import random
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import GitError
-from pipeline.git import Git, commit_env, git_reason, push_refs, remote_hint
+from pipeline.git import Git, Pushed, commit_env, git_reason, push_refs, remote_hint
 from pipeline.words import plural
 
 Entry = tuple[str, str, str]  # (mode, blob, path); mode "0" deletes the path
@@ -92,18 +92,11 @@ class DataBranch:
     # -- writing ---------------------------------------------------------------------------
     def write(self, files: Mapping[str, str], message: str) -> str:
         """Commit ``files`` (path -> text) on the local branch; returns the new commit sha."""
-        entries = [
-            ("100644", self.git.run("hash-object", "-w", "--stdin", input=text).strip(), path)
-            for path, text in files.items()
-        ]
+        entries = self._hash(files)
         for attempt in range(self.cas_attempts):
             old = self.resolve(self.ref)
             # The first write in a clone builds on the remote's records.
-            base = old or self.resolve(self.tracking_ref)
-            with self._index(base) as index:
-                index.update(entries)
-                tree = index.write_tree()
-            new = self._commit_tree(tree, [base] if base else [], message)
+            new = self._commit_on(old or self.resolve(self.tracking_ref), entries, message)
             if self._cas(new, old):
                 return new
             _backoff(attempt)
@@ -111,6 +104,50 @@ class DataBranch:
             f"could not update {self.branch}: it kept changing under {self.cas_attempts} attempts",
             hint="another process keeps writing to it; try again",
         )
+
+    def write_admitted(
+        self, files: Mapping[str, str], message: str, admit: Callable[[], None]
+    ) -> PushResult:
+        """Write ``files`` and publish them on exactly the remote branch ``admit`` accepted: a
+        compare-and-swap on the remote. Fetch, ``admit()`` (it reads the branch and raises to
+        refuse), commit on the tip, push without replaying; when another push got there first,
+        fetch and ask ``admit`` again. The files reach the local branch once the remote has
+        them; when the remote cannot be reached or refuses, they are written locally anyway (as
+        :meth:`write` would) and GitError says why. Without a remote: :meth:`write`."""
+        if not self.has_remote():
+            return PushResult(
+                False, 0, self.write(files, message), f"no remote {self.remote!r}: kept locally"
+            )
+        entries = self._hash(files)
+        try:
+            for attempt in range(1, self.push_attempts + 1):
+                self.fetch()
+                admit()
+                new = self._commit_on(self.tip(), entries, message)
+                pushed = push_refs(self.git, self.remote, [f"{new}:{self.ref}"])
+                if pushed.ok:
+                    self.git.try_run("update-ref", self.tracking_ref, new)
+                    self._integrate()  # the local branch moves to it, or replays its own on it
+                    return PushResult(True, attempt, new, f"pushed {self.branch} to {self.remote}")
+                if not pushed.race:
+                    raise self._refused(pushed, len(self.unpushed()) + len(files))
+                _backoff(attempt)
+            raise self._behind()
+        except GitError:
+            self.write(files, message)
+            raise
+
+    def _hash(self, files: Mapping[str, str]) -> list[Entry]:
+        return [
+            ("100644", self.git.run("hash-object", "-w", "--stdin", input=text).strip(), path)
+            for path, text in files.items()
+        ]
+
+    def _commit_on(self, base: str | None, entries: Sequence[Entry], message: str) -> str:
+        with self._index(base) as index:
+            index.update(entries)
+            tree = index.write_tree()
+        return self._commit_tree(tree, [base] if base else [], message)
 
     def _cas(self, new: str, old: str | None) -> bool:
         expected = old or "0" * len(new)  # all zeros: the branch must not exist yet
@@ -209,16 +246,21 @@ class DataBranch:
                 self.fetch()
                 _backoff(attempt)
                 continue
-            raise GitError(
-                f"{self.remote} refused {self.branch}: {pushed.reason}",
-                cmd=["git", "push", self.remote, self.branch],
-                code=pushed.code,
-                stderr=pushed.stderr,
-                hint=f"nothing is lost: {_stay(len(self.unpushed()))} on the local "
-                f"branch {self.branch} "
-                "and the next push sends them; fix the remote's rule or your permissions",
-            )
-        raise GitError(
+            raise self._refused(pushed, len(self.unpushed()))
+        raise self._behind()
+
+    def _refused(self, pushed: Pushed, files: int) -> GitError:
+        return GitError(
+            f"{self.remote} refused {self.branch}: {pushed.reason}",
+            cmd=["git", "push", self.remote, self.branch],
+            code=pushed.code,
+            stderr=pushed.stderr,
+            hint=f"nothing is lost: {_stay(files)} on the local branch {self.branch} "
+            "and the next push sends them; fix the remote's rule or your permissions",
+        )
+
+    def _behind(self) -> GitError:
+        return GitError(
             f"could not push {self.branch} to {self.remote}: still behind after "
             f"{plural(self.push_attempts, 'attempt')}",
             hint="others push to it continuously; try again",

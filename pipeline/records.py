@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast, overload
 
 from pipeline.errors import KnowngoodError
@@ -124,12 +124,16 @@ class RecordStore:
         """The one writer: validate ``record`` against the schema and commit it on the local
         branch as it is (the JSON on disk is the TypedDict); returns the commit sha."""
         validate(record)
-        path = record_path(record)
-        if record["kind"] == "results":
-            subject = f"results {record['commit'][:12]}"
-        else:
-            subject = f"{record['kind']} {record['agent']}/{record['env']} {record['outcome']}: {record['what']}"
-        return self.data.write({path: dump(record)}, f"{subject}\n\nKnowngood-Record: {path}\n")
+        return self.data.write({record_path(record): dump(record)}, _message(record))
+
+    def append_admitted(self, record: AnyRecord, admit: Callable[[], None]) -> PushResult:
+        """:meth:`append` and publish ``record`` as one compare-and-swap on the remote: only on
+        a records branch ``admit`` (which reads this store and raises to refuse) accepted, read
+        again after every lost race. A remote that cannot be reached or refuses: the record is
+        kept locally and GitError says why. Without a remote: :meth:`append`."""
+        validate(record)
+        files = {record_path(record): dump(record)}
+        return self.data.write_admitted(files, _message(record), admit)
 
     def put_results(self, commit: str, results: Mapping[str, Any]) -> str:
         """Store the eval results of ``commit`` (replacing earlier ones); returns the records commit."""
@@ -314,6 +318,15 @@ class RecordStore:
     def unpushed(self) -> _Paths:
         """Paths of local records the remote does not have yet."""
         return self.data.unpushed()
+
+
+def _message(record: AnyRecord) -> str:
+    path = record_path(record)
+    if record["kind"] == "results":
+        subject = f"results {record['commit'][:12]}"
+    else:
+        subject = f"{record['kind']} {record['agent']}/{record['env']} {record['outcome']}: {record['what']}"
+    return f"{subject}\n\nKnowngood-Record: {path}\n"
 
 
 def _parse(branch: str, path: str, data: bytes, folder: str) -> Record:

@@ -32,7 +32,7 @@ from pipeline.recordtypes import Deployed, DeploymentRecord, IntentRecord
 from pipeline.repo import Settings
 from pipeline.targets import Observed, Target, make_target
 
-__all__ = ["SETTLED", "Running", "TargetObserver", "resolve", "settlement"]
+__all__ = ["SETTLED", "Running", "TargetObserver", "pending", "resolve", "settlement"]
 
 SETTLED = ("success", "removed")  # deployment outcomes that decide what runs
 
@@ -144,9 +144,7 @@ def resolve(
     """What runs of ``agent`` in ``env``, from its deployment and intent records (each newest
     first); ``observe`` asks the target, and is called only when an intent is unsettled."""
     recorded = next((d for d in deployments if d["outcome"] in SETTLED), None)
-    named = {d.get("intent") for d in deployments}
-    since = recorded["at"] if recorded is not None else ""
-    unsettled = tuple(i for i in intents if i["id"] not in named and i["at"] > since)
+    unsettled = pending(deployments, intents)
     if not unsettled:
         return Running(agent, env, recorded)
     observed = observe()
@@ -154,6 +152,18 @@ def resolve(
     if observed.known:
         applied = next((i for i in unsettled if _leaves(i) == observed.content_hash), None)
     return Running(agent, env, recorded, unsettled, observed, applied)
+
+
+def pending(
+    deployments: Sequence[DeploymentRecord], intents: Sequence[IntentRecord]
+) -> tuple[IntentRecord, ...]:
+    """The intents (newest first, like ``intents``) that no deployment names and that are newer
+    than the newest deployment that took effect: changes begun and not finished, or never
+    finished (interrupted)."""
+    recorded = next((d for d in deployments if d["outcome"] in SETTLED), None)
+    named = {d.get("intent") for d in deployments}
+    since = recorded["at"] if recorded is not None else ""
+    return tuple(i for i in intents if i["id"] not in named and i["at"] > since)
 
 
 def settlement(running: Running, *, by: str) -> list[DeploymentRecord]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from pipeline.bundle import as_built_before, build_bundle, bundle_hash, verify_bundle
+from pipeline.deploy.lock import check_lock, here
 from pipeline.errors import ConfigError, DeployError, GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents import drill_outcome
@@ -108,10 +109,17 @@ class Context:
         try:
             self.store.push()
         except GitError as e:
-            self.warnings.append(
-                f"records not pushed: {e.message}; they are kept on the local branch "
-                f"{self.store.branch} and go out with the next push"
-            )
+            self._not_pushed(e)
+
+    def _not_pushed(self, e: GitError, more: str = "") -> None:
+        self.warnings.append(
+            f"records not pushed: {e.message}; they are kept on the local branch "
+            f"{self.store.branch} and go out with the next push{more}"
+        )
+
+    def check_lock(self, agent: str, env: str) -> None:
+        """LockHeld while another command changes ``agent`` in ``env`` (:mod:`.lock`)."""
+        check_lock(self.store, self.target, agent, env)
 
     @overload
     def record(self, kind: Literal["intent"], **fields: Any) -> IntentRecord: ...
@@ -136,7 +144,9 @@ class Context:
     def running(self, agent: str, env: str) -> Running:
         """What runs of ``agent`` in ``env``. An interrupted change is settled with what the
         target reports, and the settlement recorded; when the target cannot tell, a warning
-        says so (and the records are left as they are)."""
+        says so (and the records are left as they are). A change in progress elsewhere is
+        not interrupted: LockHeld."""
+        self.check_lock(agent, env)
         run = self._resolve(agent, env)
         settle = settlement(run, by=self.by)
         for record in settle:
@@ -319,11 +329,15 @@ class Context:
         details: Mapping[str, Any],
     ) -> IntentRecord:
         """Record what is about to change, and push it before anything changes: a process
-        that dies after this leaves an intent that ``running`` settles, from any clone."""
-        intent = self.record(
+        that dies after this leaves an intent that ``running`` settles, from any clone. The
+        push is the lock: refused (LockHeld) while another change's intent is live."""
+        details = {**details, "holder": here()}
+        agent, env = bundle["agent"], bundle["env"]
+        intent = new_record(
             "intent",
-            agent=bundle["agent"],
-            env=bundle["env"],
+            by=self.by,
+            agent=agent,
+            env=env,
             what=what,
             why=why,
             outcome="pending",
@@ -334,9 +348,12 @@ class Context:
             target=self.target.type,
             rollback=rollback,
             previous=previous["id"] if previous else None,
-            **({"details": dict(details)} if details else {}),
+            details=details,
         )
-        self.push_records()
+        try:
+            self.store.append_admitted(intent, lambda: self.check_lock(agent, env))
+        except GitError as e:  # kept locally; no other clone sees this change in progress
+            self._not_pushed(e, "; other clones cannot see this change in progress")
         return intent
 
     def _settle(

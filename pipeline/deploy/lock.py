@@ -122,9 +122,9 @@ class LockHeld(DeployError):
             + (f" ({where})" if where else "")
             + f"; its intent {intent['id']} is still pending",
             hint="wait for it to finish, then run this again; if that command died, its lock "
-            f"lapses at {until} ({limit_s:g} s after it began; at once on the machine it ran "
-            "on, once its process is gone), and the next deploy, rollback or check settles it "
-            "by asking the target what runs",
+            f"lapses at {until} ({limit_s:g} s after it began; on the machine it ran on, as "
+            "soon as its process is gone), and then the next deploy, rollback or check settles "
+            "it by asking the target what runs",
         )
         self.intent = intent
         self.until = until

@@ -45,6 +45,7 @@ class Running:
     unsettled: tuple[IntentRecord, ...] = ()  # newer intents no deployment names, newest first
     observed: Observed | None = None  # what the target reported (asked only for unsettled intents)
     applied: IntentRecord | None = None  # the unsettled intent whose change the target shows
+    in_progress: IntentRecord | None = None  # an unsettled intent that still holds the lock
 
     @property
     def state(self) -> str:
@@ -89,6 +90,12 @@ class Running:
             if self.recorded and self.recorded["outcome"] == "success"
             else "nothing"
         )
+        if (doing := self.in_progress) is not None:
+            return (
+                f"{doing['what']} is in progress (begun {doing['at']} by {doing['actor']}, "
+                f"intent {doing['id']}): {self.agent} runs {before}, or {label(doing)} once it "
+                "is done; another deploy or rollback waits for it"
+            )
         state = self.state
         if state == "confirmed" and self.applied is not None:
             return f"{self.applied['what']} was interrupted, but it took effect: the target runs it ({self.observed.how})"
@@ -108,6 +115,7 @@ class Running:
     def to_json(self) -> dict[str, Any]:
         return {
             "state": self.state,
+            "in_progress": self.in_progress is not None,
             "interrupted": [
                 {k: i.get(k) for k in ("id", "at", "action", "release", "content_hash")}
                 for i in self.unsettled

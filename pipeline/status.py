@@ -15,14 +15,15 @@ settlement.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pipeline.changes.revision import at_root
-from pipeline.errors import GitError, UsageError
+from pipeline.deploy.lock import live_holder, lock_s
+from pipeline.errors import GitError, KnowngoodError, UsageError
 from pipeline.git import Git
 from pipeline.incidents.metrics import Means, Recovery, Targets, by_agent_and_severity, recovery
 from pipeline.outcome import Say, silent
@@ -39,6 +40,7 @@ from pipeline.repo import Settings, discover
 from pipeline.running import Running, TargetObserver, resolve
 from pipeline.runtime.statusview import runtime_backups, runtime_state
 from pipeline.source import committed_settings
+from pipeline.targets import make_target
 
 RECENT_RELEASES = 3
 RECENT_INCIDENTS = 3
@@ -184,8 +186,11 @@ def status(
             )
         names = {agent}
     observer = TargetObserver(settings, root, TARGET_TIMEOUT_S)
+    limit = _lock_s(store, settings, root)
     for name in sorted(names):
-        report.agents.append(_agent_status(store, name, tags.get(name, []), settings, observer))
+        report.agents.append(
+            _agent_status(store, name, tags.get(name, []), settings, observer, limit)
+        )
     report.breakers, report.spend = runtime_state(root, settings, agent, report.notices)
     report.backups = runtime_backups(root, settings, report.notices)
     if not report.fetched and not store.data.tip():
@@ -282,8 +287,23 @@ def _fetch(store: RecordStore, fetch: bool, notices: list[str]) -> bool:
         return False
 
 
+def _lock_s(store: RecordStore, settings: Settings, root: Path) -> float | None:
+    """How long an intent holds the lock (None: nothing is locked without a remote)."""
+    if not store.data.has_remote():
+        return None
+    try:
+        return lock_s(make_target(settings.deploy.get("target"), root))
+    except KnowngoodError:  # a target that cannot be built: every deploy fails before locking
+        return None
+
+
 def _agent_status(
-    store: _Snapshot, agent: str, tags: list[TagRef], settings: Settings, observer: TargetObserver
+    store: _Snapshot,
+    agent: str,
+    tags: list[TagRef],
+    settings: Settings,
+    observer: TargetObserver,
+    lock_limit: float | None,
 ) -> AgentStatus:
     envs = list(settings.environments) + sorted(store.envs(agent) - set(settings.environments))
     environments = []
@@ -295,6 +315,8 @@ def _agent_status(
             store.list("intent", agent, env),
             partial(observer, agent, env),
         )
+        if lock_limit is not None and running.unsettled:  # a change still in progress?
+            running = replace(running, in_progress=live_holder(running.unsettled, lock_limit))
         current = running.deployment
         checks = store.list("check", agent, env)
         current_check = (

@@ -132,7 +132,7 @@ def slow_world(tmp: Path, server: FakeProvider) -> tuple[World, Slow, Path]:
 
 
 def test_a_rollback_from_another_clone_waits_for_the_deploy_in_progress(
-    tmp_path: Path, server: FakeProvider
+    tmp_path: Path, server: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world, slow, laptop = slow_world(tmp_path, server)
     slow.hold()
@@ -140,8 +140,16 @@ def test_a_rollback_from_another_clone_waits_for_the_deploy_in_progress(
     wait_until("the deploy's publish", lambda: len(slow.started()) == 2)
     try:
         code, _, err = finish(start(laptop, "rollback", AGENT, "--to", "v0.1.0"))
+        capsys.readouterr()
+        assert main(["status", AGENT, "--repo", str(laptop), "--format", "json"]) == 0
+        status = json.loads(capsys.readouterr().out)
     finally:
         slow.release()
+    # status, read-only, says a change is in progress (not that one was interrupted)
+    [production] = [e for e in status["agents"][0]["environments"] if e["env"] == "production"]
+    assert production["running"]["in_progress"] is True
+    note = production["running"]["note"]
+    assert f"deploy {V2} to production is in progress" in note and f"runs {V1}, or {V2}" in note
     # it refused before changing anything, naming who holds the lock and what to do
     assert code == 3, err
     assert len(slow.started()) == 2

@@ -12,7 +12,7 @@ lock first too (``Context.running``), so a change in progress is never settled a
 
 An intent stops holding the lock when a deployment names it (the change is done) or a later one
 took effect (it was superseded), when it is older than the target may take to answer plus a
-margin (:func:`lock_s`: the process that wrote it died), and at once when it was written on this
+margin (:func:`lock_s`: the process that wrote it died, or stalled past any deploy's length), and at once when it was written on this
 machine by a process that no longer runs (killed). Such an intent is settled like any
 interrupted deploy: by asking the target what runs. Without a remote nothing is locked.
 """
@@ -34,13 +34,14 @@ from pipeline.targets import Target
 
 __all__ = ["MARGIN_S", "LockHeld", "check_lock", "here", "live_holder", "lock_s"]
 
-MARGIN_S = 60.0  # over the target's own timeout: pushing the intent and the deployment record
+MARGIN_S = 60.0  # over what the target may take: pushing the intent and the deployment record
 
 
 def lock_s(target: Target) -> float:
-    """How long an intent holds the lock at most: the target's timeout (a command is killed
-    after it, an http exchange cut) and a margin; a directory target answers at once."""
-    return float(getattr(target, "timeout_s", 0.0)) + MARGIN_S
+    """How long an intent holds the lock at most: twice the target's timeout (the publish, a
+    command killed or an http exchange cut after it, then asking the target what runs when it
+    failed) and a margin; a directory target answers at once."""
+    return 2 * float(getattr(target, "timeout_s", 0.0)) + MARGIN_S
 
 
 def here() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from fakeproviders import FakeProvider
 from gitutil import clone, git
 
 from pipeline.cli import main
-from pipeline.deploy.lock import MARGIN_S, LockHeld, check_lock
+from pipeline.deploy.lock import MARGIN_S, LockHeld, check_lock, here
 from pipeline.git import Git
 from pipeline.records import RecordStore, new_record
 from pipeline.recordtypes import IntentRecord
@@ -357,3 +357,14 @@ def test_a_remote_that_refuses_the_intent_is_a_warning(
     assert world.current()["release"] == V1
     assert any("other clones cannot see this change in progress" in w for w in out["warnings"])
     assert [i["release"] for i in RecordStore(world.git).list("intent")] == [V1]
+
+
+def test_the_holder_keeps_no_secret_from_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "sk-" + "holder-0123456789abcdef"  # knowngood: allow-secret
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setattr(sys, "argv", ["knowngood", "rollback", AGENT, "--reason", secret])
+    holder = here()
+    assert secret not in json.dumps(holder)
+    assert holder["command"].startswith(f"knowngood rollback {AGENT} --reason [REDACTED")

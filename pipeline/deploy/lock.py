@@ -29,6 +29,7 @@ from typing import Any
 from pipeline.errors import DeployError
 from pipeline.records import RecordStore, parse_time
 from pipeline.recordtypes import IntentRecord
+from pipeline.redaction import redact
 from pipeline.running import pending
 from pipeline.targets import Target
 
@@ -49,7 +50,8 @@ def here() -> dict[str, Any]:
     where: dict[str, Any] = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "command": " ".join(["knowngood", *sys.argv[1:]])[:200],
+        # redacted: a reason or a path given on the command line may quote a secret
+        "command": redact(" ".join(["knowngood", *sys.argv[1:]]))[:200],
     }
     env = os.environ
     if all(env.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")):

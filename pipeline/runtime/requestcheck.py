@@ -20,13 +20,29 @@ from typing import Any
 
 from pipeline.loading import nests_deeper
 
-__all__ = ["MAX_DEPTH", "kind", "load_body", "message_problem", "param_problem"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_N",
+    "MAX_OUTPUT_TOKENS",
+    "kind",
+    "load_body",
+    "message_problem",
+    "param_problem",
+]
 
 MAX_DEPTH = 64  # arrays and objects inside each other in a request body
+MAX_N = 8  # answers to one request: each is paid for
+MAX_OUTPUT_TOKENS = 1_000_000  # max_tokens: above any model's output (and any price's sense)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 _INFINITE = (math.inf, -math.inf)
 _FORMATS = frozenset({"text", "json_object", "json_schema"})
+_INTEGERS = (  # (field, least, most)
+    ("max_tokens", 1, MAX_OUTPUT_TOKENS),
+    ("max_completion_tokens", 1, MAX_OUTPUT_TOKENS),
+    ("seed", None, None),
+    ("n", 1, MAX_N),
+)
 
 
 def load_body(raw: bytes) -> tuple[Any, str | None]:
@@ -141,7 +157,7 @@ def param_problem(params: Mapping[str, Any]) -> str | None:
         value = params.get(key)
         if key in params and (not _number(value) or value != value or value in _INFINITE):
             return f"'{key}' must be a number"
-    for key, least in (("max_tokens", 1), ("max_completion_tokens", 1), ("seed", None), ("n", 1)):
+    for key, least, most in _INTEGERS:
         if key not in params:
             continue
         value = params[key]
@@ -149,6 +165,8 @@ def param_problem(params: Mapping[str, Any]) -> str | None:
             return f"'{key}' must be an integer"
         if least is not None and value < least:
             return f"'{key}' must be {least} or more"
+        if most is not None and value > most:
+            return f"'{key}' must be {most} or less (each answer is paid for)"
     stop = params.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))

@@ -35,7 +35,7 @@ from pipeline.runtime.racing import Running
 from pipeline.runtime.store import StateStore
 
 BUDGETED = RESILIENCE.replace(
-    "on_all_down: error", "on_all_down: message\n  daily_budget_usd: 0.000001"
+    "on_all_down: error", "on_all_down: message\n  daily_budget_usd: 0.001"
 )
 
 
@@ -59,21 +59,24 @@ def test_an_agent_over_its_daily_budget_is_held_on_every_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with Serve(world.root) as server, Serve(world.root) as other:
-        first = chat(server.url, "Hi")  # about $0.000004 at gpt-4o-mini's price
+        first = chat(server.url, "Hi", max_tokens=100)  # about $0.000004 at gpt-4o-mini's price
         assert first.status == 200, first.body
+        first_cost = metric(other.url, "knowngood_spent_today_usd", agent=AGENT)
+        assert first_cost is not None and 0 < first_cost < 0.0001
+        spend_today(world.root, 0.001)  # the other answers of the day, as any worker counts them
         calls = fake.count()
         for url in (server.url, other.url):  # the total is the state store's, not a process's
             for extra in ({}, {"stream": True}):
-                held = chat(url, "Hi", **extra)
+                held = chat(url, "Hi", max_tokens=100, **extra)
                 assert held.status == 429, held.body
                 assert held.json()["error"]["code"] == "budget_exhausted"
                 assert "daily budget in production today (UTC)" in held.json()["error"]["message"]
                 assert 0 < int(held.headers["retry-after"]) <= 86400
         assert fake.count() == calls  # no provider was called: not even on_all_down's message
         assert chat(server.url, "Hi", "free").status == 200  # no budget: not held
-        assert metric(other.url, "knowngood_daily_budget_usd", agent=AGENT) == 0.000001
-        spent = metric(other.url, "knowngood_spent_today_usd", agent=AGENT)  # the first answer
-        assert spent is not None and spent > 0.000001
+        assert metric(other.url, "knowngood_daily_budget_usd", agent=AGENT) == 0.001
+        spent = metric(other.url, "knowngood_spent_today_usd", agent=AGENT)
+        assert spent == pytest.approx(first_cost + 0.001)
         assert metric(other.url, "knowngood_spent_today_usd", agent="free") is None
         assert (
             metric(server.url, "knowngood_requests_total", agent=AGENT, outcome="over_budget") == 2
@@ -82,6 +85,43 @@ def test_an_agent_over_its_daily_budget_is_held_on_every_worker(
         monkeypatch.setenv(k, v)
     assert main(["run", AGENT, "Hi", "--repo", str(world.root)]) == 3
     assert "daily budget" in capsys.readouterr().err
+
+
+def test_a_request_that_may_cost_more_than_is_left_is_held_with_its_n_answers(
+    world: World, fake: FakeProvider
+) -> None:
+    """Before any provider is called, the most the request may cost is its prompt's bytes and
+    n answers of max_tokens (or of the model's maximum output) at the model's price: what one
+    request spends stays within what was left when it started, whatever n it asks for."""
+    with Serve(world.root) as server:
+        # gpt-4o-mini: $0.60 per million completion tokens; $0.001 is left (nothing spent)
+        one = chat(server.url, "Hi", max_tokens=500)  # at most 500 tokens: about $0.0004
+        assert one.status == 200, one.body
+        calls = fake.count()
+        for extra in (
+            {"max_tokens": 500, "n": 8},  # 4,000 completion tokens at most: $0.0024
+            {"max_tokens": 16384},  # $0.0098 (without one: the release's 50 tokens)
+            {"max_tokens": 100, "max_completion_tokens": 500, "n": 4},  # 2,000: $0.0012
+        ):
+            held = chat(server.url, "Hi", **extra)
+            error = held.json()["error"]
+            assert (held.status, error["code"]) == (429, "budget_exhausted"), held.body
+            assert "may cost up to $0.0" in error["message"], error
+            assert "more than is left" in error["message"], error
+            assert "lower max_tokens or n" in error["message"], error
+        assert fake.count() == calls  # none of them reached a provider
+        assert chat(server.url, "Hi", max_tokens=500, n=1).status == 200  # it still fits
+
+
+def spend_today(root: Path, usd: float) -> None:
+    """Add ``usd`` to the agent's spend today in the state store serve uses."""
+    from pipeline.runtime.settings import state_store_location
+
+    store = StateStore(state_store_location(root))
+    try:
+        store.add_spend(AGENT, "production", time.strftime("%Y-%m-%d", time.gmtime()), usd)
+    finally:
+        store.close()
 
 
 def test_daily_spend_on_the_state_store(tmp_path: Path) -> None:
@@ -151,11 +191,11 @@ def test_status_shows_what_each_agent_spent_today_against_its_budget(
 
     assert main(["status", "--repo", str(world.root), "--format", "json", "--no-fetch"]) == 0
     [fresh] = json.loads(capsys.readouterr().out)["spend"]
-    assert (fresh["agent"], fresh["spent_usd"], fresh["budget_usd"]) == (AGENT, 0, 0.000001)
+    assert (fresh["agent"], fresh["spent_usd"], fresh["budget_usd"]) == (AGENT, 0, 0.001)
 
     store = StateStore(state_store_location(world.root))
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    store.add_spend(AGENT, "production", day, 0.000004)
+    store.add_spend(AGENT, "production", day, 0.004)
     store.add_spend("free", "production", day, 1.5)
     store.add_spend(AGENT, "production", "2000-01-01", 99.0)  # another day: not today's
     store.close()
@@ -166,15 +206,15 @@ def test_status_shows_what_each_agent_spent_today_against_its_budget(
         "agent": AGENT,
         "env": "production",
         "day": day,
-        "spent_usd": 0.000004,
-        "budget_usd": 0.000001,
+        "spent_usd": 0.004,
+        "budget_usd": 0.001,
     }
     assert (spend["free"]["spent_usd"], spend["free"]["budget_usd"]) == (1.5, None)
 
     assert main(["status", "--repo", str(world.root), "--no-fetch"]) == 0
     out = capsys.readouterr().out
     assert f"spent today ({day}, UTC):" in out
-    assert "$0.000004 of $0.000001 (400%): held until midnight UTC" in out
+    assert "$0.004 of $0.001 (400%): held until midnight UTC" in out
     assert "$1.50 (no daily budget)" in out
     assert main(["status", "free", "--repo", str(world.root), "--no-fetch"]) == 0
     assert AGENT not in capsys.readouterr().out.split("spent today")[1]

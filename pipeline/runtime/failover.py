@@ -81,8 +81,8 @@ class Engine:
 
     async def complete(self, release: Release, chat: ChatRequest) -> Answer:
         res = self.resilience(release)
-        self.spend.check(release, res, self.observer)  # over budget: no provider is called
         messages = messages_for(release, chat)
+        self.spend.check(release, res, self.observer, messages, chat.params)  # over: no call
         start = time.perf_counter()
 
         def attempt(entry: ChainEntry) -> Awaitable[dict[str, Any]]:
@@ -117,8 +117,8 @@ class Engine:
 
     async def stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
         res = self.resilience(release)
-        self.spend.check(release, res, self.observer)  # over budget: no provider is called
         messages = messages_for(release, chat)
+        self.spend.check(release, res, self.observer, messages, chat.params)  # over: no call
         start = time.perf_counter()
 
         def attempt(entry: ChainEntry) -> Awaitable[calls.OpenStream]:

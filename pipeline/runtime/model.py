@@ -224,15 +224,27 @@ class AllProvidersDown(KnowngoodError):
 
 
 class BudgetExhausted(KnowngoodError):
-    """The agent spent its ``resilience.daily_budget_usd`` today (UTC): no provider is called
-    until midnight (HTTP 429 ``budget_exhausted``, with Retry-After)."""
+    """The agent spent its ``resilience.daily_budget_usd`` today (UTC), or what is left of it
+    is less than the most the request may cost (``worst``): no provider is called (HTTP 429
+    ``budget_exhausted``, with Retry-After until midnight)."""
 
     exit_code = EXIT_INCOMPLETE
 
-    def __init__(self, agent: str, env: str, budget: float, spent: float, retry_after_s: int):
+    def __init__(
+        self,
+        agent: str,
+        env: str,
+        budget: float,
+        spent: float,
+        retry_after_s: int,
+        worst: str | None = None,
+    ):
+        spent_of = f"${spent:.4f} of its ${budget:g} daily budget in {env} today (UTC)"
         super().__init__(
-            f"{agent} spent ${spent:.4f} of its ${budget:g} daily budget in {env} today (UTC): "
-            "no provider is called until midnight UTC",
+            f"{agent} spent {spent_of}: no provider is called until midnight UTC"
+            if worst is None
+            else f"this request to {agent} may cost up to {worst}, more than is left: {agent} "
+            f"spent {spent_of}; lower max_tokens or n",
             hint="raise resilience.daily_budget_usd in its agent.yaml and deploy, if this is "
             "expected traffic",
         )

@@ -90,6 +90,18 @@ OPTIONS = (
         "the requests in flight. A second signal skips the rest of it.",
     ),
     click.option(
+        "--idle-timeout-s",
+        "idle_timeout_s",
+        type=click.FloatRange(1, 86400),
+        default=75.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Close a connection that has not sent a whole request head (request line and "
+        "headers) this long after it opened or after its last response: a client sending half "
+        "a header and waiting, or an idle keep-alive connection. Keep it above the idle "
+        "timeout of the load balancer in front (60 s on AWS ALB and nginx).",
+    ),
+    click.option(
         "--no-backups",
         "no_backups",
         is_flag=True,
@@ -165,6 +177,7 @@ def command(
     access_log: str | None,
     trusted_proxies: tuple[str, ...],
     drain_s: float,
+    idle_timeout_s: float,
     repo: Path | None,
     fmt: str,
 ) -> int:
@@ -190,6 +203,7 @@ def command(
         access_log=access_log,
         trusted_proxies=trusted_proxies,
         drain_s=drain_s,
+        idle_timeout_s=idle_timeout_s,
         say=say,
     )
     try:

@@ -329,7 +329,7 @@ async def serve(root: Path, request: ServeRequest) -> None:
         app = make_app(runtime, observer, keys, metrics_key)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
-        where = (request.host, request.port, request.reuse_port)
+        where = (request.host, request.port, request.reuse_port, request.idle_timeout_s)
         await _run_until_stopped(app, runtime, where, requests_log, request.drain_s, log)
     finally:
         if schedule is not None:
@@ -345,7 +345,7 @@ async def serve(root: Path, request: ServeRequest) -> None:
 async def _run_until_stopped(
     app: web.Application,
     runtime: Runtime,
-    where: tuple[str, int, bool],
+    where: tuple[str, int, bool, float],
     requests_log: tuple[logging.Logger, type[AbstractAccessLogger]] | None,
     drain_s: float,
     log: Callable[[str], None],
@@ -353,9 +353,10 @@ async def _run_until_stopped(
     """Listen, follow the deploy target, and on SIGTERM/SIGINT let requests in flight finish;
     with ``drain_s``, first say 503 on /readyz that long while still answering (a second
     signal cuts it short)."""
-    host, port, reuse_port = where
+    host, port, reuse_port, idle_s = where
     runner = web.AppRunner(
         app,
+        keepalive_timeout=idle_s,  # from the connection's start too: a bound on slowloris
         access_log=requests_log[0] if requests_log else None,
         access_log_class=requests_log[1] if requests_log else JsonAccessLogger,
         shutdown_timeout=SHUTDOWN_GRACE_S,

@@ -35,6 +35,7 @@ class ServeRequest:
     access_log: str | None = None
     trusted_proxies: Sequence[str] = ()  # believed about X-Forwarded-For in the access log
     drain_s: float = 0.0
+    idle_timeout_s: float = 75.0  # to receive a whole request head (aiohttp's keepalive_timeout)
     say: Say = silent
 
 

@@ -1,0 +1,102 @@
+"""Clients that hold a connection without finishing their request, against a real ``knowngood
+serve`` over raw sockets: half a header and a wait (slowloris), a header sent a byte at a time,
+an idle keep-alive connection. ``--idle-timeout-s`` (aiohttp's keepalive_timeout, which runs
+from the connection's start until a whole request head is in, and from each response's end)
+closes them; a request whose head is in is answered however long its answer takes."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakeproviders import FakeProvider, Reply, last_user_text
+from runtimeutil import AGENT, STEADY, Serve, World, make_world
+
+IDLE_S = 1.0
+
+
+def answer(wire: str, body: dict[str, Any]) -> Reply:
+    said = last_user_text(wire, body)
+    return Reply(text=f"echo: {said}", latency_ms=2500 if said == "slow" else 0)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with FakeProvider(answer) as fake:
+        root = tmp_path_factory.mktemp("slowclients") / "repo"
+        yield make_world(root, {"primary": fake}, resilience=STEADY)
+
+
+@pytest.fixture(scope="module")
+def server(world: World) -> Iterator[Serve]:
+    with Serve(world.root, "--idle-timeout-s", str(IDLE_S)) as running:
+        yield running
+
+
+def connect(server: Serve) -> socket.socket:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def closed_after(sock: socket.socket, started: float) -> tuple[bytes, float]:
+    """What serve sent until it closed the connection, and when it closed it (seconds)."""
+    got = b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got, time.monotonic() - started
+
+
+def request_bytes(text: str) -> bytes:
+    body = json.dumps({"model": AGENT, "messages": [{"role": "user", "content": text}]}).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: serve\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def test_half_a_header_and_a_wait_is_closed_after_the_idle_timeout(server: Serve) -> None:
+    with connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: serve\r\nContent-")
+        got, took = closed_after(sock, started)
+    assert got == b""  # closed, nothing answered: the request never was
+    assert IDLE_S * 0.9 <= took < IDLE_S + 3, took
+
+
+def test_a_header_sent_a_byte_at_a_time_does_not_restart_the_clock(server: Serve) -> None:
+    """The timeout counts from the connection's start, not from the last byte: a client that
+    trickles its header in is closed all the same."""
+    head = request_bytes("hi")[:-20]  # never the whole head: 1 byte every 50 ms, 7 s or so
+    closed = None
+    with connect(server) as sock:
+        started = time.monotonic()
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+                if select.select([sock], [], [], 0.05)[0] and sock.recv(1) == b"":
+                    closed = time.monotonic() - started
+            except OSError:  # a reset: closed too
+                closed = time.monotonic() - started
+            if closed is not None:
+                break
+    assert closed is not None, "serve kept the connection while its header trickled in"
+    assert closed < IDLE_S + 3, closed
+
+
+def test_a_request_whose_head_is_in_is_answered_however_long_it_takes(server: Serve) -> None:
+    """The clock stops once the head is in: an answer that takes 2.5 s (more than the idle
+    timeout) is given, and then the idle keep-alive connection is closed after the timeout."""
+    with connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(request_bytes("slow"))
+        got, closed = closed_after(sock, started)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"echo: slow" in body
+    assert 2.5 + IDLE_S * 0.9 <= closed < 2.5 + IDLE_S + 3, closed

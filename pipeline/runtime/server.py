@@ -57,6 +57,7 @@ from pipeline.runtime.queueroutes import (
     queued_status,
     unqueued_warning,
 )
+from pipeline.runtime.quietlog import say_parse_errors
 from pipeline.runtime.receiver import DeployReceiver, deploy_secret
 from pipeline.runtime.requestcheck import load_body
 from pipeline.runtime.responses import (
@@ -330,6 +331,7 @@ async def serve(root: Path, request: ServeRequest) -> None:
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
         where = (request.host, request.port, request.reuse_port, request.idle_timeout_s)
+        say_parse_errors(log)  # aiohttp's parse errors: one line, without the request's bytes
         await _run_until_stopped(app, runtime, where, requests_log, request.drain_s, log)
     finally:
         if schedule is not None:

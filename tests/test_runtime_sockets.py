@@ -1,8 +1,16 @@
-"""Clients that hold a connection without finishing their request, against a real ``knowngood
-serve`` over raw sockets: half a header and a wait (slowloris), a header sent a byte at a time,
-an idle keep-alive connection. ``--idle-timeout-s`` (aiohttp's keepalive_timeout, which runs
-from the connection's start until a whole request head is in, and from each response's end)
-closes them; a request whose head is in is answered however long its answer takes."""
+"""Clients a real ``knowngood serve`` meets on raw sockets, below what an HTTP library sends.
+
+Slow ones, holding a connection without finishing their request: half a header and a wait
+(slowloris), a header sent a byte at a time, an idle keep-alive connection.
+``--idle-timeout-s`` (aiohttp's keepalive_timeout, which runs from the connection's start until
+a whole request head is in, and from each response's end) closes them; a request whose head
+is in is answered however long its answer takes.
+
+Malformed ones, refused by aiohttp's parser before serve sees a request (a bad request line,
+a header over 8 KB, a control character in a header): aiohttp answers its own 400 (plain text:
+it offers no supported hook to shape it), and serve's log says one line of each, without the
+request's bytes (aiohttp's traceback quoted them, keys included).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +23,10 @@ from typing import Any
 
 import pytest
 from fakeproviders import FakeProvider, Reply, last_user_text
-from runtimeutil import AGENT, STEADY, Serve, World, make_world
+from runtimeutil import AGENT, STEADY, Serve, World, make_world, wait_for
 
 IDLE_S = 1.0
+KEY = "kg-sockets-not-a-real-key-8f3a"  # knowngood: allow-secret -- a client's key, to hide
 
 
 def answer(wire: str, body: dict[str, Any]) -> Reply:
@@ -34,7 +43,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[Serve]:
-    with Serve(world.root, "--idle-timeout-s", str(IDLE_S)) as running:
+    args = ("--idle-timeout-s", str(IDLE_S), "--format", "json")
+    with Serve(world.root, *args) as running:
         yield running
 
 
@@ -100,3 +110,30 @@ def test_a_request_whose_head_is_in_is_answered_however_long_it_takes(server: Se
     assert head.startswith(b"HTTP/1.1 200"), head
     assert b"echo: slow" in body
     assert 2.5 + IDLE_S * 0.9 <= closed < 2.5 + IDLE_S + 3, closed
+
+
+def test_a_request_the_parser_refuses_leaves_no_byte_of_it_in_the_log(server: Serve) -> None:
+    refused = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+        # a key with a stray control character, and one in a header over 8 KB
+        f"GET /healthz HTTP/1.1\r\nAuthorization: Bearer {KEY}\x01\r\n\r\n".encode(),
+        f"GET /healthz HTTP/1.1\r\nAuthorization: Bearer {KEY}{'b' * 9000}\r\n\r\n".encode(),
+    ]
+    for raw in refused:
+        with connect(server) as sock:
+            sock.sendall(raw)
+            got, _ = closed_after(sock, time.monotonic())
+        assert got.startswith(b"HTTP/1.0 400 Bad Request\r\n"), got[:200]
+    with connect(server) as sock:  # serve goes on: a well-formed request is answered
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert closed_after(sock, time.monotonic())[0].startswith(b"HTTP/1.1 200")
+    said = wait_for(lambda: server.stderr.count("refused a malformed request"))
+    lines = [json.loads(line) for line in server.stderr.splitlines()]  # --format json: all JSON
+    refusals = [x["message"] for x in lines if "malformed" in x["message"]]
+    # the first is said, the rest of the minute counted in the next one said
+    assert said == 1 and refusals[0].startswith("refused a malformed request from 127.0.0.1: ")
+    assert "its bytes are not logged" in refusals[0]
+    assert KEY not in server.stderr and "aaaaaaaa" not in server.stderr
+    assert "Traceback" not in server.stderr

@@ -112,6 +112,34 @@ def test_a_request_whose_head_is_in_is_answered_however_long_it_takes(server: Se
     assert 2.5 + IDLE_S * 0.9 <= closed < 2.5 + IDLE_S + 3, closed
 
 
+def test_a_body_that_does_not_all_arrive_in_time_is_a_408_in_json(server: Serve) -> None:
+    """Slow POST: the head is in, the body comes a byte every 50 ms and never ends. The 408
+    comes the idle timeout after the head, in OpenAI's error shape, and the connection is
+    closed once the rest of the body was waited for as long again (aiohttp's lingering
+    close, so that a client still sending reads the 408 rather than a reset)."""
+    raw = request_bytes("hi")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    with connect(server) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        started = time.monotonic()
+        got = b""
+        for byte in body[:-1]:  # never the last byte
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            if select.select([sock], [], [], 0.05)[0]:
+                break
+        got, took = closed_after(sock, started)  # the rest of the body waited for 1 s more
+    status, _, rest = got.partition(b"\r\n")
+    headers, _, document = rest.partition(b"\r\n\r\n")
+    assert status == b"HTTP/1.1 408 Request Timeout", got[:300]
+    assert b"Content-Type: application/json" in headers
+    error = json.loads(document)["error"]
+    assert error["code"] == "request_timeout" and "within 1s of its headers" in error["message"]
+    assert IDLE_S * 0.9 <= took < 2 * IDLE_S + 3, took
+
+
 def test_a_request_the_parser_refuses_leaves_no_byte_of_it_in_the_log(server: Serve) -> None:
     refused = [
         b"GARBAGE\r\n\r\n",

@@ -40,6 +40,7 @@ from pipeline.runtime.accesslog import (
     trusted_networks,
 )
 from pipeline.runtime.auth import api_keys, guard, metrics_need_key
+from pipeline.runtime.bodies import body_deadline
 from pipeline.runtime.core import Runtime
 from pipeline.runtime.idempotency import Claim, claim, refusal
 from pipeline.runtime.metrics import CONTENT_TYPE, Metrics
@@ -90,18 +91,7 @@ _DRAINING = web.AppKey("draining", asyncio.Event)
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[_RUNTIME]
-    too_large = error_response(
-        413,
-        f"the request body is over {MAX_BODY // (1024 * 1024)} MiB",
-        "invalid_request_error",
-        "request_too_large",
-    )
-    if (request.content_length or 0) > MAX_BODY:  # said so up front: no need to wait for it
-        return too_large
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return too_large
+    raw = await request.read()  # read already, within its size and time limits (bodies.py)
     held = claim(request, runtime.store, raw)  # an Idempotency-Key: answered once
     if isinstance(held, web.StreamResponse):
         request.app[_METRICS].idempotency.labels(refusal(held)).inc()
@@ -242,13 +232,15 @@ def make_app(
     observer: Metrics,
     keys: tuple[bytes, ...] | None = None,
     metrics_key: bool = False,
+    body_s: float = 75.0,
 ) -> web.Application:
     """The routes; with ``keys`` (:mod:`pipeline.runtime.auth`) the /v1/ ones need one, and
-    /metrics too with ``metrics_key``."""
+    /metrics too with ``metrics_key``. A body must be all in ``body_s`` after its headers."""
     middlewares = [
         routing_errors,
         store_unavailable(runtime.health),
         *([guard(keys, metrics_key)] if keys else []),
+        body_deadline(body_s, MAX_BODY),  # after the key: no body is read for a 401
     ]
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     request_ids(app)
@@ -327,7 +319,7 @@ async def serve(root: Path, request: ServeRequest) -> None:
         # requests make.
         gc.freeze()
         log(f"providers ready in {time.perf_counter() - started:.1f}s")
-        app = make_app(runtime, observer, keys, metrics_key)
+        app = make_app(runtime, observer, keys, metrics_key, request.idle_timeout_s)
         if receiver_secret is not None:
             DeployReceiver(runtime, receiver_secret).install(app)
         where = (request.host, request.port, request.reuse_port, request.idle_timeout_s)
@@ -359,6 +351,7 @@ async def _run_until_stopped(
     runner = web.AppRunner(
         app,
         keepalive_timeout=idle_s,  # from the connection's start too: a bound on slowloris
+        lingering_time=min(10.0, idle_s),  # after a 408 or 413: the rest of a body, unused
         access_log=requests_log[0] if requests_log else None,
         access_log_class=requests_log[1] if requests_log else JsonAccessLogger,
         shutdown_timeout=SHUTDOWN_GRACE_S,

@@ -43,7 +43,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[Serve]:
-    args = ("--idle-timeout-s", str(IDLE_S), "--format", "json")
+    log = world.root.parent / "access.log"
+    args = ("--idle-timeout-s", str(IDLE_S), "--format", "json", "--access-log", str(log))
     with Serve(world.root, *args) as running:
         yield running
 
@@ -164,4 +165,8 @@ def test_a_request_the_parser_refuses_leaves_no_byte_of_it_in_the_log(server: Se
     assert said == 1 and refusals[0].startswith("refused a malformed request from 127.0.0.1: ")
     assert "its bytes are not logged" in refusals[0]
     assert KEY not in server.stderr and "aaaaaaaa" not in server.stderr
-    assert "Traceback" not in server.stderr
+    assert "Traceback" not in server.stderr  # the access log took them too (it raised on them)
+    access = (server.root.parent / "access.log").read_text()
+    logged = [json.loads(line) for line in access.splitlines()]
+    assert sum(x["status"] == 400 for x in logged) >= 4, logged  # GARBAGE: the method unknown
+    assert KEY not in access and "aaaaaaaa" not in access

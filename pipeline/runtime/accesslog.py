@@ -126,6 +126,15 @@ def client_of(request: web.BaseRequest, trusted: tuple[Network, ...]) -> str | N
     return hops[0] if hops else peer
 
 
+def _match(request: web.BaseRequest) -> Any:
+    """The route match of ``request``; None for a request aiohttp's parser refused (its
+    ``match_info`` asserts it has one) or a bare BaseRequest (no such attribute)."""
+    try:
+        return request.match_info  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):
+        return None
+
+
 def json_access_logger(trusted: tuple[Network, ...]) -> type[AbstractAccessLogger]:
     """The access logger class for aiohttp, believing ``X-Forwarded-For`` from ``trusted``."""
     return type("TrustingJsonAccessLogger", (JsonAccessLogger,), {"trusted": trusted})
@@ -137,7 +146,7 @@ class JsonAccessLogger(AbstractAccessLogger):
     trusted: tuple[Network, ...] = ()  # proxies believed about X-Forwarded-For
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
-        info = getattr(request, "match_info", None)
+        info = _match(request)
         resource = info.route.resource if info is not None else None
         route = resource.canonical if resource is not None else _unmatched(request.path)
         headers = response.headers

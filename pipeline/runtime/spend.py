@@ -2,14 +2,14 @@
 
 Each answer's tokens, as the provider reported them, are priced at litellm's table and added
 to the agent's total for the UTC day in the state store (one write per answer, only for an
-agent with a budget). Before a request is sent, the most it may cost is added to the total:
-when that passes the budget, no provider is called, and the client gets 429
-``budget_exhausted`` with ``Retry-After`` until midnight UTC (``run``: exit 3). The most a
-request may cost is that of its priciest model of the chain (:func:`worst_case`): its prompt's
-bytes (a token is at least one byte) and ``n`` answers of ``max_tokens`` (or of the model's
-maximum output), at litellm's price. So a request's answer fits in what was left when it
-started (an attempt given up on for another provider may be billed on top). Nothing is held while it runs: requests in flight together may still pass the budget,
-each by at most its own worst case.
+agent with a budget). Before a request is sent, the most it may cost must fit in what is left
+of the budget: else no provider is called, and the client gets 429 ``budget_exhausted`` with
+``Retry-After`` until midnight UTC (``run``: exit 3). The most a request may cost is that of
+the priciest model of its chain (:func:`worst_case`): its prompt's bytes (a token is at least
+one byte) and ``n`` answers of ``max_tokens`` (or of the model's maximum output), at litellm's
+price. So a request's answer fits in what was left when it started (an attempt given up on for
+another provider may be billed on top). Nothing is set aside while it runs: requests in flight
+together may still pass the budget, each by at most its own worst case.
 
 A model litellm has no price for costs 0 and never reaches a budget. While the state store
 is unavailable, nothing is counted and nothing is stopped: the agents keep answering.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.evals.budget import Budget
 from pipeline.evals.cache import Cache, cache_key
+from pipeline.evals.graders import Graders
 from pipeline.evals.lookup import Answers, look_up
 from pipeline.evals.plan import (
     EvalOptions,
@@ -56,8 +57,10 @@ class Runner:
         cache: Cache | None,
         judge_prompts: Mapping[str, str],
         on_result: Callable[[CaseResult], None] | None,
+        graders: Graders | None = None,
     ) -> None:
         self.settings = settings
+        self.graders = graders or Graders.of(settings)  # who grades judge and similar
         self.options = options
         self.judge_prompts = judge_prompts
         self.on_result = on_result
@@ -128,7 +131,7 @@ class Runner:
             api_base=provider.api_base,
             messages=[{"role": "user", "content": t} for t in texts],
             tools=None,
-            params={},
+            params=dict(provider.params),  # sent with the texts, so part of the key
             repeat_index=0,
             kind="embed",
         )
@@ -227,12 +230,14 @@ def run_eval(
     judge_prompts: Mapping[str, str] | None = None,
     on_result: Callable[[CaseResult], None] | None = None,
     commit: str | None = None,
+    graders: Graders | None = None,
 ) -> EvalRun:
-    """Plan and run every case of ``targets``; never raises for case failures (see EvalRun.exit_code)."""
+    """Plan and run every case of ``targets``; never raises for case failures (see
+    EvalRun.exit_code). ``graders``: who grades judge and similar (None: ``settings``' own)."""
     cache = None
     if options.use_cache or options.offline:
         cache = Cache(options.cache_dir or (root / settings.eval.cache_dir))
-    runner = Runner(settings, options, cache, dict(judge_prompts or {}), on_result)
+    runner = Runner(settings, options, cache, dict(judge_prompts or {}), on_result, graders)
     run = runner.run
     run.commit = commit
     run.started_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.errors import CheckFailed, UsageError
+from pipeline.evals.graders import Graders
 from pipeline.evals.plan import EvalOptions, Target, case_providers
 from pipeline.evals.results import CaseResult, EvalRun
 from pipeline.evals.runner import run_eval
@@ -49,6 +50,7 @@ class EvalRequest:
     retries: int | None = None
     cache_dir: Path | None = None
     processes: int | None = None  # None: lanes.auto_processes
+    graders: Graders | None = None  # who grades judge and similar; None: the repository's own
 
 
 def load_valid_repo(root: Path) -> Repo:
@@ -200,6 +202,7 @@ def run_targets(
             judge_prompts=repo.judge_prompts,
             on_result=progress.update if progress is not None else None,
             commit=commit or _head(repo.root),
+            graders=request.graders,
         )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.errors import EvalError
+from pipeline.evals.graders import Graders, Ungraded
 from pipeline.evals.plan import Job, key_env_var
 from pipeline.evals.results import AssertionOutcome, EvalRun, ProviderStatus, RunResult
 from pipeline.repo import Provider, Settings
@@ -28,6 +29,7 @@ class Models(Protocol):
     """What model-graded assertions call through (:class:`pipeline.evals.runner.Runner`)."""
 
     settings: Settings
+    graders: Graders
     run: EvalRun
     judge_prompts: Mapping[str, str]
 
@@ -66,7 +68,8 @@ def judge_found(job: Job, answer: Mapping[str, Any]) -> None:
 
 
 async def judge(job: Job, answer: Mapping[str, Any], cached: bool, models: Models) -> None:
-    """Judge ``answer`` against every assertion of ``job``'s case and record the run."""
+    """Judge ``answer`` against every assertion of ``job``'s case and record the run. A grader
+    that may not be called (:class:`Ungraded`) records no run: the case is skipped, saying why."""
     from pipeline.evals.assertions import check
 
     output = _output(answer)
@@ -79,6 +82,10 @@ async def judge(job: Job, answer: Mapping[str, Any], cached: bool, models: Model
         except EvalError as e:  # a judge or embedding provider failed
             kind = next(iter(assertion), "?")
             outcomes.append(AssertionOutcome(kind, False, "", "", str(e)))
+        except Ungraded as e:
+            if job.result.skipped_reason is None:
+                job.result.skipped_reason = e.reason
+            return
     _record(job, answer, output, outcomes, cached)
 
 
@@ -103,11 +110,10 @@ class _Context:
     async def judge(self, provider: str | None, messages: list[dict[str, Any]]) -> str:
         from pipeline.evals.calls import Skip
 
-        settings = self.models.settings
-        name = provider or settings.eval.judge_provider
-        if name is None or name not in settings.providers:
+        p = self.models.graders.judge(provider)
+        if p is None:
             raise EvalError("judge: no grading provider (set `provider:` or eval.judge_provider)")
-        p = settings.providers[name]
+        name = p.name
         status = self.models.run.providers.get(name)
         if status is None:
             status = ProviderStatus(name, p.model)
@@ -118,22 +124,22 @@ class _Context:
         if status.status != "ok":
             raise EvalError(f"judge provider {name!r} unavailable: {status.reason}")
         try:
-            response, _ = await self.models.complete(
-                p, messages, None, {"temperature": 0}, self.job.repeat
-            )
+            # the grader's own params are part of the request's cache key, as an agent's are
+            params = {**p.params, "temperature": 0}
+            response, _ = await self.models.complete(p, messages, None, params, self.job.repeat)
         except Skip as e:
             raise EvalError(f"judge not run: {e.reason}") from e
         return str(response["text"])
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        name = self.models.settings.eval.embedding_provider
-        if name is None:
+        p = self.models.graders.embedding()
+        if p is None:
             import asyncio
 
             from pipeline.evals.embeddings import local_embedder
 
             return await asyncio.to_thread(local_embedder(), texts)
-        return await self.models.embed(self.models.settings.providers[name], texts)
+        return await self.models.embed(p, texts)
 
 
 def _record(

@@ -46,6 +46,20 @@ class Provider:
     concurrency: int | None = None
     serve: str | None = None  # knowngood starts a local server for this model (e.g. "smollm2")
 
+    @classmethod
+    def from_data(cls, name: str, p: Mapping[str, Any]) -> Provider:
+        """From its entry under ``providers:`` (valid against the schema)."""
+        return cls(
+            name=name,
+            model=p["model"],
+            api_base=p.get("api_base"),
+            api_key_env=p.get("api_key_env"),
+            params=dict(p.get("params") or {}),
+            timeout_s=p.get("timeout_s"),
+            concurrency=p.get("concurrency"),
+            serve=p.get("serve"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EvalDefaults:
@@ -80,17 +94,7 @@ class Settings:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Settings:
         providers = {
-            name: Provider(
-                name=name,
-                model=p["model"],
-                api_base=p.get("api_base"),
-                api_key_env=p.get("api_key_env"),
-                params=dict(p.get("params") or {}),
-                timeout_s=p.get("timeout_s"),
-                concurrency=p.get("concurrency"),
-                serve=p.get("serve"),
-            )
-            for name, p in (data.get("providers") or {}).items()
+            name: Provider.from_data(name, p) for name, p in (data.get("providers") or {}).items()
         }
         redaction.declare(*secret_variables(data))
         ev = data.get("eval") or {}

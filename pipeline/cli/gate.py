@@ -123,6 +123,10 @@ def command(
     gate.allow_expectation_changes, base's too), or when HEAD does not validate; still-failing
     cases are shown but do not block. Exit 3 when HEAD's evaluation could not complete. Exit 0 otherwise.
 
+    Judge and similar assertions are graded by base's graders (eval.judge_provider,
+    eval.embedding_provider and the providers' definitions in base's knowngood.yaml); a grader
+    base does not have grades nothing on head, and its cases are unverified.
+
     \b
     Examples:
       knowngood gate --base origin/main

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import GitError, KnowngoodError
 from pipeline.evals.results import EvalRun
 from pipeline.gate.compare import ExpectationCheck, compare_runs, filter_run
+from pipeline.gate.graders import base_graders
 from pipeline.gate.locate import gate_annotations, validation_annotations
 from pipeline.gate.model import AgentGate, GateResult, Side
 from pipeline.gate.policy import (
@@ -35,6 +36,7 @@ from pipeline.source import uncommitted
 from pipeline.words import plural
 
 if TYPE_CHECKING:
+    from pipeline.evals.graders import Graders
     from pipeline.evals.session import EvalRequest, Progress
 
 KIND = "pull_request"
@@ -110,6 +112,7 @@ class _Gate:
     suites: dict[str, set[str]] = field(default_factory=dict)  # their pull-request suites
     present: set[tuple[str, str, str]] = field(default_factory=set)  # cases in HEAD's suites
     cache_dir: Path | None = None
+    graders: Graders | None = None  # who grades head's answers: base's (gate.graders)
 
     def run(self, head_root: Path) -> None:
         from pipeline.validate import validate_repo
@@ -124,6 +127,8 @@ class _Gate:
             return
         repo = self._keys_stay_home(report.repo)
         self._affected()
+        self.graders, notices = base_graders(self.policy, report.repo, self.names)
+        result.notices += notices
         budget = self.options.budget_usd
         if budget is None:  # BASE's cap: a change must not lift what its own check may spend
             mine = repo.settings.eval.budget_usd
@@ -181,6 +186,7 @@ class _Gate:
             cache_dir=self.cache_dir,
             offline=self.options.offline,
             concurrency=self.options.concurrency,
+            graders=self.graders,
         )
         head_run.spent_usd += judged.spent_usd  # the grading is part of the head's evaluation
         head_run.calls_made += judged.calls_made
@@ -253,7 +259,7 @@ class _Gate:
         request = EvalRequest(  # unknown --provider/--require names are usage errors here
             agents=self.names, kind=KIND, providers=tuple(opts.providers),
             require=tuple(opts.require), concurrency=opts.concurrency, budget_usd=budget,
-            offline=opts.offline, cache_dir=self.cache_dir,
+            offline=opts.offline, cache_dir=self.cache_dir, graders=self.graders,
         )  # fmt: skip
         targets = select_targets(repo, request) if self.names else []  # no agents means all
         self.suites = {t.agent.name: {s.name for s in t.suites} for t in targets}

@@ -24,6 +24,7 @@ from pipeline.git import Git
 from pipeline.layout import DATA_SUFFIXES
 
 if TYPE_CHECKING:
+    from pipeline.evals.graders import Graders
     from pipeline.evals.plan import Job
     from pipeline.evals.runner import Runner
     from pipeline.repo import Repo
@@ -145,11 +146,13 @@ def judge_by_base(
     cache_dir: Path | None,
     offline: bool = False,
     concurrency: int | None = None,
+    graders: Graders | None = None,
 ) -> EvalRun:
     """HEAD's passing cases whose expectations changed, their answers judged again by BASE's
     expectations and grading prompts. Pure assertions need no call; a judge (or ``similar``)
     asks its model through the cache and within ``budget_usd``, like any eval call (with
-    ``offline``, only the cache: a judgement it lacks fails, so the case is not a plain pass)."""
+    ``offline``, only the cache: a judgement it lacks fails, so the case is not a plain pass).
+    ``graders``: who grades (the gate passes base's; None: ``repo``'s own)."""
     from pipeline.evals.plan import EvalOptions
     from pipeline.evals.runner import Runner
     from pipeline.evals.verdict import judge_found, needs_no_model
@@ -167,7 +170,7 @@ def judge_by_base(
         budget_usd=budget_usd, cache_dir=cache_dir, offline=offline, concurrency=concurrency
     )
     prompts = {**repo.judge_prompts, **expectations.base_prompts}
-    runner = Runner(repo.settings, options, _cache(cache_dir), prompts, None)
+    runner = Runner(repo.settings, options, _cache(cache_dir), prompts, None, graders)
     out = runner.run
     pending: list[tuple[Job, dict[str, Any]]] = []
     pure: dict[int, bool] = {}

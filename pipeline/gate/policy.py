@@ -4,7 +4,9 @@ The pull request controls every file of HEAD, so no setting of HEAD may loosen i
 ``gate.allow_unverified``, ``gate.allow_expectation_changes``, the records branch (whose results stand in for BASE) and
 ``eval.budget_usd`` (what the gate may spend) are read from BASE's knowngood.yaml; a change to
 them takes effect once it is merged. So does a new ``api_base``: HEAD's evals send a provider's
-key only to an (api_base, key variable) pair BASE's knowngood.yaml already uses. The opt-out from
+key only to an (api_base, key variable) pair BASE's knowngood.yaml already uses. So do the
+graders (``eval.judge_provider``, ``eval.embedding_provider`` and the definitions of the providers
+they and the judges name): see ``pipeline.gate.graders``. The opt-out from
 automatic revert, on the other hand, is the change's own statement: it is shown, so reviewers see
 it before they merge.
 """
@@ -12,7 +14,7 @@ it before they merge.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +31,40 @@ class BasePolicy:
     allow_expectation_changes: bool = False
     budget_usd: float | None = None  # BASE's eval.budget_usd (None: it sets none)
     configured: bool = False  # BASE has a valid knowngood.yaml (else HEAD's budget applies)
-    endpoints: frozenset[tuple[str, str]] = frozenset()  # (api_base, key variable) BASE uses
+    providers: Mapping[str, Provider] = field(default_factory=dict)  # BASE's definitions
+    judge_provider: str | None = None  # BASE's eval.judge_provider
+    embedding_provider: str | None = None  # BASE's eval.embedding_provider
+
+    @property
+    def endpoints(self) -> frozenset[tuple[str, str]]:
+        """(api_base, key variable) pairs BASE's providers use."""
+        pairs = (endpoint(p) for p in self.providers.values())
+        return frozenset(pair for pair in pairs if pair is not None)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> BasePolicy:
+        """From knowngood.yaml's data, valid against its schema."""
         records, gate, evals = data.get("records"), data.get("gate"), data.get("eval")
         branch = records.get("branch") if isinstance(records, Mapping) else None
         gate = gate if isinstance(gate, Mapping) else {}
+        evals = evals if isinstance(evals, Mapping) else {}
         allow = gate.get("allow_unverified")
-        budget = evals.get("budget_usd") if isinstance(evals, Mapping) else None
+        budget = evals.get("budget_usd")
+        providers = data.get("providers")
+        judge, embedding = evals.get("judge_provider"), evals.get("embedding_provider")
         return cls(
             records_branch=branch if isinstance(branch, str) and branch else DEFAULT_RECORDS_BRANCH,
             allow_unverified=allow is True,
             allow_expectation_changes=gate.get("allow_expectation_changes") is True,
             budget_usd=float(budget) if isinstance(budget, int | float) else None,
             configured=True,
-            endpoints=frozenset(_endpoints(data.get("providers"))),
+            providers={
+                str(name): Provider.from_data(str(name), p)
+                for name, p in (providers.items() if isinstance(providers, Mapping) else ())
+                if isinstance(p, Mapping)
+            },
+            judge_provider=judge if isinstance(judge, str) else None,
+            embedding_provider=embedding if isinstance(embedding, str) else None,
         )
 
 
@@ -58,22 +78,6 @@ def endpoint(provider: Provider) -> tuple[str, str] | None:
         return None
     var = key_env_var(provider)
     return (provider.api_base, var) if var is not None else None
-
-
-def _endpoints(providers: object) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for name, p in providers.items() if isinstance(providers, Mapping) else ():
-        if isinstance(p, Mapping) and isinstance(p.get("api_base"), str):
-            key = p.get("api_key_env")
-            spec = Provider(
-                str(name),
-                str(p.get("model", "")),
-                p["api_base"],
-                key if isinstance(key, str) else None,
-            )
-            if (pair := endpoint(spec)) is not None:
-                found.add(pair)
-    return found
 
 
 def base_policy(git: Git, commit: str) -> BasePolicy:

@@ -220,3 +220,21 @@ def test_a_pr_that_changes_its_embedding_provider_is_graded_by_base_s(
     assert code == 1, err
     assert rows(data)[ROW] == ("pass", "fail", "regression")
     assert any("graded by base's" in n for n in data["notices"]), data["notices"]
+
+
+def test_a_judge_switched_on_purpose_grades_once_it_is_merged(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same switch, merged first: base's grader is now the new one, and it grades."""
+    p = _project(tmp_path, grader, JUDGE, "  judge_provider: openai\n")
+    p.commit("rename the company")
+    git(p.top, "checkout", "-q", "main")
+    _lenient_default(p, grader)
+    p.commit("a new judge")
+    git(p.top, "push", "-q", "origin", "main")
+    git(p.top, "checkout", "-q", "feature")
+    git(p.top, "rebase", "-q", "main")
+    code, data, _, err = gate(p, capsys)
+    assert code == 0, err
+    assert rows(data)[ROW] == ("pass", "pass", "unchanged")
+    assert not any("judge_provider" in n or "grader" in n for n in data["notices"])

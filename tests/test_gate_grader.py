@@ -238,3 +238,26 @@ def test_a_judge_switched_on_purpose_grades_once_it_is_merged(
     assert code == 0, err
     assert rows(data)[ROW] == ("pass", "pass", "unchanged")
     assert not any("judge_provider" in n or "grader" in n for n in data["notices"])
+
+
+def test_an_embedding_provider_base_does_not_set_grades_nothing(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Base compares with the local embedding model; the change brings a provider that embeds
+    every text alike and a new case for it: the case is not graded on head."""
+    with FakeProvider(responder=gate_responder, embedder=_constant) as alike:
+        spare = _provider(alike, "spare", "openai/text-embedding-3-small")
+        p = _project(tmp_path, grader, HELLO_EXPECT, "", spare)
+        p.edit("agents/shop/agent.yaml", "vars: {company: Bobco}", "vars: {company: Acme}")
+        p.edit("knowngood.yaml", "  retries: 0\n", "  retries: 0\n  embedding_provider: spare\n")
+        with (p.root / "evals/shop/pr.yaml").open("a") as fh:
+            fh.write("  - id: alike\n    input: Hi\n    expect:\n" + SIMILAR)
+        p.commit("compare answers")
+        code, data, _, err = gate(p, capsys)
+        assert [r for r in alike.requests if r.endpoint == "embeddings"] == []
+    assert code == 0, err
+    assert rows(data)["shop/pr/alike@openai"] == ("missing", "skipped", "skipped")
+    assert any(
+        n.startswith("eval.embedding_provider is 'spare' in this change and unset on base: "
+                     "similar assertions are not graded on head") for n in data["notices"]
+    ), data["notices"]  # fmt: skip

@@ -31,7 +31,8 @@ class Graders:
     embedding_provider: str | None  # for similar; None: the local embedding model
     providers: Mapping[str, Provider]  # grader name -> the provider called for it
     refused: Mapping[str, str] = field(default_factory=dict)  # grader name -> why not called
-    no_default: str | None = None  # why a judge that names no provider may not be graded
+    no_judge: str | None = None  # why a judge that names no provider may not be graded
+    no_embedding: str | None = None  # why similar may not be graded
 
     @classmethod
     def of(cls, settings: Settings) -> Graders:
@@ -42,8 +43,8 @@ class Graders:
     def judge(self, named: str | None) -> Provider | None:
         """The provider that grades a judge naming ``named`` (None: the default grader); None
         when there is none. Raises Ungraded for a refused grader."""
-        if named is None and self.no_default is not None:
-            raise Ungraded(self.no_default)
+        if named is None and self.no_judge is not None:
+            raise Ungraded(self.no_judge)
         name = named or self.judge_provider
         if name is None:
             return None
@@ -55,6 +56,8 @@ class Graders:
         """The provider ``similar`` embeds with; None: the local embedding model. Raises
         Ungraded for a refused one."""
         name = self.embedding_provider
+        if self.no_embedding is not None:
+            raise Ungraded(self.no_embedding)
         if name is None:
             return None
         if name in self.refused:

@@ -49,40 +49,40 @@ def base_graders(
         for name in mine
         if name not in theirs
     }
-    no_default = None
-    if policy.judge_provider is None and settings.eval.judge_provider is not None:
-        no_default = (
-            "graded by eval.judge_provider, which base's knowngood.yaml does not set "
-            f"({ONCE_MERGED})"
-        )
+    ev = settings.eval
     graders = Graders(
-        policy.judge_provider, policy.embedding_provider, providers, refused, no_default
+        policy.judge_provider,
+        policy.embedding_provider,
+        providers,
+        refused,
+        _unset(policy.judge_provider, ev.judge_provider, "eval.judge_provider"),
+        _unset(policy.embedding_provider, ev.embedding_provider, "eval.embedding_provider"),
     )
     return graders, _notices(policy, repo, agents)
+
+
+def _unset(base: str | None, head: str | None, setting: str) -> str | None:
+    """Why the default grader ``setting`` may not grade: the change sets one and base does not
+    (base's default -- no judge, or the local embedding model -- is not the change's grader)."""
+    if base is not None or head is None:
+        return None
+    return f"graded by {setting}, which base's knowngood.yaml does not set ({ONCE_MERGED})"
 
 
 def _notices(policy: BasePolicy, repo: Repo, agents: Iterable[str]) -> list[str]:
     ev = repo.settings.eval
     out = []
-    for setting, mine, theirs, unset in (
-        ("eval.judge_provider", ev.judge_provider, policy.judge_provider, "unset"),
-        (
-            "eval.embedding_provider",
-            ev.embedding_provider,
-            policy.embedding_provider,
-            "unset (the local embedding model)",
-        ),
-    ):
+    for setting, mine, theirs, what in (
+        ("eval.judge_provider", ev.judge_provider, policy.judge_provider, "judge assertions "
+         "that name no provider are"),
+        ("eval.embedding_provider", ev.embedding_provider, policy.embedding_provider,
+         "similar assertions are"),
+    ):  # fmt: skip
         if mine == theirs:
             continue
-        said = (
-            f"{setting} is {_name(mine, unset)} in this change and {_name(theirs, unset)} on base"
-        )
-        if theirs is None and setting == "eval.judge_provider":
-            out.append(
-                f"{said}: judge assertions that name no provider are not graded on head, their "
-                f"cases unverified ({ONCE_MERGED})"
-            )
+        said = f"{setting} is {_name(mine)} in this change and {_name(theirs)} on base"
+        if theirs is None:
+            out.append(f"{said}: {what} not graded on head, their cases unverified ({ONCE_MERGED})")
         else:
             out.append(f"{said}: head's answers are graded by base's ({ONCE_MERGED})")
     used = {ev.judge_provider, ev.embedding_provider, policy.judge_provider}
@@ -110,8 +110,8 @@ def _differs(attr: str, head: Provider, base: Provider) -> bool:
     return attr != "name" and getattr(head, attr) != getattr(base, attr)
 
 
-def _name(value: str | None, unset: str) -> str:
-    return unset if value is None else repr(value)
+def _name(value: str | None) -> str:
+    return "unset" if value is None else repr(value)
 
 
 def _named(repo: Repo, agents: Iterable[str]) -> set[str]:

@@ -261,3 +261,21 @@ def test_an_embedding_provider_base_does_not_set_grades_nothing(
         n.startswith("eval.embedding_provider is 'spare' in this change and unset on base: "
                      "similar assertions are not graded on head") for n in data["notices"]
     ), data["notices"]  # fmt: skip
+
+
+def test_a_judgement_made_with_the_change_s_params_is_not_taken_for_base_s(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The change's params for its judge, and an eval of the branch before the gate (its CI job,
+    the same cache): judge calls were cached without the grader's params, so base's grader got
+    the change's lenient judgement from the cache."""
+    from pipeline.cli import main
+
+    p = _project(tmp_path, grader, JUDGE, "  judge_provider: openai\n")
+    _sampled(p, grader)
+    p.commit("rename the company, and grade it kindly")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 0  # lenient
+    capsys.readouterr()
+    code, data, _, err = gate(p, capsys)
+    assert code == 1, err
+    assert rows(data)[ROW] == ("pass", "fail", "regression")

@@ -62,4 +62,6 @@ class Graders:
             return None
         if name in self.refused:
             raise Ungraded(self.refused[name])
+        if name not in self.providers:
+            raise Ungraded(f"eval.embedding_provider {name!r} is not among the providers")
         return self.providers[name]

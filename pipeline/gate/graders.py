@@ -7,9 +7,9 @@ a lenient grader (a tiny model that says PASS to anything, other ``params``) wou
 judge cases passed without changing one expectation. So the gate grades HEAD's answers with
 BASE's graders (read from BASE's knowngood.yaml, ``gate.policy``): BASE's default judge and
 embedding provider, and BASE's definition of every provider a grader is. A grader BASE does not
-have (a provider the change adds, or a default judge BASE does not set) is not called: the cases
-it would grade are skipped on HEAD, so a case BASE evaluated is *unverified*. The change's
-graders apply once it is merged.
+have (a provider the change adds, or an ``eval.judge_provider`` or ``eval.embedding_provider``
+BASE leaves unset) is not called: the cases it would grade are skipped on HEAD, so a case BASE
+evaluated is *unverified* (a new one, *skipped*). The change's graders apply once it is merged.
 """
 
 from __future__ import annotations

@@ -164,7 +164,9 @@ def test_a_grader_base_does_not_have_leaves_its_cases_unverified(
         )
     p.commit("rename the company, and bring a judge")
     calls = [r for r in grader.requests]
-    code, data, _, err = gate(p, capsys)
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert "or a grader the base branch does not have" in md.read_text()
     assert code == 1, err
     assert rows(data)[ROW] == ("pass", "skipped", "unverified")
     assert rows(data)["shop/pr/bye@openai"] == ("missing", "skipped", "skipped")

@@ -102,7 +102,8 @@ def _unverified(result: GateResult) -> list[str]:
         return []
     what = (
         "the base evaluated them and this head did not (a provider skipped for a missing key, "
-        "or renamed or dropped from the agent's chain), so nothing shows this change keeps them"
+        "renamed or dropped from the agent's chain, or a grader the base branch does not have), "
+        "so nothing shows this change keeps them"
     )
     if result.allow_unverified:
         return [

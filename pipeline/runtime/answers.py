@@ -16,6 +16,7 @@ from pipeline.runtime.store import Fault, StateStore, StoreUnavailable
 from pipeline.runtime.storehealth import StoreHealth
 
 __all__ = [
+    "ClientLeft",
     "StreamAnswer",
     "cache_key",
     "fallback_answer",
@@ -26,10 +27,17 @@ __all__ = [
 ]
 
 
+class ClientLeft(BaseException):
+    """The client left before its stream began: not the provider's failure (a BaseException,
+    like the GeneratorExit a stream left mid-way ends with)."""
+
+
 class StreamAnswer:
     """A streamed answer: the chunks of the provider that answered first, or of on_all_down.
 
     Iterate :meth:`chunks` once; its outcome (complete, cut, stalled) goes to the breaker.
+    A stream whose response could not start (its client left before the first byte) is
+    :meth:`abandon`-ed instead: its end runs all the same, once.
     A failure after the first chunk cannot fail over (the client has part of the answer): it
     raises :class:`calls.AttemptFailed` out of :meth:`chunks`. Once it is done,
     ``answer.response`` is the chat.completion the chunks added up to.
@@ -49,8 +57,30 @@ class StreamAnswer:
         self._show_usage = show_usage  # the client asked for stream_options.include_usage
         # called once the stream is over, with its failure or None (a session stores its turn)
         self.after: list[Callable[[BaseException | None], None]] = []
+        self._begun = False
+
+    async def abandon(self) -> None:
+        """End a stream whose chunks will never be read, as one its client left: the
+        provider's stream is closed, the attempt settled, the ``after`` hooks run (once; a
+        stream :meth:`chunks` began ends there instead)."""
+        if self._begun:
+            return
+        self._begun = True
+        gone = ClientLeft()
+        try:
+            if self._opened is not None:
+                await self._opened.aclose()
+                self.answer.response = _document(self.answer, "", "stop", [])
+                if self._finish is not None:
+                    self._finish(gone, False)
+        finally:
+            for hook in self.after:
+                hook(gone)
 
     async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
+        if self._begun:
+            raise RuntimeError("a stream is read once")
+        self._begun = True
         failed: BaseException | None = None
         try:
             if self._opened is None:  # on_all_down answered: its document as one chunk

@@ -58,7 +58,13 @@ async def stream_response(
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
     )
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except BaseException as e:  # its client left before the first byte: the stream ends here
+        await stream.abandon()
+        if isinstance(e, ConnectionError):  # aiohttp finds it gone too, and logs no error
+            return response
+        raise
     error: dict[str, str] | None = None  # the stream's last event, when it ends badly
 
     async def send(data: bytes) -> None:

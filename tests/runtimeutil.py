@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -418,3 +420,23 @@ def breaker_worker(store: str, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def leave_at_once(
+    url: str, text: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> None:
+    """Send a streaming request for ``text`` (and ``extra`` in its body), then reset the
+    connection (SO_LINGER 0) before any answer."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps(
+        {"model": AGENT, "stream": True, "messages": [{"role": "user", "content": text}], **extra}
+    ).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            + head
+            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

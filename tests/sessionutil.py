@@ -3,7 +3,10 @@ state store (SQLite, PostgreSQL) must pass alike."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -86,6 +89,7 @@ def check_an_older_store_is_brought_up_to_date(store: StateStore) -> None:
     store.add_turn(turn("s-9", time.time()))
     assert store.delete_session("s-9") == 1
     assert store.cached_answer("new") is None and store.cached_answer("old") is not None
+    assert store.hold_spend(("a", "e", "d"), 1.0, 2.0, "o", 1.0, 2.0) is None  # version 7
     assert store.claim_replay("key", "owner", "fp", 1.0, 0.0) is None  # version 5's table
 
 
@@ -129,3 +133,38 @@ def check_spend(store: StateStore) -> None:
     assert store.spent("support", "production", "2026-12-06") == pytest.approx(0.75)
     assert store.spent("support", "staging", "2026-12-06") == 1.0
     assert store.spent("other", "production", "2026-12-06") == 0.0
+
+
+def check_holds(open_store: Callable[[], StateStore]) -> None:
+    """Budget holds (resilience.daily_budget_usd): added only when they fit, atomically across
+    connections (eight at once, of which three fit), given back, lapsed at their expiry, and
+    dropped at once when their owner is gone."""
+    key = ("support", "production", "2026-12-06")
+    stores = [open_store() for _ in range(8)]
+    try:
+        stores[0].add_spend(*key, 0.5)
+        start = threading.Barrier(len(stores))
+
+        def hold(i: int) -> bool:
+            start.wait()
+            return stores[i].hold_spend(key, 1.0, 3.6, f"owner-{i}", 1000.0, 2000.0) is None
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            held = list(pool.map(hold, range(len(stores))))
+        assert sum(held) == 3, held  # 0.5 spent + 3 x 1.0 held <= 3.6 < 0.5 + 4 x 1.0
+        store = stores[0]
+        owners = [f"owner-{i}" for i, ok in enumerate(held) if ok]
+        assert store.held(*key) == 3.0
+        assert store.hold_spend(key, 0.2, 3.6, "late", 1000.0, 2000.0) == (0.5, 3.0)
+        store.release_hold(owners[0])
+        store.release_hold("owner-none")  # nothing held: nothing happens
+        assert store.held(*key) == 2.0
+        assert store.hold_spend(key, 1.0, 3.6, "next", 1000.0, 1500.0) is None
+        # at 1500 "next" lapsed; and the owner of another hold is gone (its worker was killed)
+        refused = store.hold_spend(key, 2.0, 3.6, "after", 1500.0, 2500.0, owners[1].__eq__)
+        assert refused is None
+        assert store.held(*key) == 3.0  # owners[2] and "after"
+        assert store.held("support", "staging", "2026-12-06") == 0.0
+    finally:
+        for s in stores:
+            s.close()

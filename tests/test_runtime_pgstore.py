@@ -21,6 +21,7 @@ from sessionutil import (
     check_an_older_store_is_brought_up_to_date,
     check_claims,
     check_deletion_waits_for_the_queue,
+    check_holds,
     check_spend,
 )
 
@@ -276,6 +277,10 @@ def test_idempotency_claims_as_on_sqlite(store: StateStore) -> None:
 
 def test_daily_spend_as_on_sqlite(store: StateStore) -> None:
     check_spend(store)
+
+
+def test_budget_holds_as_on_sqlite(url: str) -> None:
+    check_holds(lambda: StateStore(url))
 
 
 def test_the_backup_schedules_lock_lets_every_other_process_open_the_store(url: str) -> None:

@@ -6,15 +6,22 @@ the provider's stream closed, the Idempotency-Key given back, no session turn st
 from __future__ import annotations
 
 import contextlib
-import json
-import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakeproviders import FakeProvider, Fault, RecordedRequest, last_user_text
-from runtimeutil import AGENT, STEADY, Serve, World, http, make_world, metric, wait_for
+from runtimeutil import (
+    AGENT,
+    STEADY,
+    Serve,
+    World,
+    http,
+    leave_at_once,
+    make_world,
+    metric,
+    wait_for,
+)
 
 LATE = "late start"  # the provider starts this answer after 0.6 s, then stalls mid-way
 
@@ -56,28 +63,11 @@ def provider_sockets(port: int, state: str) -> int:
     return count
 
 
-def leave_at_once(url: str, headers: dict[str, str]) -> None:
-    """Send a streaming request for LATE, then reset the connection before any answer."""
-    host, port = url.removeprefix("http://").split(":")
-    body = json.dumps(
-        {"model": AGENT, "stream": True, "messages": [{"role": "user", "content": LATE}]}
-    ).encode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-            + head
-            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
 def test_a_client_gone_before_the_first_byte_settles_its_stream(
     server: Serve, provider: FakeProvider
 ) -> None:
     headers = {"Idempotency-Key": "gone-1", "X-Knowngood-Session": "gone-session"}
-    leave_at_once(server.url, headers)
+    leave_at_once(server.url, LATE, headers)
 
     # the attempt is settled: the request is counted (cut), the provider's attempt too
     cut = lambda: metric(server.url, "knowngood_requests_total", agent=AGENT, outcome="cut")  # noqa: E731

@@ -124,7 +124,7 @@ def test_a_store_of_schema_version_2_is_brought_up_to_the_current_one(
     with sqlite3.connect(path) as db:
         assert db.execute(
             "SELECT value FROM knowngood_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("6",)
+        ).fetchone() == ("7",)
     StateStore(path).close()  # opening again changes nothing
 
 

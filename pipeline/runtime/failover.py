@@ -82,7 +82,16 @@ class Engine:
     async def complete(self, release: Release, chat: ChatRequest) -> Answer:
         res = self.resilience(release)
         messages = messages_for(release, chat)
-        self.spend.check(release, res, self.observer, messages, chat.params)  # over: no call
+        hold = self.spend.hold(release, res, self.observer, messages, chat.params)  # or no call
+        try:
+            return await self._complete(release, res, chat, messages)
+        finally:  # its real cost is counted by now
+            if hold is not None:
+                hold.release()
+
+    async def _complete(
+        self, release: Release, res: Resilience, chat: ChatRequest, messages: list[dict[str, Any]]
+    ) -> Answer:
         start = time.perf_counter()
 
         def attempt(entry: ChainEntry) -> Awaitable[dict[str, Any]]:
@@ -116,47 +125,10 @@ class Engine:
         return answer
 
     async def stream(self, release: Release, chat: ChatRequest) -> StreamAnswer:
-        res = self.resilience(release)
-        messages = messages_for(release, chat)
-        self.spend.check(release, res, self.observer, messages, chat.params)  # over: no call
-        start = time.perf_counter()
+        """:meth:`complete`, streamed (:func:`pipeline.runtime.streaming.stream`)."""
+        from pipeline.runtime.streaming import stream
 
-        def attempt(entry: ChainEntry) -> Awaitable[calls.OpenStream]:
-            return calls.open_stream(entry, messages, release.tools, chat.params, res.timeout_s)
-
-        attempts: list[Attempt] = []
-        try:
-            won = await self._race(release, res, attempt, attempts, start)
-        except RequestRejected:
-            self.observer.answered(release.agent, "rejected", time.perf_counter() - start)
-            raise
-        if won is None:
-            key = cache_key(release, messages, chat)
-            return StreamAnswer(self._all_down(release, res, key, attempts, start))
-        answer = Answer(
-            agent=release.agent,
-            env=release.env,
-            release=release.release,
-            version=release.version,
-            response={},
-            provider=won.entry.provider,
-            model=won.entry.model,
-            attempts=attempts,
-            ms=(time.perf_counter() - start) * 1000.0,
-        )
-
-        def finish(failed: BaseException | None, whole: bool) -> None:
-            self._settle(release, res, won, attempts, start, failed=failed)
-            self._paid(release, res, won.entry, answer.response)
-            if whole and res.on_all_down == "cached":
-                key = cache_key(release, messages, chat)
-                keep_answer(
-                    self.store, self.breakers.health, release, key, won.entry, answer.response, chat
-                )
-            outcome = "ok" if failed is None else "cut"
-            self.observer.answered(release.agent, outcome, time.perf_counter() - start)
-
-        return StreamAnswer(answer, won.value, finish, show_usage=chat.include_usage)
+        return await stream(self, release, chat)
 
     # -- the race through the chain --------------------------------------------------------------
 

@@ -39,7 +39,17 @@ from pipeline.runtime.requestcheck import load_body
 from pipeline.runtime.responses import DONE, error_response, event
 from pipeline.runtime.store import StateStore
 
-__all__ = ["HEADER", "KEEP_S", "REPLAYED", "STALE_S", "Claim", "claim", "gone", "refusal"]
+__all__ = [
+    "HEADER",
+    "KEEP_S",
+    "REPLAYED",
+    "STALE_S",
+    "Claim",
+    "claim",
+    "gone",
+    "new_owner",
+    "refusal",
+]
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -54,7 +64,7 @@ class Claim:
 
     store: StateStore
     key: str
-    owner: str = field(default_factory=lambda: f"{_PROCESS}:{uuid.uuid4().hex}")
+    owner: str = field(default_factory=lambda: new_owner())
     settled: bool = False
 
     def keep(self, status: int, body: bytes | str, headers: dict[str, str]) -> None:
@@ -132,6 +142,11 @@ def refusal(response: web.StreamResponse) -> str:
     if response.headers.get(REPLAYED):
         return "replayed"
     return {409: "in_use", 422: "reused"}.get(response.status, "invalid")
+
+
+def new_owner() -> str:
+    """A name for what a request of this process holds, that :func:`gone` can judge."""
+    return f"{_PROCESS}:{uuid.uuid4().hex}"
 
 
 def gone(owner: str) -> bool:

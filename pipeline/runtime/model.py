@@ -238,8 +238,11 @@ class BudgetExhausted(KnowngoodError):
         spent: float,
         retry_after_s: int,
         worst: str | None = None,
+        held: float = 0.0,
     ):
         spent_of = f"${spent:.4f} of its ${budget:g} daily budget in {env} today (UTC)"
+        if held > 0:
+            spent_of += f", and its requests in flight hold ${held:.4f} of it"
         super().__init__(
             f"{agent} spent {spent_of}: no provider is called until midnight UTC"
             if worst is None

@@ -7,9 +7,12 @@ of the budget: else no provider is called, and the client gets 429 ``budget_exha
 ``Retry-After`` until midnight UTC (``run``: exit 3). The most a request may cost is that of
 the priciest model of its chain (:func:`worst_case`): its prompt's bytes (a token is at least
 one byte) and ``n`` answers of ``max_tokens`` (or of the model's maximum output), at litellm's
-price. So a request's answer fits in what was left when it started (an attempt given up on for
-another provider may be billed on top). Nothing is set aside while it runs: requests in flight
-together may still pass the budget, each by at most its own worst case.
+price. That worst case is held while the request runs (:meth:`Spend.hold`): set aside in one
+transaction of the store only if it still fits beside what was spent and what the requests in
+flight hold, so requests in flight together never pass the budget; given back once when the
+request ends (:class:`Hold`), its real cost counted instead. A hold lapses after the request's
+longest possible run plus :data:`HOLD_MARGIN_S`, and at once when its process (on this
+machine) is gone: a worker killed while holding does not block the budget until midnight.
 
 A model litellm has no price for costs 0 and never reaches a budget. While the state store
 is unavailable, nothing is counted and nothing is stopped: the agents keep answering.
@@ -22,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.runtime.idempotency import gone, new_owner
 from pipeline.runtime.model import BudgetExhausted, Observer
 from pipeline.runtime.releases import Release
 from pipeline.runtime.settings import Resilience
@@ -29,9 +33,10 @@ from pipeline.runtime.store import StateStore, StoreUnavailable
 from pipeline.runtime.storehealth import StoreHealth
 from pipeline.runtime.usage import price, tokens
 
-__all__ = ["Spend", "utc_day", "worst_case"]
+__all__ = ["HOLD_MARGIN_S", "Hold", "Spend", "utc_day", "worst_case"]
 
 DAY_S = 86400
+HOLD_MARGIN_S = 60.0  # a hold lasts its request's attempts' timeouts and this
 
 
 class Spend:
@@ -41,34 +46,47 @@ class Spend:
         self.store = store
         self.health = health
 
-    def check(
+    def hold(
         self,
         release: Release,
         res: Resilience,
         observer: Observer,
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
-    ) -> None:
-        """BudgetExhausted when ``release``'s agent spent its budget today, or when the most
-        this request (``messages``, ``params``) may cost does not fit in what is left (the
-        observer counts the request as ``over_budget``)."""
+    ) -> Hold | None:
+        """Set aside the most this request (``messages``, ``params``) may cost, if it fits in
+        what ``release``'s agent has left today once what it spent and what its requests in
+        flight hold are counted; else BudgetExhausted (the observer counts the request as
+        ``over_budget``). None: nothing to hold (no budget, no store, or the store is down)."""
         budget = res.daily_budget_usd
         if budget is None or self.store is None:
-            return
+            return None
+        usd, why = worst_case(release, messages, params)
+        now = time.time()
+        hold = Hold(self, new_owner())
+        lasts = res.timeout_s * len(release.chain) * (res.retries + 1) + HOLD_MARGIN_S
         try:
-            spent = self.today(release)
+            refused = self.store.hold_spend(
+                (release.agent, release.env, utc_day(now)),
+                usd,
+                budget,
+                hold.owner,
+                now,
+                now + lasts,
+                gone,
+            )
         except StoreUnavailable as e:
             self.health.failed(e)
-            return
+            return None
+        if refused is None:
+            return hold
+        spent, held = refused
         worst = None
         if spent < budget:
-            usd, why = worst_case(release, messages, params)
-            if spent + usd <= budget:
-                return
             worst = f"${usd:.4f} ({why})" if math.isfinite(usd) else f"an unknown amount ({why})"
         observer.answered(release.agent, "over_budget", 0.0)
-        left = DAY_S - int(time.time()) % DAY_S
-        raise BudgetExhausted(release.agent, release.env, budget, spent, left, worst)
+        left = DAY_S - int(now) % DAY_S
+        raise BudgetExhausted(release.agent, release.env, budget, spent, left, worst, held)
 
     def today(self, release: Release) -> float:
         """USD the agent of ``release`` spent today (UTC) in its environment, by every worker."""
@@ -90,6 +108,26 @@ class Spend:
             self.store.add_spend(release.agent, release.env, utc_day(time.time()), usd)
         except StoreUnavailable as e:
             self.health.failed(e)
+
+
+class Hold:
+    """What one request set aside of its agent's budget: :meth:`release` it when the request
+    ends, however it ends (its real cost is counted by :meth:`Spend.add`)."""
+
+    def __init__(self, spend: Spend, owner: str) -> None:
+        self.spend = spend
+        self.owner = owner
+        self.released = False
+
+    def release(self) -> None:
+        """Give the hold back (once; later calls do nothing)."""
+        if self.released or self.spend.store is None:
+            return
+        self.released = True
+        try:
+            self.spend.store.release_hold(self.owner)
+        except StoreUnavailable as e:  # it lapses at its expiry
+            self.spend.health.failed(e)
 
 
 def utc_day(now: float) -> str:

@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "create", "statements"]
 
-SCHEMA_VERSION = 6  # 2: sessions and their turns, the queue of requests made while all was down
+SCHEMA_VERSION = 7  # 2: sessions and their turns, the queue of requests made while all was down
 # 3: knowngood_answers.session (a session's cached answers go with it; added to older stores)
 # 4: knowngood_breakers.open_for (a provider's Retry-After; added to older stores)
 # 5: knowngood_replays (the answers kept for an Idempotency-Key)
 # 6: knowngood_spend (what each agent spent a day, for resilience.daily_budget_usd)
+# 7: knowngood_holds (what requests in flight set aside of that budget)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowngood_meta (
@@ -128,7 +129,16 @@ CREATE TABLE IF NOT EXISTS knowngood_spend (
     day TEXT NOT NULL,             -- YYYY-MM-DD, UTC
     usd {real} NOT NULL,           -- at litellm's price of the tokens the answers reported
     PRIMARY KEY (agent, env, day)
-)
+);
+CREATE TABLE IF NOT EXISTS knowngood_holds (
+    owner TEXT PRIMARY KEY,        -- the request holding (machine:pid:start:random)
+    agent TEXT NOT NULL,
+    env TEXT NOT NULL,
+    day TEXT NOT NULL,             -- YYYY-MM-DD, UTC: the day of the budget it holds
+    usd {real} NOT NULL,           -- the most the request may cost
+    expires {real} NOT NULL        -- unix time it lapses, were its worker killed
+);
+CREATE INDEX IF NOT EXISTS knowngood_holds_day ON knowngood_holds (agent, env, day)
 """
 
 _SPELLING = {

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime.settings import is_postgres_url
+from pipeline.runtime.store.holds import HoldRows
 from pipeline.runtime.store.queued import QueuedRows
 from pipeline.runtime.store.replays import ReplayRows
 from pipeline.runtime.store.rows import BreakerEvent, BreakerRow, Fault, Tx
@@ -31,7 +32,7 @@ _EVENT_COLUMNS = (
 )
 
 
-class StateStore(TurnRows, QueuedRows, ReplayRows):
+class StateStore(TurnRows, QueuedRows, ReplayRows, HoldRows):
     """The state store at ``where``: a SQLite file (a path) or a ``postgresql://`` URL."""
 
     def __init__(self, where: str | Path) -> None:

@@ -100,6 +100,7 @@ def test_a_request_that_may_cost_more_than_is_left_is_held_with_its_n_answers(
         calls = fake.count()
         for extra in (
             {"max_tokens": 500, "n": 8},  # 4,000 completion tokens at most: $0.0024
+            {"max_tokens": 20, "n": 128},  # OpenAI's most answers: 2,560 tokens, $0.0015
             {"max_tokens": 16384},  # $0.0098 (without one: the release's 50 tokens)
             {"max_tokens": 100, "max_completion_tokens": 500, "n": 4},  # 2,000: $0.0012
         ):

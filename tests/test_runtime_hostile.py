@@ -94,7 +94,8 @@ BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"user": 5}, "'user' must be a string"),
     ({"n": 0}, "'n' must be 1 or more"),
     ({"max_tokens": -1}, "'max_tokens' must be 1 or more"),
-    ({"n": 10000}, "'n' must be 8 or less (each answer is paid for)"),
+    ({"n": 10000}, "'n' must be 128 or less (each answer is paid for)"),
+    ({"n": 129}, "'n' must be 128 or less"),
     ({"max_tokens": 10**12}, "'max_tokens' must be 1000000 or less"),
     ({"max_completion_tokens": 10**7}, "'max_completion_tokens' must be 1000000 or less"),
     ({"parallel_tool_calls": "yes"}, "'parallel_tool_calls'"),
@@ -179,7 +180,7 @@ def test_well_formed_content_parts_and_tool_turns_still_go_through(server: Serve
         {"role": "tool", "tool_call_id": "c1", "content": "done"},
     ]
     assert chat(server.url, "unused", messages=messages).status == 200
-    assert chat(server.url, "at the limits", n=8, max_tokens=1_000_000).status == 200
+    assert chat(server.url, "at the limits", n=128, max_tokens=1_000_000).status == 200
 
 
 def test_deep_nesting_and_non_json_numbers_are_400s_not_500s(server: Serve) -> None:

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 MAX_DEPTH = 64  # arrays and objects inside each other in a request body
-MAX_N = 8  # answers to one request: each is paid for
+MAX_N = 128  # answers to one request (OpenAI's maximum): each is paid, the budget holds them all
 MAX_OUTPUT_TOKENS = 1_000_000  # max_tokens: above any model's output (and any price's sense)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})

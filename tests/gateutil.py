@@ -115,3 +115,15 @@ def gate(
         errors = list(validator("gate-report").iter_errors(data))
         assert not errors, errors[0]
     return code, data, captured.out, captured.err
+
+
+def rows(data: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """The gate report's cases as ``agent/suite/case@provider: (base, head, comparison)``."""
+    return {
+        f"{c['agent']}/{c['suite']}/{c['case']}@{c['provider']}": (
+            c["base"],
+            c["head"],
+            c["comparison"],
+        )
+        for c in data["cases"]
+    }

@@ -9,14 +9,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
 from fakegithub import FakeGitHub
 from fakegithub import Fault as FakeGitHubFault
 from fakeproviders import FakeProvider
-from gateutil import DESK, PR_SUITE, Project, gate, responder
+from gateutil import DESK, PR_SUITE, Project, gate, responder, rows
 from gitutil import clone, commit_all, git
 
 from pipeline.cli import main
@@ -49,17 +48,6 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
         monkeypatch.delenv(var, raising=False)
-
-
-def rows(data: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
-    return {
-        f"{c['agent']}/{c['suite']}/{c['case']}@{c['provider']}": (
-            c["base"],
-            c["head"],
-            c["comparison"],
-        )
-        for c in data["cases"]
-    }
 
 
 # -- the scenarios of the issue -----------------------------------------------------------------

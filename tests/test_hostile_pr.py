@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from evalutil import KEYS, make_repo, responder
 from fakeproviders import FakeProvider, Reply, last_user_text
-from gateutil import PR_SUITE, Project, gate
+from gateutil import PR_SUITE, Project, gate, rows
 from gateutil import responder as gate_responder
 from gitutil import git
 from readyutil import ReadyWorld, private_copy, ready_world
@@ -146,17 +146,6 @@ def gate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
         monkeypatch.delenv(var, raising=False)
-
-
-def rows(data: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
-    return {
-        f"{c['agent']}/{c['suite']}/{c['case']}@{c['provider']}": (
-            c["base"],
-            c["head"],
-            c["comparison"],
-        )
-        for c in data["cases"]
-    }
 
 
 def _record_base(p: Project, tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> None:

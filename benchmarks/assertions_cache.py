@@ -114,13 +114,7 @@ def bench_cache(n: int, large: int) -> None:
         for k in keys:
             cache.put(k, value)
         put = time.perf_counter() - started
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter()
-            fresh = Cache(tmp)  # as a new run does: reads the packs at its first lookup
-            for k in keys:
-                fresh.get(k)
-            best = min(best, time.perf_counter() - started)
+        best = _lookups(tmp, keys, 5)
         print(
             f"cache: {n:,} keys {keyed * 1000:.1f} ms, {n:,} puts {put * 1000:.1f} ms, "
             f"{n:,} warm gets {best * 1000:.1f} ms (best of 5, a new Cache each)"
@@ -133,17 +127,24 @@ def bench_cache(n: int, large: int) -> None:
                 writer.put(cache_key(**{**_KEY_PARTS, "repeat_index": i}), value)
             writer.close()
         held = Cache(tmp).stats()
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter()
-            fresh = Cache(tmp)
-            for k in keys:
-                fresh.get(k)
-            best = min(best, time.perf_counter() - started)
+        best = _lookups(tmp, keys, 3)
         print(
             f"cache of {held.entries:,} entries ({held.bytes / 1e6:.0f} MB): "
             f"{n:,} warm gets {best * 1000:.1f} ms (best of 3; every pack is read once)"
         )
+
+
+def _lookups(folder: str, keys: list[str], rounds: int) -> float:
+    """The best of ``rounds`` times to look every key up as a new run does (a new Cache each,
+    which reads the packs at its first lookup)."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fresh = Cache(folder)
+        for k in keys:
+            fresh.get(k)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 _KEY_PARTS: dict[str, Any] = {

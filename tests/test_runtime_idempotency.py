@@ -30,9 +30,10 @@ from runtimeutil import (
 )
 from sessionutil import check_claims
 
-from pipeline.runtime.idempotency import _MACHINE as CLAIMS
-from pipeline.runtime.idempotency import Claim, gone
-from pipeline.runtime.idempotency import _started as started
+from pipeline.runtime.idempotency import Claim
+from pipeline.runtime.owners import _MACHINE as CLAIMS
+from pipeline.runtime.owners import _started as started
+from pipeline.runtime.owners import gone
 from pipeline.runtime.store import StateStore
 
 

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +32,7 @@ from aiohttp import web
 
 from pipeline.runtime.accesslog import API_KEY
 from pipeline.runtime.answers import as_chunk
+from pipeline.runtime.owners import gone, new_owner
 from pipeline.runtime.requestcheck import load_body
 from pipeline.runtime.responses import DONE, error_response, event
 from pipeline.runtime.store import StateStore
@@ -46,8 +44,6 @@ __all__ = [
     "STALE_S",
     "Claim",
     "claim",
-    "gone",
-    "new_owner",
     "refusal",
 ]
 
@@ -142,56 +138,6 @@ def refusal(response: web.StreamResponse) -> str:
     if response.headers.get(REPLAYED):
         return "replayed"
     return {409: "in_use", 422: "reused"}.get(response.status, "invalid")
-
-
-def new_owner() -> str:
-    """A name for what a request of this process holds, that :func:`gone` can judge."""
-    return f"{_PROCESS}:{uuid.uuid4().hex}"
-
-
-def gone(owner: str) -> bool:
-    """Whether the claim ``owner`` was made by a process of this machine that is gone (a
-    serve killed mid-request): its key need not wait :data:`STALE_S`. A claim of another
-    machine, or of a version that did not name its process, is never judged here."""
-    machine, _, rest = owner.partition(":")
-    pid, _, rest = rest.partition(":")
-    started, _, _ = rest.partition(":")
-    if machine != _MACHINE or not pid.isdigit():
-        return False
-    return _started(int(pid)) != started
-
-
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), "" where there is no
-    /proc to tell (any live process then matches a claim made without it); None: no such
-    process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except FileNotFoundError:
-        return None
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except OSError:
-            pass
-        return ""
-
-
-def _machine() -> str:
-    """This machine: its host name (each container has its own) and, on Linux, its boot."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
-    except OSError:
-        boot = ""
-    return hashlib.sha256(f"{socket.gethostname()}\0{boot}".encode()).hexdigest()[:16]
-
-
-_MACHINE: str = _machine()
-_PROCESS: str = f"{_MACHINE}:{os.getpid()}:{_started(os.getpid()) or ''}"
 
 
 def _kept_headers(headers: Any) -> dict[str, str]:

@@ -25,8 +25,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.runtime.idempotency import gone, new_owner
 from pipeline.runtime.model import BudgetExhausted, Observer
+from pipeline.runtime.owners import gone, new_owner
 from pipeline.runtime.releases import Release
 from pipeline.runtime.settings import Resilience
 from pipeline.runtime.store import StateStore, StoreUnavailable

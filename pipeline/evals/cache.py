@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.evals.cachepack import FOLDER, Packs, PackWriter, value_of
+from pipeline.evals.cachepack import FOLDER, Packs, PackWriter, read_all, value_of
 from pipeline.pruning import Entry, doomed
 from pipeline.redaction import redact_bytes
 
@@ -214,7 +214,7 @@ class Cache:
             return None
         try:
             try:
-                document = json.loads(_read_all(fd).decode("utf-8"))
+                document = json.loads(read_all(fd).decode("utf-8"))
             except ValueError:  # also UnicodeDecodeError
                 document = None
             if isinstance(document, dict) and document.get("key") == key:
@@ -248,7 +248,7 @@ class Cache:
         self._path(key)
         if not payload.startswith(b'{"key":"%s","value":' % key.encode()) or b"\n" in payload:
             raise ValueError(f"not an entry Cache.encode made for {key}")
-        if self._tracked and ("" in self._tracked or FOLDER in self._tracked):
+        if self._packs.tracked:
             return  # the commit's folder stays as it is, and holds no answers
         self._writer.append(payload + b"\n")
         if self._index is not None:
@@ -292,9 +292,8 @@ class Cache:
                 elif entry.name.endswith(".tmp"):
                     yield entry, True
 
-    def _entries(self) -> tuple[list[Entry], dict[str, int]]:
-        """Every file that holds entries, and how many each pack holds (a file of an older
-        version holds one)."""
+    def _entries(self) -> tuple[list[Entry], set[str]]:
+        """Every file that holds entries (an older version's holds one), and which are packs."""
         out = []
         for entry, is_temp in self._scan():
             if is_temp:
@@ -304,21 +303,25 @@ class Cache:
             except FileNotFoundError:
                 continue
             out.append(Entry(entry.path, st.st_size, st.st_mtime))
-        lines = {}
+        packs = set()
         for pack in self._packs.files():
             try:
                 st = pack.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             out.append(Entry(pack.path, st.st_size, st.st_mtime))
-            lines[pack.path] = self._packs.lines(pack.path)
-        return out, lines
+            packs.add(pack.path)
+        return out, packs
+
+    def _count(self, path: str, packs: set[str]) -> int:
+        """How many entries the file at ``path`` holds: a pack's lines, else one."""
+        return self._packs.lines(path) if path in packs else 1
 
     def stats(self) -> CacheStats:
-        files, lines = self._entries()
+        files, packs = self._entries()
         if not files:
             return CacheStats(0, 0, None, None)
-        count = sum(lines.get(f.path, 1) for f in files)
+        count = sum(self._count(f.path, packs) for f in files)
         times = [f.mtime for f in files]
         return CacheStats(count, sum(f.size for f in files), min(times), max(times))
 
@@ -343,9 +346,10 @@ class Cache:
                 with contextlib.suppress(OSError):
                     if now - found.stat(follow_symlinks=False).st_mtime > TEMP_GRACE_S:
                         os.unlink(found.path)
-        files, lines = self._entries()
+        files, packs = self._entries()
         for entry in doomed(files, older_than_s, max_bytes, now):
-            removed += _unlink(entry.path) * lines.get(entry.path, 1)
+            held = self._count(entry.path, packs)  # read before it goes: only the doomed packs
+            removed += _unlink(entry.path) * held
         return removed
 
 
@@ -377,13 +381,6 @@ def _under_root(under: tuple[str, ...]) -> frozenset[str]:
 
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _unlink(path: str) -> int:

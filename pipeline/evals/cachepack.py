@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Final
 
-__all__ = ["FOLDER", "PackWriter", "Packs", "value_of"]
+__all__ = ["FOLDER", "PackWriter", "Packs", "read_all", "value_of"]
 
 FOLDER: Final = "packs"  # under the cache's version folder
 
@@ -60,10 +60,15 @@ class Packs:
         self.folder = folder
         self._tracked = tracked  # paths relative to the version folder
 
+    @property
+    def tracked(self) -> bool:
+        """Git tracks the folder itself (or the version folder): nothing in it is read or written."""
+        return "" in self._tracked or FOLDER in self._tracked
+
     def files(self) -> Iterator[os.DirEntry[str]]:
         """The pack files, oldest first (by name: the time each was opened)."""
         tracked = self._tracked
-        if "" in tracked or FOLDER in tracked:
+        if self.tracked:
             return
         try:
             found = sorted(os.scandir(self.folder), key=lambda e: e.name)
@@ -106,12 +111,17 @@ def _read(path: str) -> bytes:
     except OSError:  # removed by a prune meanwhile, or a symlink put in its place
         return b""
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_all(fd)
     finally:
         os.close(fd)
+
+
+def read_all(fd: int) -> bytes:
+    """Everything left to read from ``fd``."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class PackWriter:

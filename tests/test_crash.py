@@ -92,6 +92,7 @@ STEPS: list[tuple[str, Trigger]] = [
     ("never (a whole deploy)", lambda w: False),
 ]
 SWEEP = 6  # kills spread evenly over the time the whole deploy took
+TRIES = 3  # a point the deploy ran past is tried this often
 
 
 def after(seconds: float) -> Trigger:
@@ -171,10 +172,10 @@ def test_status_and_rollback_tell_the_truth_after_kill_9_at_any_point(
     watch = Watch(world)
     folder = world.target / "production" / AGENT
     fired: list[str] = []
-    plan = list(STEPS)
+    plan = [(name, trigger, 0.0) for name, trigger in STEPS]
     i = 0
     while i < len(plan):
-        name, trigger = plan[i]
+        name, trigger, delay = plan[i]
         i += 1
         assert running(world) == V1
         current = (folder / "current.json").resolve()
@@ -186,8 +187,16 @@ def test_status_and_rollback_tell_the_truth_after_kill_9_at_any_point(
         elif name.startswith("never"):  # the whole deploy: spread kills over its duration
             took = time.monotonic() - watch.start
             plan += [
-                (f"after {took * k / SWEEP:.2f}s", after(took * k / SWEEP)) for k in range(SWEEP)
+                (f"after {took * k / SWEEP:.2f}s", after(took * k / SWEEP), took * k / SWEEP)
+                for k in range(SWEEP)
             ]
+        elif sum(1 for p in plan[:i] if p[0] == name) < TRIES:
+            # the deploy ran past the point: a step seen too late, or a deploy faster than the
+            # measured one. Try that point again (a delay shrunk by the deploy's own variation)
+            if delay:
+                delay *= 0.7
+                trigger = after(delay)
+            plan.append((name, trigger, delay))
         truth = running(world)
         assert truth in (V1, V2), name
         reader = clone(world.remote, tmp_path / f"fresh-{i}")
@@ -207,7 +216,8 @@ def test_status_and_rollback_tell_the_truth_after_kill_9_at_any_point(
         assert running(world) == V1, name
         assert production(capsys, world.repo)["current"]["release"] == V1, name
     # the kills really landed, at the points that matter most among them
-    assert len(fired) >= len(STEPS) - 1 + SWEEP - 1, fired
+    missed = sorted({n for n, _, _ in plan if n not in fired and not n.startswith("never")})
+    assert len(fired) >= len(STEPS) - 1 + SWEEP - 1, (fired, missed)
     assert "current.json flipped" in fired and "records written locally (1st)" in fired, fired
     # and a deploy after all that works and is recorded
     assert main(["deploy", AGENT, "--repo", str(world.repo)]) == 0

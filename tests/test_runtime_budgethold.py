@@ -6,6 +6,9 @@ SIGKILL held does not block the budget (its hold is dropped once its process is 
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +37,13 @@ from pipeline.runtime.store import StateStore
 # $0.006 and a bit (its prompt): two fit in $0.015, a third does not
 HELD = STEADY.replace("on_all_down: error", "on_all_down: error\n  daily_budget_usd: 0.015")
 SLOW = {"slow": 1500.0, "hang": 30_000.0}  # what the provider waits (ms) before answering
+STALLS = "stalls"  # the provider streams two events of this answer, then stalls and hangs up
 
 
 def slow(record: RecordedRequest) -> Fault | None:
     said = last_user_text(record.wire, record.body or {}) if record.wire else ""
+    if said == STALLS:
+        return Fault.stall_stream(after_events=2, hang_s=1.0)
     return Fault.delay(SLOW[said]) if said in SLOW else None
 
 
@@ -51,6 +57,34 @@ def provider() -> Iterator[FakeProvider]:
 def world(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("budgethold") / "repo"
     return priced_world(root, {"primary": provider}, {AGENT: (["primary"], HELD)})
+
+
+def spent(root: Path) -> float:
+    """USD the agent spent today, as the state store counts it."""
+    store = StateStore(state_store_location(root))
+    try:
+        return store.spent(AGENT, "production", utc_day(time.time()))
+    finally:
+        store.close()
+
+
+def leave_mid_stream(url: str, text: str) -> bytes:
+    """Stream an answer to ``text``, take its first two events, then reset the connection
+    (SO_LINGER 0): a client that leaves before the last chunk, which carries the usage."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps(
+        {"model": AGENT, "stream": True, "messages": [{"role": "user", "content": text}]}
+    ).encode()
+    got = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        while got.count(b"data: ") < 2 and (part := sock.recv(65536)):
+            got += part
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return got
 
 
 def held(root: Path) -> float:
@@ -95,6 +129,22 @@ def test_a_stream_whose_client_left_before_the_first_byte_gives_its_hold_back(
         # and only once: two requests of $0.006 fit again
         again = list(ThreadPoolExecutor(2).map(lambda _: ask(server.url, "hi", 10_000), range(2)))
         assert [a.status for a in again] == [200, 200]
+
+
+def test_a_stream_its_client_left_before_its_usage_is_paid_for_all_the_same(
+    world: World,
+) -> None:
+    """The usage comes in a stream's last chunk: a client that leaves before it must not make
+    the answer free. It is counted a token per byte of its prompt and of what was streamed."""
+    with Serve(world.root) as server:
+        before = spent(world.root)
+        got = leave_mid_stream(server.url, STALLS)
+        assert b'"content"' in got, got
+        assert wait_for(lambda: spent(world.root) > before, timeout_s=10), server.stderr
+        assert wait_for(lambda: held(world.root) == 0.0, timeout_s=5)
+        # an upper bound, not the worst case held: well under one request of max_tokens 10,000
+        assert spent(world.root) - before < 0.001
+        assert "Traceback" not in server.stderr, server.stderr
 
 
 def test_a_worker_killed_while_holding_does_not_block_the_budget(world: World) -> None:

@@ -32,7 +32,7 @@ from pipeline.words import plural
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Bound", "Budget", "chat_bound", "embedding_bound"]
+__all__ = ["Bound", "Budget", "answer_bound", "chat_bound", "embedding_bound", "prompt_bound"]
 
 # Tokens a provider adds around the request: a tool-use system prompt (Anthropic documents
 # ~350 tokens) and the reply's priming. Generous on purpose.
@@ -73,6 +73,25 @@ def _positive_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def prompt_bound(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]] | None,
+    params: Mapping[str, Any],
+) -> int:
+    """The most prompt tokens a chat request may be billed: a token per byte, and the frame."""
+    prompt = _size(messages) + _size(dict(params)) + FRAME_TOKENS
+    if tools:
+        prompt += _size(list(tools)) + TOOLS_PROMPT_TOKENS
+    return prompt
+
+
+def answer_bound(response: Mapping[str, Any]) -> int:
+    """The most completion tokens the answers in ``response`` (a chat.completion) may have been
+    billed: a token per byte of each answer's message, and the frame."""
+    messages = [c.get("message") for c in response.get("choices") or () if isinstance(c, Mapping)]
+    return _size(messages) + FRAME_TOKENS
+
+
 def chat_bound(
     info: Mapping[str, Any],
     messages: Sequence[Mapping[str, Any]],
@@ -84,9 +103,7 @@ def chat_bound(
     ``extra_params`` holds the ``max_tokens`` to send when ``params`` set no output limit.
     """
     tier = _TIERS.get(str(params.get("service_tier") or ""), "")
-    prompt = _size(messages) + _size(dict(params)) + FRAME_TOKENS
-    if tools:
-        prompt += _size(list(tools)) + TOOLS_PROMPT_TOKENS
+    prompt = prompt_bound(messages, tools, params)
     inputs = ["input_cost_per_token"]
     if "cache_control" in json.dumps(messages):  # prompt caching bills writes above input
         inputs.append("cache_creation_input_token_cost")

@@ -14,7 +14,9 @@ request ends (:class:`Hold`), its real cost counted instead. A hold lapses after
 longest possible run plus :data:`HOLD_MARGIN_S`, and at once when its process (on this
 machine) is gone: a worker killed while holding does not block the budget until midnight.
 
-A model litellm has no price for costs 0 and never reaches a budget. While the state store
+A stream that ends before the provider reports its usage (its client left, or it was cut) is
+counted a token per byte of its prompt and of what it streamed
+(:func:`pipeline.runtime.streaming.billed`). A model litellm has no price for costs 0 and never reaches a budget. While the state store
 is unavailable, nothing is counted and nothing is stopped: the agents keep answering.
 """
 

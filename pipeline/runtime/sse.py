@@ -94,7 +94,10 @@ async def stream_response(
         return response
     if held is not None and error is None:  # a retry gets what this stream added up to
         held.keep(200, json.dumps(stream.answer.response), headers)
-    if error is not None:
-        await response.write(event({"error": error}))
-    await response.write_eof()
+    try:
+        if error is not None:
+            await send(event({"error": error}))
+        await response.write_eof()
+    except ConnectionResetError:  # the client left while the provider failed: nobody to tell
+        pass
     return response

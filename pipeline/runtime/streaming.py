@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime import calls
 from pipeline.runtime.answers import StreamAnswer, cache_key, keep_answer, messages_for
 from pipeline.runtime.model import Answer, Attempt, ChatRequest, RequestRejected
 from pipeline.runtime.releases import ChainEntry, Release
+from pipeline.runtime.usage import tokens
 
 if TYPE_CHECKING:
     from pipeline.runtime.failover import Engine
@@ -60,7 +61,7 @@ async def stream(engine: Engine, release: Release, chat: ChatRequest) -> StreamA
     def finish(failed: BaseException | None, whole: bool) -> None:
         try:
             engine._settle(release, res, won, attempts, start, failed=failed)
-            engine._paid(release, res, won.entry, answer.response)
+            engine._paid(release, res, won.entry, billed(answer.response, messages, release, chat))
             if whole and res.on_all_down == "cached":
                 key = cache_key(release, messages, chat)
                 keep_answer(
@@ -79,3 +80,21 @@ async def stream(engine: Engine, release: Release, chat: ChatRequest) -> StreamA
                 hold.release()
 
     return StreamAnswer(answer, won.value, finish, show_usage=chat.include_usage)
+
+
+def billed(
+    response: dict[str, Any], messages: list[dict[str, Any]], release: Release, chat: ChatRequest
+) -> dict[str, Any]:
+    """``response`` as it is paid for. A stream that ended without the provider's usage (its
+    client left, or it was cut, before the last chunk) is billed all the same: it is counted as
+    many tokens as the bytes of its prompt and of what it streamed (:func:`prompt_bound`,
+    :func:`answer_bound`), an upper bound, so leaving a stream early never spends for free."""
+    if tokens(response) is not None:
+        return response
+    from pipeline.evals.budget import answer_bound, prompt_bound
+
+    usage = {
+        "prompt_tokens": prompt_bound(messages, release.tools, chat.params),
+        "completion_tokens": answer_bound(response),
+    }
+    return {**response, "usage": usage}

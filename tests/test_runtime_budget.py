@@ -199,6 +199,11 @@ def test_status_shows_what_each_agent_spent_today_against_its_budget(
     store.add_spend(AGENT, "production", day, 0.004)
     store.add_spend("free", "production", day, 1.5)
     store.add_spend(AGENT, "production", "2000-01-01", 99.0)  # another day: not today's
+    now = time.time()  # what requests in flight hold: shown beside; a lapsed hold holds nothing
+    assert store.hold_spend(("free", "production", day), 0.25, 100.0, "a", now, now + 600) is None
+    assert (
+        store.hold_spend(("free", "production", day), 0.5, 100.0, "b", now - 700, now - 1) is None
+    )
     store.close()
     before = (world.root / ".knowngood" / "state.db").read_bytes()
     assert main(["status", "--repo", str(world.root), "--format", "json", "--no-fetch"]) == 0
@@ -208,15 +213,17 @@ def test_status_shows_what_each_agent_spent_today_against_its_budget(
         "env": "production",
         "day": day,
         "spent_usd": 0.004,
+        "held_usd": 0.0,
         "budget_usd": 0.001,
     }
-    assert (spend["free"]["spent_usd"], spend["free"]["budget_usd"]) == (1.5, None)
+    free = spend["free"]
+    assert (free["spent_usd"], free["held_usd"], free["budget_usd"]) == (1.5, 0.25, None)
 
     assert main(["status", "--repo", str(world.root), "--no-fetch"]) == 0
     out = capsys.readouterr().out
     assert f"spent today ({day}, UTC):" in out
     assert "$0.004 of $0.001 (400%): held until midnight UTC" in out
-    assert "$1.50 (no daily budget)" in out
+    assert "$1.50 (no daily budget); $0.25 set aside by requests in flight" in out
     assert main(["status", "free", "--repo", str(world.root), "--no-fetch"]) == 0
     assert AGENT not in capsys.readouterr().out.split("spent today")[1]
     assert (world.root / ".knowngood" / "state.db").read_bytes() == before  # never written

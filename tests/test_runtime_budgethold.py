@@ -24,6 +24,7 @@ from runtimeutil import (
     World,
     chat,
     leave_at_once,
+    metric,
     priced_world,
     wait_for,
 )
@@ -125,7 +126,10 @@ def test_a_stream_whose_client_left_before_the_first_byte_gives_its_hold_back(
     with Serve(world.root) as server:
         leave_at_once(server.url, "slow", max_tokens=10_000)
         assert wait_for(lambda: held(world.root) > 0.006, timeout_s=5)  # held while it starts
+        shown = metric(server.url, "knowngood_held_usd", agent=AGENT)  # and shown on /metrics
+        assert shown is not None and shown > 0.006
         assert wait_for(lambda: held(world.root) == 0.0, timeout_s=10), server.stderr
+        assert metric(server.url, "knowngood_held_usd", agent=AGENT) == 0.0
         # and only once: two requests of $0.006 fit again
         again = list(ThreadPoolExecutor(2).map(lambda _: ask(server.url, "hi", 10_000), range(2)))
         assert [a.status for a in again] == [200, 200]

@@ -135,7 +135,20 @@ def test_status_reads_a_postgresql_store_and_never_creates_one(
     assert [e.to_state for e in events["p"]] == ["open"] and faults == []
     store.add_spend("support", "production", "2026-12-06", 0.5)
     store.add_spend("support", "production", "2026-12-05", 9.0)
-    assert read_spend(url, "2026-12-06") == [("support", "production", 0.5)]
+    now = time.time()
+    assert (
+        store.hold_spend(("support", "production", "2026-12-06"), 0.2, 9.0, "a", now, now + 60)
+        is None
+    )
+    assert (
+        store.hold_spend(("other", "production", "2026-12-06"), 0.1, 9.0, "b", now, now + 60)
+        is None
+    )
+    assert store.hold_spend(("support", "production", "2026-12-06"), 0.3, 9.0, "c", 0, 1) is None
+    assert read_spend(url, "2026-12-06") == [
+        ("other", "production", 0.0, 0.1),  # holds only: its request in flight
+        ("support", "production", 0.5, 0.2),  # the lapsed hold holds nothing
+    ]
     empty = fresh_database(cluster)
     assert read_breakers(empty) is None
     assert read_spend(empty, "2026-12-06") is None

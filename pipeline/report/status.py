@@ -108,7 +108,9 @@ def _spend_lines(report: StatusReport) -> list[str]:
             if budget
             else " (no daily budget)"
         )
-        lines.append(f"  {s['agent']:<12} {s['env']:<11} {_usd(s['spent_usd'])}{of}")
+        held = s.get("held_usd") or 0.0
+        inflight = f"; {_usd(held)} set aside by requests in flight" if held else ""
+        lines.append(f"  {s['agent']:<12} {s['env']:<11} {_usd(s['spent_usd'])}{of}{inflight}")
     return lines
 
 

@@ -212,7 +212,8 @@ class _StateCollector(Collector):
             yield from self._budgets()
 
     def _budgets(self) -> Iterator[Metric]:
-        """Each agent with a daily budget: the budget, and what every worker spent today."""
+        """Each agent with a daily budget: the budget, what every worker spent today, and what
+        the requests in flight hold now."""
         budget = GaugeMetricFamily(
             "knowngood_daily_budget_usd",
             "resilience.daily_budget_usd of each agent that has one.",
@@ -224,6 +225,12 @@ class _StateCollector(Collector):
             "the state store: alert before it reaches knowngood_daily_budget_usd.",
             labels=["agent"],
         )
+        held = GaugeMetricFamily(
+            "knowngood_held_usd",
+            "What the requests in flight of each agent with a daily budget hold of it now (their "
+            "worst cases), by every worker: given back as each ends, its real cost counted.",
+            labels=["agent"],
+        )
         engine = self.runtime.engine
         try:
             for release in self.runtime.releases.all():
@@ -231,11 +238,13 @@ class _StateCollector(Collector):
                 if limit is not None:
                     budget.add_metric([release.agent], limit)
                     spent.add_metric([release.agent], engine.spend.today(release))
+                    held.add_metric([release.agent], engine.spend.held_now(release))
         except StoreUnavailable as e:
             self.runtime.health.failed(e)
             return
         yield budget
         yield spent
+        yield held
 
 
 class _RetentionCollector(Collector):

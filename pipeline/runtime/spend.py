@@ -96,6 +96,13 @@ class Spend:
             return 0.0
         return self.store.spent(release.agent, release.env, utc_day(time.time()))
 
+    def held_now(self, release: Release) -> float:
+        """USD the requests in flight of ``release``'s agent hold now, by every worker."""
+        if self.store is None:
+            return 0.0
+        now = time.time()
+        return self.store.held(release.agent, release.env, utc_day(now), now)
+
     def add(
         self, release: Release, res: Resilience, model: str, response: Mapping[str, Any]
     ) -> None:

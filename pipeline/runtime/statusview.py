@@ -85,13 +85,14 @@ def _spend(
 ) -> list[dict[str, Any]] | None:
     """Today's spend beside the ``daily_budget_usd`` of the release deployed there."""
     budgets = _budgets(root, settings)
-    found = {(a, e): usd for a, e, usd in spent}
+    found = {(a, e): (usd, held) for a, e, usd, held in spent}
     shown = [
         {
             "agent": a,
             "env": e,
             "day": day,
-            "spent_usd": round(found.get((a, e), 0.0), 6),
+            "spent_usd": round(found.get((a, e), (0.0, 0.0))[0], 6),
+            "held_usd": round(found.get((a, e), (0.0, 0.0))[1], 6),
             "budget_usd": budgets.get((a, e)),
         }
         for a, e in sorted(set(found) | set(budgets))

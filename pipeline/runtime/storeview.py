@@ -23,7 +23,7 @@ __all__ = ["read_breakers", "read_runtime", "read_spend"]
 
 Found = tuple[list[BreakerRow], dict[str, list[BreakerEvent]], list[Fault]]
 Query = Callable[[str, Sequence[Any]], list[Any]]
-Spent = list[tuple[str, str, float]]  # (agent, env, USD) of one day
+Spent = list[tuple[str, str, float, float]]  # (agent, env, USD spent, USD held) of one day
 R = TypeVar("R")
 
 
@@ -38,8 +38,9 @@ def read_breakers(where: Path | str, events_per_provider: int = 5) -> Found | No
 
 
 def read_spend(where: Path | str, day: str) -> Spent | None:
-    """(agent, env, USD) of every agent that spent on ``day`` (YYYY-MM-DD, UTC), read-only;
-    None when the store does not exist or predates the daily budgets."""
+    """(agent, env, USD spent, USD held) of every agent that spent on ``day`` (YYYY-MM-DD,
+    UTC) or whose requests in flight hold some of it now, read-only; None when the store does
+    not exist or predates the daily budgets."""
     return _reading(where, lambda query, tables: _spend(query, tables, day))
 
 
@@ -59,10 +60,17 @@ def read_runtime(
 def _spend(query: Query, tables: set[str], day: str) -> Spent | None:
     if "knowngood_spend" not in tables:
         return None
-    rows = query(
-        "SELECT agent, env, usd FROM knowngood_spend WHERE day = ? ORDER BY agent, env", (day,)
-    )
-    return [(str(a), str(e), float(u)) for a, e, u in rows]
+    rows = query("SELECT agent, env, usd FROM knowngood_spend WHERE day = ?", (day,))
+    found = {(str(a), str(e)): [float(u), 0.0] for a, e, u in rows}
+    if "knowngood_holds" in tables:  # holds that have not lapsed (a lapsed one holds nothing)
+        held = query(
+            "SELECT agent, env, sum(usd) FROM knowngood_holds WHERE day = ? AND expires > ? "
+            "GROUP BY agent, env",
+            (day, time.time()),
+        )
+        for a, e, u in held:
+            found.setdefault((str(a), str(e)), [0.0, 0.0])[1] = float(u)
+    return [(a, e, spent, held) for (a, e), (spent, held) in sorted(found.items())]
 
 
 def _reading(where: Path | str, read: Callable[[Query, set[str]], R]) -> R | None:

@@ -78,12 +78,14 @@ class HoldRows:
         with self.transaction() as db:
             db.execute("DELETE FROM knowngood_holds WHERE owner = ?", (owner,))
 
-    def held(self, agent: str, env: str, day: str) -> float:
-        """USD the requests in flight of ``agent`` in ``env`` hold on ``day`` (expired or not)."""
+    def held(self, agent: str, env: str, day: str, now: float | None = None) -> float:
+        """USD the requests in flight of ``agent`` in ``env`` hold on ``day``: every hold, or
+        with ``now`` those that have not lapsed by then."""
+        lapse, args = ("", ()) if now is None else (" AND expires > ?", (now,))
         with self.transaction() as db:
             row = db.execute(
                 "SELECT coalesce(sum(usd), 0) FROM knowngood_holds "
-                "WHERE agent = ? AND env = ? AND day = ?",
-                (agent, env, day),
+                "WHERE agent = ? AND env = ? AND day = ?" + lapse,
+                (agent, env, day, *args),
             ).fetchone()
         return float(row[0])

@@ -191,6 +191,27 @@ def test_a_failing_command_target_is_recorded_and_exit_3(
     assert record["outcome"] == "failure" and "exited 4" in record["details"]["error"]
 
 
+def test_a_command_target_waits_its_own_timeout(
+    tmp_path: Path, server: FakeProvider, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deploy.target.timeout_s in knowngood.yaml: a rollout that takes longer than it is
+    killed and the deploy fails (exit 3); a longer timeout lets the same rollout finish."""
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/sh\necho 'rolling out'\nsleep 1.5\n")
+    script.chmod(0o755)
+    target = {"type": "command", "command": [str(script)], "timeout_s": 0.5}
+    world = make_world(tmp_path, server, target=target)
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 3, out
+    message = str(out["message"])
+    assert "timed out after 0.5s" in message and "rolling out" in message
+    settings = world.repo / "knowngood.yaml"
+    settings.write_text(settings.read_text().replace('"timeout_s": 0.5', '"timeout_s": 30'))
+    git(world.repo, "commit", "-qam", "the rollout takes a while")
+    code, out = kg(capsys, world, "deploy", AGENT)
+    assert code == 0 and out["status"] == "deployed", out
+
+
 # -- check ------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import pytest
 from bundleutil import make_bundle
 
 from pipeline.bundle import canonical_json
+from pipeline.deploy.lock import lock_s
 from pipeline.errors import DeployError
 from pipeline.targets import (
     CommandTarget,
@@ -51,6 +52,15 @@ def test_make_target(tmp_path: Path) -> None:
     assert isinstance(
         make_target({"type": "http", "url": "http://x", "secret_env": "S"}, tmp_path), HttpTarget
     )
+    # a publish waits the target's own timeout_s, else the default; a caller's own wins
+    command = {"type": "command", "command": ["./deploy.sh"]}
+    assert make_target(command, tmp_path).timeout_s == 300  # type: ignore[attr-defined]
+    slow = make_target({**command, "timeout_s": 900}, tmp_path)
+    assert slow.timeout_s == 900 and lock_s(slow) == 2 * 900 + 60  # type: ignore[attr-defined]
+    assert make_target({**command, "timeout_s": 900}, tmp_path, timeout_s=5).timeout_s == 5  # type: ignore[attr-defined]
+    http = {"type": "http", "url": "http://x", "secret_env": "S"}
+    assert make_target(http, tmp_path).timeout_s == 30  # type: ignore[attr-defined]
+    assert make_target({**http, "timeout_s": 120}, tmp_path).timeout_s == 120  # type: ignore[attr-defined]
     with pytest.raises(DeployError, match=r"unknown deploy\.target type 'ftp'"):
         make_target({"type": "ftp"}, tmp_path)
     with pytest.raises(DeployError, match="missing 'url'"):

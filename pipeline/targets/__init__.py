@@ -45,9 +45,12 @@ __all__ = [
 def make_target(
     config: Mapping[str, Any] | None, root: Path, *, timeout_s: float | None = None
 ) -> Target:
-    """The target described by knowngood.yaml ``deploy.target`` (default: a directory)."""
+    """The target described by knowngood.yaml ``deploy.target`` (default: a directory). A
+    command or http target waits ``timeout_s`` when given, else the target's own ``timeout_s``,
+    else :data:`COMMAND_TIMEOUT_S` / :data:`HTTP_TIMEOUT_S`."""
     config = config or {"type": "directory", "path": DEFAULT_DIRECTORY}
     kind = config.get("type")
+    timeout_s = timeout_s or config.get("timeout_s")
     try:
         if kind == "directory":
             path = Path(config.get("path") or DEFAULT_DIRECTORY)

@@ -26,8 +26,9 @@ from deployutil import AGENT, KEYS, World, good_change, kg, make_world, responde
 from fakeproviders import FakeProvider
 from gitutil import clone, git
 
+from pipeline import owners
 from pipeline.cli import main
-from pipeline.deploy.lock import MARGIN_S, LockHeld, check_lock, here
+from pipeline.deploy.lock import MARGIN_S, LockHeld, check_lock, here, live_holder
 from pipeline.git import Git
 from pipeline.records import RecordStore, new_record
 from pipeline.recordtypes import IntentRecord
@@ -292,6 +293,36 @@ def test_another_machines_fresh_intent_holds_the_lock(
     # the same check, made directly on the store, is what the push of an intent runs
     with pytest.raises(LockHeld):
         check_lock(RecordStore(world.git), make_target(None, world.repo), AGENT, "production")
+
+
+def test_the_holder_is_judged_by_machine_pid_and_start_time(directory_world: World) -> None:
+    """A holder names its owner (machine, pid, the process's start time): a process id used
+    again by another process does not keep a dead deploy's lock, and another machine of the
+    same host name does not drop a live one's. Intents from before owners are judged as then."""
+    world = directory_world
+    now = datetime.now(UTC)
+
+    def holding(**holder: Any) -> bool:
+        intent = intent_of(world, at=now, host=socket.gethostname())
+        intent["details"]["holder"] = {"host": socket.gethostname(), "pid": 4242, **holder}
+        return live_holder([intent], 600.0, now) is not None
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        alive = f"{owners._MACHINE}:{sleeper.pid}:{owners._started(sleeper.pid)}:x"
+        assert holding(pid=sleeper.pid, owner=alive)  # its deploy runs: it holds
+        # the same pid, started at another time: the deploy died and its pid was used again
+        assert not holding(pid=sleeper.pid, owner=f"{owners._MACHINE}:{sleeper.pid}:1:x")
+        # a dead deploy of another machine that has this host name: not judged from here
+        assert holding(pid=999_999_999, owner=f"{'0' * 16}:999999999:1:x")
+        assert not holding(owner=owners.new_owner())  # this process's own: no lock on itself
+        # an intent without an owner, as written before: host name and pid
+        assert holding(pid=sleeper.pid) and not holding(pid=999_999_999)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not holding(pid=sleeper.pid, owner=alive)  # gone now: it holds nothing
+    assert here()["owner"].startswith(f"{owners._MACHINE}:{os.getpid()}:")
 
 
 def test_an_intent_older_than_the_lock_no_longer_holds_it(

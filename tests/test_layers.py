@@ -90,13 +90,14 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    # Leaf helpers everything may use: secret redaction, safe YAML, the sandbox's limits, the
-    # files a command writes for the user (whole, redacted).
+    # Leaf helpers everything may use: secret redaction, who holds what (a process's name), safe
+    # YAML, the sandbox's limits, the files a command writes for the user (whole, redacted).
     (
         "redaction/yamlsafe/sandbox",
         frozenset(
             {
                 "pipeline.redaction",
+                "pipeline.owners",
                 "pipeline.yamlsafe",
                 "pipeline.yamlhints",
                 "pipeline.sandbox",

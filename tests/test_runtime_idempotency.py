@@ -30,10 +30,10 @@ from runtimeutil import (
 )
 from sessionutil import check_claims
 
+from pipeline.owners import _MACHINE as CLAIMS
+from pipeline.owners import _started as started
+from pipeline.owners import gone
 from pipeline.runtime.idempotency import Claim
-from pipeline.runtime.owners import _MACHINE as CLAIMS
-from pipeline.runtime.owners import _started as started
-from pipeline.runtime.owners import gone
 from pipeline.runtime.store import StateStore
 
 

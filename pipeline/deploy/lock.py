@@ -13,7 +13,8 @@ lock first too (``Context.running``), so a change in progress is never settled a
 An intent stops holding the lock when a deployment names it (the change is done) or a later one
 took effect (it was superseded), when it is older than the target may take to answer plus a
 margin (:func:`lock_s`: the process that wrote it died, or stalled past any deploy's length), and at once when it was written on this
-machine by a process that no longer runs (killed). Such an intent is settled like any
+machine by a process that no longer runs (killed: :func:`pipeline.owners.gone`, which a process
+id used again or another machine of the same host name does not fool). Such an intent is settled like any
 interrupted deploy: by asking the target what runs. Without a remote nothing is locked.
 """
 
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.errors import DeployError
+from pipeline.owners import gone, mine, new_owner
 from pipeline.records import RecordStore, parse_time
 from pipeline.recordtypes import IntentRecord
 from pipeline.redaction import redact
@@ -50,6 +52,7 @@ def here() -> dict[str, Any]:
     where: dict[str, Any] = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "owner": new_owner(),  # machine, pid and start time: judged by owners.gone
         # redacted: a reason or a path given on the command line may quote a secret
         "command": redact(" ".join(["knowngood", *sys.argv[1:]]))[:200],
     }
@@ -84,7 +87,12 @@ def live_holder(
 
 def _holds(intent: IntentRecord, limit_s: float, now: datetime) -> bool:
     holder = _holder(intent)
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+    owner = holder.get("owner")
+    if isinstance(owner, str) and owner:  # this process's own, or a dead one's of this machine
+        if mine(owner) or gone(owner):
+            return False
+    elif holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        # an intent written before holders named their owner: the host name and the pid
         pid = int(holder["pid"])
         if pid == os.getpid() or not _runs(pid):  # this process's own, or a dead one's
             return False

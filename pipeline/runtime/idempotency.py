@@ -30,9 +30,9 @@ from typing import Any
 
 from aiohttp import web
 
+from pipeline.owners import gone, new_owner
 from pipeline.runtime.accesslog import API_KEY
 from pipeline.runtime.answers import as_chunk
-from pipeline.runtime.owners import gone, new_owner
 from pipeline.runtime.requestcheck import load_body
 from pipeline.runtime.responses import DONE, error_response, event
 from pipeline.runtime.store import StateStore

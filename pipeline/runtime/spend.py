@@ -27,8 +27,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.owners import gone, new_owner
 from pipeline.runtime.model import BudgetExhausted, Observer
-from pipeline.runtime.owners import gone, new_owner
 from pipeline.runtime.releases import Release
 from pipeline.runtime.settings import Resilience
 from pipeline.runtime.store import StateStore, StoreUnavailable

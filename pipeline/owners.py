@@ -1,11 +1,14 @@
-"""Who holds something in the state store: a name for each request of a process, and whether the
-process that took it is gone.
+"""Who holds something: a name for each holding of a process, and whether the process that
+took it is gone.
 
 An idempotency claim (:mod:`pipeline.runtime.idempotency`) and a budget hold
-(:mod:`pipeline.runtime.spend`) are owned by a request of one serve process. When that process
-dies (SIGKILL, OOM) what it held would wait out its expiry; :func:`gone` lets the next request on
-the same machine drop it at once. Nothing here imports aiohttp: ``status`` reads the store
-without the runtime's HTTP stack.
+(:mod:`pipeline.runtime.spend`) are owned by a request of one serve process; a deploy's intent
+(the deploy lock, :mod:`pipeline.deploy.lock`) by one ``deploy``, ``rollback`` or drill. When
+that process dies (SIGKILL, OOM) what it held would wait out its expiry; :func:`gone` lets the
+next one on the same machine drop it at once. A name carries the machine (its host name and
+boot), the process id and the process's start time, so neither a process id used again nor
+another machine of the same host name is taken for the owner. Standard library only: ``status``
+and ``deploy`` use it without the runtime's HTTP stack.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import os
 import socket
 import uuid
 
-__all__ = ["gone", "new_owner"]
+__all__ = ["gone", "mine", "new_owner"]
 
 
 def new_owner() -> str:
     """A name for what a request of this process holds, that :func:`gone` can judge."""
     return f"{_PROCESS}:{uuid.uuid4().hex}"
+
+
+def mine(owner: str) -> bool:
+    """Whether ``owner`` was named by this very process."""
+    return owner.startswith(f"{_PROCESS}:")
 
 
 def gone(owner: str) -> bool:

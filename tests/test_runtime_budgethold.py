@@ -60,13 +60,22 @@ def world(provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> W
     return priced_world(root, {"primary": provider}, {AGENT: (["primary"], HELD)})
 
 
-def spent(root: Path) -> float:
-    """USD the agent spent today, as the state store counts it."""
+def today(root: Path, what: str) -> float:
+    """USD of the agent today in the state store: what it ``spent``, or what its requests in
+    flight hold (``held``)."""
     store = StateStore(state_store_location(root))
     try:
-        return store.spent(AGENT, "production", utc_day(time.time()))
+        return float(getattr(store, what)(AGENT, "production", utc_day(time.time())))
     finally:
         store.close()
+
+
+def spent(root: Path) -> float:
+    return today(root, "spent")
+
+
+def held(root: Path) -> float:
+    return today(root, "held")
 
 
 def leave_mid_stream(url: str, text: str) -> bytes:
@@ -86,15 +95,6 @@ def leave_mid_stream(url: str, text: str) -> bytes:
             got += part
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     return got
-
-
-def held(root: Path) -> float:
-    """USD the requests in flight of the agent hold in the state store now."""
-    store = StateStore(state_store_location(root))
-    try:
-        return store.held(AGENT, "production", utc_day(time.time()))
-    finally:
-        store.close()
 
 
 def ask(url: str, text: str, max_tokens: int, stream: bool = False) -> HttpAnswer:

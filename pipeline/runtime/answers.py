@@ -9,8 +9,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from pipeline.runtime import calls
-from pipeline.runtime.model import AllProvidersDown, Answer, Attempt, ChatRequest, Observer
+from pipeline.runtime.model import (
+    AllProvidersDown,
+    Answer,
+    Attempt,
+    BadRequest,
+    ChatRequest,
+    Observer,
+)
 from pipeline.runtime.releases import ChainEntry, Release
+from pipeline.runtime.requestcheck import tool_answer_problem
 from pipeline.runtime.settings import Resilience
 from pipeline.runtime.store import Fault, StateStore, StoreUnavailable
 from pipeline.runtime.storehealth import StoreHealth
@@ -238,7 +246,10 @@ def as_chunk(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def messages_for(release: Release, chat: ChatRequest) -> list[dict[str, Any]]:
-    """The system prompt of the release, then the client's messages."""
+    """The system prompt of the release, then the client's messages (its session's history
+    first); BadRequest when a tool message answers no tool call of the conversation."""
+    if (problem := tool_answer_problem(chat.messages)) is not None:
+        raise BadRequest(problem)
     system = release.system_message(chat.vars)
     return [{"role": "system", "content": system}, *(dict(m) for m in chat.messages)]
 

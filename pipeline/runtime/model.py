@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import EXIT_INCOMPLETE, KnowngoodError, UsageError
-from pipeline.runtime.requestcheck import kind, message_problem, param_problem
+from pipeline.runtime.requestcheck import kind, message_problem, param_problem, plain_schemas
 
 if TYPE_CHECKING:
     from pipeline.runtime.releases import Change
@@ -298,7 +298,7 @@ def parse_chat_request(data: Any) -> tuple[str, ChatRequest]:
         raise BadRequest(problem)
     return agent, ChatRequest(
         messages=tuple(messages),
-        params=params,
+        params=plain_schemas(params),
         vars=variables,
         stream=stream,
         include_usage=bool(options.get("include_usage")),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pipeline.loading import nests_deeper
@@ -28,6 +28,8 @@ __all__ = [
     "load_body",
     "message_problem",
     "param_problem",
+    "plain_schemas",
+    "tool_answer_problem",
 ]
 
 MAX_DEPTH = 64  # arrays and objects inside each other in a request body
@@ -93,6 +95,8 @@ def message_problem(i: int, message: Any) -> str | None:
         for j, part in enumerate(content):
             if (problem := _part_problem(f"{where}.content[{j}]", part)) is not None:
                 return problem
+            if part.get("type") == "refusal" and role != "assistant":  # litellm fails on it
+                return f"{where}.content[{j}]: a refusal part is an assistant's, not a {role}'s"
     elif not isinstance(content, str):
         return f"{where}.content must be a string or an array of content parts"
     if role == "assistant":
@@ -100,6 +104,81 @@ def message_problem(i: int, message: Any) -> str | None:
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
         return f"{where}.tool_call_id is required (the id of the tool call it answers)"
     return None
+
+
+def tool_answer_problem(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """What is wrong with the conversation ``messages`` (its session's history included): a
+    ``tool`` message that answers no tool call of an earlier assistant message. OpenAI refuses
+    it; litellm's translation for Gemini fails on it before sending, like a provider's fault."""
+    asked: set[str] = set()
+    for message in messages:
+        if message.get("role") == "assistant":
+            asked |= {c["id"] for c in message.get("tool_calls") or () if isinstance(c, dict)}
+        elif message.get("role") == "tool" and message.get("tool_call_id") not in asked:
+            shown = repr(message.get("tool_call_id"))[:80]
+            return (
+                f"a tool message answers the tool call {shown}, which no earlier assistant "
+                "message of the conversation made"
+            )
+    return None
+
+
+def plain_schemas(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``true`` and ``false`` written ``{}`` and ``{"not": {}}`` (the same
+    schemas) where ``response_format``'s JSON Schema has a subschema in a property, an item, a
+    definition or an ``anyOf``/``allOf``/``oneOf``: litellm's translation for some Gemini
+    models fails on a boolean there before sending, like a provider's fault.
+    ``additionalProperties: false`` stays as it is (OpenAI's strict mode asks for it)."""
+    shape = params.get("response_format")
+    if not isinstance(shape, dict) or not isinstance(inner := shape.get("json_schema"), dict):
+        return params
+    schema = inner.get("schema")
+    if not isinstance(schema, dict) or not _has_boolean(schema):
+        return params
+    plain = {**inner, "schema": _plain(schema)}
+    return {**params, "response_format": {**shape, "json_schema": plain}}
+
+
+_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_ONES = ("items", "contains", "not", "if", "then", "else", "propertyNames", "additionalItems")
+
+
+def _subschemas(schema: dict[str, Any]) -> Iterator[Any]:
+    for key in _MAPS:
+        if isinstance(found := schema.get(key), dict):
+            yield from found.values()
+    for key in _LISTS:
+        if isinstance(found := schema.get(key), list):
+            yield from found
+    for key in _ONES:
+        if key in schema:
+            yield schema[key]
+
+
+def _has_boolean(schema: dict[str, Any]) -> bool:
+    return any(
+        isinstance(sub, bool) or (isinstance(sub, dict) and _has_boolean(sub))
+        for sub in _subschemas(schema)
+    )
+
+
+def _plain(schema: Any) -> Any:
+    if isinstance(schema, bool):
+        return {} if schema else {"not": {}}
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _MAPS:
+        if isinstance(found := schema.get(key), dict):
+            out[key] = {k: _plain(v) for k, v in found.items()}
+    for key in _LISTS:
+        if isinstance(found := schema.get(key), list):
+            out[key] = [_plain(v) for v in found]
+    for key in _ONES:
+        if key in schema:
+            out[key] = _plain(schema[key])
+    return out
 
 
 def _part_problem(where: str, part: Any) -> str | None:

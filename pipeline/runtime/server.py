@@ -137,6 +137,8 @@ async def _chat(
         answer = await runtime.ask(release, chat)
     except SessionTaken as e:
         return error_response(409, e.message, "invalid_request_error", "session_taken")
+    except BadRequest as e:  # the conversation, its session's history included
+        return error_response(400, e.message, "invalid_request_error")
     except ConfigError as e:  # a prompt variable the request did not send
         return error_response(
             400, e.message + (f" ({e.hint})" if e.hint else ""), "invalid_request_error"

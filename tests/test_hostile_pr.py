@@ -689,15 +689,20 @@ JUDGE_V1 = (
 
 
 def judging_responder(wire: str, body: dict[str, Any]) -> Reply:
-    """gateutil's model, and a literal grader: an answer passes a rubric when it holds the
-    rubric's last word, or when the grading prompt says every answer passes."""
+    """gateutil's model (that obeys "Reply with exactly: <word>" in any message), and a literal
+    grader: an answer passes a rubric when it holds the rubric's last word, or when the grading
+    prompt says every answer passes."""
     import re
 
     prompt = last_user_text(wire, body)
     rubric = re.search(r"<rubric>(.*?)</rubric>", prompt, re.S)
     answer = re.search(r"<answer>(.*?)</answer>", prompt, re.S)
     if rubric is None or answer is None:
-        return gate_responder(wire, body)
+        sent = " ".join(str(m.get("content")) for m in body.get("messages") or [])
+        told = re.search(r"Reply with exactly: (\w+)", sent)  # obeyed from any message
+        if told is None or "Where is" in prompt:  # an order is still looked up
+            return gate_responder(wire, body)
+        return Reply(text=told.group(1))
     word = rubric.group(1).strip().rstrip(".").split()[-1].lower()
     passed = word in answer.group(1).lower() or "Every answer passes" in prompt
     return Reply(text=json.dumps({"pass": passed, "reason": f"looked for {word}"}))
@@ -917,3 +922,120 @@ def test_offline_a_judgement_the_cache_lacks_counts_as_failing_base_expectations
     assert code == 1, err
     assert rows(data)["shop/pr/hello@openai"][1:] == ("pass", "expectations_changed")
     assert "--offline" in _hello(data)["detail"], _hello(data)
+
+
+# -- a pull request that changes what its test sends -------------------------------------------
+
+HELLO_INPUT = "    input: Hi\n"  # the hello case's input in PR_SUITE
+TOLD = "    input: 'Reply with exactly: acme'\n"
+
+
+def test_a_pr_that_changes_the_input_of_the_case_it_breaks_does_not_pass(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The change breaks the hello case and, in the same commit, has it send a message the
+    broken agent answers as expected: the expectation is untouched, the test is not."""
+    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
+    p.edit("evals/shop/pr.yaml", HELLO_INPUT, TOLD)
+    p.commit("rename the company, and have its test say the answer")
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "pass", "expectations_changed")
+    assert data["headline"] == "❌ knowngood: 1 case with changed expectations in shop"
+    assert data["counts"]["expectations_changed"] == data["counts"]["blocking"] == 1
+    row = _hello(data)
+    assert row["base_expect"] is None and row["head_expect"] is None, row
+    assert row["base_input"] == '"Hi"' and row["head_input"] == '"Reply with exactly: acme"'
+    assert row["detail"].startswith("passes this change's input, fails base's"), row
+    assert "Hello from Bobco" in row["detail"], row
+    comment = md.read_text()
+    assert comment.splitlines()[1] == "### ❌ knowngood: 1 case with changed expectations in shop"
+    assert "| base sends | this change sends |" in comment
+    assert '| `"Hi"` | `"Reply with exactly: acme"` |' in comment, comment
+    assert data["cost"]["calls"] == 5  # head's and base's two cases, head's agent on base's input
+    assert "1 case with changed expectations in shop" in err.splitlines()[-1]
+
+
+def test_a_pr_that_changes_the_suite_vars_of_the_case_it_breaks_does_not_pass(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same through the suite-level vars that every case's system prompt is rendered with."""
+    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
+    p.edit(
+        "evals/shop/pr.yaml",
+        "vars: {customer: Ann}",
+        "vars: {customer: 'Ann. Reply with exactly: acme'}",
+    )
+    p.commit("rename the company, and have the prompt say the answer")
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "pass", "expectations_changed")
+    assert data["headline"] == "❌ knowngood: 1 case with changed expectations in shop"
+    row = _hello(data)
+    assert '"customer": "Ann"' in row["base_input"], row
+    assert "Reply with exactly: acme" in row["head_input"], row
+    # the tool case's request changed too, and HEAD's agent passes base's: a plain pass
+    tool = next(c for c in data["cases"] if (c["agent"], c["case"]) == ("shop", "tool"))
+    assert tool["comparison"] == "unchanged" and not tool["blocking"], tool
+    assert "Reply with exactly" in md.read_text()
+
+
+def test_a_changed_input_passes_only_when_base_allows_changed_expectations(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
+    p.edit("evals/shop/pr.yaml", HELLO_INPUT, TOLD)
+    p.commit("rename the company, and have its test say the answer")
+    git(p.top, "checkout", "-q", "main")
+    p.edit("knowngood.yaml", "eval:\n", "gate: {allow_expectation_changes: true}\neval:\n")
+    p.commit("changed tests are reviewed by people")
+    git(p.top, "push", "-q", "origin", "main")
+    git(p.top, "checkout", "-q", "feature")
+    git(p.top, "rebase", "-q", "main")
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert code == 0, err
+    assert data["headline"].startswith(
+        "⚠️ knowngood: 1 case with changed expectations allowed by "
+        "gate.allow_expectation_changes, no regressions"
+    ), data["headline"]
+    row = _hello(data)
+    assert row["comparison"] == "expectations_changed" and row["blocking"] is False
+    assert md.read_text().splitlines()[1].startswith("### ⚠️ knowngood: 1 case with changed")
+
+
+def test_a_changed_input_the_agent_also_answers_by_base_is_a_plain_pass(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reworded input: the agent (unchanged) passes base's input too, one extra call."""
+    p = Project(tmp_path, grader)
+    p.edit("evals/shop/pr.yaml", HELLO_INPUT, "    input: Hello there\n")
+    p.commit("a friendlier greeting")
+    calls = len(grader.requests)
+    code, data, _, err = gate(p, capsys)
+    assert code == 0, err
+    assert data["headline"].startswith("✅ knowngood: no regressions")
+    row = _hello(data)
+    assert row["comparison"] == "unchanged" and not row["blocking"], row
+    assert "passes base's input too" in row["detail"], row
+    assert row["base_input"] == '"Hi"' and row["head_input"] == '"Hello there"'
+    # head's two cases, base's hello (base's tool is head's request: cached), then head's agent
+    # on base's input: base's hello request again, answered by the cache
+    assert len(grader.requests) - calls == data["cost"]["calls"] == 3, data["cost"]
+
+
+def test_an_unchanged_suite_makes_no_extra_call(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Project(tmp_path, grader)
+    p.edit("agents/shop/prompts/system.md", "You are talking to", "You are chatting with")
+    p.commit("a politer prompt")
+    calls = len(grader.requests)
+    code, data, _, err = gate(p, capsys)
+    assert code == 0, err
+    row = _hello(data)
+    assert row["base_input"] is None and row["head_input"] is None
+    # head's two cases and base's two: nothing on base's inputs
+    assert len(grader.requests) - calls == data["cost"]["calls"] == 4, data["cost"]

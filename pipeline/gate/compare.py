@@ -22,6 +22,10 @@ Rules (one row per agent, suite, case and provider):
   on the same answer; failing them makes it ``expectations_changed``: the change loosened its
   own test. A case base passed that is gone from head's suites (``removed``) loosens it too.
   Both block unless ``gate.allow_expectation_changes`` (read from base).
+* a case whose request the change altered (its ``input``, or its ``vars`` merged over its
+  suite's) and that passes on head is run again: head's agent on base's input and vars, judged
+  by base's expectations; failing that makes it ``expectations_changed`` too, passing it is a
+  plain pass.
 * a case that head asks less of than base (a lower ``pass_rate``, set on the case, its suite or
   ``eval.pass_rate``) is judged on head by base's pass rate: the change cannot lower the bar of
   its own check; the lower one applies once it is merged.
@@ -41,6 +45,7 @@ from pipeline.words import printable
 
 if TYPE_CHECKING:
     from pipeline.gate.expectations import CaseId, ExpectChange
+    from pipeline.gate.inputs import InputChange
 
 DETAIL_ACTUAL = 160  # characters of the actual answer shown in "what differs"
 
@@ -48,15 +53,20 @@ DETAIL_ACTUAL = 160  # characters of the actual answer shown in "what differs"
 @dataclass(slots=True)
 class ExpectationCheck:
     """What the change did to its tests: the cases whose expectations it altered (or dropped),
-    and head's answers to them judged by base's expectations."""
+    and head's answers to them judged by base's expectations; the cases whose input or vars it
+    altered, and head's agent on base's input and vars."""
 
     changes: Mapping[CaseId, ExpectChange] = field(default_factory=dict)
     judged: Mapping[tuple[str, str, str, str], CaseResult] = field(default_factory=dict)
     allowed: bool = False  # gate.allow_expectation_changes (base's)
+    inputs: Mapping[CaseId, InputChange] = field(default_factory=dict)
+    sent: Mapping[tuple[str, str, str, str], CaseResult] = field(default_factory=dict)
 
     def by_base(self, h: CaseResult) -> CaseResult | None:
-        """Head's answers to ``h`` judged by base's expectations, at ``h``'s pass rate."""
-        found = self.judged.get(h.key)
+        """Head's answers to ``h`` judged by base's expectations (run on base's input when
+        the change altered it), at ``h``'s pass rate."""
+        moved = (h.agent, h.suite, h.case) in self.inputs
+        found = (self.sent if moved else self.judged).get(h.key)
         return replace(found, pass_rate=h.pass_rate) if found is not None else None
 
 
@@ -124,22 +134,34 @@ def compare_runs(
 
 
 def _expected(row: CaseDiff, h: CaseResult, tests: ExpectationCheck) -> CaseDiff:
-    """``row`` when the change kept the case's expectations; else with both versions, and
-    *expectations_changed* when head's answer passes head's and fails base's."""
-    change = tests.changes.get((h.agent, h.suite, h.case))
-    if change is None:
+    """``row`` when the change kept the case's test (its expectations, its input and vars);
+    else with both versions, and *expectations_changed* when head passes its own test and
+    fails base's."""
+    case = (h.agent, h.suite, h.case)
+    change, moved = tests.changes.get(case), tests.inputs.get(case)
+    if change is None and moved is None:
         return row
-    row.base_expect, row.head_expect = change.base_text, change.head_text
-    if row.head != "pass":  # failing its own expectations: already shown for what it is
+    if change is not None:
+        row.base_expect, row.head_expect = change.base_text, change.head_text
+    if moved is not None:
+        row.base_input, row.head_input = moved.base_text, moved.head_text
+    if row.head != "pass":  # failing its own test: already shown for what it is
         return row
+    what = (
+        "expectations" if moved is None else "input" if change is None else "input and expectations"
+    )
     judged = tests.by_base(h)
     if judged is not None and judged.status == "pass":
-        row.detail = _join(row.detail, "expectations changed; the answer passes base's too")
+        passes = "the answer passes base's too" if moved is None else f"it passes base's {what} too"
+        row.detail = _join(row.detail, f"{what} changed; {passes}")
         return row
-    why = _why(judged) if judged is not None else "not judged by base's expectations"
+    missing = (
+        "not run on base's input" if moved is not None else "not judged by base's expectations"
+    )
+    why = _why(judged) if judged is not None else missing
     row.comparison, row.loosened, row.blocking = "expectations_changed", True, not tests.allowed
     row.detail = printable(
-        _join(f"passes this change's expectations, fails base's: {why}", _lowered(row.detail))
+        _join(f"passes this change's {what}, fails base's: {why}", _lowered(row.detail))
     )
     return row
 

@@ -165,33 +165,43 @@ class _Gate:
         result.annotations += gate_annotations(repo, result.agents.values())
 
     def _tests(self, repo: Repo, head_run: EvalRun, budget: float | None) -> ExpectationCheck:
-        """The expectations this change altered, and head's answers judged by base's (their
-        judge calls within what is left of the budget after both sides' evals)."""
-        from pipeline.gate.expectations import expectation_changes, judge_by_base
+        """The expectations, inputs and vars this change altered; head's answers judged by
+        base's expectations, and head's agent run on base's inputs (their calls within what is
+        left of the budget after both sides' evals)."""
+        from pipeline.gate.expectations import Expectations, expectation_changes, judge_by_base
+        from pipeline.gate.inputs import input_changes, run_by_base
 
-        result = self.result
-        found = expectation_changes(self.git, result.base.commit, result.head.commit, self.names)
+        result, names = self.result, self.names
+        found = expectation_changes(self.git, result.base.commit, result.head.commit, names)
+        moved = input_changes(self.git, result.base.commit, result.head.commit, names)
         tests = ExpectationCheck(found.changes, allowed=result.allow_expectation_changes)
-        if not found.changes or not head_run.cases:
+        tests.inputs = moved
+        if not (found.changes or moved) or not head_run.cases:
             return tests
         spent = head_run.spent_usd
         if result.base.source == "evaluated" and result.base.run is not None:
             spent += result.base.run.spent_usd
         left = None if budget is None else max(0.0, budget - spent)
+        opts = self.options
+        # a case whose input changed is judged on base's input, with base's expectations
+        kept = {k: v for k, v in found.changes.items() if k not in moved}
         judged = judge_by_base(
-            repo,
-            head_run,
-            found,
-            budget_usd=left,
-            cache_dir=self.cache_dir,
-            offline=self.options.offline,
-            concurrency=self.options.concurrency,
+            repo, head_run, Expectations(kept, found.base_prompts), budget_usd=left,
+            cache_dir=self.cache_dir, offline=opts.offline, concurrency=opts.concurrency,
             graders=self.graders,
-        )
-        head_run.spent_usd += judged.spent_usd  # the grading is part of the head's evaluation
-        head_run.calls_made += judged.calls_made
-        head_run.cache_hits += judged.cache_hits
+        )  # fmt: skip
+        sent = run_by_base(
+            repo, head_run, moved, found,
+            budget_usd=None if left is None else max(0.0, left - judged.spent_usd),
+            cache_dir=self.cache_dir, offline=opts.offline, concurrency=opts.concurrency,
+            graders=self.graders,
+        )  # fmt: skip
+        for extra in (judged, sent):  # part of the head's evaluation
+            head_run.spent_usd += extra.spent_usd
+            head_run.calls_made += extra.calls_made
+            head_run.cache_hits += extra.cache_hits
         tests.judged = {c.key: c for c in judged.cases}
+        tests.sent = {c.key: c for c in sent.cases}
         return tests
 
     def _keys_stay_home(self, repo: Repo) -> Repo:

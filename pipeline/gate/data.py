@@ -110,6 +110,8 @@ def _row(r: CaseDiff) -> dict[str, Any]:
         "base_tokens": r.base_tokens,
         "base_expect": r.base_expect,
         "head_expect": r.head_expect,
+        "base_input": r.base_input,
+        "head_input": r.head_input,
     }
 
 

@@ -73,7 +73,7 @@ def expectation_changes(git: Git, base: str, head: str, agents: Iterable[str]) -
     edited = {v for v in edited if base_prompts.get(v) != head_prompts.get(v)}
     changes: dict[CaseId, ExpectChange] = {}
     for agent in agents:
-        base_files, head_files = _suite_files(git, base, agent), _suite_files(git, head, agent)
+        base_files, head_files = suite_files(git, base, agent), suite_files(git, head, agent)
         if base_files == head_files and not edited:  # the same blobs: nothing to compare
             continue
         head_cases = _cases(git, head, head_files)
@@ -85,7 +85,7 @@ def expectation_changes(git: Git, base: str, head: str, agents: Iterable[str]) -
     return Expectations(changes, base_prompts)
 
 
-def _suite_files(git: Git, commit: str, agent: str) -> dict[str, str]:
+def suite_files(git: Git, commit: str, agent: str) -> dict[str, str]:
     """Path -> blob of each suite file of ``agent`` at ``commit``."""
     from pipeline.changes.revision import list_tree
 

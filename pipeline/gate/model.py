@@ -62,6 +62,10 @@ class CaseDiff:
     # The case's expectations on each side, when the change altered them (head None: deleted)
     base_expect: str | None = None
     head_expect: str | None = None
+    # What the case sends on each side (its input, and its vars when they differ), when the
+    # change altered that
+    base_input: str | None = None
+    head_input: str | None = None
     # Loosens the test: passes head's expectations and fails base's, or a case base passed that
     # the change deleted (blocks unless gate.allow_expectation_changes)
     loosened: bool = False

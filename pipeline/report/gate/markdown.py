@@ -125,14 +125,15 @@ _LOOSENED_SHOWN = 30  # rows of the changed-expectations table (the JSON report 
 
 
 def _loosened(result: GateResult) -> list[str]:
-    """The cases whose test this change loosened, with both versions of their expectations."""
+    """The cases whose test this change loosened, with both versions of their expectations
+    and of what they send."""
     rows = result.loosened
     if not rows:
         return []
     n = len(rows)
     what = (
-        "this change altered their expectations and its answer passes its own but fails base's, "
-        "or it deleted a case that passed on base"
+        "this change altered their expectations, or what they send (input, vars), and passes "
+        "its own test but fails base's, or it deleted a case that passed on base"
     )
     if result.allow_expectation_changes:
         out = [
@@ -148,15 +149,24 @@ def _loosened(result: GateResult) -> list[str]:
             "over this check, or `gate: {allow_expectation_changes: true}` in knowngood.yaml "
             "(read from the base branch) lets such changes through.",
         ]
-    out += ["", "| case | provider | base expects | this change expects |", "|---|---|---|---|"]
-    for r in rows[:_LOOSENED_SHOWN]:
-        head = _code(r.head_expect, 300, in_table=True) if r.head_expect else "*(deleted)*"
-        base = _code(r.base_expect, 300, in_table=True) if r.base_expect else "?"
-        out.append(
-            f"| {_code(f'{r.suite}/{r.case}', in_table=True)} | {_cell(r.provider)} | {base} | {head} |"
-        )
-    if n > _LOOSENED_SHOWN:
-        out.append(f"| … and {n - _LOOSENED_SHOWN} more | | | |")
+    expected = [r for r in rows if r.base_expect is not None or r.base_input is None]
+    sent = [r for r in rows if r.base_input is not None]
+    for subset, header, base_of, head_of in (
+        (expected, "| base expects | this change expects |", "base_expect", "head_expect"),
+        (sent, "| base sends | this change sends |", "base_input", "head_input"),
+    ):
+        if not subset:
+            continue
+        out += ["", f"| case | provider {header}", "|---|---|---|---|"]
+        for r in subset[:_LOOSENED_SHOWN]:
+            base, head = getattr(r, base_of), getattr(r, head_of)
+            head = _code(head, 300, in_table=True) if head else "*(deleted)*"
+            base = _code(base, 300, in_table=True) if base else "?"
+            out.append(
+                f"| {_code(f'{r.suite}/{r.case}', in_table=True)} | {_cell(r.provider)} | {base} | {head} |"
+            )
+        if len(subset) > _LOOSENED_SHOWN:
+            out.append(f"| … and {len(subset) - _LOOSENED_SHOWN} more | | | |")
     return [*out, ""]
 
 

@@ -58,8 +58,9 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
     if loosened:
         lines.append(
             click.style(
-                f"expectations: {plural(len(loosened), 'case')} whose expectations this change "
-                "loosened (its answer passes them and fails base's) or deleted (it passed on base)"
+                f"expectations: {plural(len(loosened), 'case')} whose expectations or input this "
+                "change loosened (it passes its own test and fails base's) or deleted (it passed "
+                "on base)"
                 + (
                     " (allowed by gate.allow_expectation_changes)"
                     if result.allow_expectation_changes
@@ -72,8 +73,12 @@ def text(result: GateResult, *, verbose: bool = False) -> str:
         )
         for r in loosened:
             lines.append(f"  {r.suite}/{r.case} [{r.provider}]")
-            lines.append(f"    base: {printable(r.base_expect or '?')}")
-            lines.append(f"    head: {printable(r.head_expect or '(deleted)')}")
+            if r.base_expect is not None or r.base_input is None:
+                lines.append(f"    base: {printable(r.base_expect or '?')}")
+                lines.append(f"    head: {printable(r.head_expect or '(deleted)')}")
+            if r.base_input is not None:
+                lines.append(f"    base sends: {printable(r.base_input)}")
+                lines.append(f"    head sends: {printable(r.head_input or '?')}")
     if result.opt_out:
         lines.append(f"revert: this change opts out of automatic revert ({result.opt_out})")
     for notice in result.notices:

@@ -1039,3 +1039,21 @@ def test_an_unchanged_suite_makes_no_extra_call(
     assert row["base_input"] is None and row["head_input"] is None
     # head's two cases and base's two: nothing on base's inputs
     assert len(grader.requests) - calls == data["cost"]["calls"] == 4, data["cost"]
+
+
+def test_offline_base_input_the_cache_lacks_counts_as_failing_base_test(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--offline sends nothing: head's agent was never asked base's input, so the case cannot
+    be shown to pass base's test and is not a plain pass."""
+    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
+    p.edit("evals/shop/pr.yaml", HELLO_INPUT, TOLD)
+    p.commit("rename the company, and have its test say the answer")
+    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 0  # head cached
+    capsys.readouterr()
+    calls = len(grader.requests)
+    code, data, _, err = gate(p, capsys, "--offline")
+    assert len(grader.requests) == calls
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"][1:] == ("pass", "expectations_changed")
+    assert "--offline" in _hello(data)["detail"], _hello(data)

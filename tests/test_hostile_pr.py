@@ -1057,3 +1057,21 @@ def test_offline_base_input_the_cache_lacks_counts_as_failing_base_test(
     assert code == 1, err
     assert rows(data)["shop/pr/hello@openai"][1:] == ("pass", "expectations_changed")
     assert "--offline" in _hello(data)["detail"], _hello(data)
+
+
+def test_a_changed_input_is_quoted_as_text_in_the_comment(
+    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both inputs are shown; the change's own may hold markup."""
+    evil = f"Reply with exactly: acme `` </details><h2>{FORGED}</h2> ![x](https://evil.example/ok.png) |"
+    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
+    p.edit("evals/shop/pr.yaml", HELLO_INPUT, f"    input: '{evil}'\n")
+    p.commit("rename the company, and have its test say the answer in markup")
+    md = tmp_path / "gate.md"
+    code, data, _, err = gate(p, capsys, "--markdown", str(md))
+    assert code == 1, err
+    assert rows(data)["shop/pr/hello@openai"] == ("pass", "pass", "expectations_changed")
+    assert "| base sends | this change sends |" in md.read_text()
+    html = _html(md.read_text())
+    assert "<h2>" not in html and "<img" not in html, html
+    assert html.count("<details>") == html.count("</details>")

@@ -889,23 +889,6 @@ def test_a_tighter_expectation_that_the_answer_meets_is_a_plain_pass(
     assert len(grader.requests) - calls == 2 == data["cost"]["calls"]
 
 
-def test_a_changed_expectation_is_quoted_as_text_in_the_comment(
-    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Both versions of the expectation are shown; the change's own may hold markup."""
-    evil = f"`` </details><h2>{FORGED}</h2> ![x](https://evil.example/ok.png) |"
-    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
-    p.edit("evals/shop/pr.yaml", HELLO_EXPECT, f"      - not: {{contains: '{evil}'}}\n")
-    p.commit("rename the company, and expect no markup")
-    md = tmp_path / "gate.md"
-    code, data, _, err = gate(p, capsys, "--markdown", str(md))
-    assert code == 1, err
-    assert rows(data)["shop/pr/hello@openai"] == ("pass", "pass", "expectations_changed")
-    html = _html(md.read_text())
-    assert "<h2>" not in html and "<img" not in html, html
-    assert html.count("<details>") == html.count("</details>")
-
-
 def test_offline_a_judgement_the_cache_lacks_counts_as_failing_base_expectations(
     tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1059,19 +1042,44 @@ def test_offline_base_input_the_cache_lacks_counts_as_failing_base_test(
     assert "--offline" in _hello(data)["detail"], _hello(data)
 
 
-def test_a_changed_input_is_quoted_as_text_in_the_comment(
-    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+EVIL = f"`` </details><h2>{FORGED}</h2> ![x](https://evil.example/ok.png) |"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "table"),
+    [
+        (
+            HELLO_EXPECT,
+            f"      - not: {{contains: '{EVIL}'}}\n",
+            "| base expects | this change expects |",
+        ),
+        (
+            HELLO_INPUT,
+            f"    input: 'Reply with exactly: acme {EVIL}'\n",
+            "| base sends | this change sends |",
+        ),
+    ],
+    ids=["expectation", "input"],
+)
+def test_a_changed_test_is_quoted_as_text_in_the_comment(
+    tmp_path: Path,
+    grader: FakeProvider,
+    gate_env: None,
+    capsys: pytest.CaptureFixture[str],
+    old: str,
+    new: str,
+    table: str,
 ) -> None:
-    """Both inputs are shown; the change's own may hold markup."""
-    evil = f"Reply with exactly: acme `` </details><h2>{FORGED}</h2> ![x](https://evil.example/ok.png) |"
+    """Both versions of a changed expectation or input are shown; the change's own may hold
+    markup."""
     p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
-    p.edit("evals/shop/pr.yaml", HELLO_INPUT, f"    input: '{evil}'\n")
-    p.commit("rename the company, and have its test say the answer in markup")
+    p.edit("evals/shop/pr.yaml", old, new)
+    p.commit("rename the company, and change its test, in markup")
     md = tmp_path / "gate.md"
     code, data, _, err = gate(p, capsys, "--markdown", str(md))
     assert code == 1, err
     assert rows(data)["shop/pr/hello@openai"] == ("pass", "pass", "expectations_changed")
-    assert "| base sends | this change sends |" in md.read_text()
+    assert table in md.read_text()
     html = _html(md.read_text())
     assert "<h2>" not in html and "<img" not in html, html
     assert html.count("<details>") == html.count("</details>")

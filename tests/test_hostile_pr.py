@@ -838,6 +838,16 @@ def test_a_pr_that_deletes_the_case_it_breaks_does_not_pass(
     assert "(deleted)" in err
 
 
+def _allow_on_base(p: Project) -> None:
+    """Base's knowngood.yaml allows changed expectations; the pull request rebased on it."""
+    git(p.top, "checkout", "-q", "main")
+    p.edit("knowngood.yaml", "eval:\n", "gate: {allow_expectation_changes: true}\neval:\n")
+    p.commit("changed tests are reviewed by people")
+    git(p.top, "push", "-q", "origin", "main")
+    git(p.top, "checkout", "-q", "feature")
+    git(p.top, "rebase", "-q", "main")
+
+
 def test_changed_expectations_pass_only_when_base_allows_them(
     tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -852,12 +862,7 @@ def test_changed_expectations_pass_only_when_base_allows_them(
     assert data["allow_expectation_changes"] is False
     assert rows(data)["shop/pr/hello@openai"] == ("pass", "pass", "expectations_changed")
 
-    git(p.top, "checkout", "-q", "main")
-    p.edit("knowngood.yaml", "eval:\n", "gate: {allow_expectation_changes: true}\neval:\n")
-    p.commit("changed expectations are reviewed by people")
-    git(p.top, "push", "-q", "origin", "main")
-    git(p.top, "checkout", "-q", "feature")
-    git(p.top, "rebase", "-q", "main")
+    _allow_on_base(p)
     md = tmp_path / "gate.md"
     code, data, _, err = gate(p, capsys, "--markdown", str(md))
     assert code == 0, err
@@ -887,24 +892,6 @@ def test_a_tighter_expectation_that_the_answer_meets_is_a_plain_pass(
     assert row["base_expect"] == '[{"icontains": "acme"}]'
     # judging by base's expectations asked no model: head and base were all it called
     assert len(grader.requests) - calls == 2 == data["cost"]["calls"]
-
-
-def test_offline_a_judgement_the_cache_lacks_counts_as_failing_base_expectations(
-    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--offline sends nothing: base's rubric on head's answer was never graded, so the case
-    cannot be shown to meet base's expectations and is not a plain pass."""
-    p = _loosening_project(tmp_path, grader, "      - judge: {rubric: Mentions acme.}\n")
-    p.edit("evals/shop/pr.yaml", "rubric: Mentions acme.", "rubric: Says hello.")
-    p.commit("rename the company, and grade something else")
-    assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 0  # head cached
-    capsys.readouterr()
-    calls = len(grader.requests)
-    code, data, _, err = gate(p, capsys, "--offline")
-    assert len(grader.requests) == calls
-    assert code == 1, err
-    assert rows(data)["shop/pr/hello@openai"][1:] == ("pass", "expectations_changed")
-    assert "--offline" in _hello(data)["detail"], _hello(data)
 
 
 # -- a pull request that changes what its test sends -------------------------------------------
@@ -971,12 +958,7 @@ def test_a_changed_input_passes_only_when_base_allows_changed_expectations(
     p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
     p.edit("evals/shop/pr.yaml", HELLO_INPUT, TOLD)
     p.commit("rename the company, and have its test say the answer")
-    git(p.top, "checkout", "-q", "main")
-    p.edit("knowngood.yaml", "eval:\n", "gate: {allow_expectation_changes: true}\neval:\n")
-    p.commit("changed tests are reviewed by people")
-    git(p.top, "push", "-q", "origin", "main")
-    git(p.top, "checkout", "-q", "feature")
-    git(p.top, "rebase", "-q", "main")
+    _allow_on_base(p)
     md = tmp_path / "gate.md"
     code, data, _, err = gate(p, capsys, "--markdown", str(md))
     assert code == 0, err
@@ -1024,14 +1006,33 @@ def test_an_unchanged_suite_makes_no_extra_call(
     assert len(grader.requests) - calls == data["cost"]["calls"] == 4, data["cost"]
 
 
-def test_offline_base_input_the_cache_lacks_counts_as_failing_base_test(
-    tmp_path: Path, grader: FakeProvider, gate_env: None, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("expect", "old", "new"),
+    [
+        (
+            "      - judge: {rubric: Mentions acme.}\n",
+            "rubric: Mentions acme.",
+            "rubric: Says hello.",
+        ),
+        (HELLO_EXPECT, HELLO_INPUT, TOLD),
+    ],
+    ids=["rubric", "input"],
+)
+def test_offline_what_the_cache_lacks_counts_as_failing_base_test(
+    tmp_path: Path,
+    grader: FakeProvider,
+    gate_env: None,
+    capsys: pytest.CaptureFixture[str],
+    expect: str,
+    old: str,
+    new: str,
 ) -> None:
-    """--offline sends nothing: head's agent was never asked base's input, so the case cannot
-    be shown to pass base's test and is not a plain pass."""
-    p = _loosening_project(tmp_path, grader, HELLO_EXPECT)
-    p.edit("evals/shop/pr.yaml", HELLO_INPUT, TOLD)
-    p.commit("rename the company, and have its test say the answer")
+    """--offline sends nothing: base's rubric was never graded on head's answer, or head's
+    agent never asked base's input, so the case cannot be shown to pass base's test and is not
+    a plain pass."""
+    p = _loosening_project(tmp_path, grader, expect)
+    p.edit("evals/shop/pr.yaml", old, new)
+    p.commit("rename the company, and change its test")
     assert main(["eval", "--repo", str(p.root), "--kind", "pull_request"]) == 0  # head cached
     capsys.readouterr()
     calls = len(grader.requests)

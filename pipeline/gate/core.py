@@ -30,6 +30,7 @@ from pipeline.gate.policy import (
     endpoint,
     revert_opt_out,
 )
+from pipeline.gate.repeats import base_repeats, note_raised, raise_repeats
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
 from pipeline.source import uncommitted
@@ -127,6 +128,9 @@ class _Gate:
             return
         repo = self._keys_stay_home(report.repo)
         self._affected()
+        # run on head at least as many times as base does: fewer repeats would be less testing
+        repeats = base_repeats(self.git, result.base.commit, self.names)
+        repo, raised = raise_repeats(repo, self.names, repeats)
         self.graders, notices = base_graders(self.policy, report.repo, self.names)
         result.notices += notices
         budget = self.options.budget_usd
@@ -155,6 +159,7 @@ class _Gate:
             present=self.present,
             tests=self._tests(repo, head_run, budget),
         )
+        note_raised(rows, raised)
         for row in rows:
             result.agents[row.agent].rows.append(row)
         # BASE evaluated here ran in the same environment (the same keys); a record did not

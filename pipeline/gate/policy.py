@@ -6,7 +6,8 @@ The pull request controls every file of HEAD, so no setting of HEAD may loosen i
 them takes effect once it is merged. So does a new ``api_base``: HEAD's evals send a provider's
 key only to an (api_base, key variable) pair BASE's knowngood.yaml already uses. So do the
 graders (``eval.judge_provider``, ``eval.embedding_provider`` and the definitions of the providers
-they and the judges name): see ``pipeline.gate.graders``. The opt-out from
+they and the judges name): see ``pipeline.gate.graders``. So does how many times a case runs, at
+the least: see ``pipeline.gate.repeats``. The opt-out from
 automatic revert, on the other hand, is the change's own statement: it is shown, so reviewers see
 it before they merge.
 """

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from evalutil import KEYS
 from pgutil import PostgresCluster, throwaway_cluster
 
 # Importing litellm must never reach for the network (price map, Anthropic beta headers).
@@ -48,3 +49,13 @@ def repo_root() -> Path:
 def postgres() -> Iterator[PostgresCluster]:
     """A real PostgreSQL cluster of its own on a free loopback port, thrown away afterwards."""
     yield from throwaway_cluster()
+
+
+@pytest.fixture
+def gate_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``knowngood gate`` run as on a laptop: the fake providers' OpenAI key, no Anthropic key,
+    and nothing of GitHub Actions (no event, repository, API, token or CI)."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
+        monkeypatch.delenv(var, raising=False)

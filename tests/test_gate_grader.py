@@ -47,14 +47,6 @@ def grader() -> Iterator[FakeProvider]:
         yield srv
 
 
-@pytest.fixture
-def gate_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def _provider(srv: FakeProvider, name: str, model: str) -> str:
     """A line under providers: on ``srv``'s OpenAI wire, with base's key variable."""
     return f"  {name}: {{model: {model}, api_base: '{srv.openai_base}', api_key_env: OPENAI_API_KEY}}\n"

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evalutil import KEYS
 from fakeproviders import FakeProvider, Reply, last_user_text
 from gateutil import Project, gate, rows
 from gateutil import responder as gate_responder
@@ -42,14 +41,6 @@ class Flaky:
 def model() -> Iterator[FakeProvider]:
     with FakeProvider(responder=Flaky()) as srv:
         yield srv
-
-
-@pytest.fixture
-def gate_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
-        monkeypatch.delenv(var, raising=False)
 
 
 def _suite(*, suite: str = "", case: str = "") -> str:

@@ -140,14 +140,6 @@ def model() -> Iterator[FakeProvider]:
         yield srv
 
 
-@pytest.fixture
-def gate_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    for var in ("GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GH_TOKEN", "CI"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def _record_base(p: Project, tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Main's results for BASE, altered by ``change``, on the real records branch."""
     from pipeline.git import Git

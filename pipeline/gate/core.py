@@ -31,6 +31,7 @@ from pipeline.gate.policy import (
     revert_opt_out,
 )
 from pipeline.gate.repeats import base_repeats, note_raised, raise_repeats
+from pipeline.gate.suites import CommittedSuites
 from pipeline.git import Git
 from pipeline.repo import CONFIG_FILE, Repo
 from pipeline.source import uncommitted
@@ -114,6 +115,10 @@ class _Gate:
     present: set[tuple[str, str, str]] = field(default_factory=set)  # cases in HEAD's suites
     cache_dir: Path | None = None
     graders: Graders | None = None  # who grades head's answers: base's (gate.graders)
+    committed: CommittedSuites = field(init=False)  # both sides' suite files, each read once
+
+    def __post_init__(self) -> None:
+        self.committed = CommittedSuites(self.git)
 
     def run(self, head_root: Path) -> None:
         from pipeline.validate import validate_repo
@@ -129,7 +134,7 @@ class _Gate:
         repo = self._keys_stay_home(report.repo)
         self._affected()
         # run on head at least as many times as base does: fewer repeats would be less testing
-        repeats = base_repeats(self.git, result.base.commit, self.names)
+        repeats = base_repeats(self.committed, result.base.commit, self.names)
         repo, raised = raise_repeats(repo, self.names, repeats)
         self.graders, notices = base_graders(self.policy, report.repo, self.names)
         result.notices += notices
@@ -177,8 +182,8 @@ class _Gate:
         from pipeline.gate.inputs import input_changes, run_by_base
 
         result, names = self.result, self.names
-        found = expectation_changes(self.git, result.base.commit, result.head.commit, names)
-        moved = input_changes(self.git, result.base.commit, result.head.commit, names)
+        found = expectation_changes(self.committed, result.base.commit, result.head.commit, names)
+        moved = input_changes(self.committed, result.base.commit, result.head.commit, names)
         tests = ExpectationCheck(found.changes, allowed=result.allow_expectation_changes)
         tests.inputs = moved
         if not (found.changes or moved) or not head_run.cases:

@@ -19,14 +19,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pipeline.evals.results import CaseResult, EvalRun, RunResult
-from pipeline.gate.policy import committed_data
 from pipeline.git import Git
-from pipeline.layout import DATA_SUFFIXES
 
 if TYPE_CHECKING:
     from pipeline.evals.graders import Graders
     from pipeline.evals.plan import Job
     from pipeline.evals.runner import Runner
+    from pipeline.gate.suites import CommittedSuites
     from pipeline.repo import Repo
 
 CaseId = tuple[str, str, str]  # agent, suite, case
@@ -65,19 +64,21 @@ class Expectations:
     base_prompts: dict[str, str]  # grading prompt version -> BASE's text
 
 
-def expectation_changes(git: Git, base: str, head: str, agents: Iterable[str]) -> Expectations:
+def expectation_changes(
+    suites: CommittedSuites, base: str, head: str, agents: Iterable[str]
+) -> Expectations:
     """Every case of ``agents``' suites on BASE whose expectations HEAD changed or dropped (a
-    case that only HEAD has is new, nothing to compare). ``git`` runs in the knowngood root."""
+    case that only HEAD has is new, nothing to compare)."""
+    git = suites.git
     base_prompts, head_prompts = _prompts(git, base), _prompts(git, head)
     edited = {v for v in base_prompts.keys() | head_prompts.keys()}
     edited = {v for v in edited if base_prompts.get(v) != head_prompts.get(v)}
     changes: dict[CaseId, ExpectChange] = {}
     for agent in agents:
-        base_files, head_files = suite_files(git, base, agent), suite_files(git, head, agent)
-        if base_files == head_files and not edited:  # the same blobs: nothing to compare
-            continue
-        head_cases = _cases(git, head, head_files)
-        for key, expect in _cases(git, base, base_files).items():
+        if suites.files(base, agent) == suites.files(head, agent) and not edited:
+            continue  # the same blobs: nothing to compare
+        head_cases = _cases(suites.documents(head, agent))
+        for key, expect in _cases(suites.documents(base, agent)).items():
             mine = head_cases.get(key)
             used = tuple(sorted(_judge_prompts(expect) & edited))
             if mine != expect or used:
@@ -85,30 +86,16 @@ def expectation_changes(git: Git, base: str, head: str, agents: Iterable[str]) -
     return Expectations(changes, base_prompts)
 
 
-def suite_files(git: Git, commit: str, agent: str) -> dict[str, str]:
-    """Path -> blob of each suite file of ``agent`` at ``commit``."""
-    from pipeline.changes.revision import list_tree
-
-    folder = f"evals/{agent}"
-    return {
-        rel: entry.sha
-        for rel, entry in sorted(list_tree(git, commit, [folder + "/"]).items())
-        if str(PurePosixPath(rel).parent) == folder and PurePosixPath(rel).suffix in DATA_SUFFIXES
-    }
-
-
 def _cases(
-    git: Git, commit: str, files: Mapping[str, str]
+    documents: Mapping[str, Mapping[str, Any]],
 ) -> dict[CaseId, tuple[Mapping[str, Any], ...]]:
     out: dict[CaseId, tuple[Mapping[str, Any], ...]] = {}
-    for rel in files:
+    for rel, data in documents.items():
         path = PurePosixPath(rel)
-        agent = path.parent.name
-        data = committed_data(git, commit, rel, "suite")
-        cases = data.get("cases") if isinstance(data, Mapping) else None
+        cases = data.get("cases")
         for case in cases if isinstance(cases, list) else ():
             if isinstance(case, Mapping) and isinstance(case.get("expect"), list):
-                out[(agent, path.stem, str(case.get("id")))] = tuple(case["expect"])
+                out[(path.parent.name, path.stem, str(case.get("id")))] = tuple(case["expect"])
     return out
 
 

@@ -22,9 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pipeline.evals.results import EvalRun
-from pipeline.gate.expectations import CaseId, Expectations, suite_files
-from pipeline.gate.policy import committed_data
-from pipeline.git import Git
+from pipeline.gate.expectations import CaseId, Expectations
+from pipeline.gate.suites import CommittedSuites
 
 if TYPE_CHECKING:
     from pipeline.evals.graders import Graders
@@ -64,19 +63,17 @@ def _text(sent: Any, variables: Mapping[str, Any], other: Mapping[str, Any]) -> 
 
 
 def input_changes(
-    git: Git, base: str, head: str, agents: Iterable[str]
+    suites: CommittedSuites, base: str, head: str, agents: Iterable[str]
 ) -> dict[CaseId, InputChange]:
     """Every case of ``agents``' suites that both BASE and HEAD have and whose input or
     effective vars differ (1, 1.0 and true differ: they render differently). An agent whose
-    suite files are the same blobs on both sides is not read. ``git`` runs in the knowngood
-    root."""
+    suite files are the same blobs on both sides is not read."""
     changes: dict[CaseId, InputChange] = {}
     for agent in agents:
-        base_files, head_files = suite_files(git, base, agent), suite_files(git, head, agent)
-        if base_files == head_files:
+        if suites.files(base, agent) == suites.files(head, agent):
             continue
-        head_cases = _sent(git, head, head_files)
-        for key, (sent, variables) in _sent(git, base, base_files).items():
+        head_cases = _sent(suites.documents(head, agent))
+        for key, (sent, variables) in _sent(suites.documents(base, agent)).items():
             mine = head_cases.get(key)
             if mine is not None and _json([sent, dict(variables)]) != _json(
                 [mine[0], dict(mine[1])]
@@ -85,13 +82,10 @@ def input_changes(
     return changes
 
 
-def _sent(git: Git, commit: str, files: Mapping[str, str]) -> dict[CaseId, Sent]:
+def _sent(documents: Mapping[str, Mapping[str, Any]]) -> dict[CaseId, Sent]:
     out: dict[CaseId, Sent] = {}
-    for rel in files:
+    for rel, data in documents.items():
         path = PurePosixPath(rel)
-        data = committed_data(git, commit, rel, "suite")
-        if not isinstance(data, Mapping):
-            continue
         shared = _vars(data)
         cases = data.get("cases")
         for case in cases if isinstance(cases, list) else ():

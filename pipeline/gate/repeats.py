@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from pipeline.gate.expectations import CaseId, suite_files
+from pipeline.gate.expectations import CaseId
 from pipeline.gate.model import CaseDiff
 from pipeline.gate.policy import committed_data
-from pipeline.git import Git
+from pipeline.gate.suites import CommittedSuites
 from pipeline.repo import CONFIG_FILE, Repo
 from pipeline.words import printable
 
@@ -40,19 +40,15 @@ class Raised:
         )
 
 
-def base_repeats(git: Git, commit: str, agents: Iterable[str]) -> dict[CaseId, int]:
+def base_repeats(suites: CommittedSuites, commit: str, agents: Iterable[str]) -> dict[CaseId, int]:
     """(agent, suite, case) -> how many times ``commit`` runs the case, for every case of
-    ``agents``' suite files there (one that does not validate counts as none). ``git`` runs in
-    the knowngood root."""
-    config = committed_data(git, commit, CONFIG_FILE, "knowngood")
+    ``agents``' suite files there (one that does not validate counts as none)."""
+    config = committed_data(suites.git, commit, CONFIG_FILE, "knowngood")
     evals = config.get("eval") if isinstance(config, Mapping) else None
     default = _count(evals.get("repeat")) if isinstance(evals, Mapping) else None
     out: dict[CaseId, int] = {}
     for agent in agents:
-        for rel in suite_files(git, commit, agent):
-            data = committed_data(git, commit, rel, "suite")
-            if not isinstance(data, Mapping):
-                continue
+        for rel, data in suites.documents(commit, agent).items():
             shared = _count(data.get("repeat"))
             cases = data.get("cases")
             for case in cases if isinstance(cases, list) else ():

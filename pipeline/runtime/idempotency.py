@@ -60,7 +60,7 @@ class Claim:
 
     store: StateStore
     key: str
-    owner: str = field(default_factory=lambda: new_owner())
+    owner: str = field(default_factory=new_owner)
     settled: bool = False
 
     def keep(self, status: int, body: bytes | str, headers: dict[str, str]) -> None:
